@@ -1,0 +1,287 @@
+//! The answer cache: moka, keyed by a SHA-256 of the token, bounded by the
+//! token's `exp`, with inactive answers kept apart.
+//!
+//! - Keys are `SHA-256(domain ‖ len ‖ endpoint ‖ len ‖ client_id ‖ len ‖ token)`:
+//!   the length prefixes make the encoding injective, and the endpoint and
+//!   `client_id` keep answers given to one resource server from being used by
+//!   another (RFC 7662 §2.2, I14). Raw tokens are never stored.
+//! - Active answers live `min(exp − now, max_ttl)` (RFC 7662 §4, I9); reads
+//!   never extend that.
+//! - Inactive answers live `negative_ttl` in their own bounded cache, so a
+//!   flood of random tokens can never evict an active entry.
+//! - Faults are never cached.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use moka::Expiry;
+use sha2::{Digest, Sha256};
+
+use crate::principal::Principal;
+
+/// The cache key: a SHA-256 digest.
+pub(crate) type Key = [u8; 32];
+
+/// Default capacity of the active cache, in entries.
+pub const DEFAULT_MAX_ENTRIES: u64 = 100_000;
+/// Default upper bound on how long an active answer is reused.
+pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(60);
+/// Default capacity of the inactive cache, in entries.
+pub const DEFAULT_NEGATIVE_ENTRIES: u64 = 10_000;
+/// Default time an inactive answer is reused.
+pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(10);
+
+/// A cached active answer and how long it may be reused.
+#[derive(Clone)]
+pub(crate) struct Entry {
+    pub(crate) principal: Principal,
+    ttl: Duration,
+}
+
+struct UntilExp;
+
+impl Expiry<Key, Entry> for UntilExp {
+    fn expire_after_create(&self, _key: &Key, entry: &Entry, _created_at: Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+/// How long an active answer may be cached: `min(exp − now, max_ttl)`, or
+/// `None` when `exp` has already passed (the answer must not be used at all).
+///
+/// `now` is the time since the Unix epoch, with sub-second precision, so that
+/// a token expiring in 1.2 s is cached for 1.2 s, not 2.
+pub(crate) fn active_ttl(exp: Option<i64>, now: Duration, max_ttl: Duration) -> Option<Duration> {
+    let Some(exp) = exp else {
+        return Some(max_ttl);
+    };
+    let exp = Duration::from_secs(u64::try_from(exp).ok()?);
+    let remaining = exp.checked_sub(now).filter(|d| !d.is_zero())?;
+    Some(remaining.min(max_ttl))
+}
+
+/// The caches of one introspector.
+pub(crate) struct TokenCache {
+    pub(crate) active: Option<Cache<Key, Entry>>,
+    pub(crate) inactive: Option<Cache<Key, ()>>,
+    pub(crate) max_ttl: Duration,
+    /// The hasher state after the domain, endpoint and client id.
+    prefix: Sha256,
+    pub(crate) counters: Counters,
+}
+
+/// Cache settings, as given to the builder.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CacheSettings {
+    pub(crate) max_entries: u64,
+    pub(crate) max_ttl: Duration,
+    pub(crate) negative_entries: u64,
+    pub(crate) negative_ttl: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            max_entries: DEFAULT_MAX_ENTRIES,
+            max_ttl: DEFAULT_MAX_TTL,
+            negative_entries: DEFAULT_NEGATIVE_ENTRIES,
+            negative_ttl: DEFAULT_NEGATIVE_TTL,
+        }
+    }
+}
+
+impl TokenCache {
+    pub(crate) fn new(settings: CacheSettings, endpoint: &str, client_id: &str) -> Self {
+        let enabled = !settings.max_ttl.is_zero() && settings.max_entries > 0;
+        let active = enabled.then(|| {
+            Cache::builder()
+                .max_capacity(settings.max_entries)
+                .time_to_live(settings.max_ttl)
+                .expire_after(UntilExp)
+                .build()
+        });
+        let negative = enabled && !settings.negative_ttl.is_zero() && settings.negative_entries > 0;
+        let inactive = negative.then(|| {
+            Cache::builder()
+                .max_capacity(settings.negative_entries)
+                .time_to_live(settings.negative_ttl)
+                .build()
+        });
+        let mut prefix = Sha256::new();
+        prefix.update(b"tower-introspection/v1\0");
+        for part in [endpoint, client_id] {
+            prefix.update((part.len() as u64).to_be_bytes());
+            prefix.update(part.as_bytes());
+        }
+        Self {
+            active,
+            inactive,
+            max_ttl: settings.max_ttl,
+            prefix,
+            counters: Counters::default(),
+        }
+    }
+
+    pub(crate) fn key(&self, token: &str) -> Key {
+        let mut hasher = self.prefix.clone();
+        hasher.update((token.len() as u64).to_be_bytes());
+        hasher.update(token.as_bytes());
+        hasher.finalize().into()
+    }
+
+    pub(crate) fn entry(&self, principal: Principal, now: Duration) -> Option<Entry> {
+        let ttl = active_ttl(principal.expires_at(), now, self.max_ttl)?;
+        Some(Entry { principal, ttl })
+    }
+
+    pub(crate) fn stats(&self) -> CacheStats {
+        let c = &self.counters;
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        CacheStats {
+            hits: load(&c.hits),
+            negative_hits: load(&c.negative_hits),
+            misses: load(&c.misses),
+            coalesced_waits: load(&c.coalesced_waits),
+            introspections: IntrospectionStats {
+                active: load(&c.active),
+                inactive: load(&c.inactive),
+                as_fault: load(&c.as_fault),
+                config_error: load(&c.config_error),
+            },
+            entries: self.active.as_ref().map_or(0, Cache::entry_count),
+            negative_entries: self.inactive.as_ref().map_or(0, Cache::entry_count),
+        }
+    }
+}
+
+/// Relaxed atomic counters: cheap enough for the hot path.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) hits: AtomicU64,
+    pub(crate) negative_hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) coalesced_waits: AtomicU64,
+    pub(crate) active: AtomicU64,
+    pub(crate) inactive: AtomicU64,
+    pub(crate) as_fault: AtomicU64,
+    pub(crate) config_error: AtomicU64,
+}
+
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A snapshot of an introspector's cache counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Requests answered from the active cache.
+    pub hits: u64,
+    /// Requests answered from the inactive cache.
+    pub negative_hits: u64,
+    /// Requests that found nothing cached (including coalesced waiters).
+    pub misses: u64,
+    /// Misses that waited for another request's introspection call instead
+    /// of making their own.
+    pub coalesced_waits: u64,
+    /// Introspection calls, by outcome.
+    pub introspections: IntrospectionStats,
+    /// Active entries currently cached (moka's estimate).
+    pub entries: u64,
+    /// Inactive entries currently cached (moka's estimate).
+    pub negative_entries: u64,
+}
+
+/// Introspection calls by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IntrospectionStats {
+    /// The authorization server said active.
+    pub active: u64,
+    /// The authorization server said inactive.
+    pub inactive: u64,
+    /// The authorization server could not be used (503).
+    pub as_fault: u64,
+    /// The authorization server refused our credentials (500).
+    pub config_error: u64,
+}
+
+impl IntrospectionStats {
+    /// All calls.
+    pub fn total(&self) -> u64 {
+        self.active + self.inactive + self.as_fault + self.config_error
+    }
+}
+
+/// The first bytes of a key in hex: enough to correlate log lines, useless
+/// for recovering the token.
+pub(crate) fn key_prefix(key: &Key) -> String {
+    key[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn at(secs: u64, millis: u64) -> Duration {
+        Duration::from_secs(secs) + Duration::from_millis(millis)
+    }
+
+    #[test]
+    fn ttl_is_bounded_by_exp() {
+        assert_eq!(
+            active_ttl(Some(1002), at(1000, 0), MINUTE),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            active_ttl(Some(1002), at(1000, 800), MINUTE),
+            Some(Duration::from_millis(1200))
+        );
+    }
+
+    #[test]
+    fn ttl_is_bounded_by_max_ttl() {
+        assert_eq!(active_ttl(Some(100_000), at(1000, 0), MINUTE), Some(MINUTE));
+    }
+
+    #[test]
+    fn no_exp_means_max_ttl() {
+        assert_eq!(active_ttl(None, at(1000, 0), MINUTE), Some(MINUTE));
+    }
+
+    #[test]
+    fn passed_exp_is_not_cached() {
+        assert_eq!(active_ttl(Some(1000), at(1000, 0), MINUTE), None);
+        assert_eq!(active_ttl(Some(999), at(1000, 0), MINUTE), None);
+        assert_eq!(active_ttl(Some(-5), at(1000, 0), MINUTE), None);
+    }
+
+    fn cache(endpoint: &str, client_id: &str) -> TokenCache {
+        TokenCache::new(CacheSettings::default(), endpoint, client_id)
+    }
+
+    #[test]
+    fn keys_separate_endpoint_client_and_token() {
+        let a = cache("https://as/introspect", "rs");
+        assert_eq!(a.key("t"), a.key("t"));
+        assert_ne!(a.key("t"), a.key("u"));
+        assert_ne!(a.key("t"), cache("https://as/introspect", "rs2").key("t"));
+        assert_ne!(a.key("t"), cache("https://as2/introspect", "rs").key("t"));
+        // Shifting bytes between the parts must not collide.
+        assert_ne!(cache("ab", "c").key("t"), cache("a", "bc").key("t"));
+        assert_ne!(cache("a", "bc").key("t"), cache("a", "b").key("ct"));
+    }
+
+    #[test]
+    fn zero_max_ttl_disables_caching() {
+        let settings = CacheSettings {
+            max_ttl: Duration::ZERO,
+            ..CacheSettings::default()
+        };
+        let cache = TokenCache::new(settings, "e", "c");
+        assert!(cache.active.is_none() && cache.inactive.is_none());
+    }
+}

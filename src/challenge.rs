@@ -1,0 +1,128 @@
+//! Building `WWW-Authenticate: Bearer …` challenges (RFC 6750 §3).
+//!
+//! Every challenge carries `realm`, so no bare `Bearer` is ever sent (B8).
+//! Parameter values are reduced to the characters RFC 6750 §3 allows before
+//! they are quoted, so a value can never break out of its quoted string or
+//! add a second parameter (B9, B10).
+
+use http::HeaderValue;
+
+/// A `WWW-Authenticate: Bearer` challenge under construction.
+#[derive(Debug, Clone)]
+pub(crate) struct Challenge {
+    value: String,
+}
+
+impl Challenge {
+    /// Starts a challenge with the `realm` parameter.
+    pub(crate) fn new(realm: &str) -> Self {
+        let mut value = String::with_capacity(64);
+        value.push_str("Bearer realm=\"");
+        push_sanitized(&mut value, realm, is_error_char);
+        value.push('"');
+        Self { value }
+    }
+
+    /// Adds the `error` parameter.
+    pub(crate) fn error(self, code: &str) -> Self {
+        self.param("error", code, is_error_char)
+    }
+
+    /// Adds `error_description`, dropping characters RFC 6750 §3 forbids.
+    pub(crate) fn description(self, description: &str) -> Self {
+        if description.is_empty() {
+            return self;
+        }
+        self.param("error_description", description, is_error_char)
+    }
+
+    /// Adds `scope`: space-separated scope tokens.
+    pub(crate) fn scope(self, scope: &str) -> Self {
+        self.param("scope", scope, is_scope_char)
+    }
+
+    /// Finishes the challenge as a header value.
+    pub(crate) fn into_header_value(self) -> HeaderValue {
+        // Only visible ASCII and spaces were pushed, which is always a valid header value.
+        HeaderValue::try_from(self.value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+    }
+
+    fn param(mut self, name: &str, value: &str, allowed: fn(char) -> bool) -> Self {
+        self.value.push_str(", ");
+        self.value.push_str(name);
+        self.value.push_str("=\"");
+        push_sanitized(&mut self.value, value, allowed);
+        self.value.push('"');
+        self
+    }
+}
+
+fn push_sanitized(out: &mut String, value: &str, allowed: fn(char) -> bool) {
+    out.extend(value.chars().filter(|&c| allowed(c)));
+}
+
+/// `%x20-21 / %x23-5B / %x5D-7E`: printable ASCII without `"` and `\`.
+fn is_error_char(c: char) -> bool {
+    matches!(c, '\x20'..='\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E')
+}
+
+/// `%x21 / %x23-5B / %x5D-7E` plus the space that separates scope tokens.
+fn is_scope_char(c: char) -> bool {
+    c == ' ' || matches!(c, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E')
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Parses a `Bearer` challenge into its parameters, failing on anything
+    /// that is not `name="value"` pairs separated by `, `.
+    pub(crate) fn parse(header: &str) -> Option<Vec<(String, String)>> {
+        let rest = header.strip_prefix("Bearer ")?;
+        let mut params = Vec::new();
+        let mut rest = rest;
+        loop {
+            let eq = rest.find("=\"")?;
+            let name = &rest[..eq];
+            let after = &rest[eq + 2..];
+            let close = after.find('"')?;
+            params.push((name.to_owned(), after[..close].to_owned()));
+            rest = &after[close + 1..];
+            if rest.is_empty() {
+                return Some(params);
+            }
+            rest = rest.strip_prefix(", ")?;
+        }
+    }
+
+    #[test]
+    fn realm_only() {
+        let value = Challenge::new("api").into_header_value();
+        assert_eq!(value, "Bearer realm=\"api\"");
+    }
+
+    #[test]
+    fn full_challenge_has_unique_params() {
+        let value = Challenge::new("api")
+            .error("insufficient_scope")
+            .scope("read write")
+            .into_header_value();
+        assert_eq!(
+            value,
+            "Bearer realm=\"api\", error=\"insufficient_scope\", scope=\"read write\""
+        );
+    }
+
+    #[test]
+    fn b10_description_is_sanitized() {
+        let value = Challenge::new("a\"b")
+            .error("invalid_token")
+            .description("bad \"token\" é\\, error=\"x")
+            .into_header_value();
+        let text = value.to_str().unwrap();
+        let params = parse(text).unwrap();
+        assert_eq!(params.len(), 3);
+        assert_eq!(params[0], ("realm".into(), "ab".into()));
+        assert_eq!(params[2].1, "bad token , error=x");
+    }
+}

@@ -1,0 +1,260 @@
+//! Errors: why a request was rejected ([`AuthError`]) and why a configuration
+//! was refused ([`ConfigError`]).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+
+use crate::challenge::Challenge;
+
+/// The realm used when none is configured.
+pub const DEFAULT_REALM: &str = "api";
+
+/// How long clients are asked to wait (`Retry-After`, seconds) when the
+/// authorization server cannot answer.
+pub(crate) const RETRY_AFTER_SECS: u32 = 5;
+
+/// The class of an [`AuthError`]; each maps to one row of the RFC 6750 table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No bearer token in the request (or another scheme): 401 with a bare
+    /// `Bearer realm="…"` challenge and no error code (RFC 6750 §3.1).
+    MissingToken,
+    /// Malformed credentials or a token sent in more than one place:
+    /// 400 `invalid_request`.
+    InvalidRequest,
+    /// Inactive, expired, revoked, unknown, or for another issuer or audience:
+    /// 401 `invalid_token`.
+    InvalidToken,
+    /// A valid token that lacks a required scope: 403 `insufficient_scope`.
+    InsufficientScope,
+    /// The authorization server is unreachable, slow, failing or answered
+    /// something unparsable: 503 with `Retry-After`, never cached.
+    Unavailable,
+    /// The authorization server rejected the resource server's own
+    /// credentials, or the middleware is wired wrongly: 500.
+    Misconfigured,
+}
+
+impl ErrorKind {
+    /// The HTTP status this kind is answered with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::MissingToken | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::InvalidRequest => StatusCode::BAD_REQUEST,
+            Self::InsufficientScope => StatusCode::FORBIDDEN,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The RFC 6750 `error` code, if this kind has one.
+    pub fn error_code(self) -> Option<&'static str> {
+        match self {
+            Self::MissingToken | Self::Unavailable | Self::Misconfigured => None,
+            Self::InvalidRequest => Some("invalid_request"),
+            Self::InvalidToken => Some("invalid_token"),
+            Self::InsufficientScope => Some("insufficient_scope"),
+        }
+    }
+
+    /// The `error` member of the default JSON body.
+    fn body_code(self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::Unavailable => "temporarily_unavailable",
+            Self::Misconfigured => "server_error",
+            other => other.error_code().unwrap_or("server_error"),
+        }
+    }
+}
+
+/// Why a request was rejected.
+///
+/// It never holds the token, a secret or the authorization server's answer.
+/// The middleware attaches it to the rejection response's extensions, so
+/// outer layers can see why a request failed; with the `axum` feature it is
+/// also an `IntoResponse` rejection.
+#[derive(Clone)]
+pub struct AuthError {
+    kind: ErrorKind,
+    description: Cow<'static, str>,
+    required_scope: Option<Arc<str>>,
+    realm: Option<HeaderValue>,
+}
+
+impl AuthError {
+    pub(crate) fn new(kind: ErrorKind, description: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind,
+            description: description.into(),
+            required_scope: None,
+            realm: None,
+        }
+    }
+
+    pub(crate) fn missing_token() -> Self {
+        Self::new(ErrorKind::MissingToken, "a bearer token is required")
+    }
+
+    pub(crate) fn invalid_token(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::InvalidToken, description)
+    }
+
+    pub(crate) fn insufficient_scope(required: Arc<str>) -> Self {
+        let mut error = Self::new(
+            ErrorKind::InsufficientScope,
+            "the token lacks a scope this resource requires",
+        );
+        error.required_scope = Some(required);
+        error
+    }
+
+    pub(crate) fn missing_layer() -> Self {
+        Self::new(
+            ErrorKind::Misconfigured,
+            "no `Principal` in the request extensions: is the route covered by `IntrospectionLayer`?",
+        )
+    }
+
+    pub(crate) fn with_realm(mut self, realm: Option<&HeaderValue>) -> Self {
+        self.realm = realm.cloned();
+        self
+    }
+
+    /// The class of the error.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The HTTP status the error is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+
+    /// A short, human-readable reason, free of tokens and secrets.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The scopes the resource requires, space-separated, for
+    /// [`ErrorKind::InsufficientScope`].
+    pub fn required_scope(&self) -> Option<&str> {
+        self.required_scope.as_deref()
+    }
+
+    /// The `WWW-Authenticate` challenge for this error, if its status takes one.
+    pub fn challenge(&self) -> Option<HeaderValue> {
+        let realm = self
+            .realm
+            .as_ref()
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or(DEFAULT_REALM);
+        let challenge = Challenge::new(realm);
+        Some(match self.kind {
+            ErrorKind::MissingToken => challenge.into_header_value(),
+            ErrorKind::InvalidRequest | ErrorKind::InvalidToken => challenge
+                .error(self.kind.error_code()?)
+                .description(&self.description)
+                .into_header_value(),
+            ErrorKind::InsufficientScope => {
+                let challenge = challenge.error("insufficient_scope");
+                match &self.required_scope {
+                    Some(scope) => challenge.scope(scope),
+                    None => challenge,
+                }
+                .into_header_value()
+            }
+            ErrorKind::Unavailable | ErrorKind::Misconfigured => return None,
+        })
+    }
+
+    /// Writes the status-defining headers: the challenge, or `Retry-After`.
+    pub(crate) fn write_headers(&self, headers: &mut HeaderMap) {
+        if let Some(challenge) = self.challenge() {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        if self.kind == ErrorKind::Unavailable {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+    }
+
+    /// The default JSON body: `{"error": "…", "error_description": "…"}`.
+    pub fn json_body(&self) -> bytes::Bytes {
+        let body = serde_json::json!({
+            "error": self.kind.body_code(),
+            "error_description": self.description,
+        });
+        bytes::Bytes::from(body.to_string())
+    }
+}
+
+impl fmt::Debug for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthError")
+            .field("kind", &self.kind)
+            .field("description", &self.description)
+            .field("required_scope", &self.required_scope)
+            .finish()
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            ErrorKind::MissingToken => "missing bearer token",
+            ErrorKind::InvalidRequest => "invalid request",
+            ErrorKind::InvalidToken => "invalid token",
+            ErrorKind::InsufficientScope => "insufficient scope",
+            ErrorKind::Unavailable => "authorization server unavailable",
+            ErrorKind::Misconfigured => "resource server misconfigured",
+        };
+        write!(f, "{what}: {}", self.description)
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+/// A configuration the builders refuse, reported by `build()`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The endpoint is not an absolute `http(s)` URL.
+    #[error("invalid {what} URL: {reason}")]
+    InvalidUrl {
+        /// Which URL was refused.
+        what: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// An `http://` endpoint on a host that is not loopback (RFC 7662 §4).
+    #[error("{what} URL uses plain http on a non-loopback host; use https or `allow_insecure_http(true)`")]
+    InsecureUrl {
+        /// Which URL was refused.
+        what: &'static str,
+    },
+    /// No way to authenticate to the introspection endpoint (RFC 7662 §2.1).
+    #[error("no client credentials for the introspection endpoint; set one client authentication method, or `unauthenticated()` for a network-protected endpoint")]
+    MissingCredentials,
+    /// More than one client authentication method (RFC 6749 §2.3).
+    #[error("more than one client authentication method was configured; choose exactly one")]
+    ConflictingCredentials,
+    /// A credential that cannot be sent in an HTTP header.
+    #[error("the {what} contains characters that cannot be sent in an HTTP header")]
+    InvalidCredential {
+        /// Which credential was refused.
+        what: &'static str,
+    },
+    /// The HTTP client could not be built.
+    #[error("could not build the HTTP client")]
+    HttpClient(#[source] reqwest::Error),
+    /// A setting is out of its allowed range.
+    #[error("invalid setting: {0}")]
+    InvalidSetting(&'static str),
+    /// Discovery (RFC 8414 / OpenID Connect) failed.
+    #[error("discovery failed: {0}")]
+    Discovery(String),
+}

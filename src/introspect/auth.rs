@@ -1,0 +1,248 @@
+//! How the resource server authenticates to the introspection endpoint
+//! (RFC 7662 §2.1, RFC 6749 §2.3): exactly one method per request.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use http::HeaderValue;
+use serde::Deserialize;
+
+use super::http::{read_capped, Fault, HttpSettings};
+
+/// A secret whose `Debug` never shows it.
+#[derive(Clone)]
+pub(crate) struct Secret(Box<str>);
+
+impl Secret {
+    pub(crate) fn new(value: impl Into<String>) -> Self {
+        Self(value.into().into_boxed_str())
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The configured client authentication.
+#[derive(Debug)]
+pub(crate) enum ClientAuth {
+    /// `client_secret_basic`: a precomputed, sensitive `Authorization` header.
+    Basic {
+        client_id: Box<str>,
+        header: HeaderValue,
+    },
+    /// `client_secret_post`: `client_id` and `client_secret` in the form body.
+    Post { client_id: Box<str>, secret: Secret },
+    /// A static bearer token.
+    StaticBearer(HeaderValue),
+    /// A bearer token obtained with the client credentials grant.
+    ClientCredentials(TokenFetcher),
+    /// No credentials: the endpoint is protected by the network.
+    Unauthenticated,
+}
+
+impl ClientAuth {
+    /// The resource server's `client_id`, part of every cache key (I14).
+    pub(crate) fn client_id(&self) -> &str {
+        match self {
+            Self::Basic { client_id, .. } | Self::Post { client_id, .. } => client_id,
+            Self::ClientCredentials(fetcher) => &fetcher.client_id,
+            Self::StaticBearer(_) | Self::Unauthenticated => "",
+        }
+    }
+
+    pub(crate) fn method_name(&self) -> &'static str {
+        match self {
+            Self::Basic { .. } => "client_secret_basic",
+            Self::Post { .. } => "client_secret_post",
+            Self::StaticBearer(_) => "bearer (static)",
+            Self::ClientCredentials(_) => "bearer (client credentials)",
+            Self::Unauthenticated => "none",
+        }
+    }
+}
+
+/// `Authorization: Basic` with the id and secret form-urlencoded first
+/// (RFC 6749 §2.3.1 and Appendix B, checklist C1).
+pub(crate) fn basic_header(client_id: &str, secret: &str) -> Option<HeaderValue> {
+    let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let pair = format!("{}:{}", encode(client_id), encode(secret));
+    let value = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
+    let mut header = HeaderValue::try_from(value).ok()?;
+    header.set_sensitive(true);
+    Some(header)
+}
+
+pub(crate) fn bearer_header(token: &str) -> Option<HeaderValue> {
+    let mut header = HeaderValue::try_from(format!("Bearer {token}")).ok()?;
+    header.set_sensitive(true);
+    Some(header)
+}
+
+/// Fetches and caches the resource server's own bearer token from the
+/// authorization server's token endpoint (client credentials grant, C5).
+pub(crate) struct TokenFetcher {
+    pub(crate) token_url: url::Url,
+    pub(crate) client_id: Box<str>,
+    basic: HeaderValue,
+    scope: Option<Box<str>>,
+    current: tokio::sync::Mutex<Option<CachedToken>>,
+}
+
+struct CachedToken {
+    header: HeaderValue,
+    refresh_at: Instant,
+}
+
+impl fmt::Debug for TokenFetcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenFetcher")
+            .field("token_url", &self.token_url.as_str())
+            .field("client_id", &self.client_id)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
+}
+
+/// Used when the token endpoint does not say how long its token lives.
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+
+impl TokenFetcher {
+    pub(crate) fn new(
+        token_url: url::Url,
+        client_id: &str,
+        secret: &str,
+        scope: Option<String>,
+    ) -> Option<Self> {
+        Some(Self {
+            token_url,
+            client_id: client_id.into(),
+            basic: basic_header(client_id, secret)?,
+            scope: scope.map(String::into_boxed_str),
+            current: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The current `Authorization: Bearer` header, fetching a new token when
+    /// there is none or it is about to expire. The mutex makes concurrent
+    /// callers share one fetch.
+    pub(crate) async fn header(&self, http: &HttpSettings) -> Result<HeaderValue, Fault> {
+        let mut current = self.current.lock().await;
+        if let Some(token) = current.as_ref() {
+            if Instant::now() < token.refresh_at {
+                return Ok(token.header.clone());
+            }
+        }
+        let fresh = self.fetch(http).await?;
+        let header = fresh.header.clone();
+        *current = Some(fresh);
+        Ok(header)
+    }
+
+    /// Forgets `used` after the introspection endpoint refused it, unless
+    /// another caller already replaced it.
+    pub(crate) async fn invalidate(&self, used: &HeaderValue) {
+        let mut current = self.current.lock().await;
+        if current.as_ref().is_some_and(|token| token.header == *used) {
+            *current = None;
+        }
+    }
+
+    async fn fetch(&self, http: &HttpSettings) -> Result<CachedToken, Fault> {
+        let body = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "client_credentials");
+            if let Some(scope) = &self.scope {
+                form.append_pair("scope", scope);
+            }
+            form.finish()
+        };
+        let response = http
+            .post(self.token_url.clone())
+            .header(http::header::AUTHORIZATION, self.basic.clone())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| Fault::transport("token endpoint", &e))?;
+        let status = response.status();
+        if matches!(status.as_u16(), 400 | 401 | 403) {
+            return Err(Fault::Misconfigured(format!(
+                "the token endpoint refused the client credentials grant (HTTP {})",
+                status.as_u16()
+            )));
+        }
+        if !status.is_success() {
+            return Err(Fault::Unavailable(format!(
+                "the token endpoint answered HTTP {}",
+                status.as_u16()
+            )));
+        }
+        let body = read_capped(response, http.max_body).await?;
+        let parsed: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|_| Fault::Unavailable("the token endpoint answered an unusable body".into()))?;
+        let header = bearer_header(&parsed.access_token)
+            .filter(|_| crate::token::is_b64token(parsed.access_token.as_bytes()))
+            .ok_or_else(|| Fault::Unavailable("the token endpoint issued a malformed token".into()))?;
+        let lifetime = parsed
+            .expires_in
+            .as_ref()
+            .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
+        Ok(CachedToken {
+            header,
+            refresh_at: Instant::now() + refresh_after(lifetime),
+        })
+    }
+}
+
+/// Refresh a little before the token expires: a tenth of its life early, at
+/// most 30 s.
+pub(crate) fn refresh_after(lifetime: Duration) -> Duration {
+    lifetime.saturating_sub((lifetime / 10).min(Duration::from_secs(30)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn c1_basic_urlencodes_before_base64() {
+        let header = basic_header("my client", "a+b/c%:é").unwrap();
+        let encoded = header.to_str().unwrap().strip_prefix("Basic ").unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
+        assert_eq!(
+            String::from_utf8(decoded).unwrap(),
+            "my+client:a%2Bb%2Fc%25%3A%C3%A9"
+        );
+        assert!(header.is_sensitive());
+    }
+
+    #[test]
+    fn refresh_margin() {
+        assert_eq!(
+            refresh_after(Duration::from_secs(3600)),
+            Duration::from_secs(3570)
+        );
+        assert_eq!(refresh_after(Duration::from_secs(60)), Duration::from_secs(54));
+        assert_eq!(refresh_after(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "[redacted]");
+    }
+}

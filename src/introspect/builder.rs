@@ -1,0 +1,437 @@
+//! [`IntrospectorBuilder`]: every setting of an [`Introspector`], checked at
+//! `build()`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::auth::{basic_header, bearer_header, ClientAuth, Secret, TokenFetcher};
+use super::http::{HttpSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
+use super::{Inner, Introspector, RateLimit};
+use crate::cache::{CacheSettings, TokenCache};
+use crate::error::ConfigError;
+use crate::validate::Validation;
+
+/// Configures an [`Introspector`]; see [`Introspector::builder`].
+///
+/// Exactly one client authentication method must be chosen:
+/// [`client_secret_basic`](Self::client_secret_basic) (recommended),
+/// [`client_secret_post`](Self::client_secret_post),
+/// [`bearer_token`](Self::bearer_token),
+/// [`bearer_from_client_credentials`](Self::bearer_from_client_credentials), or
+/// [`unauthenticated`](Self::unauthenticated) for an endpoint protected by the
+/// network alone.
+///
+/// # Cache settings and revocation latency
+///
+/// A cached active answer is reused until `min(exp, max_ttl)`. A token revoked
+/// at the authorization server therefore keeps working for up to `max_ttl`
+/// unless [`Introspector::invalidate`] is called (RFC 7662 §4). The default
+/// `max_ttl` of 60 s bounds that window; `max_ttl(Duration::ZERO)` turns
+/// caching off for sensitive deployments, and every request is introspected.
+pub struct IntrospectorBuilder {
+    endpoint: String,
+    auth: Vec<PendingAuth>,
+    http_client: Option<reqwest::Client>,
+    connect_timeout: Duration,
+    timeout: Duration,
+    max_response_bytes: usize,
+    allow_insecure_http: bool,
+    token_type_hint: bool,
+    leeway: Duration,
+    issuers: Vec<Box<str>>,
+    audiences: Vec<Box<str>>,
+    token_type: Option<Box<str>>,
+    cache: CacheSettings,
+}
+
+enum PendingAuth {
+    Basic {
+        client_id: String,
+        secret: Secret,
+    },
+    Post {
+        client_id: String,
+        secret: Secret,
+    },
+    Bearer(Secret),
+    ClientCredentials {
+        token_url: String,
+        client_id: String,
+        secret: Secret,
+        scope: Option<String>,
+    },
+    Unauthenticated,
+}
+
+impl IntrospectorBuilder {
+    pub(super) fn new(endpoint: String) -> Self {
+        Self {
+            endpoint,
+            auth: Vec::new(),
+            http_client: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            timeout: DEFAULT_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            allow_insecure_http: false,
+            token_type_hint: true,
+            leeway: Duration::ZERO,
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            token_type: None,
+            cache: CacheSettings::default(),
+        }
+    }
+
+    /// Authenticate with HTTP Basic (`client_secret_basic`, RFC 6749 §2.3.1).
+    /// The id and secret are form-urlencoded before base64, as the RFC asks.
+    pub fn client_secret_basic(mut self, client_id: impl Into<String>, secret: impl Into<String>) -> Self {
+        self.auth.push(PendingAuth::Basic {
+            client_id: client_id.into(),
+            secret: Secret::new(secret),
+        });
+        self
+    }
+
+    /// Authenticate with `client_id` and `client_secret` in the form body
+    /// (`client_secret_post`; RFC 6749 advises it only for clients that cannot
+    /// use Basic).
+    pub fn client_secret_post(mut self, client_id: impl Into<String>, secret: impl Into<String>) -> Self {
+        self.auth.push(PendingAuth::Post {
+            client_id: client_id.into(),
+            secret: Secret::new(secret),
+        });
+        self
+    }
+
+    /// Authenticate with a static bearer token (RFC 7662 §2.1 allows "a
+    /// separate OAuth 2.0 access token").
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.auth.push(PendingAuth::Bearer(Secret::new(token)));
+        self
+    }
+
+    /// Authenticate with a bearer token that the introspector obtains itself
+    /// from `token_url` with the client credentials grant (client
+    /// authenticated by HTTP Basic). It is reused until shortly before its
+    /// `expires_in`, and fetched again once if the introspection endpoint
+    /// answers 401 or 403. Django OAuth Toolkit wants scope `introspection`
+    /// on such a token: set it with [`token_scope`](Self::token_scope).
+    pub fn bearer_from_client_credentials(
+        mut self,
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> Self {
+        self.auth.push(PendingAuth::ClientCredentials {
+            token_url: token_url.into(),
+            client_id: client_id.into(),
+            secret: Secret::new(secret),
+            scope: None,
+        });
+        self
+    }
+
+    /// The `scope` requested with [`bearer_from_client_credentials`](Self::bearer_from_client_credentials).
+    pub fn token_scope(mut self, scope: impl Into<String>) -> Self {
+        for auth in &mut self.auth {
+            if let PendingAuth::ClientCredentials { scope: slot, .. } = auth {
+                *slot = Some(scope.into());
+                break;
+            }
+        }
+        self
+    }
+
+    /// Send no credentials. RFC 7662 requires the endpoint to be protected;
+    /// use this only when the network protects it.
+    pub fn unauthenticated(mut self) -> Self {
+        self.auth.push(PendingAuth::Unauthenticated);
+        self
+    }
+
+    /// Use this `reqwest::Client` instead of building one. Its own redirect
+    /// policy and timeouts apply; the total timeout set here is applied per
+    /// request as well, and an answer that comes from another URL than the
+    /// endpoint is refused.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// Connect timeout toward the authorization server (default 2 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Total timeout of one call to the authorization server (default 5 s).
+    /// A slow server is answered 503.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Largest answer read from the authorization server (default 64 KiB).
+    pub fn max_response_bytes(mut self, max: usize) -> Self {
+        self.max_response_bytes = max;
+        self
+    }
+
+    /// Allow `http://` endpoints on non-loopback hosts (default: refused,
+    /// RFC 7662 §4 requires TLS). Loopback hosts are always allowed.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// Send `token_type_hint=access_token` (default: on).
+    pub fn token_type_hint(mut self, send: bool) -> Self {
+        self.token_type_hint = send;
+        self
+    }
+
+    /// Clock skew tolerated on `exp` and `nbf` (default: none).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Accept only tokens whose `iss` equals this issuer exactly. Repeat to
+    /// accept several.
+    pub fn expected_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push(issuer.into().into_boxed_str());
+        self
+    }
+
+    /// Accept only tokens whose `aud` contains this audience exactly. Repeat
+    /// to accept any of several.
+    pub fn expected_audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into().into_boxed_str());
+        self
+    }
+
+    /// Accept only tokens whose `token_type` is this one (case-insensitive).
+    pub fn required_token_type(mut self, token_type: impl Into<String>) -> Self {
+        self.token_type = Some(token_type.into().into_boxed_str());
+        self
+    }
+
+    /// Capacity of the active-answer cache (default 100 000 entries).
+    pub fn max_entries(mut self, entries: u64) -> Self {
+        self.cache.max_entries = entries;
+        self
+    }
+
+    /// Longest reuse of an active answer (default 60 s); `exp` shortens it.
+    /// `Duration::ZERO` disables caching.
+    pub fn max_ttl(mut self, ttl: Duration) -> Self {
+        self.cache.max_ttl = ttl;
+        self
+    }
+
+    /// Capacity of the inactive-answer cache (default 10 000 entries), kept
+    /// apart so that random tokens cannot evict active entries.
+    pub fn negative_entries(mut self, entries: u64) -> Self {
+        self.cache.negative_entries = entries;
+        self
+    }
+
+    /// How long an inactive answer is reused (default 10 s);
+    /// `Duration::ZERO` disables the inactive cache.
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.cache.negative_ttl = ttl;
+        self
+    }
+
+    /// Checks the settings and builds the introspector.
+    pub fn build(self) -> Result<Introspector, ConfigError> {
+        let endpoint = checked_url("introspection endpoint", &self.endpoint, self.allow_insecure_http)?;
+        if self.max_response_bytes == 0 || self.timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(ConfigError::InvalidSetting(
+                "timeouts and the response size limit must be greater than zero",
+            ));
+        }
+        let mut pending = self.auth;
+        let auth = match pending.len() {
+            0 => return Err(ConfigError::MissingCredentials),
+            1 => pending.pop().ok_or(ConfigError::MissingCredentials)?,
+            _ => return Err(ConfigError::ConflictingCredentials),
+        };
+        let auth = match auth {
+            PendingAuth::Basic { client_id, secret } => ClientAuth::Basic {
+                header: basic_header(&client_id, secret.expose()).ok_or(ConfigError::InvalidCredential {
+                    what: "client secret",
+                })?,
+                client_id: client_id.into_boxed_str(),
+            },
+            PendingAuth::Post { client_id, secret } => ClientAuth::Post {
+                client_id: client_id.into_boxed_str(),
+                secret,
+            },
+            PendingAuth::Bearer(token) => ClientAuth::StaticBearer(
+                bearer_header(token.expose())
+                    .filter(|_| crate::token::is_b64token(token.expose().as_bytes()))
+                    .ok_or(ConfigError::InvalidCredential { what: "bearer token" })?,
+            ),
+            PendingAuth::ClientCredentials {
+                token_url,
+                client_id,
+                secret,
+                scope,
+            } => {
+                let token_url = checked_url("token endpoint", &token_url, self.allow_insecure_http)?;
+                ClientAuth::ClientCredentials(
+                    TokenFetcher::new(token_url, &client_id, secret.expose(), scope).ok_or(
+                        ConfigError::InvalidCredential {
+                            what: "client secret",
+                        },
+                    )?,
+                )
+            }
+            PendingAuth::Unauthenticated => ClientAuth::Unauthenticated,
+        };
+        let client = match self.http_client {
+            Some(client) => client,
+            None => reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(self.connect_timeout)
+                .timeout(self.timeout)
+                .build()
+                .map_err(ConfigError::HttpClient)?,
+        };
+        let cache = TokenCache::new(self.cache, endpoint.as_str(), auth.client_id());
+        let validation = Validation {
+            leeway_secs: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
+            issuers: self.issuers.into(),
+            audiences: self.audiences.into(),
+            token_type: self.token_type,
+        };
+        Ok(Introspector {
+            inner: Arc::new(Inner {
+                endpoint,
+                http: HttpSettings {
+                    client,
+                    timeout: self.timeout,
+                    max_body: self.max_response_bytes,
+                },
+                auth,
+                token_type_hint: self.token_type_hint,
+                validation,
+                cache,
+                config_error_log: RateLimit::default(),
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for IntrospectorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntrospectorBuilder")
+            .field("endpoint", &self.endpoint)
+            .field("auth_methods", &self.auth.len())
+            .field("timeout", &self.timeout)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses an endpoint URL and enforces TLS outside loopback (I10).
+pub(crate) fn checked_url(
+    what: &'static str,
+    raw: &str,
+    allow_insecure_http: bool,
+) -> Result<url::Url, ConfigError> {
+    let invalid = |reason: &str| ConfigError::InvalidUrl {
+        what,
+        reason: reason.to_owned(),
+    };
+    let url = url::Url::parse(raw).map_err(|e| invalid(&e.to_string()))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "credentials in the URL are not allowed; use the builder's client authentication",
+        ));
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if allow_insecure_http || is_loopback(&url) => Ok(url),
+        "http" => Err(ConfigError::InsecureUrl { what }),
+        _ => Err(invalid("the scheme must be https or http")),
+    }
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Introspector;
+
+    fn err(builder: IntrospectorBuilder) -> ConfigError {
+        builder.build().err().expect("the builder should refuse this")
+    }
+
+    #[test]
+    fn i3_credentials_are_required() {
+        assert!(matches!(
+            err(Introspector::builder("https://as/introspect")),
+            ConfigError::MissingCredentials
+        ));
+        assert!(Introspector::builder("https://as/introspect")
+            .unauthenticated()
+            .build()
+            .is_ok());
+    }
+
+    #[test]
+    fn c2_one_method_only() {
+        let builder = Introspector::builder("https://as/introspect")
+            .client_secret_basic("a", "b")
+            .client_secret_post("a", "b");
+        assert!(matches!(err(builder), ConfigError::ConflictingCredentials));
+    }
+
+    #[test]
+    fn i10_plain_http_only_on_loopback() {
+        let build = |url: &str| Introspector::builder(url).client_secret_basic("a", "b").build();
+        assert!(matches!(
+            build("http://as.example/introspect"),
+            Err(ConfigError::InsecureUrl { .. })
+        ));
+        assert!(build("http://127.0.0.1:9/introspect").is_ok());
+        assert!(build("http://[::1]:9/introspect").is_ok());
+        assert!(build("http://localhost:9/introspect").is_ok());
+        assert!(build("https://as.example/introspect").is_ok());
+        assert!(matches!(
+            build("ftp://as.example/"),
+            Err(ConfigError::InvalidUrl { .. })
+        ));
+        assert!(matches!(build("not a url"), Err(ConfigError::InvalidUrl { .. })));
+        assert!(matches!(
+            build("https://u:p@as.example/"),
+            Err(ConfigError::InvalidUrl { .. })
+        ));
+        let opted_in = Introspector::builder("http://as.example/introspect")
+            .client_secret_basic("a", "b")
+            .allow_insecure_http(true)
+            .build();
+        assert!(opted_in.is_ok());
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let builder = Introspector::builder("https://as/introspect").client_secret_basic("rs", "hunter2");
+        assert!(!format!("{builder:?}").contains("hunter2"));
+        let introspector = builder.build().unwrap();
+        let debug = format!("{introspector:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("client_secret_basic"));
+    }
+}

@@ -1,0 +1,176 @@
+//! The HTTP side of introspection: one POST per call (RFC 7662 §2.1), with
+//! bounded time and a bounded answer.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderValue, StatusCode};
+
+use super::answer::{parse_answer, Answer};
+use super::auth::ClientAuth;
+
+/// The default limit on the size of an authorization server's answer.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// The default connect timeout toward the authorization server.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The default total timeout of one call to the authorization server.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why no answer could be used. Neither variant is ever cached.
+#[derive(Debug, Clone)]
+pub(crate) enum Fault {
+    /// Unreachable, slow, 5xx, redirected or unparsable: 503.
+    Unavailable(String),
+    /// The authorization server refused our own credentials: 500.
+    Misconfigured(String),
+}
+
+impl Fault {
+    pub(crate) fn transport(what: &str, error: &reqwest::Error) -> Self {
+        let why = if error.is_timeout() {
+            "timed out"
+        } else if error.is_connect() {
+            "could not connect"
+        } else if error.is_body() || error.is_decode() {
+            "broke off its answer"
+        } else {
+            "failed"
+        };
+        Self::Unavailable(format!("the call to the {what} {why}"))
+    }
+}
+
+/// The client and the limits every call uses.
+#[derive(Debug)]
+pub(crate) struct HttpSettings {
+    pub(crate) client: reqwest::Client,
+    pub(crate) timeout: Duration,
+    pub(crate) max_body: usize,
+}
+
+impl HttpSettings {
+    /// A form POST with `Accept: application/json` and the total timeout.
+    pub(crate) fn post(&self, url: url::Url) -> reqwest::RequestBuilder {
+        self.client
+            .post(url)
+            .timeout(self.timeout)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "application/json")
+    }
+}
+
+/// Reads at most `max` bytes of the body, whatever `Content-Length` says.
+pub(crate) async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Bytes, Fault> {
+    let too_large = || Fault::Unavailable(format!("the answer is larger than {max} bytes"));
+    if response.content_length().is_some_and(|len| len > max as u64) {
+        return Err(too_large());
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| Fault::transport("introspection endpoint", &e))?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// One introspection call with the given client authentication.
+pub(crate) async fn introspect(
+    http: &HttpSettings,
+    endpoint: &url::Url,
+    auth: &ClientAuth,
+    token_type_hint: bool,
+    token: &str,
+) -> Result<Answer, Fault> {
+    let bearer = match auth {
+        ClientAuth::ClientCredentials(fetcher) => Some(fetcher.header(http).await?),
+        _ => None,
+    };
+    let response = send(http, endpoint, auth, bearer.clone(), token_type_hint, token).await?;
+    let response = match (response.status(), auth, bearer) {
+        // Our token may have been revoked or expired early: fetch a new one, once.
+        (
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN,
+            ClientAuth::ClientCredentials(fetcher),
+            Some(used),
+        ) => {
+            fetcher.invalidate(&used).await;
+            let fresh = fetcher.header(http).await?;
+            send(http, endpoint, auth, Some(fresh), token_type_hint, token).await?
+        }
+        _ => response,
+    };
+    if response.url() != endpoint {
+        return Err(Fault::Unavailable(
+            "the answer came from another URL (redirect)".into(),
+        ));
+    }
+    match response.status() {
+        StatusCode::OK => {}
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            return Err(Fault::Misconfigured(format!(
+                "the introspection endpoint refused the resource server's credentials (HTTP {})",
+                response.status().as_u16()
+            )))
+        }
+        status if status.is_redirection() => {
+            return Err(Fault::Unavailable(format!(
+                "the introspection endpoint redirected (HTTP {}); redirects are not followed",
+                status.as_u16()
+            )))
+        }
+        status => {
+            return Err(Fault::Unavailable(format!(
+                "the introspection endpoint answered HTTP {}",
+                status.as_u16()
+            )))
+        }
+    }
+    let body = read_capped(response, http.max_body).await?;
+    parse_answer(&body).map_err(|e| Fault::Unavailable(e.to_string()))
+}
+
+async fn send(
+    http: &HttpSettings,
+    endpoint: &url::Url,
+    auth: &ClientAuth,
+    bearer: Option<HeaderValue>,
+    token_type_hint: bool,
+    token: &str,
+) -> Result<reqwest::Response, Fault> {
+    let mut request = http.post(endpoint.clone());
+    // The serializer is not `Send`: finish the body before awaiting.
+    let body = {
+        let mut form = form_urlencoded::Serializer::new(String::with_capacity(token.len() + 64));
+        form.append_pair("token", token);
+        if token_type_hint {
+            form.append_pair("token_type_hint", "access_token");
+        }
+        match auth {
+            ClientAuth::Basic { header, .. } | ClientAuth::StaticBearer(header) => {
+                request = request.header(header::AUTHORIZATION, header.clone());
+            }
+            ClientAuth::Post { client_id, secret } => {
+                form.append_pair("client_id", client_id);
+                form.append_pair("client_secret", secret.expose());
+            }
+            ClientAuth::ClientCredentials(_) => {
+                if let Some(header) = bearer {
+                    request = request.header(header::AUTHORIZATION, header);
+                }
+            }
+            ClientAuth::Unauthenticated => {}
+        }
+        form.finish()
+    };
+    request
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| Fault::transport("introspection endpoint", &e))
+}

@@ -1,0 +1,292 @@
+//! The RFC 7662 introspection client with its cache: [`Introspector`].
+//!
+//! One `Introspector` per authorization server and resource-server identity,
+//! shared by every layer of a process (cloning is a pointer copy).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use tower_introspection::Introspector;
+//!
+//! let introspector = Introspector::builder("https://as.example/oauth2/introspect")
+//!     .client_secret_basic("my-api", "my-api-secret")
+//!     .expected_audience("https://api.example")
+//!     .max_ttl(Duration::from_secs(30))
+//!     .build()?;
+//! assert_eq!(introspector.endpoint(), "https://as.example/oauth2/introspect");
+//! # Ok(()) }
+//! ```
+
+mod answer;
+mod auth;
+mod builder;
+mod http;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tracing::Instrument as _;
+
+pub use self::answer::AnswerError;
+pub(crate) use self::answer::{parse_answer, Answer};
+pub use self::builder::IntrospectorBuilder;
+pub use self::http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
+
+use self::auth::ClientAuth;
+use self::http::{Fault, HttpSettings};
+use crate::cache::{bump, key_prefix, CacheStats, Entry, Key, TokenCache};
+use crate::error::{AuthError, ErrorKind};
+use crate::principal::Principal;
+use crate::validate::{since_epoch, unix_now, Validation};
+
+/// Validates bearer tokens by introspection, with a cache in front.
+///
+/// Build one with [`Introspector::builder`], hand it to
+/// [`IntrospectionLayer`](crate::IntrospectionLayer), and keep a clone for
+/// revocation signals ([`invalidate`](Self::invalidate)) and statistics
+/// ([`stats`](Self::stats)).
+#[derive(Clone)]
+pub struct Introspector {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoint: url::Url,
+    http: HttpSettings,
+    auth: ClientAuth,
+    token_type_hint: bool,
+    validation: Validation,
+    cache: TokenCache,
+    config_error_log: RateLimit,
+}
+
+/// Why loading an answer did not produce a cacheable active entry.
+#[derive(Debug)]
+enum LoadError {
+    Inactive,
+    Expired,
+    Fault(Fault),
+}
+
+impl Introspector {
+    /// Starts configuring an introspector for this introspection endpoint.
+    pub fn builder(endpoint: impl Into<String>) -> IntrospectorBuilder {
+        IntrospectorBuilder::new(endpoint.into())
+    }
+
+    /// The introspection endpoint.
+    pub fn endpoint(&self) -> &str {
+        self.inner.endpoint.as_str()
+    }
+
+    /// Validates a token: the cached answer or a new introspection call, then
+    /// the local checks (expiry, `nbf`, issuer, audience, token type).
+    ///
+    /// Scopes are not checked here; see [`Scoped`](crate::Scoped) and
+    /// [`RequireScope`](crate::RequireScope).
+    pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
+        let inner = &*self.inner;
+        let counters = &inner.cache.counters;
+        let principal = match &inner.cache.active {
+            Some(active) => {
+                let key = inner.cache.key(token);
+                if let Some(entry) = active.get(&key).await {
+                    bump(&counters.hits);
+                    entry.principal
+                } else if self.negative_hit(&key).await {
+                    bump(&counters.negative_hits);
+                    return Err(LoadError::Inactive.to_auth_error());
+                } else {
+                    bump(&counters.misses);
+                    let loaded = AtomicBool::new(false);
+                    let load = async {
+                        loaded.store(true, Ordering::Relaxed);
+                        self.load(key, token).await
+                    };
+                    match active.try_get_with(key, load).await {
+                        Ok(entry) => {
+                            self.note_wait(&loaded);
+                            entry.principal
+                        }
+                        Err(error) => {
+                            self.note_wait(&loaded);
+                            return Err(error.to_auth_error());
+                        }
+                    }
+                }
+            }
+            None => {
+                bump(&counters.misses);
+                let key = inner.cache.key(token);
+                match self.load(key, token).await {
+                    Ok(entry) => entry.principal,
+                    Err(error) => return Err(error.to_auth_error()),
+                }
+            }
+        };
+        inner.validation.check(&principal, unix_now())?;
+        Ok(principal)
+    }
+
+    /// Forgets the cached answer for `token` (active or inactive), so the next
+    /// request introspects it again. Call it on a revocation signal.
+    pub async fn invalidate(&self, token: &str) {
+        let key = self.inner.cache.key(token);
+        if let Some(active) = &self.inner.cache.active {
+            active.invalidate(&key).await;
+        }
+        if let Some(inactive) = &self.inner.cache.inactive {
+            inactive.invalidate(&key).await;
+        }
+    }
+
+    /// Forgets every cached answer.
+    pub fn invalidate_all(&self) {
+        if let Some(active) = &self.inner.cache.active {
+            active.invalidate_all();
+        }
+        if let Some(inactive) = &self.inner.cache.inactive {
+            inactive.invalidate_all();
+        }
+    }
+
+    /// A snapshot of the cache counters.
+    pub fn stats(&self) -> CacheStats {
+        self.inner.cache.stats()
+    }
+
+    /// Runs moka's pending maintenance, so that [`stats`](Self::stats) entry
+    /// counts are exact. Useful in tests.
+    pub async fn run_pending_tasks(&self) {
+        if let Some(active) = &self.inner.cache.active {
+            active.run_pending_tasks().await;
+        }
+        if let Some(inactive) = &self.inner.cache.inactive {
+            inactive.run_pending_tasks().await;
+        }
+    }
+
+    async fn negative_hit(&self, key: &Key) -> bool {
+        match &self.inner.cache.inactive {
+            Some(inactive) => inactive.get(key).await.is_some(),
+            None => false,
+        }
+    }
+
+    fn note_wait(&self, loaded: &AtomicBool) {
+        if !loaded.load(Ordering::Relaxed) {
+            bump(&self.inner.cache.counters.coalesced_waits);
+        }
+    }
+
+    /// One introspection call, its outcome counted and logged once (not once
+    /// per coalesced waiter), and turned into a cacheable entry.
+    async fn load(&self, key: Key, token: &str) -> Result<Entry, LoadError> {
+        let inner = &*self.inner;
+        let counters = &inner.cache.counters;
+        let span = tracing::debug_span!(
+            "introspect",
+            key = %key_prefix(&key),
+            host = inner.endpoint.host_str().unwrap_or_default(),
+            outcome = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        let result = self::http::introspect(
+            &inner.http,
+            &inner.endpoint,
+            &inner.auth,
+            inner.token_type_hint,
+            token,
+        )
+        .instrument(span.clone())
+        .await;
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+        let _entered = span.enter();
+        match result {
+            Ok(Answer::Active(principal)) => {
+                bump(&counters.active);
+                span.record("outcome", "active");
+                tracing::debug!(elapsed_ms, "token is active");
+                inner
+                    .cache
+                    .entry(principal, since_epoch())
+                    .ok_or(LoadError::Expired)
+            }
+            Ok(Answer::Inactive) => {
+                bump(&counters.inactive);
+                span.record("outcome", "inactive");
+                tracing::debug!(elapsed_ms, "token is inactive");
+                if let Some(inactive) = &inner.cache.inactive {
+                    inactive.insert(key, ()).await;
+                }
+                Err(LoadError::Inactive)
+            }
+            Err(Fault::Unavailable(reason)) => {
+                bump(&counters.as_fault);
+                span.record("outcome", "as_fault");
+                tracing::warn!(elapsed_ms, %reason, "authorization server unavailable");
+                Err(LoadError::Fault(Fault::Unavailable(reason)))
+            }
+            Err(Fault::Misconfigured(reason)) => {
+                bump(&counters.config_error);
+                span.record("outcome", "config_error");
+                if inner.config_error_log.allow() {
+                    tracing::error!(%reason, "introspection configuration error (logged at most once a minute)");
+                }
+                Err(LoadError::Fault(Fault::Misconfigured(reason)))
+            }
+        }
+    }
+}
+
+impl LoadError {
+    fn to_auth_error(&self) -> AuthError {
+        match self {
+            Self::Inactive => AuthError::invalid_token("the token is not active"),
+            Self::Expired => AuthError::invalid_token("the token has expired"),
+            Self::Fault(Fault::Unavailable(_)) => {
+                AuthError::new(ErrorKind::Unavailable, "the authorization server is unavailable")
+            }
+            Self::Fault(Fault::Misconfigured(_)) => AuthError::new(
+                ErrorKind::Misconfigured,
+                "the resource server could not authenticate to the authorization server",
+            ),
+        }
+    }
+}
+
+impl fmt::Debug for Introspector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        f.debug_struct("Introspector")
+            .field("endpoint", &inner.endpoint.as_str())
+            .field("client_auth", &inner.auth.method_name())
+            .field("client_id", &inner.auth.client_id())
+            .field("validation", &inner.validation)
+            .field("max_ttl", &inner.cache.max_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lets one event through per interval, so a persistent configuration error
+/// is logged once a minute rather than once per request.
+#[derive(Debug, Default)]
+struct RateLimit {
+    last_secs: AtomicU64,
+}
+
+impl RateLimit {
+    const INTERVAL_SECS: u64 = 60;
+
+    fn allow(&self) -> bool {
+        let now = since_epoch().as_secs();
+        let last = self.last_secs.load(Ordering::Relaxed);
+        (last == 0 || now >= last + Self::INTERVAL_SECS)
+            && self
+                .last_secs
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}

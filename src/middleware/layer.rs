@@ -1,0 +1,155 @@
+//! [`IntrospectionLayer`]: configuration of the middleware.
+
+use std::fmt;
+
+use http::HeaderValue;
+use tower_layer::Layer;
+
+use super::body::JsonBody;
+use super::service::Introspection;
+use crate::error::DEFAULT_REALM;
+use crate::introspect::Introspector;
+use crate::token::{BearerExtractor, ExtractToken};
+
+/// Marks a request that went through the layer, and carries the realm for
+/// challenges made further in (scope checks). A request with this marker but
+/// no `Principal` was let through anonymously.
+#[derive(Debug, Clone)]
+pub(crate) struct Covered {
+    pub(crate) realm: HeaderValue,
+}
+
+/// Validates the bearer token of every request by introspection.
+///
+/// On success the [`Principal`](crate::Principal) is inserted into the
+/// request extensions and the inner service is called. Otherwise the request
+/// is answered per RFC 6750 without reaching the inner service:
+///
+/// | case | status | `WWW-Authenticate` |
+/// |---|---|---|
+/// | no token, or another scheme | 401 | `Bearer realm="…"` |
+/// | malformed credentials, token in two places | 400 | `… error="invalid_request"` |
+/// | inactive, expired, unknown, wrong issuer or audience | 401 | `… error="invalid_token"` |
+/// | authorization server unreachable, slow, 5xx, unparsable | 503 | none; `Retry-After` |
+/// | authorization server refuses our credentials | 500 | none |
+///
+/// The [`AuthError`](crate::AuthError) is attached to the rejection's
+/// extensions. With axum, apply it with `route_layer` so unknown paths stay
+/// 404.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use axum::{routing::get, Router};
+/// use tower::ServiceExt;
+/// use tower_introspection::{IntrospectionLayer, Introspector, Principal};
+///
+/// let introspector = Introspector::builder("https://as.example/oauth2/introspect")
+///     .client_secret_basic("my-api", "my-api-secret")
+///     .build()?;
+/// let app = Router::new()
+///     .route("/whoami", get(|p: Principal| async move { p.subject().unwrap_or("").to_owned() }))
+///     .route_layer(IntrospectionLayer::new(introspector).realm("my-api"));
+///
+/// // No token: 401 and a bare challenge; the authorization server is not asked.
+/// let response = app
+///     .oneshot(http::Request::get("/whoami").body(axum::body::Body::empty())?)
+///     .await?;
+/// assert_eq!(response.status(), 401);
+/// assert_eq!(response.headers()["www-authenticate"], r#"Bearer realm="my-api""#);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct IntrospectionLayer<E = BearerExtractor, R = JsonBody> {
+    pub(super) introspector: Introspector,
+    pub(super) covered: Covered,
+    pub(super) anonymous: bool,
+    pub(super) extractor: E,
+    pub(super) body: R,
+}
+
+impl IntrospectionLayer {
+    /// A layer validating `Authorization: Bearer` tokens with `introspector`,
+    /// realm `"api"`, JSON rejection bodies.
+    pub fn new(introspector: Introspector) -> Self {
+        Self {
+            introspector,
+            covered: Covered {
+                realm: HeaderValue::from_static(DEFAULT_REALM),
+            },
+            anonymous: false,
+            extractor: BearerExtractor::new(),
+            body: JsonBody,
+        }
+    }
+}
+
+impl<E, R> IntrospectionLayer<E, R> {
+    /// The `realm` of every challenge (default `"api"`). Characters RFC 6750
+    /// forbids in a quoted value are dropped.
+    pub fn realm(mut self, realm: impl AsRef<str>) -> Self {
+        let cleaned: String = realm
+            .as_ref()
+            .chars()
+            .filter(|&c| matches!(c, '\x20'..='\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E'))
+            .collect();
+        if let Ok(value) = HeaderValue::try_from(cleaned) {
+            self.covered.realm = value;
+        }
+        self
+    }
+
+    /// Let requests without any token through without a `Principal` (for
+    /// routes that read `Option<Principal>`). A request with a malformed or
+    /// invalid token is still rejected. Off by default.
+    pub fn allow_anonymous(mut self, allow: bool) -> Self {
+        self.anonymous = allow;
+        self
+    }
+
+    /// Where tokens are read from; see [`BearerExtractor`] for the options.
+    pub fn token_extractor<E2: ExtractToken>(self, extractor: E2) -> IntrospectionLayer<E2, R> {
+        IntrospectionLayer {
+            introspector: self.introspector,
+            covered: self.covered,
+            anonymous: self.anonymous,
+            extractor,
+            body: self.body,
+        }
+    }
+
+    /// Replaces the body of rejection responses; see [`RejectionBody`](crate::RejectionBody).
+    pub fn rejection_body<R2>(self, body: R2) -> IntrospectionLayer<E, R2> {
+        IntrospectionLayer {
+            introspector: self.introspector,
+            covered: self.covered,
+            anonymous: self.anonymous,
+            extractor: self.extractor,
+            body,
+        }
+    }
+
+    /// The introspector, e.g. to invalidate tokens or read statistics.
+    pub fn introspector(&self) -> &Introspector {
+        &self.introspector
+    }
+}
+
+impl<S, E: Clone, R: Clone> Layer<S> for IntrospectionLayer<E, R> {
+    type Service = Introspection<S, E, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Introspection::new(inner, self.clone())
+    }
+}
+
+impl<E: fmt::Debug, R> fmt::Debug for IntrospectionLayer<E, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntrospectionLayer")
+            .field("introspector", &self.introspector)
+            .field("realm", &self.covered.realm)
+            .field("anonymous", &self.anonymous)
+            .field("extractor", &self.extractor)
+            .finish_non_exhaustive()
+    }
+}

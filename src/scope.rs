@@ -1,0 +1,428 @@
+//! Scope requirements: the [`ScopeRequirement`] trait behind the
+//! [`Scoped`](crate::Scoped) extractor, the [`RequireScope`] route layer, and
+//! [`ScopeMatcher`] strategies.
+//!
+//! A requirement is an OR of AND-groups: the token must hold every scope of
+//! at least one group. A token lacking them is answered 403 with
+//! `WWW-Authenticate: Bearer realm="…", error="insufficient_scope",
+//! scope="…"`, where `scope` lists the first group: the scopes *required*,
+//! never the ones granted (RFC 6750 §3.1, B13).
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Extensions, Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::error::AuthError;
+use crate::middleware::{reject, Covered, JsonBody, RejectionBody, ResponseFuture};
+use crate::principal::{Principal, Scopes};
+
+/// Decides whether granted scopes satisfy a required scope.
+pub trait ScopeMatcher: Send + Sync + 'static {
+    /// Whether `granted` satisfies `required`.
+    fn grants(&self, granted: &Scopes, required: &str) -> bool;
+}
+
+/// Exact matching (the default): `items:read` is granted only by `items:read`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Exact;
+
+impl ScopeMatcher for Exact {
+    fn grants(&self, granted: &Scopes, required: &str) -> bool {
+        granted.contains(required)
+    }
+}
+
+/// Hierarchical matching on `:`: a scope grants itself and everything below
+/// it. `items` grants `items:read` and `items:read:own`; `items:read` does
+/// not grant `items`, and `item` does not grant `items:read`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Hierarchical;
+
+impl ScopeMatcher for Hierarchical {
+    fn grants(&self, granted: &Scopes, required: &str) -> bool {
+        granted.contains(required)
+            || required
+                .match_indices(':')
+                .any(|(at, _)| granted.contains(&required[..at]))
+    }
+}
+
+/// Wildcard matching: `items:*` grants every scope below `items:`
+/// (`items:read`, `items:read:own`), but not `items` itself. A lone `*` grants
+/// nothing special.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wildcard;
+
+impl ScopeMatcher for Wildcard {
+    fn grants(&self, granted: &Scopes, required: &str) -> bool {
+        granted.contains(required)
+            || granted.iter().any(|scope| {
+                scope.strip_suffix('*').is_some_and(|prefix| {
+                    prefix.ends_with(':') && required.len() > prefix.len() && required.starts_with(prefix)
+                })
+            })
+    }
+}
+
+/// A scope requirement as a type, for the [`Scoped`](crate::Scoped)
+/// extractor. Declare one with [`scope_requirement!`](crate::scope_requirement).
+pub trait ScopeRequirement: Send + Sync + 'static {
+    /// Alternatives (OR) of scope groups that must be held entirely (AND).
+    const GROUPS: &'static [&'static [&'static str]];
+
+    /// How granted scopes are matched (default: [`Exact`]).
+    fn matcher() -> &'static dyn ScopeMatcher {
+        &Exact
+    }
+}
+
+/// Declares [`ScopeRequirement`] marker types, one per line.
+///
+/// ```
+/// use tower_introspection::{scope_requirement, ScopeRequirement, Hierarchical};
+///
+/// scope_requirement! {
+///     /// `GET /items`.
+///     pub ReadItems: "items:read";
+///     /// Both scopes.
+///     pub ReadWrite: all("read", "write");
+///     /// Either scope.
+///     pub ReadOrAdmin: any("read", "admin");
+///     /// `items:write` and `items:read`, or `admin`.
+///     pub Editors: ["items:write", "items:read"] | ["admin"];
+///     /// `items` grants `items:read` with hierarchical matching.
+///     pub ReadItemsTree: "items:read", using Hierarchical;
+/// }
+///
+/// assert_eq!(ReadWrite::GROUPS, &[&["read", "write"][..]]);
+/// assert_eq!(ReadOrAdmin::GROUPS, &[&["read"][..], &["admin"][..]]);
+/// assert_eq!(Editors::GROUPS.len(), 2);
+/// ```
+#[macro_export]
+macro_rules! scope_requirement {
+    () => {};
+    ($(#[$attr:meta])* $vis:vis $name:ident : $scope:literal $(, using $matcher:path)? ; $($rest:tt)*) => {
+        $crate::scope_requirement!(@define [$(#[$attr])*] $vis $name [[$scope]] $($matcher)?);
+        $crate::scope_requirement!($($rest)*);
+    };
+    ($(#[$attr:meta])* $vis:vis $name:ident : all($($scope:literal),+ $(,)?) $(, using $matcher:path)? ; $($rest:tt)*) => {
+        $crate::scope_requirement!(@define [$(#[$attr])*] $vis $name [[$($scope),+]] $($matcher)?);
+        $crate::scope_requirement!($($rest)*);
+    };
+    ($(#[$attr:meta])* $vis:vis $name:ident : any($($scope:literal),+ $(,)?) $(, using $matcher:path)? ; $($rest:tt)*) => {
+        $crate::scope_requirement!(@define [$(#[$attr])*] $vis $name [$([$scope]),+] $($matcher)?);
+        $crate::scope_requirement!($($rest)*);
+    };
+    ($(#[$attr:meta])* $vis:vis $name:ident : $([$($scope:literal),+ $(,)?])|+ $(, using $matcher:path)? ; $($rest:tt)*) => {
+        $crate::scope_requirement!(@define [$(#[$attr])*] $vis $name [$([$($scope),+]),+] $($matcher)?);
+        $crate::scope_requirement!($($rest)*);
+    };
+    (@define [$($attr:tt)*] $vis:vis $name:ident [$([$($scope:literal),+]),+] $($matcher:path)?) => {
+        $($attr)*
+        #[derive(Debug, Clone, Copy, Default)]
+        $vis struct $name;
+
+        impl $crate::ScopeRequirement for $name {
+            const GROUPS: &'static [&'static [&'static str]] = &[$(&[$($scope),+]),+];
+            $(
+                fn matcher() -> &'static dyn $crate::ScopeMatcher {
+                    &$matcher
+                }
+            )?
+        }
+    };
+}
+
+/// Whether `scopes` satisfy one of the groups.
+pub(crate) fn satisfies<'a, G, I>(scopes: &Scopes, groups: G, matcher: &dyn ScopeMatcher) -> bool
+where
+    G: IntoIterator<Item = I>,
+    I: IntoIterator<Item = &'a str>,
+{
+    groups
+        .into_iter()
+        .any(|group| group.into_iter().all(|required| matcher.grants(scopes, required)))
+}
+
+/// The principal of a request that must hold a scope requirement:
+/// 403 when it does not, 401 when the request was let through anonymously,
+/// 500 when no [`IntrospectionLayer`](crate::IntrospectionLayer) ran.
+pub(crate) fn authorize<'a, G, I>(
+    extensions: &Extensions,
+    groups: G,
+    matcher: &dyn ScopeMatcher,
+    required: impl FnOnce() -> Arc<str>,
+) -> Result<Principal, AuthError>
+where
+    G: IntoIterator<Item = I>,
+    I: IntoIterator<Item = &'a str>,
+{
+    let covered = extensions.get::<Covered>();
+    let realm = covered.map(|c| &c.realm);
+    let Some(principal) = extensions.get::<Principal>() else {
+        return Err(match covered {
+            Some(_) => AuthError::missing_token().with_realm(realm),
+            None => AuthError::missing_layer(),
+        });
+    };
+    if satisfies(principal.scopes(), groups, matcher) {
+        Ok(principal.clone())
+    } else {
+        Err(AuthError::insufficient_scope(required()).with_realm(realm))
+    }
+}
+
+/// The `scope` value of a 403 challenge: the first group.
+pub(crate) fn required_scope(groups: &[&[&str]]) -> Arc<str> {
+    groups
+        .first()
+        .map(|group| group.join(" "))
+        .unwrap_or_default()
+        .into()
+}
+
+/// A route layer that lets a request through only if its principal holds
+/// the required scopes; any tower service can sit behind it.
+///
+/// Place it inside [`IntrospectionLayer`](crate::IntrospectionLayer) (with
+/// axum: `.route_layer(RequireScope::all(["admin"]))` before the
+/// introspection layer is added), so unknown paths stay 404.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use axum::{routing::get, Router};
+/// use tower::ServiceExt;
+/// use tower_introspection::test_util::TestAuthServer;
+/// use tower_introspection::{IntrospectionLayer, Introspector, RequireScope};
+///
+/// let auth_server = TestAuthServer::start().await?;
+/// let introspector = Introspector::builder(auth_server.introspection_url())
+///     .client_secret_basic("rs-client", "rs-secret")
+///     .build()?;
+/// let admin = Router::new()
+///     .route("/admin/stats", get(|| async { "ok" }))
+///     .route_layer(RequireScope::all(["admin"]));
+/// let app = Router::new().merge(admin).route_layer(IntrospectionLayer::new(introspector));
+///
+/// let token = auth_server.mint_token("read");
+/// let request = http::Request::get("/admin/stats")
+///     .header("authorization", format!("Bearer {token}"))
+///     .body(axum::body::Body::empty())?;
+/// let response = app.oneshot(request).await?;
+/// assert_eq!(response.status(), 403);
+/// assert_eq!(
+///     response.headers()["www-authenticate"],
+///     r#"Bearer realm="api", error="insufficient_scope", scope="admin""#,
+/// );
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RequireScope<R = JsonBody> {
+    requirement: Arc<Requirement>,
+    body: R,
+}
+
+struct Requirement {
+    groups: Box<[Box<[Box<str>]>]>,
+    matcher: Box<dyn ScopeMatcher>,
+    required: Arc<str>,
+}
+
+impl RequireScope {
+    /// Every one of `scopes` is required.
+    pub fn all<I, S>(scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::groups([scopes])
+    }
+
+    /// At least one of `scopes` is required.
+    pub fn any<I, S>(scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::groups(scopes.into_iter().map(|scope| [scope]))
+    }
+
+    /// Every scope of at least one group is required (an OR of AND-groups).
+    pub fn groups<G, I, S>(groups: G) -> Self
+    where
+        G: IntoIterator<Item = I>,
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let groups: Box<[Box<[Box<str>]>]> = groups
+            .into_iter()
+            .map(|group| group.into_iter().map(|s| s.into().into_boxed_str()).collect())
+            .collect();
+        let required = groups.first().map(|g| g.join(" ")).unwrap_or_default().into();
+        Self {
+            requirement: Arc::new(Requirement {
+                groups,
+                matcher: Box::new(Exact),
+                required,
+            }),
+            body: JsonBody,
+        }
+    }
+
+    /// The requirement of a [`ScopeRequirement`] type, with its matcher.
+    pub fn of<Req: ScopeRequirement>() -> Self {
+        let mut layer = Self::groups(Req::GROUPS.iter().map(|group| group.iter().copied()));
+        if let Some(requirement) = Arc::get_mut(&mut layer.requirement) {
+            requirement.matcher = Box::new(StaticMatcher(Req::matcher()));
+        }
+        layer
+    }
+}
+
+struct StaticMatcher(&'static dyn ScopeMatcher);
+
+impl ScopeMatcher for StaticMatcher {
+    fn grants(&self, granted: &Scopes, required: &str) -> bool {
+        self.0.grants(granted, required)
+    }
+}
+
+impl<R> RequireScope<R> {
+    /// Matches scopes with `matcher` instead of [`Exact`].
+    pub fn matcher(mut self, matcher: impl ScopeMatcher) -> Self {
+        let requirement = Requirement {
+            groups: self.requirement.groups.clone(),
+            matcher: Box::new(matcher),
+            required: self.requirement.required.clone(),
+        };
+        self.requirement = Arc::new(requirement);
+        self
+    }
+
+    /// Replaces the body of 403 responses; see [`RejectionBody`].
+    pub fn rejection_body<R2>(self, body: R2) -> RequireScope<R2> {
+        RequireScope {
+            requirement: self.requirement,
+            body,
+        }
+    }
+}
+
+impl<S, R: Clone> Layer<S> for RequireScope<R> {
+    type Service = RequireScopeService<S, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireScopeService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+impl<R> fmt::Debug for RequireScope<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireScope")
+            .field("groups", &self.requirement.groups)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The service of [`RequireScope`].
+#[derive(Clone)]
+pub struct RequireScopeService<S, R> {
+    inner: S,
+    layer: RequireScope<R>,
+}
+
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScopeService<S, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    R: RejectionBody<ResBody>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let requirement = &*self.layer.requirement;
+        let groups = requirement.groups.iter().map(|group| group.iter().map(|s| &**s));
+        match authorize(request.extensions(), groups, &*requirement.matcher, || {
+            requirement.required.clone()
+        }) {
+            Ok(_) => ResponseFuture::inner(self.inner.call(request)),
+            Err(error) => ResponseFuture::rejected(reject(error, &self.layer.body)),
+        }
+    }
+}
+
+impl<S: fmt::Debug, R> fmt::Debug for RequireScopeService<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireScopeService")
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scopes(s: &str) -> Scopes {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn exact() {
+        assert!(Exact.grants(&scopes("items:read"), "items:read"));
+        assert!(!Exact.grants(&scopes("items"), "items:read"));
+    }
+
+    #[test]
+    fn hierarchical() {
+        let m = Hierarchical;
+        assert!(m.grants(&scopes("items"), "items:read"));
+        assert!(m.grants(&scopes("items"), "items:read:own"));
+        assert!(m.grants(&scopes("items:read"), "items:read:own"));
+        assert!(m.grants(&scopes("items"), "items"));
+        assert!(!m.grants(&scopes("items:read"), "items"));
+        assert!(!m.grants(&scopes("item"), "items:read"));
+        assert!(!m.grants(&scopes("items:write"), "items:read"));
+    }
+
+    #[test]
+    fn wildcard() {
+        let m = Wildcard;
+        assert!(m.grants(&scopes("items:*"), "items:read"));
+        assert!(m.grants(&scopes("items:*"), "items:read:own"));
+        assert!(!m.grants(&scopes("items:*"), "items"));
+        assert!(!m.grants(&scopes("items:*"), "itemsx:read"));
+        assert!(!m.grants(&scopes("*"), "items:read"));
+        assert!(m.grants(&scopes("items:read"), "items:read"));
+    }
+
+    #[test]
+    fn groups_are_or_of_and() {
+        let groups: &[&[&str]] = &[&["a", "b"], &["c"]];
+        let check = |s: &str| satisfies(&scopes(s), groups.iter().map(|g| g.iter().copied()), &Exact);
+        assert!(check("a b"));
+        assert!(check("c"));
+        assert!(!check("a"));
+        assert!(!check("b"));
+        assert!(!check(""));
+    }
+
+    #[test]
+    fn required_scope_lists_the_first_group() {
+        assert_eq!(&*required_scope(&[&["read", "write"], &["admin"]]), "read write");
+    }
+}

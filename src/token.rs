@@ -1,0 +1,472 @@
+//! Pulling a bearer token out of a request (RFC 6750 §2).
+//!
+//! [`BearerExtractor`] reads `Authorization: Bearer <b64token>` (§2.1) and, when
+//! enabled, the `access_token` query parameter (§2.3), a custom header or a
+//! cookie. Whatever the sources, a request must carry the token in exactly one
+//! of them: two are answered 400 `invalid_request` (§3.1).
+//!
+//! Malformed credentials (a bad `b64token`, an empty token, two
+//! `Authorization` headers) are answered 400 `invalid_request`; a token
+//! longer than the configured maximum is answered 401 `invalid_token` without
+//! asking the authorization server. Another scheme (`Basic …`) counts as no
+//! bearer credentials at all: 401 with a bare challenge (§3.1).
+
+use std::fmt;
+
+use http::{header, HeaderName, Request};
+
+use crate::error::{AuthError, ErrorKind};
+
+/// The default maximum token length, in bytes.
+pub const DEFAULT_MAX_TOKEN_LENGTH: usize = 4096;
+
+/// A bearer token taken from a request. Its `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BearerToken {
+    value: String,
+    source: TokenSource,
+}
+
+impl BearerToken {
+    /// Wraps a token found by a custom [`ExtractToken`] implementation.
+    pub fn new(value: impl Into<String>, source: TokenSource) -> Self {
+        Self {
+            value: value.into(),
+            source,
+        }
+    }
+
+    /// The raw token. Handle with care: never log it.
+    pub fn secret(&self) -> &str {
+        &self.value
+    }
+
+    /// Where the token was found.
+    pub fn source(&self) -> TokenSource {
+        self.source
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BearerToken")
+            .field("value", &"[redacted]")
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+/// Where a token was found in the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenSource {
+    /// `Authorization: Bearer …` (RFC 6750 §2.1).
+    AuthorizationHeader,
+    /// The `access_token` query parameter (RFC 6750 §2.3).
+    Query,
+    /// A custom header configured with [`BearerExtractor::header`].
+    CustomHeader,
+    /// A cookie configured with [`BearerExtractor::cookie`].
+    Cookie,
+}
+
+/// Finds the bearer token of a request.
+///
+/// Implement it to read tokens from somewhere [`BearerExtractor`] does not
+/// look. Return `Ok(None)` when the request carries no token, and an
+/// [`AuthError`] (see [`TokenError`]) when it carries a malformed one.
+pub trait ExtractToken: Clone + Send + Sync + 'static {
+    /// Extracts the token, if any.
+    fn extract<B>(&self, request: &Request<B>) -> Result<Option<BearerToken>, TokenError>;
+}
+
+/// A request's credentials could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The credentials do not follow the `b64token` grammar, or are empty.
+    #[error("malformed bearer credentials")]
+    Malformed,
+    /// More than one `Authorization` header (or custom header, or cookie).
+    #[error("more than one credential of the same kind")]
+    Repeated,
+    /// The token was sent in more than one place (RFC 6750 §2).
+    #[error("the token was sent by more than one method")]
+    MultipleMethods,
+    /// The token is longer than the configured maximum.
+    #[error("the token is longer than allowed")]
+    TooLong,
+}
+
+impl From<TokenError> for AuthError {
+    fn from(error: TokenError) -> Self {
+        let kind = match error {
+            TokenError::TooLong => ErrorKind::InvalidToken,
+            _ => ErrorKind::InvalidRequest,
+        };
+        let description = match error {
+            TokenError::Malformed => "malformed bearer credentials",
+            TokenError::Repeated => "more than one credential of the same kind",
+            TokenError::MultipleMethods => "the token was sent by more than one method",
+            TokenError::TooLong => "the token is longer than allowed",
+        };
+        AuthError::new(kind, description)
+    }
+}
+
+/// The default token extractor: `Authorization: Bearer`, plus opt-in sources.
+///
+/// ```
+/// use tower_introspection::BearerExtractor;
+///
+/// let extractor = BearerExtractor::new()
+///     .max_length(2048)
+///     .allow_query(false)
+///     .cookie("access_token");
+/// # let _ = extractor;
+/// ```
+#[derive(Debug, Clone)]
+pub struct BearerExtractor {
+    max_length: usize,
+    authorization_header: bool,
+    query: bool,
+    custom_header: Option<HeaderName>,
+    cookie: Option<Box<str>>,
+}
+
+impl Default for BearerExtractor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BearerExtractor {
+    /// Reads `Authorization: Bearer` only, with tokens up to
+    /// [`DEFAULT_MAX_TOKEN_LENGTH`] bytes.
+    pub fn new() -> Self {
+        Self {
+            max_length: DEFAULT_MAX_TOKEN_LENGTH,
+            authorization_header: true,
+            query: false,
+            custom_header: None,
+            cookie: None,
+        }
+    }
+
+    /// Longest token accepted, in bytes; longer ones are answered 401
+    /// `invalid_token` without an introspection call.
+    pub fn max_length(mut self, max_length: usize) -> Self {
+        self.max_length = max_length;
+        self
+    }
+
+    /// Also accept the `access_token` query parameter (RFC 6750 §2.3; off by
+    /// default, and the RFC advises against it). Successful responses to such
+    /// requests get `Cache-Control: private`.
+    pub fn allow_query(mut self, allow: bool) -> Self {
+        self.query = allow;
+        self
+    }
+
+    /// Also accept the raw token (no scheme) in this header.
+    pub fn header(mut self, name: HeaderName) -> Self {
+        self.custom_header = Some(name);
+        self
+    }
+
+    /// Also accept the token in the cookie with this name.
+    pub fn cookie(mut self, name: impl Into<String>) -> Self {
+        self.cookie = Some(name.into().into_boxed_str());
+        self
+    }
+
+    /// Stop reading the `Authorization` header (for APIs that take tokens only
+    /// from a cookie or a custom header).
+    pub fn without_authorization_header(mut self) -> Self {
+        self.authorization_header = false;
+        self
+    }
+
+    fn checked(&self, value: &str, source: TokenSource) -> Result<BearerToken, TokenError> {
+        if value.len() > self.max_length {
+            return Err(TokenError::TooLong);
+        }
+        if !is_b64token(value.as_bytes()) {
+            return Err(TokenError::Malformed);
+        }
+        Ok(BearerToken::new(value, source))
+    }
+
+    fn read_authorization<B>(&self, request: &Request<B>) -> Result<Option<BearerToken>, TokenError> {
+        let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(TokenError::Repeated);
+        }
+        match bearer_credentials(value.as_bytes())? {
+            // Another scheme is not a bearer token: no credentials for us.
+            None => Ok(None),
+            Some(token) => {
+                // `bearer_credentials` checked the grammar, so this is ASCII.
+                let token = std::str::from_utf8(token).map_err(|_| TokenError::Malformed)?;
+                self.checked(token, TokenSource::AuthorizationHeader).map(Some)
+            }
+        }
+    }
+
+    fn read_query<B>(&self, request: &Request<B>) -> Result<Option<BearerToken>, TokenError> {
+        let Some(query) = request.uri().query() else {
+            return Ok(None);
+        };
+        let mut found = None;
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            if name == "access_token" {
+                if found.is_some() {
+                    return Err(TokenError::Repeated);
+                }
+                found = Some(self.checked(&value, TokenSource::Query)?);
+            }
+        }
+        Ok(found)
+    }
+
+    fn read_custom_header<B>(
+        &self,
+        request: &Request<B>,
+        name: &HeaderName,
+    ) -> Result<Option<BearerToken>, TokenError> {
+        let mut values = request.headers().get_all(name).iter();
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(TokenError::Repeated);
+        }
+        let value = value.to_str().map_err(|_| TokenError::Malformed)?;
+        self.checked(value, TokenSource::CustomHeader).map(Some)
+    }
+
+    fn read_cookie<B>(&self, request: &Request<B>, name: &str) -> Result<Option<BearerToken>, TokenError> {
+        let mut found = None;
+        for header in request.headers().get_all(header::COOKIE) {
+            let Ok(header) = header.to_str() else {
+                continue;
+            };
+            for pair in header.split(';') {
+                let Some((key, value)) = pair.trim().split_once('=') else {
+                    continue;
+                };
+                if key == name {
+                    if found.is_some() {
+                        return Err(TokenError::Repeated);
+                    }
+                    let value = value
+                        .strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .unwrap_or(value);
+                    found = Some(self.checked(value, TokenSource::Cookie)?);
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+impl ExtractToken for BearerExtractor {
+    fn extract<B>(&self, request: &Request<B>) -> Result<Option<BearerToken>, TokenError> {
+        let mut found: Option<BearerToken> = None;
+        let mut take = |candidate: Option<BearerToken>| -> Result<(), TokenError> {
+            if let Some(token) = candidate {
+                if found.is_some() {
+                    return Err(TokenError::MultipleMethods);
+                }
+                found = Some(token);
+            }
+            Ok(())
+        };
+        if self.authorization_header {
+            take(self.read_authorization(request)?)?;
+        }
+        if self.query {
+            take(self.read_query(request)?)?;
+        }
+        if let Some(name) = &self.custom_header {
+            take(self.read_custom_header(request, name)?)?;
+        }
+        if let Some(name) = &self.cookie {
+            take(self.read_cookie(request, name)?)?;
+        }
+        Ok(found)
+    }
+}
+
+/// Splits `Bearer <credentials>` (scheme matched case-insensitively) and checks
+/// the credentials' grammar. `Ok(None)` means another scheme.
+fn bearer_credentials(value: &[u8]) -> Result<Option<&[u8]>, TokenError> {
+    const SCHEME: &[u8] = b"bearer";
+    if value.len() < SCHEME.len() || !value[..SCHEME.len()].eq_ignore_ascii_case(SCHEME) {
+        return Ok(None);
+    }
+    let rest = &value[SCHEME.len()..];
+    if rest.is_empty() {
+        // `Bearer` alone: our scheme, but no token.
+        return Err(TokenError::Malformed);
+    }
+    if rest[0] != b' ' {
+        // `Bearerx …` is some other scheme.
+        return Ok(None);
+    }
+    let token = trim_leading_spaces(rest);
+    if !is_b64token(token) {
+        return Err(TokenError::Malformed);
+    }
+    Ok(Some(token))
+}
+
+fn trim_leading_spaces(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    bytes
+}
+
+/// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
+pub(crate) fn is_b64token(bytes: &[u8]) -> bool {
+    let body_end = bytes
+        .iter()
+        .position(|&b| !is_b64token_char(b))
+        .unwrap_or(bytes.len());
+    body_end > 0 && bytes[body_end..].iter().all(|&b| b == b'=')
+}
+
+fn is_b64token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)], uri: &str) -> Request<()> {
+        let mut builder = Request::builder().uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap()
+    }
+
+    fn extract(extractor: &BearerExtractor, headers: &[(&str, &str)]) -> Result<Option<String>, TokenError> {
+        extractor
+            .extract(&request(headers, "/"))
+            .map(|token| token.map(|t| t.secret().to_owned()))
+    }
+
+    #[test]
+    fn b64token_grammar() {
+        for ok in ["a", "abc-._~+/", "abc==", "A1", "x="] {
+            assert!(is_b64token(ok.as_bytes()), "{ok}");
+        }
+        for bad in ["", "=", "a b", "a=b", "tök", "a\"", "a,b", "a\t", "a==b"] {
+            assert!(!is_b64token(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn b2_scheme_is_case_insensitive() {
+        let e = BearerExtractor::new();
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            let value = format!("{scheme} abc");
+            assert_eq!(extract(&e, &[("authorization", &value)]), Ok(Some("abc".into())));
+        }
+    }
+
+    #[test]
+    fn b3_malformed_credentials() {
+        let e = BearerExtractor::new();
+        for value in ["Bearer", "Bearer ", "Bearer a b", "Bearer a,b", "Bearer =abc"] {
+            assert_eq!(
+                extract(&e, &[("authorization", value)]),
+                Err(TokenError::Malformed),
+                "{value}"
+            );
+        }
+        let mut req = request(&[], "/");
+        req.headers_mut().insert(
+            header::AUTHORIZATION,
+            http::HeaderValue::from_bytes("Bearer tök".as_bytes()).unwrap(),
+        );
+        assert_eq!(e.extract(&req).unwrap_err(), TokenError::Malformed);
+    }
+
+    #[test]
+    fn other_schemes_are_no_credentials() {
+        let e = BearerExtractor::new();
+        for value in ["Basic dXNlcjpwYXNz", "Bearerx abc", "Token abc", "DPoP abc"] {
+            assert_eq!(extract(&e, &[("authorization", value)]), Ok(None), "{value}");
+        }
+        assert_eq!(extract(&e, &[]), Ok(None));
+    }
+
+    #[test]
+    fn two_authorization_headers_are_refused() {
+        let e = BearerExtractor::new();
+        let headers = [("authorization", "Bearer a"), ("authorization", "Bearer b")];
+        assert_eq!(extract(&e, &headers), Err(TokenError::Repeated));
+    }
+
+    #[test]
+    fn max_length_is_enforced() {
+        let e = BearerExtractor::new().max_length(8);
+        assert_eq!(
+            extract(&e, &[("authorization", "Bearer 12345678")]),
+            Ok(Some("12345678".into()))
+        );
+        assert_eq!(
+            extract(&e, &[("authorization", "Bearer 123456789")]),
+            Err(TokenError::TooLong)
+        );
+    }
+
+    #[test]
+    fn b5_query_is_opt_in() {
+        let off = BearerExtractor::new();
+        assert_eq!(off.extract(&request(&[], "/?access_token=abc")).unwrap(), None);
+        let on = BearerExtractor::new().allow_query(true);
+        let token = on.extract(&request(&[], "/?access_token=abc")).unwrap().unwrap();
+        assert_eq!((token.secret(), token.source()), ("abc", TokenSource::Query));
+    }
+
+    #[test]
+    fn b6_two_methods_are_refused() {
+        let e = BearerExtractor::new().allow_query(true);
+        let req = request(&[("authorization", "Bearer abc")], "/?access_token=abc");
+        assert_eq!(e.extract(&req), Err(TokenError::MultipleMethods));
+        let e = BearerExtractor::new().cookie("at");
+        let req = request(&[("authorization", "Bearer abc"), ("cookie", "x=1; at=abc")], "/");
+        assert_eq!(e.extract(&req), Err(TokenError::MultipleMethods));
+    }
+
+    #[test]
+    fn cookie_and_custom_header() {
+        let e = BearerExtractor::new().without_authorization_header().cookie("at");
+        let req = request(&[("cookie", "x=1; at=abc.def")], "/");
+        assert_eq!(e.extract(&req).unwrap().unwrap().secret(), "abc.def");
+        let req = request(&[("cookie", "at=a"), ("cookie", "at=b")], "/");
+        assert_eq!(e.extract(&req), Err(TokenError::Repeated));
+
+        let e = BearerExtractor::new().header(HeaderName::from_static("x-api-token"));
+        let req = request(&[("x-api-token", "abc")], "/");
+        assert_eq!(
+            e.extract(&req).unwrap().unwrap().source(),
+            TokenSource::CustomHeader
+        );
+    }
+
+    #[test]
+    fn debug_redacts() {
+        let token = BearerToken::new("s3cr3t", TokenSource::AuthorizationHeader);
+        assert!(!format!("{token:?}").contains("s3cr3t"));
+    }
+}

@@ -1,0 +1,157 @@
+//! The local checks that run on every request, after the cache lookup
+//! (RFC 7662 §4, checklist I13, A1–A5): the cache holds the authorization
+//! server's answer, never a decision.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::AuthError;
+use crate::principal::Principal;
+
+/// What every accepted token must satisfy besides being active.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Validation {
+    pub(crate) leeway_secs: i64,
+    /// Accepted issuers; empty means any. Compared exactly (A4).
+    pub(crate) issuers: Box<[Box<str>]>,
+    /// Accepted audiences; one match is enough (A2). Compared exactly (A3).
+    pub(crate) audiences: Box<[Box<str>]>,
+    /// Required `token_type`, compared case-insensitively (RFC 6749 §5.1).
+    pub(crate) token_type: Option<Box<str>>,
+}
+
+impl Validation {
+    pub(crate) fn check(&self, principal: &Principal, now: i64) -> Result<(), AuthError> {
+        if let Some(exp) = principal.expires_at() {
+            if now >= exp.saturating_add(self.leeway_secs) {
+                return Err(AuthError::invalid_token("the token has expired"));
+            }
+        }
+        if let Some(nbf) = principal.not_before() {
+            if nbf > now.saturating_add(self.leeway_secs) {
+                return Err(AuthError::invalid_token("the token is not valid yet"));
+            }
+        }
+        if !self.issuers.is_empty() {
+            let issuer = principal.issuer().unwrap_or_default();
+            if !self.issuers.iter().any(|expected| **expected == *issuer) {
+                return Err(AuthError::invalid_token("the token was issued by another issuer"));
+            }
+        }
+        if !self.audiences.is_empty()
+            && !principal
+                .audiences()
+                .any(|aud| self.audiences.iter().any(|expected| **expected == *aud))
+        {
+            return Err(AuthError::invalid_token(
+                "the token is meant for another audience",
+            ));
+        }
+        if let Some(required) = &self.token_type {
+            let matches = principal
+                .token_type()
+                .is_some_and(|tt| tt.eq_ignore_ascii_case(required));
+            if !matches {
+                return Err(AuthError::invalid_token("the token has another token type"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The current time as a duration since the Unix epoch.
+pub(crate) fn since_epoch() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+pub(crate) fn unix_now() -> i64 {
+    i64::try_from(since_epoch().as_secs()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(json: &str) -> Principal {
+        Principal::from_json(json.as_bytes()).unwrap()
+    }
+
+    const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn i13_exp_and_nbf_with_leeway() {
+        let strict = Validation::default();
+        assert!(strict
+            .check(&principal(r#"{"active":true,"exp":1800000001}"#), NOW)
+            .is_ok());
+        assert!(strict
+            .check(&principal(r#"{"active":true,"exp":1800000000}"#), NOW)
+            .is_err());
+        assert!(strict
+            .check(&principal(r#"{"active":true,"nbf":1800000001}"#), NOW)
+            .is_err());
+        let lenient = Validation {
+            leeway_secs: 5,
+            ..Validation::default()
+        };
+        assert!(lenient
+            .check(&principal(r#"{"active":true,"exp":1799999996}"#), NOW)
+            .is_ok());
+        assert!(lenient
+            .check(&principal(r#"{"active":true,"exp":1799999995}"#), NOW)
+            .is_err());
+        assert!(lenient
+            .check(&principal(r#"{"active":true,"nbf":1800000005}"#), NOW)
+            .is_ok());
+    }
+
+    #[test]
+    fn a1_a3_audience_exact_any_of() {
+        let v = Validation {
+            audiences: vec!["https://api.example".into()].into(),
+            ..Validation::default()
+        };
+        assert!(v
+            .check(
+                &principal(r#"{"active":true,"aud":["x","https://api.example"]}"#),
+                NOW
+            )
+            .is_ok());
+        assert!(v
+            .check(&principal(r#"{"active":true,"aud":"https://api.example"}"#), NOW)
+            .is_ok());
+        assert!(v
+            .check(&principal(r#"{"active":true,"aud":"https://API.example"}"#), NOW)
+            .is_err());
+        assert!(v.check(&principal(r#"{"active":true}"#), NOW).is_err());
+    }
+
+    #[test]
+    fn a4_issuer_exact() {
+        let v = Validation {
+            issuers: vec!["https://as.example".into()].into(),
+            ..Validation::default()
+        };
+        assert!(v
+            .check(&principal(r#"{"active":true,"iss":"https://as.example"}"#), NOW)
+            .is_ok());
+        assert!(v
+            .check(&principal(r#"{"active":true,"iss":"https://as.example/"}"#), NOW)
+            .is_err());
+        assert!(v.check(&principal(r#"{"active":true}"#), NOW).is_err());
+    }
+
+    #[test]
+    fn token_type_case_insensitive() {
+        let v = Validation {
+            token_type: Some("Bearer".into()),
+            ..Validation::default()
+        };
+        assert!(v
+            .check(&principal(r#"{"active":true,"token_type":"bearer"}"#), NOW)
+            .is_ok());
+        assert!(v
+            .check(&principal(r#"{"active":true,"token_type":"DPoP"}"#), NOW)
+            .is_err());
+        assert!(v.check(&principal(r#"{"active":true}"#), NOW).is_err());
+    }
+}
