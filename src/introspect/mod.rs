@@ -168,6 +168,12 @@ impl Introspector {
         }
     }
 
+    /// The cache key of `token` (a SHA-256 digest), for benchmarks.
+    #[doc(hidden)]
+    pub fn cache_key(&self, token: &str) -> [u8; 32] {
+        self.inner.cache.key(token)
+    }
+
     async fn negative_hit(&self, key: &Key) -> bool {
         match &self.inner.cache.inactive {
             Some(inactive) => inactive.get(key).await.is_some(),

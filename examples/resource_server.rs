@@ -1,0 +1,144 @@
+//! A resource server protected by a real RFC 7662 authorization server,
+//! configured from the environment.
+//!
+//! ```text
+//! INTROSPECTION_URL=https://as.example/o/introspect/ CLIENT_ID=rs CLIENT_SECRET=… \
+//!     cargo run --example resource_server
+//! ```
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `INTROSPECTION_URL` | required: the introspection endpoint |
+//! | `CLIENT_ID`, `CLIENT_SECRET` | the resource server's credentials |
+//! | `CLIENT_AUTH` | `basic` (default), `post`, or `bearer` |
+//! | `TOKEN_URL`, `TOKEN_SCOPE` | for `bearer`: where and with which scope the resource server gets its own token (client credentials grant) |
+//! | `LISTEN_ADDR` | default `127.0.0.1:3000` |
+//! | `REALM` | the challenge realm, default `api` |
+//! | `EXPECTED_ISSUER`, `EXPECTED_AUDIENCE` | optional checks, comma-separated for several |
+//! | `CACHE_MAX_TTL_SECS`, `CACHE_NEGATIVE_TTL_SECS` | cache lifetimes (0 disables) |
+//! | `ALLOW_INSECURE_HTTP` | `1`/`true` to allow `http://` on non-loopback hosts |
+//!
+//! Prints `listening on http://ADDR` once it accepts connections; logs with
+//! `tracing` (`RUST_LOG`); exits non-zero with a message on bad configuration.
+
+mod common;
+
+use std::env;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tower_introspection::{IntrospectionLayer, Introspector};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("resource_server: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn var(name: &str) -> Option<String> {
+    env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn required(name: &str) -> Result<String, String> {
+    var(name).ok_or_else(|| format!("{name} is required"))
+}
+
+fn secs(name: &str) -> Result<Option<Duration>, String> {
+    var(name)
+        .map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .map(Duration::from_secs)
+                .map_err(|_| format!("{name} must be a whole number of seconds, got {v:?}"))
+        })
+        .transpose()
+}
+
+fn flag(name: &str) -> Result<bool, String> {
+    match var(name).as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("0" | "false" | "no") => Ok(false),
+        Some("1" | "true" | "yes") => Ok(true),
+        Some(other) => Err(format!("{name} must be true or false, got {other:?}")),
+    }
+}
+
+fn list(name: &str) -> Vec<String> {
+    var(name)
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn introspector() -> Result<Introspector, String> {
+    let mut builder = Introspector::builder(required("INTROSPECTION_URL")?)
+        .allow_insecure_http(flag("ALLOW_INSECURE_HTTP")?);
+    let auth = var("CLIENT_AUTH").unwrap_or_else(|| "basic".into());
+    builder = match auth.as_str() {
+        "basic" => builder.client_secret_basic(required("CLIENT_ID")?, required("CLIENT_SECRET")?),
+        "post" => builder.client_secret_post(required("CLIENT_ID")?, required("CLIENT_SECRET")?),
+        "bearer" => {
+            let builder = builder.bearer_from_client_credentials(
+                required("TOKEN_URL")?,
+                required("CLIENT_ID")?,
+                required("CLIENT_SECRET")?,
+            );
+            match var("TOKEN_SCOPE") {
+                Some(scope) => builder.token_scope(scope),
+                None => builder,
+            }
+        }
+        other => {
+            return Err(format!(
+                "CLIENT_AUTH must be basic, post or bearer, got {other:?}"
+            ))
+        }
+    };
+    for issuer in list("EXPECTED_ISSUER") {
+        builder = builder.expected_issuer(issuer);
+    }
+    for audience in list("EXPECTED_AUDIENCE") {
+        builder = builder.expected_audience(audience);
+    }
+    if let Some(ttl) = secs("CACHE_MAX_TTL_SECS")? {
+        builder = builder.max_ttl(ttl);
+    }
+    if let Some(ttl) = secs("CACHE_NEGATIVE_TTL_SECS")? {
+        builder = builder.negative_ttl(ttl);
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
+async fn run() -> Result<(), String> {
+    let listen: SocketAddr = var("LISTEN_ADDR")
+        .unwrap_or_else(|| "127.0.0.1:3000".into())
+        .parse()
+        .map_err(|e| format!("LISTEN_ADDR: {e}"))?;
+    let mut layer = IntrospectionLayer::new(introspector()?);
+    if let Some(realm) = var("REALM") {
+        layer = layer.realm(realm);
+    }
+    let app = common::app(layer);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("listening on http://{addr}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(common::shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
