@@ -12,6 +12,8 @@
 //! - `miss/*`: one uncached validation against the in-process test AS over
 //!   loopback, against a bare loopback HTTP round trip to the same server.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // benchmarks and tests fail loudly
+
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::task::Context;
@@ -21,7 +23,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use http::{Request, Response};
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 use tower_introspection::test_util::TestAuthServer;
-use tower_introspection::{IntrospectionLayer, Introspector};
+use tower_introspection::{BearerExtractor, ExtractToken, IntrospectionLayer, Introspector, Principal};
 
 type Body = bytes::Bytes;
 
@@ -51,10 +53,15 @@ async fn fixture() -> Fixture {
     }
 }
 
+/// A request whose header values share one buffer, as hyper builds them
+/// from the bytes it read.
 fn request(token: &str) -> Request<Body> {
+    let wire = bytes::Bytes::from(format!("Bearer {token}application/json"));
+    let split = wire.len() - "application/json".len();
+    let value = |bytes: bytes::Bytes| http::HeaderValue::from_maybe_shared(bytes).expect("header value");
     Request::get("/items")
-        .header("authorization", format!("Bearer {token}"))
-        .header("accept", "application/json")
+        .header("authorization", value(wire.slice(..split)))
+        .header("accept", value(wire.slice(split..)))
         .body(Body::new())
         .expect("request")
 }
@@ -101,6 +108,40 @@ fn cached(c: &mut Criterion) {
             },
             criterion::BatchSize::SmallInput,
         )
+    });
+    // The parts of the difference, measured alone.
+    let extractor = BearerExtractor::new();
+    group.bench_function("part_extract_token", |b| {
+        b.iter_batched(
+            || request(&fixture.token),
+            |req| {
+                black_box(extractor.extract(&req).expect("well-formed"));
+                req
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let principal = Principal::from_json(br#"{"active":true,"scope":"read"}"#).expect("active");
+    group.bench_function("part_extensions_insert", |b| {
+        b.iter_batched(
+            || (request(&fixture.token), principal.clone()),
+            |(mut req, principal)| {
+                req.extensions_mut().insert(principal);
+                req
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("part_validate", |b| {
+        b.to_async(&runtime).iter(|| async {
+            black_box(
+                fixture
+                    .introspector
+                    .validate(&fixture.token)
+                    .await
+                    .expect("active"),
+            )
+        })
     });
     group.finish();
 }

@@ -11,7 +11,7 @@ use http::request::Parts;
 use crate::error::AuthError;
 use crate::middleware::{reject, Covered, JsonBody};
 use crate::principal::Principal;
-use crate::scope::{authorize, required_scope, ScopeRequirement};
+use crate::scope::{authorize, required_scope, unauthenticated, ScopeRequirement};
 
 /// The validated principal of the request.
 ///
@@ -22,13 +22,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        if let Some(principal) = parts.extensions.get::<Principal>() {
-            return Ok(principal.clone());
+        match parts.extensions.get::<Principal>() {
+            Some(principal) => Ok(principal.clone()),
+            None => Err(unauthenticated(&parts.extensions)),
         }
-        Err(match parts.extensions.get::<Covered>() {
-            Some(covered) => AuthError::missing_token().with_realm(Some(&covered.realm)),
-            None => AuthError::missing_layer(),
-        })
     }
 }
 

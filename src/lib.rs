@@ -149,7 +149,8 @@ pub use crate::introspect::{
 pub use crate::middleware::{Introspection, IntrospectionLayer, JsonBody, RejectionBody, ResponseFuture};
 pub use crate::principal::{Principal, Scopes};
 pub use crate::scope::{
-    Exact, Hierarchical, RequireScope, RequireScopeService, ScopeMatcher, ScopeRequirement, Wildcard,
+    Exact, Hierarchical, RequireScope, RequireScopeFuture, RequireScopeService, ScopeMatcher,
+    ScopeRequirement, Wildcard,
 };
 pub use crate::token::{
     BearerExtractor, BearerToken, ExtractToken, TokenError, TokenSource, DEFAULT_MAX_TOKEN_LENGTH,

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use http::HeaderValue;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -28,9 +29,13 @@ use serde_json::{Map, Value};
 #[derive(Clone)]
 pub struct Principal {
     inner: Arc<Claims>,
+    /// The realm of the layer that let the request through, for the
+    /// challenges of scope checks further in.
+    realm: Option<HeaderValue>,
 }
 
-/// Boxed strings keep a cached entry small (16 bytes each instead of 24).
+/// The parsed answer, as cached: one allocation plus its strings. Boxed
+/// strings and sentinel timestamps keep a cached entry small.
 #[derive(Default)]
 pub(crate) struct Claims {
     pub(crate) scopes: Scopes,
@@ -41,17 +46,62 @@ pub(crate) struct Claims {
     pub(crate) issuer: Option<Box<str>>,
     pub(crate) jwt_id: Option<Box<str>>,
     pub(crate) audiences: Box<[Box<str>]>,
-    pub(crate) expires_at: Option<i64>,
-    pub(crate) issued_at: Option<i64>,
-    pub(crate) not_before: Option<i64>,
+    pub(crate) expires_at: Timestamp,
+    pub(crate) issued_at: Timestamp,
+    pub(crate) not_before: Timestamp,
     pub(crate) extra: Option<Box<Map<String, Value>>>,
+}
+
+/// Seconds since the Unix epoch, with `i64::MIN` for "absent" (half the size
+/// of an `Option<i64>`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timestamp(i64);
+
+impl Timestamp {
+    pub(crate) const ABSENT: Self = Self(i64::MIN);
+
+    pub(crate) fn new(value: Option<i64>) -> Self {
+        match value {
+            None => Self::ABSENT,
+            // Still far in the past, so it fails closed instead of reading as absent.
+            Some(i64::MIN) => Self(i64::MIN + 1),
+            Some(secs) => Self(secs),
+        }
+    }
+
+    pub(crate) fn get(self) -> Option<i64> {
+        (self != Self::ABSENT).then_some(self.0)
+    }
+}
+
+impl Default for Timestamp {
+    fn default() -> Self {
+        Self::ABSENT
+    }
 }
 
 impl Principal {
     pub(crate) fn from_claims(claims: Claims) -> Self {
+        Self::from_shared(Arc::new(claims))
+    }
+
+    pub(crate) fn from_shared(claims: Arc<Claims>) -> Self {
         Self {
-            inner: Arc::new(claims),
+            inner: claims,
+            realm: None,
         }
+    }
+
+    pub(crate) fn into_shared(self) -> Arc<Claims> {
+        self.inner
+    }
+
+    pub(crate) fn set_realm(&mut self, realm: HeaderValue) {
+        self.realm = Some(realm);
+    }
+
+    pub(crate) fn realm(&self) -> Option<&HeaderValue> {
+        self.realm.as_ref()
     }
 
     /// Parses an active RFC 7662 introspection answer.
@@ -108,22 +158,22 @@ impl Principal {
 
     /// `exp` in seconds since the Unix epoch.
     pub fn expires_at(&self) -> Option<i64> {
-        self.inner.expires_at
+        self.inner.expires_at.get()
     }
 
     /// `iat` in seconds since the Unix epoch.
     pub fn issued_at(&self) -> Option<i64> {
-        self.inner.issued_at
+        self.inner.issued_at.get()
     }
 
     /// `nbf` in seconds since the Unix epoch.
     pub fn not_before(&self) -> Option<i64> {
-        self.inner.not_before
+        self.inner.not_before.get()
     }
 
     /// `exp` as a [`SystemTime`].
     pub fn expiry(&self) -> Option<SystemTime> {
-        let exp = u64::try_from(self.inner.expires_at?).ok()?;
+        let exp = u64::try_from(self.expires_at()?).ok()?;
         UNIX_EPOCH.checked_add(Duration::from_secs(exp))
     }
 
@@ -155,7 +205,7 @@ impl fmt::Debug for Principal {
             .field("sub", &self.subject())
             .field("client_id", &self.client_id())
             .field("scopes", &self.inner.scopes)
-            .field("exp", &self.inner.expires_at)
+            .field("exp", &self.expires_at())
             .finish_non_exhaustive()
     }
 }
@@ -173,30 +223,34 @@ impl fmt::Debug for Principal {
 /// ```
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct Scopes {
-    items: Box<[Box<str>]>,
+    /// Sorted, unique, space-separated: one allocation for the whole set.
+    joined: Box<str>,
 }
 
 impl Scopes {
     pub(crate) fn from_iter_unsorted<I, S>(iter: I) -> Self
     where
         I: IntoIterator<Item = S>,
-        S: Into<Box<str>>,
+        S: AsRef<str>,
     {
-        let mut items: Vec<Box<str>> = iter
-            .into_iter()
-            .map(Into::into)
-            .filter(|s| !s.is_empty())
-            .collect();
-        items.sort_unstable();
-        items.dedup();
+        let mut items: Vec<S> = iter.into_iter().filter(|s| !s.as_ref().is_empty()).collect();
+        items.sort_unstable_by(|a, b| a.as_ref().cmp(b.as_ref()));
+        items.dedup_by(|a, b| a.as_ref() == b.as_ref());
+        let mut joined = String::with_capacity(items.iter().map(|s| s.as_ref().len() + 1).sum());
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                joined.push(' ');
+            }
+            joined.push_str(item.as_ref());
+        }
         Self {
-            items: items.into_boxed_slice(),
+            joined: joined.into_boxed_str(),
         }
     }
 
     /// Whether `scope` was granted.
     pub fn contains(&self, scope: &str) -> bool {
-        self.items.binary_search_by(|item| (**item).cmp(scope)).is_ok()
+        !scope.is_empty() && self.iter().any(|granted| granted == scope)
     }
 
     /// Whether every one of `scopes` was granted.
@@ -210,18 +264,23 @@ impl Scopes {
     }
 
     /// The scopes, in sorted order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        self.items.iter().map(|s| &**s)
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        self.joined.split(' ').filter(|s| !s.is_empty())
     }
 
     /// The number of scopes.
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.iter().count()
     }
 
     /// Whether no scope was granted.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.joined.is_empty()
+    }
+
+    /// The scopes as one space-delimited string, as in the `scope` member.
+    pub fn as_str(&self) -> &str {
+        &self.joined
     }
 }
 
@@ -234,25 +293,10 @@ impl std::str::FromStr for Scopes {
     }
 }
 
-impl<'a> IntoIterator for &'a Scopes {
-    type Item = &'a str;
-    type IntoIter = std::iter::Map<std::slice::Iter<'a, Box<str>>, fn(&'a Box<str>) -> &'a str>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.items.iter().map(|s| &**s)
-    }
-}
-
 impl fmt::Display for Scopes {
     /// Space-delimited, as in the `scope` member.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, scope) in self.items.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" ")?;
-            }
-            f.write_str(scope)?;
-        }
-        Ok(())
+        f.write_str(&self.joined)
     }
 }
 

@@ -9,15 +9,18 @@
 //! never the ones granted (RFC 6750 §3.1, B13).
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Extensions, Request, Response};
+use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::error::AuthError;
-use crate::middleware::{reject, Covered, JsonBody, RejectionBody, ResponseFuture};
+use crate::middleware::{reject, Covered, JsonBody, RejectionBody};
 use crate::principal::{Principal, Scopes};
 
 /// Decides whether granted scopes satisfy a required scope.
@@ -161,18 +164,22 @@ where
     G: IntoIterator<Item = I>,
     I: IntoIterator<Item = &'a str>,
 {
-    let covered = extensions.get::<Covered>();
-    let realm = covered.map(|c| &c.realm);
     let Some(principal) = extensions.get::<Principal>() else {
-        return Err(match covered {
-            Some(_) => AuthError::missing_token().with_realm(realm),
-            None => AuthError::missing_layer(),
-        });
+        return Err(unauthenticated(extensions));
     };
     if satisfies(principal.scopes(), groups, matcher) {
         Ok(principal.clone())
     } else {
-        Err(AuthError::insufficient_scope(required()).with_realm(realm))
+        Err(AuthError::insufficient_scope(required()).with_realm(principal.realm()))
+    }
+}
+
+/// Why a request has no principal: let through anonymously (401 with the
+/// layer's realm), or no layer ran at all (500).
+pub(crate) fn unauthenticated(extensions: &Extensions) -> AuthError {
+    match extensions.get::<Covered>() {
+        Some(covered) => AuthError::missing_token().with_realm(Some(&covered.realm)),
+        None => AuthError::missing_layer(),
     }
 }
 
@@ -346,7 +353,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+    type Future = RequireScopeFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -355,12 +362,62 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let requirement = &*self.layer.requirement;
         let groups = requirement.groups.iter().map(|group| group.iter().map(|s| &**s));
-        match authorize(request.extensions(), groups, &*requirement.matcher, || {
+        let kind = match authorize(request.extensions(), groups, &*requirement.matcher, || {
             requirement.required.clone()
         }) {
-            Ok(_) => ResponseFuture::inner(self.inner.call(request)),
-            Err(error) => ResponseFuture::rejected(reject(error, &self.layer.body)),
+            Ok(_) => Kind::Inner {
+                future: self.inner.call(request),
+            },
+            Err(error) => Kind::Rejected {
+                response: Some(reject(error, &self.layer.body)),
+            },
+        };
+        RequireScopeFuture { kind }
+    }
+}
+
+pin_project! {
+    /// Response future of [`RequireScopeService`].
+    pub struct RequireScopeFuture<F, B> {
+        #[pin]
+        kind: Kind<F, B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, B> {
+        Rejected { response: Option<Response<B>> },
+        Inner { #[pin] future: F },
+    }
+}
+
+impl<F, B, E> Future for RequireScopeFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Rejected { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => Poll::Pending, // polled after completion
+            },
+            KindProj::Inner { future } => future.poll(cx),
         }
+    }
+}
+
+impl<F, B> fmt::Debug for RequireScopeFuture<F, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.kind {
+            Kind::Rejected { .. } => "rejected",
+            Kind::Inner { .. } => "inner",
+        };
+        f.debug_struct("RequireScopeFuture")
+            .field("state", &state)
+            .finish()
     }
 }
 

@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use http::{header, HeaderName, Request};
+use http::{header, HeaderName, HeaderValue, Request};
 
 use crate::error::{AuthError, ErrorKind};
 
@@ -21,24 +21,43 @@ use crate::error::{AuthError, ErrorKind};
 pub const DEFAULT_MAX_TOKEN_LENGTH: usize = 4096;
 
 /// A bearer token taken from a request. Its `Debug` never shows the token.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct BearerToken {
-    value: String,
+    repr: Repr,
     source: TokenSource,
+}
+
+#[derive(Clone)]
+enum Repr {
+    /// The `Authorization` header itself: cloning it shares the bytes the
+    /// server already read, so the hot path copies no token.
+    Header {
+        value: HeaderValue,
+        start: usize,
+    },
+    Owned(Box<str>),
 }
 
 impl BearerToken {
     /// Wraps a token found by a custom [`ExtractToken`] implementation.
     pub fn new(value: impl Into<String>, source: TokenSource) -> Self {
         Self {
-            value: value.into(),
+            repr: Repr::Owned(value.into().into_boxed_str()),
             source,
         }
     }
 
     /// The raw token. Handle with care: never log it.
     pub fn secret(&self) -> &str {
-        &self.value
+        match &self.repr {
+            // Checked against the b64token grammar (ASCII) when extracted.
+            Repr::Header { value, start } => value
+                .as_bytes()
+                .get(*start..)
+                .and_then(|token| std::str::from_utf8(token).ok())
+                .unwrap_or_default(),
+            Repr::Owned(token) => token,
+        }
     }
 
     /// Where the token was found.
@@ -46,6 +65,14 @@ impl BearerToken {
         self.source
     }
 }
+
+impl PartialEq for BearerToken {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source && self.secret() == other.secret()
+    }
+}
+
+impl Eq for BearerToken {}
 
 impl fmt::Debug for BearerToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -187,13 +214,18 @@ impl BearerExtractor {
         self
     }
 
-    fn checked(&self, value: &str, source: TokenSource) -> Result<BearerToken, TokenError> {
+    fn check(&self, value: &[u8]) -> Result<(), TokenError> {
         if value.len() > self.max_length {
             return Err(TokenError::TooLong);
         }
-        if !is_b64token(value.as_bytes()) {
+        if !is_b64token(value) {
             return Err(TokenError::Malformed);
         }
+        Ok(())
+    }
+
+    fn checked(&self, value: &str, source: TokenSource) -> Result<BearerToken, TokenError> {
+        self.check(value.as_bytes())?;
         Ok(BearerToken::new(value, source))
     }
 
@@ -209,9 +241,14 @@ impl BearerExtractor {
             // Another scheme is not a bearer token: no credentials for us.
             None => Ok(None),
             Some(token) => {
-                // `bearer_credentials` checked the grammar, so this is ASCII.
-                let token = std::str::from_utf8(token).map_err(|_| TokenError::Malformed)?;
-                self.checked(token, TokenSource::AuthorizationHeader).map(Some)
+                self.check(token)?;
+                Ok(Some(BearerToken {
+                    repr: Repr::Header {
+                        value: value.clone(),
+                        start: value.len() - token.len(),
+                    },
+                    source: TokenSource::AuthorizationHeader,
+                }))
             }
         }
     }
@@ -336,14 +373,22 @@ fn trim_leading_spaces(mut bytes: &[u8]) -> &[u8] {
 pub(crate) fn is_b64token(bytes: &[u8]) -> bool {
     let body_end = bytes
         .iter()
-        .position(|&b| !is_b64token_char(b))
+        .position(|&b| !B64TOKEN_CHAR[usize::from(b)])
         .unwrap_or(bytes.len());
     body_end > 0 && bytes[body_end..].iter().all(|&b| b == b'=')
 }
 
-fn is_b64token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-}
+/// A lookup table: one load per byte on the hot path.
+static B64TOKEN_CHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,7 @@
 //! The cache over real TCP, counting the test AS's introspection calls.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // benchmarks and tests fail loudly
+
 mod common;
 
 use std::sync::Arc;

@@ -2,6 +2,8 @@
 //! RFC 7662 client (I*), client authentication (C*), and every fault of the
 //! test authorization server with its status.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // benchmarks and tests fail loudly
+
 mod common;
 
 use std::time::Duration;

@@ -1,5 +1,7 @@
 //! Scope guards over real TCP: extractors, groups, matchers, route layer.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // benchmarks and tests fail loudly
+
 mod common;
 
 use common::{challenge, Setup};

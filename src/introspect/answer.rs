@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::principal::{Claims, Principal, Scopes};
+use crate::principal::{Claims, Principal, Scopes, Timestamp};
 
 /// A parsed answer.
 #[derive(Debug, Clone)]
@@ -61,9 +61,9 @@ pub(crate) fn parse_answer(body: &[u8]) -> Result<Answer, AnswerError> {
         issuer: string(map.remove("iss"), "`iss` is not a string")?,
         jwt_id: string(map.remove("jti"), "`jti` is not a string")?,
         audiences: audiences(map.remove("aud"))?,
-        expires_at: timestamp(map.remove("exp"), "`exp` is not a timestamp")?,
-        issued_at: timestamp(map.remove("iat"), "`iat` is not a timestamp")?,
-        not_before: timestamp(map.remove("nbf"), "`nbf` is not a timestamp")?,
+        expires_at: Timestamp::new(timestamp(map.remove("exp"), "`exp` is not a timestamp")?),
+        issued_at: Timestamp::new(timestamp(map.remove("iat"), "`iat` is not a timestamp")?),
+        not_before: Timestamp::new(timestamp(map.remove("nbf"), "`nbf` is not a timestamp")?),
         extra: extra(map),
     };
     Ok(Answer::Active(Principal::from_claims(claims)))

@@ -375,7 +375,7 @@ mod tests {
     use crate::Introspector;
 
     fn err(builder: IntrospectorBuilder) -> ConfigError {
-        builder.build().err().expect("the builder should refuse this")
+        builder.build().expect_err("the builder should refuse this")
     }
 
     #[test]

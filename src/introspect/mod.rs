@@ -88,46 +88,48 @@ impl Introspector {
     /// [`RequireScope`](crate::RequireScope).
     pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
         let inner = &*self.inner;
-        let counters = &inner.cache.counters;
-        let principal = match &inner.cache.active {
-            Some(active) => {
-                let key = inner.cache.key(token);
-                if let Some(entry) = active.get(&key).await {
-                    bump(&counters.hits);
-                    entry.principal
-                } else if self.negative_hit(&key).await {
-                    bump(&counters.negative_hits);
-                    return Err(LoadError::Inactive.to_auth_error());
-                } else {
-                    bump(&counters.misses);
-                    let loaded = AtomicBool::new(false);
-                    let load = async {
-                        loaded.store(true, Ordering::Relaxed);
-                        self.load(key, token).await
-                    };
-                    match active.try_get_with(key, load).await {
-                        Ok(entry) => {
-                            self.note_wait(&loaded);
-                            entry.principal
-                        }
-                        Err(error) => {
-                            self.note_wait(&loaded);
-                            return Err(error.to_auth_error());
-                        }
-                    }
+        let key = inner.cache.key(token);
+        let claims = match &inner.cache.active {
+            Some(active) => match active.get(&key).await {
+                Some(claims) => {
+                    bump(&inner.cache.counters.hits);
+                    claims
                 }
-            }
+                // Boxed so that the hot path's future stays small.
+                None => Box::pin(self.miss(key, token)).await?,
+            },
             None => {
-                bump(&counters.misses);
-                let key = inner.cache.key(token);
-                match self.load(key, token).await {
-                    Ok(entry) => entry.principal,
-                    Err(error) => return Err(error.to_auth_error()),
-                }
+                bump(&inner.cache.counters.misses);
+                self.load(key, token).await.map_err(|e| e.to_auth_error())?
             }
         };
+        let principal = Principal::from_shared(claims);
         inner.validation.check(&principal, unix_now())?;
         Ok(principal)
+    }
+
+    /// Not in the active cache: the inactive cache, or one introspection
+    /// call shared by every concurrent request for the same key.
+    async fn miss(&self, key: Key, token: &str) -> Result<Entry, AuthError> {
+        let cache = &self.inner.cache;
+        if self.negative_hit(&key).await {
+            bump(&cache.counters.negative_hits);
+            return Err(LoadError::Inactive.to_auth_error());
+        }
+        bump(&cache.counters.misses);
+        let Some(active) = &cache.active else {
+            return self.load(key, token).await.map_err(|e| e.to_auth_error());
+        };
+        let loaded = AtomicBool::new(false);
+        let load = async {
+            loaded.store(true, Ordering::Relaxed);
+            self.load(key, token).await
+        };
+        let result = active.try_get_with(key, load).await;
+        if !loaded.load(Ordering::Relaxed) {
+            bump(&cache.counters.coalesced_waits);
+        }
+        result.map_err(|error| error.to_auth_error())
     }
 
     /// Forgets the cached answer for `token` (active or inactive), so the next
@@ -168,9 +170,9 @@ impl Introspector {
         }
     }
 
-    /// The cache key of `token` (a SHA-256 digest), for benchmarks.
+    /// The cache key of `token` (a truncated SHA-256 digest), for benchmarks.
     #[doc(hidden)]
-    pub fn cache_key(&self, token: &str) -> [u8; 32] {
+    pub fn cache_key(&self, token: &str) -> [u8; 16] {
         self.inner.cache.key(token)
     }
 
@@ -178,12 +180,6 @@ impl Introspector {
         match &self.inner.cache.inactive {
             Some(inactive) => inactive.get(key).await.is_some(),
             None => false,
-        }
-    }
-
-    fn note_wait(&self, loaded: &AtomicBool) {
-        if !loaded.load(Ordering::Relaxed) {
-            bump(&self.inner.cache.counters.coalesced_waits);
         }
     }
 

@@ -1,80 +1,167 @@
-//! The response future of [`Introspection`](super::Introspection) and
-//! [`RequireScopeService`](crate::RequireScopeService).
+//! The response future of [`Introspection`](super::Introspection).
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use http::Response;
+use http::{header, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
+use tower_service::Service;
 
-type BoxFuture<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
+use super::body::{reject, RejectionBody};
+use crate::error::AuthError;
+use crate::principal::Principal;
+
+/// The token's validation. Boxed because moka's lookup future cannot be
+/// named; kept small by boxing the miss path separately.
+pub(crate) type Validation = Pin<Box<dyn Future<Output = Result<Principal, AuthError>> + Send>>;
 
 pin_project! {
-    /// Response future of the middleware: a rejection, the inner service's
-    /// future, or a validation followed by the inner call.
-    pub struct ResponseFuture<F, B, E> {
+    /// Response future of [`Introspection`](super::Introspection): a
+    /// rejection, a validation followed by the inner call, or the inner call.
+    ///
+    /// The inner service's future is not boxed.
+    pub struct ResponseFuture<S, ReqBody, R>
+    where
+        S: Service<Request<ReqBody>>,
+    {
         #[pin]
-        kind: Kind<F, B, E>,
+        state: State<S, ReqBody, R>,
     }
 }
 
 pin_project! {
-    #[project = KindProj]
-    enum Kind<F, B, E> {
-        Rejected { response: Option<Response<B>> },
-        Inner { #[pin] future: F },
-        Validating { future: BoxFuture<B, E> },
+    #[project = StateProj]
+    enum State<S, ReqBody, R>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Rejected { response: Option<S::Response> },
+        Validating {
+            validation: Validation,
+            pending: Option<(Request<ReqBody>, S)>,
+            realm: HeaderValue,
+            body: R,
+            private: bool,
+        },
+        Calling {
+            #[pin]
+            future: S::Future,
+            private: bool,
+        },
     }
 }
 
-impl<F, B, E> ResponseFuture<F, B, E> {
-    pub(crate) fn rejected(response: Response<B>) -> Self {
+impl<S, ReqBody, R> ResponseFuture<S, ReqBody, R>
+where
+    S: Service<Request<ReqBody>>,
+{
+    pub(crate) fn rejected(response: S::Response) -> Self {
         Self {
-            kind: Kind::Rejected {
+            state: State::Rejected {
                 response: Some(response),
             },
         }
     }
 
-    pub(crate) fn inner(future: F) -> Self {
+    pub(crate) fn calling(future: S::Future) -> Self {
         Self {
-            kind: Kind::Inner { future },
+            state: State::Calling {
+                future,
+                private: false,
+            },
         }
     }
 
-    pub(crate) fn validating(future: BoxFuture<B, E>) -> Self {
+    /// `private`: the token came from the query; a successful response gets
+    /// `Cache-Control: private` (RFC 6750 §2.3).
+    pub(crate) fn validating(
+        validation: Validation,
+        request: Request<ReqBody>,
+        inner: S,
+        realm: HeaderValue,
+        body: R,
+        private: bool,
+    ) -> Self {
         Self {
-            kind: Kind::Validating { future },
+            state: State::Validating {
+                validation,
+                pending: Some((request, inner)),
+                realm,
+                body,
+                private,
+            },
         }
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B, E>
+impl<S, ReqBody, ResBody, R> Future for ResponseFuture<S, ReqBody, R>
 where
-    F: Future<Output = Result<Response<B>, E>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    R: RejectionBody<ResBody>,
 {
-    type Output = Result<Response<B>, E>;
+    type Output = Result<Response<ResBody>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Rejected { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                None => Poll::Pending,
-            },
-            KindProj::Inner { future } => future.poll(cx),
-            KindProj::Validating { future } => Poll::Ready(ready!(future.as_mut().poll(cx))),
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Rejected { response } => {
+                    return match response.take() {
+                        Some(response) => Poll::Ready(Ok(response)),
+                        None => Poll::Pending, // polled after completion
+                    };
+                }
+                StateProj::Validating {
+                    validation,
+                    pending,
+                    realm,
+                    body,
+                    private,
+                } => {
+                    let outcome = ready!(validation.as_mut().poll(cx));
+                    let Some((mut request, mut inner)) = pending.take() else {
+                        return Poll::Pending; // polled after completion
+                    };
+                    let private = *private;
+                    match outcome {
+                        Ok(mut principal) => {
+                            principal.set_realm(realm.clone());
+                            request.extensions_mut().insert(principal);
+                            let future = inner.call(request);
+                            state.set(State::Calling { future, private });
+                        }
+                        Err(error) => {
+                            let response = reject(error.with_realm(Some(realm)), body);
+                            state.set(State::Rejected { response: None });
+                            return Poll::Ready(Ok(response));
+                        }
+                    }
+                }
+                StateProj::Calling { future, private } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    if *private && response.status().is_success() {
+                        response
+                            .headers_mut()
+                            .insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+                    }
+                    return Poll::Ready(Ok(response));
+                }
+            }
         }
     }
 }
 
-impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
+impl<S, ReqBody, R> fmt::Debug for ResponseFuture<S, ReqBody, R>
+where
+    S: Service<Request<ReqBody>>,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &self.kind {
-            Kind::Rejected { .. } => "rejected",
-            Kind::Inner { .. } => "inner",
-            Kind::Validating { .. } => "validating",
+        let state = match &self.state {
+            State::Rejected { .. } => "rejected",
+            State::Validating { .. } => "validating",
+            State::Calling { .. } => "calling",
         };
         f.debug_struct("ResponseFuture").field("state", &state).finish()
     }

@@ -11,9 +11,9 @@ use crate::error::DEFAULT_REALM;
 use crate::introspect::Introspector;
 use crate::token::{BearerExtractor, ExtractToken};
 
-/// Marks a request that went through the layer, and carries the realm for
-/// challenges made further in (scope checks). A request with this marker but
-/// no `Principal` was let through anonymously.
+/// Marks a request the layer let through anonymously, and carries the realm
+/// for challenges made further in. (An authenticated request carries its
+/// realm in its `Principal`.)
 #[derive(Debug, Clone)]
 pub(crate) struct Covered {
     pub(crate) realm: HeaderValue,

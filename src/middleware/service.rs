@@ -3,7 +3,7 @@
 use std::fmt;
 use std::task::{Context, Poll};
 
-use http::{header, HeaderValue, Request, Response};
+use http::{Request, Response};
 use tower_service::Service;
 
 use super::body::{reject, RejectionBody};
@@ -33,17 +33,13 @@ impl<S, E, R> Introspection<S, E, R> {
 
 impl<S, E, R, ReqBody, ResBody> Service<Request<ReqBody>> for Introspection<S, E, R>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     E: ExtractToken,
     R: RejectionBody<ResBody>,
-    ReqBody: Send + 'static,
-    ResBody: Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+    type Future = ResponseFuture<S, ReqBody, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -55,35 +51,25 @@ where
             Ok(Some(token)) => token,
             Ok(None) if layer.anonymous => {
                 request.extensions_mut().insert(layer.covered.clone());
-                return ResponseFuture::inner(self.inner.call(request));
+                return ResponseFuture::calling(self.inner.call(request));
             }
             Ok(None) => return ResponseFuture::rejected(self.reject(AuthError::missing_token())),
             Err(error) => return ResponseFuture::rejected(self.reject(error.into())),
         };
+        let private = token.source() == TokenSource::Query;
+        let introspector = layer.introspector.clone();
+        let validation = Box::pin(async move { introspector.validate(token.secret()).await });
         // Take the service that was driven to readiness; leave a clone behind.
         let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let introspector = layer.introspector.clone();
-        let covered = layer.covered.clone();
-        let body = layer.body.clone();
-        ResponseFuture::validating(Box::pin(async move {
-            match introspector.validate(token.secret()).await {
-                Ok(principal) => {
-                    let extensions = request.extensions_mut();
-                    extensions.insert(principal);
-                    extensions.insert(covered);
-                    let mut response = inner.call(request).await?;
-                    if token.source() == TokenSource::Query && response.status().is_success() {
-                        // RFC 6750 §2.3: a response to a query-token request is private.
-                        response
-                            .headers_mut()
-                            .insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
-                    }
-                    Ok(response)
-                }
-                Err(error) => Ok(reject(error.with_realm(Some(&covered.realm)), &body)),
-            }
-        }))
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::validating(
+            validation,
+            request,
+            inner,
+            layer.covered.realm.clone(),
+            layer.body.clone(),
+            private,
+        )
     }
 }
 
