@@ -123,6 +123,8 @@ mod challenge;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 mod introspect;
 mod middleware;
 mod principal;
@@ -143,7 +145,7 @@ pub use crate::error::{AuthError, ConfigError, ErrorKind, DEFAULT_REALM};
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use crate::extract::Scoped;
 pub use crate::introspect::{
-    AnswerError, Introspector, IntrospectorBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES,
+    AnswerError, AuthorizationServerMetadata, Discovery, DiscoveryKind, Introspector, IntrospectorBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT,
 };
 pub use crate::middleware::{Introspection, IntrospectionLayer, JsonBody, RejectionBody, ResponseFuture};

@@ -43,6 +43,7 @@ pub struct IntrospectorBuilder {
     audiences: Vec<Box<str>>,
     token_type: Option<Box<str>>,
     cache: CacheSettings,
+    supported_auth_methods: Option<Vec<String>>,
 }
 
 enum PendingAuth {
@@ -64,6 +65,19 @@ enum PendingAuth {
     Unauthenticated,
 }
 
+impl PendingAuth {
+    /// The method's name in RFC 8414 metadata (the client-auth and the
+    /// access-token-type registries).
+    fn metadata_name(&self) -> Option<&'static str> {
+        match self {
+            Self::Basic { .. } => Some("client_secret_basic"),
+            Self::Post { .. } => Some("client_secret_post"),
+            Self::Bearer(_) | Self::ClientCredentials { .. } => Some("bearer"),
+            Self::Unauthenticated => None,
+        }
+    }
+}
+
 impl IntrospectorBuilder {
     pub(super) fn new(endpoint: String) -> Self {
         Self {
@@ -80,7 +94,14 @@ impl IntrospectorBuilder {
             audiences: Vec::new(),
             token_type: None,
             cache: CacheSettings::default(),
+            supported_auth_methods: None,
         }
+    }
+
+    /// From discovery: the methods the endpoint accepts, if the metadata said.
+    pub(super) fn supported_auth_methods(mut self, methods: Option<Vec<String>>) -> Self {
+        self.supported_auth_methods = methods;
+        self
     }
 
     /// Authenticate with HTTP Basic (`client_secret_basic`, RFC 6749 §2.3.1).
@@ -258,6 +279,14 @@ impl IntrospectorBuilder {
             1 => pending.pop().ok_or(ConfigError::MissingCredentials)?,
             _ => return Err(ConfigError::ConflictingCredentials),
         };
+        if let (Some(supported), Some(method)) = (&self.supported_auth_methods, auth.metadata_name()) {
+            if !supported.iter().any(|m| m == method) {
+                return Err(ConfigError::Discovery(format!(
+                    "the introspection endpoint does not list {method} in introspection_endpoint_auth_methods_supported ({})",
+                    supported.join(", ")
+                )));
+            }
+        }
         let auth = match auth {
             PendingAuth::Basic { client_id, secret } => ClientAuth::Basic {
                 header: basic_header(&client_id, secret.expose()).ok_or(ConfigError::InvalidCredential {

@@ -21,6 +21,7 @@
 mod answer;
 mod auth;
 mod builder;
+mod discovery;
 mod http;
 
 use std::fmt;
@@ -32,12 +33,13 @@ use tracing::Instrument as _;
 pub use self::answer::AnswerError;
 pub(crate) use self::answer::{parse_answer, Answer};
 pub use self::builder::IntrospectorBuilder;
+pub use self::discovery::{AuthorizationServerMetadata, Discovery, DiscoveryKind};
 pub use self::http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
 
 use self::auth::ClientAuth;
 use self::http::{Fault, HttpSettings};
 use crate::cache::{bump, key_prefix, CacheStats, Entry, Key, TokenCache};
-use crate::error::{AuthError, ErrorKind};
+use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::principal::Principal;
 use crate::validate::{since_epoch, unix_now, Validation};
 
@@ -74,6 +76,41 @@ impl Introspector {
     /// Starts configuring an introspector for this introspection endpoint.
     pub fn builder(endpoint: impl Into<String>) -> IntrospectorBuilder {
         IntrospectorBuilder::new(endpoint.into())
+    }
+
+    /// Starts discovery from an issuer URL (RFC 8414 or OpenID Connect).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tower_introspection::test_util::TestAuthServer;
+    /// use tower_introspection::Introspector;
+    ///
+    /// let auth_server = TestAuthServer::start().await?;
+    /// let introspector = Introspector::discover(auth_server.issuer())
+    ///     .introspector()
+    ///     .await?
+    ///     .client_secret_basic("rs-client", "rs-secret")
+    ///     .build()?;
+    /// assert_eq!(introspector.endpoint(), auth_server.introspection_url());
+    /// # Ok(()) }
+    /// ```
+    pub fn discover(issuer: impl Into<String>) -> Discovery {
+        Discovery::new(issuer.into())
+    }
+
+    /// Starts a builder for the introspection endpoint named in `metadata`.
+    /// `build()` then refuses a client authentication method that the
+    /// metadata's `introspection_endpoint_auth_methods_supported` omits.
+    pub fn builder_from_metadata(metadata: &AuthorizationServerMetadata) -> Result<IntrospectorBuilder, ConfigError> {
+        let endpoint = metadata.introspection_endpoint.clone().ok_or_else(|| {
+            ConfigError::Discovery(format!(
+                "the metadata of {} has no introspection_endpoint (RFC 8414 §2)",
+                metadata.issuer
+            ))
+        })?;
+        Ok(IntrospectorBuilder::new(endpoint)
+            .supported_auth_methods(metadata.introspection_endpoint_auth_methods_supported.clone()))
     }
 
     /// The introspection endpoint.

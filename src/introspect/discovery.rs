@@ -1,0 +1,240 @@
+//! Configuring from an issuer URL: RFC 8414 authorization-server metadata, or
+//! OpenID Connect discovery.
+//!
+//! - RFC 8414 inserts `/.well-known/oauth-authorization-server` between the
+//!   host and the issuer's path (D1); OpenID Connect appends
+//!   `/.well-known/openid-configuration` to the issuer.
+//! - The metadata's `issuer` must equal the configured issuer exactly, or the
+//!   metadata is refused (D2).
+//! - A missing `introspection_endpoint` is a clear error (D3).
+//! - A failed fetch is retried a few times and never remembered (D6).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::builder::checked_url;
+use super::http::{read_capped, Fault, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
+use super::{Introspector, IntrospectorBuilder};
+use crate::error::ConfigError;
+
+/// Which discovery document to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DiscoveryKind {
+    /// RFC 8414 first; OpenID Connect if the server has no RFC 8414 document.
+    #[default]
+    Any,
+    /// RFC 8414: `/.well-known/oauth-authorization-server` inserted before the
+    /// issuer's path.
+    Rfc8414,
+    /// OpenID Connect Discovery: `/.well-known/openid-configuration` appended.
+    OpenIdConnect,
+}
+
+/// The members of an authorization server's metadata this crate uses.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuthorizationServerMetadata {
+    /// The issuer identifier; equal to the one discovery started from.
+    pub issuer: String,
+    /// The RFC 7662 introspection endpoint.
+    #[serde(default)]
+    pub introspection_endpoint: Option<String>,
+    /// The token endpoint (for bearer client authentication).
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    /// How the introspection endpoint accepts callers, if the server says.
+    #[serde(default)]
+    pub introspection_endpoint_auth_methods_supported: Option<Vec<String>>,
+}
+
+/// Fetches an authorization server's metadata; see [`Introspector::discover`].
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    issuer: String,
+    kind: DiscoveryKind,
+    attempts: u32,
+    retry_delay: Duration,
+    allow_insecure_http: bool,
+    client: Option<reqwest::Client>,
+}
+
+impl Discovery {
+    pub(super) fn new(issuer: String) -> Self {
+        Self {
+            issuer,
+            kind: DiscoveryKind::Any,
+            attempts: 3,
+            retry_delay: Duration::from_millis(200),
+            allow_insecure_http: false,
+            client: None,
+        }
+    }
+
+    /// Which document to read (default: RFC 8414, then OpenID Connect).
+    pub fn kind(mut self, kind: DiscoveryKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// How many times a failed fetch is tried (default 3), and the pause
+    /// between tries (default 200 ms, doubled each time).
+    pub fn retries(mut self, attempts: u32, delay: Duration) -> Self {
+        self.attempts = attempts.max(1);
+        self.retry_delay = delay;
+        self
+    }
+
+    /// Allow an `http://` issuer on a non-loopback host.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// Use this client for the metadata fetch.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Fetches and checks the metadata.
+    pub async fn metadata(&self) -> Result<AuthorizationServerMetadata, ConfigError> {
+        let issuer = checked_url("issuer", &self.issuer, self.allow_insecure_http)?;
+        let client = match &self.client {
+            Some(client) => client.clone(),
+            None => reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
+                .timeout(DEFAULT_TIMEOUT)
+                .build()
+                .map_err(ConfigError::HttpClient)?,
+        };
+        let urls = match self.kind {
+            DiscoveryKind::Any => vec![rfc8414_url(&issuer), oidc_url(&issuer)],
+            DiscoveryKind::Rfc8414 => vec![rfc8414_url(&issuer)],
+            DiscoveryKind::OpenIdConnect => vec![oidc_url(&issuer)],
+        };
+        let mut delay = self.retry_delay;
+        let mut last_error = String::new();
+        for attempt in 0..self.attempts {
+            if attempt > 0 {
+                tokio::time::sleep(delay).await;
+                delay = delay.saturating_mul(2);
+            }
+            for url in &urls {
+                match fetch(&client, url).await {
+                    Ok(Some(metadata)) => return self.checked(metadata),
+                    // No document here: try the other kind, without a pause.
+                    Ok(None) => last_error = format!("no metadata at {url}"),
+                    Err(why) => {
+                        tracing::warn!(%url, attempt, %why, "discovery failed");
+                        last_error = why;
+                    }
+                }
+            }
+        }
+        Err(ConfigError::Discovery(last_error))
+    }
+
+    /// Fetches the metadata and starts an introspector builder for its
+    /// introspection endpoint. Set the client authentication on the builder;
+    /// `build()` refuses a method the metadata says the endpoint does not
+    /// accept (RFC 8414 §2).
+    pub async fn introspector(&self) -> Result<IntrospectorBuilder, ConfigError> {
+        let metadata = self.metadata().await?;
+        Introspector::builder_from_metadata(&metadata).map(|b| b.allow_insecure_http(self.allow_insecure_http))
+    }
+
+    fn checked(&self, metadata: AuthorizationServerMetadata) -> Result<AuthorizationServerMetadata, ConfigError> {
+        if metadata.issuer != self.issuer {
+            return Err(ConfigError::Discovery(format!(
+                "the metadata names issuer {:?}, not {:?} (RFC 8414 §3.3: the metadata must not be used)",
+                metadata.issuer, self.issuer
+            )));
+        }
+        Ok(metadata)
+    }
+}
+
+/// `Ok(None)` when the server has no document at `url` (404 or 405).
+async fn fetch(client: &reqwest::Client, url: &url::Url) -> Result<Option<AuthorizationServerMetadata>, String> {
+    let response = client
+        .get(url.clone())
+        .header(http::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| match Fault::transport("metadata endpoint", &e) {
+            Fault::Unavailable(why) | Fault::Misconfigured(why) => why,
+        })?;
+    let status = response.status();
+    if matches!(status.as_u16(), 404 | 405) {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        return Err(format!("the metadata endpoint answered HTTP {}", status.as_u16()));
+    }
+    let body = read_capped(response, DEFAULT_MAX_RESPONSE_BYTES)
+        .await
+        .map_err(|e| match e {
+            Fault::Unavailable(why) | Fault::Misconfigured(why) => why,
+        })?;
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| format!("unusable metadata: {e}"))
+}
+
+/// RFC 8414 §3.1: `https://as/tenant` → `https://as/.well-known/oauth-authorization-server/tenant`.
+pub(crate) fn rfc8414_url(issuer: &url::Url) -> url::Url {
+    let mut url = issuer.clone();
+    let path = issuer.path().trim_end_matches('/');
+    url.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
+    url.set_query(None);
+    url
+}
+
+/// OpenID Connect Discovery §4: the issuer plus `/.well-known/openid-configuration`.
+pub(crate) fn oidc_url(issuer: &url::Url) -> url::Url {
+    let mut url = issuer.clone();
+    let path = issuer.path().trim_end_matches('/');
+    url.set_path(&format!("{path}/.well-known/openid-configuration"));
+    url.set_query(None);
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> url::Url {
+        url::Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn d1_rfc8414_inserts_before_the_path() {
+        assert_eq!(
+            rfc8414_url(&url("https://as/tenant1")).as_str(),
+            "https://as/.well-known/oauth-authorization-server/tenant1"
+        );
+        assert_eq!(
+            rfc8414_url(&url("https://as")).as_str(),
+            "https://as/.well-known/oauth-authorization-server"
+        );
+        assert_eq!(
+            rfc8414_url(&url("https://as:8443/a/b/")).as_str(),
+            "https://as:8443/.well-known/oauth-authorization-server/a/b"
+        );
+    }
+
+    #[test]
+    fn d1_oidc_appends() {
+        assert_eq!(
+            oidc_url(&url("https://as/tenant1")).as_str(),
+            "https://as/tenant1/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            oidc_url(&url("https://as/")).as_str(),
+            "https://as/.well-known/openid-configuration"
+        );
+    }
+}
