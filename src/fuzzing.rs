@@ -35,5 +35,8 @@ pub fn challenges(realm: &str, description: &str, scope: &str) -> Vec<HeaderValu
     let invalid = AuthError::new(ErrorKind::InvalidToken, description.to_owned()).with_realm(realm.as_ref());
     let scope = AuthError::insufficient_scope(scope.into()).with_realm(realm.as_ref());
     let missing = AuthError::missing_token().with_realm(realm.as_ref());
-    [invalid, scope, missing].iter().filter_map(AuthError::challenge).collect()
+    [invalid, scope, missing]
+        .iter()
+        .filter_map(AuthError::challenge)
+        .collect()
 }

@@ -16,11 +16,25 @@ use tower_introspection::{ConfigError, DiscoveryKind, Introspector};
 #[tokio::test]
 async fn rfc8414_and_oidc_discovery_configure_the_endpoint() {
     let auth = TestAuthServer::start().await.unwrap();
-    for kind in [DiscoveryKind::Any, DiscoveryKind::Rfc8414, DiscoveryKind::OpenIdConnect] {
-        let metadata = Introspector::discover(auth.issuer()).kind(kind).metadata().await.unwrap();
+    for kind in [
+        DiscoveryKind::Any,
+        DiscoveryKind::Rfc8414,
+        DiscoveryKind::OpenIdConnect,
+    ] {
+        let metadata = Introspector::discover(auth.issuer())
+            .kind(kind)
+            .metadata()
+            .await
+            .unwrap();
         assert_eq!(metadata.issuer, auth.issuer());
-        assert_eq!(metadata.introspection_endpoint.as_deref(), Some(auth.introspection_url().as_str()));
-        assert_eq!(metadata.token_endpoint.as_deref(), Some(auth.token_url().as_str()));
+        assert_eq!(
+            metadata.introspection_endpoint.as_deref(),
+            Some(auth.introspection_url().as_str())
+        );
+        assert_eq!(
+            metadata.token_endpoint.as_deref(),
+            Some(auth.token_url().as_str())
+        );
     }
     let introspector = Introspector::discover(auth.issuer())
         .introspector()
@@ -40,7 +54,10 @@ async fn d2_issuer_mismatch_is_refused() {
     let error = Introspector::discover(with_slash).metadata().await.unwrap_err();
     assert!(matches!(error, ConfigError::Discovery(_)), "{error}");
     auth.set_issuer("https://impostor.example");
-    let error = Introspector::discover(auth.base_url()).metadata().await.unwrap_err();
+    let error = Introspector::discover(auth.base_url())
+        .metadata()
+        .await
+        .unwrap_err();
     assert!(error.to_string().contains("impostor"), "{error}");
 }
 
@@ -75,7 +92,10 @@ async fn metadata_server(metadata: impl FnOnce(String) -> serde_json::Value) -> 
         async move { Json(document) }
     };
     let app = Router::new()
-        .route("/.well-known/oauth-authorization-server/tenant", get(serve.clone()))
+        .route(
+            "/.well-known/oauth-authorization-server/tenant",
+            get(serve.clone()),
+        )
         .route("/tenant/.well-known/openid-configuration", get(serve));
     tokio::spawn(async move { axum::serve(listener, app).await });
     issuer
@@ -83,7 +103,9 @@ async fn metadata_server(metadata: impl FnOnce(String) -> serde_json::Value) -> 
 
 #[tokio::test]
 async fn d3_missing_introspection_endpoint_is_a_clear_error() {
-    let issuer = metadata_server(|issuer| json!({"issuer": issuer, "token_endpoint": format!("{issuer}/token")})).await;
+    let issuer =
+        metadata_server(|issuer| json!({"issuer": issuer, "token_endpoint": format!("{issuer}/token")}))
+            .await;
     let error = Introspector::discover(&issuer).introspector().await.unwrap_err();
     assert!(error.to_string().contains("no introspection_endpoint"), "{error}");
 }
@@ -102,17 +124,27 @@ async fn d4_unlisted_auth_method_is_refused() {
     let error = builder.client_secret_basic("a", "b").build().unwrap_err();
     assert!(error.to_string().contains("client_secret_basic"), "{error}");
     let builder = Introspector::discover(&issuer).introspector().await.unwrap();
-    builder.client_secret_post("a", "b").build().expect("a listed method");
+    builder
+        .client_secret_post("a", "b")
+        .build()
+        .expect("a listed method");
 }
 
 #[tokio::test]
 async fn d1_issuer_with_a_path_uses_both_locations() {
-    let issuer = metadata_server(|issuer| {
-        json!({"issuer": issuer, "introspection_endpoint": format!("{issuer}/introspect")})
-    })
+    let issuer = metadata_server(
+        |issuer| json!({"issuer": issuer, "introspection_endpoint": format!("{issuer}/introspect")}),
+    )
     .await;
     for kind in [DiscoveryKind::Rfc8414, DiscoveryKind::OpenIdConnect] {
-        let metadata = Introspector::discover(&issuer).kind(kind).metadata().await.unwrap();
-        assert_eq!(metadata.introspection_endpoint, Some(format!("{issuer}/introspect")));
+        let metadata = Introspector::discover(&issuer)
+            .kind(kind)
+            .metadata()
+            .await
+            .unwrap();
+        assert_eq!(
+            metadata.introspection_endpoint,
+            Some(format!("{issuer}/introspect"))
+        );
     }
 }

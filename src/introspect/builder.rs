@@ -280,7 +280,7 @@ impl IntrospectorBuilder {
             _ => return Err(ConfigError::ConflictingCredentials),
         };
         if let (Some(supported), Some(method)) = (&self.supported_auth_methods, auth.metadata_name()) {
-            if !supported.iter().any(|m| m == method) {
+            if !supported.iter().any(|m| m.eq_ignore_ascii_case(method)) {
                 return Err(ConfigError::Discovery(format!(
                     "the introspection endpoint does not list {method} in introspection_endpoint_auth_methods_supported ({})",
                     supported.join(", ")

@@ -143,10 +143,14 @@ impl Discovery {
     /// accept (RFC 8414 §2).
     pub async fn introspector(&self) -> Result<IntrospectorBuilder, ConfigError> {
         let metadata = self.metadata().await?;
-        Introspector::builder_from_metadata(&metadata).map(|b| b.allow_insecure_http(self.allow_insecure_http))
+        Introspector::builder_from_metadata(&metadata)
+            .map(|b| b.allow_insecure_http(self.allow_insecure_http))
     }
 
-    fn checked(&self, metadata: AuthorizationServerMetadata) -> Result<AuthorizationServerMetadata, ConfigError> {
+    fn checked(
+        &self,
+        metadata: AuthorizationServerMetadata,
+    ) -> Result<AuthorizationServerMetadata, ConfigError> {
         if metadata.issuer != self.issuer {
             return Err(ConfigError::Discovery(format!(
                 "the metadata names issuer {:?}, not {:?} (RFC 8414 §3.3: the metadata must not be used)",
@@ -158,7 +162,10 @@ impl Discovery {
 }
 
 /// `Ok(None)` when the server has no document at `url` (404 or 405).
-async fn fetch(client: &reqwest::Client, url: &url::Url) -> Result<Option<AuthorizationServerMetadata>, String> {
+async fn fetch(
+    client: &reqwest::Client,
+    url: &url::Url,
+) -> Result<Option<AuthorizationServerMetadata>, String> {
     let response = client
         .get(url.clone())
         .header(http::header::ACCEPT, "application/json")

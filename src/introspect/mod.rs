@@ -102,7 +102,9 @@ impl Introspector {
     /// Starts a builder for the introspection endpoint named in `metadata`.
     /// `build()` then refuses a client authentication method that the
     /// metadata's `introspection_endpoint_auth_methods_supported` omits.
-    pub fn builder_from_metadata(metadata: &AuthorizationServerMetadata) -> Result<IntrospectorBuilder, ConfigError> {
+    pub fn builder_from_metadata(
+        metadata: &AuthorizationServerMetadata,
+    ) -> Result<IntrospectorBuilder, ConfigError> {
         let endpoint = metadata.introspection_endpoint.clone().ok_or_else(|| {
             ConfigError::Discovery(format!(
                 "the metadata of {} has no introspection_endpoint (RFC 8414 §2)",
