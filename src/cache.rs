@@ -14,7 +14,6 @@
 //!   flood of random tokens can never evict an active entry.
 //! - Faults are never cached.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +22,7 @@ use moka::Expiry;
 use sha2::{Digest, Sha256};
 
 use crate::principal::{Claims, Principal};
+use crate::stats::{CacheStats, Counters};
 use crate::validate::since_epoch;
 
 /// The cache key: the first 128 bits of a SHA-256 digest. Finding two tokens
@@ -75,6 +75,9 @@ pub(crate) struct TokenCache {
     pub(crate) active: Option<Cache<Key, Entry>>,
     pub(crate) inactive: Option<Cache<Key, ()>>,
     pub(crate) max_ttl: Duration,
+    /// With stale-if-error: how long after its arrival an answer may still be
+    /// used while the authorization server is unavailable.
+    stale_grace: Option<Duration>,
     /// The hasher state after the domain, endpoint and client id.
     prefix: Sha256,
     pub(crate) counters: Counters,
@@ -87,6 +90,7 @@ pub(crate) struct CacheSettings {
     pub(crate) max_ttl: Duration,
     pub(crate) negative_entries: u64,
     pub(crate) negative_ttl: Duration,
+    pub(crate) stale_if_error: Duration,
 }
 
 impl Default for CacheSettings {
@@ -96,6 +100,7 @@ impl Default for CacheSettings {
             max_ttl: DEFAULT_MAX_TTL,
             negative_entries: DEFAULT_NEGATIVE_ENTRIES,
             negative_ttl: DEFAULT_NEGATIVE_TTL,
+            stale_if_error: Duration::ZERO,
         }
     }
 }
@@ -103,10 +108,14 @@ impl Default for CacheSettings {
 impl TokenCache {
     pub(crate) fn new(settings: CacheSettings, endpoint: &str, client_id: &str) -> Self {
         let enabled = !settings.max_ttl.is_zero() && settings.max_entries > 0;
+        let stale_grace =
+            (enabled && settings.stale_if_error > settings.max_ttl).then_some(settings.stale_if_error);
         let active = enabled.then(|| {
             Cache::builder()
                 .max_capacity(settings.max_entries)
-                .time_to_live(settings.max_ttl)
+                // With stale-if-error, entries outlive `max_ttl` (never `exp`)
+                // and are refreshed on use once older than `max_ttl`.
+                .time_to_live(stale_grace.unwrap_or(settings.max_ttl))
                 .expire_after(UntilExp)
                 .build()
         });
@@ -130,6 +139,7 @@ impl TokenCache {
             active,
             inactive,
             max_ttl: settings.max_ttl,
+            stale_grace,
             prefix,
             counters: Counters::default(),
         }
@@ -148,86 +158,38 @@ impl TokenCache {
     /// has already passed.
     pub(crate) fn entry(&self, principal: Principal, now: Duration) -> Option<Entry> {
         active_ttl(principal.expires_at(), now, self.max_ttl)?;
-        Some(principal.into_shared())
+        let mut claims = principal.into_shared();
+        if let Some(claims) = Arc::get_mut(&mut claims) {
+            claims.received_at_ms = millis(now);
+        }
+        Some(claims)
+    }
+
+    /// Whether a cached answer is older than `max_ttl` (only possible with
+    /// stale-if-error, which keeps entries longer).
+    pub(crate) fn is_stale(&self, claims: &Claims) -> bool {
+        self.stale_grace.is_some() && self.age(claims) >= self.max_ttl
+    }
+
+    /// Whether a stale answer is still within the stale-if-error grace.
+    pub(crate) fn within_grace(&self, claims: &Claims) -> bool {
+        self.stale_grace.is_some_and(|grace| self.age(claims) < grace)
+    }
+
+    fn age(&self, claims: &Claims) -> Duration {
+        Duration::from_millis(millis(since_epoch()).saturating_sub(claims.received_at_ms))
     }
 
     pub(crate) fn stats(&self) -> CacheStats {
-        let c = &self.counters;
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        CacheStats {
-            hits: load(&c.hits),
-            negative_hits: load(&c.negative_hits),
-            misses: load(&c.misses),
-            coalesced_waits: load(&c.coalesced_waits),
-            introspections: IntrospectionStats {
-                active: load(&c.active),
-                inactive: load(&c.inactive),
-                as_fault: load(&c.as_fault),
-                config_error: load(&c.config_error),
-            },
-            entries: self.active.as_ref().map_or(0, Cache::entry_count),
-            negative_entries: self.inactive.as_ref().map_or(0, Cache::entry_count),
-        }
+        self.counters.snapshot(
+            self.active.as_ref().map_or(0, Cache::entry_count),
+            self.inactive.as_ref().map_or(0, Cache::entry_count),
+        )
     }
 }
 
-/// Relaxed atomic counters: cheap enough for the hot path.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) hits: AtomicU64,
-    pub(crate) negative_hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
-    pub(crate) coalesced_waits: AtomicU64,
-    pub(crate) active: AtomicU64,
-    pub(crate) inactive: AtomicU64,
-    pub(crate) as_fault: AtomicU64,
-    pub(crate) config_error: AtomicU64,
-}
-
-pub(crate) fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
-}
-
-/// A snapshot of an introspector's cache counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CacheStats {
-    /// Requests answered from the active cache.
-    pub hits: u64,
-    /// Requests answered from the inactive cache.
-    pub negative_hits: u64,
-    /// Requests that found nothing cached (including coalesced waiters).
-    pub misses: u64,
-    /// Misses that waited for another request's introspection call instead
-    /// of making their own.
-    pub coalesced_waits: u64,
-    /// Introspection calls, by outcome.
-    pub introspections: IntrospectionStats,
-    /// Active entries currently cached (moka's estimate).
-    pub entries: u64,
-    /// Inactive entries currently cached (moka's estimate).
-    pub negative_entries: u64,
-}
-
-/// Introspection calls by outcome.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct IntrospectionStats {
-    /// The authorization server said active.
-    pub active: u64,
-    /// The authorization server said inactive.
-    pub inactive: u64,
-    /// The authorization server could not be used (503).
-    pub as_fault: u64,
-    /// The authorization server refused our credentials (500).
-    pub config_error: u64,
-}
-
-impl IntrospectionStats {
-    /// All calls.
-    pub fn total(&self) -> u64 {
-        self.active + self.inactive + self.as_fault + self.config_error
-    }
+fn millis(since_epoch: Duration) -> u64 {
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The first bytes of a key in hex: enough to correlate log lines, useless

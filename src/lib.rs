@@ -129,6 +129,7 @@ mod introspect;
 mod middleware;
 mod principal;
 mod scope;
+mod stats;
 mod token;
 mod validate;
 
@@ -137,8 +138,7 @@ mod validate;
 pub mod test_util;
 
 pub use crate::cache::{
-    CacheStats, IntrospectionStats, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_TTL, DEFAULT_NEGATIVE_ENTRIES,
-    DEFAULT_NEGATIVE_TTL,
+    DEFAULT_MAX_ENTRIES, DEFAULT_MAX_TTL, DEFAULT_NEGATIVE_ENTRIES, DEFAULT_NEGATIVE_TTL,
 };
 pub use crate::error::{AuthError, ConfigError, ErrorKind, DEFAULT_REALM};
 #[cfg(feature = "axum")]
@@ -146,7 +146,8 @@ pub use crate::error::{AuthError, ConfigError, ErrorKind, DEFAULT_REALM};
 pub use crate::extract::Scoped;
 pub use crate::introspect::{
     AnswerError, AuthorizationServerMetadata, Discovery, DiscoveryKind, Introspector, IntrospectorBuilder,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONCURRENT_INTROSPECTIONS, DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_TIMEOUT,
 };
 pub use crate::middleware::{Introspection, IntrospectionLayer, JsonBody, RejectionBody, ResponseFuture};
 pub use crate::principal::{Principal, Scopes};
@@ -154,6 +155,7 @@ pub use crate::scope::{
     Exact, Hierarchical, RequireScope, RequireScopeFuture, RequireScopeService, ScopeMatcher,
     ScopeRequirement, Wildcard,
 };
+pub use crate::stats::{CacheStats, IntrospectionStats};
 pub use crate::token::{
     BearerExtractor, BearerToken, ExtractToken, TokenError, TokenSource, DEFAULT_MAX_TOKEN_LENGTH,
 };

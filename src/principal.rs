@@ -50,6 +50,9 @@ pub(crate) struct Claims {
     pub(crate) issued_at: Timestamp,
     pub(crate) not_before: Timestamp,
     pub(crate) extra: Option<Box<Map<String, Value>>>,
+    /// When the answer arrived, in milliseconds since the Unix epoch (for
+    /// stale-if-error).
+    pub(crate) received_at_ms: u64,
 }
 
 /// Seconds since the Unix epoch, with `i64::MIN` for "absent" (half the size

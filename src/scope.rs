@@ -266,6 +266,21 @@ impl RequireScope {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        Self::with_matcher(groups, Box::new(Exact))
+    }
+
+    /// The requirement of a [`ScopeRequirement`] type, with its matcher.
+    pub fn of<Req: ScopeRequirement>() -> Self {
+        let groups = Req::GROUPS.iter().map(|group| group.iter().copied());
+        Self::with_matcher(groups, Box::new(StaticMatcher(Req::matcher())))
+    }
+
+    fn with_matcher<G, I, S>(groups: G, matcher: Box<dyn ScopeMatcher>) -> Self
+    where
+        G: IntoIterator<Item = I>,
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
         let groups: Box<[Box<[Box<str>]>]> = groups
             .into_iter()
             .map(|group| group.into_iter().map(|s| s.into().into_boxed_str()).collect())
@@ -274,23 +289,15 @@ impl RequireScope {
         Self {
             requirement: Arc::new(Requirement {
                 groups,
-                matcher: Box::new(Exact),
+                matcher,
                 required,
             }),
             body: JsonBody,
         }
     }
-
-    /// The requirement of a [`ScopeRequirement`] type, with its matcher.
-    pub fn of<Req: ScopeRequirement>() -> Self {
-        let mut layer = Self::groups(Req::GROUPS.iter().map(|group| group.iter().copied()));
-        if let Some(requirement) = Arc::get_mut(&mut layer.requirement) {
-            requirement.matcher = Box::new(StaticMatcher(Req::matcher()));
-        }
-        layer
-    }
 }
 
+/// Lets a `&'static dyn ScopeMatcher` from a [`ScopeRequirement`] be boxed.
 struct StaticMatcher(&'static dyn ScopeMatcher);
 
 impl ScopeMatcher for StaticMatcher {

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use super::auth::{basic_header, bearer_header, ClientAuth, Secret, TokenFetcher};
 use super::http::{HttpSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
-use super::{Inner, Introspector, RateLimit};
+use super::{Inner, Introspector, Limiter, RateLimit};
+
+/// The default bound on concurrent introspection calls per introspector.
+pub const DEFAULT_MAX_CONCURRENT_INTROSPECTIONS: usize = 64;
 use crate::cache::{CacheSettings, TokenCache};
 use crate::error::ConfigError;
 use crate::validate::Validation;
@@ -44,6 +47,8 @@ pub struct IntrospectorBuilder {
     token_type: Option<Box<str>>,
     cache: CacheSettings,
     supported_auth_methods: Option<Vec<String>>,
+    max_concurrent: usize,
+    queue_wait: Duration,
 }
 
 enum PendingAuth {
@@ -95,6 +100,8 @@ impl IntrospectorBuilder {
             token_type: None,
             cache: CacheSettings::default(),
             supported_auth_methods: None,
+            max_concurrent: DEFAULT_MAX_CONCURRENT_INTROSPECTIONS,
+            queue_wait: DEFAULT_TIMEOUT,
         }
     }
 
@@ -265,6 +272,26 @@ impl IntrospectorBuilder {
         self
     }
 
+    /// Keep accepting a token whose active answer arrived less than `grace`
+    /// ago while the authorization server is unavailable (connection
+    /// refused, timeout, 5xx, unparsable answer), never past its `exp`. Off by
+    /// default. Takes effect when `grace` is longer than `max_ttl`: answers
+    /// older than `max_ttl` are refreshed on use, and only a failed refresh
+    /// falls back to them.
+    pub fn stale_if_error(mut self, grace: Duration) -> Self {
+        self.cache.stale_if_error = grace;
+        self
+    }
+
+    /// At most `max` introspection calls in flight at once (default 64); a
+    /// call beyond that waits up to `wait` (default: the total timeout) for a
+    /// slot, then the request is answered 503. `0` removes the bound.
+    pub fn max_concurrent_introspections(mut self, max: usize, wait: Duration) -> Self {
+        self.max_concurrent = max;
+        self.queue_wait = wait;
+        self
+    }
+
     /// Checks the settings and builds the introspector.
     pub fn build(self) -> Result<Introspector, ConfigError> {
         let endpoint = checked_url("introspection endpoint", &self.endpoint, self.allow_insecure_http)?;
@@ -348,6 +375,8 @@ impl IntrospectorBuilder {
                 token_type_hint: self.token_type_hint,
                 validation,
                 cache,
+                limiter: (self.max_concurrent > 0)
+                    .then(|| Limiter::new(self.max_concurrent, self.queue_wait)),
                 config_error_log: RateLimit::default(),
             }),
         })

@@ -27,20 +27,22 @@ mod http;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::Instrument as _;
 
 pub use self::answer::AnswerError;
 pub(crate) use self::answer::{parse_answer, Answer};
-pub use self::builder::IntrospectorBuilder;
+pub use self::builder::{IntrospectorBuilder, DEFAULT_MAX_CONCURRENT_INTROSPECTIONS};
 pub use self::discovery::{AuthorizationServerMetadata, Discovery, DiscoveryKind};
 pub use self::http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
 
 use self::auth::ClientAuth;
 use self::http::{Fault, HttpSettings};
-use crate::cache::{bump, key_prefix, CacheStats, Entry, Key, TokenCache};
+use crate::cache::{key_prefix, Entry, Key, TokenCache};
 use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::principal::Principal;
+use crate::stats::{CacheStats, Outcome};
 use crate::validate::{since_epoch, unix_now, Validation};
 
 /// Validates bearer tokens by introspection, with a cache in front.
@@ -61,6 +63,7 @@ struct Inner {
     token_type_hint: bool,
     validation: Validation,
     cache: TokenCache,
+    limiter: Option<Limiter>,
     config_error_log: RateLimit,
 }
 
@@ -69,6 +72,7 @@ struct Inner {
 enum LoadError {
     Inactive,
     Expired,
+    Throttled,
     Fault(Fault),
 }
 
@@ -130,15 +134,16 @@ impl Introspector {
         let key = inner.cache.key(token);
         let claims = match &inner.cache.active {
             Some(active) => match active.get(&key).await {
-                Some(claims) => {
-                    bump(&inner.cache.counters.hits);
+                Some(claims) if !inner.cache.is_stale(&claims) => {
+                    inner.cache.counters.hit();
                     claims
                 }
                 // Boxed so that the hot path's future stays small.
+                Some(stale) => Box::pin(self.refresh(key, token, stale)).await?,
                 None => Box::pin(self.miss(key, token)).await?,
             },
             None => {
-                bump(&inner.cache.counters.misses);
+                inner.cache.counters.miss();
                 self.load(key, token).await.map_err(|e| e.to_auth_error())?
             }
         };
@@ -152,10 +157,10 @@ impl Introspector {
     async fn miss(&self, key: Key, token: &str) -> Result<Entry, AuthError> {
         let cache = &self.inner.cache;
         if self.negative_hit(&key).await {
-            bump(&cache.counters.negative_hits);
+            cache.counters.negative_hit();
             return Err(LoadError::Inactive.to_auth_error());
         }
-        bump(&cache.counters.misses);
+        cache.counters.miss();
         let Some(active) = &cache.active else {
             return self.load(key, token).await.map_err(|e| e.to_auth_error());
         };
@@ -166,9 +171,37 @@ impl Introspector {
         };
         let result = active.try_get_with(key, load).await;
         if !loaded.load(Ordering::Relaxed) {
-            bump(&cache.counters.coalesced_waits);
+            cache.counters.coalesced_wait();
         }
         result.map_err(|error| error.to_auth_error())
+    }
+
+    /// An answer older than `max_ttl` but within the stale-if-error grace:
+    /// ask again, and fall back to it only while the AS is unavailable.
+    async fn refresh(&self, key: Key, token: &str, stale: Entry) -> Result<Entry, AuthError> {
+        let cache = &self.inner.cache;
+        cache.counters.miss();
+        match self.load(key, token).await {
+            Ok(fresh) => {
+                if let Some(active) = &cache.active {
+                    active.insert(key, fresh.clone()).await;
+                }
+                Ok(fresh)
+            }
+            Err(LoadError::Fault(Fault::Unavailable(_)) | LoadError::Throttled)
+                if cache.within_grace(&stale) =>
+            {
+                cache.counters.stale_served();
+                tracing::debug!(key = %key_prefix(&key), "serving a stale answer while the AS is unavailable");
+                Ok(stale)
+            }
+            Err(error) => {
+                if let Some(active) = &cache.active {
+                    active.invalidate(&key).await;
+                }
+                Err(error.to_auth_error())
+            }
+        }
     }
 
     /// Forgets the cached answer for `token` (active or inactive), so the next
@@ -232,52 +265,93 @@ impl Introspector {
             key = %key_prefix(&key),
             host = inner.endpoint.host_str().unwrap_or_default(),
             outcome = tracing::field::Empty,
+            elapsed_ms = tracing::field::Empty,
         );
         let started = std::time::Instant::now();
-        let result = self::http::introspect(
-            &inner.http,
-            &inner.endpoint,
-            &inner.auth,
-            inner.token_type_hint,
-            token,
-        )
+        let result = async {
+            let _permit = match &inner.limiter {
+                Some(limiter) => Some(limiter.acquire().await?),
+                None => None,
+            };
+            self::http::introspect(
+                &inner.http,
+                &inner.endpoint,
+                &inner.auth,
+                inner.token_type_hint,
+                token,
+            )
+            .await
+            .map_err(LoadError::Fault)
+        }
         .instrument(span.clone())
         .await;
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
-        let _entered = span.enter();
-        match result {
+        let elapsed = started.elapsed();
+        let (outcome, result) = match result {
             Ok(Answer::Active(principal)) => {
-                bump(&counters.active);
-                span.record("outcome", "active");
-                tracing::debug!(elapsed_ms, "token is active");
-                inner
+                let entry = inner
                     .cache
                     .entry(principal, since_epoch())
-                    .ok_or(LoadError::Expired)
+                    .ok_or(LoadError::Expired);
+                (Outcome::Active, entry)
             }
             Ok(Answer::Inactive) => {
-                bump(&counters.inactive);
-                span.record("outcome", "inactive");
-                tracing::debug!(elapsed_ms, "token is inactive");
                 if let Some(inactive) = &inner.cache.inactive {
                     inactive.insert(key, ()).await;
                 }
-                Err(LoadError::Inactive)
+                (Outcome::Inactive, Err(LoadError::Inactive))
             }
-            Err(Fault::Unavailable(reason)) => {
-                bump(&counters.as_fault);
-                span.record("outcome", "as_fault");
-                tracing::warn!(elapsed_ms, %reason, "authorization server unavailable");
-                Err(LoadError::Fault(Fault::Unavailable(reason)))
+            Err(LoadError::Throttled) => (Outcome::Throttled, Err(LoadError::Throttled)),
+            Err(LoadError::Fault(Fault::Misconfigured(reason))) => (
+                Outcome::ConfigError,
+                Err(LoadError::Fault(Fault::Misconfigured(reason))),
+            ),
+            Err(error) => (Outcome::AsFault, Err(error)),
+        };
+        counters.introspection(outcome, elapsed);
+        span.record("outcome", outcome.as_str());
+        span.record("elapsed_ms", elapsed.as_secs_f64() * 1e3);
+        let _entered = span.enter();
+        match &result {
+            Ok(_) => tracing::debug!("token is active"),
+            Err(LoadError::Inactive) => tracing::debug!("token is inactive"),
+            Err(LoadError::Expired) => tracing::debug!("token is active but its exp has passed"),
+            Err(LoadError::Throttled) => {
+                tracing::warn!("too many introspection calls in flight; request shed")
             }
-            Err(Fault::Misconfigured(reason)) => {
-                bump(&counters.config_error);
-                span.record("outcome", "config_error");
+            Err(LoadError::Fault(Fault::Unavailable(reason))) => {
+                tracing::warn!(%reason, "authorization server unavailable")
+            }
+            Err(LoadError::Fault(Fault::Misconfigured(reason))) => {
                 if inner.config_error_log.allow() {
                     tracing::error!(%reason, "introspection configuration error (logged at most once a minute)");
                 }
-                Err(LoadError::Fault(Fault::Misconfigured(reason)))
             }
+        }
+        result
+    }
+}
+
+/// A bound on concurrent introspection calls: a flood of unknown tokens
+/// cannot open thousands of connections to the AS. Excess calls wait up to
+/// `wait`, then are answered 503.
+#[derive(Debug)]
+pub(crate) struct Limiter {
+    permits: tokio::sync::Semaphore,
+    wait: Duration,
+}
+
+impl Limiter {
+    pub(crate) fn new(max: usize, wait: Duration) -> Self {
+        Self {
+            permits: tokio::sync::Semaphore::new(max),
+            wait,
+        }
+    }
+
+    async fn acquire(&self) -> Result<tokio::sync::SemaphorePermit<'_>, LoadError> {
+        match tokio::time::timeout(self.wait, self.permits.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(LoadError::Throttled),
         }
     }
 }
@@ -290,6 +364,10 @@ impl LoadError {
             Self::Fault(Fault::Unavailable(_)) => {
                 AuthError::new(ErrorKind::Unavailable, "the authorization server is unavailable")
             }
+            Self::Throttled => AuthError::new(
+                ErrorKind::Unavailable,
+                "too many token validations are waiting for the authorization server",
+            ),
             Self::Fault(Fault::Misconfigured(_)) => AuthError::new(
                 ErrorKind::Misconfigured,
                 "the resource server could not authenticate to the authorization server",

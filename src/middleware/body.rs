@@ -54,6 +54,7 @@ where
 
 /// Builds the rejection response for `error`.
 pub(crate) fn reject<B>(error: AuthError, body: &impl RejectionBody<B>) -> Response<B> {
+    crate::stats::rejection(error.status());
     let mut headers = HeaderMap::new();
     error.write_headers(&mut headers);
     let payload = body.body(&error, &mut headers);

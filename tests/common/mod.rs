@@ -189,3 +189,54 @@ pub fn challenge_params(header: &str) -> Vec<(String, String)> {
 pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
+
+/// Captures every `tracing` event at TRACE level on this thread while the
+/// returned handle lives. Use with a current-thread runtime (the default of
+/// `#[tokio::test]`), so the test AS and the HTTP client log here too.
+pub fn capture_logs() -> CapturedLogs {
+    use tracing_subscriber::fmt::MakeWriter;
+
+    #[derive(Clone, Default)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buffer {
+        type Writer = Buffer;
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    let buffer = Buffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(buffer.clone())
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    let text = buffer.0.clone();
+    CapturedLogs {
+        _guard: guard,
+        text: Box::new(move || String::from_utf8_lossy(&text.lock().unwrap()).into_owned()),
+    }
+}
+
+pub struct CapturedLogs {
+    _guard: tracing::subscriber::DefaultGuard,
+    text: Box<dyn Fn() -> String>,
+}
+
+impl CapturedLogs {
+    pub fn text(&self) -> String {
+        (self.text)()
+    }
+}

@@ -1,0 +1,183 @@
+//! Counters: a cheap snapshot ([`CacheStats`]) and, with the `metrics`
+//! feature, the same events exported through the `metrics` facade.
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `tower_introspection_cache_hits_total` | counter | |
+//! | `tower_introspection_cache_negative_hits_total` | counter | |
+//! | `tower_introspection_cache_misses_total` | counter | |
+//! | `tower_introspection_cache_coalesced_waits_total` | counter | |
+//! | `tower_introspection_stale_served_total` | counter | |
+//! | `tower_introspection_introspections_total` | counter | `outcome`: `active`, `inactive`, `as_fault`, `config_error`, `throttled` |
+//! | `tower_introspection_introspection_duration_seconds` | histogram | `outcome` |
+//! | `tower_introspection_rejections_total` | counter | `status`: `400`, `401`, `403`, `500`, `503` |
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// What one introspection call came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Active,
+    Inactive,
+    AsFault,
+    ConfigError,
+    Throttled,
+}
+
+impl Outcome {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Inactive => "inactive",
+            Self::AsFault => "as_fault",
+            Self::ConfigError => "config_error",
+            Self::Throttled => "throttled",
+        }
+    }
+}
+
+/// Relaxed atomic counters: cheap enough for the hot path.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    hits: AtomicU64,
+    negative_hits: AtomicU64,
+    misses: AtomicU64,
+    coalesced_waits: AtomicU64,
+    stale_served: AtomicU64,
+    active: AtomicU64,
+    inactive: AtomicU64,
+    as_fault: AtomicU64,
+    config_error: AtomicU64,
+    throttled: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+macro_rules! export {
+    ($($tt:tt)*) => {
+        #[cfg(feature = "metrics")]
+        { $($tt)* }
+    };
+}
+
+impl Counters {
+    pub(crate) fn hit(&self) {
+        bump(&self.hits);
+        export!(metrics::counter!("tower_introspection_cache_hits_total").increment(1));
+    }
+
+    pub(crate) fn negative_hit(&self) {
+        bump(&self.negative_hits);
+        export!(metrics::counter!("tower_introspection_cache_negative_hits_total").increment(1));
+    }
+
+    pub(crate) fn miss(&self) {
+        bump(&self.misses);
+        export!(metrics::counter!("tower_introspection_cache_misses_total").increment(1));
+    }
+
+    pub(crate) fn coalesced_wait(&self) {
+        bump(&self.coalesced_waits);
+        export!(metrics::counter!("tower_introspection_cache_coalesced_waits_total").increment(1));
+    }
+
+    pub(crate) fn stale_served(&self) {
+        bump(&self.stale_served);
+        export!(metrics::counter!("tower_introspection_stale_served_total").increment(1));
+    }
+
+    pub(crate) fn introspection(&self, outcome: Outcome, elapsed: Duration) {
+        bump(match outcome {
+            Outcome::Active => &self.active,
+            Outcome::Inactive => &self.inactive,
+            Outcome::AsFault => &self.as_fault,
+            Outcome::ConfigError => &self.config_error,
+            Outcome::Throttled => &self.throttled,
+        });
+        export!(
+            metrics::counter!("tower_introspection_introspections_total", "outcome" => outcome.as_str()).increment(1);
+            metrics::histogram!("tower_introspection_introspection_duration_seconds", "outcome" => outcome.as_str())
+                .record(elapsed.as_secs_f64());
+        );
+        let _ = elapsed;
+    }
+
+    pub(crate) fn snapshot(&self, entries: u64, negative_entries: u64) -> CacheStats {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        CacheStats {
+            hits: load(&self.hits),
+            negative_hits: load(&self.negative_hits),
+            misses: load(&self.misses),
+            coalesced_waits: load(&self.coalesced_waits),
+            stale_served: load(&self.stale_served),
+            introspections: IntrospectionStats {
+                active: load(&self.active),
+                inactive: load(&self.inactive),
+                as_fault: load(&self.as_fault),
+                config_error: load(&self.config_error),
+                throttled: load(&self.throttled),
+            },
+            entries,
+            negative_entries,
+        }
+    }
+}
+
+/// Counts a rejection by status (exported with the `metrics` feature).
+pub(crate) fn rejection(status: http::StatusCode) {
+    export!(
+        metrics::counter!("tower_introspection_rejections_total", "status" => status.as_str().to_owned())
+            .increment(1)
+    );
+    let _ = status;
+}
+
+/// A snapshot of an introspector's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Requests answered from the active cache.
+    pub hits: u64,
+    /// Requests answered from the inactive cache.
+    pub negative_hits: u64,
+    /// Requests that found nothing cached (including coalesced waiters).
+    pub misses: u64,
+    /// Misses that waited for another request's introspection call instead
+    /// of making their own.
+    pub coalesced_waits: u64,
+    /// Requests accepted on a stale answer while the authorization server
+    /// was unavailable (see `stale_if_error`).
+    pub stale_served: u64,
+    /// Introspection calls, by outcome.
+    pub introspections: IntrospectionStats,
+    /// Active entries currently cached (moka's estimate).
+    pub entries: u64,
+    /// Inactive entries currently cached (moka's estimate).
+    pub negative_entries: u64,
+}
+
+/// Introspection calls by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IntrospectionStats {
+    /// The authorization server said active.
+    pub active: u64,
+    /// The authorization server said inactive.
+    pub inactive: u64,
+    /// The authorization server could not be used (503).
+    pub as_fault: u64,
+    /// The authorization server refused our credentials (500).
+    pub config_error: u64,
+    /// Not made: too many calls were already in flight (503).
+    pub throttled: u64,
+}
+
+impl IntrospectionStats {
+    /// All outcomes, including throttled calls that were never sent.
+    pub fn total(&self) -> u64 {
+        self.active + self.inactive + self.as_fault + self.config_error + self.throttled
+    }
+}
