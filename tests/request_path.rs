@@ -717,3 +717,42 @@ async fn layer_works_with_a_plain_tower_service() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.into_body(), "svc-user");
 }
+
+/// Ory Hydra's admin introspection shape (the medblocks seed's `/oauth2/*`
+/// server): `token_use`, `ext`, `aud` as an array, `nbf`, `iss`.
+#[tokio::test]
+async fn hydra_shaped_answer_is_read_fully() {
+    use tower_introspection::test_util::AnswerShape;
+    let auth = TestAuthServer::start().await.unwrap();
+    auth.set_shape(AnswerShape::Hydra);
+    let introspector = common::builder(&auth)
+        .expected_issuer(auth.issuer())
+        .expected_audience("https://api.example")
+        .required_token_type("bearer")
+        .build()
+        .unwrap();
+    let token = auth.mint(
+        TokenSpec::new()
+            .scope("openid offline fhir:read")
+            .sub("user-42")
+            .client_id("spa-client")
+            .audiences(["https://api.example", "https://other.example"])
+            .nbf(1_700_000_000)
+            .claim("tenant", json!("acme")),
+    );
+    let recorded_answer = {
+        let principal = introspector.validate(&token).await.unwrap();
+        assert_eq!(principal.subject(), Some("user-42"));
+        assert_eq!(principal.client_id(), Some("spa-client"));
+        assert_eq!(principal.issuer(), Some(auth.issuer().as_str()));
+        assert_eq!(principal.token_type(), Some("Bearer"));
+        assert_eq!(principal.not_before(), Some(1_700_000_000));
+        assert!(principal.scopes().contains_all(["openid", "offline", "fhir:read"]));
+        assert_eq!(principal.claim::<String>("token_use").unwrap().unwrap(), "access_token");
+        principal.claim::<Value>("ext").unwrap().unwrap()
+    };
+    assert_eq!(recorded_answer["tenant"], "acme");
+    // Hydra sends `aud: []` when the token has no audience: the audience check fails closed.
+    let no_aud = auth.mint(TokenSpec::new().scope("read").sub("user-42"));
+    assert_eq!(introspector.validate(&no_aud).await.unwrap_err().status(), 401);
+}
