@@ -54,7 +54,11 @@ fn options() -> Result<Options, String> {
         let [flag, value] = pair else {
             return Err(format!("{} needs a value", pair[0]));
         };
-        let number = || value.parse::<u64>().map_err(|_| format!("{flag}: not a number: {value}"));
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("{flag}: not a number: {value}"))
+        };
         match flag.as_str() {
             "--connections" => o.connections = number()?.clamp(1, 1024) as usize,
             "--seconds" => o.seconds = number()?.clamp(1, 300),
@@ -151,7 +155,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => Vec::new(),
     });
 
-    let http = reqwest::Client::builder().pool_max_idle_per_host(o.connections).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(o.connections)
+        .build()?;
     let deadline = Instant::now() + Duration::from_secs(o.seconds);
     let latencies = Arc::new(Mutex::new(Vec::<u32>::new()));
     let statuses = Arc::new(Mutex::new(BTreeMap::<(&'static str, u16), u64>::new()));
@@ -174,7 +180,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let (kind, token) = if pick < u64::from(o.valid) && !valid.is_empty() {
                     ("valid", valid[(rng.next() % valid.len() as u64) as usize].clone())
                 } else if pick < u64::from(o.valid + o.invalid) && !invalid.is_empty() {
-                    ("invalid", invalid[(rng.next() % invalid.len() as u64) as usize].clone())
+                    (
+                        "invalid",
+                        invalid[(rng.next() % invalid.len() as u64) as usize].clone(),
+                    )
                 } else {
                     random_sent.fetch_add(1, Ordering::Relaxed);
                     ("random", format!("random-{worker}-{:016x}", rng.next()))
@@ -191,7 +200,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 local_latencies.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                 *local_statuses.entry((kind, status)).or_insert(0u64) += 1;
             }
-            latencies.lock().unwrap_or_else(|e| e.into_inner()).extend(local_latencies);
+            latencies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(local_latencies);
             let mut all = statuses.lock().unwrap_or_else(|e| e.into_inner());
             for (key, count) in local_statuses {
                 *all.entry(key).or_insert(0) += count;
@@ -205,10 +217,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut latencies = latencies.lock().unwrap_or_else(|e| e.into_inner()).clone();
     latencies.sort_unstable();
-    let percentile = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)));
+    let percentile = |p: f64| {
+        latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+    };
     let requests = latencies.len();
-    println!("load: {} connections, {:.1} s, mix valid/invalid/random = {}/{}/{}", o.connections, elapsed, o.valid, o.invalid, o.random);
-    println!("requests: {requests} ({:.0} requests/s)", requests as f64 / elapsed);
+    println!(
+        "load: {} connections, {:.1} s, mix valid/invalid/random = {}/{}/{}",
+        o.connections, elapsed, o.valid, o.invalid, o.random
+    );
+    println!(
+        "requests: {requests} ({:.0} requests/s)",
+        requests as f64 / elapsed
+    );
     println!(
         "latency: p50 {} µs, p99 {} µs",
         percentile(0.50).copied().unwrap_or(0),
@@ -219,7 +239,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for ((kind, status), count) in &statuses {
         println!("  {kind:<8} {status:>3}: {count}");
     }
-    let valid_failures: u64 = statuses.iter().filter(|((k, s), _)| *k == "valid" && *s != 200).map(|(_, c)| c).sum();
+    let valid_failures: u64 = statuses
+        .iter()
+        .filter(|((k, s), _)| *k == "valid" && *s != 200)
+        .map(|(_, c)| c)
+        .sum();
     println!("valid requests not answered 200: {valid_failures}");
     if let (Some(auth), Some(introspector)) = (&auth, &introspector) {
         introspector.run_pending_tasks().await;

@@ -123,6 +123,7 @@ mod challenge;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
+mod form;
 #[doc(hidden)]
 pub mod fuzzing;
 mod introspect;
@@ -144,6 +145,7 @@ pub use crate::error::{AuthError, ConfigError, ErrorKind, DEFAULT_REALM};
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use crate::extract::Scoped;
+pub use crate::form::{FormBodyToken, FormBodyTokenLayer, DEFAULT_MAX_FORM_BODY};
 pub use crate::introspect::{
     AnswerError, AuthorizationServerMetadata, Discovery, DiscoveryKind, Introspector, IntrospectorBuilder,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONCURRENT_INTROSPECTIONS, DEFAULT_MAX_RESPONSE_BYTES,

@@ -1,9 +1,11 @@
 //! Pulling a bearer token out of a request (RFC 6750 §2).
 //!
 //! [`BearerExtractor`] reads `Authorization: Bearer <b64token>` (§2.1) and, when
-//! enabled, the `access_token` query parameter (§2.3), a custom header or a
-//! cookie. Whatever the sources, a request must carry the token in exactly one
-//! of them: two are answered 400 `invalid_request` (§3.1).
+//! enabled, the `access_token` query parameter (§2.3), a custom header, a
+//! cookie, or the form body (§2.2, with
+//! [`FormBodyTokenLayer`](crate::FormBodyTokenLayer)). Whatever the sources, a
+//! request must carry the token in exactly one of them: two are answered 400
+//! `invalid_request` (§3.1).
 //!
 //! Malformed credentials (a bad `b64token`, an empty token, two
 //! `Authorization` headers) are answered 400 `invalid_request`; a token
@@ -16,6 +18,7 @@ use std::fmt;
 use http::{header, HeaderName, HeaderValue, Request};
 
 use crate::error::{AuthError, ErrorKind};
+use crate::form::FormToken;
 
 /// The default maximum token length, in bytes.
 pub const DEFAULT_MAX_TOKEN_LENGTH: usize = 4096;
@@ -95,6 +98,9 @@ pub enum TokenSource {
     CustomHeader,
     /// A cookie configured with [`BearerExtractor::cookie`].
     Cookie,
+    /// The `access_token` form parameter, read by
+    /// [`FormBodyTokenLayer`](crate::FormBodyTokenLayer) (RFC 6750 §2.2).
+    FormBody,
 }
 
 /// Finds the bearer token of a request.
@@ -334,6 +340,11 @@ impl ExtractToken for BearerExtractor {
         }
         if let Some(name) = &self.cookie {
             take(self.read_cookie(request, name)?)?;
+        }
+        // Present only when the user added `FormBodyTokenLayer` (opt-in).
+        if let Some(FormToken(form)) = request.extensions().get::<FormToken>() {
+            let token = form.as_ref().map_err(Clone::clone)?;
+            take(Some(self.checked(token, TokenSource::FormBody)?))?;
         }
         Ok(found)
     }

@@ -747,12 +747,83 @@ async fn hydra_shaped_answer_is_read_fully() {
         assert_eq!(principal.issuer(), Some(auth.issuer().as_str()));
         assert_eq!(principal.token_type(), Some("Bearer"));
         assert_eq!(principal.not_before(), Some(1_700_000_000));
-        assert!(principal.scopes().contains_all(["openid", "offline", "fhir:read"]));
-        assert_eq!(principal.claim::<String>("token_use").unwrap().unwrap(), "access_token");
+        assert!(principal
+            .scopes()
+            .contains_all(["openid", "offline", "fhir:read"]));
+        assert_eq!(
+            principal.claim::<String>("token_use").unwrap().unwrap(),
+            "access_token"
+        );
         principal.claim::<Value>("ext").unwrap().unwrap()
     };
     assert_eq!(recorded_answer["tenant"], "acme");
     // Hydra sends `aud: []` when the token has no audience: the audience check fails closed.
     let no_aud = auth.mint(TokenSpec::new().scope("read").sub("user-42"));
     assert_eq!(introspector.validate(&no_aud).await.unwrap_err().status(), 401);
+}
+
+async fn serve_with_form_layer() -> (TestAuthServer, String) {
+    let auth = TestAuthServer::start().await.unwrap();
+    let layer = IntrospectionLayer::new(common::introspector(&auth));
+    let app = common::app(layer).layer(tower_introspection::FormBodyTokenLayer::new().max_body(1024));
+    (auth, common::serve(app).await)
+}
+
+#[tokio::test]
+async fn b4_form_body_token_when_opted_in() {
+    let (auth, base) = serve_with_form_layer().await;
+    let token = auth.mint_token("read");
+    let http = reqwest::Client::new();
+    let post = |body: String, content_type: &'static str| {
+        http.post(format!("{base}/form"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let form = "application/x-www-form-urlencoded";
+    let response = post(format!("a=1&access_token={token}"), form).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.text().await.unwrap(),
+        "posted",
+        "the handler still gets the body's route"
+    );
+
+    // Not form-encoded: not read.
+    let response = post(format!(r#"{{"access_token":"{token}"}}"#), "application/json")
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    // Repeated parameter, or header and body together: 400.
+    let response = post(format!("access_token={token}&access_token={token}"), form)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let response = http
+        .post(format!("{base}/form"))
+        .header("content-type", form)
+        .bearer_auth(&token)
+        .body(format!("access_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        param(&challenge_params(&challenge(&response)), "error"),
+        Some("invalid_request")
+    );
+    // Too large: 400, without reading further.
+    let response = post(format!("access_token={token}&pad={}", "x".repeat(2048)), form)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    // GET never has its body read (RFC 6750 §2.2).
+    let response = http
+        .get(format!("{base}/ping"))
+        .header("content-type", form)
+        .body(format!("access_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
 }
