@@ -356,3 +356,98 @@ async fn zz_dot_down_is_503_and_recovers_without_restart() {
     assert!(retry_after.is_some());
     assert_eq!(dot.get(format!("{base}/ping"), &token).await.status(), 200);
 }
+
+/// `examples/resource_server.rs` itself, configured from the environment
+/// against DOT: the routes, the variables and the `listening on` line are a
+/// contract.
+#[tokio::test]
+#[ignore = "needs Django OAuth Toolkit: eval \"$(tests/interop/dot.sh start)\""]
+async fn resource_server_example_against_dot() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dot = Dot::new();
+    // cargo builds examples next to the test binaries' `deps` directory.
+    let example = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("examples").join("resource_server"))
+        .filter(|path| path.exists())
+        .expect("examples are built by `cargo test`");
+    let mut child = Command::new(example)
+        .env("INTROSPECTION_URL", dot.var("DOT_INTROSPECTION_URL"))
+        .env("CLIENT_ID", dot.var("DOT_RS_CLIENT_ID"))
+        .env("CLIENT_SECRET", dot.var("DOT_RS_CLIENT_SECRET"))
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("REALM", "interop")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("the listening line")
+        .to_owned();
+
+    let token = dot.password_token(Some("read"), None).await;
+    let http = &dot.http;
+    let result = async {
+        assert_eq!(
+            http.get(format!("{base}/public")).send().await?.text().await?,
+            "ok"
+        );
+        let response = http.get(format!("{base}/whoami")).send().await?;
+        assert_eq!(response.status(), 401);
+        assert_eq!(challenge(&response), "Bearer realm=\"interop\"");
+        let response = dot.get(format!("{base}/whoami"), &token).await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await?;
+        assert_eq!(body["username"], dot.var("DOT_USERNAME"));
+        assert_eq!(dot.get(format!("{base}/ping"), &token).await.text().await?, "ok");
+        assert_eq!(dot.get(format!("{base}/items"), &token).await.status(), 200);
+        let response = http
+            .post(format!("{base}/items"))
+            .bearer_auth(&token)
+            .send()
+            .await?;
+        assert_eq!(response.status(), 403);
+        assert_eq!(dot.get(format!("{base}/admin"), &token).await.status(), 403);
+        let response = dot.get(format!("{base}/whoami"), "unknown-token").await;
+        assert_eq!(
+            param(&challenge_params(&challenge(&response)), "error"),
+            Some("invalid_token")
+        );
+        let response = http
+            .get(format!("{base}/whoami"))
+            .header("authorization", "Bearer a b")
+            .send()
+            .await?;
+        assert_eq!(response.status(), 400);
+        Ok::<_, reqwest::Error>(())
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    result.unwrap();
+
+    // Bad configuration: a clear message and a non-zero exit.
+    let example = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/resource_server");
+    let output = Command::new(example)
+        .env_remove("INTROSPECTION_URL")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("INTROSPECTION_URL is required"));
+}
