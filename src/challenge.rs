@@ -28,17 +28,24 @@ impl Challenge {
         self.param("error", code, is_error_char)
     }
 
-    /// Adds `error_description`, dropping characters RFC 6750 §3 forbids.
+    /// Adds `error_description`, dropping characters RFC 6750 §3 forbids;
+    /// omitted when nothing is left.
     pub(crate) fn description(self, description: &str) -> Self {
-        if description.is_empty() {
+        if !description.chars().any(is_error_char) {
             return self;
         }
         self.param("error_description", description, is_error_char)
     }
 
-    /// Adds `scope`: space-separated scope tokens.
+    /// Adds `scope`: scope tokens separated by single spaces
+    /// (`scope-token *( SP scope-token )`); omitted when none is left.
     pub(crate) fn scope(self, scope: &str) -> Self {
-        self.param("scope", scope, is_scope_char)
+        let cleaned: String = scope.chars().filter(|&c| is_scope_char(c)).collect();
+        let tokens: Vec<&str> = cleaned.split(' ').filter(|t| !t.is_empty()).collect();
+        if tokens.is_empty() {
+            return self;
+        }
+        self.param("scope", &tokens.join(" "), is_scope_char)
     }
 
     /// Finishes the challenge as a header value.
@@ -124,5 +131,13 @@ pub(crate) mod tests {
         assert_eq!(params.len(), 3);
         assert_eq!(params[0], ("realm".into(), "ab".into()));
         assert_eq!(params[2].1, "bad token , error=x");
+    }
+
+    #[test]
+    fn scope_follows_the_scope_token_grammar() {
+        let value = Challenge::new("api").scope(" a  é b ").into_header_value();
+        assert_eq!(value, "Bearer realm=\"api\", scope=\"a b\"");
+        let value = Challenge::new("api").scope("é").into_header_value();
+        assert_eq!(value, "Bearer realm=\"api\"");
     }
 }

@@ -148,12 +148,11 @@ impl AuthError {
 
     /// The `WWW-Authenticate` challenge for this error, if its status takes one.
     pub fn challenge(&self) -> Option<HeaderValue> {
-        let realm = self
-            .realm
-            .as_ref()
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or(DEFAULT_REALM);
-        let challenge = Challenge::new(realm);
+        let realm = match &self.realm {
+            Some(value) => String::from_utf8_lossy(value.as_bytes()),
+            None => DEFAULT_REALM.into(),
+        };
+        let challenge = Challenge::new(&realm);
         Some(match self.kind {
             ErrorKind::MissingToken => challenge.into_header_value(),
             ErrorKind::InvalidRequest | ErrorKind::InvalidToken => challenge

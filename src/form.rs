@@ -36,8 +36,15 @@ pub const DEFAULT_MAX_FORM_BODY: usize = 16 * 1024;
 #[derive(Clone)]
 pub(crate) struct FormToken(pub(crate) Result<Box<str>, TokenError>);
 
-/// Reads `access_token` from form-encoded bodies (RFC 6750 §2.2); see the
-/// [module docs](self).
+/// Reads `access_token` from form-encoded bodies (RFC 6750 §2.2), opt-in.
+///
+/// It reads the parameter only when RFC 6750 §2.2 allows it: a
+/// `Content-Type: application/x-www-form-urlencoded` body, on a method with
+/// body semantics (never `GET` or `HEAD`), of at most `max_body` bytes
+/// (default 16 KiB, larger is answered 400), entirely ASCII. The body is
+/// handed on unchanged. Place the layer outside the
+/// [`IntrospectionLayer`](crate::IntrospectionLayer), so it runs first; a
+/// token in the body and in a header is answered 400 `invalid_request`.
 ///
 /// ```
 /// use axum::{routing::post, Router};

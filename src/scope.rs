@@ -184,6 +184,7 @@ pub(crate) fn unauthenticated(extensions: &Extensions) -> AuthError {
 }
 
 /// The `scope` value of a 403 challenge: the first group.
+#[cfg(feature = "axum")]
 pub(crate) fn required_scope(groups: &[&[&str]]) -> Arc<str> {
     groups
         .first()
@@ -486,6 +487,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "axum")]
     fn required_scope_lists_the_first_group() {
         assert_eq!(&*required_scope(&[&["read", "write"], &["admin"]]), "read write");
     }

@@ -42,10 +42,16 @@ impl AnswerError {
 }
 
 pub(crate) fn parse_answer(body: &[u8]) -> Result<Answer, AnswerError> {
-    let value: Value = serde_json::from_slice(body).map_err(|_| AnswerError::new("not JSON"))?;
-    let Value::Object(mut map) = value else {
-        return Err(AnswerError::new("not a JSON object"));
-    };
+    let value: TopLevel = serde_json::from_slice(body).map_err(|e| {
+        if e.to_string().starts_with(DUPLICATE) {
+            AnswerError::new("a member appears twice")
+        } else if e.is_data() {
+            AnswerError::new("not a JSON object")
+        } else {
+            AnswerError::new("not JSON")
+        }
+    })?;
+    let TopLevel(mut map) = value;
     match map.remove("active") {
         Some(Value::Bool(true)) => {}
         Some(Value::Bool(false)) => return Ok(Answer::Inactive),
@@ -68,6 +74,40 @@ pub(crate) fn parse_answer(body: &[u8]) -> Result<Answer, AnswerError> {
         received_at_ms: 0,
     };
     Ok(Answer::Active(Principal::from_claims(claims)))
+}
+
+/// A top-level JSON object whose members are unique: with a repeated
+/// `active`, which one counts would depend on the parser, so such an answer
+/// fails closed.
+struct TopLevel(Map<String, Value>);
+
+const DUPLICATE: &str = "duplicate member";
+
+impl<'de> serde::Deserialize<'de> for TopLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = TopLevel;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<TopLevel, A::Error> {
+                let mut map = Map::new();
+                while let Some((key, value)) = access.next_entry::<String, Value>()? {
+                    if map.contains_key(&key) {
+                        return Err(serde::de::Error::custom(DUPLICATE));
+                    }
+                    map.insert(key, value);
+                }
+                Ok(TopLevel(map))
+            }
+        }
+
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 fn scopes(value: Option<Value>) -> Result<Scopes, AnswerError> {
@@ -259,6 +299,19 @@ mod tests {
         );
         fault(r#"{"active":true,"aud":5}"#);
         fault(r#"{"active":true,"aud":[5]}"#);
+    }
+
+    #[test]
+    fn repeated_members_fail_closed() {
+        for json in [
+            r#"{"active":false,"active":true}"#,
+            r#"{"active":true,"active":false}"#,
+        ] {
+            assert_eq!(fault(json).reason(), "a member appears twice");
+        }
+        fault(r#"{"active":true,"scope":"a","scope":"admin"}"#);
+        // Nested objects may repeat keys as they like: they are kept as data.
+        active(r#"{"active":true,"ext":{"a":1}}"#);
     }
 
     #[test]
