@@ -12,6 +12,13 @@
 //!   [`Scoped<R>`] are extractors; [`RequireScope`] guards groups of routes.
 //! - With the `test-util` feature, [`test_util::TestAuthServer`] is an
 //!   in-process authorization server for tests.
+//! - With the `metrics` feature, cache and introspection counters and a
+//!   latency histogram go through the `metrics` facade:
+//!   `tower_introspection_cache_hits_total`, `…_cache_negative_hits_total`,
+//!   `…_cache_misses_total`, `…_cache_coalesced_waits_total`,
+//!   `…_stale_served_total`, `…_introspections_total{outcome}`,
+//!   `…_introspection_duration_seconds{outcome}` and
+//!   `…_rejections_total{status}`.
 //!
 //! # Example
 //!
