@@ -138,3 +138,31 @@ async fn option_principal_anonymous_and_authenticated() {
     assert_eq!(s.status("/admin", None).await, 401);
     assert_eq!(s.status("/items", None).await, 401);
 }
+
+#[tokio::test]
+async fn require_scope_on_a_single_method_router() {
+    use axum::routing::get;
+    use tower::ServiceExt;
+    use tower_introspection::{IntrospectionLayer, RequireScope};
+
+    let auth = tower_introspection::test_util::TestAuthServer::start()
+        .await
+        .unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/admin",
+            get(|| async { "admin" }).route_layer(RequireScope::all(["admin"])),
+        )
+        .route_layer(IntrospectionLayer::new(common::introspector(&auth)));
+    for (scopes, status) in [("admin", 200), ("read", 403)] {
+        let request = http::Request::get("/admin")
+            .header("authorization", format!("Bearer {}", auth.mint_token(scopes)))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert_eq!(
+            app.clone().oneshot(request).await.unwrap().status(),
+            status,
+            "{scopes}"
+        );
+    }
+}
