@@ -69,7 +69,7 @@ fn push_sanitized(out: &mut String, value: &str, allowed: fn(char) -> bool) {
 }
 
 /// `%x20-21 / %x23-5B / %x5D-7E`: printable ASCII without `"` and `\`.
-fn is_error_char(c: char) -> bool {
+pub(crate) fn is_error_char(c: char) -> bool {
     matches!(c, '\x20'..='\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E')
 }
 
