@@ -35,9 +35,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
 
-    let reader = auth_server.mint(TokenSpec::new().scope("read").sub("alice").username("alice"));
-    let writer = auth_server.mint(TokenSpec::new().scope("read write").sub("bob").username("bob"));
-    let admin = auth_server.mint(TokenSpec::new().scope("admin").sub("carol").username("carol"));
+    let reader = auth_server.mint(
+        TokenSpec::new()
+            .scope("read")
+            .sub("alice")
+            .username("alice")
+            .client_id("test-client"),
+    );
+    let writer = auth_server.mint(
+        TokenSpec::new()
+            .scope("read write")
+            .sub("bob")
+            .username("bob")
+            .client_id("test-client"),
+    );
+    let admin = auth_server.mint(
+        TokenSpec::new()
+            .scope("admin")
+            .sub("carol")
+            .username("carol")
+            .client_id("test-client"),
+    );
     let revoked = auth_server.mint(TokenSpec::new().scope("read"));
     auth_server.revoke(&revoked);
 
@@ -53,7 +71,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         format!("curl -i {base}/whoami"),
     );
     show(
-        "200 {\"sub\":\"alice\",\"username\":\"alice\",\"scope\":\"read\",…}",
+        "200 {\"sub\":\"alice\",\"username\":\"alice\",\"client_id\":\"test-client\",\"scope\":\"read\",…}",
         format!("curl -i -H 'Authorization: Bearer {reader}' {base}/whoami"),
     );
     show(
