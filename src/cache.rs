@@ -14,6 +14,7 @@
 //!   flood of random tokens can never evict an active entry.
 //! - Faults are never cached.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,10 @@ pub const DEFAULT_MAX_ENTRIES: u64 = 100_000;
 pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(60);
 /// Default capacity of the inactive cache, in entries.
 pub const DEFAULT_NEGATIVE_ENTRIES: u64 = 10_000;
+/// After a failed refresh, how long a stale answer is served without asking
+/// the AS again.
+pub(crate) const REFRESH_BACKOFF: Duration = Duration::from_secs(2);
+
 /// Default time an inactive answer is reused.
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(10);
 
@@ -48,11 +53,28 @@ pub(crate) type Entry = Arc<Claims>;
 /// Expires an entry at its `exp`; `time_to_live(max_ttl)` caps it further.
 struct UntilExp;
 
-impl Expiry<Key, Entry> for UntilExp {
-    fn expire_after_create(&self, _key: &Key, claims: &Entry, _created_at: Instant) -> Option<Duration> {
-        // The entry is created right after the answer arrived, and only when
+impl UntilExp {
+    fn until_exp(claims: &Claims) -> Option<Duration> {
+        // The entry is written right after the answer arrived, and only when
         // `exp` has not passed; ZERO is a safe answer should the clock move.
         Some(active_ttl(claims.expires_at.get(), since_epoch(), Duration::MAX).unwrap_or(Duration::ZERO))
+    }
+}
+
+impl Expiry<Key, Entry> for UntilExp {
+    fn expire_after_create(&self, _key: &Key, claims: &Entry, _created_at: Instant) -> Option<Duration> {
+        Self::until_exp(claims)
+    }
+
+    /// A refreshed answer (stale-if-error) brings its own `exp`.
+    fn expire_after_update(
+        &self,
+        _key: &Key,
+        claims: &Entry,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Self::until_exp(claims)
     }
 }
 
@@ -78,6 +100,14 @@ pub(crate) struct TokenCache {
     /// With stale-if-error: how long after its arrival an answer may still be
     /// used while the authorization server is unavailable.
     stale_grace: Option<Duration>,
+    /// With stale-if-error: one refresh per key at a time (single flight).
+    pub(crate) refreshing: Option<Cache<Key, Entry>>,
+    /// With stale-if-error: keys whose refresh just failed; their stale
+    /// answer is served without asking the AS again until this entry expires.
+    pub(crate) refresh_failed: Option<Cache<Key, ()>>,
+    /// Bumped by every invalidation: a load that started before one must not
+    /// cache its answer, or the invalidation would be lost.
+    generation: AtomicU64,
     /// The hasher state after the domain, endpoint and client id.
     prefix: Sha256,
     pub(crate) counters: Counters,
@@ -140,6 +170,21 @@ impl TokenCache {
             inactive,
             max_ttl: settings.max_ttl,
             stale_grace,
+            refreshing: stale_grace.map(|_| {
+                // Successful refreshes are written to `active` at once; this
+                // only coalesces concurrent ones.
+                Cache::builder()
+                    .max_capacity(settings.max_entries)
+                    .time_to_live(Duration::from_secs(1))
+                    .build()
+            }),
+            refresh_failed: stale_grace.map(|_| {
+                Cache::builder()
+                    .max_capacity(settings.max_entries)
+                    .time_to_live(REFRESH_BACKOFF)
+                    .build()
+            }),
+            generation: AtomicU64::new(0),
             prefix,
             counters: Counters::default(),
         }
@@ -154,21 +199,34 @@ impl TokenCache {
         key
     }
 
-    /// The cacheable entry for an active answer, or `None` when its `exp`
-    /// has already passed.
-    pub(crate) fn entry(&self, principal: Principal, now: Duration) -> Option<Entry> {
-        active_ttl(principal.expires_at(), now, self.max_ttl)?;
+    /// Whether an active answer may be cached: not when its `exp` has passed.
+    pub(crate) fn cacheable(&self, principal: &Principal, now: Duration) -> bool {
+        active_ttl(principal.expires_at(), now, self.max_ttl).is_some()
+    }
+
+    /// The entry for an active answer, stamped with its arrival time.
+    pub(crate) fn entry(&self, principal: Principal, now: Duration) -> Entry {
         let mut claims = principal.into_shared();
         if let Some(claims) = Arc::get_mut(&mut claims) {
             claims.received_at_ms = millis(now);
         }
-        Some(claims)
+        claims
     }
 
     /// Whether a cached answer is older than `max_ttl` (only possible with
     /// stale-if-error, which keeps entries longer).
     pub(crate) fn is_stale(&self, claims: &Claims) -> bool {
         self.stale_grace.is_some() && self.age(claims) >= self.max_ttl
+    }
+
+    /// The invalidation generation; see [`TokenCache::invalidated`].
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Records an invalidation, before the entries are removed.
+    pub(crate) fn invalidated(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Whether a stale answer is still within the stale-if-error grace.

@@ -216,3 +216,103 @@ async fn concurrent_introspections_are_bounded() {
     assert!(ok >= 8 && shed >= 1, "{ok} accepted, {shed} shed");
     assert_eq!(introspector.stats().introspections.throttled as usize, shed);
 }
+
+#[tokio::test]
+async fn stale_refresh_is_single_flight_and_backs_off_during_an_outage() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let introspector = common::builder(&auth)
+        .max_ttl(Duration::from_millis(200))
+        .stale_if_error(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let token = Arc::new(auth.mint_token("read"));
+    introspector.validate(&token).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    auth.set_fault(Fault::Status(503));
+    let calls = auth.introspection_calls();
+    let wave = || {
+        let mut tasks = Vec::new();
+        for _ in 0..100 {
+            let (introspector, token) = (introspector.clone(), token.clone());
+            tasks.push(tokio::spawn(async move {
+                introspector.validate(&token).await.is_ok()
+            }));
+        }
+        tasks
+    };
+    for task in wave() {
+        assert!(task.await.unwrap(), "stale answer served");
+    }
+    assert!(
+        auth.introspection_calls() - calls <= 2,
+        "{} calls",
+        auth.introspection_calls() - calls
+    );
+    let calls = auth.introspection_calls();
+    for task in wave() {
+        assert!(task.await.unwrap());
+    }
+    assert_eq!(
+        auth.introspection_calls(),
+        calls,
+        "backing off: no call right after a failed refresh"
+    );
+    assert!(introspector.stats().stale_served >= 200);
+}
+
+#[tokio::test]
+async fn leeway_applies_to_exp_without_caching() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let token = auth.mint(
+        TokenSpec::new()
+            .scope("read")
+            .exp_ago(Duration::from_secs(3))
+            .active_even_if_expired(),
+    );
+    let lenient = common::builder(&auth)
+        .leeway(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    lenient.validate(&token).await.expect("within the leeway");
+    lenient.validate(&token).await.expect("within the leeway");
+    assert_eq!(
+        auth.introspection_calls(),
+        2,
+        "an answer past exp is never cached"
+    );
+
+    let strict = common::builder(&auth).build().unwrap();
+    assert_eq!(strict.validate(&token).await.unwrap_err().status(), 401);
+    assert_eq!(strict.validate(&token).await.unwrap_err().status(), 401);
+    assert_eq!(
+        auth.introspection_calls(),
+        3,
+        "past exp and the leeway: remembered as inactive"
+    );
+}
+
+#[tokio::test]
+async fn invalidate_during_an_introspection_call_is_not_lost() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let introspector = common::introspector(&auth);
+    let token = Arc::new(auth.mint_token("read"));
+    auth.set_fault(Fault::Delay(Duration::from_millis(300)));
+    let in_flight = {
+        let (introspector, token) = (introspector.clone(), token.clone());
+        tokio::spawn(async move { introspector.validate(&token).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    introspector.invalidate(&token).await;
+    let outcome = in_flight.await.unwrap();
+    assert!(
+        outcome.is_ok(),
+        "the request in flight gets its answer: {outcome:?}"
+    );
+    auth.clear_fault();
+    introspector.validate(&token).await.unwrap();
+    assert_eq!(
+        auth.introspection_calls(),
+        2,
+        "the answer that raced the invalidation was not cached"
+    );
+}

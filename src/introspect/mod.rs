@@ -68,12 +68,14 @@ struct Inner {
 }
 
 /// Why loading an answer did not produce a cacheable active entry.
-#[derive(Debug)]
 enum LoadError {
     Inactive,
     Expired,
     Throttled,
     Fault(Fault),
+    /// An active answer to serve to the requests waiting for it, but not to
+    /// cache.
+    Uncacheable(Entry),
 }
 
 impl Introspector {
@@ -144,7 +146,7 @@ impl Introspector {
             },
             None => {
                 inner.cache.counters.miss();
-                self.load(key, token).await.map_err(|e| e.to_auth_error())?
+                self.load(key, token).await.or_else(|e| e.into_uncached())?
             }
         };
         let principal = Principal::from_shared(claims);
@@ -162,7 +164,7 @@ impl Introspector {
         }
         cache.counters.miss();
         let Some(active) = &cache.active else {
-            return self.load(key, token).await.map_err(|e| e.to_auth_error());
+            return self.load(key, token).await.or_else(|e| e.into_uncached());
         };
         let loaded = AtomicBool::new(false);
         let load = async {
@@ -173,56 +175,85 @@ impl Introspector {
         if !loaded.load(Ordering::Relaxed) {
             cache.counters.coalesced_wait();
         }
-        result.map_err(|error| error.to_auth_error())
+        result.or_else(|error| error.uncached())
     }
 
     /// An answer older than `max_ttl` but within the stale-if-error grace:
-    /// ask again, and fall back to it only while the AS is unavailable.
+    /// ask again (one call per key at a time), and fall back to it only while
+    /// the AS is unavailable. After a failed refresh the stale answer is
+    /// served without asking for a short while, so an outage does not make
+    /// every request wait for a timeout.
     async fn refresh(&self, key: Key, token: &str, stale: Entry) -> Result<Entry, AuthError> {
         let cache = &self.inner.cache;
+        if let Some(failed) = &cache.refresh_failed {
+            if failed.contains_key(&key) && cache.within_grace(&stale) {
+                cache.counters.stale_served();
+                return Ok(stale);
+            }
+        }
         cache.counters.miss();
-        match self.load(key, token).await {
+        let result = match &cache.refreshing {
+            Some(refreshing) => refreshing.try_get_with(key, self.load(key, token)).await,
+            None => self.load(key, token).await.map_err(Arc::new),
+        };
+        let error = match result {
             Ok(fresh) => {
                 if let Some(active) = &cache.active {
                     active.insert(key, fresh.clone()).await;
                 }
-                Ok(fresh)
+                return Ok(fresh);
             }
-            Err(LoadError::Fault(Fault::Unavailable(_)) | LoadError::Throttled)
-                if cache.within_grace(&stale) =>
-            {
+            Err(error) => error,
+        };
+        match &*error {
+            LoadError::Uncacheable(claims) => Ok(claims.clone()),
+            // Only a fault of the AS: a local overload (throttling) must not
+            // stretch a revoked token's life.
+            LoadError::Fault(Fault::Unavailable(_)) if cache.within_grace(&stale) => {
+                if let Some(failed) = &cache.refresh_failed {
+                    failed.insert(key, ()).await;
+                }
                 cache.counters.stale_served();
                 tracing::debug!(key = %key_prefix(&key), "serving a stale answer while the AS is unavailable");
                 Ok(stale)
             }
-            Err(error) => {
+            // The AS says no: forget the stale answer.
+            LoadError::Inactive | LoadError::Expired => {
                 if let Some(active) = &cache.active {
                     active.invalidate(&key).await;
                 }
                 Err(error.to_auth_error())
             }
+            other => Err(other.to_auth_error()),
         }
     }
 
     /// Forgets the cached answer for `token` (active or inactive), so the next
     /// request introspects it again. Call it on a revocation signal.
+    ///
+    /// An introspection call already in flight for the token still answers
+    /// the requests waiting for it, but its answer is not cached.
     pub async fn invalidate(&self, token: &str) {
-        let key = self.inner.cache.key(token);
-        if let Some(active) = &self.inner.cache.active {
-            active.invalidate(&key).await;
+        let cache = &self.inner.cache;
+        let key = cache.key(token);
+        cache.invalidated();
+        for entries in [&cache.active, &cache.refreshing].into_iter().flatten() {
+            entries.invalidate(&key).await;
         }
-        if let Some(inactive) = &self.inner.cache.inactive {
-            inactive.invalidate(&key).await;
+        for keys in [&cache.inactive, &cache.refresh_failed].into_iter().flatten() {
+            keys.invalidate(&key).await;
         }
     }
 
     /// Forgets every cached answer.
     pub fn invalidate_all(&self) {
-        if let Some(active) = &self.inner.cache.active {
-            active.invalidate_all();
+        let cache = &self.inner.cache;
+        cache.invalidated();
+        for entries in [&cache.active, &cache.refreshing].into_iter().flatten() {
+            entries.invalidate_all();
         }
-        if let Some(inactive) = &self.inner.cache.inactive {
-            inactive.invalidate_all();
+        for keys in [&cache.inactive, &cache.refresh_failed].into_iter().flatten() {
+            keys.invalidate_all();
         }
     }
 
@@ -268,6 +299,7 @@ impl Introspector {
             elapsed_ms = tracing::field::Empty,
         );
         let started = std::time::Instant::now();
+        let generation = inner.cache.generation();
         let result = async {
             let _permit = match &inner.limiter {
                 Some(limiter) => Some(limiter.acquire().await?),
@@ -287,13 +319,10 @@ impl Introspector {
         .await;
         let elapsed = started.elapsed();
         let (outcome, result) = match result {
-            Ok(Answer::Active(principal)) => {
-                let entry = inner
-                    .cache
-                    .entry(principal, since_epoch())
-                    .ok_or(LoadError::Expired);
-                (Outcome::Active, entry)
-            }
+            Ok(Answer::Active(principal)) => (
+                Outcome::Active,
+                self.active_entry(key, principal, generation).await,
+            ),
             Ok(Answer::Inactive) => {
                 if let Some(inactive) = &inner.cache.inactive {
                     inactive.insert(key, ()).await;
@@ -313,8 +342,9 @@ impl Introspector {
         let _entered = span.enter();
         match &result {
             Ok(_) => tracing::debug!("token is active"),
+            Err(LoadError::Uncacheable(_)) => tracing::debug!("token is active; answer not cached"),
             Err(LoadError::Inactive) => tracing::debug!("token is inactive"),
-            Err(LoadError::Expired) => tracing::debug!("token is active but its exp has passed"),
+            Err(LoadError::Expired) => tracing::debug!("the AS said active, but exp has passed"),
             Err(LoadError::Throttled) => {
                 tracing::warn!("too many introspection calls in flight; request shed")
             }
@@ -328,6 +358,35 @@ impl Introspector {
             }
         }
         result
+    }
+
+    /// An active answer as a cache entry, or why it must not be cached:
+    /// its `exp` has passed (within the leeway it is still served, uncached;
+    /// beyond it the key joins the inactive cache), or the token was
+    /// invalidated while the call was in flight.
+    async fn active_entry(
+        &self,
+        key: Key,
+        principal: Principal,
+        generation: u64,
+    ) -> Result<Entry, LoadError> {
+        let inner = &*self.inner;
+        let now = since_epoch();
+        if !inner.cache.cacheable(&principal, now) {
+            let exp = principal.expires_at().unwrap_or(i64::MIN);
+            if exp.saturating_add(inner.validation.leeway_secs) > unix_now() {
+                return Err(LoadError::Uncacheable(inner.cache.entry(principal, now)));
+            }
+            if let Some(inactive) = &inner.cache.inactive {
+                inactive.insert(key, ()).await;
+            }
+            return Err(LoadError::Expired);
+        }
+        let entry = inner.cache.entry(principal, now);
+        if inner.cache.generation() != generation {
+            return Err(LoadError::Uncacheable(entry));
+        }
+        Ok(entry)
     }
 }
 
@@ -356,9 +415,37 @@ impl Limiter {
     }
 }
 
+impl fmt::Debug for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Inactive => f.write_str("Inactive"),
+            Self::Expired => f.write_str("Expired"),
+            Self::Throttled => f.write_str("Throttled"),
+            Self::Fault(fault) => f.debug_tuple("Fault").field(fault).finish(),
+            Self::Uncacheable(_) => f.write_str("Uncacheable"),
+        }
+    }
+}
+
 impl LoadError {
+    /// An uncacheable answer is still an answer; anything else is an error.
+    fn into_uncached(self) -> Result<Entry, AuthError> {
+        match self {
+            Self::Uncacheable(entry) => Ok(entry),
+            other => Err(other.to_auth_error()),
+        }
+    }
+
+    fn uncached(self: Arc<Self>) -> Result<Entry, AuthError> {
+        match &*self {
+            Self::Uncacheable(entry) => Ok(entry.clone()),
+            other => Err(other.to_auth_error()),
+        }
+    }
+
     fn to_auth_error(&self) -> AuthError {
         match self {
+            Self::Uncacheable(_) => AuthError::invalid_token("the token could not be validated"),
             Self::Inactive => AuthError::invalid_token("the token is not active"),
             Self::Expired => AuthError::invalid_token("the token has expired"),
             Self::Fault(Fault::Unavailable(_)) => {
