@@ -316,3 +316,76 @@ async fn invalidate_during_an_introspection_call_is_not_lost() {
         "the answer that raced the invalidation was not cached"
     );
 }
+
+/// A tiny AS whose token endpoint answers `token_json` and whose
+/// introspection endpoint answers `introspect_status` (with an active answer
+/// on 200); returns its base URL and the number of token requests.
+async fn scripted_as(
+    token_json: serde_json::Value,
+    introspect_status: u16,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::routing::post;
+    let token_calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = token_calls.clone();
+    let app = axum::Router::new()
+        .route(
+            "/token",
+            post(move || {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = token_json.clone();
+                async move { axum::Json(body) }
+            }),
+        )
+        .route(
+            "/introspect",
+            post(move || async move {
+                let status = http::StatusCode::from_u16(introspect_status).unwrap();
+                (
+                    status,
+                    axum::Json(serde_json::json!({"active": true, "scope": "read"})),
+                )
+            }),
+        );
+    let base = common::serve(app).await;
+    (base, token_calls)
+}
+
+#[tokio::test]
+async fn absurd_expires_in_does_not_panic() {
+    let (base, _) = scripted_as(
+        serde_json::json!({"access_token": "abc", "expires_in": 10_000_000_000_000_000_000u64}),
+        200,
+    )
+    .await;
+    let introspector = Introspector::builder(format!("{base}/introspect"))
+        .bearer_from_client_credentials(format!("{base}/token"), "rs", "secret")
+        .build()
+        .unwrap();
+    introspector
+        .validate("t1")
+        .await
+        .expect("capped lifetime, no overflow");
+    introspector.validate("t2").await.unwrap();
+}
+
+#[tokio::test]
+async fn refused_bearer_credential_forces_at_most_one_fetch_per_interval() {
+    let (base, token_calls) = scripted_as(
+        serde_json::json!({"access_token": "abc", "expires_in": 3600}),
+        401,
+    )
+    .await;
+    let introspector = Introspector::builder(format!("{base}/introspect"))
+        .bearer_from_client_credentials(format!("{base}/token"), "rs", "secret")
+        .max_ttl(Duration::ZERO)
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(introspector.validate("t").await.unwrap_err().status(), 500);
+    }
+    assert_eq!(
+        token_calls.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the first fetch and one forced refresh, not one per request"
+    );
+}

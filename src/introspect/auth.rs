@@ -93,8 +93,23 @@ pub(crate) struct TokenFetcher {
     pub(crate) client_id: Box<str>,
     basic: HeaderValue,
     scope: Option<Box<str>>,
-    current: tokio::sync::Mutex<Option<CachedToken>>,
+    state: tokio::sync::Mutex<FetcherState>,
 }
+
+#[derive(Default)]
+struct FetcherState {
+    current: Option<CachedToken>,
+    /// When a refused token last forced a new fetch: at most one forced
+    /// fetch per [`FORCED_REFRESH_INTERVAL`], so credentials that keep being
+    /// refused do not triple the traffic of every call.
+    last_forced: Option<Instant>,
+}
+
+/// The shortest time between two fetches forced by a 401/403.
+const FORCED_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The longest a fetched token is reused, whatever `expires_in` says.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 struct CachedToken {
     header: HeaderValue,
@@ -133,7 +148,7 @@ impl TokenFetcher {
             client_id: client_id.into(),
             basic: basic_header(client_id, secret)?,
             scope: scope.map(String::into_boxed_str),
-            current: tokio::sync::Mutex::new(None),
+            state: tokio::sync::Mutex::new(FetcherState::default()),
         })
     }
 
@@ -141,25 +156,37 @@ impl TokenFetcher {
     /// there is none or it is about to expire. The mutex makes concurrent
     /// callers share one fetch.
     pub(crate) async fn header(&self, http: &HttpSettings) -> Result<HeaderValue, Fault> {
-        let mut current = self.current.lock().await;
-        if let Some(token) = current.as_ref() {
+        let mut state = self.state.lock().await;
+        if let Some(token) = &state.current {
             if Instant::now() < token.refresh_at {
                 return Ok(token.header.clone());
             }
         }
         let fresh = self.fetch(http).await?;
         let header = fresh.header.clone();
-        *current = Some(fresh);
+        state.current = Some(fresh);
         Ok(header)
     }
 
     /// Forgets `used` after the introspection endpoint refused it, unless
-    /// another caller already replaced it.
-    pub(crate) async fn invalidate(&self, used: &HeaderValue) {
-        let mut current = self.current.lock().await;
-        if current.as_ref().is_some_and(|token| token.header == *used) {
-            *current = None;
+    /// another caller already replaced it. Returns whether the caller should
+    /// fetch a new token and try again: not when a refusal already forced a
+    /// fetch within the last few seconds.
+    pub(crate) async fn invalidate(&self, used: &HeaderValue) -> bool {
+        let mut state = self.state.lock().await;
+        if state.current.as_ref().is_some_and(|token| token.header != *used) {
+            return true; // someone else already fetched a newer token
         }
+        let now = Instant::now();
+        if state
+            .last_forced
+            .is_some_and(|at| now.duration_since(at) < FORCED_REFRESH_INTERVAL)
+        {
+            return false;
+        }
+        state.last_forced = Some(now);
+        state.current = None;
+        true
     }
 
     async fn fetch(&self, http: &HttpSettings) -> Result<CachedToken, Fault> {
@@ -178,6 +205,11 @@ impl TokenFetcher {
             .send()
             .await
             .map_err(|e| Fault::transport("token endpoint", &e))?;
+        if response.url() != &self.token_url {
+            return Err(Fault::Unavailable(
+                "the token endpoint's answer came from another URL (redirect)".into(),
+            ));
+        }
         let status = response.status();
         if matches!(status.as_u16(), 400 | 401 | 403) {
             return Err(Fault::Misconfigured(format!(
@@ -201,10 +233,12 @@ impl TokenFetcher {
             .expires_in
             .as_ref()
             .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
-            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
+            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs)
+            .min(MAX_TOKEN_LIFETIME);
+        let now = Instant::now();
         Ok(CachedToken {
             header,
-            refresh_at: Instant::now() + refresh_after(lifetime),
+            refresh_at: now.checked_add(refresh_after(lifetime)).unwrap_or(now),
         })
     }
 }

@@ -93,13 +93,13 @@ pub(crate) async fn introspect(
     };
     let response = send(http, endpoint, auth, bearer.clone(), token_type_hint, token).await?;
     let response = match (response.status(), auth, bearer) {
-        // Our token may have been revoked or expired early: fetch a new one, once.
+        // Our token may have been revoked or expired early: fetch a new one,
+        // once (and not again within a few seconds if it keeps happening).
         (
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN,
             ClientAuth::ClientCredentials(fetcher),
             Some(used),
-        ) => {
-            fetcher.invalidate(&used).await;
+        ) if fetcher.invalidate(&used).await => {
             let fresh = fetcher.header(http).await?;
             send(http, endpoint, auth, Some(fresh), token_type_hint, token).await?
         }
