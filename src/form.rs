@@ -41,8 +41,10 @@ pub(crate) struct FormToken(pub(crate) Result<Box<str>, TokenError>);
 /// It reads the parameter only when RFC 6750 §2.2 allows it: a
 /// `Content-Type: application/x-www-form-urlencoded` body, on a method with
 /// body semantics (never `GET` or `HEAD`), of at most `max_body` bytes
-/// (default 16 KiB, larger is answered 400), entirely ASCII. The body is
-/// handed on unchanged. Place the layer outside the
+/// (default 16 KiB), entirely ASCII; otherwise the body is not used for a
+/// token. A body announced larger than the limit is not read; one that turns
+/// out larger while being read (no `Content-Length`) is answered 400. The
+/// body is handed on unchanged. Place the layer outside the
 /// [`IntrospectionLayer`](crate::IntrospectionLayer), so it runs first; a
 /// token in the body and in a header is answered 400 `invalid_request`.
 ///
@@ -123,7 +125,7 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        if !applies(&request) {
+        if !applies(&request, self.max_body) {
             return Box::pin(inner.call(request));
         }
         let max_body = self.max_body;
@@ -145,10 +147,19 @@ where
     }
 }
 
-/// RFC 6750 §2.2: a form-encoded body, on a method with body semantics.
-fn applies<B>(request: &Request<B>) -> bool {
+/// RFC 6750 §2.2: a form-encoded body, on a method with body semantics,
+/// not announced as larger than the limit (such a body is not read at all).
+fn applies<B>(request: &Request<B>, max_body: usize) -> bool {
     let method = request.method();
     if method == Method::GET || method == Method::HEAD {
+        return false;
+    }
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > max_body as u64) {
         return false;
     }
     request
@@ -162,11 +173,11 @@ fn applies<B>(request: &Request<B>) -> bool {
         })
 }
 
-/// The `access_token` parameter: `None` when absent; an error when repeated
-/// or when the body is not ASCII.
+/// The `access_token` parameter: `None` when absent, or when the body is not
+/// ASCII (then §2.2 does not apply); an error when repeated.
 fn access_token(body: &[u8]) -> Option<Result<Box<str>, TokenError>> {
     if !body.is_ascii() {
-        return Some(Err(TokenError::Malformed));
+        return None;
     }
     let mut found = None;
     for (name, value) in form_urlencoded::parse(body) {

@@ -242,7 +242,8 @@ struct Requirement {
 }
 
 impl RequireScope {
-    /// Every one of `scopes` is required.
+    /// Every one of `scopes` is required. An empty list requires nothing:
+    /// any validated token passes.
     pub fn all<I, S>(scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -251,7 +252,7 @@ impl RequireScope {
         Self::groups([scopes])
     }
 
-    /// At least one of `scopes` is required.
+    /// At least one of `scopes` is required. An empty list admits no token.
     pub fn any<I, S>(scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,

@@ -106,8 +106,10 @@ pub enum TokenSource {
 /// Finds the bearer token of a request.
 ///
 /// Implement it to read tokens from somewhere [`BearerExtractor`] does not
-/// look. Return `Ok(None)` when the request carries no token, and an
-/// [`AuthError`] (see [`TokenError`]) when it carries a malformed one.
+/// look. Return `Ok(None)` when the request carries no token, and a
+/// [`TokenError`] when it carries a malformed one (answered 400
+/// `invalid_request`; [`TokenError::TooLong`] is answered 401
+/// `invalid_token`).
 pub trait ExtractToken: Clone + Send + Sync + 'static {
     /// Extracts the token, if any.
     fn extract<B>(&self, request: &Request<B>) -> Result<Option<BearerToken>, TokenError>;
@@ -247,7 +249,10 @@ impl BearerExtractor {
             // Another scheme is not a bearer token: no credentials for us.
             None => Ok(None),
             Some(token) => {
-                self.check(token)?;
+                // `bearer_credentials` checked the grammar already.
+                if token.len() > self.max_length {
+                    return Err(TokenError::TooLong);
+                }
                 Ok(Some(BearerToken {
                     repr: Repr::Header {
                         value: value.clone(),

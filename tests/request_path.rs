@@ -812,11 +812,21 @@ async fn b4_form_body_token_when_opted_in() {
         param(&challenge_params(&challenge(&response)), "error"),
         Some("invalid_request")
     );
-    // Too large: 400, without reading further.
+    // Announced larger than the limit: not read, so no token.
     let response = post(format!("access_token={token}&pad={}", "x".repeat(2048)), form)
         .await
         .unwrap();
-    assert_eq!(response.status(), 400);
+    assert_eq!(response.status(), 401);
+    // Not ASCII: §2.2 does not apply, and a header token still works.
+    let response = http
+        .post(format!("{base}/form"))
+        .header("content-type", form)
+        .bearer_auth(&token)
+        .body("name=café")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
     // GET never has its body read (RFC 6750 §2.2).
     let response = http
         .get(format!("{base}/ping"))
@@ -826,4 +836,51 @@ async fn b4_form_body_token_when_opted_in() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn inner_service_sees_a_sensitive_header_and_keeps_a_stronger_cache_control() {
+    use tower::{service_fn, ServiceBuilder, ServiceExt};
+
+    let auth = TestAuthServer::start().await.unwrap();
+    let token = auth.mint_token("read");
+    let service = ServiceBuilder::new()
+        .layer(
+            IntrospectionLayer::new(common::introspector(&auth))
+                .token_extractor(BearerExtractor::new().allow_query(true)),
+        )
+        .service(service_fn(|request: http::Request<String>| async move {
+            let sensitive = request
+                .headers()
+                .get("authorization")
+                .is_none_or(http::HeaderValue::is_sensitive);
+            let mut response = http::Response::new(bytes::Bytes::from(sensitive.to_string()));
+            if request.uri().path() == "/no-store" {
+                response
+                    .headers_mut()
+                    .insert("cache-control", http::HeaderValue::from_static("no-store"));
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        }));
+
+    let request = http::Request::get("/")
+        .header("authorization", format!("Bearer {token}"))
+        .body(String::new())
+        .unwrap();
+    let response = service.clone().oneshot(request).await.unwrap();
+    assert_eq!(
+        response.into_body(),
+        "true",
+        "the token is marked sensitive for inner layers"
+    );
+
+    let request = http::Request::get(format!("/no-store?access_token={token}"))
+        .body(String::new())
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(
+        response.headers()["cache-control"],
+        "no-store",
+        "a stronger directive stays"
+    );
 }

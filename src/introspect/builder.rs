@@ -48,7 +48,7 @@ pub struct IntrospectorBuilder {
     cache: CacheSettings,
     supported_auth_methods: Option<Vec<String>>,
     max_concurrent: usize,
-    queue_wait: Duration,
+    queue_wait: Option<Duration>,
 }
 
 enum PendingAuth {
@@ -101,7 +101,7 @@ impl IntrospectorBuilder {
             cache: CacheSettings::default(),
             supported_auth_methods: None,
             max_concurrent: DEFAULT_MAX_CONCURRENT_INTROSPECTIONS,
-            queue_wait: DEFAULT_TIMEOUT,
+            queue_wait: None,
         }
     }
 
@@ -178,10 +178,15 @@ impl IntrospectorBuilder {
         self
     }
 
-    /// Use this `reqwest::Client` instead of building one. Its own redirect
-    /// policy and timeouts apply; the total timeout set here is applied per
-    /// request as well, and an answer that comes from another URL than the
-    /// endpoint is refused.
+    /// Use this `reqwest::Client` instead of building one (e.g. to trust a
+    /// private root certificate). Its own timeouts apply; the total timeout
+    /// set here is applied per request as well.
+    ///
+    /// **Build it with `redirect(reqwest::redirect::Policy::none())`.**
+    /// reqwest follows redirects by default, and on 307/308 it sends the
+    /// body — the token, and with `client_secret_post` the secret — to the
+    /// new location before this crate can refuse the answer (an answer from
+    /// another URL than the endpoint is refused, but too late for that).
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http_client = Some(client);
         self
@@ -245,7 +250,8 @@ impl IntrospectorBuilder {
         self
     }
 
-    /// Capacity of the active-answer cache (default 100 000 entries).
+    /// Capacity of the active-answer cache (default 100 000 entries); `0`
+    /// disables caching, like `max_ttl(Duration::ZERO)`.
     pub fn max_entries(mut self, entries: u64) -> Self {
         self.cache.max_entries = entries;
         self
@@ -283,18 +289,24 @@ impl IntrospectorBuilder {
         self
     }
 
-    /// At most `max` introspection calls in flight at once (default 64); a
-    /// call beyond that waits up to `wait` (default: the total timeout) for a
-    /// slot, then the request is answered 503. `0` removes the bound.
+    /// At most `max` introspection calls in flight at once (default 64,
+    /// waiting up to the total [`timeout`](Self::timeout)); a call beyond that
+    /// waits up to `wait` for a slot, then the request is answered 503. `0`
+    /// removes the bound.
     pub fn max_concurrent_introspections(mut self, max: usize, wait: Duration) -> Self {
         self.max_concurrent = max;
-        self.queue_wait = wait;
+        self.queue_wait = Some(wait);
         self
     }
 
     /// Checks the settings and builds the introspector.
     pub fn build(self) -> Result<Introspector, ConfigError> {
         let endpoint = checked_url("introspection endpoint", &self.endpoint, self.allow_insecure_http)?;
+        if self.max_concurrent > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(ConfigError::InvalidSetting(
+                "max_concurrent_introspections is too large",
+            ));
+        }
         if self.max_response_bytes == 0 || self.timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(ConfigError::InvalidSetting(
                 "timeouts and the response size limit must be greater than zero",
@@ -376,7 +388,7 @@ impl IntrospectorBuilder {
                 validation,
                 cache,
                 limiter: (self.max_concurrent > 0)
-                    .then(|| Limiter::new(self.max_concurrent, self.queue_wait)),
+                    .then(|| Limiter::new(self.max_concurrent, self.queue_wait.unwrap_or(self.timeout))),
                 config_error_log: RateLimit::default(),
             }),
         })
@@ -386,11 +398,24 @@ impl IntrospectorBuilder {
 impl fmt::Debug for IntrospectorBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IntrospectorBuilder")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &redact_url(&self.endpoint))
             .field("auth_methods", &self.auth.len())
             .field("timeout", &self.timeout)
             .field("cache", &self.cache)
             .finish_non_exhaustive()
+    }
+}
+
+/// A URL for `Debug` output: without any user or password (which `build()`
+/// refuses, but the builder may still hold).
+pub(crate) fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.into()
+        }
+        Err(_) => "[not a URL]".to_owned(),
     }
 }
 

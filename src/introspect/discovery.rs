@@ -50,7 +50,12 @@ pub struct AuthorizationServerMetadata {
 }
 
 /// Fetches an authorization server's metadata; see [`Introspector::discover`].
-#[derive(Debug, Clone)]
+///
+/// The verified issuer is not turned into an `expected_issuer` check on
+/// tokens: some servers (Django OAuth Toolkit) send no `iss` in their
+/// answers. Add [`expected_issuer`](IntrospectorBuilder::expected_issuer)
+/// yourself where the server sends it.
+#[derive(Clone)]
 pub struct Discovery {
     issuer: String,
     kind: DiscoveryKind,
@@ -58,6 +63,16 @@ pub struct Discovery {
     retry_delay: Duration,
     allow_insecure_http: bool,
     client: Option<reqwest::Client>,
+}
+
+impl std::fmt::Debug for Discovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Discovery")
+            .field("issuer", &super::builder::redact_url(&self.issuer))
+            .field("kind", &self.kind)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Discovery {

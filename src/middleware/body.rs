@@ -14,6 +14,11 @@ use crate::error::AuthError;
 /// `Content-Type`). A closure `Fn(&AuthError, &mut HeaderMap) -> B`
 /// implements it.
 ///
+/// It shapes the rejections of the layer it is given to. The axum
+/// extractors answer through [`AuthError`]'s `IntoResponse` (JSON); to
+/// reshape those too, map the rejection in your handler or with axum's
+/// `HandleErrorLayer`/`map_response`.
+///
 /// ```
 /// use http::HeaderMap;
 /// use tower_introspection::{AuthError, IntrospectionLayer, Introspector};

@@ -142,14 +142,27 @@ where
                 StateProj::Calling { future, private } => {
                     let mut response = ready!(future.poll(cx))?;
                     if *private && response.status().is_success() {
-                        response
-                            .headers_mut()
-                            .insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+                        mark_private(response.headers_mut());
                     }
                     return Poll::Ready(Ok(response));
                 }
             }
         }
+    }
+}
+
+/// RFC 6750 §2.3: `Cache-Control: private`, unless the handler already
+/// said `private` or the stronger `no-store`.
+fn mark_private(headers: &mut http::HeaderMap) {
+    let strong_enough = headers.get_all(header::CACHE_CONTROL).iter().any(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',')
+                .map(str::trim)
+                .any(|d| d.eq_ignore_ascii_case("private") || d.eq_ignore_ascii_case("no-store"))
+        })
+    });
+    if !strong_enough {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
     }
 }
 

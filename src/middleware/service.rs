@@ -57,6 +57,10 @@ where
             Err(error) => return ResponseFuture::rejected(self.reject(error.into())),
         };
         let private = token.source() == TokenSource::Query;
+        // Inner layers that log requests must not print the token.
+        if let Some(value) = request.headers_mut().get_mut(http::header::AUTHORIZATION) {
+            value.set_sensitive(true);
+        }
         let introspector = layer.introspector.clone();
         let validation = Box::pin(async move { introspector.validate(token.secret()).await });
         // Take the service that was driven to readiness; leave a clone behind.
