@@ -43,7 +43,7 @@ pub(crate) enum ClientAuth {
     /// A static bearer token.
     StaticBearer(HeaderValue),
     /// A bearer token obtained with the client credentials grant.
-    ClientCredentials(TokenFetcher),
+    ClientCredentials(Box<TokenFetcher>),
     /// No credentials: the endpoint is protected by the network.
     Unauthenticated,
 }

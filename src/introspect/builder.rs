@@ -349,13 +349,12 @@ impl IntrospectorBuilder {
                 scope,
             } => {
                 let token_url = checked_url("token endpoint", &token_url, self.allow_insecure_http)?;
-                ClientAuth::ClientCredentials(
-                    TokenFetcher::new(token_url, &client_id, secret.expose(), scope).ok_or(
-                        ConfigError::InvalidCredential {
-                            what: "client secret",
-                        },
-                    )?,
-                )
+                let fetcher = TokenFetcher::new(token_url, &client_id, secret.expose(), scope).ok_or(
+                    ConfigError::InvalidCredential {
+                        what: "client secret",
+                    },
+                )?;
+                ClientAuth::ClientCredentials(Box::new(fetcher))
             }
             PendingAuth::Unauthenticated => ClientAuth::Unauthenticated,
         };
