@@ -104,7 +104,7 @@ impl<S: Send + Sync, R: ScopeRequirement> FromRequestParts<S> for Scoped<R> {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let groups = R::GROUPS.iter().map(|group| group.iter().copied());
         let principal = authorize(&parts.extensions, groups, R::matcher(), || {
-            required_scope(R::GROUPS)
+            required_scope(R::GROUPS.iter().map(|group| group.iter().copied()))
         })?;
         Ok(Self {
             principal,

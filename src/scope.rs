@@ -183,14 +183,14 @@ pub(crate) fn unauthenticated(extensions: &Extensions) -> AuthError {
     }
 }
 
-/// The `scope` value of a 403 challenge: the first group.
-#[cfg(feature = "axum")]
-pub(crate) fn required_scope(groups: &[&[&str]]) -> Arc<str> {
-    groups
-        .first()
-        .map(|group| group.join(" "))
-        .unwrap_or_default()
-        .into()
+/// The `scope` value of a 403 challenge: the first group, space-separated.
+pub(crate) fn required_scope<'a, G, I>(groups: G) -> Arc<str>
+where
+    G: IntoIterator<Item = I>,
+    I: IntoIterator<Item = &'a str>,
+{
+    let first: Vec<&str> = groups.into_iter().next().into_iter().flatten().collect();
+    first.join(" ").into()
 }
 
 /// A route layer that lets a request through only if its principal holds
@@ -287,7 +287,7 @@ impl RequireScope {
             .into_iter()
             .map(|group| group.into_iter().map(|s| s.into().into_boxed_str()).collect())
             .collect();
-        let required = groups.first().map(|g| g.join(" ")).unwrap_or_default().into();
+        let required = required_scope(groups.iter().map(|group| group.iter().map(|s| &**s)));
         Self {
             requirement: Arc::new(Requirement {
                 groups,
@@ -488,8 +488,11 @@ mod tests {
     }
 
     #[test]
-    #[cfg(feature = "axum")]
     fn required_scope_lists_the_first_group() {
-        assert_eq!(&*required_scope(&[&["read", "write"], &["admin"]]), "read write");
+        let groups: &[&[&str]] = &[&["read", "write"], &["admin"]];
+        assert_eq!(
+            &*required_scope(groups.iter().map(|g| g.iter().copied())),
+            "read write"
+        );
     }
 }

@@ -222,18 +222,13 @@ impl BearerExtractor {
         self
     }
 
-    fn check(&self, value: &[u8]) -> Result<(), TokenError> {
+    fn checked(&self, value: &str, source: TokenSource) -> Result<BearerToken, TokenError> {
         if value.len() > self.max_length {
             return Err(TokenError::TooLong);
         }
-        if !is_b64token(value) {
+        if !is_b64token(value.as_bytes()) {
             return Err(TokenError::Malformed);
         }
-        Ok(())
-    }
-
-    fn checked(&self, value: &str, source: TokenSource) -> Result<BearerToken, TokenError> {
-        self.check(value.as_bytes())?;
         Ok(BearerToken::new(value, source))
     }
 

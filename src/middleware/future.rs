@@ -127,7 +127,8 @@ where
                     let private = *private;
                     match outcome {
                         Ok(mut principal) => {
-                            principal.set_realm(realm.clone());
+                            // This state is left now: move the realm out rather than clone it.
+                            principal.set_realm(std::mem::replace(realm, HeaderValue::from_static("")));
                             request.extensions_mut().insert(principal);
                             let future = inner.call(request);
                             state.set(State::Calling { future, private });
