@@ -10,12 +10,18 @@
 //!   stored.
 //! - Active answers live `min(exp − now, max_ttl)` (RFC 7662 §4, I9); reads
 //!   never extend that.
+//! - Both caches are bounded in bytes as well as in entries: an entry weighs
+//!   its estimated size, and at least `max_bytes / max_entries`, so neither
+//!   bound can be exceeded (see [`weight`]).
 //! - Inactive answers live `negative_ttl` in their own bounded cache, so a
 //!   flood of random tokens can never evict an active entry.
 //! - Faults are never cached.
+//! - An invalidation is per key: it spoils only the loads in flight for that
+//!   token (see [`Invalidations`]).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
@@ -36,6 +42,18 @@ const BLOCK: usize = 64;
 
 /// Default capacity of the active cache, in entries.
 pub const DEFAULT_MAX_ENTRIES: u64 = 100_000;
+/// Default capacity of the active cache, in (estimated) bytes: 64 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Default capacity of the inactive cache, in (estimated) bytes: 4 MiB.
+pub const DEFAULT_NEGATIVE_MAX_BYTES: u64 = 4 * 1024 * 1024;
+/// The longest `max_ttl`, `negative_ttl` or `stale_if_error` accepted: one
+/// year. Longer ones are a configuration error (moka refuses TTLs over 1000
+/// years, and no answer should be trusted that long anyway).
+pub const MAX_CACHE_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// What moka keeps per entry besides the value (measured by
+/// `benches/memory.rs`: about 320 B), and the key.
+const ENTRY_OVERHEAD: usize = 320 + std::mem::size_of::<Key>();
 /// Default upper bound on how long an active answer is reused.
 pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(60);
 /// Default capacity of the inactive cache, in entries.
@@ -59,6 +77,56 @@ impl UntilExp {
         // `exp` has not passed; ZERO is a safe answer should the clock move.
         Some(active_ttl(claims.expires_at.get(), since_epoch(), Duration::MAX).unwrap_or(Duration::ZERO))
     }
+}
+
+/// An entry's weight for moka: its estimated size in bytes, but at least
+/// `budget / max_entries`, so that `budget` bounds the bytes and the entries
+/// at once (a cache full of small entries holds `max_entries` of them).
+pub(crate) fn weight(bytes: usize, budget: u64, max_entries: u64) -> u32 {
+    let floor = budget.div_ceil(max_entries.max(1));
+    let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+    u32::try_from(bytes.max(floor)).unwrap_or(u32::MAX)
+}
+
+/// The estimated heap footprint of a cached answer, moka's share included.
+pub(crate) fn entry_bytes(claims: &Claims) -> usize {
+    let text = |s: &Option<Box<str>>| s.as_ref().map_or(0, |s| s.len());
+    ENTRY_OVERHEAD
+        + std::mem::size_of::<Claims>()
+        + claims.scopes.as_str().len()
+        + text(&claims.subject)
+        + text(&claims.username)
+        + text(&claims.client_id)
+        + text(&claims.token_type)
+        + text(&claims.issuer)
+        + text(&claims.jwt_id)
+        + claims
+            .audiences
+            .iter()
+            .map(|a| std::mem::size_of::<Box<str>>() + a.len())
+            .sum::<usize>()
+        + claims.extra.as_ref().map_or(0, |extra| map_bytes(extra))
+}
+
+/// A `serde_json` map's footprint: per member its key, its value and the
+/// map's node overhead (an estimate; it errs on the large side).
+fn map_bytes(map: &serde_json::Map<String, serde_json::Value>) -> usize {
+    std::mem::size_of::<serde_json::Map<String, serde_json::Value>>()
+        + map
+            .iter()
+            .map(|(key, value)| 32 + std::mem::size_of::<String>() + key.len() + value_bytes(value))
+            .sum::<usize>()
+}
+
+fn value_bytes(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    std::mem::size_of::<Value>()
+        + match value {
+            Value::String(s) => s.len(),
+            Value::Array(items) => items.iter().map(value_bytes).sum(),
+            Value::Object(map) => map_bytes(map),
+            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        }
 }
 
 impl Expiry<Key, Entry> for UntilExp {
@@ -105,9 +173,8 @@ pub(crate) struct TokenCache {
     /// With stale-if-error: keys whose refresh just failed; their stale
     /// answer is served without asking the AS again until this entry expires.
     pub(crate) refresh_failed: Option<Cache<Key, ()>>,
-    /// Bumped by every invalidation: a load that started before one must not
-    /// cache its answer, or the invalidation would be lost.
-    generation: AtomicU64,
+    /// Invalidations that loads in flight must see.
+    pub(crate) invalidations: Invalidations,
     /// The hasher state after the domain, endpoint and client id.
     prefix: Sha256,
     pub(crate) counters: Counters,
@@ -117,8 +184,10 @@ pub(crate) struct TokenCache {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CacheSettings {
     pub(crate) max_entries: u64,
+    pub(crate) max_bytes: u64,
     pub(crate) max_ttl: Duration,
     pub(crate) negative_entries: u64,
+    pub(crate) negative_max_bytes: u64,
     pub(crate) negative_ttl: Duration,
     pub(crate) stale_if_error: Duration,
 }
@@ -127,11 +196,53 @@ impl Default for CacheSettings {
     fn default() -> Self {
         Self {
             max_entries: DEFAULT_MAX_ENTRIES,
+            max_bytes: DEFAULT_MAX_BYTES,
             max_ttl: DEFAULT_MAX_TTL,
             negative_entries: DEFAULT_NEGATIVE_ENTRIES,
+            negative_max_bytes: DEFAULT_NEGATIVE_MAX_BYTES,
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             stale_if_error: Duration::ZERO,
         }
+    }
+}
+
+impl CacheSettings {
+    /// Refuses what moka would panic on or what cannot work as written.
+    pub(crate) fn check(&self) -> Result<(), crate::error::ConfigError> {
+        use crate::error::ConfigError::OutOfRange;
+        for (setting, ttl) in [
+            ("max_ttl", self.max_ttl),
+            ("negative_ttl", self.negative_ttl),
+            ("stale_if_error", self.stale_if_error),
+        ] {
+            if ttl > MAX_CACHE_TTL {
+                return Err(OutOfRange {
+                    setting,
+                    range: "at most 365 days",
+                });
+            }
+        }
+        if !self.stale_if_error.is_zero() && self.stale_if_error <= self.max_ttl {
+            return Err(OutOfRange {
+                setting: "stale_if_error",
+                range: "zero (off) or longer than max_ttl: answers younger than max_ttl are served anyway",
+            });
+        }
+        // A budget below one entry's overhead could never hold anything.
+        const MIN_BUDGET: u64 = ENTRY_OVERHEAD as u64;
+        if self.max_bytes < MIN_BUDGET && self.max_entries > 0 && !self.max_ttl.is_zero() {
+            return Err(OutOfRange {
+                setting: "max_bytes",
+                range: "at least one entry's overhead (336 bytes)",
+            });
+        }
+        if self.negative_max_bytes < MIN_BUDGET && self.negative_entries > 0 {
+            return Err(OutOfRange {
+                setting: "negative_max_bytes",
+                range: "at least one entry's overhead (336 bytes)",
+            });
+        }
+        Ok(())
     }
 }
 
@@ -140,9 +251,11 @@ impl TokenCache {
         let enabled = !settings.max_ttl.is_zero() && settings.max_entries > 0;
         let stale_grace =
             (enabled && settings.stale_if_error > settings.max_ttl).then_some(settings.stale_if_error);
+        let (budget, entries) = (settings.max_bytes, settings.max_entries);
         let active = enabled.then(|| {
             Cache::builder()
-                .max_capacity(settings.max_entries)
+                .max_capacity(budget)
+                .weigher(move |_key: &Key, claims: &Entry| weight(claims.bytes, budget, entries))
                 // With stale-if-error, entries outlive `max_ttl` (never `exp`)
                 // and are refreshed on use once older than `max_ttl`.
                 .time_to_live(stale_grace.unwrap_or(settings.max_ttl))
@@ -150,9 +263,11 @@ impl TokenCache {
                 .build()
         });
         let negative = enabled && !settings.negative_ttl.is_zero() && settings.negative_entries > 0;
+        let (negative_budget, negative_entries) = (settings.negative_max_bytes, settings.negative_entries);
         let inactive = negative.then(|| {
             Cache::builder()
-                .max_capacity(settings.negative_entries)
+                .max_capacity(negative_budget)
+                .weigher(move |_key: &Key, _: &()| weight(ENTRY_OVERHEAD, negative_budget, negative_entries))
                 .time_to_live(settings.negative_ttl)
                 .build()
         });
@@ -184,7 +299,7 @@ impl TokenCache {
                     .time_to_live(REFRESH_BACKOFF)
                     .build()
             }),
-            generation: AtomicU64::new(0),
+            invalidations: Invalidations::default(),
             prefix,
             counters: Counters::default(),
         }
@@ -204,11 +319,13 @@ impl TokenCache {
         active_ttl(principal.expires_at(), now, self.max_ttl).is_some()
     }
 
-    /// The entry for an active answer, stamped with its arrival time.
-    pub(crate) fn entry(&self, principal: Principal, now: Duration) -> Entry {
+    /// The entry for an active answer, stamped with its arrival time (on the
+    /// monotonic clock) and its estimated size.
+    pub(crate) fn entry(&self, principal: Principal) -> Entry {
         let mut claims = principal.into_shared();
         if let Some(claims) = Arc::get_mut(&mut claims) {
-            claims.received_at_ms = millis(now);
+            claims.received_at_ms = monotonic_millis();
+            claims.bytes = entry_bytes(claims);
         }
         claims
     }
@@ -219,35 +336,119 @@ impl TokenCache {
         self.stale_grace.is_some() && self.age(claims) >= self.max_ttl
     }
 
-    /// The invalidation generation; see [`TokenCache::invalidated`].
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    /// Records an invalidation, before the entries are removed.
-    pub(crate) fn invalidated(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-    }
-
     /// Whether a stale answer is still within the stale-if-error grace.
     pub(crate) fn within_grace(&self, claims: &Claims) -> bool {
         self.stale_grace.is_some_and(|grace| self.age(claims) < grace)
     }
 
+    /// How long ago the answer arrived, on the monotonic clock: a step of
+    /// the wall clock neither stretches nor shortens it.
     fn age(&self, claims: &Claims) -> Duration {
-        Duration::from_millis(millis(since_epoch()).saturating_sub(claims.received_at_ms))
+        Duration::from_millis(monotonic_millis().saturating_sub(claims.received_at_ms))
     }
 
     pub(crate) fn stats(&self) -> CacheStats {
         self.counters.snapshot(
             self.active.as_ref().map_or(0, Cache::entry_count),
+            self.active.as_ref().map_or(0, Cache::weighted_size),
             self.inactive.as_ref().map_or(0, Cache::entry_count),
         )
     }
 }
 
-fn millis(since_epoch: Duration) -> u64 {
-    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
+/// Milliseconds on a monotonic clock (since this process first asked).
+fn monotonic_millis() -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Invalidations, as the loads in flight must see them.
+///
+/// A load registers a [`LoadTicket`] for its key before it starts; an
+/// invalidation of that key (or of everything) spoils the tickets in flight,
+/// and a spoiled load's answer is not cached, or removed again if it already
+/// was. Only keys with a load in flight are tracked, so the map stays as
+/// small as the number of concurrent loads, and invalidating one token never
+/// spoils the loads of another.
+#[derive(Debug, Default)]
+pub(crate) struct Invalidations {
+    /// Bumped by `invalidate_all`.
+    epoch: AtomicU64,
+    in_flight: Mutex<HashMap<Key, InFlight>>,
+}
+
+#[derive(Debug, Default)]
+struct InFlight {
+    tickets: usize,
+    invalidations: u64,
+}
+
+impl Invalidations {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, InFlight>> {
+        // Every update is a single step: a poisoned map is still consistent.
+        self.in_flight.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a load of `key`; dropping the ticket unregisters it.
+    pub(crate) fn ticket(&self, key: Key) -> LoadTicket<'_> {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let mut map = self.lock();
+        let entry = map.entry(key).or_default();
+        entry.tickets += 1;
+        LoadTicket {
+            owner: self,
+            key,
+            epoch,
+            seen: entry.invalidations,
+        }
+    }
+
+    /// Spoils the loads in flight for `key`. Call before removing entries.
+    pub(crate) fn invalidate(&self, key: &Key) {
+        if let Some(entry) = self.lock().get_mut(key) {
+            entry.invalidations += 1;
+        }
+    }
+
+    /// Spoils every load in flight. Call before removing entries.
+    pub(crate) fn invalidate_all(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// A load in flight for one key; see [`Invalidations`].
+#[derive(Debug)]
+pub(crate) struct LoadTicket<'a> {
+    owner: &'a Invalidations,
+    key: Key,
+    epoch: u64,
+    seen: u64,
+}
+
+impl LoadTicket<'_> {
+    /// Whether the key (or everything) was invalidated since the ticket was
+    /// taken: the load's answer must not stay cached.
+    pub(crate) fn spoiled(&self) -> bool {
+        self.owner.epoch.load(Ordering::Acquire) != self.epoch
+            || self
+                .owner
+                .lock()
+                .get(&self.key)
+                .is_some_and(|entry| entry.invalidations != self.seen)
+    }
+}
+
+impl Drop for LoadTicket<'_> {
+    fn drop(&mut self) {
+        let mut map = self.owner.lock();
+        if let Some(entry) = map.get_mut(&self.key) {
+            entry.tickets -= 1;
+            if entry.tickets == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// The first bytes of a key in hex: enough to correlate log lines, useless
@@ -311,6 +512,82 @@ mod tests {
         assert_ne!(cache("a", "bc").key("t"), cache("a", "b").key("ct"));
         // The zero padding cannot be mistaken for the start of a token.
         assert_ne!(cache("a", "b").key("\0t"), cache("a", "b").key("t"));
+    }
+
+    #[test]
+    fn weight_bounds_bytes_and_entries_at_once() {
+        // 1000 bytes for at most 10 entries: every entry weighs at least 100.
+        assert_eq!(weight(1, 1000, 10), 100);
+        assert_eq!(weight(250, 1000, 10), 250);
+        assert_eq!(weight(1, 1001, 10), 101, "rounded up, never more than 10 entries");
+        assert_eq!(weight(1, 1000, 0), 1000, "no division by zero");
+        assert_eq!(weight(usize::MAX, 1000, 10), u32::MAX);
+    }
+
+    #[test]
+    fn entry_bytes_grow_with_extra_members() {
+        let small = Principal::from_json(br#"{"active":true,"sub":"alice"}"#).unwrap();
+        let large = Principal::from_json(
+            format!(
+                r#"{{"active":true,"sub":"alice","blob":"{}"}}"#,
+                "x".repeat(60_000)
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let (small, large) = (
+            entry_bytes(&small.into_shared()),
+            entry_bytes(&large.into_shared()),
+        );
+        assert!((ENTRY_OVERHEAD..1024).contains(&small), "{small}");
+        assert!((60_001..61_000).contains(&large), "{large}");
+    }
+
+    #[test]
+    fn invalidation_spoils_only_its_own_key() {
+        let invalidations = Invalidations::default();
+        let (a, b) = ([1; 16], [2; 16]);
+        let ticket_a = invalidations.ticket(a);
+        let ticket_b = invalidations.ticket(b);
+        invalidations.invalidate(&b);
+        assert!(!ticket_a.spoiled());
+        assert!(ticket_b.spoiled());
+        invalidations.invalidate_all();
+        assert!(ticket_a.spoiled());
+        drop((ticket_a, ticket_b));
+        assert!(invalidations.lock().is_empty(), "dropped tickets are forgotten");
+        // An invalidation with no load in flight leaves nothing behind.
+        invalidations.invalidate(&a);
+        assert!(invalidations.lock().is_empty());
+        assert!(!invalidations.ticket(a).spoiled());
+    }
+
+    #[test]
+    fn settings_out_of_range_are_refused() {
+        let with = |f: fn(&mut CacheSettings)| {
+            let mut settings = CacheSettings::default();
+            f(&mut settings);
+            settings.check()
+        };
+        assert!(with(|_| {}).is_ok());
+        assert!(with(|s| s.max_ttl = Duration::from_secs(40_000_000_000)).is_err());
+        assert!(with(|s| s.negative_ttl = Duration::MAX).is_err());
+        assert!(with(|s| s.max_ttl = MAX_CACHE_TTL).is_ok());
+        assert!(
+            with(|s| s.stale_if_error = Duration::from_secs(30)).is_err(),
+            "not longer than max_ttl"
+        );
+        assert!(with(|s| s.stale_if_error = Duration::from_secs(61)).is_ok());
+        assert!(with(|s| s.max_bytes = 10).is_err());
+        assert!(with(|s| s.negative_max_bytes = 0).is_err());
+        assert!(
+            with(|s| {
+                s.max_bytes = 0;
+                s.max_entries = 0;
+            })
+            .is_ok(),
+            "a disabled cache needs no budget"
+        );
     }
 
     #[test]

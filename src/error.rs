@@ -253,6 +253,14 @@ pub enum ConfigError {
     /// A setting is out of its allowed range.
     #[error("invalid setting: {0}")]
     InvalidSetting(&'static str),
+    /// A duration or size setting is outside the range it can work in.
+    #[error("`{setting}` is out of range: it must be {range}")]
+    OutOfRange {
+        /// The builder method whose value was refused.
+        setting: &'static str,
+        /// The accepted range, in words.
+        range: &'static str,
+    },
     /// Discovery (RFC 8414 / OpenID Connect) failed.
     #[error("discovery failed: {0}")]
     Discovery(String),

@@ -146,7 +146,8 @@ mod validate;
 pub mod test_util;
 
 pub use crate::cache::{
-    DEFAULT_MAX_ENTRIES, DEFAULT_MAX_TTL, DEFAULT_NEGATIVE_ENTRIES, DEFAULT_NEGATIVE_TTL,
+    DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_TTL, DEFAULT_NEGATIVE_ENTRIES,
+    DEFAULT_NEGATIVE_MAX_BYTES, DEFAULT_NEGATIVE_TTL, MAX_CACHE_TTL,
 };
 pub use crate::error::{AuthError, ConfigError, ErrorKind, DEFAULT_REALM};
 #[cfg(feature = "axum")]

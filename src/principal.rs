@@ -50,9 +50,59 @@ pub(crate) struct Claims {
     pub(crate) issued_at: Timestamp,
     pub(crate) not_before: Timestamp,
     pub(crate) extra: Option<Box<Map<String, Value>>>,
-    /// When the answer arrived, in milliseconds since the Unix epoch (for
+    /// A kind other than an access token, if the answer declared one.
+    pub(crate) other_kind: Option<OtherKind>,
+    /// When the answer arrived, in milliseconds on a monotonic clock (for
     /// stale-if-error).
     pub(crate) received_at_ms: u64,
+    /// The estimated size of the cached entry, for the cache's byte budget.
+    pub(crate) bytes: usize,
+}
+
+/// A token that is not an access token, as some authorization servers mark
+/// it in their introspection answers (RFC 7662 lets them introspect every
+/// token they issued, and `token_type_hint` is only a hint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OtherKind {
+    Refresh,
+    Id,
+    Logout,
+}
+
+impl OtherKind {
+    /// The kind declared by the conventions in use: `token_use` (Ory Hydra,
+    /// Amazon Cognito), `typ` (Keycloak) and a `token_type` naming a
+    /// refresh token.
+    pub(crate) fn declared(
+        token_use: Option<&Value>,
+        typ: Option<&Value>,
+        token_type: Option<&str>,
+    ) -> Option<Self> {
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_ascii_lowercase);
+        let by_use = match text(token_use).as_deref() {
+            Some("refresh_token" | "refresh") => Some(Self::Refresh),
+            Some("id_token" | "id") => Some(Self::Id),
+            _ => None,
+        };
+        let by_typ = match text(typ).as_deref() {
+            Some("refresh" | "offline" | "refresh_token") => Some(Self::Refresh),
+            Some("id" | "id_token") => Some(Self::Id),
+            Some("logout") => Some(Self::Logout),
+            _ => None,
+        };
+        let by_type = token_type
+            .is_some_and(|t| t.eq_ignore_ascii_case("refresh_token"))
+            .then_some(Self::Refresh);
+        by_use.or(by_typ).or(by_type)
+    }
+
+    pub(crate) fn refusal(self) -> &'static str {
+        match self {
+            Self::Refresh => "a refresh token is not an access token",
+            Self::Id => "an ID token is not an access token",
+            Self::Logout => "a logout token is not an access token",
+        }
+    }
 }
 
 /// Seconds since the Unix epoch, with `i64::MIN` for "absent" (half the size
@@ -105,6 +155,10 @@ impl Principal {
 
     pub(crate) fn realm(&self) -> Option<&HeaderValue> {
         self.realm.as_ref()
+    }
+
+    pub(crate) fn other_kind(&self) -> Option<OtherKind> {
+        self.inner.other_kind
     }
 
     /// Parses an active RFC 7662 introspection answer.

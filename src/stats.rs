@@ -105,7 +105,7 @@ impl Counters {
         let _ = elapsed;
     }
 
-    pub(crate) fn snapshot(&self, entries: u64, negative_entries: u64) -> CacheStats {
+    pub(crate) fn snapshot(&self, entries: u64, bytes: u64, negative_entries: u64) -> CacheStats {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         CacheStats {
             hits: load(&self.hits),
@@ -121,6 +121,7 @@ impl Counters {
                 throttled: load(&self.throttled),
             },
             entries,
+            bytes,
             negative_entries,
         }
     }
@@ -155,6 +156,9 @@ pub struct CacheStats {
     pub introspections: IntrospectionStats,
     /// Active entries currently cached (moka's estimate).
     pub entries: u64,
+    /// The estimated bytes those entries hold, as weighed against
+    /// `max_bytes` (each counts at least `max_bytes / max_entries`).
+    pub bytes: u64,
     /// Inactive entries currently cached (moka's estimate).
     pub negative_entries: u64,
 }

@@ -17,10 +17,17 @@ pub(crate) struct Validation {
     pub(crate) audiences: Box<[Box<str>]>,
     /// Required `token_type`, compared case-insensitively (RFC 6749 §5.1).
     pub(crate) token_type: Option<Box<str>>,
+    /// Accept answers that say they describe a refresh, ID or logout token.
+    pub(crate) any_token_kind: bool,
 }
 
 impl Validation {
     pub(crate) fn check(&self, principal: &Principal, now: i64) -> Result<(), AuthError> {
+        if let Some(kind) = principal.other_kind() {
+            if !self.any_token_kind {
+                return Err(AuthError::invalid_token(kind.refusal()));
+            }
+        }
         if let Some(exp) = principal.expires_at() {
             if now >= exp.saturating_add(self.leeway_secs) {
                 return Err(AuthError::invalid_token("the token has expired"));
@@ -138,6 +145,39 @@ mod tests {
             .check(&principal(r#"{"active":true,"iss":"https://as.example/"}"#), NOW)
             .is_err());
         assert!(v.check(&principal(r#"{"active":true}"#), NOW).is_err());
+    }
+
+    #[test]
+    fn other_token_kinds_are_refused_unless_allowed() {
+        let strict = Validation::default();
+        let lenient = Validation {
+            any_token_kind: true,
+            ..Validation::default()
+        };
+        for answer in [
+            r#"{"active":true,"token_use":"refresh_token"}"#,
+            r#"{"active":true,"token_use":"id_token"}"#,
+            r#"{"active":true,"token_use":"id"}"#,
+            r#"{"active":true,"typ":"Refresh"}"#,
+            r#"{"active":true,"typ":"Offline"}"#,
+            r#"{"active":true,"typ":"ID"}"#,
+            r#"{"active":true,"typ":"Logout"}"#,
+            r#"{"active":true,"token_type":"refresh_token"}"#,
+        ] {
+            let error = strict.check(&principal(answer), NOW).unwrap_err();
+            assert_eq!(error.kind(), crate::ErrorKind::InvalidToken, "{answer}");
+            assert!(lenient.check(&principal(answer), NOW).is_ok(), "{answer}");
+        }
+        for answer in [
+            r#"{"active":true,"token_use":"access_token"}"#,
+            r#"{"active":true,"token_use":"access"}"#,
+            r#"{"active":true,"typ":"Bearer"}"#,
+            r#"{"active":true,"typ":"at+jwt"}"#,
+            r#"{"active":true,"token_type":"Bearer"}"#,
+            r#"{"active":true,"token_use":42}"#,
+        ] {
+            assert!(strict.check(&principal(answer), NOW).is_ok(), "{answer}");
+        }
     }
 
     #[test]

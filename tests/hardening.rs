@@ -107,7 +107,13 @@ async fn token_endpoint_failure_while_fetching_the_bearer_credential() {
     assert_eq!(introspector.validate(&token).await.unwrap_err().status(), 503);
     assert_eq!(auth.introspection_calls(), 0, "no call without a credential");
     auth.set_token_endpoint_fault(None);
+    // A failed fetch is not retried within its backoff (1 s after a first
+    // failure): still 503, without a new token request.
+    assert_eq!(introspector.validate(&token).await.unwrap_err().status(), 503);
+    assert_eq!(auth.token_calls(), 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     introspector.validate(&token).await.unwrap();
+    assert_eq!(auth.token_calls(), 2);
 }
 
 #[tokio::test]

@@ -549,6 +549,8 @@ async fn c5_token_endpoint_failure_is_reported() {
     auth.set_token_endpoint_fault(Some(Fault::Status(503)));
     assert_eq!(failing.validate(&token).await.unwrap_err().status(), 503);
     auth.set_token_endpoint_fault(None);
+    // Not before the backoff after a failed fetch (1 s after a first one).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     failing
         .validate(&token)
         .await

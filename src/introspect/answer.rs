@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::principal::{Claims, Principal, Scopes, Timestamp};
+use crate::principal::{Claims, OtherKind, Principal, Scopes, Timestamp};
 
 /// A parsed answer.
 #[derive(Debug, Clone)]
@@ -58,12 +58,15 @@ pub(crate) fn parse_answer(body: &[u8]) -> Result<Answer, AnswerError> {
         Some(_) => return Err(AnswerError::new("`active` is not a boolean")),
         None => return Err(AnswerError::new("`active` is missing")),
     }
+    let token_type = string(map.remove("token_type"), "`token_type` is not a string")?;
+    let other_kind = OtherKind::declared(map.get("token_use"), map.get("typ"), token_type.as_deref());
     let claims = Claims {
+        other_kind,
         scopes: scopes(map.remove("scope"))?,
         subject: string_or_number(map.remove("sub"), "`sub` is not a string")?,
         username: string(map.remove("username"), "`username` is not a string")?,
         client_id: string(map.remove("client_id"), "`client_id` is not a string")?,
-        token_type: string(map.remove("token_type"), "`token_type` is not a string")?,
+        token_type,
         issuer: string(map.remove("iss"), "`iss` is not a string")?,
         jwt_id: string(map.remove("jti"), "`jti` is not a string")?,
         audiences: audiences(map.remove("aud"))?,
@@ -72,6 +75,7 @@ pub(crate) fn parse_answer(body: &[u8]) -> Result<Answer, AnswerError> {
         not_before: Timestamp::new(timestamp(map.remove("nbf"), "`nbf` is not a timestamp")?),
         extra: extra(map),
         received_at_ms: 0,
+        bytes: 0,
     };
     Ok(Answer::Active(Principal::from_claims(claims)))
 }

@@ -2,9 +2,11 @@
 //! (RFC 7662 §2.1, RFC 6749 §2.3): exactly one method per request.
 
 use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use futures_util::future::{BoxFuture, FutureExt as _, Shared};
 use http::HeaderValue;
 use serde::Deserialize;
 
@@ -53,7 +55,7 @@ impl ClientAuth {
     pub(crate) fn client_id(&self) -> &str {
         match self {
             Self::Basic { client_id, .. } | Self::Post { client_id, .. } => client_id,
-            Self::ClientCredentials(fetcher) => &fetcher.client_id,
+            Self::ClientCredentials(fetcher) => fetcher.client_id(),
             Self::StaticBearer(_) | Self::Unauthenticated => "",
         }
     }
@@ -88,17 +90,36 @@ pub(crate) fn bearer_header(token: &str) -> Option<HeaderValue> {
 
 /// Fetches and caches the resource server's own bearer token from the
 /// authorization server's token endpoint (client credentials grant, C5).
+///
+/// Concurrent callers share one fetch and its result, success or failure
+/// (single flight). A failed fetch is not retried before a backoff has
+/// passed; meanwhile, and whenever an early refresh fails, the current token
+/// is used for as long as it is still valid.
 pub(crate) struct TokenFetcher {
-    pub(crate) token_url: url::Url,
-    pub(crate) client_id: Box<str>,
+    request: Arc<TokenRequest>,
+    state: Mutex<FetcherState>,
+}
+
+/// What one fetch sends: shared with the fetch future, which must be
+/// `'static` to be shared between callers.
+struct TokenRequest {
+    token_url: url::Url,
+    client_id: Box<str>,
     basic: HeaderValue,
     scope: Option<Box<str>>,
-    state: tokio::sync::Mutex<FetcherState>,
 }
+
+type SharedFetch = Shared<BoxFuture<'static, Result<CachedToken, Fault>>>;
 
 #[derive(Default)]
 struct FetcherState {
     current: Option<CachedToken>,
+    /// The fetch every caller waits for, while one runs.
+    in_flight: Option<SharedFetch>,
+    /// After a failed fetch: no new fetch before this instant; callers get
+    /// the current token while it is valid, else this fault.
+    backoff: Option<(Instant, Fault)>,
+    consecutive_failures: u32,
     /// When a refused token last forced a new fetch: at most one forced
     /// fetch per [`FORCED_REFRESH_INTERVAL`], so credentials that keep being
     /// refused do not triple the traffic of every call.
@@ -111,17 +132,36 @@ const FORCED_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 /// The longest a fetched token is reused, whatever `expires_in` says.
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
+/// The shortest time between two scheduled fetches, whatever `expires_in`
+/// says (`expires_in: 0` must not mean one fetch per introspection).
+pub(crate) const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The wait after a first failed fetch; it doubles with each further
+/// failure, up to [`MAX_FAILURE_BACKOFF`].
+const FIRST_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
 struct CachedToken {
     header: HeaderValue,
+    /// From here on, a caller fetches a new token (a little before expiry).
     refresh_at: Instant,
+    /// Until here, the token may still be used if a refresh fails.
+    valid_until: Instant,
+}
+
+impl CachedToken {
+    fn usable(&self, now: Instant) -> Option<HeaderValue> {
+        (now < self.valid_until).then(|| self.header.clone())
+    }
 }
 
 impl fmt::Debug for TokenFetcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenFetcher")
-            .field("token_url", &self.token_url.as_str())
-            .field("client_id", &self.client_id)
-            .field("scope", &self.scope)
+            .field("token_url", &self.request.token_url.as_str())
+            .field("client_id", &self.request.client_id)
+            .field("scope", &self.request.scope)
             .finish_non_exhaustive()
     }
 }
@@ -144,36 +184,100 @@ impl TokenFetcher {
         scope: Option<String>,
     ) -> Option<Self> {
         Some(Self {
-            token_url,
-            client_id: client_id.into(),
-            basic: basic_header(client_id, secret)?,
-            scope: scope.map(String::into_boxed_str),
-            state: tokio::sync::Mutex::new(FetcherState::default()),
+            request: Arc::new(TokenRequest {
+                token_url,
+                client_id: client_id.into(),
+                basic: basic_header(client_id, secret)?,
+                scope: scope.map(String::into_boxed_str),
+            }),
+            state: Mutex::new(FetcherState::default()),
         })
     }
 
+    pub(crate) fn client_id(&self) -> &str {
+        &self.request.client_id
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FetcherState> {
+        // The state stays consistent at every step; a panic elsewhere while
+        // it was held cannot leave it half-written.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The current `Authorization: Bearer` header, fetching a new token when
-    /// there is none or it is about to expire. The mutex makes concurrent
-    /// callers share one fetch.
+    /// there is none or it is about to expire. Waits at most `http.timeout`.
     pub(crate) async fn header(&self, http: &HttpSettings) -> Result<HeaderValue, Fault> {
-        let mut state = self.state.lock().await;
-        if let Some(token) = &state.current {
-            if Instant::now() < token.refresh_at {
-                return Ok(token.header.clone());
+        let (fetch, fallback) = {
+            let mut state = self.lock();
+            let now = Instant::now();
+            let fallback = state.current.as_ref().and_then(|token| token.usable(now));
+            if let Some(token) = &state.current {
+                if now < token.refresh_at {
+                    return Ok(token.header.clone());
+                }
+            }
+            if let Some((until, fault)) = &state.backoff {
+                if now < *until {
+                    return fallback.ok_or_else(|| fault.clone());
+                }
+            }
+            let fetch = match &state.in_flight {
+                Some(fetch) => fetch.clone(),
+                None => {
+                    let fetch = fetch(Arc::clone(&self.request), http.clone()).boxed().shared();
+                    state.in_flight = Some(fetch.clone());
+                    fetch
+                }
+            };
+            (fetch, fallback)
+        };
+        let result = match tokio::time::timeout(http.timeout, fetch.clone()).await {
+            Ok(result) => {
+                self.settle(&fetch, &result);
+                result
+            }
+            Err(_) => Err(Fault::Unavailable(
+                "the call to the token endpoint timed out".into(),
+            )),
+        };
+        match (result, fallback) {
+            (Ok(token), _) => Ok(token.header),
+            (Err(fault), Some(header)) => {
+                tracing::warn!(reason = %fault.reason(), "could not refresh the resource server's bearer token; using the current one until it expires");
+                Ok(header)
+            }
+            (Err(fault), None) => Err(fault),
+        }
+    }
+
+    /// Records the outcome of `fetch`, once: the first caller to see it
+    /// finished clears it.
+    fn settle(&self, fetch: &SharedFetch, result: &Result<CachedToken, Fault>) {
+        let mut state = self.lock();
+        if !state.in_flight.as_ref().is_some_and(|f| f.ptr_eq(fetch)) {
+            return;
+        }
+        state.in_flight = None;
+        match result {
+            Ok(token) => {
+                state.current = Some(token.clone());
+                state.backoff = None;
+                state.consecutive_failures = 0;
+            }
+            Err(fault) => {
+                let backoff = failure_backoff(state.consecutive_failures);
+                state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+                state.backoff = Some((Instant::now() + backoff, fault.clone()));
             }
         }
-        let fresh = self.fetch(http).await?;
-        let header = fresh.header.clone();
-        state.current = Some(fresh);
-        Ok(header)
     }
 
     /// Forgets `used` after the introspection endpoint refused it, unless
     /// another caller already replaced it. Returns whether the caller should
     /// fetch a new token and try again: not when a refusal already forced a
     /// fetch within the last few seconds.
-    pub(crate) async fn invalidate(&self, used: &HeaderValue) -> bool {
-        let mut state = self.state.lock().await;
+    pub(crate) fn invalidate(&self, used: &HeaderValue) -> bool {
+        let mut state = self.lock();
         if state.current.as_ref().is_some_and(|token| token.header != *used) {
             return true; // someone else already fetched a newer token
         }
@@ -185,68 +289,79 @@ impl TokenFetcher {
             return false;
         }
         state.last_forced = Some(now);
-        state.current = None;
+        // Refused: due for a refresh, and no fallback should that fail.
+        if let Some(token) = &mut state.current {
+            token.refresh_at = now;
+            token.valid_until = now;
+        }
         true
     }
+}
 
-    async fn fetch(&self, http: &HttpSettings) -> Result<CachedToken, Fault> {
-        let body = {
-            let mut form = form_urlencoded::Serializer::new(String::new());
-            form.append_pair("grant_type", "client_credentials");
-            if let Some(scope) = &self.scope {
-                form.append_pair("scope", scope);
-            }
-            form.finish()
-        };
-        let response = http
-            .post(self.token_url.clone())
-            .header(http::header::AUTHORIZATION, self.basic.clone())
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| Fault::transport("token endpoint", &e))?;
-        if response.url() != &self.token_url {
-            return Err(Fault::Unavailable(
-                "the token endpoint's answer came from another URL (redirect)".into(),
-            ));
+/// One token request, bounded by `http.timeout` (set on every request).
+async fn fetch(request: Arc<TokenRequest>, http: HttpSettings) -> Result<CachedToken, Fault> {
+    let body = {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "client_credentials");
+        if let Some(scope) = &request.scope {
+            form.append_pair("scope", scope);
         }
-        let status = response.status();
-        if matches!(status.as_u16(), 400 | 401 | 403) {
-            return Err(Fault::Misconfigured(format!(
-                "the token endpoint refused the client credentials grant (HTTP {})",
-                status.as_u16()
-            )));
-        }
-        if !status.is_success() {
-            return Err(Fault::Unavailable(format!(
-                "the token endpoint answered HTTP {}",
-                status.as_u16()
-            )));
-        }
-        let body = read_capped(response, http.max_body).await?;
-        let parsed: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|_| Fault::Unavailable("the token endpoint answered an unusable body".into()))?;
-        let header = bearer_header(&parsed.access_token)
-            .filter(|_| crate::token::is_b64token(parsed.access_token.as_bytes()))
-            .ok_or_else(|| Fault::Unavailable("the token endpoint issued a malformed token".into()))?;
-        let lifetime = parsed
-            .expires_in
-            .as_ref()
-            .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
-            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs)
-            .min(MAX_TOKEN_LIFETIME);
-        let now = Instant::now();
-        Ok(CachedToken {
-            header,
-            refresh_at: now.checked_add(refresh_after(lifetime)).unwrap_or(now),
-        })
+        form.finish()
+    };
+    let response = http
+        .post(request.token_url.clone())
+        .header(http::header::AUTHORIZATION, request.basic.clone())
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| Fault::transport("token endpoint", &e))?;
+    if response.url() != &request.token_url {
+        return Err(Fault::Unusable(
+            "the token endpoint's answer came from another URL (redirect)".into(),
+        ));
     }
+    let status = response.status();
+    if matches!(status.as_u16(), 400 | 401 | 403) {
+        return Err(Fault::Misconfigured(format!(
+            "the token endpoint refused the client credentials grant (HTTP {})",
+            status.as_u16()
+        )));
+    }
+    if !status.is_success() {
+        return Err(Fault::from_status("token endpoint", status));
+    }
+    let body = read_capped(response, http.max_body).await?;
+    let parsed: TokenResponse = serde_json::from_slice(&body)
+        .map_err(|_| Fault::Unusable("the token endpoint answered an unusable body".into()))?;
+    let header = bearer_header(&parsed.access_token)
+        .filter(|_| crate::token::is_b64token(parsed.access_token.as_bytes()))
+        .ok_or_else(|| Fault::Unusable("the token endpoint issued a malformed token".into()))?;
+    let lifetime = parsed
+        .expires_in
+        .as_ref()
+        .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+        .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs)
+        .min(MAX_TOKEN_LIFETIME);
+    let now = Instant::now();
+    let refresh_at = now + refresh_after(lifetime).max(MIN_REFRESH_INTERVAL);
+    Ok(CachedToken {
+        header,
+        refresh_at,
+        valid_until: (now + lifetime).max(refresh_at),
+    })
 }
 
 /// Refresh a little before the token expires: a tenth of its life early, at
 /// most 30 s.
 pub(crate) fn refresh_after(lifetime: Duration) -> Duration {
     lifetime.saturating_sub((lifetime / 10).min(Duration::from_secs(30)))
+}
+
+/// How long to wait after the `(failures + 1)`-th failed fetch in a row.
+fn failure_backoff(failures: u32) -> Duration {
+    FIRST_FAILURE_BACKOFF
+        .saturating_mul(1 << failures.min(16))
+        .min(MAX_FAILURE_BACKOFF)
 }
 
 #[cfg(test)]
@@ -273,6 +388,15 @@ mod tests {
         );
         assert_eq!(refresh_after(Duration::from_secs(60)), Duration::from_secs(54));
         assert_eq!(refresh_after(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn failure_backoff_doubles_up_to_a_cap() {
+        assert_eq!(failure_backoff(0), Duration::from_secs(1));
+        assert_eq!(failure_backoff(1), Duration::from_secs(2));
+        assert_eq!(failure_backoff(4), Duration::from_secs(16));
+        assert_eq!(failure_backoff(5), MAX_FAILURE_BACKOFF);
+        assert_eq!(failure_backoff(u32::MAX), MAX_FAILURE_BACKOFF);
     }
 
     #[test]

@@ -11,6 +11,9 @@ use super::{Inner, Introspector, Limiter, RateLimit};
 
 /// The default bound on concurrent introspection calls per introspector.
 pub const DEFAULT_MAX_CONCURRENT_INTROSPECTIONS: usize = 64;
+
+/// The longest timeout, leeway or queue wait accepted.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 use crate::cache::{CacheSettings, TokenCache};
 use crate::error::ConfigError;
 use crate::validate::Validation;
@@ -45,6 +48,8 @@ pub struct IntrospectorBuilder {
     issuers: Vec<Box<str>>,
     audiences: Vec<Box<str>>,
     token_type: Option<Box<str>>,
+    any_token_kind: bool,
+    token_scope: Option<String>,
     cache: CacheSettings,
     supported_auth_methods: Option<Vec<String>>,
     max_concurrent: usize,
@@ -98,6 +103,8 @@ impl IntrospectorBuilder {
             issuers: Vec::new(),
             audiences: Vec::new(),
             token_type: None,
+            any_token_kind: false,
+            token_scope: None,
             cache: CacheSettings::default(),
             supported_auth_methods: None,
             max_concurrent: DEFAULT_MAX_CONCURRENT_INTROSPECTIONS,
@@ -160,14 +167,11 @@ impl IntrospectorBuilder {
         self
     }
 
-    /// The `scope` requested with [`bearer_from_client_credentials`](Self::bearer_from_client_credentials).
+    /// The `scope` requested with [`bearer_from_client_credentials`](Self::bearer_from_client_credentials),
+    /// before or after it in the chain. `build()` refuses it with any other
+    /// client authentication method, where it would mean nothing.
     pub fn token_scope(mut self, scope: impl Into<String>) -> Self {
-        for auth in &mut self.auth {
-            if let PendingAuth::ClientCredentials { scope: slot, .. } = auth {
-                *slot = Some(scope.into());
-                break;
-            }
-        }
+        self.token_scope = Some(scope.into());
         self
     }
 
@@ -179,8 +183,10 @@ impl IntrospectorBuilder {
     }
 
     /// Use this `reqwest::Client` instead of building one (e.g. to trust a
-    /// private root certificate). Its own timeouts apply; the total timeout
-    /// set here is applied per request as well.
+    /// private root certificate). Its own timeouts apply; the total
+    /// [`timeout`](Self::timeout) set here is applied per request as well,
+    /// but [`connect_timeout`](Self::connect_timeout) is not: a connect
+    /// timeout belongs to the client, so set it when building yours.
     ///
     /// **Build it with `redirect(reqwest::redirect::Policy::none())`.**
     /// reqwest follows redirects by default, and on 307/308 it sends the
@@ -192,14 +198,21 @@ impl IntrospectorBuilder {
         self
     }
 
-    /// Connect timeout toward the authorization server (default 2 s).
+    /// Connect timeout toward the authorization server (default 2 s, at most
+    /// an hour). Ignored with a custom [`http_client`](Self::http_client),
+    /// whose own connect timeout applies.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
-    /// Total timeout of one call to the authorization server (default 5 s).
-    /// A slow server is answered 503.
+    /// Total timeout of one call to the authorization server (default 5 s,
+    /// at most an hour). A slow server is answered 503.
+    ///
+    /// In the [client-credentials mode](Self::bearer_from_client_credentials)
+    /// it bounds, separately, the wait for the resource server's own token
+    /// (one fetch shared by every waiting request) and the introspection
+    /// exchange (including one retry with a fresh token after a 401).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -224,7 +237,8 @@ impl IntrospectorBuilder {
         self
     }
 
-    /// Clock skew tolerated on `exp` and `nbf` (default: none).
+    /// Clock skew tolerated on `exp` and `nbf` (default: none, at most an
+    /// hour).
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self
@@ -250,6 +264,25 @@ impl IntrospectorBuilder {
         self
     }
 
+    /// Accept answers that say they describe a refresh, ID or logout token
+    /// (default: refused with 401 `invalid_token`).
+    ///
+    /// An authorization server may introspect every token it issued, and a
+    /// client may present a refresh token as if it were an access token;
+    /// `token_type_hint` is only a hint. So, by default, an active answer is
+    /// refused when it declares another kind of token by any of these
+    /// conventions:
+    ///
+    /// | member | values refused | used by |
+    /// |---|---|---|
+    /// | `token_use` | `refresh_token`, `refresh`, `id_token`, `id` | Ory Hydra, Amazon Cognito |
+    /// | `typ` | `Refresh`, `Offline`, `ID`, `Logout` (any case) | Keycloak |
+    /// | `token_type` | `refresh_token` | |
+    pub fn accept_any_token_kind(mut self, accept: bool) -> Self {
+        self.any_token_kind = accept;
+        self
+    }
+
     /// Capacity of the active-answer cache (default 100 000 entries); `0`
     /// disables caching, like `max_ttl(Duration::ZERO)`.
     pub fn max_entries(mut self, entries: u64) -> Self {
@@ -257,8 +290,19 @@ impl IntrospectorBuilder {
         self
     }
 
-    /// Longest reuse of an active answer (default 60 s); `exp` shortens it.
-    /// `Duration::ZERO` disables caching.
+    /// Capacity of the active-answer cache in bytes (default 64 MiB), beside
+    /// [`max_entries`](Self::max_entries): whichever bound is reached first
+    /// evicts. An entry counts its estimated heap size — the answer's
+    /// members, extra ones included, and about 336 bytes of the cache's own —
+    /// so answers carrying large claims cannot grow the cache past the
+    /// budget, however many tokens are minted. At least 336.
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.cache.max_bytes = bytes;
+        self
+    }
+
+    /// Longest reuse of an active answer (default 60 s, at most a year);
+    /// `exp` shortens it. `Duration::ZERO` disables caching.
     pub fn max_ttl(mut self, ttl: Duration) -> Self {
         self.cache.max_ttl = ttl;
         self
@@ -271,7 +315,15 @@ impl IntrospectorBuilder {
         self
     }
 
-    /// How long an inactive answer is reused (default 10 s);
+    /// Capacity of the inactive-answer cache in bytes (default 4 MiB), beside
+    /// [`negative_entries`](Self::negative_entries): each entry counts about
+    /// 336 bytes. At least 336.
+    pub fn negative_max_bytes(mut self, bytes: u64) -> Self {
+        self.cache.negative_max_bytes = bytes;
+        self
+    }
+
+    /// How long an inactive answer is reused (default 10 s, at most a year);
     /// `Duration::ZERO` disables the inactive cache.
     pub fn negative_ttl(mut self, ttl: Duration) -> Self {
         self.cache.negative_ttl = ttl;
@@ -280,10 +332,14 @@ impl IntrospectorBuilder {
 
     /// Keep accepting a token whose active answer arrived less than `grace`
     /// ago while the authorization server is unavailable (connection
-    /// refused, timeout, 5xx, unparsable answer), never past its `exp`. Off by
-    /// default. Takes effect when `grace` is longer than `max_ttl`: answers
-    /// older than `max_ttl` are refreshed on use, and only a failed refresh
-    /// falls back to them.
+    /// refused or broken off, timeout, 5xx, 429), never past its `exp`. An
+    /// authorization server that answers, but with a redirect, another 4xx or
+    /// an unusable body, gets no such grace: that may be how it refuses a
+    /// revoked token. Off by default (`Duration::ZERO`).
+    ///
+    /// `grace` must be longer than `max_ttl` (`build()` refuses it
+    /// otherwise), and at most a year: answers older than `max_ttl` are
+    /// refreshed on use, and only a failed refresh falls back to them.
     pub fn stale_if_error(mut self, grace: Duration) -> Self {
         self.cache.stale_if_error = grace;
         self
@@ -300,6 +356,9 @@ impl IntrospectorBuilder {
     }
 
     /// Checks the settings and builds the introspector.
+    ///
+    /// Logs a `warn` when neither an audience nor an issuer is expected: any
+    /// token the authorization server issued, for any API, is then accepted.
     pub fn build(self) -> Result<Introspector, ConfigError> {
         let endpoint = checked_url("introspection endpoint", &self.endpoint, self.allow_insecure_http)?;
         if self.max_concurrent > tokio::sync::Semaphore::MAX_PERMITS {
@@ -312,6 +371,23 @@ impl IntrospectorBuilder {
                 "timeouts and the response size limit must be greater than zero",
             ));
         }
+        for (setting, value) in [
+            ("timeout", self.timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("leeway", self.leeway),
+            (
+                "max_concurrent_introspections",
+                self.queue_wait.unwrap_or_default(),
+            ),
+        ] {
+            if value > MAX_TIMEOUT {
+                return Err(ConfigError::OutOfRange {
+                    setting,
+                    range: "at most one hour",
+                });
+            }
+        }
+        self.cache.check()?;
         let mut pending = self.auth;
         let auth = match pending.len() {
             0 => return Err(ConfigError::MissingCredentials),
@@ -326,6 +402,28 @@ impl IntrospectorBuilder {
                 )));
             }
         }
+        let auth = match (auth, self.token_scope) {
+            (
+                PendingAuth::ClientCredentials {
+                    token_url,
+                    client_id,
+                    secret,
+                    ..
+                },
+                Some(scope),
+            ) => PendingAuth::ClientCredentials {
+                token_url,
+                client_id,
+                secret,
+                scope: Some(scope),
+            },
+            (_, Some(_)) => {
+                return Err(ConfigError::InvalidSetting(
+                    "token_scope applies only to bearer_from_client_credentials",
+                ))
+            }
+            (auth, None) => auth,
+        };
         let auth = match auth {
             PendingAuth::Basic { client_id, secret } => ClientAuth::Basic {
                 header: basic_header(&client_id, secret.expose()).ok_or(ConfigError::InvalidCredential {
@@ -373,7 +471,14 @@ impl IntrospectorBuilder {
             issuers: self.issuers.into(),
             audiences: self.audiences.into(),
             token_type: self.token_type,
+            any_token_kind: self.any_token_kind,
         };
+        if validation.issuers.is_empty() && validation.audiences.is_empty() {
+            tracing::warn!(
+                endpoint = endpoint.as_str(),
+                "no expected audience or issuer is configured: any active token the authorization server issued, for any API, will be accepted; set `expected_audience`"
+            );
+        }
         Ok(Introspector {
             inner: Arc::new(Inner {
                 endpoint,
@@ -505,6 +610,57 @@ mod tests {
             .allow_insecure_http(true)
             .build();
         assert!(opted_in.is_ok());
+    }
+
+    #[test]
+    fn out_of_range_settings_are_errors_not_panics() {
+        let base = || Introspector::builder("https://as/introspect").client_secret_basic("a", "b");
+        let refused = |builder: IntrospectorBuilder, name: &str| match err(builder) {
+            ConfigError::OutOfRange { setting, .. } => assert_eq!(setting, name),
+            other => panic!("{name}: {other:?}"),
+        };
+        refused(base().max_ttl(Duration::from_secs(40_000_000_000)), "max_ttl");
+        refused(base().negative_ttl(Duration::MAX), "negative_ttl");
+        refused(
+            base()
+                .max_ttl(Duration::from_secs(10))
+                .stale_if_error(Duration::MAX),
+            "stale_if_error",
+        );
+        refused(base().stale_if_error(Duration::from_secs(60)), "stale_if_error");
+        refused(base().timeout(Duration::MAX), "timeout");
+        refused(
+            base().connect_timeout(Duration::from_secs(3601)),
+            "connect_timeout",
+        );
+        refused(base().leeway(Duration::MAX), "leeway");
+        refused(
+            base().max_concurrent_introspections(4, Duration::MAX),
+            "max_concurrent_introspections",
+        );
+        refused(base().max_bytes(1), "max_bytes");
+        refused(base().negative_max_bytes(0), "negative_max_bytes");
+        assert!(base()
+            .max_ttl(Duration::from_secs(24 * 3600))
+            .negative_ttl(crate::cache::MAX_CACHE_TTL)
+            .stale_if_error(crate::cache::MAX_CACHE_TTL)
+            .timeout(Duration::from_secs(3600))
+            .build()
+            .is_ok());
+    }
+
+    #[test]
+    fn token_scope_goes_with_client_credentials_in_any_order() {
+        let before = Introspector::builder("https://as/introspect")
+            .token_scope("introspection")
+            .bearer_from_client_credentials("https://as/token", "rs", "s")
+            .build()
+            .unwrap();
+        assert!(format!("{:?}", before.inner.auth).contains(r#"scope: Some("introspection")"#));
+        let orphan = Introspector::builder("https://as/introspect")
+            .token_scope("introspection")
+            .client_secret_basic("rs", "s");
+        assert!(matches!(err(orphan), ConfigError::InvalidSetting(_)));
     }
 
     #[test]

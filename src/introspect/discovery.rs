@@ -186,9 +186,7 @@ async fn fetch(
         .header(http::header::ACCEPT, "application/json")
         .send()
         .await
-        .map_err(|e| match Fault::transport("metadata endpoint", &e) {
-            Fault::Unavailable(why) | Fault::Misconfigured(why) => why,
-        })?;
+        .map_err(|e| Fault::transport("metadata endpoint", &e).reason().to_owned())?;
     let status = response.status();
     if matches!(status.as_u16(), 404 | 405) {
         return Ok(None);
@@ -198,9 +196,7 @@ async fn fetch(
     }
     let body = read_capped(response, DEFAULT_MAX_RESPONSE_BYTES)
         .await
-        .map_err(|e| match e {
-            Fault::Unavailable(why) | Fault::Misconfigured(why) => why,
-        })?;
+        .map_err(|e| e.reason().to_owned())?;
     serde_json::from_slice(&body)
         .map(Some)
         .map_err(|e| format!("unusable metadata: {e}"))

@@ -16,16 +16,47 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The default total timeout of one call to the authorization server.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Why no answer could be used. Neither variant is ever cached.
+/// Why no answer could be used. No variant is ever cached.
 #[derive(Debug, Clone)]
 pub(crate) enum Fault {
-    /// Unreachable, slow, 5xx, redirected or unparsable: 503.
+    /// Transient: unreachable, timed out, broke off, 5xx or 429. Answered
+    /// 503; with stale-if-error, a stale answer may be served instead.
     Unavailable(String),
+    /// The authorization server answered, but not with something usable:
+    /// a redirect, another 4xx, an unparsable or oversized body. Answered
+    /// 503, and never papered over with a stale answer: an AS that answers a
+    /// revoked token with a 4xx must not keep it alive.
+    Unusable(String),
     /// The authorization server refused our own credentials: 500.
     Misconfigured(String),
 }
 
 impl Fault {
+    /// A non-success status that is not about our credentials: 5xx and 429
+    /// are transient, anything else is not.
+    pub(crate) fn from_status(what: &str, status: StatusCode) -> Self {
+        let reason = if status.is_redirection() {
+            format!(
+                "the {what} redirected (HTTP {}); redirects are not followed",
+                status.as_u16()
+            )
+        } else {
+            format!("the {what} answered HTTP {}", status.as_u16())
+        };
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            Self::Unavailable(reason)
+        } else {
+            Self::Unusable(reason)
+        }
+    }
+
+    /// Why, for logs.
+    pub(crate) fn reason(&self) -> &str {
+        match self {
+            Self::Unavailable(reason) | Self::Unusable(reason) | Self::Misconfigured(reason) => reason,
+        }
+    }
+
     pub(crate) fn transport(what: &str, error: &reqwest::Error) -> Self {
         let why = if error.is_timeout() {
             "timed out"
@@ -41,7 +72,7 @@ impl Fault {
 }
 
 /// The client and the limits every call uses.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct HttpSettings {
     pub(crate) client: reqwest::Client,
     pub(crate) timeout: Duration,
@@ -61,7 +92,7 @@ impl HttpSettings {
 
 /// Reads at most `max` bytes of the body, whatever `Content-Length` says.
 pub(crate) async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Bytes, Fault> {
-    let too_large = || Fault::Unavailable(format!("the answer is larger than {max} bytes"));
+    let too_large = || Fault::Unusable(format!("the answer is larger than {max} bytes"));
     if response.content_length().is_some_and(|len| len > max as u64) {
         return Err(too_large());
     }
@@ -79,18 +110,16 @@ pub(crate) async fn read_capped(mut response: reqwest::Response, max: usize) -> 
     Ok(body.freeze())
 }
 
-/// One introspection call with the given client authentication.
+/// One introspection call with the given client authentication. `bearer` is
+/// the credential obtained beforehand in the client-credentials mode.
 pub(crate) async fn introspect(
     http: &HttpSettings,
     endpoint: &url::Url,
     auth: &ClientAuth,
+    bearer: Option<HeaderValue>,
     token_type_hint: bool,
     token: &str,
 ) -> Result<Answer, Fault> {
-    let bearer = match auth {
-        ClientAuth::ClientCredentials(fetcher) => Some(fetcher.header(http).await?),
-        _ => None,
-    };
     let response = send(http, endpoint, auth, bearer.clone(), token_type_hint, token).await?;
     let response = match (response.status(), auth, bearer) {
         // Our token may have been revoked or expired early: fetch a new one,
@@ -99,14 +128,14 @@ pub(crate) async fn introspect(
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN,
             ClientAuth::ClientCredentials(fetcher),
             Some(used),
-        ) if fetcher.invalidate(&used).await => {
+        ) if fetcher.invalidate(&used) => {
             let fresh = fetcher.header(http).await?;
             send(http, endpoint, auth, Some(fresh), token_type_hint, token).await?
         }
         _ => response,
     };
     if response.url() != endpoint {
-        return Err(Fault::Unavailable(
+        return Err(Fault::Unusable(
             "the answer came from another URL (redirect)".into(),
         ));
     }
@@ -118,21 +147,10 @@ pub(crate) async fn introspect(
                 response.status().as_u16()
             )))
         }
-        status if status.is_redirection() => {
-            return Err(Fault::Unavailable(format!(
-                "the introspection endpoint redirected (HTTP {}); redirects are not followed",
-                status.as_u16()
-            )))
-        }
-        status => {
-            return Err(Fault::Unavailable(format!(
-                "the introspection endpoint answered HTTP {}",
-                status.as_u16()
-            )))
-        }
+        status => return Err(Fault::from_status("introspection endpoint", status)),
     }
     let body = read_capped(response, http.max_body).await?;
-    parse_answer(&body).map_err(|e| Fault::Unavailable(e.to_string()))
+    parse_answer(&body).map_err(|e| Fault::Unusable(e.to_string()))
 }
 
 async fn send(

@@ -39,7 +39,7 @@ pub use self::http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAUL
 
 use self::auth::ClientAuth;
 use self::http::{Fault, HttpSettings};
-use crate::cache::{key_prefix, Entry, Key, TokenCache};
+use crate::cache::{key_prefix, Entry, Key, LoadTicket, TokenCache};
 use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::principal::Principal;
 use crate::stats::{CacheStats, Outcome};
@@ -146,7 +146,7 @@ impl Introspector {
             },
             None => {
                 inner.cache.counters.miss();
-                self.load(key, token).await.or_else(|e| e.into_uncached())?
+                self.load(key, token, None).await.or_else(|e| e.into_uncached())?
             }
         };
         let principal = Principal::from_shared(claims);
@@ -164,16 +164,22 @@ impl Introspector {
         }
         cache.counters.miss();
         let Some(active) = &cache.active else {
-            return self.load(key, token).await.or_else(|e| e.into_uncached());
+            return self.load(key, token, None).await.or_else(|e| e.into_uncached());
         };
+        // Taken before the load can start, so no invalidation slips between.
+        let ticket = cache.invalidations.ticket(key);
         let loaded = AtomicBool::new(false);
         let load = async {
             loaded.store(true, Ordering::Relaxed);
-            self.load(key, token).await
+            self.load(key, token, Some(&ticket)).await
         };
         let result = active.try_get_with(key, load).await;
         if !loaded.load(Ordering::Relaxed) {
             cache.counters.coalesced_wait();
+        } else if result.is_ok() && ticket.spoiled() {
+            // Invalidated after the load checked its ticket but before moka
+            // stored the answer: take it out again.
+            active.invalidate(&key).await;
         }
         result.or_else(|error| error.uncached())
     }
@@ -192,14 +198,32 @@ impl Introspector {
             }
         }
         cache.counters.miss();
+        let ticket = cache.invalidations.ticket(key);
+        let loaded = AtomicBool::new(false);
+        let load = async {
+            loaded.store(true, Ordering::Relaxed);
+            self.load(key, token, Some(&ticket)).await
+        };
         let result = match &cache.refreshing {
-            Some(refreshing) => refreshing.try_get_with(key, self.load(key, token)).await,
-            None => self.load(key, token).await.map_err(Arc::new),
+            Some(refreshing) => refreshing.try_get_with(key, load).await,
+            None => load.await.map_err(Arc::new),
         };
         let error = match result {
             Ok(fresh) => {
-                if let Some(active) = &cache.active {
-                    active.insert(key, fresh.clone()).await;
+                // Only the caller that made the call stores its answer; the
+                // others were handed the same one.
+                if loaded.load(Ordering::Relaxed) {
+                    if let Some(active) = &cache.active {
+                        active.insert(key, fresh.clone()).await;
+                        if ticket.spoiled() {
+                            active.invalidate(&key).await;
+                        }
+                    }
+                    // `refreshing` only coalesces concurrent refreshes: the
+                    // next one must reach the AS, however short `max_ttl`.
+                    if let Some(refreshing) = &cache.refreshing {
+                        refreshing.invalidate(&key).await;
+                    }
                 }
                 return Ok(fresh);
             }
@@ -207,8 +231,9 @@ impl Introspector {
         };
         match &*error {
             LoadError::Uncacheable(claims) => Ok(claims.clone()),
-            // Only a fault of the AS: a local overload (throttling) must not
-            // stretch a revoked token's life.
+            // Only a transient fault of the AS: a local overload (throttling)
+            // or an AS that answers but not usably (a 4xx for a revoked
+            // token, say) must not stretch a revoked token's life.
             LoadError::Fault(Fault::Unavailable(_)) if cache.within_grace(&stale) => {
                 if let Some(failed) = &cache.refresh_failed {
                     failed.insert(key, ()).await;
@@ -236,7 +261,7 @@ impl Introspector {
     pub async fn invalidate(&self, token: &str) {
         let cache = &self.inner.cache;
         let key = cache.key(token);
-        cache.invalidated();
+        cache.invalidations.invalidate(&key);
         for entries in [&cache.active, &cache.refreshing].into_iter().flatten() {
             entries.invalidate(&key).await;
         }
@@ -248,7 +273,7 @@ impl Introspector {
     /// Forgets every cached answer.
     pub fn invalidate_all(&self) {
         let cache = &self.inner.cache;
-        cache.invalidated();
+        cache.invalidations.invalidate_all();
         for entries in [&cache.active, &cache.refreshing].into_iter().flatten() {
             entries.invalidate_all();
         }
@@ -287,8 +312,9 @@ impl Introspector {
     }
 
     /// One introspection call, its outcome counted and logged once (not once
-    /// per coalesced waiter), and turned into a cacheable entry.
-    async fn load(&self, key: Key, token: &str) -> Result<Entry, LoadError> {
+    /// per coalesced waiter), and turned into a cacheable entry (unless
+    /// `ticket` was spoiled by an invalidation meanwhile).
+    async fn load(&self, key: Key, token: &str, ticket: Option<&LoadTicket<'_>>) -> Result<Entry, LoadError> {
         let inner = &*self.inner;
         let counters = &inner.cache.counters;
         let span = tracing::debug_span!(
@@ -299,30 +325,43 @@ impl Introspector {
             elapsed_ms = tracing::field::Empty,
         );
         let started = std::time::Instant::now();
-        let generation = inner.cache.generation();
         let result = async {
+            // Our own credential first: waiting for it takes no slot from
+            // the calls that already have one.
+            let bearer = match &inner.auth {
+                ClientAuth::ClientCredentials(fetcher) => {
+                    Some(fetcher.header(&inner.http).await.map_err(LoadError::Fault)?)
+                }
+                _ => None,
+            };
             let _permit = match &inner.limiter {
                 Some(limiter) => Some(limiter.acquire().await?),
                 None => None,
             };
-            self::http::introspect(
+            let call = self::http::introspect(
                 &inner.http,
                 &inner.endpoint,
                 &inner.auth,
+                bearer,
                 inner.token_type_hint,
                 token,
-            )
-            .await
-            .map_err(LoadError::Fault)
+            );
+            // Each request has this timeout already; this also bounds a
+            // retry with a fresh credential after a 401.
+            match tokio::time::timeout(inner.http.timeout, call).await {
+                Ok(answer) => answer.map_err(LoadError::Fault),
+                Err(_) => Err(LoadError::Fault(Fault::Unavailable(
+                    "the call to the introspection endpoint timed out".into(),
+                ))),
+            }
         }
         .instrument(span.clone())
         .await;
         let elapsed = started.elapsed();
         let (outcome, result) = match result {
-            Ok(Answer::Active(principal)) => (
-                Outcome::Active,
-                self.active_entry(key, principal, generation).await,
-            ),
+            Ok(Answer::Active(principal)) => {
+                (Outcome::Active, self.active_entry(key, principal, ticket).await)
+            }
             Ok(Answer::Inactive) => {
                 if let Some(inactive) = &inner.cache.inactive {
                     inactive.insert(key, ()).await;
@@ -348,7 +387,7 @@ impl Introspector {
             Err(LoadError::Throttled) => {
                 tracing::warn!("too many introspection calls in flight; request shed")
             }
-            Err(LoadError::Fault(Fault::Unavailable(reason))) => {
+            Err(LoadError::Fault(Fault::Unavailable(reason) | Fault::Unusable(reason))) => {
                 tracing::warn!(%reason, "authorization server unavailable")
             }
             Err(LoadError::Fault(Fault::Misconfigured(reason))) => {
@@ -368,22 +407,21 @@ impl Introspector {
         &self,
         key: Key,
         principal: Principal,
-        generation: u64,
+        ticket: Option<&LoadTicket<'_>>,
     ) -> Result<Entry, LoadError> {
         let inner = &*self.inner;
-        let now = since_epoch();
-        if !inner.cache.cacheable(&principal, now) {
+        if !inner.cache.cacheable(&principal, since_epoch()) {
             let exp = principal.expires_at().unwrap_or(i64::MIN);
             if exp.saturating_add(inner.validation.leeway_secs) > unix_now() {
-                return Err(LoadError::Uncacheable(inner.cache.entry(principal, now)));
+                return Err(LoadError::Uncacheable(inner.cache.entry(principal)));
             }
             if let Some(inactive) = &inner.cache.inactive {
                 inactive.insert(key, ()).await;
             }
             return Err(LoadError::Expired);
         }
-        let entry = inner.cache.entry(principal, now);
-        if inner.cache.generation() != generation {
+        let entry = inner.cache.entry(principal);
+        if ticket.is_none_or(LoadTicket::spoiled) {
             return Err(LoadError::Uncacheable(entry));
         }
         Ok(entry)
@@ -448,7 +486,7 @@ impl LoadError {
             Self::Uncacheable(_) => AuthError::invalid_token("the token could not be validated"),
             Self::Inactive => AuthError::invalid_token("the token is not active"),
             Self::Expired => AuthError::invalid_token("the token has expired"),
-            Self::Fault(Fault::Unavailable(_)) => {
+            Self::Fault(Fault::Unavailable(_) | Fault::Unusable(_)) => {
                 AuthError::new(ErrorKind::Unavailable, "the authorization server is unavailable")
             }
             Self::Throttled => AuthError::new(
