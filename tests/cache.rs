@@ -58,21 +58,35 @@ async fn distinct_tokens_make_one_call_each() {
     assert_eq!(s.auth.introspection_calls(), 1000, "cached tokens make no call");
 }
 
+/// I9: an active answer is cached until the token's `exp` and no longer, even
+/// when `max_ttl` and the leeway would allow more. The leeway keeps the local
+/// `exp` check from rejecting the token, so only the cache expiry can make the
+/// AS be asked again: a cached entry would answer 200 without a call.
 #[tokio::test]
 async fn i9_exp_bounds_the_cache_lifetime() {
-    let s = Setup::with(|b| b.max_ttl(Duration::from_secs(300)), |l| l).await;
+    let s = Setup::with(
+        |b| {
+            b.max_ttl(Duration::from_secs(300))
+                .leeway(Duration::from_secs(60))
+        },
+        |l| l,
+    )
+    .await;
     let token = s
         .auth
         .mint(TokenSpec::new().scope("read").exp_in(Duration::from_secs(2)));
     assert_eq!(s.status("/ping", Some(&token)).await, 200);
     assert_eq!(s.status("/ping", Some(&token)).await, 200);
-    assert_eq!(s.auth.introspection_calls(), 1);
+    assert_eq!(s.auth.introspection_calls(), 1, "the second request was a hit");
     tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(!s.auth.is_active(&token), "exp has passed at the AS");
+    let status = s.status("/ping", Some(&token)).await;
     assert_eq!(
-        s.status("/ping", Some(&token)).await,
-        401,
-        "rejected once exp passed"
+        s.auth.introspection_calls(),
+        2,
+        "the entry left the cache at exp, so the AS was asked again"
     );
+    assert_eq!(status, 401, "the AS answered inactive");
 }
 
 #[tokio::test]
@@ -124,23 +138,33 @@ async fn fault_then_recovery_makes_a_new_call() {
     );
 }
 
+/// A flood of unknown tokens overflows the bounded inactive cache, which
+/// evicts among its own entries, but never evicts an active entry: the
+/// active token is still answered from the cache afterwards.
 #[tokio::test]
 async fn random_token_flood_cannot_evict_an_active_entry() {
+    const CAPACITY: u64 = 100;
+    const WORKERS: usize = 8;
+    const PER_WORKER: usize = 250; // 20 times the capacity in all
+    let flood = |worker: usize, i: usize| format!("random-{worker}-{i}");
     let auth = TestAuthServer::start().await.unwrap();
+    // TTLs far beyond the test's run time: only capacity can remove an entry.
     let introspector = common::builder(&auth)
-        .max_entries(100)
-        .negative_entries(100)
+        .max_entries(CAPACITY)
+        .max_ttl(Duration::from_secs(3600))
+        .negative_entries(CAPACITY)
+        .negative_ttl(Duration::from_secs(3600))
         .build()
         .unwrap();
     let token = auth.mint_token("read");
     introspector.validate(&token).await.unwrap();
+
     let mut tasks = Vec::new();
-    for worker in 0..8 {
+    for worker in 0..WORKERS {
         let introspector = introspector.clone();
         tasks.push(tokio::spawn(async move {
-            for i in 0..12_500 {
-                let random = format!("random-{worker}-{i}");
-                assert!(introspector.validate(&random).await.is_err());
+            for i in 0..PER_WORKER {
+                assert!(introspector.validate(&flood(worker, i)).await.is_err());
             }
         }));
     }
@@ -149,13 +173,33 @@ async fn random_token_flood_cannot_evict_an_active_entry() {
     }
     introspector.run_pending_tasks().await;
     let calls = auth.introspection_calls();
-    assert!(calls > 100_000, "every random token was introspected ({calls})");
-    assert!(introspector.stats().negative_entries <= 100);
+    assert_eq!(
+        calls,
+        1 + WORKERS * PER_WORKER,
+        "every random token was introspected"
+    );
     introspector.validate(&token).await.unwrap();
     assert_eq!(
         auth.introspection_calls(),
         calls,
         "the active token is still cached"
+    );
+    let stats = introspector.stats();
+    assert!(
+        stats.negative_entries > 0 && stats.negative_entries <= CAPACITY,
+        "the inactive cache is full, not larger: {stats:?}"
+    );
+
+    // The pressure was real: at most CAPACITY of these 2 × CAPACITY inactive
+    // answers can still be cached, so the AS is asked again for the others.
+    let sample = usize::try_from(2 * CAPACITY).unwrap();
+    for i in 0..sample {
+        assert!(introspector.validate(&flood(0, i)).await.is_err());
+    }
+    let asked_again = auth.introspection_calls() - calls;
+    assert!(
+        asked_again >= sample / 2,
+        "inactive answers were evicted: {asked_again} of {sample} asked again"
     );
 }
 

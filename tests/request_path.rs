@@ -444,19 +444,44 @@ async fn i13_active_answer_with_passed_exp_is_rejected() {
     assert_eq!(s.status("/ping", Some(&token)).await, 401, "nbf in the future");
 }
 
+/// I14 (RFC 7662 §2.2): an answer given to one resource server is not used
+/// for another. The cache key of a token depends on the introspection
+/// endpoint and the client id, so two resource servers sharing a process (or
+/// a cache) cannot read each other's entries; the same configuration gives
+/// the same key.
 #[tokio::test]
 async fn i14_two_resource_servers_do_not_share_answers() {
     let auth = TestAuthServer::start().await.unwrap();
+    let other_as = TestAuthServer::start().await.unwrap();
     auth.register_client(ClientSpec::new("rs-two", "rs-two-secret").can_introspect(true));
     let one = common::introspector(&auth);
-    let two = Introspector::builder(auth.introspection_url())
+    let same = common::introspector(&auth);
+    let other_client = Introspector::builder(auth.introspection_url())
         .client_secret_basic("rs-two", "rs-two-secret")
         .build()
         .unwrap();
+    let other_endpoint = common::introspector(&other_as);
     let token = auth.mint_token("read");
+
+    assert_eq!(
+        one.cache_key(&token),
+        same.cache_key(&token),
+        "same configuration"
+    );
+    assert_ne!(
+        one.cache_key(&token),
+        other_client.cache_key(&token),
+        "another client_id"
+    );
+    assert_ne!(
+        one.cache_key(&token),
+        other_endpoint.cache_key(&token),
+        "another endpoint"
+    );
+
     one.validate(&token).await.unwrap();
-    two.validate(&token).await.unwrap();
-    assert_eq!(auth.introspection_calls(), 2);
+    other_client.validate(&token).await.unwrap();
+    assert_eq!(auth.introspection_calls(), 2, "each asked for itself");
 }
 
 #[tokio::test]
@@ -558,11 +583,11 @@ async fn c5_token_endpoint_failure_is_reported() {
 }
 
 /// Each fault of the test AS, with the status the client sees; nothing is
-/// cached, and the next request after the fault clears succeeds.
+/// cached: once the fault clears, the next request for the same token makes
+/// a new call and succeeds (a cached fault would answer without a call).
 #[tokio::test]
 async fn as_faults_are_503_uncached_and_recover() {
     let s = Setup::with(|b| b.timeout(Duration::from_millis(300)), |l| l).await;
-    let token = s.auth.mint_token("read");
     let faults = [
         Fault::Delay(Duration::from_millis(800)),
         Fault::Hang,
@@ -581,8 +606,11 @@ async fn as_faults_are_503_uncached_and_recover() {
         Fault::CloseConnection,
         Fault::Redirect(format!("{}/elsewhere", s.auth.base_url())),
     ];
+    let count = u64::try_from(faults.len()).unwrap();
     for fault in faults {
         let label = format!("{fault:?}");
+        // A token of its own: the recovery below caches it as active.
+        let token = s.auth.mint_token("read");
         s.auth.set_fault(fault);
         let response = s.get("/ping", Some(&token)).await;
         assert_eq!(response.status(), 503, "{label}");
@@ -590,10 +618,16 @@ async fn as_faults_are_503_uncached_and_recover() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"], "temporarily_unavailable", "{label}");
         s.auth.clear_fault();
-        s.introspector.invalidate_all();
+
+        let calls = s.auth.introspection_calls();
+        assert_eq!(s.status("/ping", Some(&token)).await, 200, "{label}: recovers");
+        assert_eq!(
+            s.auth.introspection_calls(),
+            calls + 1,
+            "{label}: the fault was not cached, the AS was asked again"
+        );
     }
-    assert_eq!(s.status("/ping", Some(&token)).await, 200);
-    assert_eq!(s.introspector.stats().introspections.active, 1);
+    assert_eq!(s.introspector.stats().introspections.active, count);
 }
 
 #[tokio::test]
@@ -840,6 +874,9 @@ async fn b4_form_body_token_when_opted_in() {
     assert_eq!(response.status(), 401);
 }
 
+/// The `Authorization` header still reaches the inner service, marked
+/// sensitive so inner layers that log headers do not print the token; a
+/// `Cache-Control` stronger than the layer's own is kept.
 #[tokio::test]
 async fn inner_service_sees_a_sensitive_header_and_keeps_a_stronger_cache_control() {
     use tower::{service_fn, ServiceBuilder, ServiceExt};
@@ -852,11 +889,12 @@ async fn inner_service_sees_a_sensitive_header_and_keeps_a_stronger_cache_contro
                 .token_extractor(BearerExtractor::new().allow_query(true)),
         )
         .service(service_fn(|request: http::Request<String>| async move {
+            // `None` if the header was removed, `Some(false)` if not marked.
             let sensitive = request
                 .headers()
                 .get("authorization")
-                .is_none_or(http::HeaderValue::is_sensitive);
-            let mut response = http::Response::new(bytes::Bytes::from(sensitive.to_string()));
+                .map(http::HeaderValue::is_sensitive);
+            let mut response = http::Response::new(bytes::Bytes::from(format!("{sensitive:?}")));
             if request.uri().path() == "/no-store" {
                 response
                     .headers_mut()
@@ -872,8 +910,8 @@ async fn inner_service_sees_a_sensitive_header_and_keeps_a_stronger_cache_contro
     let response = service.clone().oneshot(request).await.unwrap();
     assert_eq!(
         response.into_body(),
-        "true",
-        "the token is marked sensitive for inner layers"
+        "Some(true)",
+        "the header reaches inner layers, marked sensitive"
     );
 
     let request = http::Request::get(format!("/no-store?access_token={token}"))

@@ -9,14 +9,22 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use tower_introspection::test_util::{AuthFailure, ClientSpec, Fault, TestAuthServer, TokenSpec};
+use tower_introspection::test_util::{
+    client_secret_basic, AuthFailure, ClientSpec, Fault, TestAuthServer, TokenSpec,
+};
 use tower_introspection::{IntrospectionLayer, Introspector};
 
 const SECRET: &str = "s3cret-Ab+/c%:d";
 const BEARER_CLIENT_SECRET: &str = "bearer-client-s3cret";
 
+/// No token and no credential of the resource server reaches the logs (or
+/// the introspectors' `Debug`) in any form it takes on the wire: the raw and
+/// urlencoded secret, the HTTP Basic value `base64(urlencode(id) ":"
+/// urlencode(secret))` (RFC 6749 §2.3.1), and every bearer credential the
+/// introspector fetched from the token endpoint.
 #[tokio::test]
 async fn no_token_or_secret_in_trace_logs() {
     let logs = common::capture_logs();
@@ -37,6 +45,15 @@ async fn no_token_or_secret_in_trace_logs() {
     .map(|b| b.timeout(Duration::from_millis(300)).build().unwrap());
 
     let mut tokens = Vec::new();
+    // Every `Authorization` header the AS received from the introspectors.
+    // Only the last request is recorded, so look after each of ours: a bearer
+    // credential replaced after a 401 was the last one before that.
+    let mut sent = BTreeSet::new();
+    let mut record = |auth: &TestAuthServer| {
+        if let Some(header) = auth.last_introspection_request().and_then(|r| r.authorization) {
+            sent.insert(header);
+        }
+    };
     for introspector in &introspectors {
         let base = common::serve(common::app(IntrospectionLayer::new(introspector.clone()))).await;
         let http = reqwest::Client::new();
@@ -51,6 +68,7 @@ async fn no_token_or_secret_in_trace_logs() {
                     .send()
                     .await
                     .unwrap();
+                record(&auth);
             }
         }
         for fault in [Fault::Status(500), Fault::Html, Fault::Hang, Fault::Status(401)] {
@@ -61,6 +79,7 @@ async fn no_token_or_secret_in_trace_logs() {
                 .send()
                 .await
                 .unwrap();
+            record(&auth);
             tokens.push(faulted);
             auth.clear_fault();
         }
@@ -68,14 +87,33 @@ async fn no_token_or_secret_in_trace_logs() {
         tokens.extend([active, revoked, unknown]);
     }
 
-    // The bearer credential the introspector fetched for itself.
-    let credential = auth
-        .last_introspection_request()
-        .and_then(|r| r.authorization)
-        .and_then(|a| a.strip_prefix("Bearer ").map(str::to_owned))
-        .expect("the last call used the bearer credential");
+    // What the wire carried: the Basic value we expect, and the bearer
+    // credentials, one per token-endpoint call (the 401 fault forced a second).
+    let basic = client_secret_basic("rs-secret-client", SECRET);
+    assert!(sent.contains(&basic), "Basic mode sent the RFC 6749 §2.3.1 value");
+    let bearers: Vec<&str> = sent.iter().filter_map(|h| h.strip_prefix("Bearer ")).collect();
+    assert_eq!(
+        bearers.len(),
+        auth.token_calls(),
+        "every bearer credential fetched was seen on the wire"
+    );
+    assert!(
+        bearers.len() >= 2,
+        "the 401 fault made the introspector fetch a new one"
+    );
+    let mut credentials: Vec<&str> = sent
+        .iter()
+        .map(|h| h.split_once(' ').expect("scheme and credentials").1)
+        .collect();
+    assert_eq!(
+        credentials.len(),
+        bearers.len() + 1,
+        "no other Authorization header"
+    );
+    let encoded = form_urlencoded::byte_serialize(SECRET.as_bytes()).collect::<String>();
+    credentials.extend([SECRET, BEARER_CLIENT_SECRET, encoded.as_str()]);
 
-    let text = logs.text();
+    let text = logs.text() + &format!("{introspectors:?}");
     assert!(
         text.contains("introspect"),
         "the capture works: {} bytes",
@@ -88,11 +126,12 @@ async fn no_token_or_secret_in_trace_logs() {
     for token in &tokens {
         assert!(!text.contains(token.as_str()), "a token leaked into the logs");
     }
-    for secret in [SECRET, BEARER_CLIENT_SECRET, credential.as_str()] {
-        assert!(!text.contains(secret), "a secret leaked into the logs");
+    for credential in credentials {
+        assert!(
+            !text.contains(credential),
+            "a credential of the resource server leaked into the logs"
+        );
     }
-    let encoded = form_urlencoded::byte_serialize(SECRET.as_bytes()).collect::<String>();
-    assert!(!text.contains(&encoded), "an encoded secret leaked into the logs");
 }
 
 #[tokio::test]
