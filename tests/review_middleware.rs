@@ -1,0 +1,78 @@
+//! Request-path fixes from the review of the middleware and extractors, over
+//! real TCP: the form layer's 400 is shaped like every other rejection.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod common;
+
+use axum::body::Body;
+use axum::routing::post;
+use axum::Router;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower_introspection::test_util::TestAuthServer;
+use tower_introspection::{AuthError, FormBodyTokenLayer, IntrospectionLayer};
+
+/// Sends `request` as raw bytes on a new connection to `base`
+/// (`http://host:port`) and reads the answer until the server closes it.
+async fn raw_exchange(base: &str, request: &[u8]) -> (u16, HeaderMap, String) {
+    let addr = base.strip_prefix("http://").unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        let (name, value) = line.split_once(':').unwrap();
+        headers.append(
+            HeaderName::try_from(name.trim()).unwrap(),
+            HeaderValue::try_from(value.trim()).unwrap(),
+        );
+    }
+    (status, headers, body.to_owned())
+}
+
+/// Review finding: a chunked form body larger than the limit was answered
+/// 400 with the default realm and the JSON body, whatever the user had
+/// configured.
+#[tokio::test]
+async fn form_layer_400_for_an_oversized_chunked_body_uses_the_realm_and_rejection_body() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let custom = |error: &AuthError, headers: &mut HeaderMap| {
+        headers.insert("content-type", HeaderValue::from_static("text/plain"));
+        Body::from(format!("custom {}", error.status().as_u16()))
+    };
+    let layer = IntrospectionLayer::new(common::introspector(&auth))
+        .realm("forms")
+        .rejection_body(custom);
+    let app = Router::new()
+        .route("/form", post(|| async { "posted" }))
+        .route_layer(layer)
+        .layer(
+            FormBodyTokenLayer::new()
+                .max_body(64)
+                .realm("forms")
+                .rejection_body(custom),
+        );
+    let base = common::serve(app).await;
+
+    // No `Content-Length`: the size shows only while the body is read.
+    let chunk = format!("access_token=abc&pad={}", "x".repeat(100));
+    let request = format!(
+        "POST /form HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/x-www-form-urlencoded\r\n\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    let (status, headers, body) = raw_exchange(&base, request.as_bytes()).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        headers["www-authenticate"],
+        r#"Bearer realm="forms", error="invalid_request", error_description="the form body is too large or broken""#
+    );
+    assert_eq!(headers["content-type"], "text/plain");
+    assert!(body.contains("custom 400"), "the configured body: {body:?}");
+}
