@@ -17,7 +17,7 @@ use std::fmt;
 
 use http::{header, HeaderName, HeaderValue, Request};
 
-use crate::error::{AuthError, ErrorKind};
+use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::form::FormToken;
 
 /// The default maximum token length, in bytes.
@@ -152,13 +152,16 @@ impl From<TokenError> for AuthError {
 /// The default token extractor: `Authorization: Bearer`, plus opt-in sources.
 ///
 /// ```
-/// use tower_introspection::BearerExtractor;
+/// use http::HeaderName;
+/// use tower_introspection::{BearerExtractor, ConfigError};
 ///
 /// let extractor = BearerExtractor::new()
 ///     .max_length(2048)
 ///     .allow_query(false)
-///     .cookie("access_token");
+///     .cookie("access_token")
+///     .header(HeaderName::from_static("x-api-token"))?;
 /// # let _ = extractor;
+/// # Ok::<(), ConfigError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct BearerExtractor {
@@ -204,9 +207,39 @@ impl BearerExtractor {
     }
 
     /// Also accept the raw token (no scheme) in this header.
-    pub fn header(mut self, name: HeaderName) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSetting`] for `Authorization`, which is read
+    /// with the `Bearer` scheme already (RFC 6750 §2.1; reading it a second
+    /// time as a raw token would refuse every request), and for `Cookie`
+    /// (use [`cookie`](Self::cookie)).
+    ///
+    /// ```
+    /// use http::header::{HeaderName, AUTHORIZATION};
+    /// use tower_introspection::{BearerExtractor, ConfigError};
+    ///
+    /// let extractor = BearerExtractor::new().header(HeaderName::from_static("x-api-token"))?;
+    /// # let _ = extractor;
+    /// assert!(matches!(
+    ///     BearerExtractor::new().header(AUTHORIZATION),
+    ///     Err(ConfigError::InvalidSetting(_)),
+    /// ));
+    /// # Ok::<(), ConfigError>(())
+    /// ```
+    pub fn header(mut self, name: HeaderName) -> Result<Self, ConfigError> {
+        if name == header::AUTHORIZATION {
+            return Err(ConfigError::InvalidSetting(
+                "`BearerExtractor::header` cannot be `Authorization`: it is read with the Bearer scheme already (RFC 6750 §2.1)",
+            ));
+        }
+        if name == header::COOKIE {
+            return Err(ConfigError::InvalidSetting(
+                "`BearerExtractor::header` cannot be `Cookie`: use `BearerExtractor::cookie(name)`",
+            ));
+        }
         self.custom_header = Some(name);
-        self
+        Ok(self)
     }
 
     /// Also accept the token in the cookie with this name.
@@ -512,12 +545,32 @@ mod tests {
         let req = request(&[("cookie", "at=a"), ("cookie", "at=b")], "/");
         assert_eq!(e.extract(&req), Err(TokenError::Repeated));
 
-        let e = BearerExtractor::new().header(HeaderName::from_static("x-api-token"));
+        let e = BearerExtractor::new()
+            .header(HeaderName::from_static("x-api-token"))
+            .unwrap();
         let req = request(&[("x-api-token", "abc")], "/");
         assert_eq!(
             e.extract(&req).unwrap().unwrap().source(),
             TokenSource::CustomHeader
         );
+    }
+
+    #[test]
+    fn authorization_or_cookie_as_custom_header_is_refused() {
+        for name in [header::AUTHORIZATION, header::COOKIE] {
+            let refused = BearerExtractor::new().header(name.clone());
+            assert!(
+                matches!(refused, Err(ConfigError::InvalidSetting(_))),
+                "{name}: {refused:?}"
+            );
+        }
+        assert!(BearerExtractor::new()
+            .without_authorization_header()
+            .header(header::AUTHORIZATION)
+            .is_err());
+        assert!(BearerExtractor::new()
+            .header(HeaderName::from_static("x-api-token"))
+            .is_ok());
     }
 
     #[test]

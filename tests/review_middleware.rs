@@ -1,17 +1,18 @@
 //! Request-path fixes from the review of the middleware and extractors, over
-//! real TCP: the form layer's 400 is shaped like every other rejection.
+//! real TCP: the form layer's 400 is shaped like every other rejection, and
+//! `Authorization` is refused as a custom token header.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 
 use axum::body::Body;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower_introspection::test_util::TestAuthServer;
-use tower_introspection::{AuthError, FormBodyTokenLayer, IntrospectionLayer};
+use tower_introspection::{AuthError, BearerExtractor, FormBodyTokenLayer, IntrospectionLayer};
 
 /// Sends `request` as raw bytes on a new connection to `base`
 /// (`http://host:port`) and reads the answer until the server closes it.
@@ -75,4 +76,55 @@ async fn form_layer_400_for_an_oversized_chunked_body_uses_the_realm_and_rejecti
     );
     assert_eq!(headers["content-type"], "text/plain");
     assert!(body.contains("custom 400"), "the configured body: {body:?}");
+}
+
+async fn serve_echo(extractor: BearerExtractor) -> (TestAuthServer, String) {
+    let auth = TestAuthServer::start().await.unwrap();
+    let layer = IntrospectionLayer::new(common::introspector(&auth)).token_extractor(extractor);
+    let app = Router::new()
+        .route("/echo", get(|uri: Uri| async move { uri.to_string() }))
+        .route(
+            "/sensitive",
+            get(|headers: HeaderMap| async move {
+                // One line per header name the token can travel in:
+                // `name=<every value sensitive>`.
+                ["authorization", "x-api-token", "cookie"]
+                    .iter()
+                    .filter(|name| headers.contains_key(**name))
+                    .map(|name| {
+                        let all = headers.get_all(*name).iter().all(HeaderValue::is_sensitive);
+                        format!("{name}={all}\n")
+                    })
+                    .collect::<String>()
+            }),
+        )
+        .route_layer(layer);
+    let base = common::serve(app).await;
+    (auth, base)
+}
+
+/// Review finding: `BearerExtractor::header(AUTHORIZATION)` was accepted and
+/// then refused every request with 400; it is now refused when configured.
+#[tokio::test]
+async fn authorization_as_a_custom_header_is_refused_at_configuration() {
+    use tower_introspection::ConfigError;
+
+    let refused = BearerExtractor::new().header(http::header::AUTHORIZATION);
+    assert!(
+        matches!(refused, Err(ConfigError::InvalidSetting(_))),
+        "{refused:?}"
+    );
+    let message = refused.unwrap_err().to_string();
+    assert!(message.contains("Authorization"), "{message}");
+
+    // The supported way still serves a bearer token.
+    let (auth, base) = serve_echo(BearerExtractor::new()).await;
+    let token = auth.mint_token("read");
+    let response = reqwest::Client::new()
+        .get(format!("{base}/echo"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
 }
