@@ -15,7 +15,8 @@
 
 use std::fmt;
 
-use http::{header, HeaderName, HeaderValue, Request};
+use http::header::Entry;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
 
 use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::form::FormToken;
@@ -113,6 +114,30 @@ pub enum TokenSource {
 pub trait ExtractToken: Clone + Send + Sync + 'static {
     /// Extracts the token, if any.
     fn extract<B>(&self, request: &Request<B>) -> Result<Option<BearerToken>, TokenError>;
+
+    /// Marks the headers this extractor reads tokens from as sensitive
+    /// ([`HeaderValue::set_sensitive`]), so that inner layers which print
+    /// headers (`Debug`, tracing) redact them. The middleware calls it before
+    /// the inner service sees the request.
+    ///
+    /// The default marks `Authorization`; override it when your extractor
+    /// reads other headers.
+    fn mark_sensitive(&self, headers: &mut HeaderMap) {
+        mark_sensitive(headers, &header::AUTHORIZATION);
+    }
+}
+
+/// Marks every value of the header `name` sensitive.
+fn mark_sensitive(headers: &mut HeaderMap, name: &HeaderName) {
+    // `contains_key` first: `entry` may grow the map even for a missing name.
+    if !headers.contains_key(name) {
+        return;
+    }
+    if let Entry::Occupied(mut values) = headers.entry(name) {
+        for value in values.iter_mut() {
+            value.set_sensitive(true);
+        }
+    }
 }
 
 /// A request's credentials could not be read.
@@ -206,7 +231,8 @@ impl BearerExtractor {
         self
     }
 
-    /// Also accept the raw token (no scheme) in this header.
+    /// Also accept the raw token (no scheme) in this header. Its values are
+    /// marked sensitive for inner layers.
     ///
     /// # Errors
     ///
@@ -242,7 +268,8 @@ impl BearerExtractor {
         Ok(self)
     }
 
-    /// Also accept the token in the cookie with this name.
+    /// Also accept the token in the cookie with this name. The `Cookie`
+    /// headers are then marked sensitive for inner layers.
     pub fn cookie(mut self, name: impl Into<String>) -> Self {
         self.cookie = Some(name.into().into_boxed_str());
         self
@@ -380,6 +407,18 @@ impl ExtractToken for BearerExtractor {
             take(Some(self.checked(token, TokenSource::FormBody)?))?;
         }
         Ok(found)
+    }
+
+    fn mark_sensitive(&self, headers: &mut HeaderMap) {
+        // Always, as the default does: even when not read for a token, it
+        // holds credentials of some scheme.
+        mark_sensitive(headers, &header::AUTHORIZATION);
+        if let Some(name) = &self.custom_header {
+            mark_sensitive(headers, name);
+        }
+        if self.cookie.is_some() {
+            mark_sensitive(headers, &header::COOKIE);
+        }
     }
 }
 
@@ -571,6 +610,38 @@ mod tests {
         assert!(BearerExtractor::new()
             .header(HeaderName::from_static("x-api-token"))
             .is_ok());
+    }
+
+    #[test]
+    fn token_headers_are_marked_sensitive() {
+        let extractor = BearerExtractor::new()
+            .header(HeaderName::from_static("x-api-token"))
+            .unwrap()
+            .cookie("at");
+        let mut req = request(
+            &[
+                ("authorization", "Basic eDp5"),
+                ("x-api-token", "abc"),
+                ("cookie", "x=1"),
+                ("cookie", "at=abc"),
+                ("accept", "*/*"),
+            ],
+            "/",
+        );
+        extractor.mark_sensitive(req.headers_mut());
+        let headers = req.headers();
+        for name in ["authorization", "x-api-token", "cookie"] {
+            assert!(
+                headers.get_all(name).iter().all(HeaderValue::is_sensitive),
+                "{name}"
+            );
+        }
+        assert!(!headers["accept"].is_sensitive());
+
+        // Without a cookie source, cookies are not ours to mark.
+        let mut req = request(&[("cookie", "x=1")], "/");
+        BearerExtractor::new().mark_sensitive(req.headers_mut());
+        assert!(!req.headers()["cookie"].is_sensitive());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Request-path fixes from the review of the middleware and extractors, over
-//! real TCP: the form layer's 400 is shaped like every other rejection, and
-//! `Authorization` is refused as a custom token header.
+//! real TCP: the form layer's 400 is shaped like every other rejection,
+//! `Authorization` is refused as a custom token header, and the headers a
+//! token can travel in are marked sensitive.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
@@ -101,6 +102,47 @@ async fn serve_echo(extractor: BearerExtractor) -> (TestAuthServer, String) {
         .route_layer(layer);
     let base = common::serve(app).await;
     (auth, base)
+}
+
+/// Review finding: only `Authorization` was marked sensitive; a token in a
+/// custom header or a cookie was printed by inner layers' `Debug`.
+#[tokio::test]
+async fn custom_header_and_cookie_tokens_are_marked_sensitive_for_the_inner_service() {
+    let extractor = BearerExtractor::new()
+        .header(HeaderName::from_static("x-api-token"))
+        .unwrap()
+        .cookie("at");
+    let (auth, base) = serve_echo(extractor).await;
+    let token = auth.mint_token("read");
+    let http = reqwest::Client::new();
+
+    let response = http
+        .get(format!("{base}/sensitive"))
+        .header("x-api-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "x-api-token=true\n");
+
+    // Two `Cookie` headers, the token in the second: both are marked.
+    let response = http
+        .get(format!("{base}/sensitive"))
+        .header("cookie", "theme=dark")
+        .header("cookie", format!("at={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "cookie=true\n");
+
+    let response = http
+        .get(format!("{base}/sensitive"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "authorization=true\n");
 }
 
 /// Review finding: `BearerExtractor::header(AUTHORIZATION)` was accepted and

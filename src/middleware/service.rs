@@ -50,17 +50,17 @@ where
         let token = match layer.extractor.extract(&request) {
             Ok(Some(token)) => token,
             Ok(None) if layer.anonymous => {
+                // No token, but the headers may still hold other credentials.
+                layer.extractor.mark_sensitive(request.headers_mut());
                 request.extensions_mut().insert(layer.covered.clone());
                 return ResponseFuture::calling(self.inner.call(request));
             }
             Ok(None) => return ResponseFuture::rejected(self.reject(AuthError::missing_token())),
             Err(error) => return ResponseFuture::rejected(self.reject(error.into())),
         };
-        let private = token.source() == TokenSource::Query;
         // Inner layers that log requests must not print the token.
-        if let Some(value) = request.headers_mut().get_mut(http::header::AUTHORIZATION) {
-            value.set_sensitive(true);
-        }
+        layer.extractor.mark_sensitive(request.headers_mut());
+        let private = token.source() == TokenSource::Query;
         let introspector = layer.introspector.clone();
         let validation = Box::pin(async move { introspector.validate(token.secret()).await });
         // Take the service that was driven to readiness; leave a clone behind.
