@@ -12,11 +12,17 @@
 //! longer than the configured maximum is answered 401 `invalid_token` without
 //! asking the authorization server. Another scheme (`Basic …`) counts as no
 //! bearer credentials at all: 401 with a bare challenge (§3.1).
+//!
+//! Before the inner service runs, the middleware marks the headers a token
+//! can travel in sensitive ([`ExtractToken::mark_sensitive`]) and removes a
+//! query token from the request URI, so inner layers that log requests do not
+//! print it.
 
 use std::fmt;
 
 use http::header::Entry;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
+use http::uri::PathAndQuery;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Uri};
 
 use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::form::FormToken;
@@ -226,6 +232,12 @@ impl BearerExtractor {
     /// Also accept the `access_token` query parameter (RFC 6750 §2.3; off by
     /// default, and the RFC advises against it). Successful responses to such
     /// requests get `Cache-Control: private`.
+    ///
+    /// The parameter is removed from the request URI before the inner
+    /// service is called (the other parameters keep their order and
+    /// encoding), so inner layers that log URIs never see the token. Layers
+    /// outside this one, and axum's `OriginalUri` extension (recorded by the
+    /// `Router` before its route layers run), still hold the full URI.
     pub fn allow_query(mut self, allow: bool) -> Self {
         self.query = allow;
         self
@@ -422,6 +434,31 @@ impl ExtractToken for BearerExtractor {
     }
 }
 
+/// `uri` without its `access_token` query parameters (RFC 6750 §2.3), the
+/// others kept in their order and encoding; no `?` when nothing is left.
+/// Names are decoded as [`BearerExtractor`] decodes them when reading the
+/// token, so whatever was read is removed. `None` if the URI cannot be
+/// rebuilt (not expected: the result is a part of a valid URI).
+pub(crate) fn without_query_token(uri: &Uri) -> Option<Uri> {
+    let Some(query) = uri.query() else {
+        return Some(uri.clone());
+    };
+    let is_token = |pair: &&str| {
+        form_urlencoded::parse(pair.as_bytes())
+            .next()
+            .is_some_and(|(name, _)| name == "access_token")
+    };
+    let kept: Vec<&str> = query.split('&').filter(|pair| !is_token(pair)).collect();
+    let path_and_query = if kept.iter().all(|pair| pair.is_empty()) {
+        uri.path().to_owned()
+    } else {
+        format!("{}?{}", uri.path(), kept.join("&"))
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(path_and_query).ok()?);
+    Uri::from_parts(parts).ok()
+}
+
 /// Splits `Bearer <credentials>` (scheme matched case-insensitively) and checks
 /// the credentials' grammar. `Ok(None)` means another scheme.
 fn bearer_credentials(value: &[u8]) -> Result<Option<&[u8]>, TokenError> {
@@ -610,6 +647,26 @@ mod tests {
         assert!(BearerExtractor::new()
             .header(HeaderName::from_static("x-api-token"))
             .is_ok());
+    }
+
+    #[test]
+    fn query_token_is_removed_from_the_uri() {
+        let strip = |uri: &str| without_query_token(&uri.parse().unwrap()).unwrap().to_string();
+        assert_eq!(strip("/p?a=1&access_token=t&b=x%20y+z&c"), "/p?a=1&b=x%20y+z&c");
+        assert_eq!(strip("/p?access_token=t"), "/p");
+        assert_eq!(strip("/p?access_token=t&access_token=u"), "/p");
+        assert_eq!(strip("/p?access%5Ftoken=t&a=1"), "/p?a=1", "names are decoded");
+        assert_eq!(strip("/p?a=1&&access_token=t"), "/p?a=1&");
+        assert_eq!(
+            strip("/p?xaccess_token=1&access_tokens=2"),
+            "/p?xaccess_token=1&access_tokens=2"
+        );
+        assert_eq!(strip("/p?a=access_token"), "/p?a=access_token");
+        assert_eq!(strip("/p"), "/p");
+        assert_eq!(
+            strip("http://h.example:8080/p?access_token=t&a=1"),
+            "http://h.example:8080/p?a=1"
+        );
     }
 
     #[test]

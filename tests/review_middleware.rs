@@ -1,7 +1,7 @@
 //! Request-path fixes from the review of the middleware and extractors, over
-//! real TCP: the form layer's 400 is shaped like every other rejection,
-//! `Authorization` is refused as a custom token header, and the headers a
-//! token can travel in are marked sensitive.
+//! real TCP: the form layer's 400 is shaped like every other rejection, a
+//! query token is taken out of the URI the inner service sees, and the
+//! headers a token can travel in are marked sensitive.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
@@ -102,6 +102,50 @@ async fn serve_echo(extractor: BearerExtractor) -> (TestAuthServer, String) {
         .route_layer(layer);
     let base = common::serve(app).await;
     (auth, base)
+}
+
+/// Review finding: with `allow_query(true)`, the inner service (and any
+/// logging layer inside) saw the token in the request URI.
+#[tokio::test]
+async fn query_token_is_removed_from_the_uri_the_inner_service_sees() {
+    let (auth, base) = serve_echo(BearerExtractor::new().allow_query(true)).await;
+    let token = auth.mint_token("read");
+    let http = reqwest::Client::new();
+
+    let response = http
+        .get(format!("{base}/echo?a=1&access_token={token}&b=x%20y+z&c"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["cache-control"],
+        "private",
+        "still a query-token answer"
+    );
+    let uri = response.text().await.unwrap();
+    assert!(!uri.contains(&token), "the token reached the inner service");
+    assert_eq!(
+        uri, "/echo?a=1&b=x%20y+z&c",
+        "the other parameters are kept as sent"
+    );
+
+    let response = http
+        .get(format!("{base}/echo?access_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "/echo");
+
+    // A header token leaves the query alone.
+    let response = http
+        .get(format!("{base}/echo?a=1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "/echo?a=1");
 }
 
 /// Review finding: only `Authorization` was marked sensitive; a token in a
