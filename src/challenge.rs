@@ -64,6 +64,14 @@ impl Challenge {
     }
 }
 
+/// A configured realm as a header value, reduced to the characters RFC 6750
+/// §3 allows in a quoted value. (Any such string is a valid header value, so
+/// `None` is not expected.)
+pub(crate) fn realm_value(realm: &str) -> Option<HeaderValue> {
+    let cleaned: String = realm.chars().filter(|&c| is_error_char(c)).collect();
+    HeaderValue::try_from(cleaned).ok()
+}
+
 fn push_sanitized(out: &mut String, value: &str, allowed: fn(char) -> bool) {
     out.extend(value.chars().filter(|&c| allowed(c)));
 }

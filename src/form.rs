@@ -12,6 +12,9 @@
 //! The body is handed on unchanged. The token then counts as one more
 //! source for [`BearerExtractor`](crate::BearerExtractor): sent together with
 //! an `Authorization` header, the request is answered 400 `invalid_request`.
+//! A body without `Content-Length` that turns out larger than `max_body` is
+//! answered 400 by this layer itself, with its own realm and rejection body
+//! (set them like the introspection layer's).
 
 use std::fmt;
 use std::future::Future;
@@ -19,14 +22,15 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{header, Method, Request, Response};
+use http::{header, HeaderValue, Method, Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::error::{AuthError, ErrorKind};
-use crate::middleware::{reject, JsonBody};
+use crate::challenge::realm_value;
+use crate::error::{AuthError, ErrorKind, DEFAULT_REALM};
+use crate::middleware::{reject, JsonBody, RejectionBody};
 use crate::token::TokenError;
 
 /// The default limit on a form body that is read for a token.
@@ -43,25 +47,47 @@ pub(crate) struct FormToken(pub(crate) Result<Box<str>, TokenError>);
 /// body semantics (never `GET` or `HEAD`), of at most `max_body` bytes
 /// (default 16 KiB), entirely ASCII; otherwise the body is not used for a
 /// token. A body announced larger than the limit is not read; one that turns
-/// out larger while being read (no `Content-Length`) is answered 400. The
+/// out larger while being read (no `Content-Length`) is answered 400
+/// `invalid_request`, with this layer's [`realm`](Self::realm) in the
+/// challenge and its [`rejection_body`](Self::rejection_body): give it the
+/// same ones as the [`IntrospectionLayer`](crate::IntrospectionLayer). The
 /// body is handed on unchanged. Place the layer outside the
-/// [`IntrospectionLayer`](crate::IntrospectionLayer), so it runs first; a
-/// token in the body and in a header is answered 400 `invalid_request`.
+/// `IntrospectionLayer`, so it runs first; a token in the body and in a
+/// header is answered 400 `invalid_request`.
 ///
 /// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use axum::{routing::post, Router};
+/// use tower::ServiceExt;
 /// use tower_introspection::{FormBodyTokenLayer, IntrospectionLayer, Introspector};
 ///
 /// # let introspector = Introspector::builder("https://as.example/introspect")
-/// #     .client_secret_basic("api", "secret").build().unwrap();
+/// #     .client_secret_basic("api", "secret").build()?;
 /// let app: Router = Router::new()
 ///     .route("/submit", post(|| async { "ok" }))
-///     .layer(IntrospectionLayer::new(introspector))
-///     .layer(FormBodyTokenLayer::new()); // outermost: runs first
+///     .layer(IntrospectionLayer::new(introspector).realm("my-api"))
+///     .layer(FormBodyTokenLayer::new().max_body(4).realm("my-api")); // outermost: runs first
+///
+/// // A form body that turns out larger than `max_body` while it is read.
+/// let chunks = ["access_", "token=abc"].map(Ok::<_, std::convert::Infallible>);
+/// let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
+/// let request = http::Request::post("/submit")
+///     .header("content-type", "application/x-www-form-urlencoded")
+///     .body(body)?;
+/// let response = app.oneshot(request).await?;
+/// assert_eq!(response.status(), 400);
+/// assert_eq!(
+///     response.headers()["www-authenticate"],
+///     r#"Bearer realm="my-api", error="invalid_request", error_description="the form body is too large or broken""#,
+/// );
+/// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, Copy)]
-pub struct FormBodyTokenLayer {
+#[derive(Clone)]
+pub struct FormBodyTokenLayer<R = JsonBody> {
     max_body: usize,
+    realm: HeaderValue,
+    body: R,
 }
 
 impl Default for FormBodyTokenLayer {
@@ -71,48 +97,94 @@ impl Default for FormBodyTokenLayer {
 }
 
 impl FormBodyTokenLayer {
-    /// Reads bodies up to [`DEFAULT_MAX_FORM_BODY`] bytes.
+    /// Reads bodies up to [`DEFAULT_MAX_FORM_BODY`] bytes; realm `"api"`,
+    /// JSON rejection bodies.
     pub fn new() -> Self {
         Self {
             max_body: DEFAULT_MAX_FORM_BODY,
+            realm: HeaderValue::from_static(DEFAULT_REALM),
+            body: JsonBody,
         }
     }
+}
 
+impl<R> FormBodyTokenLayer<R> {
     /// Largest form body read for a token; a larger one is answered 400.
     pub fn max_body(mut self, max_body: usize) -> Self {
         self.max_body = max_body;
         self
     }
-}
 
-impl<S> Layer<S> for FormBodyTokenLayer {
-    type Service = FormBodyToken<S>;
+    /// The `realm` of the challenge this layer's 400 carries (default
+    /// `"api"`); use the one given to
+    /// [`IntrospectionLayer::realm`](crate::IntrospectionLayer::realm).
+    /// Characters RFC 6750 forbids in a quoted value are dropped.
+    pub fn realm(mut self, realm: impl AsRef<str>) -> Self {
+        if let Some(value) = realm_value(realm.as_ref()) {
+            self.realm = value;
+        }
+        self
+    }
 
-    fn layer(&self, inner: S) -> Self::Service {
-        FormBodyToken {
-            inner,
+    /// Replaces the body of this layer's 400; see
+    /// [`RejectionBody`](crate::RejectionBody). Use the one given to
+    /// [`IntrospectionLayer::rejection_body`](crate::IntrospectionLayer::rejection_body).
+    pub fn rejection_body<R2>(self, body: R2) -> FormBodyTokenLayer<R2> {
+        FormBodyTokenLayer {
             max_body: self.max_body,
+            realm: self.realm,
+            body,
         }
     }
 }
 
+impl<S, R: Clone> Layer<S> for FormBodyTokenLayer<R> {
+    type Service = FormBodyToken<S, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        FormBodyToken {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+impl<R> fmt::Debug for FormBodyTokenLayer<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FormBodyTokenLayer")
+            .field("max_body", &self.max_body)
+            .field("realm", &self.realm)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The service of [`FormBodyTokenLayer`].
-#[derive(Debug, Clone)]
-pub struct FormBodyToken<S> {
+#[derive(Clone)]
+pub struct FormBodyToken<S, R = JsonBody> {
     inner: S,
-    max_body: usize,
+    layer: FormBodyTokenLayer<R>,
+}
+
+impl<S: fmt::Debug, R> fmt::Debug for FormBodyToken<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FormBodyToken")
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl<S, B, ResBody> Service<Request<B>> for FormBodyToken<S>
+impl<S, R, B, ResBody> Service<Request<B>> for FormBodyToken<S, R>
 where
     S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send,
+    R: RejectionBody<ResBody>,
     B: Body + From<Bytes> + Send + 'static,
     B::Data: Send,
     B::Error: std::error::Error + Send + Sync + 'static,
-    ResBody: From<Bytes> + Send + 'static,
+    ResBody: Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -125,18 +197,25 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        if !applies(&request, self.max_body) {
+        let max_body = self.layer.max_body;
+        if !applies(&request, max_body) {
             return Box::pin(inner.call(request));
         }
-        let max_body = self.max_body;
+        // Only the rare form request pays for these clones (a shared buffer
+        // and, by default, a unit struct).
+        let realm = self.layer.realm.clone();
+        let rejection_body = self.layer.body.clone();
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
             let bytes = match Limited::new(body, max_body).collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(_) => {
+                    // Answered like every other rejection: the configured
+                    // realm in the challenge, the configured body.
                     let error =
-                        AuthError::new(ErrorKind::InvalidRequest, "the form body is too large or broken");
-                    return Ok(reject(error, &JsonBody));
+                        AuthError::new(ErrorKind::InvalidRequest, "the form body is too large or broken")
+                            .with_realm(Some(&realm));
+                    return Ok(reject(error, &rejection_body));
                 }
             };
             if let Some(found) = access_token(&bytes) {

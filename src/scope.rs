@@ -12,7 +12,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use http::{Extensions, Request, Response};
 use pin_project_lite::pin_project;
@@ -385,8 +385,20 @@ where
     }
 }
 
+/// Polling a future again after it returned `Ready` breaks the `Future`
+/// contract; only the caller can do it, never request input. tower-http
+/// panics with a message here too: a hang (`Poll::Pending` forever) would
+/// hide the bug.
+const POLLED_AFTER_COMPLETION: &str = "RequireScopeFuture polled after completion";
+
 pin_project! {
     /// Response future of [`RequireScopeService`].
+    ///
+    /// # Panics
+    ///
+    /// When polled again after it returned `Poll::Ready` (a breach of the
+    /// [`Future`] contract by the caller), with the message
+    /// `RequireScopeFuture polled after completion`, as tower-http's futures do.
     pub struct RequireScopeFuture<F, B> {
         #[pin]
         kind: Kind<F, B>,
@@ -398,6 +410,7 @@ pin_project! {
     enum Kind<F, B> {
         Rejected { response: Option<Response<B>> },
         Inner { #[pin] future: F },
+        Done,
     }
 }
 
@@ -408,13 +421,19 @@ where
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
+        let mut kind = self.project().kind;
+        let output = match kind.as_mut().project() {
             KindProj::Rejected { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                None => Poll::Pending, // polled after completion
+                Some(response) => Ok(response),
+                None => panic!("{POLLED_AFTER_COMPLETION}"),
             },
-            KindProj::Inner { future } => future.poll(cx),
-        }
+            KindProj::Inner { future } => ready!(future.poll(cx)),
+            KindProj::Done => panic!("{POLLED_AFTER_COMPLETION}"),
+        };
+        // Done: drop the inner future, so that a further poll panics here
+        // rather than polling it again.
+        kind.set(Kind::Done);
+        Poll::Ready(output)
     }
 }
 
@@ -423,6 +442,7 @@ impl<F, B> fmt::Debug for RequireScopeFuture<F, B> {
         let state = match &self.kind {
             Kind::Rejected { .. } => "rejected",
             Kind::Inner { .. } => "inner",
+            Kind::Done => "done",
         };
         f.debug_struct("RequireScopeFuture")
             .field("state", &state)
@@ -485,6 +505,36 @@ mod tests {
         assert!(!check("a"));
         assert!(!check("b"));
         assert!(!check(""));
+    }
+
+    type Ready200 = std::future::Ready<Result<Response<()>, std::convert::Infallible>>;
+
+    /// Polls to completion, which must take one poll, then polls once more.
+    fn poll_twice(future: RequireScopeFuture<Ready200, ()>) {
+        let mut future = std::pin::pin!(future);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(future.as_mut().poll(&mut cx).is_ready());
+        let _ = future.as_mut().poll(&mut cx);
+    }
+
+    #[test]
+    #[should_panic(expected = "RequireScopeFuture polled after completion")]
+    fn rejected_polled_after_completion_panics() {
+        poll_twice(RequireScopeFuture {
+            kind: Kind::Rejected {
+                response: Some(Response::new(())),
+            },
+        });
+    }
+
+    #[test]
+    #[should_panic(expected = "RequireScopeFuture polled after completion")]
+    fn inner_polled_after_completion_panics() {
+        poll_twice(RequireScopeFuture {
+            kind: Kind::Inner {
+                future: std::future::ready(Ok(Response::new(()))),
+            },
+        });
     }
 
     #[test]

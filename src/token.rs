@@ -12,12 +12,19 @@
 //! longer than the configured maximum is answered 401 `invalid_token` without
 //! asking the authorization server. Another scheme (`Basic …`) counts as no
 //! bearer credentials at all: 401 with a bare challenge (§3.1).
+//!
+//! Before the inner service runs, the middleware marks the headers a token
+//! can travel in sensitive ([`ExtractToken::mark_sensitive`]) and removes a
+//! query token from the request URI, so inner layers that log requests do not
+//! print it.
 
 use std::fmt;
 
-use http::{header, HeaderName, HeaderValue, Request};
+use http::header::Entry;
+use http::uri::PathAndQuery;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Uri};
 
-use crate::error::{AuthError, ErrorKind};
+use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::form::FormToken;
 
 /// The default maximum token length, in bytes.
@@ -113,6 +120,30 @@ pub enum TokenSource {
 pub trait ExtractToken: Clone + Send + Sync + 'static {
     /// Extracts the token, if any.
     fn extract<B>(&self, request: &Request<B>) -> Result<Option<BearerToken>, TokenError>;
+
+    /// Marks the headers this extractor reads tokens from as sensitive
+    /// ([`HeaderValue::set_sensitive`]), so that inner layers which print
+    /// headers (`Debug`, tracing) redact them. The middleware calls it before
+    /// the inner service sees the request.
+    ///
+    /// The default marks `Authorization`; override it when your extractor
+    /// reads other headers.
+    fn mark_sensitive(&self, headers: &mut HeaderMap) {
+        mark_sensitive(headers, &header::AUTHORIZATION);
+    }
+}
+
+/// Marks every value of the header `name` sensitive.
+fn mark_sensitive(headers: &mut HeaderMap, name: &HeaderName) {
+    // `contains_key` first: `entry` may grow the map even for a missing name.
+    if !headers.contains_key(name) {
+        return;
+    }
+    if let Entry::Occupied(mut values) = headers.entry(name) {
+        for value in values.iter_mut() {
+            value.set_sensitive(true);
+        }
+    }
 }
 
 /// A request's credentials could not be read.
@@ -152,13 +183,16 @@ impl From<TokenError> for AuthError {
 /// The default token extractor: `Authorization: Bearer`, plus opt-in sources.
 ///
 /// ```
-/// use tower_introspection::BearerExtractor;
+/// use http::HeaderName;
+/// use tower_introspection::{BearerExtractor, ConfigError};
 ///
 /// let extractor = BearerExtractor::new()
 ///     .max_length(2048)
 ///     .allow_query(false)
-///     .cookie("access_token");
+///     .cookie("access_token")
+///     .header(HeaderName::from_static("x-api-token"))?;
 /// # let _ = extractor;
+/// # Ok::<(), ConfigError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct BearerExtractor {
@@ -198,18 +232,56 @@ impl BearerExtractor {
     /// Also accept the `access_token` query parameter (RFC 6750 §2.3; off by
     /// default, and the RFC advises against it). Successful responses to such
     /// requests get `Cache-Control: private`.
+    ///
+    /// The parameter is removed from the request URI before the inner
+    /// service is called (the other parameters keep their order and
+    /// encoding), so inner layers that log URIs never see the token. Layers
+    /// outside this one, and axum's `OriginalUri` extension (recorded by the
+    /// `Router` before its route layers run), still hold the full URI.
     pub fn allow_query(mut self, allow: bool) -> Self {
         self.query = allow;
         self
     }
 
-    /// Also accept the raw token (no scheme) in this header.
-    pub fn header(mut self, name: HeaderName) -> Self {
+    /// Also accept the raw token (no scheme) in this header. Its values are
+    /// marked sensitive for inner layers.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSetting`] for `Authorization`, which is read
+    /// with the `Bearer` scheme already (RFC 6750 §2.1; reading it a second
+    /// time as a raw token would refuse every request), and for `Cookie`
+    /// (use [`cookie`](Self::cookie)).
+    ///
+    /// ```
+    /// use http::header::{HeaderName, AUTHORIZATION};
+    /// use tower_introspection::{BearerExtractor, ConfigError};
+    ///
+    /// let extractor = BearerExtractor::new().header(HeaderName::from_static("x-api-token"))?;
+    /// # let _ = extractor;
+    /// assert!(matches!(
+    ///     BearerExtractor::new().header(AUTHORIZATION),
+    ///     Err(ConfigError::InvalidSetting(_)),
+    /// ));
+    /// # Ok::<(), ConfigError>(())
+    /// ```
+    pub fn header(mut self, name: HeaderName) -> Result<Self, ConfigError> {
+        if name == header::AUTHORIZATION {
+            return Err(ConfigError::InvalidSetting(
+                "`BearerExtractor::header` cannot be `Authorization`: it is read with the Bearer scheme already (RFC 6750 §2.1)",
+            ));
+        }
+        if name == header::COOKIE {
+            return Err(ConfigError::InvalidSetting(
+                "`BearerExtractor::header` cannot be `Cookie`: use `BearerExtractor::cookie(name)`",
+            ));
+        }
         self.custom_header = Some(name);
-        self
+        Ok(self)
     }
 
-    /// Also accept the token in the cookie with this name.
+    /// Also accept the token in the cookie with this name. The `Cookie`
+    /// headers are then marked sensitive for inner layers.
     pub fn cookie(mut self, name: impl Into<String>) -> Self {
         self.cookie = Some(name.into().into_boxed_str());
         self
@@ -348,6 +420,43 @@ impl ExtractToken for BearerExtractor {
         }
         Ok(found)
     }
+
+    fn mark_sensitive(&self, headers: &mut HeaderMap) {
+        // Always, as the default does: even when not read for a token, it
+        // holds credentials of some scheme.
+        mark_sensitive(headers, &header::AUTHORIZATION);
+        if let Some(name) = &self.custom_header {
+            mark_sensitive(headers, name);
+        }
+        if self.cookie.is_some() {
+            mark_sensitive(headers, &header::COOKIE);
+        }
+    }
+}
+
+/// `uri` without its `access_token` query parameters (RFC 6750 §2.3), the
+/// others kept in their order and encoding; no `?` when nothing is left.
+/// Names are decoded as [`BearerExtractor`] decodes them when reading the
+/// token, so whatever was read is removed. `None` if the URI cannot be
+/// rebuilt (not expected: the result is a part of a valid URI).
+pub(crate) fn without_query_token(uri: &Uri) -> Option<Uri> {
+    let Some(query) = uri.query() else {
+        return Some(uri.clone());
+    };
+    let is_token = |pair: &&str| {
+        form_urlencoded::parse(pair.as_bytes())
+            .next()
+            .is_some_and(|(name, _)| name == "access_token")
+    };
+    let kept: Vec<&str> = query.split('&').filter(|pair| !is_token(pair)).collect();
+    let path_and_query = if kept.iter().all(|pair| pair.is_empty()) {
+        uri.path().to_owned()
+    } else {
+        format!("{}?{}", uri.path(), kept.join("&"))
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(path_and_query).ok()?);
+    Uri::from_parts(parts).ok()
 }
 
 /// Splits `Bearer <credentials>` (scheme matched case-insensitively) and checks
@@ -512,12 +621,84 @@ mod tests {
         let req = request(&[("cookie", "at=a"), ("cookie", "at=b")], "/");
         assert_eq!(e.extract(&req), Err(TokenError::Repeated));
 
-        let e = BearerExtractor::new().header(HeaderName::from_static("x-api-token"));
+        let e = BearerExtractor::new()
+            .header(HeaderName::from_static("x-api-token"))
+            .unwrap();
         let req = request(&[("x-api-token", "abc")], "/");
         assert_eq!(
             e.extract(&req).unwrap().unwrap().source(),
             TokenSource::CustomHeader
         );
+    }
+
+    #[test]
+    fn authorization_or_cookie_as_custom_header_is_refused() {
+        for name in [header::AUTHORIZATION, header::COOKIE] {
+            let refused = BearerExtractor::new().header(name.clone());
+            assert!(
+                matches!(refused, Err(ConfigError::InvalidSetting(_))),
+                "{name}: {refused:?}"
+            );
+        }
+        assert!(BearerExtractor::new()
+            .without_authorization_header()
+            .header(header::AUTHORIZATION)
+            .is_err());
+        assert!(BearerExtractor::new()
+            .header(HeaderName::from_static("x-api-token"))
+            .is_ok());
+    }
+
+    #[test]
+    fn query_token_is_removed_from_the_uri() {
+        let strip = |uri: &str| without_query_token(&uri.parse().unwrap()).unwrap().to_string();
+        assert_eq!(strip("/p?a=1&access_token=t&b=x%20y+z&c"), "/p?a=1&b=x%20y+z&c");
+        assert_eq!(strip("/p?access_token=t"), "/p");
+        assert_eq!(strip("/p?access_token=t&access_token=u"), "/p");
+        assert_eq!(strip("/p?access%5Ftoken=t&a=1"), "/p?a=1", "names are decoded");
+        assert_eq!(strip("/p?a=1&&access_token=t"), "/p?a=1&");
+        assert_eq!(
+            strip("/p?xaccess_token=1&access_tokens=2"),
+            "/p?xaccess_token=1&access_tokens=2"
+        );
+        assert_eq!(strip("/p?a=access_token"), "/p?a=access_token");
+        assert_eq!(strip("/p"), "/p");
+        assert_eq!(
+            strip("http://h.example:8080/p?access_token=t&a=1"),
+            "http://h.example:8080/p?a=1"
+        );
+    }
+
+    #[test]
+    fn token_headers_are_marked_sensitive() {
+        let extractor = BearerExtractor::new()
+            .header(HeaderName::from_static("x-api-token"))
+            .unwrap()
+            .cookie("at");
+        let mut req = request(
+            &[
+                ("authorization", "Basic eDp5"),
+                ("x-api-token", "abc"),
+                ("cookie", "x=1"),
+                ("cookie", "at=abc"),
+                ("accept", "*/*"),
+            ],
+            "/",
+        );
+        extractor.mark_sensitive(req.headers_mut());
+        let headers = req.headers();
+        for name in ["authorization", "x-api-token", "cookie"] {
+            assert!(
+                headers.get_all(name).iter().all(HeaderValue::is_sensitive),
+                "{name}"
+            );
+        }
+        assert!(!headers["accept"].is_sensitive());
+
+        // Without a cookie source, cookies are not ours to mark.
+        let mut req = request(&[("cookie", "x=1")], "/");
+        BearerExtractor::new().mark_sensitive(req.headers_mut());
+        assert!(!req.headers()["cookie"].is_sensitive());
     }
 
     #[test]

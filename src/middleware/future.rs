@@ -22,6 +22,12 @@ pin_project! {
     /// rejection, a validation followed by the inner call, or the inner call.
     ///
     /// The inner service's future is not boxed.
+    ///
+    /// # Panics
+    ///
+    /// When polled again after it returned `Poll::Ready` (a breach of the
+    /// [`Future`] contract by the caller), with the message
+    /// `ResponseFuture polled after completion`, as tower-http's futures do.
     pub struct ResponseFuture<S, ReqBody, R>
     where
         S: Service<Request<ReqBody>>,
@@ -50,8 +56,15 @@ pin_project! {
             future: S::Future,
             private: bool,
         },
+        Done,
     }
 }
+
+/// Polling a future again after it returned `Ready` breaks the `Future`
+/// contract; only the caller can do it, never request input. tower-http
+/// panics with a message here too: a hang (`Poll::Pending` forever) would
+/// hide the bug.
+const POLLED_AFTER_COMPLETION: &str = "ResponseFuture polled after completion";
 
 impl<S, ReqBody, R> ResponseFuture<S, ReqBody, R>
 where
@@ -108,10 +121,11 @@ where
         loop {
             match state.as_mut().project() {
                 StateProj::Rejected { response } => {
-                    return match response.take() {
-                        Some(response) => Poll::Ready(Ok(response)),
-                        None => Poll::Pending, // polled after completion
+                    let Some(response) = response.take() else {
+                        panic!("{POLLED_AFTER_COMPLETION}");
                     };
+                    state.set(State::Done);
+                    return Poll::Ready(Ok(response));
                 }
                 StateProj::Validating {
                     validation,
@@ -122,7 +136,8 @@ where
                 } => {
                     let outcome = ready!(validation.as_mut().poll(cx));
                     let Some((mut request, mut inner)) = pending.take() else {
-                        return Poll::Pending; // polled after completion
+                        // Not reached: this state is always left once `pending` is taken.
+                        panic!("{POLLED_AFTER_COMPLETION}");
                     };
                     let private = *private;
                     match outcome {
@@ -135,18 +150,24 @@ where
                         }
                         Err(error) => {
                             let response = reject(error.with_realm(Some(realm)), body);
-                            state.set(State::Rejected { response: None });
+                            state.set(State::Done);
                             return Poll::Ready(Ok(response));
                         }
                     }
                 }
                 StateProj::Calling { future, private } => {
-                    let mut response = ready!(future.poll(cx))?;
-                    if *private && response.status().is_success() {
+                    let result = ready!(future.poll(cx));
+                    let private = *private;
+                    // The inner future is done: drop it, so that a further
+                    // poll panics here rather than polling it again.
+                    state.set(State::Done);
+                    let mut response = result?;
+                    if private && response.status().is_success() {
                         mark_private(response.headers_mut());
                     }
                     return Poll::Ready(Ok(response));
                 }
+                StateProj::Done => panic!("{POLLED_AFTER_COMPLETION}"),
             }
         }
     }
@@ -176,7 +197,77 @@ where
             State::Rejected { .. } => "rejected",
             State::Validating { .. } => "validating",
             State::Calling { .. } => "calling",
+            State::Done => "done",
         };
         f.debug_struct("ResponseFuture").field("state", &state).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::future::{ready, Ready};
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::middleware::JsonBody;
+
+    /// Answers 200 at once.
+    #[derive(Clone)]
+    struct Ok200;
+
+    impl Service<Request<()>> for Ok200 {
+        type Response = Response<Bytes>;
+        type Error = Infallible;
+        type Future = Ready<Result<Response<Bytes>, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<()>) -> Self::Future {
+            ready(Ok(Response::new(Bytes::new())))
+        }
+    }
+
+    type Future200 = ResponseFuture<Ok200, (), JsonBody>;
+
+    /// Polls to completion, which must take one poll, then polls once more.
+    fn poll_twice(future: Future200) {
+        let mut future = std::pin::pin!(future);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(future.as_mut().poll(&mut cx).is_ready());
+        let _ = future.as_mut().poll(&mut cx);
+    }
+
+    fn validating(outcome: Result<Principal, AuthError>) -> Future200 {
+        ResponseFuture::validating(
+            Box::pin(ready(outcome)),
+            Request::new(()),
+            Ok200,
+            HeaderValue::from_static("api"),
+            JsonBody,
+            false,
+        )
+    }
+
+    #[test]
+    #[should_panic(expected = "ResponseFuture polled after completion")]
+    fn rejected_polled_after_completion_panics() {
+        poll_twice(ResponseFuture::rejected(Response::new(Bytes::new())));
+    }
+
+    #[test]
+    #[should_panic(expected = "ResponseFuture polled after completion")]
+    fn failed_validation_polled_after_completion_panics() {
+        poll_twice(validating(Err(AuthError::new(ErrorKind::InvalidToken, "no"))));
+    }
+
+    #[test]
+    #[should_panic(expected = "ResponseFuture polled after completion")]
+    fn inner_call_polled_after_completion_panics() {
+        poll_twice(ResponseFuture::calling(ready(Ok(Response::new(Bytes::new())))));
     }
 }

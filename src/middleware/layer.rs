@@ -7,7 +7,7 @@ use tower_layer::Layer;
 
 use super::body::JsonBody;
 use super::service::Introspection;
-use crate::challenge::is_error_char;
+use crate::challenge::realm_value;
 use crate::error::DEFAULT_REALM;
 use crate::introspect::Introspector;
 use crate::token::{BearerExtractor, ExtractToken};
@@ -89,8 +89,7 @@ impl<E, R> IntrospectionLayer<E, R> {
     /// The `realm` of every challenge (default `"api"`). Characters RFC 6750
     /// forbids in a quoted value are dropped.
     pub fn realm(mut self, realm: impl AsRef<str>) -> Self {
-        let cleaned: String = realm.as_ref().chars().filter(|&c| is_error_char(c)).collect();
-        if let Ok(value) = HeaderValue::try_from(cleaned) {
+        if let Some(value) = realm_value(realm.as_ref()) {
             self.covered.realm = value;
         }
         self

@@ -9,8 +9,8 @@ use tower_service::Service;
 use super::body::{reject, RejectionBody};
 use super::future::ResponseFuture;
 use super::layer::IntrospectionLayer;
-use crate::error::AuthError;
-use crate::token::{ExtractToken, TokenSource};
+use crate::error::{AuthError, ErrorKind};
+use crate::token::{without_query_token, ExtractToken, TokenSource};
 
 /// Middleware that validates bearer tokens; see
 /// [`IntrospectionLayer`](super::IntrospectionLayer).
@@ -50,16 +50,26 @@ where
         let token = match layer.extractor.extract(&request) {
             Ok(Some(token)) => token,
             Ok(None) if layer.anonymous => {
+                // No token, but the headers may still hold other credentials.
+                layer.extractor.mark_sensitive(request.headers_mut());
                 request.extensions_mut().insert(layer.covered.clone());
                 return ResponseFuture::calling(self.inner.call(request));
             }
             Ok(None) => return ResponseFuture::rejected(self.reject(AuthError::missing_token())),
             Err(error) => return ResponseFuture::rejected(self.reject(error.into())),
         };
+        // Inner layers that log requests must not print the token: mark the
+        // headers it can travel in sensitive, and take it out of the URI.
+        layer.extractor.mark_sensitive(request.headers_mut());
         let private = token.source() == TokenSource::Query;
-        // Inner layers that log requests must not print the token.
-        if let Some(value) = request.headers_mut().get_mut(http::header::AUTHORIZATION) {
-            value.set_sensitive(true);
+        if private {
+            match without_query_token(request.uri()) {
+                Some(uri) => *request.uri_mut() = uri,
+                None => {
+                    let error = AuthError::new(ErrorKind::InvalidRequest, "malformed request URI");
+                    return ResponseFuture::rejected(self.reject(error));
+                }
+            }
         }
         let introspector = layer.introspector.clone();
         let validation = Box::pin(async move { introspector.validate(token.secret()).await });
