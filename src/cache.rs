@@ -255,7 +255,8 @@ impl TokenCache {
         let active = enabled.then(|| {
             Cache::builder()
                 .max_capacity(budget)
-                .weigher(move |_key: &Key, claims: &Entry| weight(claims.bytes, budget, entries))
+                // Called once per insert: the estimate walks the claims once.
+                .weigher(move |_key: &Key, claims: &Entry| weight(entry_bytes(claims), budget, entries))
                 // With stale-if-error, entries outlive `max_ttl` (never `exp`)
                 // and are refreshed on use once older than `max_ttl`.
                 .time_to_live(stale_grace.unwrap_or(settings.max_ttl))
@@ -320,12 +321,11 @@ impl TokenCache {
     }
 
     /// The entry for an active answer, stamped with its arrival time (on the
-    /// monotonic clock) and its estimated size.
+    /// monotonic clock).
     pub(crate) fn entry(&self, principal: Principal) -> Entry {
         let mut claims = principal.into_shared();
         if let Some(claims) = Arc::get_mut(&mut claims) {
             claims.received_at_ms = monotonic_millis();
-            claims.bytes = entry_bytes(claims);
         }
         claims
     }

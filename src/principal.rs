@@ -55,8 +55,6 @@ pub(crate) struct Claims {
     /// When the answer arrived, in milliseconds on a monotonic clock (for
     /// stale-if-error).
     pub(crate) received_at_ms: u64,
-    /// The estimated size of the cached entry, for the cache's byte budget.
-    pub(crate) bytes: usize,
 }
 
 /// A token that is not an access token, as some authorization servers mark
