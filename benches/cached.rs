@@ -8,6 +8,10 @@
 //!   in-process; the difference is what the layer adds on a cache hit.
 //! - `cached_2_workers/*`: the same, with requests issued concurrently on a
 //!   2-worker tokio runtime (per-request time = batch time / batch size).
+//! - `cached/layer_jwt`: the same with a JWT access token verified by a
+//!   `JwtVerifier` (cached after its first signature check).
+//! - `jwt_cold/*`: a JWT seen for the first time (cache off): parsing, the
+//!   signature check (RS256, ES256, EdDSA) and the claims, keys already fetched.
 //! - `key/*`: the cache key derivation alone, for 32, 256 and 1024-byte tokens.
 //! - `miss/*`: one uncached validation against the in-process test AS over
 //!   loopback, against a bare loopback HTTP round trip to the same server.
@@ -22,8 +26,10 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use http::{Request, Response};
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
-use tower_introspection::test_util::TestAuthServer;
-use tower_introspection::{BearerExtractor, ExtractToken, IntrospectionLayer, Introspector, Principal};
+use tower_introspection::test_util::{JwtAlg, JwtSpec, TestAuthServer};
+use tower_introspection::{
+    Algorithm, BearerExtractor, ExtractToken, IntrospectionLayer, Introspector, JwtVerifier, Principal,
+};
 
 type Body = bytes::Bytes;
 
@@ -35,6 +41,8 @@ struct Fixture {
     _auth: TestAuthServer,
     introspector: Introspector,
     token: String,
+    jwt: JwtVerifier,
+    jwt_token: String,
 }
 
 async fn fixture() -> Fixture {
@@ -46,10 +54,21 @@ async fn fixture() -> Fixture {
         .expect("introspector");
     let token = auth.mint_token("read write");
     introspector.validate(&token).await.expect("warm the cache");
+    let jwt = JwtVerifier::builder()
+        .issuer(auth.issuer())
+        .jwks_url(auth.jwks_url())
+        .expected_audience("https://api.example")
+        .max_ttl(Duration::from_secs(3600))
+        .build()
+        .expect("JWT verifier");
+    let jwt_token = auth.mint_jwt(JwtSpec::rfc9068().aud("https://api.example").scope("read write"));
+    jwt.validate(&jwt_token).await.expect("warm the cache");
     Fixture {
         _auth: auth,
         introspector,
         token,
+        jwt,
+        jwt_token,
     }
 }
 
@@ -100,6 +119,23 @@ fn cached(c: &mut Criterion) {
             || request(&fixture.token),
             |req| {
                 let future = call_ready(&mut layered, req);
+                async move {
+                    let response = future.await.expect("response");
+                    assert_eq!(response.status(), 200);
+                    black_box(response)
+                }
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let mut layered_jwt = ServiceBuilder::new()
+        .layer(IntrospectionLayer::new(fixture.jwt.clone()))
+        .service(service_fn(handler));
+    group.bench_function("layer_jwt", |b| {
+        b.to_async(&runtime).iter_batched(
+            || request(&fixture.jwt_token),
+            |req| {
+                let future = call_ready(&mut layered_jwt, req);
                 async move {
                     let response = future.await.expect("response");
                     assert_eq!(response.status(), 200);
@@ -194,6 +230,32 @@ fn cached_two_workers(c: &mut Criterion) {
     group.finish();
 }
 
+fn jwt_cold(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let auth = runtime.block_on(TestAuthServer::start()).expect("test AS");
+    let uncached = JwtVerifier::builder()
+        .issuer(auth.issuer())
+        .jwks_url(auth.jwks_url())
+        .expected_audience("https://api.example")
+        .algorithms([Algorithm::Rs256, Algorithm::Es256, Algorithm::EdDsa])
+        .max_ttl(Duration::ZERO)
+        .build()
+        .expect("JWT verifier");
+    let mut group = c.benchmark_group("jwt_cold");
+    for (name, alg) in [("rs256", JwtAlg::Rs256), ("es256", JwtAlg::Es256), ("eddsa", JwtAlg::EdDsa)] {
+        let token = auth.mint_jwt(JwtSpec::rfc9068().alg(alg).aud("https://api.example").scope("read"));
+        runtime.block_on(uncached.validate(&token)).expect("valid");
+        group.bench_function(name, |b| {
+            b.to_async(&runtime)
+                .iter(|| async { black_box(uncached.validate(&token).await.expect("valid")) })
+        });
+    }
+    group.finish();
+}
+
 fn key(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -244,6 +306,6 @@ fn miss(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = cached, cached_two_workers, key, miss
+    targets = cached, cached_two_workers, jwt_cold, key, miss
 }
 criterion_main!(benches);

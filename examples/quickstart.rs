@@ -5,15 +5,17 @@
 //! ```
 //!
 //! Starts the crate's test authorization server on a free loopback port, the
-//! API on `127.0.0.1:3000` (or `LISTEN_ADDR`), mints tokens, and prints
-//! `curl` commands with the answers to expect. Serves until Ctrl-C.
+//! API on `127.0.0.1:3000` (or `LISTEN_ADDR`), mints tokens — opaque ones,
+//! introspected, and a JWT, verified locally with the server's JWK Set —
+//! and prints `curl` commands with the answers to expect. Serves until
+//! Ctrl-C.
 
 mod common;
 
 use std::net::SocketAddr;
 
-use tower_introspection::test_util::{TestAuthServer, TokenSpec};
-use tower_introspection::{IntrospectionLayer, Introspector};
+use tower_introspection::test_util::{JwtSpec, TestAuthServer, TokenSpec};
+use tower_introspection::{IntrospectionLayer, Introspector, JwtVerifier, Verifier};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,10 +29,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("LISTEN_ADDR: {e}"))?;
 
     let auth_server = TestAuthServer::start().await?;
+    // Opaque tokens: introspection. The test AS names itself in `iss`.
     let introspector = Introspector::builder(auth_server.introspection_url())
         .client_secret_basic("rs-client", "rs-secret")
+        .expected_issuer(auth_server.issuer())
         .build()?;
-    let app = common::app(IntrospectionLayer::new(introspector).realm("quickstart"));
+    // JWTs from the same AS: verified locally with its JWK Set (RFC 9068).
+    let jwt = JwtVerifier::builder()
+        .issuer(auth_server.issuer())
+        .jwks_url(auth_server.jwks_url())
+        .expected_audience("https://api.example")
+        .build()?;
+    let verifier = Verifier::builder().jwt(jwt).introspector(introspector).build()?;
+    let app = common::app(IntrospectionLayer::new(verifier).realm("quickstart"));
 
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -55,6 +66,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .sub("carol")
             .username("carol")
             .client_id("test-client"),
+    );
+    let jwt = auth_server.mint_jwt(
+        JwtSpec::rfc9068()
+            .sub("dave")
+            .aud("https://api.example")
+            .scope("read"),
     );
     let revoked = auth_server.mint(TokenSpec::new().scope("read"));
     auth_server.revoke(&revoked);
@@ -89,6 +106,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     show(
         "200 admin",
         format!("curl -i -H 'Authorization: Bearer {admin}' {base}/admin"),
+    );
+    show(
+        "200 {\"sub\":\"dave\",…}: a JWT access token, verified locally (no AS call)",
+        format!("curl -i -H 'Authorization: Bearer {jwt}' {base}/whoami"),
     );
     show(
         "401, error=\"invalid_token\" (revoked)",

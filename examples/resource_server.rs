@@ -8,15 +8,23 @@
 //!
 //! | variable | meaning |
 //! |---|---|
-//! | `INTROSPECTION_URL` | required: the introspection endpoint |
+//! | `INTROSPECTION_URL` | the introspection endpoint (required unless a JWT source is set) |
 //! | `CLIENT_ID`, `CLIENT_SECRET` | the resource server's credentials |
 //! | `CLIENT_AUTH` | `basic` (default), `post`, or `bearer` |
 //! | `TOKEN_URL`, `TOKEN_SCOPE` | for `bearer`: where and with which scope the resource server gets its own token (client credentials grant) |
 //! | `LISTEN_ADDR` | default `127.0.0.1:3000` |
 //! | `REALM` | the challenge realm, default `api` |
-//! | `EXPECTED_ISSUER`, `EXPECTED_AUDIENCE` | optional checks, comma-separated for several |
+//! | `EXPECTED_ISSUER`, `EXPECTED_AUDIENCE` | optional checks, comma-separated for several; the audience applies to JWTs too (for Passport: the accepted client ids) |
+//! | `JWT_ISSUER` | verify JWT access tokens from this issuer locally: its metadata gives the JWKS, and `iss` is checked |
+//! | `JWKS_URL` | verify JWTs with the keys at this JWK Set URL (with `JWT_ISSUER`: instead of the discovered one) |
+//! | `JWT_PUBLIC_KEY_FILE` | verify JWTs with this PEM public key (Laravel Passport's `storage/oauth-public.key`) |
+//! | `JWT_PROFILE` | `rfc9068` (default), `passport` or `generic` |
+//! | `JWT_ALGORITHMS` | accepted algorithms, comma-separated (default: what the keys declare) |
 //! | `CACHE_MAX_TTL_SECS`, `CACHE_NEGATIVE_TTL_SECS` | cache lifetimes (0 disables) |
 //! | `ALLOW_INSECURE_HTTP` | `1`/`true` to allow `http://` on non-loopback hosts |
+//!
+//! With a JWT source and `INTROSPECTION_URL` both set, JWTs from the JWT
+//! source are verified locally and every other token is introspected.
 //!
 //! Prints `listening on http://ADDR` once it accepts connections; logs with
 //! `tracing` (`RUST_LOG`); exits non-zero with a message on bad configuration.
@@ -28,7 +36,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tower_introspection::{IntrospectionLayer, Introspector};
+use tower_introspection::{Algorithm, IntrospectionLayer, Introspector, JwtProfile, JwtVerifier, Verifier};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -83,8 +91,8 @@ fn list(name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn introspector() -> Result<Introspector, String> {
-    let mut builder = Introspector::builder(required("INTROSPECTION_URL")?)
+fn introspector(url: String) -> Result<Introspector, String> {
+    let mut builder = Introspector::builder(url)
         .allow_insecure_http(flag("ALLOW_INSECURE_HTTP")?);
     let auth = var("CLIENT_AUTH").unwrap_or_else(|| "basic".into());
     builder = match auth.as_str() {
@@ -122,12 +130,77 @@ fn introspector() -> Result<Introspector, String> {
     builder.build().map_err(|e| e.to_string())
 }
 
+/// A JWT verifier, if `JWT_ISSUER`, `JWKS_URL` or `JWT_PUBLIC_KEY_FILE` is set.
+async fn jwt_verifier() -> Result<Option<JwtVerifier>, String> {
+    let (issuer, jwks, key_file) = (var("JWT_ISSUER"), var("JWKS_URL"), var("JWT_PUBLIC_KEY_FILE"));
+    if issuer.is_none() && jwks.is_none() && key_file.is_none() {
+        return Ok(None);
+    }
+    let insecure = flag("ALLOW_INSECURE_HTTP")?;
+    let mut builder = match (&issuer, &jwks) {
+        (Some(issuer), None) => tower_introspection::Introspector::discover(issuer.clone())
+            .allow_insecure_http(insecure)
+            .jwt_verifier()
+            .await
+            .map_err(|e| format!("JWT_ISSUER: {e}"))?,
+        (Some(issuer), Some(_)) => JwtVerifier::builder().issuer(issuer.clone()),
+        (None, _) => JwtVerifier::builder(),
+    };
+    builder = builder.allow_insecure_http(insecure);
+    if let Some(url) = jwks {
+        builder = builder.jwks_url(url);
+    }
+    if let Some(path) = key_file {
+        let pem = std::fs::read_to_string(&path).map_err(|e| format!("JWT_PUBLIC_KEY_FILE {path}: {e}"))?;
+        builder = builder.public_key_pem(pem);
+    }
+    builder = builder.profile(match var("JWT_PROFILE").as_deref() {
+        None | Some("rfc9068") => JwtProfile::Rfc9068,
+        Some("passport") => JwtProfile::Passport,
+        Some("generic") => JwtProfile::Generic,
+        Some(other) => return Err(format!("JWT_PROFILE must be rfc9068, passport or generic, got {other:?}")),
+    });
+    if var("JWT_ALGORITHMS").is_some() {
+        let algorithms = list("JWT_ALGORITHMS")
+            .iter()
+            .map(|alg| alg.parse::<Algorithm>().map_err(|_| format!("JWT_ALGORITHMS: unsupported algorithm {alg:?}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        builder = builder.algorithms(algorithms);
+    }
+    for audience in list("EXPECTED_AUDIENCE") {
+        builder = builder.expected_audience(audience);
+    }
+    if let Some(ttl) = secs("CACHE_MAX_TTL_SECS")? {
+        builder = builder.max_ttl(ttl);
+    }
+    builder.build().map(Some).map_err(|e| e.to_string())
+}
+
+async fn verifier() -> Result<Verifier, String> {
+    let jwt = jwt_verifier().await?;
+    let introspector = match (var("INTROSPECTION_URL"), &jwt) {
+        (Some(url), _) => Some(introspector(url)?),
+        (None, Some(_)) => None,
+        (None, None) => return Err("INTROSPECTION_URL is required (or a JWT source: JWT_ISSUER, JWKS_URL or JWT_PUBLIC_KEY_FILE)".into()),
+    };
+    match (jwt, introspector) {
+        (Some(jwt), None) => Ok(jwt.into()),
+        (None, Some(introspector)) => Ok(introspector.into()),
+        (Some(jwt), Some(introspector)) => Verifier::builder()
+            .jwt(jwt)
+            .introspector(introspector)
+            .build()
+            .map_err(|e| e.to_string()),
+        (None, None) => Err("no verifier configured".into()),
+    }
+}
+
 async fn run() -> Result<(), String> {
     let listen: SocketAddr = var("LISTEN_ADDR")
         .unwrap_or_else(|| "127.0.0.1:3000".into())
         .parse()
         .map_err(|e| format!("LISTEN_ADDR: {e}"))?;
-    let mut layer = IntrospectionLayer::new(introspector()?);
+    let mut layer = IntrospectionLayer::new(verifier().await?);
     if let Some(realm) = var("REALM") {
         layer = layer.realm(realm);
     }

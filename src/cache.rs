@@ -20,7 +20,7 @@
 //!   token (see [`Invalidations`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -313,6 +313,33 @@ impl TokenCache {
         let mut key = [0; 16];
         key.copy_from_slice(&digest[..16]);
         key
+    }
+
+    /// The entry for `key` from `load`, shared by every concurrent caller for
+    /// the same key (single flight). Cached if it succeeds, unless `ticket`
+    /// was spoiled by an invalidation meanwhile: then it is taken out again
+    /// (the load checks the ticket before it returns, but an invalidation can
+    /// still slip in before moka stores the entry). Every verifier's miss
+    /// path goes through here.
+    pub(crate) async fn get_or_load<E: Send + Sync + 'static>(
+        &self,
+        active: &Cache<Key, Entry>,
+        key: Key,
+        ticket: &LoadTicket<'_>,
+        load: impl std::future::Future<Output = Result<Entry, E>>,
+    ) -> Result<Entry, Arc<E>> {
+        let loaded = AtomicBool::new(false);
+        let load = async {
+            loaded.store(true, Ordering::Relaxed);
+            load.await
+        };
+        let result = active.try_get_with(key, load).await;
+        if !loaded.load(Ordering::Relaxed) {
+            self.counters.coalesced_wait();
+        } else if result.is_ok() && ticket.spoiled() {
+            active.invalidate(&key).await;
+        }
+        result
     }
 
     /// Whether an active answer may be cached: not when its `exp` has passed.

@@ -261,6 +261,9 @@ pub enum ConfigError {
         /// The accepted range, in words.
         range: &'static str,
     },
+    /// A public key could not be read (PEM, DER or JWK).
+    #[error("invalid public key: {0}")]
+    InvalidKey(&'static str),
     /// Discovery (RFC 8414 / OpenID Connect) failed.
     #[error("discovery failed: {0}")]
     Discovery(String),

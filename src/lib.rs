@@ -134,12 +134,15 @@ mod form;
 #[doc(hidden)]
 pub mod fuzzing;
 mod introspect;
+#[cfg(feature = "jwt")]
+mod jwt;
 mod middleware;
 mod principal;
 mod scope;
 mod stats;
 mod token;
 mod validate;
+mod verifier;
 
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
@@ -159,6 +162,13 @@ pub use crate::introspect::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONCURRENT_INTROSPECTIONS, DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT,
 };
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use crate::jwt::{
+    Algorithm, JwtProfile, JwtStats, JwtVerifier, JwtVerifierBuilder, UnsupportedAlgorithm,
+    DEFAULT_JWKS_REFRESH_INTERVAL,
+};
+pub use crate::verifier::{Verifier, VerifierBuilder};
 pub use crate::middleware::{Introspection, IntrospectionLayer, JsonBody, RejectionBody, ResponseFuture};
 pub use crate::principal::{Principal, Scopes};
 pub use crate::scope::{

@@ -42,7 +42,7 @@ impl AnswerError {
 }
 
 pub(crate) fn parse_answer(body: &[u8]) -> Result<Answer, AnswerError> {
-    let value: TopLevel = serde_json::from_slice(body).map_err(|e| {
+    let value: UniqueMembers = serde_json::from_slice(body).map_err(|e| {
         if e.to_string().starts_with(DUPLICATE) {
             AnswerError::new("a member appears twice")
         } else if e.is_data() {
@@ -51,7 +51,7 @@ pub(crate) fn parse_answer(body: &[u8]) -> Result<Answer, AnswerError> {
             AnswerError::new("not JSON")
         }
     })?;
-    let TopLevel(mut map) = value;
+    let UniqueMembers(mut map) = value;
     match map.remove("active") {
         Some(Value::Bool(true)) => {}
         Some(Value::Bool(false)) => return Ok(Answer::Inactive),
@@ -82,22 +82,22 @@ pub(crate) fn parse_answer(body: &[u8]) -> Result<Answer, AnswerError> {
 /// A top-level JSON object whose members are unique: with a repeated
 /// `active`, which one counts would depend on the parser, so such an answer
 /// fails closed.
-struct TopLevel(Map<String, Value>);
+pub(crate) struct UniqueMembers(pub(crate) Map<String, Value>);
 
 const DUPLICATE: &str = "duplicate member";
 
-impl<'de> serde::Deserialize<'de> for TopLevel {
+impl<'de> serde::Deserialize<'de> for UniqueMembers {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Visitor;
 
         impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = TopLevel;
+            type Value = UniqueMembers;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
 
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<TopLevel, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<UniqueMembers, A::Error> {
                 let mut map = Map::new();
                 while let Some((key, value)) = access.next_entry::<String, Value>()? {
                     if map.contains_key(&key) {
@@ -105,7 +105,7 @@ impl<'de> serde::Deserialize<'de> for TopLevel {
                     }
                     map.insert(key, value);
                 }
-                Ok(TopLevel(map))
+                Ok(UniqueMembers(map))
             }
         }
 
@@ -113,7 +113,7 @@ impl<'de> serde::Deserialize<'de> for TopLevel {
     }
 }
 
-fn scopes(value: Option<Value>) -> Result<Scopes, AnswerError> {
+pub(crate) fn scopes(value: Option<Value>) -> Result<Scopes, AnswerError> {
     match value {
         None | Some(Value::Null) => Ok(Scopes::default()),
         Some(Value::String(s)) => Ok(Scopes::from_iter_unsorted(s.split_ascii_whitespace())),
@@ -131,7 +131,7 @@ fn scopes(value: Option<Value>) -> Result<Scopes, AnswerError> {
     }
 }
 
-fn string(value: Option<Value>, reason: &'static str) -> Result<Option<Box<str>>, AnswerError> {
+pub(crate) fn string(value: Option<Value>, reason: &'static str) -> Result<Option<Box<str>>, AnswerError> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.into_boxed_str())),
@@ -139,7 +139,7 @@ fn string(value: Option<Value>, reason: &'static str) -> Result<Option<Box<str>>
     }
 }
 
-fn string_or_number(value: Option<Value>, reason: &'static str) -> Result<Option<Box<str>>, AnswerError> {
+pub(crate) fn string_or_number(value: Option<Value>, reason: &'static str) -> Result<Option<Box<str>>, AnswerError> {
     match value {
         Some(Value::Number(n)) => Ok(Some(n.to_string().into_boxed_str())),
         other => string(other, reason),
@@ -167,7 +167,7 @@ fn timestamp(value: Option<Value>, reason: &'static str) -> Result<Option<i64>, 
     }
 }
 
-fn audiences(value: Option<Value>) -> Result<Box<[Box<str>]>, AnswerError> {
+pub(crate) fn audiences(value: Option<Value>) -> Result<Box<[Box<str>]>, AnswerError> {
     match value {
         None | Some(Value::Null) => Ok(Box::default()),
         Some(Value::String(s)) => Ok(vec![s.into_boxed_str()].into_boxed_slice()),
@@ -182,7 +182,7 @@ fn audiences(value: Option<Value>) -> Result<Box<[Box<str>]>, AnswerError> {
     }
 }
 
-fn extra(map: Map<String, Value>) -> Option<Box<Map<String, Value>>> {
+pub(crate) fn extra(map: Map<String, Value>) -> Option<Box<Map<String, Value>>> {
     (!map.is_empty()).then(|| Box::new(map))
 }
 

@@ -47,6 +47,9 @@ pub struct AuthorizationServerMetadata {
     /// How the introspection endpoint accepts callers, if the server says.
     #[serde(default)]
     pub introspection_endpoint_auth_methods_supported: Option<Vec<String>>,
+    /// The JWK Set with the server's signing keys.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
 }
 
 /// Fetches an authorization server's metadata; see [`Introspector::discover`].
@@ -160,6 +163,29 @@ impl Discovery {
         let metadata = self.metadata().await?;
         Introspector::builder_from_metadata(&metadata)
             .map(|b| b.allow_insecure_http(self.allow_insecure_http))
+    }
+
+    /// Fetches the metadata and starts a [`JwtVerifierBuilder`](crate::JwtVerifierBuilder)
+    /// with its `jwks_uri` and its issuer (which tokens must then carry as
+    /// `iss`, per RFC 9068 §4). A metadata document without `jwks_uri` is an
+    /// error.
+    #[cfg(feature = "jwt")]
+    pub async fn jwt_verifier(&self) -> Result<crate::JwtVerifierBuilder, ConfigError> {
+        let metadata = self.metadata().await?;
+        let jwks_uri = metadata.jwks_uri.ok_or_else(|| {
+            ConfigError::Discovery(format!(
+                "the metadata of {} has no jwks_uri (RFC 8414 §2)",
+                metadata.issuer
+            ))
+        })?;
+        let mut builder = crate::JwtVerifier::builder()
+            .issuer(metadata.issuer)
+            .jwks_url(jwks_uri)
+            .allow_insecure_http(self.allow_insecure_http);
+        if let Some(client) = &self.client {
+            builder = builder.http_client(client.clone());
+        }
+        Ok(builder)
     }
 
     fn checked(

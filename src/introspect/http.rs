@@ -90,6 +90,16 @@ impl HttpSettings {
     }
 }
 
+impl HttpSettings {
+    /// A GET with `Accept: application/json` and the total timeout.
+    pub(crate) fn get(&self, url: url::Url) -> reqwest::RequestBuilder {
+        self.client
+            .get(url)
+            .timeout(self.timeout)
+            .header(header::ACCEPT, "application/jwk-set+json, application/json")
+    }
+}
+
 /// Reads at most `max` bytes of the body, whatever `Content-Length` says.
 pub(crate) async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Bytes, Fault> {
     let too_large = || Fault::Unusable(format!("the answer is larger than {max} bytes"));

@@ -32,13 +32,14 @@ use std::time::Duration;
 use tracing::Instrument as _;
 
 pub use self::answer::AnswerError;
-pub(crate) use self::answer::{parse_answer, Answer};
+pub(crate) use self::answer::{audiences, extra, parse_answer, scopes, string, string_or_number, Answer, UniqueMembers};
+pub(crate) use self::builder::checked_url;
+pub(crate) use self::http::{read_capped, Fault, HttpSettings};
 pub use self::builder::{IntrospectorBuilder, DEFAULT_MAX_CONCURRENT_INTROSPECTIONS};
 pub use self::discovery::{AuthorizationServerMetadata, Discovery, DiscoveryKind};
 pub use self::http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
 
 use self::auth::ClientAuth;
-use self::http::{Fault, HttpSettings};
 use crate::cache::{key_prefix, Entry, Key, LoadTicket, TokenCache};
 use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::principal::Principal;
@@ -168,19 +169,8 @@ impl Introspector {
         };
         // Taken before the load can start, so no invalidation slips between.
         let ticket = cache.invalidations.ticket(key);
-        let loaded = AtomicBool::new(false);
-        let load = async {
-            loaded.store(true, Ordering::Relaxed);
-            self.load(key, token, Some(&ticket)).await
-        };
-        let result = active.try_get_with(key, load).await;
-        if !loaded.load(Ordering::Relaxed) {
-            cache.counters.coalesced_wait();
-        } else if result.is_ok() && ticket.spoiled() {
-            // Invalidated after the load checked its ticket but before moka
-            // stored the answer: take it out again.
-            active.invalidate(&key).await;
-        }
+        let load = self.load(key, token, Some(&ticket));
+        let result = cache.get_or_load(active, key, &ticket, load).await;
         result.or_else(|error| error.uncached())
     }
 

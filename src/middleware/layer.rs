@@ -9,7 +9,7 @@ use super::body::JsonBody;
 use super::service::Introspection;
 use crate::challenge::realm_value;
 use crate::error::DEFAULT_REALM;
-use crate::introspect::Introspector;
+use crate::verifier::Verifier;
 use crate::token::{BearerExtractor, ExtractToken};
 
 /// Marks a request the layer let through anonymously, and carries the realm
@@ -20,7 +20,8 @@ pub(crate) struct Covered {
     pub(crate) realm: HeaderValue,
 }
 
-/// Validates the bearer token of every request by introspection.
+/// Validates the bearer token of every request: by introspection, as a JWT
+/// verified locally, or both (see [`Verifier`]).
 ///
 /// On success the [`Principal`](crate::Principal) is inserted into the
 /// request extensions and the inner service is called. Otherwise the request
@@ -62,7 +63,7 @@ pub(crate) struct Covered {
 /// ```
 #[derive(Clone)]
 pub struct IntrospectionLayer<E = BearerExtractor, R = JsonBody> {
-    pub(super) introspector: Introspector,
+    pub(super) verifier: Verifier,
     pub(super) covered: Covered,
     pub(super) anonymous: bool,
     pub(super) extractor: E,
@@ -70,11 +71,13 @@ pub struct IntrospectionLayer<E = BearerExtractor, R = JsonBody> {
 }
 
 impl IntrospectionLayer {
-    /// A layer validating `Authorization: Bearer` tokens with `introspector`,
-    /// realm `"api"`, JSON rejection bodies.
-    pub fn new(introspector: Introspector) -> Self {
+    /// A layer validating `Authorization: Bearer` tokens with `verifier` —
+    /// an [`Introspector`](crate::Introspector), a
+    /// [`JwtVerifier`](crate::JwtVerifier), or a [`Verifier`] combining
+    /// several — with realm `"api"` and JSON rejection bodies.
+    pub fn new(verifier: impl Into<Verifier>) -> Self {
         Self {
-            introspector,
+            verifier: verifier.into(),
             covered: Covered {
                 realm: HeaderValue::from_static(DEFAULT_REALM),
             },
@@ -106,7 +109,7 @@ impl<E, R> IntrospectionLayer<E, R> {
     /// Where tokens are read from; see [`BearerExtractor`] for the options.
     pub fn token_extractor<E2: ExtractToken>(self, extractor: E2) -> IntrospectionLayer<E2, R> {
         IntrospectionLayer {
-            introspector: self.introspector,
+            verifier: self.verifier,
             covered: self.covered,
             anonymous: self.anonymous,
             extractor,
@@ -117,7 +120,7 @@ impl<E, R> IntrospectionLayer<E, R> {
     /// Replaces the body of rejection responses; see [`RejectionBody`](crate::RejectionBody).
     pub fn rejection_body<R2>(self, body: R2) -> IntrospectionLayer<E, R2> {
         IntrospectionLayer {
-            introspector: self.introspector,
+            verifier: self.verifier,
             covered: self.covered,
             anonymous: self.anonymous,
             extractor: self.extractor,
@@ -125,9 +128,15 @@ impl<E, R> IntrospectionLayer<E, R> {
         }
     }
 
-    /// The introspector, e.g. to invalidate tokens or read statistics.
-    pub fn introspector(&self) -> &Introspector {
-        &self.introspector
+    /// The verifier, e.g. to validate a token outside a request.
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// The introspector, if the verifier has one (to invalidate tokens or
+    /// read statistics).
+    pub fn introspector(&self) -> Option<&crate::Introspector> {
+        self.verifier.introspector()
     }
 }
 
@@ -142,7 +151,7 @@ impl<S, E: Clone, R: Clone> Layer<S> for IntrospectionLayer<E, R> {
 impl<E: fmt::Debug, R> fmt::Debug for IntrospectionLayer<E, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IntrospectionLayer")
-            .field("introspector", &self.introspector)
+            .field("verifier", &self.verifier)
             .field("realm", &self.covered.realm)
             .field("anonymous", &self.anonymous)
             .field("extractor", &self.extractor)

@@ -71,8 +71,8 @@ where
                 }
             }
         }
-        let introspector = layer.introspector.clone();
-        let validation = Box::pin(async move { introspector.validate(token.secret()).await });
+        let verifier = layer.verifier.clone();
+        let validation = Box::pin(async move { verifier.validate(token.secret()).await });
         // Take the service that was driven to readiness; leave a clone behind.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);

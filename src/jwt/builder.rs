@@ -1,0 +1,362 @@
+//! [`JwtVerifierBuilder`]: every setting of a [`JwtVerifier`], checked at
+//! `build()`.
+
+use std::fmt;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::jwks::{Jwks, DEFAULT_JWKS_REFRESH_INTERVAL};
+use super::keys::{Algorithm, PublicKey};
+use super::profile::{JwtProfile, Shape};
+use super::{Inner, JwtVerifier};
+use crate::cache::{CacheSettings, TokenCache};
+use crate::error::ConfigError;
+use crate::introspect::{checked_url, HttpSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
+use crate::validate::Validation;
+
+/// The longest timeout, leeway or refresh interval accepted.
+const MAX_DURATION: Duration = Duration::from_secs(3600);
+
+/// Configures a [`JwtVerifier`]; see [`JwtVerifier::builder`].
+///
+/// At least one key source is needed: a JWK Set URL
+/// ([`jwks_url`](Self::jwks_url), or an issuer's `jwks_uri` through
+/// [`JwtVerifier::discover`]) or static keys
+/// ([`public_key_pem`](Self::public_key_pem), [`public_key_der`](Self::public_key_der)).
+/// Several may be combined.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use tower_introspection::{Algorithm, JwtVerifier};
+///
+/// let verifier = JwtVerifier::builder()
+///     .issuer("https://as.example")
+///     .jwks_url("https://as.example/.well-known/jwks.json")
+///     .expected_audience("https://api.example")
+///     .algorithms([Algorithm::Rs256, Algorithm::Es256])
+///     .leeway(Duration::from_secs(5))
+///     .build()?;
+/// assert_eq!(verifier.issuer(), Some("https://as.example"));
+///
+/// // No key source: refused at build.
+/// assert!(JwtVerifier::builder().issuer("https://as.example").build().is_err());
+/// # Ok(()) }
+/// ```
+#[must_use]
+pub struct JwtVerifierBuilder {
+    issuer: Option<String>,
+    jwks_url: Option<String>,
+    pem_keys: Vec<(Option<String>, String)>,
+    der_keys: Vec<(Option<String>, Vec<u8>)>,
+    algorithms: Option<Vec<Algorithm>>,
+    profile: JwtProfile,
+    required_typ: Option<String>,
+    scope_claims: Vec<String>,
+    audiences: Vec<Box<str>>,
+    leeway: Duration,
+    any_token_kind: bool,
+    refresh_interval: Duration,
+    http_client: Option<reqwest::Client>,
+    connect_timeout: Duration,
+    timeout: Duration,
+    max_response_bytes: usize,
+    allow_insecure_http: bool,
+    cache: CacheSettings,
+}
+
+impl JwtVerifierBuilder {
+    pub(crate) fn new() -> Self {
+        Self {
+            issuer: None,
+            jwks_url: None,
+            pem_keys: Vec::new(),
+            der_keys: Vec::new(),
+            algorithms: None,
+            profile: JwtProfile::default(),
+            required_typ: None,
+            scope_claims: vec!["scope".to_owned(), "scp".to_owned()],
+            audiences: Vec::new(),
+            leeway: Duration::ZERO,
+            any_token_kind: false,
+            refresh_interval: DEFAULT_JWKS_REFRESH_INTERVAL,
+            http_client: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            timeout: DEFAULT_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            allow_insecure_http: false,
+            cache: CacheSettings::default(),
+        }
+    }
+
+    /// The issuer: tokens must carry exactly this `iss`, and a
+    /// [`Verifier`](crate::Verifier) routes tokens naming it here.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Fetch keys from this JWK Set URL: on first use, and again when a token
+    /// names an unknown `kid` (at most once per
+    /// [`jwks_refresh_interval`](Self::jwks_refresh_interval)).
+    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
+        self.jwks_url = Some(url.into());
+        self
+    }
+
+    /// A static public key in PEM: `BEGIN PUBLIC KEY` (RSA, P-256, P-384 or
+    /// Ed25519) or `BEGIN RSA PUBLIC KEY`, as Laravel Passport's
+    /// `storage/oauth-public.key`. It has no `kid`: it is tried for any token
+    /// whose algorithm fits it. Repeat for several keys.
+    pub fn public_key_pem(mut self, pem: impl Into<String>) -> Self {
+        self.pem_keys.push((None, pem.into()));
+        self
+    }
+
+    /// A static public key in DER (SubjectPublicKeyInfo, or PKCS #1 for RSA).
+    pub fn public_key_der(mut self, der: impl Into<Vec<u8>>) -> Self {
+        self.der_keys.push((None, der.into()));
+        self
+    }
+
+    /// A static public key in PEM with a `kid`: tried only for tokens naming
+    /// that `kid` (or none).
+    pub fn public_key_pem_with_kid(mut self, kid: impl Into<String>, pem: impl Into<String>) -> Self {
+        self.pem_keys.push((Some(kid.into()), pem.into()));
+        self
+    }
+
+    /// The accepted algorithms. Default: for each key, the one it declares
+    /// (a JWK's `alg`), or the usual one for its type (RS256 for RSA, ES256
+    /// or ES384 by curve, EdDSA). `none` and HMAC are never accepted.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = Some(algorithms.into_iter().collect());
+        self
+    }
+
+    /// The token profile (default [`JwtProfile::Rfc9068`]).
+    pub fn profile(mut self, profile: JwtProfile) -> Self {
+        self.profile = profile;
+        self
+    }
+
+    /// With [`JwtProfile::Generic`]: require this `typ` header
+    /// (case-insensitive; `application/` may be left out).
+    pub fn required_typ(mut self, typ: impl Into<String>) -> Self {
+        self.required_typ = Some(typ.into());
+        self
+    }
+
+    /// With [`JwtProfile::Generic`]: the claims scopes are read from, first
+    /// present wins (default `scope`, then `scp`).
+    pub fn scope_claims<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scope_claims = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Accept only tokens whose `aud` contains this audience exactly. Repeat
+    /// to accept any of several. (For Passport: the OAuth client ids.)
+    pub fn expected_audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into().into_boxed_str());
+        self
+    }
+
+    /// Clock skew tolerated on `exp`, `nbf` and `iat` (default none, at most
+    /// an hour).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Accept tokens whose claims say they are refresh or ID tokens
+    /// (Keycloak's `typ`, `token_use`); refused by default.
+    pub fn accept_any_token_kind(mut self, accept: bool) -> Self {
+        self.any_token_kind = accept;
+        self
+    }
+
+    /// The shortest time between two JWK Set fetches (default 30 s, at most
+    /// an hour): a flood of tokens with unknown `kid`s makes at most one
+    /// fetch per interval.
+    pub fn jwks_refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = interval;
+        self
+    }
+
+    /// Use this `reqwest::Client` for JWK Set fetches; build it without
+    /// redirects (`redirect(Policy::none())`) and with its own connect
+    /// timeout.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// Connect timeout toward the JWK Set URL (default 2 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Total timeout of one JWK Set fetch (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Largest JWK Set read (default 64 KiB).
+    pub fn max_response_bytes(mut self, max: usize) -> Self {
+        self.max_response_bytes = max;
+        self
+    }
+
+    /// Allow an `http://` JWK Set URL on a non-loopback host.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// Longest reuse of a verified token's claims (default 60 s); `exp`
+    /// shortens it; `Duration::ZERO` verifies every request.
+    pub fn max_ttl(mut self, ttl: Duration) -> Self {
+        self.cache.max_ttl = ttl;
+        self
+    }
+
+    /// Capacity of the cache in entries (default 100 000).
+    pub fn max_entries(mut self, entries: u64) -> Self {
+        self.cache.max_entries = entries;
+        self
+    }
+
+    /// Capacity of the cache in estimated bytes (default 64 MiB).
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.cache.max_bytes = bytes;
+        self
+    }
+
+    /// How long a refused token is remembered (default 10 s).
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.cache.negative_ttl = ttl;
+        self
+    }
+
+    /// Capacity of the refused-token cache (default 10 000 entries).
+    pub fn negative_entries(mut self, entries: u64) -> Self {
+        self.cache.negative_entries = entries;
+        self
+    }
+
+    /// Checks the settings and builds the verifier. Keys given as PEM or DER
+    /// are parsed here; a JWK Set is fetched on first use.
+    pub fn build(self) -> Result<JwtVerifier, ConfigError> {
+        let out_of_range = |setting| ConfigError::OutOfRange {
+            setting,
+            range: "at most one hour",
+        };
+        if self.leeway > MAX_DURATION {
+            return Err(out_of_range("leeway"));
+        }
+        if self.refresh_interval > MAX_DURATION {
+            return Err(out_of_range("jwks_refresh_interval"));
+        }
+        if self.timeout > MAX_DURATION || self.timeout.is_zero() {
+            return Err(out_of_range("timeout"));
+        }
+        if self.connect_timeout > MAX_DURATION || self.connect_timeout.is_zero() {
+            return Err(out_of_range("connect_timeout"));
+        }
+        if self.max_response_bytes == 0 {
+            return Err(ConfigError::InvalidSetting("max_response_bytes must be greater than zero"));
+        }
+        if self.algorithms.as_ref().is_some_and(Vec::is_empty) {
+            return Err(ConfigError::InvalidSetting("algorithms must list at least one algorithm"));
+        }
+        self.cache.check()?;
+        let invalid_key = |reason: &'static str| ConfigError::InvalidKey(reason);
+        let mut static_keys = Vec::new();
+        for (kid, pem) in &self.pem_keys {
+            static_keys.push(PublicKey::from_pem(pem).map_err(invalid_key)?.with_kid(kid.clone()));
+        }
+        for (kid, der) in &self.der_keys {
+            static_keys.push(PublicKey::from_der(der).map_err(invalid_key)?.with_kid(kid.clone()));
+        }
+        let jwks = match &self.jwks_url {
+            Some(url) => {
+                let url = checked_url("JWKS", url, self.allow_insecure_http)?;
+                let client = match self.http_client {
+                    Some(client) => client,
+                    None => reqwest::Client::builder()
+                        .redirect(reqwest::redirect::Policy::none())
+                        .connect_timeout(self.connect_timeout)
+                        .timeout(self.timeout)
+                        .build()
+                        .map_err(ConfigError::HttpClient)?,
+                };
+                let http = HttpSettings {
+                    client,
+                    timeout: self.timeout,
+                    max_body: self.max_response_bytes,
+                };
+                Some(Jwks::new(url, http, self.refresh_interval))
+            }
+            None => None,
+        };
+        if jwks.is_none() && static_keys.is_empty() {
+            return Err(ConfigError::InvalidSetting(
+                "a JWT verifier needs keys: a JWK Set URL, an issuer to discover, or a public key",
+            ));
+        }
+        let validation = Validation {
+            leeway_secs: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
+            issuers: self.issuer.iter().map(|i| i.clone().into_boxed_str()).collect(),
+            audiences: self.audiences.into(),
+            token_type: None,
+            any_token_kind: self.any_token_kind,
+        };
+        if validation.audiences.is_empty() {
+            tracing::warn!(
+                issuer = self.issuer.as_deref().unwrap_or("(any)"),
+                "no expected audience is configured: any token these keys signed, for any API, will be accepted; set `expected_audience`"
+            );
+        }
+        // Keys of different sources never share cache entries.
+        let identity = match (&self.issuer, &self.jwks_url) {
+            (Some(issuer), _) => format!("jwt {issuer}"),
+            (None, Some(url)) => format!("jwt {url}"),
+            (None, None) => "jwt static".to_owned(),
+        };
+        Ok(JwtVerifier {
+            inner: Arc::new(Inner {
+                issuer: self.issuer.map(String::into_boxed_str),
+                static_keys: static_keys.into(),
+                jwks,
+                algorithms: self.algorithms.map(Vec::into_boxed_slice),
+                shape: Shape {
+                    profile: self.profile,
+                    required_typ: self.required_typ.map(String::into_boxed_str),
+                    scope_claims: self.scope_claims.into_iter().map(String::into_boxed_str).collect(),
+                },
+                validation,
+                cache: TokenCache::new(self.cache, &identity, ""),
+                signature_checks: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for JwtVerifierBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtVerifierBuilder")
+            .field("issuer", &self.issuer)
+            .field("jwks_url", &self.jwks_url)
+            .field("static_keys", &(self.pem_keys.len() + self.der_keys.len()))
+            .field("profile", &self.profile)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,155 @@
+//! Keys fetched from a JWK Set URL: fetched on first use, fetched again when
+//! a token names an unknown `kid` — one fetch at a time, shared by every
+//! caller, and at most one per refresh interval — within the crate's HTTP
+//! rules (TLS, no redirects, a size cap, timeouts).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures_util::future::{BoxFuture, FutureExt as _, Shared};
+
+use super::keys::{JwkSet, PublicKey};
+use crate::introspect::{read_capped, Fault, HttpSettings};
+
+/// The default shortest time between two JWKS fetches.
+pub const DEFAULT_JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// While no key set was ever fetched, the shortest time between two tries
+/// (capped by the refresh interval).
+const FIRST_FETCH_RETRY: Duration = Duration::from_secs(1);
+
+pub(crate) type KeySet = Arc<[PublicKey]>;
+type SharedFetch = Shared<BoxFuture<'static, Result<KeySet, Fault>>>;
+
+/// A JWK Set URL and what was last fetched from it.
+pub(crate) struct Jwks {
+    url: url::Url,
+    http: HttpSettings,
+    interval: Duration,
+    state: Mutex<State>,
+    fetches: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    keys: Option<KeySet>,
+    /// When the last fetch started, successful or not.
+    last_attempt: Option<Instant>,
+    last_error: Option<Fault>,
+    in_flight: Option<SharedFetch>,
+}
+
+/// What a refresh came to.
+pub(crate) enum Refresh {
+    /// A new key set.
+    Fetched(KeySet),
+    /// Too soon after the last fetch; the current keys, if any.
+    TooSoon(Option<KeySet>),
+    /// The fetch failed; the current keys, if any.
+    Failed(Fault, Option<KeySet>),
+}
+
+impl Jwks {
+    pub(crate) fn new(url: url::Url, http: HttpSettings, interval: Duration) -> Self {
+        Self {
+            url,
+            http,
+            interval,
+            state: Mutex::new(State::default()),
+            fetches: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn url(&self) -> &url::Url {
+        &self.url
+    }
+
+    /// How many fetches were started.
+    pub(crate) fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Each update is one assignment: a poisoned state is still whole.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The keys fetched last, if any.
+    pub(crate) fn current(&self) -> Option<KeySet> {
+        self.lock().keys.clone()
+    }
+
+    /// Fetches the key set again, unless a fetch started less than the
+    /// refresh interval ago (then the current keys are the answer).
+    /// Concurrent callers share one fetch.
+    pub(crate) async fn refresh(&self) -> Refresh {
+        let fetch = {
+            let mut state = self.lock();
+            match &state.in_flight {
+                Some(fetch) => fetch.clone(),
+                None => {
+                    let gap = match state.keys {
+                        Some(_) => self.interval,
+                        None => self.interval.min(FIRST_FETCH_RETRY),
+                    };
+                    if let Some(last) = state.last_attempt {
+                        if last.elapsed() < gap {
+                            return match (&state.keys, &state.last_error) {
+                                (None, Some(fault)) => Refresh::Failed(fault.clone(), None),
+                                (keys, _) => Refresh::TooSoon(keys.clone()),
+                            };
+                        }
+                    }
+                    state.last_attempt = Some(Instant::now());
+                    self.fetches.fetch_add(1, Ordering::Relaxed);
+                    let fetch = fetch(self.url.clone(), self.http.clone()).boxed().shared();
+                    state.in_flight = Some(fetch.clone());
+                    fetch
+                }
+            }
+        };
+        let result = fetch.clone().await;
+        let mut state = self.lock();
+        if state.in_flight.as_ref().is_some_and(|f| f.ptr_eq(&fetch)) {
+            state.in_flight = None;
+            match &result {
+                Ok(keys) => {
+                    state.keys = Some(keys.clone());
+                    state.last_error = None;
+                }
+                Err(fault) => {
+                    tracing::warn!(url = self.url.as_str(), reason = fault.reason(), "could not fetch the JWK Set");
+                    state.last_error = Some(fault.clone());
+                }
+            }
+        }
+        match result {
+            Ok(keys) => Refresh::Fetched(keys),
+            Err(fault) => Refresh::Failed(fault, state.keys.clone()),
+        }
+    }
+}
+
+/// One GET of the key set.
+async fn fetch(url: url::Url, http: HttpSettings) -> Result<KeySet, Fault> {
+    let response = http
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(|e| Fault::transport("JWKS endpoint", &e))?;
+    if response.url() != &url {
+        return Err(Fault::Unusable("the JWKS answer came from another URL (redirect)".into()));
+    }
+    let status = response.status();
+    if !status.is_success() {
+        return Err(Fault::from_status("JWKS endpoint", status));
+    }
+    let body = read_capped(response, http.max_body).await?;
+    let set: JwkSet = serde_json::from_slice(&body)
+        .map_err(|_| Fault::Unusable("the JWKS endpoint answered something that is not a JWK Set".into()))?;
+    let keys = set
+        .public_keys()
+        .map_err(|reason| Fault::Unusable(format!("the JWK Set holds {reason}")))?;
+    Ok(keys.into())
+}

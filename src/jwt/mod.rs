@@ -1,0 +1,370 @@
+//! JWT access tokens verified locally: [`JwtVerifier`].
+//!
+//! The signature is checked once per token, with a configured key (from a
+//! JWK Set URL, an issuer's metadata, or PEM/DER files); the claims are then
+//! cached like an introspection answer, so a cached JWT costs what a cached
+//! introspection answer costs. Every read re-runs the local checks (`exp`,
+//! `nbf`, `iss`, `aud`, token kind), and a token that fails verification is
+//! remembered in the bounded negative cache, so a flood of forged tokens
+//! costs one signature check each and evicts no good entry.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use tower_introspection::{JwtProfile, JwtVerifier};
+//!
+//! // Laravel Passport: RS256 with the key from storage/oauth-public.key.
+//! # let pem = tower_introspection::test_util::TEST_RSA_PUBLIC_KEY_PEM;
+//! let verifier = JwtVerifier::builder()
+//!     .public_key_pem(pem)
+//!     .profile(JwtProfile::Passport)
+//!     .expected_audience("3") // the OAuth client ids Passport puts in `aud`
+//!     .build()?;
+//! assert_eq!(verifier.issuer(), None);
+//! # Ok(()) }
+//! ```
+
+mod builder;
+mod compact;
+mod jwks;
+mod keys;
+mod profile;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub use self::builder::JwtVerifierBuilder;
+pub(crate) use self::compact::peek_issuer;
+pub use self::jwks::DEFAULT_JWKS_REFRESH_INTERVAL;
+pub use self::keys::{Algorithm, UnsupportedAlgorithm};
+pub use self::profile::JwtProfile;
+
+use self::compact::Compact;
+use self::jwks::{Jwks, KeySet, Refresh};
+use self::keys::PublicKey;
+use self::profile::Shape;
+use crate::cache::{key_prefix, Entry, Key, LoadTicket, TokenCache};
+use crate::error::{AuthError, ConfigError, ErrorKind};
+use crate::introspect::Fault;
+use crate::principal::Principal;
+use crate::stats::CacheStats;
+use crate::validate::{since_epoch, unix_now, Validation};
+
+/// Verifies JWT access tokens locally, with a cache in front.
+///
+/// Build one with [`JwtVerifier::builder`] or [`JwtVerifier::discover`], and
+/// hand it to [`IntrospectionLayer`](crate::IntrospectionLayer) alone or
+/// with other sources in a [`Verifier`](crate::Verifier). Cloning is a
+/// pointer copy. See the [module documentation](self).
+#[derive(Clone)]
+pub struct JwtVerifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The issuer tokens must name, and route by.
+    issuer: Option<Box<str>>,
+    static_keys: Box<[PublicKey]>,
+    jwks: Option<Jwks>,
+    /// Accepted algorithms; `None`: the one each key declares.
+    algorithms: Option<Box<[Algorithm]>>,
+    shape: Shape,
+    validation: Validation,
+    cache: TokenCache,
+    signature_checks: AtomicU64,
+}
+
+/// Counters of a [`JwtVerifier`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JwtStats {
+    /// The cache: hits, negative hits, misses, coalesced waits, entries.
+    pub cache: CacheStats,
+    /// JWK Set fetches started (the first, and refreshes on unknown keys).
+    pub jwks_fetches: u64,
+    /// Signature checks made (one per token not found in the cache).
+    pub signature_checks: u64,
+}
+
+/// Why a load did not give a cacheable entry.
+enum LoadError {
+    /// Refused for good: remembered in the negative cache.
+    Invalid(&'static str),
+    /// No key could be had: 503, not remembered.
+    Unavailable(Fault),
+    /// Valid, but not to be cached (within the leeway past `exp`, or
+    /// invalidated meanwhile).
+    Uncacheable(Entry),
+}
+
+impl LoadError {
+    fn into_result(self) -> Result<Entry, AuthError> {
+        match self {
+            Self::Invalid(reason) => Err(AuthError::invalid_token(reason)),
+            Self::Unavailable(_) => Err(AuthError::new(
+                ErrorKind::Unavailable,
+                "the authorization server's keys are unavailable",
+            )),
+            Self::Uncacheable(entry) => Ok(entry),
+        }
+    }
+
+    fn shared(self: Arc<Self>) -> Result<Entry, AuthError> {
+        match &*self {
+            Self::Invalid(reason) => Err(AuthError::invalid_token(*reason)),
+            Self::Unavailable(_) => Err(AuthError::new(
+                ErrorKind::Unavailable,
+                "the authorization server's keys are unavailable",
+            )),
+            Self::Uncacheable(entry) => Ok(entry.clone()),
+        }
+    }
+}
+
+impl JwtVerifier {
+    /// Starts configuring a verifier.
+    pub fn builder() -> JwtVerifierBuilder {
+        JwtVerifierBuilder::new()
+    }
+
+    /// Starts from an issuer's metadata (RFC 8414, else OpenID Connect
+    /// discovery): its `jwks_uri` gives the keys, and tokens must carry this
+    /// `iss`. For other discovery settings, use
+    /// [`Discovery::jwt_verifier`](crate::Discovery::jwt_verifier).
+    pub async fn discover(issuer: impl Into<String>) -> Result<JwtVerifierBuilder, ConfigError> {
+        crate::Introspector::discover(issuer).jwt_verifier().await
+    }
+
+    /// The issuer tokens must name, if one is configured.
+    pub fn issuer(&self) -> Option<&str> {
+        self.inner.issuer.as_deref()
+    }
+
+    /// Verifies a token: the cached claims or a signature check, then the
+    /// local checks (`exp`, `nbf`, `iss`, `aud`, token kind).
+    pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
+        let inner = &*self.inner;
+        let key = inner.cache.key(token);
+        let claims = match &inner.cache.active {
+            Some(active) => match active.get(&key).await {
+                Some(claims) => {
+                    inner.cache.counters.hit();
+                    claims
+                }
+                None => Box::pin(self.miss(key, token)).await?,
+            },
+            None => {
+                inner.cache.counters.miss();
+                self.load(key, token, None).await.or_else(LoadError::into_result)?
+            }
+        };
+        let principal = Principal::from_shared(claims);
+        inner.validation.check(&principal, unix_now())?;
+        Ok(principal)
+    }
+
+    async fn miss(&self, key: Key, token: &str) -> Result<Entry, AuthError> {
+        let cache = &self.inner.cache;
+        if let Some(inactive) = &cache.inactive {
+            if inactive.get(&key).await.is_some() {
+                cache.counters.negative_hit();
+                return Err(AuthError::invalid_token("the token was refused"));
+            }
+        }
+        cache.counters.miss();
+        let Some(active) = &cache.active else {
+            return self.load(key, token, None).await.or_else(LoadError::into_result);
+        };
+        let ticket = cache.invalidations.ticket(key);
+        let load = self.load(key, token, Some(&ticket));
+        cache
+            .get_or_load(active, key, &ticket, load)
+            .await
+            .or_else(LoadError::shared)
+    }
+
+    /// Verifies the signature and reads the claims; a refusal is remembered.
+    async fn load(&self, key: Key, token: &str, ticket: Option<&LoadTicket<'_>>) -> Result<Entry, LoadError> {
+        let result = self.verify(token).await;
+        let inner = &*self.inner;
+        match result {
+            Ok(principal) => {
+                if !inner.cache.cacheable(&principal, since_epoch()) {
+                    let exp = principal.expires_at().unwrap_or(i64::MIN);
+                    if exp.saturating_add(inner.validation.leeway_secs) > unix_now() {
+                        return Err(LoadError::Uncacheable(inner.cache.entry(principal)));
+                    }
+                    self.remember_refusal(key).await;
+                    return Err(LoadError::Invalid("the token has expired"));
+                }
+                let entry = inner.cache.entry(principal);
+                if ticket.is_none_or(LoadTicket::spoiled) {
+                    return Err(LoadError::Uncacheable(entry));
+                }
+                Ok(entry)
+            }
+            Err(LoadError::Invalid(reason)) => {
+                tracing::debug!(key = %key_prefix(&key), reason, "JWT refused");
+                self.remember_refusal(key).await;
+                Err(LoadError::Invalid(reason))
+            }
+            Err(LoadError::Unavailable(fault)) => {
+                tracing::warn!(reason = fault.reason(), "no key to verify a JWT with");
+                Err(LoadError::Unavailable(fault))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn remember_refusal(&self, key: Key) {
+        if let Some(inactive) = &self.inner.cache.inactive {
+            inactive.insert(key, ()).await;
+        }
+    }
+
+    /// The signature check and the profile's rules, uncached.
+    async fn verify(&self, token: &str) -> Result<Principal, LoadError> {
+        let inner = &*self.inner;
+        let jws = Compact::parse(token).map_err(LoadError::Invalid)?;
+        if let Some(allowed) = &inner.algorithms {
+            if !allowed.contains(&jws.alg) {
+                return Err(LoadError::Invalid("the token's algorithm is not allowed"));
+            }
+        }
+        inner.shape.check_typ(jws.typ.as_deref()).map_err(LoadError::Invalid)?;
+        self.check_signature(&jws).await?;
+        let claims = inner.shape.claims(jws.claims).map_err(LoadError::Invalid)?;
+        if let Some(iat) = claims.issued_at.get() {
+            if iat > unix_now().saturating_add(inner.validation.leeway_secs) {
+                return Err(LoadError::Invalid("the token was issued in the future (iat)"));
+            }
+        }
+        Ok(Principal::from_claims(claims))
+    }
+
+    /// Tries the keys the token may be signed with; on an unknown `kid`,
+    /// fetches the JWK Set again (at most once per refresh interval).
+    async fn check_signature(&self, jws: &Compact<'_>) -> Result<(), LoadError> {
+        let inner = &*self.inner;
+        let kid = jws.kid.as_deref();
+        if self.any_key_verifies(&inner.static_keys, jws) {
+            return Ok(());
+        }
+        let Some(jwks) = &inner.jwks else {
+            return Err(self.no_key(&inner.static_keys, kid));
+        };
+        let current = match jwks.current() {
+            Some(keys) => keys,
+            None => KeySet::from([]),
+        };
+        if self.any_key_verifies(&current, jws) {
+            return Ok(());
+        }
+        // A kid we know already failed its signature: no refresh helps.
+        if kid.is_some_and(|kid| current.iter().any(|k| k.kid() == Some(kid))) || current.len() > 0 && kid.is_none() {
+            return Err(LoadError::Invalid("the token's signature is invalid"));
+        }
+        match jwks.refresh().await {
+            Refresh::Fetched(keys) | Refresh::TooSoon(Some(keys)) => {
+                if self.any_key_verifies(&keys, jws) {
+                    Ok(())
+                } else {
+                    Err(self.no_key(&keys, kid))
+                }
+            }
+            Refresh::TooSoon(None) | Refresh::Failed(_, None) => Err(LoadError::Unavailable(Fault::Unavailable(
+                "no JWK Set could be fetched yet".into(),
+            ))),
+            // The keys we have do not fit, and newer ones cannot be had: the
+            // AS may well have rotated, so this is not the token's fault.
+            Refresh::Failed(fault, Some(_)) => Err(LoadError::Unavailable(fault)),
+        }
+    }
+
+    fn any_key_verifies(&self, keys: &[PublicKey], jws: &Compact<'_>) -> bool {
+        let candidates = keys.iter().filter(|key| {
+            let kid_fits = match (key.kid(), jws.kid.as_deref()) {
+                (Some(own), Some(wanted)) => own == wanted,
+                (None, _) => true,
+                (Some(_), None) => true,
+            };
+            let alg_fits = match &self.inner.algorithms {
+                Some(_) => key.fits(jws.alg),
+                None => key.default_algorithm() == jws.alg,
+            };
+            kid_fits && alg_fits
+        });
+        candidates.into_iter().any(|key| {
+            self.inner.signature_checks.fetch_add(1, Ordering::Relaxed);
+            key.verify(jws.alg, jws.signing_input, &jws.signature)
+        })
+    }
+
+    fn no_key(&self, keys: &[PublicKey], kid: Option<&str>) -> LoadError {
+        match kid {
+            Some(kid) if !keys.iter().any(|k| k.kid() == Some(kid)) && !keys.iter().any(|k| k.kid().is_none()) => {
+                LoadError::Invalid("the token is signed with an unknown key (kid)")
+            }
+            _ => LoadError::Invalid("the token's signature is invalid"),
+        }
+    }
+
+    /// Forgets the cached claims (or refusal) for `token`.
+    pub async fn invalidate(&self, token: &str) {
+        let cache = &self.inner.cache;
+        let key = cache.key(token);
+        cache.invalidations.invalidate(&key);
+        if let Some(active) = &cache.active {
+            active.invalidate(&key).await;
+        }
+        if let Some(inactive) = &cache.inactive {
+            inactive.invalidate(&key).await;
+        }
+    }
+
+    /// Forgets every cached token.
+    pub fn invalidate_all(&self) {
+        let cache = &self.inner.cache;
+        cache.invalidations.invalidate_all();
+        if let Some(active) = &cache.active {
+            active.invalidate_all();
+        }
+        if let Some(inactive) = &cache.inactive {
+            inactive.invalidate_all();
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> JwtStats {
+        let inner = &*self.inner;
+        JwtStats {
+            cache: inner.cache.stats(),
+            jwks_fetches: inner.jwks.as_ref().map_or(0, Jwks::fetches),
+            signature_checks: inner.signature_checks.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Runs moka's pending maintenance, so that entry counts are exact.
+    pub async fn run_pending_tasks(&self) {
+        let cache = &self.inner.cache;
+        if let Some(active) = &cache.active {
+            active.run_pending_tasks().await;
+        }
+        if let Some(inactive) = &cache.inactive {
+            inactive.run_pending_tasks().await;
+        }
+    }
+}
+
+impl fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        f.debug_struct("JwtVerifier")
+            .field("issuer", &inner.issuer)
+            .field("jwks_url", &inner.jwks.as_ref().map(|j| j.url().as_str()))
+            .field("static_keys", &inner.static_keys.len())
+            .field("profile", &inner.shape.profile)
+            .field("validation", &inner.validation)
+            .finish_non_exhaustive()
+    }
+}

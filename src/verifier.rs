@@ -1,0 +1,256 @@
+//! [`Verifier`]: what the layer asks about each token — an introspector, a
+//! JWT verifier, or several of them keyed by issuer.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::{AuthError, ConfigError};
+use crate::introspect::Introspector;
+#[cfg(feature = "jwt")]
+use crate::jwt::{peek_issuer, JwtVerifier};
+use crate::principal::Principal;
+
+/// The token verification behind [`IntrospectionLayer`](crate::IntrospectionLayer):
+/// one source, or several routed by the token's issuer.
+///
+/// An [`Introspector`] or a `JwtVerifier` converts into a `Verifier` (so
+/// `IntrospectionLayer::new(introspector)` works as it always did). For
+/// several sources, [`Verifier::builder`] routes each token:
+///
+/// 1. a JWT whose (unverified) `iss` names a configured JWT issuer goes to
+///    that issuer's `JwtVerifier`, which checks the signature with its own
+///    keys (the `iss` only chooses the keys; it is verified with the rest);
+/// 2. another JWT goes to the `JwtVerifier` configured without an issuer
+///    (static keys, such as Laravel Passport's), if there is one;
+/// 3. anything else goes to introspection, or is `invalid_token` when no
+///    introspector is configured.
+///
+/// With [`introspect_jwts_too`](VerifierBuilder::introspect_jwts_too), a JWT
+/// that verified locally must also be active at the introspection endpoint
+/// (both answers are cached): for routes where revocation must be seen
+/// within `max_ttl`.
+///
+/// The `Principal`, the scope guards and every RFC 6750 answer are the same
+/// whatever verified the token.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use tower_introspection::{IntrospectionLayer, Introspector, JwtVerifier, Verifier};
+///
+/// let introspector = Introspector::builder("https://as.example/oauth2/introspect")
+///     .client_secret_basic("my-api", "my-api-secret")
+///     .expected_audience("https://api.example")
+///     .build()?;
+/// let jwt = JwtVerifier::builder()
+///     .issuer("https://as.example")
+///     .jwks_url("https://as.example/jwks")
+///     .expected_audience("https://api.example")
+///     .build()?;
+/// let verifier = Verifier::builder().jwt(jwt).introspector(introspector).build()?;
+/// let layer = IntrospectionLayer::new(verifier);
+///
+/// // An opaque token that is not even a JWT, with no AS reachable: 503.
+/// let error = layer.verifier().validate("opaque-token").await.unwrap_err();
+/// assert_eq!(error.status(), 503);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Verifier {
+    route: Route,
+}
+
+#[derive(Clone)]
+enum Route {
+    Introspection(Introspector),
+    #[cfg(feature = "jwt")]
+    Jwt(JwtVerifier),
+    Several(Arc<Sources>),
+}
+
+struct Sources {
+    #[cfg(feature = "jwt")]
+    by_issuer: Box<[JwtVerifier]>,
+    #[cfg(feature = "jwt")]
+    without_issuer: Option<JwtVerifier>,
+    introspector: Option<Introspector>,
+    #[cfg(feature = "jwt")]
+    introspect_jwts: bool,
+}
+
+impl Verifier {
+    /// Starts combining several sources.
+    pub fn builder() -> VerifierBuilder {
+        VerifierBuilder::default()
+    }
+
+    /// Verifies a token with the source it belongs to.
+    pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
+        match &self.route {
+            Route::Introspection(introspector) => introspector.validate(token).await,
+            #[cfg(feature = "jwt")]
+            Route::Jwt(jwt) => jwt.validate(token).await,
+            Route::Several(sources) => sources.validate(token).await,
+        }
+    }
+
+    /// The introspector, if this verifier has one.
+    pub fn introspector(&self) -> Option<&Introspector> {
+        match &self.route {
+            Route::Introspection(introspector) => Some(introspector),
+            Route::Several(sources) => sources.introspector.as_ref(),
+            #[cfg(feature = "jwt")]
+            Route::Jwt(_) => None,
+        }
+    }
+}
+
+impl Sources {
+    async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
+        #[cfg(feature = "jwt")]
+        if let Some(jwt) = self.jwt_source(token) {
+            let principal = jwt.validate(token).await?;
+            if self.introspect_jwts {
+                if let Some(introspector) = &self.introspector {
+                    introspector.validate(token).await?;
+                }
+            }
+            return Ok(principal);
+        }
+        match &self.introspector {
+            Some(introspector) => introspector.validate(token).await,
+            None => Err(AuthError::invalid_token(
+                "the token is not a JWT from a configured issuer",
+            )),
+        }
+    }
+
+    /// The JWT verifier for this token, if it is a JWT one of them takes.
+    #[cfg(feature = "jwt")]
+    fn jwt_source(&self, token: &str) -> Option<&JwtVerifier> {
+        if self.by_issuer.is_empty() && self.without_issuer.is_none() {
+            return None;
+        }
+        let issuer = peek_issuer(token)?;
+        issuer
+            .and_then(|iss| self.by_issuer.iter().find(|jwt| jwt.issuer() == Some(iss.as_str())))
+            .or(self.without_issuer.as_ref())
+    }
+}
+
+impl From<Introspector> for Verifier {
+    fn from(introspector: Introspector) -> Self {
+        Self {
+            route: Route::Introspection(introspector),
+        }
+    }
+}
+
+#[cfg(feature = "jwt")]
+impl From<JwtVerifier> for Verifier {
+    fn from(jwt: JwtVerifier) -> Self {
+        Self { route: Route::Jwt(jwt) }
+    }
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.route {
+            Route::Introspection(introspector) => f.debug_tuple("Verifier").field(introspector).finish(),
+            #[cfg(feature = "jwt")]
+            Route::Jwt(jwt) => f.debug_tuple("Verifier").field(jwt).finish(),
+            Route::Several(sources) => {
+                let mut debug = f.debug_struct("Verifier");
+                #[cfg(feature = "jwt")]
+                debug
+                    .field("jwt_by_issuer", &sources.by_issuer)
+                    .field("jwt_without_issuer", &sources.without_issuer)
+                    .field("introspect_jwts_too", &sources.introspect_jwts);
+                debug.field("introspector", &sources.introspector).finish()
+            }
+        }
+    }
+}
+
+/// Combines sources into a [`Verifier`]; see [`Verifier::builder`].
+#[derive(Default)]
+#[must_use]
+pub struct VerifierBuilder {
+    #[cfg(feature = "jwt")]
+    jwt: Vec<JwtVerifier>,
+    introspector: Option<Introspector>,
+    #[cfg(feature = "jwt")]
+    introspect_jwts: bool,
+    conflict: Option<&'static str>,
+}
+
+impl VerifierBuilder {
+    /// Adds a JWT verifier: for tokens naming its issuer, or, configured
+    /// without one, for JWTs no other verifier takes. At most one per issuer
+    /// and one without.
+    #[cfg(feature = "jwt")]
+    pub fn jwt(mut self, verifier: JwtVerifier) -> Self {
+        let clash = self.jwt.iter().any(|other| other.issuer() == verifier.issuer());
+        if clash {
+            self.conflict = Some("two JWT verifiers for the same issuer (or two without one)");
+        }
+        self.jwt.push(verifier);
+        self
+    }
+
+    /// Sets the introspector, for every token no JWT verifier takes.
+    pub fn introspector(mut self, introspector: Introspector) -> Self {
+        if self.introspector.is_some() {
+            self.conflict = Some("two introspectors");
+        }
+        self.introspector = Some(introspector);
+        self
+    }
+
+    /// Also ask the introspection endpoint about JWTs that verified locally
+    /// (both must accept the token). Needs an introspector.
+    #[cfg(feature = "jwt")]
+    pub fn introspect_jwts_too(mut self, yes: bool) -> Self {
+        self.introspect_jwts = yes;
+        self
+    }
+
+    /// Checks the combination and builds the verifier.
+    pub fn build(self) -> Result<Verifier, ConfigError> {
+        if let Some(conflict) = self.conflict {
+            return Err(ConfigError::InvalidSetting(conflict));
+        }
+        #[cfg(feature = "jwt")]
+        {
+            if self.introspect_jwts && self.introspector.is_none() {
+                return Err(ConfigError::InvalidSetting(
+                    "introspect_jwts_too needs an introspector",
+                ));
+            }
+            let (without, by_issuer): (Vec<_>, Vec<_>) =
+                self.jwt.into_iter().partition(|jwt| jwt.issuer().is_none());
+            if by_issuer.is_empty() && without.is_empty() && self.introspector.is_none() {
+                return Err(ConfigError::InvalidSetting("a verifier needs at least one source"));
+            }
+            Ok(Verifier {
+                route: Route::Several(Arc::new(Sources {
+                    by_issuer: by_issuer.into(),
+                    without_issuer: without.into_iter().next(),
+                    introspector: self.introspector,
+                    introspect_jwts: self.introspect_jwts,
+                })),
+            })
+        }
+        #[cfg(not(feature = "jwt"))]
+        match self.introspector {
+            Some(introspector) => Ok(Verifier::from(introspector)),
+            None => Err(ConfigError::InvalidSetting("a verifier needs at least one source")),
+        }
+    }
+}
+
+impl fmt::Debug for VerifierBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifierBuilder").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,429 @@
+//! JWT access tokens over real TCP: the test AS mints them and serves its
+//! JWK Set; the layer verifies them locally, with the same `Principal`,
+//! scope guards and RFC 6750 answers as for introspection.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::json;
+use tower_introspection::test_util::{Fault, JwtAlg, JwtSpec, TestAuthServer};
+use tower_introspection::{
+    Algorithm, IntrospectionLayer, JwtProfile, JwtVerifier, JwtVerifierBuilder, Verifier,
+};
+
+const API: &str = "https://api.example";
+
+fn rfc9068(auth: &TestAuthServer) -> JwtVerifierBuilder {
+    JwtVerifier::builder()
+        .issuer(auth.issuer())
+        .jwks_url(auth.jwks_url())
+        .expected_audience(API)
+}
+
+struct Jwt {
+    auth: TestAuthServer,
+    verifier: JwtVerifier,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Jwt {
+    async fn with(configure: impl FnOnce(JwtVerifierBuilder) -> JwtVerifierBuilder) -> Self {
+        let auth = TestAuthServer::start().await.unwrap();
+        let verifier = configure(rfc9068(&auth)).build().unwrap();
+        let base = common::serve(common::app(IntrospectionLayer::new(verifier.clone()))).await;
+        Self {
+            auth,
+            verifier,
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn new() -> Self {
+        Self::with(|b| b).await
+    }
+
+    fn token(&self, spec: JwtSpec) -> String {
+        self.auth.mint_jwt(spec)
+    }
+
+    async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn status(&self, path: &str, token: &str) -> u16 {
+        self.get(path, token).await.status().as_u16()
+    }
+
+    /// The request is refused 401 `invalid_token` with this description.
+    async fn refused(&self, token: &str, description: &str) {
+        let response = self.get("/ping", token).await;
+        assert_eq!(response.status(), 401, "{description}");
+        assert_eq!(
+            common::challenge(&response),
+            format!("Bearer realm=\"api\", error=\"invalid_token\", error_description=\"{description}\"")
+        );
+    }
+}
+
+fn good() -> JwtSpec {
+    JwtSpec::rfc9068().aud(API).scope("read")
+}
+
+#[tokio::test]
+async fn an_rfc9068_token_reaches_the_handler_with_its_principal() {
+    let s = Jwt::new().await;
+    let token = s.token(good().sub("bob").client_id("app"));
+    let whoami: serde_json::Value = s.get("/whoami", &token).await.json().await.unwrap();
+    assert_eq!(whoami["sub"], "bob");
+    assert_eq!(whoami["client_id"], "app");
+    assert_eq!(whoami["scope"], "read");
+    assert_eq!(whoami["aud"], json!([API]));
+    assert_eq!(s.status("/items", &token).await, 200);
+    let response = s.get("/admin", &token).await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        common::challenge(&response),
+        "Bearer realm=\"api\", error=\"insufficient_scope\", scope=\"admin\""
+    );
+}
+
+#[tokio::test]
+async fn every_supported_algorithm_verifies_with_the_jwks() {
+    let s = Jwt::with(|b| b.algorithms(Algorithm::ALL)).await;
+    for alg in [
+        JwtAlg::Rs256,
+        JwtAlg::Rs384,
+        JwtAlg::Rs512,
+        JwtAlg::Ps256,
+        JwtAlg::Ps384,
+        JwtAlg::Ps512,
+        JwtAlg::Es256,
+        JwtAlg::Es384,
+        JwtAlg::EdDsa,
+    ] {
+        let token = s.token(good().alg(alg.clone()));
+        assert_eq!(s.status("/ping", &token).await, 200, "{alg:?}");
+    }
+    assert_eq!(s.verifier.stats().jwks_fetches, 1, "one JWKS fetch for all");
+}
+
+#[tokio::test]
+async fn alg_none_is_refused() {
+    let s = Jwt::new().await;
+    s.refused(&s.token(good().alg(JwtAlg::None)), "unsigned tokens (alg none) are refused")
+        .await;
+}
+
+/// Algorithm confusion: HS256 with the RSA public key's bytes as the secret.
+#[tokio::test]
+async fn hs256_signed_with_the_public_key_is_refused() {
+    let s = Jwt::new().await;
+    let pem = s.auth.rsa_public_key_pem();
+    for secret in [pem.clone().into_bytes(), s.auth.rsa_public_key_der()] {
+        s.refused(&s.token(good().alg(JwtAlg::Hs256(secret))), "HMAC-signed tokens are refused")
+            .await;
+    }
+}
+
+/// A token signed by another key, naming that key in its header (`jwk`,
+/// `jku`, `x5u`, `x5c`): the header's key is never fetched or used.
+#[tokio::test]
+async fn keys_named_by_the_token_are_never_fetched_or_trusted() {
+    let s = Jwt::new().await;
+    assert_eq!(s.status("/ping", &s.token(good())).await, 200);
+    let attacker = TestAuthServer::start().await.unwrap();
+    let jwks: serde_json::Value = reqwest::get(attacker.jwks_url()).await.unwrap().json().await.unwrap();
+    let attacker_key = jwks["keys"][1].clone();
+    attacker.reset_counters();
+    // Test servers share their RSA test keys; EC keys are made per server.
+    let forged = attacker.mint_jwt(
+        good()
+            .alg(JwtAlg::Es256)
+            .iss(s.auth.issuer())
+            .no_kid()
+            .header("jku", json!(attacker.jwks_url()))
+            .header("x5u", json!(attacker.jwks_url()))
+            .header("jwk", attacker_key)
+            .header("x5c", json!(["MIIB"])),
+    );
+    s.refused(&forged, "the token's signature is invalid").await;
+    let forged_kid = attacker.mint_jwt(
+        good()
+            .alg(JwtAlg::Es256)
+            .kid("attacker-key")
+            .iss(s.auth.issuer())
+            .header("jku", json!(attacker.jwks_url())),
+    );
+    s.refused(&forged_kid, "the token is signed with an unknown key (kid)").await;
+    assert_eq!(attacker.jwks_calls(), 0, "the attacker's jku was never fetched");
+}
+
+#[tokio::test]
+async fn an_unknown_crit_header_is_refused() {
+    let s = Jwt::new().await;
+    let token = s.token(good().header("crit", json!(["exp"])).header("exp", json!(1)));
+    s.refused(&token, "the token requires a header extension (crit) that is not supported")
+        .await;
+}
+
+#[tokio::test]
+async fn a_wrong_typ_is_refused() {
+    let s = Jwt::new().await;
+    s.refused(&s.token(good().typ("JWT")), "the token is not typed as an access token (typ at+jwt)")
+        .await;
+    s.refused(&s.token(good().no_typ()), "the token is not typed as an access token (typ at+jwt)")
+        .await;
+    assert_eq!(s.status("/ping", &s.token(good().typ("application/at+jwt"))).await, 200);
+}
+
+#[tokio::test]
+async fn audience_issuer_and_time_claims_are_checked() {
+    let s = Jwt::new().await;
+    s.refused(&s.token(good().aud("https://other.example")), "the token is meant for another audience")
+        .await;
+    let both = s.token(good().claim("aud", json!(["https://other.example", API])));
+    assert_eq!(s.status("/ping", &both).await, 200, "aud: any of");
+    s.refused(&s.token(good().iss("https://evil.example")), "the token was issued by another issuer")
+        .await;
+    s.refused(&s.token(good().exp_ago(Duration::from_secs(60))), "the token has expired")
+        .await;
+    s.refused(&s.token(good().nbf_in(Duration::from_secs(60))), "the token is not valid yet")
+        .await;
+    s.refused(&s.token(good().tamper()), "the token's signature is invalid").await;
+    s.refused(&s.token(good().without("jti")), "the token has no identifier (jti)").await;
+}
+
+/// RFC 7519 §2: a NumericDate may have a fraction.
+#[tokio::test]
+async fn non_integer_numeric_dates_are_valid() {
+    let s = Jwt::new().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let token = s.token(good().claim("exp", json!(now + 600.25)).claim("iat", json!(now - 1.5)));
+    assert_eq!(s.status("/ping", &token).await, 200);
+}
+
+#[tokio::test]
+async fn an_unknown_kid_refreshes_the_jwks_at_most_once_per_interval() {
+    let s = Jwt::new().await;
+    assert_eq!(s.status("/ping", &s.token(good())).await, 200);
+    for i in 0..50 {
+        let token = s.token(good().kid(format!("unknown-{i}")));
+        s.refused(&token, "the token is signed with an unknown key (kid)").await;
+    }
+    let stats = s.verifier.stats();
+    assert!(stats.jwks_fetches <= 2, "{stats:?}");
+    assert_eq!(s.auth.jwks_calls() as u64, stats.jwks_fetches);
+}
+
+#[tokio::test]
+async fn a_key_rotation_is_picked_up_with_one_fetch() {
+    let s = Jwt::with(|b| b.jwks_refresh_interval(Duration::from_millis(100))).await;
+    let before = s.token(good());
+    assert_eq!(s.status("/ping", &before).await, 200);
+    assert_eq!(s.auth.jwks_calls(), 1);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let new_kid = s.auth.rotate_keys();
+    let after = s.token(good());
+    assert!(after.len() > 10 && !new_kid.is_empty());
+    assert_eq!(s.status("/ping", &after).await, 200);
+    assert_eq!(s.auth.jwks_calls(), 2, "one more fetch");
+    assert_eq!(s.status("/ping", &before).await, 200, "still cached");
+}
+
+#[tokio::test]
+async fn an_unreachable_jwks_is_503_not_401_and_nothing_is_cached() {
+    let s = Jwt::new().await;
+    s.auth.set_jwks_fault(Some(Fault::Status(500)));
+    let token = s.token(good());
+    let response = s.get("/ping", &token).await;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    s.auth.set_jwks_fault(None);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(s.status("/ping", &token).await, 200);
+}
+
+/// A verified token costs one signature check; a forged one costs one too,
+/// and is then remembered: a flood of forgeries evicts no good entry.
+#[tokio::test]
+async fn the_cache_serves_jwts_and_remembers_forgeries() {
+    let s = Jwt::new().await;
+    let token = s.token(good());
+    for _ in 0..5 {
+        assert_eq!(s.status("/ping", &token).await, 200);
+    }
+    assert_eq!(s.verifier.stats().signature_checks, 1);
+    let forged = s.token(good().tamper());
+    for _ in 0..5 {
+        assert_eq!(s.status("/ping", &forged).await, 401);
+    }
+    let stats = s.verifier.stats();
+    assert_eq!(stats.signature_checks, 2, "{stats:?}");
+    assert_eq!(stats.cache.negative_hits, 4);
+    for i in 0..200 {
+        let forged = s.token(good().sub(format!("forged-{i}")).tamper());
+        assert_eq!(s.status("/ping", &forged).await, 401);
+    }
+    assert_eq!(s.status("/ping", &token).await, 200);
+    assert_eq!(s.verifier.stats().signature_checks, 202, "the good token is still cached");
+}
+
+/// Laravel Passport: RS256 with the key from `oauth-public.key`, no `kid`,
+/// no `iss`, the client id in `aud`, scopes in a `scopes` array.
+#[tokio::test]
+async fn passport_tokens_pass_with_the_public_key_file_shape() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let verifier = JwtVerifier::builder()
+        .public_key_pem(auth.rsa_public_key_pem())
+        .profile(JwtProfile::Passport)
+        .expected_audience("3")
+        .build()
+        .unwrap();
+    let base = common::serve(common::app(IntrospectionLayer::new(verifier))).await;
+    let http = reqwest::Client::new();
+    let get = |path: &'static str, token: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let response = http.get(format!("{base}{path}")).bearer_auth(token).send().await.unwrap();
+            response.status().as_u16()
+        }
+    };
+    let reader = auth.mint_jwt(JwtSpec::passport().aud("3").sub("42").scope("read"));
+    assert_eq!(get("/items", reader.clone()).await, 200);
+    assert_eq!(get("/admin", reader).await, 403);
+    let admin = auth.mint_jwt(JwtSpec::passport().aud("3").scope("read admin"));
+    assert_eq!(get("/admin", admin).await, 200);
+    let other_client = auth.mint_jwt(JwtSpec::passport().aud("4").scope("admin"));
+    assert_eq!(get("/admin", other_client).await, 401);
+    let rfc9068 = auth.mint_jwt(good());
+    assert_eq!(get("/ping", rfc9068).await, 401, "typ at+jwt is not a Passport token");
+}
+
+#[tokio::test]
+async fn generic_profile_reads_scp() {
+    let s = Jwt::with(|b| b.profile(JwtProfile::Generic)).await;
+    let entra = s.token(JwtSpec::new().aud(API).claim("scp", json!("read write")));
+    assert_eq!(s.status("/items", &entra).await, 200);
+    let okta = s.token(JwtSpec::new().aud(API).claim("scp", json!(["admin"])));
+    assert_eq!(s.status("/admin", &okta).await, 200);
+    assert_eq!(s.status("/items", &okta).await, 403);
+}
+
+/// One layer, several sources: JWTs of the configured issuer are verified
+/// locally, anything else is introspected.
+#[tokio::test]
+async fn jwts_are_verified_locally_and_opaque_tokens_introspected() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let jwt = rfc9068(&auth).build().unwrap();
+    let verifier = Verifier::builder()
+        .jwt(jwt)
+        .introspector(common::introspector(&auth))
+        .build()
+        .unwrap();
+    let jwt_token = auth.mint_jwt(good());
+    verifier.validate(&jwt_token).await.unwrap();
+    assert_eq!(auth.introspection_calls(), 0, "verified locally");
+    let opaque = auth.mint_token("read");
+    verifier.validate(&opaque).await.unwrap();
+    assert_eq!(auth.introspection_calls(), 1);
+    // A JWT from an issuer no JWT verifier knows goes to introspection,
+    // which has never heard of it.
+    let foreign = auth.mint_jwt(good().iss("https://elsewhere.example"));
+    assert_eq!(verifier.validate(&foreign).await.unwrap_err().status(), 401);
+    assert_eq!(auth.introspection_calls(), 2);
+}
+
+#[tokio::test]
+async fn introspect_jwts_too_asks_the_as_as_well() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let verifier = Verifier::builder()
+        .jwt(rfc9068(&auth).build().unwrap())
+        .introspector(common::introspector(&auth))
+        .introspect_jwts_too(true)
+        .build()
+        .unwrap();
+    // The test AS does not know tokens minted as JWTs: it answers inactive,
+    // as for a revoked token.
+    let token = auth.mint_jwt(good());
+    assert_eq!(verifier.validate(&token).await.unwrap_err().status(), 401);
+    assert_eq!(auth.introspection_calls(), 1);
+    assert!(Verifier::builder()
+        .jwt(rfc9068(&auth).build().unwrap())
+        .introspect_jwts_too(true)
+        .build()
+        .is_err());
+}
+
+#[tokio::test]
+async fn discovery_finds_the_jwks_and_fixes_the_issuer() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let verifier = JwtVerifier::discover(auth.issuer())
+        .await
+        .unwrap()
+        .expected_audience(API)
+        .build()
+        .unwrap();
+    assert_eq!(verifier.issuer(), Some(auth.issuer().as_str()));
+    verifier.validate(&auth.mint_jwt(good())).await.unwrap();
+}
+
+/// `examples/resource_server` with `JWT_PUBLIC_KEY_FILE` and
+/// `JWT_PROFILE=passport`: scopes from the `scopes` array guard `/items`
+/// and `/admin`.
+#[tokio::test]
+async fn resource_server_example_with_a_passport_key_file() {
+    use std::io::{BufRead, BufReader};
+    let auth = TestAuthServer::start().await.unwrap();
+    let dir = std::env::temp_dir().join(format!("tower-introspection-passport-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("oauth-public.key");
+    std::fs::write(&key_file, auth.rsa_public_key_pem()).unwrap();
+    let example = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/resource_server");
+    let mut child = std::process::Command::new(example)
+        .env_remove("INTROSPECTION_URL")
+        .env("JWT_PUBLIC_KEY_FILE", &key_file)
+        .env("JWT_PROFILE", "passport")
+        .env("EXPECTED_AUDIENCE", "3")
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = BufReader::new(stdout).lines().next().unwrap().unwrap();
+    let base = line.strip_prefix("listening on ").unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let status = |path: &str, token: &str| {
+        let request = http.get(format!("{base}{path}")).bearer_auth(token).send();
+        async move { request.await.unwrap().status().as_u16() }
+    };
+    let reader = auth.mint_jwt(JwtSpec::passport().aud("3").scope("read"));
+    let admin = auth.mint_jwt(JwtSpec::passport().aud("3").scope("read admin"));
+    let results = (
+        status("/items", &reader).await,
+        status("/admin", &reader).await,
+        status("/admin", &admin).await,
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(results, (200, 403, 200));
+}
