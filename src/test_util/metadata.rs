@@ -35,6 +35,7 @@ pub(crate) async fn metadata(State(shared): State<Arc<Shared>>) -> Response {
         "token_endpoint": format!("{base}/oauth2/token"),
         "introspection_endpoint": format!("{base}/oauth2/introspect"),
         "revocation_endpoint": format!("{base}/oauth2/revoke"),
+        "jwks_uri": format!("{base}/oauth2/jwks"),
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "bearer"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],

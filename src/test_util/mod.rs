@@ -8,7 +8,8 @@
 //! | `POST /oauth2/token` | RFC 6749 `password` and `client_credentials` grants (RFC 8707 `resource` becomes `aud`) |
 //! | `POST /oauth2/introspect` | RFC 7662 token introspection, in one of several [`AnswerShape`]s, with injectable [`Fault`]s |
 //! | `POST /oauth2/revoke` | RFC 7009 token revocation |
-//! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata (also at `/.well-known/openid-configuration`) |
+//! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata (also at `/.well-known/openid-configuration`), with `jwks_uri` |
+//! | `GET /oauth2/jwks` | RFC 7517 JWK Set of the current signing keys (RSA, EC P-256, EC P-384, Ed25519), with injectable [`Fault`]s |
 //!
 //! Clients authenticate with HTTP Basic — `base64(urlencode(id):urlencode(secret))`
 //! as RFC 6749 §2.3.1 requires, see [`client_secret_basic`] — or with
@@ -21,6 +22,16 @@
 //! that obtains tokens ([`TEST_CLIENT_ID`]/[`TEST_CLIENT_SECRET`], grants
 //! `password` and `client_credentials`, scopes `read write admin
 //! introspection`) and the user [`TEST_USERNAME`]/[`TEST_PASSWORD`].
+//!
+//! The server also mints JWT access tokens
+//! ([`mint_jwt`](TestAuthServer::mint_jwt) with a [`JwtSpec`]: RFC 9068,
+//! Laravel Passport or bare, any [`JwtAlg`], `kid`, `typ`, claims, or a
+//! broken signature) and rotates its keys
+//! ([`rotate_keys`](TestAuthServer::rotate_keys)). Its RSA keys are three
+//! RSA-2048 keys committed with the crate's source (`src/test_util/keys/`):
+//! public test material, so a signature made with them proves nothing
+//! outside tests. Its EC and Ed25519 keys are generated at start. JWTs are
+//! not stored: the introspection endpoint does not know them.
 //!
 //! # Example
 //!
@@ -60,10 +71,14 @@
 //! # }
 //! ```
 
+mod alg;
 mod auth;
 mod fault;
 mod form;
 mod introspect;
+mod jwks;
+mod jwt;
+mod keys;
 mod metadata;
 mod random;
 mod render;
@@ -85,11 +100,14 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+pub use alg::JwtAlg;
 pub use auth::client_secret_basic;
+pub use jwt::JwtSpec;
 pub use spec::{AnswerShape, AuthFailure, ClientSpec, Fault, RecordedRequest, TokenSpec};
 
+use keys::KeySet;
 use server::Serving;
-use state::{unix_now, ArmedFault, Shared};
+use state::{unix_now, unix_now_micros, ArmedFault, Shared};
 
 /// Client id of the resource server's own client (allowed to introspect).
 pub const RS_CLIENT_ID: &str = "rs-client";
@@ -145,6 +163,7 @@ impl fmt::Debug for TestAuthServer {
             .field("clients", &state.clients.len())
             .field("tokens", &state.tokens.len())
             .field("shape", &state.shape)
+            .field("keys", &self.inner.shared.keys())
             .finish_non_exhaustive()
     }
 }
@@ -163,13 +182,19 @@ impl TestAuthServer {
     /// Starts a server on this address (for tests that stop a server and
     /// start another on the same port), with the default setup.
     ///
+    /// # Errors
+    ///
+    /// When the address cannot be bound, or (unlikely) the signing keys
+    /// cannot be made (the system random number generator failed).
+    ///
     /// # Panics
     ///
     /// Outside a tokio runtime.
     pub async fn start_on(addr: SocketAddr) -> std::io::Result<TestAuthServer> {
+        let keys = KeySet::first()?;
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(format!("http://{addr}")));
+        let shared = Arc::new(Shared::new(format!("http://{addr}"), keys));
         {
             let mut state = shared.lock();
             for client in [
@@ -228,6 +253,17 @@ impl TestAuthServer {
     /// The RFC 8414 metadata document.
     pub fn metadata_url(&self) -> String {
         format!("{}{}", self.inner.shared.base_url, server::METADATA_PATH)
+    }
+
+    /// `GET /oauth2/jwks`: the RFC 7517 JWK Set of every current public key,
+    /// each with `kid`, `"use":"sig"` and `alg`: the RSA key (`kty` `RSA`,
+    /// `n`, `e`, `alg` `RS256`, although it signs the `RS384`, `RS512` and
+    /// `PS*` tokens too), the P-256 key (`EC`, `crv` `P-256`, `x`, `y`,
+    /// `ES256`), the P-384 key (`ES384`) and the Ed25519 key (`OKP`, `crv`
+    /// `Ed25519`, `x`, `EdDSA`). Announced as `jwks_uri` in the metadata
+    /// documents. Served without `Cache-Control`.
+    pub fn jwks_url(&self) -> String {
+        format!("{}{}", self.inner.shared.base_url, server::JWKS_PATH)
     }
 
     /// The OpenID Connect discovery document (the same metadata).
@@ -307,6 +343,68 @@ impl TestAuthServer {
         )
     }
 
+    /// Signs `spec` with the server's current key for its algorithm and
+    /// returns the compact JWS (`header.payload.signature`, base64url without
+    /// padding). `iss` (unless set) is the issuer at this moment, see
+    /// [`set_issuer`](Self::set_issuer). The token is not stored: the
+    /// introspection endpoint does not know it.
+    ///
+    /// # Panics
+    ///
+    /// If `ring` fails to sign, which happens only when the system random
+    /// number generator fails (ECDSA nonces, RSA blinding and PSS salts).
+    pub fn mint_jwt(&self, spec: JwtSpec) -> String {
+        let shared = &self.inner.shared;
+        let issuer = {
+            let state = shared.lock();
+            shared.issuer(&state)
+        };
+        let keys = shared.keys();
+        #[allow(clippy::expect_used)] // a failing system RNG, documented above: not request input
+        spec.mint(&keys, &issuer, unix_now_micros())
+            .expect("ring failed to sign a test JWT (system random number generator)")
+    }
+
+    /// Replaces every signing key by a new one, with new kids (`rsa-2`,
+    /// `p256-2`, `p384-2`, `ed25519-2`, then `-3`…): the JWK Set then lists
+    /// only the new keys, and tokens are signed with them. Returns the new
+    /// RSA kid. The RSA key is the next of the three committed test keys
+    /// (they cycle, so the fourth rotation brings the first key back under
+    /// a new kid); the EC and Ed25519 keys are new.
+    ///
+    /// # Panics
+    ///
+    /// If the system random number generator fails.
+    pub fn rotate_keys(&self) -> String {
+        let mut keys = self.inner.shared.keys_lock();
+        #[allow(clippy::expect_used)] // a failing system RNG, documented above: not request input
+        let next = keys
+            .rotated()
+            .expect("cannot make test signing keys (system random number generator)");
+        let kid = next.rsa_kid().to_owned();
+        *keys = Arc::new(next);
+        kid
+    }
+
+    /// The kid of the current key for this algorithm's family (the RSA key
+    /// for `RS*` and `PS*`); `None` for `HS256` and `none`, which use no
+    /// server key.
+    pub fn current_kid(&self, alg: &JwtAlg) -> Option<String> {
+        self.inner.shared.keys().kid(alg).map(str::to_owned)
+    }
+
+    /// The current RSA public key as an SPKI PEM (`-----BEGIN PUBLIC
+    /// KEY-----`, 64 characters a line): what Laravel Passport keeps in
+    /// `storage/oauth-public.key`.
+    pub fn rsa_public_key_pem(&self) -> String {
+        self.inner.shared.keys().rsa_spki_pem()
+    }
+
+    /// The current RSA public key as SPKI DER (X.509 `SubjectPublicKeyInfo`).
+    pub fn rsa_public_key_der(&self) -> Vec<u8> {
+        self.inner.shared.keys().rsa_spki_der()
+    }
+
     /// Revokes a token: the introspection endpoint answers `{"active":false}`.
     pub fn revoke(&self, token: &str) {
         if let Some(t) = self.inner.shared.lock().tokens.get_mut(token) {
@@ -362,6 +460,12 @@ impl TestAuthServer {
         self.inner.shared.lock().token_fault = fault;
     }
 
+    /// Applies the fault to every JWKS request (`None` removes it), like
+    /// [`set_token_endpoint_fault`](Self::set_token_endpoint_fault).
+    pub fn set_jwks_fault(&self, fault: Option<Fault>) {
+        self.inner.shared.lock().jwks_fault = fault;
+    }
+
     /// The next `n` metadata requests answer `503`.
     pub fn set_metadata_failures(&self, n: usize) {
         self.inner.shared.lock().metadata_failures = n;
@@ -397,6 +501,11 @@ impl TestAuthServer {
     /// Requests that reached either metadata endpoint (including failed ones).
     pub fn metadata_calls(&self) -> usize {
         self.inner.shared.metadata_calls.load(Ordering::SeqCst)
+    }
+
+    /// Requests that reached the JWKS endpoint (including faulted ones).
+    pub fn jwks_calls(&self) -> usize {
+        self.inner.shared.jwks_calls.load(Ordering::SeqCst)
     }
 
     /// The most introspection requests in flight at once since the start or

@@ -39,3 +39,16 @@ pub(crate) fn random_token() -> String {
 pub(crate) fn random_id() -> String {
     URL_SAFE_NO_PAD.encode(&random_bytes()[..16])
 }
+
+/// `n` random bytes as lowercase hex (`2n` characters), as PHP's
+/// `bin2hex(random_bytes(n))`.
+pub(crate) fn random_hex(n: usize) -> String {
+    let mut hex = String::with_capacity(2 * n);
+    while hex.len() < 2 * n {
+        for byte in random_bytes() {
+            hex.push_str(&format!("{byte:02x}"));
+        }
+    }
+    hex.truncate(2 * n);
+    hex
+}

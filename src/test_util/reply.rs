@@ -17,6 +17,17 @@ pub(crate) fn json(status: StatusCode, value: &Value) -> Response {
     res
 }
 
+/// A JSON response without cache headers, for a public document that
+/// clients may cache as they see fit (a JWK Set).
+pub(crate) fn public_json(status: StatusCode, value: &Value) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut res = Response::new(Body::from(body));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
 /// `{"error": code}` (and `error_description` when given).
 pub(crate) fn oauth_error(status: StatusCode, code: &str, description: Option<&str>) -> Response {
     let body = match description {

@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use super::introspect::introspect;
+use super::jwks::jwks;
 use super::metadata::metadata;
 use super::revoke::revoke;
 use super::state::Shared;
@@ -28,6 +29,7 @@ pub(crate) const INTROSPECTION_PATH: &str = "/oauth2/introspect";
 pub(crate) const REVOCATION_PATH: &str = "/oauth2/revoke";
 pub(crate) const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 pub(crate) const OPENID_CONFIGURATION_PATH: &str = "/.well-known/openid-configuration";
+pub(crate) const JWKS_PATH: &str = "/oauth2/jwks";
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -38,6 +40,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(REVOCATION_PATH, post(revoke))
         .route(METADATA_PATH, get(metadata))
         .route(OPENID_CONFIGURATION_PATH, get(metadata))
+        .route(JWKS_PATH, get(jwks))
         .with_state(shared)
 }
 

@@ -300,8 +300,9 @@ pub enum AnswerShape {
 }
 
 /// A fault injected into the introspection endpoint
-/// ([`TestAuthServer::set_fault`](super::TestAuthServer::set_fault)) or the
-/// token endpoint.
+/// ([`TestAuthServer::set_fault`](super::TestAuthServer::set_fault)), the
+/// token endpoint or the JWKS endpoint
+/// ([`TestAuthServer::set_jwks_fault`](super::TestAuthServer::set_jwks_fault)).
 ///
 /// Except `Delay`, a fault replaces the normal answer and is served without
 /// authenticating the caller.

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::keys::KeySet;
 use super::random::{random_id, random_token};
 use super::spec::{AnswerShape, AuthFailure, ClientSpec, ExpSpec, Fault, RecordedRequest, TokenSpec};
 
@@ -17,27 +18,41 @@ pub(crate) fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Now, in Unix microseconds.
+pub(crate) fn unix_now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// Everything the handlers and the handles share.
 pub(crate) struct Shared {
     pub(crate) base_url: String,
     state: Mutex<State>,
+    /// The signing keys, apart from `state`: replaced whole by a rotation,
+    /// read by minting and the JWKS endpoint.
+    keys: Mutex<Arc<KeySet>>,
     pub(crate) introspection_calls: AtomicUsize,
     pub(crate) token_calls: AtomicUsize,
     pub(crate) revocation_calls: AtomicUsize,
     pub(crate) metadata_calls: AtomicUsize,
+    pub(crate) jwks_calls: AtomicUsize,
     in_flight: AtomicUsize,
     peak: AtomicUsize,
 }
 
 impl Shared {
-    pub(crate) fn new(base_url: String) -> Self {
+    pub(crate) fn new(base_url: String, keys: KeySet) -> Self {
         Self {
             base_url,
             state: Mutex::new(State::default()),
+            keys: Mutex::new(Arc::new(keys)),
             introspection_calls: AtomicUsize::new(0),
             token_calls: AtomicUsize::new(0),
             revocation_calls: AtomicUsize::new(0),
             metadata_calls: AtomicUsize::new(0),
+            jwks_calls: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
         }
@@ -47,6 +62,16 @@ impl Shared {
     /// must not take the server down with it).
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The signing keys' lock (poisoning recovered as for the state).
+    pub(crate) fn keys_lock(&self) -> MutexGuard<'_, Arc<KeySet>> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current signing keys.
+    pub(crate) fn keys(&self) -> Arc<KeySet> {
+        Arc::clone(&self.keys_lock())
     }
 
     /// The issuer: the one set with `set_issuer`, else the base URL.
@@ -67,6 +92,7 @@ impl Shared {
         self.token_calls.store(0, Ordering::SeqCst);
         self.revocation_calls.store(0, Ordering::SeqCst);
         self.metadata_calls.store(0, Ordering::SeqCst);
+        self.jwks_calls.store(0, Ordering::SeqCst);
         self.peak.store(self.in_flight(), Ordering::SeqCst);
         self.lock().last_introspection = None;
     }
@@ -108,6 +134,7 @@ pub(crate) struct State {
     pub(crate) fault: Option<ArmedFault>,
     pub(crate) token_fault: Option<Fault>,
     pub(crate) metadata_failures: usize,
+    pub(crate) jwks_fault: Option<Fault>,
     pub(crate) auth_failure: AuthFailure,
     pub(crate) last_introspection: Option<RecordedRequest>,
 }
