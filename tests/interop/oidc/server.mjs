@@ -1,0 +1,151 @@
+// node-oidc-provider as a JWT-issuing authorization server for the
+// tower-introspection interop tests. Started by ../oidc.sh; see ../README.md.
+//
+//   node server.mjs genkey FILE   write a fresh RS256 private JWKS (new kid) to FILE
+//   node server.mjs               serve; needs OIDC_PORT and OIDC_JWKS_FILE
+//
+// Client credentials only: no users, no interactions, no UI. The in-memory
+// adapter keeps opaque tokens until the process stops (a restart forgets them).
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+
+const HOST = '127.0.0.1';
+
+// Fixed test identities (also in ../README.md and ../oidc.sh).
+const CLIENT_ID = 'oidc-cc-client';
+const CLIENT_SECRET = 'oidc-cc-secret';
+const RS_CLIENT_ID = 'oidc-rs-client';
+const RS_CLIENT_SECRET = 'oidc-rs-secret';
+
+const SCOPE = 'read write admin';
+const TTL = 3600;
+// Resource indicators (RFC 8707) → what oidc-provider issues for them.
+const RESOURCES = new Map([
+  // RFC 9068 JWT, the resource server under test.
+  ['https://api.example/', 'jwt'],
+  // RFC 9068 JWT for another API: the wrong audience for the tests.
+  ['https://other.example/', 'jwt'],
+  // Opaque (random string, kept in memory): only introspection can tell.
+  ['https://opaque.example/', 'opaque'],
+]);
+const DEFAULT_RESOURCE = 'https://api.example/';
+
+function base64url(buffer) {
+  return Buffer.from(buffer).toString('base64url');
+}
+
+// A new RSA key as a private JWKS. kid = RFC 7638 thumbprint: new key, new kid.
+function genkey(file) {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = privateKey.export({ format: 'jwk' });
+  const thumbprint = createHash('sha256')
+    .update(JSON.stringify({ e: jwk.e, kty: jwk.kty, n: jwk.n }))
+    .digest();
+  const key = { ...jwk, kid: base64url(thumbprint), alg: 'RS256', use: 'sig' };
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify({ keys: [key] })}\n`, { mode: 0o600 });
+  renameSync(tmp, file);
+  process.stdout.write(`${key.kid}\n`);
+}
+
+function env(name) {
+  const value = process.env[name];
+  if (!value) {
+    process.stderr.write(`server.mjs: ${name} is required\n`);
+    process.exit(2);
+  }
+  return value;
+}
+
+// Imported here: `genkey` needs none of it.
+async function serve() {
+  const { default: Provider, errors } = await import('oidc-provider');
+  const port = Number(env('OIDC_PORT'));
+  const jwks = JSON.parse(readFileSync(env('OIDC_JWKS_FILE'), 'utf8'));
+  const issuer = `http://${HOST}:${port}`;
+
+  const client = (clientId, clientSecret, grantTypes) => ({
+    client_id: clientId,
+    client_secret: clientSecret,
+    grant_types: grantTypes,
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'client_secret_basic',
+    scope: SCOPE,
+  });
+
+  const provider = new Provider(issuer, {
+    clients: [
+      // Mints tokens.
+      client(CLIENT_ID, CLIENT_SECRET, ['client_credentials']),
+      // The resource server: introspects, gets no tokens.
+      client(RS_CLIENT_ID, RS_CLIENT_SECRET, []),
+    ],
+    jwks,
+    scopes: SCOPE.split(' '),
+    // Not used (no interactions), but set so that no development default is.
+    cookies: { keys: [base64url(randomBytes(32))] },
+    ttl: {
+      ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? TTL,
+    },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: {
+        enabled: true,
+        // The resource server's client may introspect every token; any other
+        // client only its own. (oidc-provider cannot introspect JWT access
+        // tokens at all: it answers 400 unsupported_token_type.)
+        allowedPolicy: (_ctx, caller, token) =>
+          caller.clientId === RS_CLIENT_ID || caller.clientId === token.clientId,
+      },
+      revocation: { enabled: false },
+      resourceIndicators: {
+        enabled: true,
+        // No `resource` parameter → the API under test.
+        defaultResource: () => DEFAULT_RESOURCE,
+        getResourceServerInfo: (_ctx, resource) => {
+          const format = RESOURCES.get(resource);
+          if (!format) throw new errors.InvalidTarget();
+          if (format === 'opaque') {
+            return { scope: SCOPE, audience: resource, accessTokenTTL: TTL, accessTokenFormat: 'opaque' };
+          }
+          return {
+            scope: SCOPE,
+            audience: resource,
+            accessTokenTTL: TTL,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'RS256' } },
+          };
+        },
+      },
+    },
+  });
+
+  provider.on('server_error', (_ctx, error) => {
+    process.stderr.write(`server_error: ${error?.stack ?? error}\n`);
+  });
+
+  const server = createServer(provider.callback());
+  server.listen(port, HOST, () => {
+    const kids = jwks.keys.map((k) => k.kid).join(',');
+    process.stdout.write(`listening on ${issuer} (kid ${kids})\n`);
+  });
+  const stop = () => {
+    server.close(() => process.exit(0));
+    server.closeAllConnections();
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+const [command, arg] = process.argv.slice(2);
+if (command === 'genkey' && arg) {
+  genkey(arg);
+} else if (command === undefined) {
+  await serve();
+} else {
+  process.stderr.write('usage: node server.mjs [genkey FILE]\n');
+  process.exit(2);
+}
