@@ -245,8 +245,17 @@ fn jwt_cold(c: &mut Criterion) {
         .build()
         .expect("JWT verifier");
     let mut group = c.benchmark_group("jwt_cold");
-    for (name, alg) in [("rs256", JwtAlg::Rs256), ("es256", JwtAlg::Es256), ("eddsa", JwtAlg::EdDsa)] {
-        let token = auth.mint_jwt(JwtSpec::rfc9068().alg(alg).aud("https://api.example").scope("read"));
+    for (name, alg) in [
+        ("rs256", JwtAlg::Rs256),
+        ("es256", JwtAlg::Es256),
+        ("eddsa", JwtAlg::EdDsa),
+    ] {
+        let token = auth.mint_jwt(
+            JwtSpec::rfc9068()
+                .alg(alg)
+                .aud("https://api.example")
+                .scope("read"),
+        );
         runtime.block_on(uncached.validate(&token)).expect("valid");
         group.bench_function(name, |b| {
             b.to_async(&runtime)

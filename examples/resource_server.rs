@@ -92,8 +92,7 @@ fn list(name: &str) -> Vec<String> {
 }
 
 fn introspector(url: String) -> Result<Introspector, String> {
-    let mut builder = Introspector::builder(url)
-        .allow_insecure_http(flag("ALLOW_INSECURE_HTTP")?);
+    let mut builder = Introspector::builder(url).allow_insecure_http(flag("ALLOW_INSECURE_HTTP")?);
     let auth = var("CLIENT_AUTH").unwrap_or_else(|| "basic".into());
     builder = match auth.as_str() {
         "basic" => builder.client_secret_basic(required("CLIENT_ID")?, required("CLIENT_SECRET")?),
@@ -158,12 +157,19 @@ async fn jwt_verifier() -> Result<Option<JwtVerifier>, String> {
         None | Some("rfc9068") => JwtProfile::Rfc9068,
         Some("passport") => JwtProfile::Passport,
         Some("generic") => JwtProfile::Generic,
-        Some(other) => return Err(format!("JWT_PROFILE must be rfc9068, passport or generic, got {other:?}")),
+        Some(other) => {
+            return Err(format!(
+                "JWT_PROFILE must be rfc9068, passport or generic, got {other:?}"
+            ))
+        }
     });
     if var("JWT_ALGORITHMS").is_some() {
         let algorithms = list("JWT_ALGORITHMS")
             .iter()
-            .map(|alg| alg.parse::<Algorithm>().map_err(|_| format!("JWT_ALGORITHMS: unsupported algorithm {alg:?}")))
+            .map(|alg| {
+                alg.parse::<Algorithm>()
+                    .map_err(|_| format!("JWT_ALGORITHMS: unsupported algorithm {alg:?}"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         builder = builder.algorithms(algorithms);
     }
@@ -181,7 +187,10 @@ async fn verifier() -> Result<Verifier, String> {
     let introspector = match (var("INTROSPECTION_URL"), &jwt) {
         (Some(url), _) => Some(introspector(url)?),
         (None, Some(_)) => None,
-        (None, None) => return Err("INTROSPECTION_URL is required (or a JWT source: JWT_ISSUER, JWKS_URL or JWT_PUBLIC_KEY_FILE)".into()),
+        (None, None) => return Err(
+            "INTROSPECTION_URL is required (or a JWT source: JWT_ISSUER, JWKS_URL or JWT_PUBLIC_KEY_FILE)"
+                .into(),
+        ),
     };
     match (jwt, introspector) {
         (Some(jwt), None) => Ok(jwt.into()),

@@ -168,7 +168,6 @@ pub use crate::jwt::{
     Algorithm, JwtProfile, JwtStats, JwtVerifier, JwtVerifierBuilder, UnsupportedAlgorithm,
     DEFAULT_JWKS_REFRESH_INTERVAL,
 };
-pub use crate::verifier::{Verifier, VerifierBuilder};
 pub use crate::middleware::{Introspection, IntrospectionLayer, JsonBody, RejectionBody, ResponseFuture};
 pub use crate::principal::{Principal, Scopes};
 pub use crate::scope::{
@@ -179,3 +178,4 @@ pub use crate::stats::{CacheStats, IntrospectionStats};
 pub use crate::token::{
     BearerExtractor, BearerToken, ExtractToken, TokenError, TokenSource, DEFAULT_MAX_TOKEN_LENGTH,
 };
+pub use crate::verifier::{Verifier, VerifierBuilder};

@@ -2,6 +2,7 @@
 //! JWT verifier, or several of them keyed by issuer.
 
 use std::fmt;
+#[cfg(feature = "jwt")]
 use std::sync::Arc;
 
 use crate::error::{AuthError, ConfigError};
@@ -65,16 +66,15 @@ enum Route {
     Introspection(Introspector),
     #[cfg(feature = "jwt")]
     Jwt(JwtVerifier),
+    #[cfg(feature = "jwt")]
     Several(Arc<Sources>),
 }
 
+#[cfg(feature = "jwt")]
 struct Sources {
-    #[cfg(feature = "jwt")]
     by_issuer: Box<[JwtVerifier]>,
-    #[cfg(feature = "jwt")]
     without_issuer: Option<JwtVerifier>,
     introspector: Option<Introspector>,
-    #[cfg(feature = "jwt")]
     introspect_jwts: bool,
 }
 
@@ -90,6 +90,7 @@ impl Verifier {
             Route::Introspection(introspector) => introspector.validate(token).await,
             #[cfg(feature = "jwt")]
             Route::Jwt(jwt) => jwt.validate(token).await,
+            #[cfg(feature = "jwt")]
             Route::Several(sources) => sources.validate(token).await,
         }
     }
@@ -98,6 +99,7 @@ impl Verifier {
     pub fn introspector(&self) -> Option<&Introspector> {
         match &self.route {
             Route::Introspection(introspector) => Some(introspector),
+            #[cfg(feature = "jwt")]
             Route::Several(sources) => sources.introspector.as_ref(),
             #[cfg(feature = "jwt")]
             Route::Jwt(_) => None,
@@ -105,9 +107,9 @@ impl Verifier {
     }
 }
 
+#[cfg(feature = "jwt")]
 impl Sources {
     async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
-        #[cfg(feature = "jwt")]
         if let Some(jwt) = self.jwt_source(token) {
             let principal = jwt.validate(token).await?;
             if self.introspect_jwts {
@@ -126,14 +128,17 @@ impl Sources {
     }
 
     /// The JWT verifier for this token, if it is a JWT one of them takes.
-    #[cfg(feature = "jwt")]
     fn jwt_source(&self, token: &str) -> Option<&JwtVerifier> {
         if self.by_issuer.is_empty() && self.without_issuer.is_none() {
             return None;
         }
         let issuer = peek_issuer(token)?;
         issuer
-            .and_then(|iss| self.by_issuer.iter().find(|jwt| jwt.issuer() == Some(iss.as_str())))
+            .and_then(|iss| {
+                self.by_issuer
+                    .iter()
+                    .find(|jwt| jwt.issuer() == Some(iss.as_str()))
+            })
             .or(self.without_issuer.as_ref())
     }
 }
@@ -149,7 +154,9 @@ impl From<Introspector> for Verifier {
 #[cfg(feature = "jwt")]
 impl From<JwtVerifier> for Verifier {
     fn from(jwt: JwtVerifier) -> Self {
-        Self { route: Route::Jwt(jwt) }
+        Self {
+            route: Route::Jwt(jwt),
+        }
     }
 }
 
@@ -159,15 +166,14 @@ impl fmt::Debug for Verifier {
             Route::Introspection(introspector) => f.debug_tuple("Verifier").field(introspector).finish(),
             #[cfg(feature = "jwt")]
             Route::Jwt(jwt) => f.debug_tuple("Verifier").field(jwt).finish(),
-            Route::Several(sources) => {
-                let mut debug = f.debug_struct("Verifier");
-                #[cfg(feature = "jwt")]
-                debug
-                    .field("jwt_by_issuer", &sources.by_issuer)
-                    .field("jwt_without_issuer", &sources.without_issuer)
-                    .field("introspect_jwts_too", &sources.introspect_jwts);
-                debug.field("introspector", &sources.introspector).finish()
-            }
+            #[cfg(feature = "jwt")]
+            Route::Several(sources) => f
+                .debug_struct("Verifier")
+                .field("jwt_by_issuer", &sources.by_issuer)
+                .field("jwt_without_issuer", &sources.without_issuer)
+                .field("introspect_jwts_too", &sources.introspect_jwts)
+                .field("introspector", &sources.introspector)
+                .finish(),
         }
     }
 }
@@ -230,7 +236,9 @@ impl VerifierBuilder {
             let (without, by_issuer): (Vec<_>, Vec<_>) =
                 self.jwt.into_iter().partition(|jwt| jwt.issuer().is_none());
             if by_issuer.is_empty() && without.is_empty() && self.introspector.is_none() {
-                return Err(ConfigError::InvalidSetting("a verifier needs at least one source"));
+                return Err(ConfigError::InvalidSetting(
+                    "a verifier needs at least one source",
+                ));
             }
             Ok(Verifier {
                 route: Route::Several(Arc::new(Sources {
@@ -244,7 +252,9 @@ impl VerifierBuilder {
         #[cfg(not(feature = "jwt"))]
         match self.introspector {
             Some(introspector) => Ok(Verifier::from(introspector)),
-            None => Err(ConfigError::InvalidSetting("a verifier needs at least one source")),
+            None => Err(ConfigError::InvalidSetting(
+                "a verifier needs at least one source",
+            )),
         }
     }
 }

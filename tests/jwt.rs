@@ -97,31 +97,65 @@ async fn an_rfc9068_token_reaches_the_handler_with_its_principal() {
     );
 }
 
+/// Each JWK declares its algorithm (`alg`), and only that one is accepted
+/// with it: the test AS's RSA key says RS256.
 #[tokio::test]
-async fn every_supported_algorithm_verifies_with_the_jwks() {
+async fn the_jwks_keys_verify_their_declared_algorithms() {
     let s = Jwt::with(|b| b.algorithms(Algorithm::ALL)).await;
-    for alg in [
+    for alg in [JwtAlg::Rs256, JwtAlg::Es256, JwtAlg::Es384, JwtAlg::EdDsa] {
+        let token = s.token(good().alg(alg.clone()));
+        assert_eq!(s.status("/ping", &token).await, 200, "{alg:?}");
+    }
+    assert_eq!(s.verifier.stats().jwks_fetches, 1, "one JWKS fetch for all");
+    let ps256 = s.token(good().alg(JwtAlg::Ps256));
+    s.refused(&ps256, "the token's signature is invalid").await;
+}
+
+/// A PEM key declares nothing: RS256 by default, any RSA algorithm from an
+/// explicit list.
+#[tokio::test]
+async fn a_static_rsa_key_verifies_every_listed_rsa_algorithm() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let rsa = [
         JwtAlg::Rs256,
         JwtAlg::Rs384,
         JwtAlg::Rs512,
         JwtAlg::Ps256,
         JwtAlg::Ps384,
         JwtAlg::Ps512,
-        JwtAlg::Es256,
-        JwtAlg::Es384,
-        JwtAlg::EdDsa,
-    ] {
-        let token = s.token(good().alg(alg.clone()));
-        assert_eq!(s.status("/ping", &token).await, 200, "{alg:?}");
+    ];
+    let listed = JwtVerifier::builder()
+        .issuer(auth.issuer())
+        .public_key_pem(auth.rsa_public_key_pem())
+        .algorithms(Algorithm::ALL)
+        .expected_audience(API)
+        .build()
+        .unwrap();
+    let default = JwtVerifier::builder()
+        .issuer(auth.issuer())
+        .public_key_der(auth.rsa_public_key_der())
+        .expected_audience(API)
+        .build()
+        .unwrap();
+    for alg in rsa {
+        let token = auth.mint_jwt(good().alg(alg.clone()));
+        assert!(listed.validate(&token).await.is_ok(), "{alg:?}");
+        assert_eq!(
+            default.validate(&token).await.is_ok(),
+            alg == JwtAlg::Rs256,
+            "{alg:?}"
+        );
     }
-    assert_eq!(s.verifier.stats().jwks_fetches, 1, "one JWKS fetch for all");
 }
 
 #[tokio::test]
 async fn alg_none_is_refused() {
     let s = Jwt::new().await;
-    s.refused(&s.token(good().alg(JwtAlg::None)), "unsigned tokens (alg none) are refused")
-        .await;
+    s.refused(
+        &s.token(good().alg(JwtAlg::None)),
+        "unsigned tokens (alg none) are refused",
+    )
+    .await;
 }
 
 /// Algorithm confusion: HS256 with the RSA public key's bytes as the secret.
@@ -130,8 +164,11 @@ async fn hs256_signed_with_the_public_key_is_refused() {
     let s = Jwt::new().await;
     let pem = s.auth.rsa_public_key_pem();
     for secret in [pem.clone().into_bytes(), s.auth.rsa_public_key_der()] {
-        s.refused(&s.token(good().alg(JwtAlg::Hs256(secret))), "HMAC-signed tokens are refused")
-            .await;
+        s.refused(
+            &s.token(good().alg(JwtAlg::Hs256(secret))),
+            "HMAC-signed tokens are refused",
+        )
+        .await;
     }
 }
 
@@ -142,7 +179,12 @@ async fn keys_named_by_the_token_are_never_fetched_or_trusted() {
     let s = Jwt::new().await;
     assert_eq!(s.status("/ping", &s.token(good())).await, 200);
     let attacker = TestAuthServer::start().await.unwrap();
-    let jwks: serde_json::Value = reqwest::get(attacker.jwks_url()).await.unwrap().json().await.unwrap();
+    let jwks: serde_json::Value = reqwest::get(attacker.jwks_url())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let attacker_key = jwks["keys"][1].clone();
     attacker.reset_counters();
     // Test servers share their RSA test keys; EC keys are made per server.
@@ -164,7 +206,8 @@ async fn keys_named_by_the_token_are_never_fetched_or_trusted() {
             .iss(s.auth.issuer())
             .header("jku", json!(attacker.jwks_url())),
     );
-    s.refused(&forged_kid, "the token is signed with an unknown key (kid)").await;
+    s.refused(&forged_kid, "the token is signed with an unknown key (kid)")
+        .await;
     assert_eq!(attacker.jwks_calls(), 0, "the attacker's jku was never fetched");
 }
 
@@ -172,35 +215,65 @@ async fn keys_named_by_the_token_are_never_fetched_or_trusted() {
 async fn an_unknown_crit_header_is_refused() {
     let s = Jwt::new().await;
     let token = s.token(good().header("crit", json!(["exp"])).header("exp", json!(1)));
-    s.refused(&token, "the token requires a header extension (crit) that is not supported")
-        .await;
+    s.refused(
+        &token,
+        "the token requires a header extension (crit) that is not supported",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_wrong_typ_is_refused() {
     let s = Jwt::new().await;
-    s.refused(&s.token(good().typ("JWT")), "the token is not typed as an access token (typ at+jwt)")
-        .await;
-    s.refused(&s.token(good().no_typ()), "the token is not typed as an access token (typ at+jwt)")
-        .await;
-    assert_eq!(s.status("/ping", &s.token(good().typ("application/at+jwt"))).await, 200);
+    s.refused(
+        &s.token(good().typ("JWT")),
+        "the token is not typed as an access token (typ at+jwt)",
+    )
+    .await;
+    s.refused(
+        &s.token(good().no_typ()),
+        "the token is not typed as an access token (typ at+jwt)",
+    )
+    .await;
+    assert_eq!(
+        s.status("/ping", &s.token(good().typ("application/at+jwt")))
+            .await,
+        200
+    );
 }
 
 #[tokio::test]
 async fn audience_issuer_and_time_claims_are_checked() {
     let s = Jwt::new().await;
-    s.refused(&s.token(good().aud("https://other.example")), "the token is meant for another audience")
-        .await;
+    s.refused(
+        &s.token(good().aud("https://other.example")),
+        "the token is meant for another audience",
+    )
+    .await;
     let both = s.token(good().claim("aud", json!(["https://other.example", API])));
     assert_eq!(s.status("/ping", &both).await, 200, "aud: any of");
-    s.refused(&s.token(good().iss("https://evil.example")), "the token was issued by another issuer")
+    s.refused(
+        &s.token(good().iss("https://evil.example")),
+        "the token was issued by another issuer",
+    )
+    .await;
+    s.refused(
+        &s.token(good().exp_ago(Duration::from_secs(60))),
+        "the token has expired",
+    )
+    .await;
+    s.refused(
+        &s.token(good().nbf_in(Duration::from_secs(60))),
+        "the token is not valid yet",
+    )
+    .await;
+    s.refused(&s.token(good().tamper()), "the token's signature is invalid")
         .await;
-    s.refused(&s.token(good().exp_ago(Duration::from_secs(60))), "the token has expired")
-        .await;
-    s.refused(&s.token(good().nbf_in(Duration::from_secs(60))), "the token is not valid yet")
-        .await;
-    s.refused(&s.token(good().tamper()), "the token's signature is invalid").await;
-    s.refused(&s.token(good().without("jti")), "the token has no identifier (jti)").await;
+    s.refused(
+        &s.token(good().without("jti")),
+        "the token has no identifier (jti)",
+    )
+    .await;
 }
 
 /// RFC 7519 §2: a NumericDate may have a fraction.
@@ -211,7 +284,11 @@ async fn non_integer_numeric_dates_are_valid() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    let token = s.token(good().claim("exp", json!(now + 600.25)).claim("iat", json!(now - 1.5)));
+    let token = s.token(
+        good()
+            .claim("exp", json!(now + 600.25))
+            .claim("iat", json!(now - 1.5)),
+    );
     assert_eq!(s.status("/ping", &token).await, 200);
 }
 
@@ -221,7 +298,8 @@ async fn an_unknown_kid_refreshes_the_jwks_at_most_once_per_interval() {
     assert_eq!(s.status("/ping", &s.token(good())).await, 200);
     for i in 0..50 {
         let token = s.token(good().kid(format!("unknown-{i}")));
-        s.refused(&token, "the token is signed with an unknown key (kid)").await;
+        s.refused(&token, "the token is signed with an unknown key (kid)")
+            .await;
     }
     let stats = s.verifier.stats();
     assert!(stats.jwks_fetches <= 2, "{stats:?}");
@@ -278,7 +356,11 @@ async fn the_cache_serves_jwts_and_remembers_forgeries() {
         assert_eq!(s.status("/ping", &forged).await, 401);
     }
     assert_eq!(s.status("/ping", &token).await, 200);
-    assert_eq!(s.verifier.stats().signature_checks, 202, "the good token is still cached");
+    assert_eq!(
+        s.verifier.stats().signature_checks,
+        202,
+        "the good token is still cached"
+    );
 }
 
 /// Laravel Passport: RS256 with the key from `oauth-public.key`, no `kid`,
@@ -297,7 +379,12 @@ async fn passport_tokens_pass_with_the_public_key_file_shape() {
     let get = |path: &'static str, token: String| {
         let (http, base) = (http.clone(), base.clone());
         async move {
-            let response = http.get(format!("{base}{path}")).bearer_auth(token).send().await.unwrap();
+            let response = http
+                .get(format!("{base}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
             response.status().as_u16()
         }
     };
@@ -309,7 +396,11 @@ async fn passport_tokens_pass_with_the_public_key_file_shape() {
     let other_client = auth.mint_jwt(JwtSpec::passport().aud("4").scope("admin"));
     assert_eq!(get("/admin", other_client).await, 401);
     let rfc9068 = auth.mint_jwt(good());
-    assert_eq!(get("/ping", rfc9068).await, 401, "typ at+jwt is not a Passport token");
+    assert_eq!(
+        get("/ping", rfc9068).await,
+        401,
+        "typ at+jwt is not a Passport token"
+    );
 }
 
 #[tokio::test]

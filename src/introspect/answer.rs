@@ -97,7 +97,10 @@ impl<'de> serde::Deserialize<'de> for UniqueMembers {
                 f.write_str("a JSON object")
             }
 
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<UniqueMembers, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<UniqueMembers, A::Error> {
                 let mut map = Map::new();
                 while let Some((key, value)) = access.next_entry::<String, Value>()? {
                     if map.contains_key(&key) {
@@ -139,7 +142,10 @@ pub(crate) fn string(value: Option<Value>, reason: &'static str) -> Result<Optio
     }
 }
 
-pub(crate) fn string_or_number(value: Option<Value>, reason: &'static str) -> Result<Option<Box<str>>, AnswerError> {
+pub(crate) fn string_or_number(
+    value: Option<Value>,
+    reason: &'static str,
+) -> Result<Option<Box<str>>, AnswerError> {
     match value {
         Some(Value::Number(n)) => Ok(Some(n.to_string().into_boxed_str())),
         other => string(other, reason),

@@ -90,6 +90,7 @@ impl HttpSettings {
     }
 }
 
+#[cfg(feature = "jwt")]
 impl HttpSettings {
     /// A GET with `Accept: application/json` and the total timeout.
     pub(crate) fn get(&self, url: url::Url) -> reqwest::RequestBuilder {

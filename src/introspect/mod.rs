@@ -32,11 +32,16 @@ use std::time::Duration;
 use tracing::Instrument as _;
 
 pub use self::answer::AnswerError;
-pub(crate) use self::answer::{audiences, extra, parse_answer, scopes, string, string_or_number, Answer, UniqueMembers};
+pub(crate) use self::answer::{parse_answer, Answer};
+#[cfg(feature = "jwt")]
+pub(crate) use self::answer::{audiences, extra, scopes, string, string_or_number, UniqueMembers};
+#[cfg(feature = "jwt")]
 pub(crate) use self::builder::checked_url;
-pub(crate) use self::http::{read_capped, Fault, HttpSettings};
 pub use self::builder::{IntrospectorBuilder, DEFAULT_MAX_CONCURRENT_INTROSPECTIONS};
 pub use self::discovery::{AuthorizationServerMetadata, Discovery, DiscoveryKind};
+#[cfg(feature = "jwt")]
+pub(crate) use self::http::read_capped;
+pub(crate) use self::http::{Fault, HttpSettings};
 pub use self::http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
 
 use self::auth::ClientAuth;

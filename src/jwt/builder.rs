@@ -12,7 +12,9 @@ use super::profile::{JwtProfile, Shape};
 use super::{Inner, JwtVerifier};
 use crate::cache::{CacheSettings, TokenCache};
 use crate::error::ConfigError;
-use crate::introspect::{checked_url, HttpSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
+use crate::introspect::{
+    checked_url, HttpSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
+};
 use crate::validate::Validation;
 
 /// The longest timeout, leeway or refresh interval accepted.
@@ -272,19 +274,31 @@ impl JwtVerifierBuilder {
             return Err(out_of_range("connect_timeout"));
         }
         if self.max_response_bytes == 0 {
-            return Err(ConfigError::InvalidSetting("max_response_bytes must be greater than zero"));
+            return Err(ConfigError::InvalidSetting(
+                "max_response_bytes must be greater than zero",
+            ));
         }
         if self.algorithms.as_ref().is_some_and(Vec::is_empty) {
-            return Err(ConfigError::InvalidSetting("algorithms must list at least one algorithm"));
+            return Err(ConfigError::InvalidSetting(
+                "algorithms must list at least one algorithm",
+            ));
         }
         self.cache.check()?;
         let invalid_key = |reason: &'static str| ConfigError::InvalidKey(reason);
         let mut static_keys = Vec::new();
         for (kid, pem) in &self.pem_keys {
-            static_keys.push(PublicKey::from_pem(pem).map_err(invalid_key)?.with_kid(kid.clone()));
+            static_keys.push(
+                PublicKey::from_pem(pem)
+                    .map_err(invalid_key)?
+                    .with_kid(kid.clone()),
+            );
         }
         for (kid, der) in &self.der_keys {
-            static_keys.push(PublicKey::from_der(der).map_err(invalid_key)?.with_kid(kid.clone()));
+            static_keys.push(
+                PublicKey::from_der(der)
+                    .map_err(invalid_key)?
+                    .with_kid(kid.clone()),
+            );
         }
         let jwks = match &self.jwks_url {
             Some(url) => {
@@ -340,7 +354,11 @@ impl JwtVerifierBuilder {
                 shape: Shape {
                     profile: self.profile,
                     required_typ: self.required_typ.map(String::into_boxed_str),
-                    scope_claims: self.scope_claims.into_iter().map(String::into_boxed_str).collect(),
+                    scope_claims: self
+                        .scope_claims
+                        .into_iter()
+                        .map(String::into_boxed_str)
+                        .collect(),
                 },
                 validation,
                 cache: TokenCache::new(self.cache, &identity, ""),

@@ -77,7 +77,9 @@ fn signature_len(token: &str) -> usize {
 /// A base64url segment holding a JSON object with unique members.
 fn decode_object(segment: &str) -> Option<Map<String, Value>> {
     let bytes = URL_SAFE_NO_PAD.decode(segment).ok()?;
-    serde_json::from_slice::<UniqueMembers>(&bytes).ok().map(|UniqueMembers(map)| map)
+    serde_json::from_slice::<UniqueMembers>(&bytes)
+        .ok()
+        .map(|UniqueMembers(map)| map)
 }
 
 /// The unverified `iss` of a JWT-shaped token, for routing it to the
@@ -90,7 +92,8 @@ pub(crate) fn peek_issuer(token: &str) -> Option<Option<String>> {
         iss: Option<Value>,
     }
     let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(header), Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return None;
     };
@@ -116,12 +119,20 @@ mod tests {
     }
 
     fn token(header: &str, payload: &str) -> String {
-        format!("{}.{}.{}", segment(header), segment(payload), URL_SAFE_NO_PAD.encode([1, 2, 3]))
+        format!(
+            "{}.{}.{}",
+            segment(header),
+            segment(payload),
+            URL_SAFE_NO_PAD.encode([1, 2, 3])
+        )
     }
 
     #[test]
     fn parses_a_compact_jws() {
-        let t = token(r#"{"alg":"ES256","kid":"k1","typ":"at+jwt"}"#, r#"{"iss":"https://as","exp":1}"#);
+        let t = token(
+            r#"{"alg":"ES256","kid":"k1","typ":"at+jwt"}"#,
+            r#"{"iss":"https://as","exp":1}"#,
+        );
         let parsed = Compact::parse(&t).unwrap();
         assert_eq!(parsed.alg, Algorithm::Es256);
         assert_eq!(parsed.kid.as_deref(), Some("k1"));
@@ -137,7 +148,10 @@ mod tests {
         assert!(refused(r#"{"alg":"none"}"#).contains("alg none"));
         assert!(refused(r#"{"alg":"HS256"}"#).contains("HMAC"));
         assert!(refused(r#"{"alg":"RS256","crit":["exp"],"exp":1}"#).contains("crit"));
-        assert!(refused(r#"{"alg":"RS256","alg":"none"}"#).contains("well-formed"), "duplicate members");
+        assert!(
+            refused(r#"{"alg":"RS256","alg":"none"}"#).contains("well-formed"),
+            "duplicate members"
+        );
         assert!(refused(r#"{"kid":"x"}"#).contains("well-formed"));
         assert!(refused(r#"{"alg":"RS256","kid":7}"#).contains("well-formed"));
         assert!(Compact::parse("a.b").is_err());
@@ -147,8 +161,14 @@ mod tests {
 
     #[test]
     fn peeks_the_issuer_of_jwts_only() {
-        assert_eq!(peek_issuer(&token(r#"{"alg":"RS256"}"#, r#"{"iss":"https://as"}"#)), Some(Some("https://as".into())));
-        assert_eq!(peek_issuer(&token(r#"{"alg":"RS256"}"#, r#"{"sub":"1"}"#)), Some(None));
+        assert_eq!(
+            peek_issuer(&token(r#"{"alg":"RS256"}"#, r#"{"iss":"https://as"}"#)),
+            Some(Some("https://as".into()))
+        );
+        assert_eq!(
+            peek_issuer(&token(r#"{"alg":"RS256"}"#, r#"{"sub":"1"}"#)),
+            Some(None)
+        );
         assert_eq!(peek_issuer("opaque-token"), None);
         assert_eq!(peek_issuer("abc.def.ghi"), None, "dots alone do not make a JWT");
     }

@@ -119,7 +119,11 @@ impl Jwks {
                     state.last_error = None;
                 }
                 Err(fault) => {
-                    tracing::warn!(url = self.url.as_str(), reason = fault.reason(), "could not fetch the JWK Set");
+                    tracing::warn!(
+                        url = self.url.as_str(),
+                        reason = fault.reason(),
+                        "could not fetch the JWK Set"
+                    );
                     state.last_error = Some(fault.clone());
                 }
             }
@@ -139,7 +143,9 @@ async fn fetch(url: url::Url, http: HttpSettings) -> Result<KeySet, Fault> {
         .await
         .map_err(|e| Fault::transport("JWKS endpoint", &e))?;
     if response.url() != &url {
-        return Err(Fault::Unusable("the JWKS answer came from another URL (redirect)".into()));
+        return Err(Fault::Unusable(
+            "the JWKS answer came from another URL (redirect)".into(),
+        ));
     }
     let status = response.status();
     if !status.is_success() {

@@ -133,9 +133,15 @@ pub(crate) struct PublicKey {
 
 #[derive(Clone)]
 enum Material {
-    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
     /// An uncompressed SEC1 point (`04 ‖ x ‖ y`).
-    Ec { family: Family, point: Vec<u8> },
+    Ec {
+        family: Family,
+        point: Vec<u8>,
+    },
     Ed25519(Vec<u8>),
 }
 
@@ -172,7 +178,9 @@ impl PublicKey {
     pub(crate) fn default_algorithm(&self) -> Algorithm {
         self.declared.unwrap_or(match &self.material {
             Material::Rsa { .. } => Algorithm::Rs256,
-            Material::Ec { family: Family::P384, .. } => Algorithm::Es384,
+            Material::Ec {
+                family: Family::P384, ..
+            } => Algorithm::Es384,
             Material::Ec { .. } => Algorithm::Es256,
             Material::Ed25519(_) => Algorithm::EdDsa,
         })
@@ -205,7 +213,9 @@ impl PublicKey {
                     Algorithm::Ps512 => &signature::RSA_PSS_2048_8192_SHA512,
                     _ => return false,
                 };
-                RsaPublicKeyComponents { n, e }.verify(params, message, signature).is_ok()
+                RsaPublicKeyComponents { n, e }
+                    .verify(params, message, signature)
+                    .is_ok()
             }
             Material::Ec { point, .. } => {
                 let params = match alg {
@@ -213,7 +223,9 @@ impl PublicKey {
                     Algorithm::Es384 => &signature::ECDSA_P384_SHA384_FIXED,
                     _ => return false,
                 };
-                UnparsedPublicKey::new(params, point).verify(message, signature).is_ok()
+                UnparsedPublicKey::new(params, point)
+                    .verify(message, signature)
+                    .is_ok()
             }
             Material::Ed25519(key) => UnparsedPublicKey::new(&signature::ED25519, key)
                 .verify(message, signature)
@@ -428,8 +440,13 @@ fn pem_body(pem: &str) -> Result<(String, Vec<u8>), KeyError> {
     let body = &rest[label_end + 5..];
     let end_marker = format!("-----END {label}-----");
     let body_end = body.find(&end_marker).ok_or("a PEM block without its END line")?;
-    let base64: String = body[..body_end].chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    let der = STANDARD.decode(base64).map_err(|_| "a PEM block whose body is not base64")?;
+    let base64: String = body[..body_end]
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    let der = STANDARD
+        .decode(base64)
+        .map_err(|_| "a PEM block whose body is not base64")?;
     Ok((label, der))
 }
 
@@ -466,7 +483,9 @@ impl<'a> Der<'a> {
             }
             let (len_bytes, after) = rest.split_at(count);
             rest = after;
-            len_bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
+            len_bytes
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
         };
         if found != tag || rest.len() < len {
             return Err(malformed);
@@ -493,13 +512,17 @@ mod tests {
 
     #[test]
     fn jwk_kinds_and_declarations() {
-        let rsa: Jwk = serde_json::from_str(r#"{"kty":"RSA","kid":"r","n":"AQAB","e":"AQAB","alg":"PS256"}"#).unwrap();
+        let rsa: Jwk =
+            serde_json::from_str(r#"{"kty":"RSA","kid":"r","n":"AQAB","e":"AQAB","alg":"PS256"}"#).unwrap();
         let key = PublicKey::from_jwk(&rsa).unwrap().unwrap();
         assert!(key.fits(Algorithm::Ps256));
         assert!(!key.fits(Algorithm::Rs256), "declared for PS256 only");
         assert!(!key.fits(Algorithm::Es256));
         let oct: Jwk = serde_json::from_str(r#"{"kty":"oct","k":"c2VjcmV0"}"#).unwrap();
-        assert!(PublicKey::from_jwk(&oct).unwrap().is_none(), "symmetric keys are never used");
+        assert!(
+            PublicKey::from_jwk(&oct).unwrap().is_none(),
+            "symmetric keys are never used"
+        );
         let enc: Jwk = serde_json::from_str(r#"{"kty":"RSA","use":"enc","n":"AQAB","e":"AQAB"}"#).unwrap();
         assert!(PublicKey::from_jwk(&enc).unwrap().is_none());
         let hs: Jwk = serde_json::from_str(r#"{"kty":"RSA","alg":"HS256","n":"AQAB","e":"AQAB"}"#).unwrap();

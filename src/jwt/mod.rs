@@ -9,17 +9,30 @@
 //! costs one signature check each and evicts no good entry.
 //!
 //! ```
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use tower_introspection::test_util::{JwtSpec, TestAuthServer};
 //! use tower_introspection::{JwtProfile, JwtVerifier};
 //!
-//! // Laravel Passport: RS256 with the key from storage/oauth-public.key.
-//! # let pem = tower_introspection::test_util::TEST_RSA_PUBLIC_KEY_PEM;
+//! // A Laravel Passport stand-in: RS256, no `kid`, no `iss`, scopes in an array.
+//! let passport = TestAuthServer::start().await?;
+//! let pem = passport.rsa_public_key_pem(); // what storage/oauth-public.key holds
+//!
 //! let verifier = JwtVerifier::builder()
 //!     .public_key_pem(pem)
 //!     .profile(JwtProfile::Passport)
 //!     .expected_audience("3") // the OAuth client ids Passport puts in `aud`
 //!     .build()?;
-//! assert_eq!(verifier.issuer(), None);
+//!
+//! let token = passport.mint_jwt(JwtSpec::passport().client_id("3").sub("42").scope("read"));
+//! let principal = verifier.validate(&token).await?;
+//! assert_eq!(principal.subject(), Some("42"));
+//! assert_eq!(principal.client_id(), Some("3"));
+//! assert!(principal.scopes().contains("read"));
+//!
+//! // The same token with one bit of its signature flipped.
+//! let forged = passport.mint_jwt(JwtSpec::passport().client_id("3").tamper());
+//! assert_eq!(verifier.validate(&forged).await.unwrap_err().status(), 401);
 //! # Ok(()) }
 //! ```
 
@@ -55,7 +68,7 @@ use crate::validate::{since_epoch, unix_now, Validation};
 /// Build one with [`JwtVerifier::builder`] or [`JwtVerifier::discover`], and
 /// hand it to [`IntrospectionLayer`](crate::IntrospectionLayer) alone or
 /// with other sources in a [`Verifier`](crate::Verifier). Cloning is a
-/// pointer copy. See the [module documentation](self).
+/// pointer copy.
 #[derive(Clone)]
 pub struct JwtVerifier {
     inner: Arc<Inner>,
@@ -155,7 +168,9 @@ impl JwtVerifier {
             },
             None => {
                 inner.cache.counters.miss();
-                self.load(key, token, None).await.or_else(LoadError::into_result)?
+                self.load(key, token, None)
+                    .await
+                    .or_else(LoadError::into_result)?
             }
         };
         let principal = Principal::from_shared(claims);
@@ -231,7 +246,10 @@ impl JwtVerifier {
                 return Err(LoadError::Invalid("the token's algorithm is not allowed"));
             }
         }
-        inner.shape.check_typ(jws.typ.as_deref()).map_err(LoadError::Invalid)?;
+        inner
+            .shape
+            .check_typ(jws.typ.as_deref())
+            .map_err(LoadError::Invalid)?;
         self.check_signature(&jws).await?;
         let claims = inner.shape.claims(jws.claims).map_err(LoadError::Invalid)?;
         if let Some(iat) = claims.issued_at.get() {
@@ -253,15 +271,15 @@ impl JwtVerifier {
         let Some(jwks) = &inner.jwks else {
             return Err(self.no_key(&inner.static_keys, kid));
         };
-        let current = match jwks.current() {
-            Some(keys) => keys,
-            None => KeySet::from([]),
-        };
+        let current = jwks.current().unwrap_or_else(|| KeySet::from([]));
         if self.any_key_verifies(&current, jws) {
             return Ok(());
         }
-        // A kid we know already failed its signature: no refresh helps.
-        if kid.is_some_and(|kid| current.iter().any(|k| k.kid() == Some(kid))) || current.len() > 0 && kid.is_none() {
+        // The keys the token can mean were tried and failed: a forgery, which
+        // must not make us fetch again. Only a kid we have never seen (or no
+        // key set at all yet) is worth a refresh.
+        let known_kid = kid.is_some_and(|kid| current.iter().any(|k| k.kid() == Some(kid)));
+        if known_kid || (kid.is_none() && !current.is_empty()) {
             return Err(LoadError::Invalid("the token's signature is invalid"));
         }
         match jwks.refresh().await {
@@ -272,9 +290,9 @@ impl JwtVerifier {
                     Err(self.no_key(&keys, kid))
                 }
             }
-            Refresh::TooSoon(None) | Refresh::Failed(_, None) => Err(LoadError::Unavailable(Fault::Unavailable(
-                "no JWK Set could be fetched yet".into(),
-            ))),
+            Refresh::TooSoon(None) | Refresh::Failed(_, None) => Err(LoadError::Unavailable(
+                Fault::Unavailable("no JWK Set could be fetched yet".into()),
+            )),
             // The keys we have do not fit, and newer ones cannot be had: the
             // AS may well have rotated, so this is not the token's fault.
             Refresh::Failed(fault, Some(_)) => Err(LoadError::Unavailable(fault)),
@@ -302,7 +320,9 @@ impl JwtVerifier {
 
     fn no_key(&self, keys: &[PublicKey], kid: Option<&str>) -> LoadError {
         match kid {
-            Some(kid) if !keys.iter().any(|k| k.kid() == Some(kid)) && !keys.iter().any(|k| k.kid().is_none()) => {
+            Some(kid)
+                if !keys.iter().any(|k| k.kid() == Some(kid)) && !keys.iter().any(|k| k.kid().is_none()) =>
+            {
                 LoadError::Invalid("the token is signed with an unknown key (kid)")
             }
             _ => LoadError::Invalid("the token's signature is invalid"),

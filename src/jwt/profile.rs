@@ -72,7 +72,10 @@ impl Shape {
         // (RFC 7515 §4.1.9).
         let typ = typ.map(|t| {
             let lower = t.to_ascii_lowercase();
-            lower.strip_prefix("application/").map(str::to_owned).unwrap_or(lower)
+            lower
+                .strip_prefix("application/")
+                .map(str::to_owned)
+                .unwrap_or(lower)
         });
         let ok = match self.profile {
             JwtProfile::Rfc9068 => typ.as_deref() == Some("at+jwt"),
@@ -119,18 +122,23 @@ impl Shape {
                 Some(Value::String(s)) => s.parse().unwrap_or_default(),
                 Some(_) => return Err("the token's scope is not a string"),
             },
-            JwtProfile::Passport => scopes(map.remove("scopes")).map_err(|_| "the token's scopes are not strings")?,
+            JwtProfile::Passport => {
+                scopes(map.remove("scopes")).map_err(|_| "the token's scopes are not strings")?
+            }
             JwtProfile::Generic => {
                 let name = self.scope_claims.iter().find(|name| map.contains_key(&***name));
                 match name {
-                    Some(name) => scopes(map.remove(&**name)).map_err(|_| "the token's scopes are not strings")?,
+                    Some(name) => {
+                        scopes(map.remove(&**name)).map_err(|_| "the token's scopes are not strings")?
+                    }
                     None => Scopes::default(),
                 }
             }
         };
         let reason = |e: crate::introspect::AnswerError| e.reason();
         let audiences = audiences(map.remove("aud")).map_err(reason)?;
-        let mut client_id = string(map.remove("client_id"), "the token's client_id is not a string").map_err(reason)?;
+        let mut client_id =
+            string(map.remove("client_id"), "the token's client_id is not a string").map_err(reason)?;
         if self.profile == JwtProfile::Passport && client_id.is_none() {
             // Passport's `aud` is the client the token was issued to.
             client_id = audiences.first().cloned();
@@ -138,17 +146,21 @@ impl Shape {
         let other_kind = OtherKind::declared(map.get("token_use"), map.get("typ"), None);
         Ok(Claims {
             scopes,
-            subject: string_or_number(map.remove("sub"), "the token's sub is not a string").map_err(reason)?,
-            username: string(map.remove("username"), "the token's username is not a string").map_err(reason)?,
+            subject: string_or_number(map.remove("sub"), "the token's sub is not a string")
+                .map_err(reason)?,
+            username: string(map.remove("username"), "the token's username is not a string")
+                .map_err(reason)?,
             client_id,
             token_type: None,
             issuer: string(map.remove("iss"), "the token's iss is not a string").map_err(reason)?,
             jwt_id: string(map.remove("jti"), "the token's jti is not a string").map_err(reason)?,
             audiences,
-            // Rounded so that the token is valid for no longer than it says.
-            expires_at: Timestamp::new(numeric_date(map.remove("exp"), f64::floor)?),
-            issued_at: Timestamp::new(numeric_date(map.remove("iat"), f64::floor)?),
-            not_before: Timestamp::new(numeric_date(map.remove("nbf"), f64::ceil)?),
+            // Whole seconds, rounded down: `exp` then ends up to a second
+            // early, and `nbf` (Passport sets it to the issue time, with
+            // microseconds) is not refused for the rest of its first second.
+            expires_at: Timestamp::new(numeric_date(map.remove("exp"))?),
+            issued_at: Timestamp::new(numeric_date(map.remove("iat"))?),
+            not_before: Timestamp::new(numeric_date(map.remove("nbf"))?),
             other_kind,
             extra: extra(map),
             received_at_ms: 0,
@@ -157,14 +169,14 @@ impl Shape {
 }
 
 /// A NumericDate (RFC 7519 §2): a JSON number of seconds, which may have a
-/// fraction; rounded with `round` to whole seconds.
-fn numeric_date(value: Option<Value>, round: fn(f64) -> f64) -> Result<Option<i64>, &'static str> {
+/// fraction; rounded down to whole seconds.
+fn numeric_date(value: Option<Value>) -> Result<Option<i64>, &'static str> {
     let invalid = "the token has a time claim that is not a NumericDate";
     match value {
         None => Ok(None),
         Some(Value::Number(n)) => match n.as_i64() {
             Some(i) => Ok(Some(i)),
-            None => match n.as_f64().map(round) {
+            None => match n.as_f64().map(f64::floor) {
                 // Beyond ±2^53 a float is no longer a whole second anyway.
                 Some(f) if f.is_finite() && f.abs() < 9.0e15 => Ok(Some(f as i64)),
                 _ => Err(invalid),
@@ -210,7 +222,8 @@ mod tests {
 
     #[test]
     fn rfc9068_requires_its_claims() {
-        let full = r#"{"iss":"i","exp":2,"aud":"a","sub":"s","client_id":"c","iat":1,"jti":"j","scope":"b a"}"#;
+        let full =
+            r#"{"iss":"i","exp":2,"aud":"a","sub":"s","client_id":"c","iat":1,"jti":"j","scope":"b a"}"#;
         let claims = shape(JwtProfile::Rfc9068).claims(map(full)).unwrap();
         assert_eq!(claims.scopes.as_str(), "a b");
         assert_eq!(claims.client_id.as_deref(), Some("c"));
@@ -230,25 +243,30 @@ mod tests {
         assert_eq!(claims.client_id.as_deref(), Some("3"));
         assert_eq!(claims.subject.as_deref(), Some("42"));
         assert_eq!(claims.expires_at.get(), Some(1_798_761_600), "exp rounded down");
-        assert_eq!(claims.not_before.get(), Some(1_767_225_601), "nbf rounded up");
+        assert_eq!(claims.not_before.get(), Some(1_767_225_600), "nbf rounded down");
     }
 
     #[test]
     fn generic_reads_scp_as_string_or_array() {
         let generic = shape(JwtProfile::Generic);
-        let entra = generic.claims(map(r#"{"exp":2,"scp":"User.Read Files.Read"}"#)).unwrap();
+        let entra = generic
+            .claims(map(r#"{"exp":2,"scp":"User.Read Files.Read"}"#))
+            .unwrap();
         assert_eq!(entra.scopes.as_str(), "Files.Read User.Read");
         let okta = generic.claims(map(r#"{"exp":2,"scp":["a","b"]}"#)).unwrap();
         assert_eq!(okta.scopes.as_str(), "a b");
-        assert!(generic.claims(map(r#"{"scope":"a"}"#)).is_err(), "exp is required");
+        assert!(
+            generic.claims(map(r#"{"scope":"a"}"#)).is_err(),
+            "exp is required"
+        );
     }
 
     #[test]
     fn numeric_dates() {
-        assert_eq!(numeric_date(Some(Value::from(5)), f64::floor), Ok(Some(5)));
-        assert_eq!(numeric_date(Some(Value::from(5.5)), f64::floor), Ok(Some(5)));
-        assert_eq!(numeric_date(Some(Value::from(5.5)), f64::ceil), Ok(Some(6)));
-        assert!(numeric_date(Some(Value::from("5")), f64::floor).is_err());
-        assert!(numeric_date(Some(Value::from(1e300)), f64::floor).is_err());
+        assert_eq!(numeric_date(Some(Value::from(5))), Ok(Some(5)));
+        assert_eq!(numeric_date(Some(Value::from(5.5))), Ok(Some(5)));
+        assert_eq!(numeric_date(Some(Value::from(-0.5))), Ok(Some(-1)));
+        assert!(numeric_date(Some(Value::from("5"))).is_err());
+        assert!(numeric_date(Some(Value::from(1e300))).is_err());
     }
 }

@@ -9,8 +9,8 @@ use super::body::JsonBody;
 use super::service::Introspection;
 use crate::challenge::realm_value;
 use crate::error::DEFAULT_REALM;
-use crate::verifier::Verifier;
 use crate::token::{BearerExtractor, ExtractToken};
+use crate::verifier::Verifier;
 
 /// Marks a request the layer let through anonymously, and carries the realm
 /// for challenges made further in. (An authenticated request carries its
