@@ -231,6 +231,12 @@ async fn opaque_token_goes_to_introspection_in_the_same_verifier() {
     let error = verifier.validate("not-a-token-the-as-issued").await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidToken);
     assert_eq!(error.status(), 401);
+
+    // A JWT sent to introspection alone: oidc-provider answers 400
+    // unsupported_token_type, which is an inactive token (401), not an
+    // outage (503).
+    let error = introspector.validate(&token).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidToken, "{error}");
 }
 
 #[tokio::test]

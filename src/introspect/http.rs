@@ -158,10 +158,33 @@ pub(crate) async fn introspect(
                 response.status().as_u16()
             )))
         }
+        // Some servers (node-oidc-provider for JWT access tokens) refuse to
+        // introspect a kind of token they issue no answers for. The token is
+        // then not one they vouch for: inactive, not an outage.
+        StatusCode::BAD_REQUEST => {
+            let body = read_capped(response, http.max_body).await?;
+            if is_unsupported_token_type(&body) {
+                return Ok(Answer::Inactive);
+            }
+            return Err(Fault::from_status(
+                "introspection endpoint",
+                StatusCode::BAD_REQUEST,
+            ));
+        }
         status => return Err(Fault::from_status("introspection endpoint", status)),
     }
     let body = read_capped(response, http.max_body).await?;
     parse_answer(&body).map_err(|e| Fault::Unusable(e.to_string()))
+}
+
+/// Whether a 400 answer is the OAuth error `unsupported_token_type`
+/// (RFC 7009 §2.2.1, which servers also use for introspection).
+fn is_unsupported_token_type(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct OAuthError {
+        error: String,
+    }
+    serde_json::from_slice::<OAuthError>(body).is_ok_and(|e| e.error == "unsupported_token_type")
 }
 
 async fn send(
