@@ -9,8 +9,9 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 
 use crate::error::AuthError;
-use crate::middleware::{reject, Covered, JsonBody};
+use crate::middleware::Covered;
 use crate::principal::Principal;
+use crate::rejection::{reject, JsonBody};
 use crate::scope::{authorize, required_scope, unauthenticated, ScopeRequirement};
 
 /// The validated principal of the request.

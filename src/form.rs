@@ -30,15 +30,11 @@ use tower_service::Service;
 
 use crate::challenge::realm_value;
 use crate::error::{AuthError, ErrorKind, DEFAULT_REALM};
-use crate::middleware::{reject, JsonBody, RejectionBody};
-use crate::token::TokenError;
+use crate::rejection::{reject, JsonBody, RejectionBody};
+use crate::token::{FormToken, TokenError};
 
 /// The default limit on a form body that is read for a token.
 pub const DEFAULT_MAX_FORM_BODY: usize = 16 * 1024;
-
-/// What the form layer found, for the token extractor.
-#[derive(Clone)]
-pub(crate) struct FormToken(pub(crate) Result<Box<str>, TokenError>);
 
 /// Reads `access_token` from form-encoded bodies (RFC 6750 §2.2), opt-in.
 ///
@@ -268,10 +264,4 @@ fn access_token(body: &[u8]) -> Option<Result<Box<str>, TokenError>> {
         }
     }
     found
-}
-
-impl fmt::Debug for FormToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("FormToken([redacted])")
-    }
 }

@@ -20,8 +20,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::error::AuthError;
-use crate::middleware::{reject, Covered, JsonBody, RejectionBody};
+use crate::middleware::Covered;
 use crate::principal::{Principal, Scopes};
+use crate::rejection::{reject, JsonBody, RejectionBody};
 
 /// Decides whether granted scopes satisfy a required scope.
 pub trait ScopeMatcher: Send + Sync + 'static {

@@ -9,9 +9,9 @@ use http::{header, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::body::{reject, RejectionBody};
 use crate::error::AuthError;
 use crate::principal::Principal;
+use crate::rejection::{reject, RejectionBody};
 
 /// The token's validation. Boxed because moka's lookup future cannot be
 /// named; kept small by boxing the miss path separately.
@@ -212,7 +212,7 @@ mod tests {
 
     use super::*;
     use crate::error::ErrorKind;
-    use crate::middleware::JsonBody;
+    use crate::rejection::JsonBody;
 
     /// Answers 200 at once.
     #[derive(Clone)]

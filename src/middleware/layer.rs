@@ -5,10 +5,10 @@ use std::fmt;
 use http::HeaderValue;
 use tower_layer::Layer;
 
-use super::body::JsonBody;
 use super::service::Introspection;
 use crate::challenge::realm_value;
 use crate::error::DEFAULT_REALM;
+use crate::rejection::JsonBody;
 use crate::token::{BearerExtractor, ExtractToken};
 use crate::verifier::Verifier;
 

@@ -6,10 +6,10 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::body::{reject, RejectionBody};
 use super::future::ResponseFuture;
 use super::layer::IntrospectionLayer;
 use crate::error::{AuthError, ErrorKind};
+use crate::rejection::{reject, RejectionBody};
 use crate::token::{without_query_token, ExtractToken, TokenSource};
 
 /// Middleware that validates bearer tokens; see
