@@ -20,7 +20,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::error::AuthError;
-use crate::middleware::Covered;
+use crate::middleware::LayerRealm;
 use crate::principal::{Principal, Scopes};
 use crate::rejection::{reject, JsonBody, RejectionBody};
 
@@ -178,8 +178,8 @@ where
 /// Why a request has no principal: let through anonymously (401 with the
 /// layer's realm), or no layer ran at all (500).
 pub(crate) fn unauthenticated(extensions: &Extensions) -> AuthError {
-    match extensions.get::<Covered>() {
-        Some(covered) => AuthError::missing_token().with_realm(Some(&covered.realm)),
+    match extensions.get::<LayerRealm>() {
+        Some(LayerRealm(realm)) => AuthError::missing_token().with_realm(Some(realm)),
         None => AuthError::missing_layer(),
     }
 }

@@ -14,7 +14,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::builder::checked_url;
-use super::http::{read_capped, Fault, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
+use super::client::{
+    read_capped, AsFault, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
+};
 use super::{Introspector, IntrospectorBuilder};
 use crate::error::ConfigError;
 
@@ -212,7 +214,7 @@ async fn fetch(
         .header(http::header::ACCEPT, "application/json")
         .send()
         .await
-        .map_err(|e| Fault::transport("metadata endpoint", &e).reason().to_owned())?;
+        .map_err(|e| AsFault::transport("metadata endpoint", &e).reason().to_owned())?;
     let status = response.status();
     if matches!(status.as_u16(), 404 | 405) {
         return Ok(None);

@@ -12,13 +12,12 @@ use crate::rejection::JsonBody;
 use crate::token::{BearerExtractor, ExtractToken};
 use crate::verifier::Verifier;
 
-/// Marks a request the layer let through anonymously, and carries the realm
-/// for challenges made further in. (An authenticated request carries its
-/// realm in its `Principal`.)
+/// The layer's realm. Also the request extension that marks a request the
+/// layer let through anonymously, so that extractors and scope guards further
+/// in answer 401 with this realm rather than 500 (no layer). An
+/// authenticated request carries its realm in its `Principal` instead.
 #[derive(Debug, Clone)]
-pub(crate) struct Covered {
-    pub(crate) realm: HeaderValue,
-}
+pub(crate) struct LayerRealm(pub(crate) HeaderValue);
 
 /// Validates the bearer token of every request: by introspection, as a JWT
 /// verified locally, or both (see [`Verifier`]).
@@ -64,7 +63,7 @@ pub(crate) struct Covered {
 #[derive(Clone)]
 pub struct IntrospectionLayer<E = BearerExtractor, R = JsonBody> {
     pub(super) verifier: Verifier,
-    pub(super) covered: Covered,
+    pub(super) realm: LayerRealm,
     pub(super) anonymous: bool,
     pub(super) extractor: E,
     pub(super) body: R,
@@ -78,9 +77,7 @@ impl IntrospectionLayer {
     pub fn new(verifier: impl Into<Verifier>) -> Self {
         Self {
             verifier: verifier.into(),
-            covered: Covered {
-                realm: HeaderValue::from_static(DEFAULT_REALM),
-            },
+            realm: LayerRealm(HeaderValue::from_static(DEFAULT_REALM)),
             anonymous: false,
             extractor: BearerExtractor::new(),
             body: JsonBody,
@@ -93,7 +90,7 @@ impl<E, R> IntrospectionLayer<E, R> {
     /// forbids in a quoted value are dropped.
     pub fn realm(mut self, realm: impl AsRef<str>) -> Self {
         if let Some(value) = realm_value(realm.as_ref()) {
-            self.covered.realm = value;
+            self.realm = LayerRealm(value);
         }
         self
     }
@@ -110,7 +107,7 @@ impl<E, R> IntrospectionLayer<E, R> {
     pub fn token_extractor<E2: ExtractToken>(self, extractor: E2) -> IntrospectionLayer<E2, R> {
         IntrospectionLayer {
             verifier: self.verifier,
-            covered: self.covered,
+            realm: self.realm,
             anonymous: self.anonymous,
             extractor,
             body: self.body,
@@ -121,7 +118,7 @@ impl<E, R> IntrospectionLayer<E, R> {
     pub fn rejection_body<R2>(self, body: R2) -> IntrospectionLayer<E, R2> {
         IntrospectionLayer {
             verifier: self.verifier,
-            covered: self.covered,
+            realm: self.realm,
             anonymous: self.anonymous,
             extractor: self.extractor,
             body,
@@ -152,7 +149,7 @@ impl<E: fmt::Debug, R> fmt::Debug for IntrospectionLayer<E, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IntrospectionLayer")
             .field("verifier", &self.verifier)
-            .field("realm", &self.covered.realm)
+            .field("realm", &self.realm.0)
             .field("anonymous", &self.anonymous)
             .field("extractor", &self.extractor)
             .finish_non_exhaustive()

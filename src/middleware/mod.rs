@@ -9,4 +9,4 @@ pub use self::future::ResponseFuture;
 pub use self::layer::IntrospectionLayer;
 pub use self::service::Introspection;
 
-pub(crate) use self::layer::Covered;
+pub(crate) use self::layer::LayerRealm;

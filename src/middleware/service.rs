@@ -52,7 +52,7 @@ where
             Ok(None) if layer.anonymous => {
                 // No token, but the headers may still hold other credentials.
                 layer.extractor.mark_sensitive(request.headers_mut());
-                request.extensions_mut().insert(layer.covered.clone());
+                request.extensions_mut().insert(layer.realm.clone());
                 return ResponseFuture::calling(self.inner.call(request));
             }
             Ok(None) => return ResponseFuture::rejected(self.reject(AuthError::missing_token())),
@@ -72,15 +72,15 @@ where
             }
         }
         let verifier = layer.verifier.clone();
-        let validation = Box::pin(async move { verifier.validate(token.secret()).await });
+        let principal = Box::pin(async move { verifier.validate(token.secret()).await });
         // Take the service that was driven to readiness; leave a clone behind.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::validating(
-            validation,
+            principal,
             request,
             inner,
-            layer.covered.realm.clone(),
+            layer.realm.0.clone(),
             layer.body.clone(),
             private,
         )
@@ -92,10 +92,7 @@ impl<S, E, R> Introspection<S, E, R> {
     where
         R: RejectionBody<B>,
     {
-        reject(
-            error.with_realm(Some(&self.layer.covered.realm)),
-            &self.layer.body,
-        )
+        reject(error.with_realm(Some(&self.layer.realm.0)), &self.layer.body)
     }
 }
 
