@@ -29,7 +29,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::challenge::realm_value;
-use crate::error::{AuthError, ErrorKind, DEFAULT_REALM};
+use crate::error::{AuthError, ConfigError, ErrorKind, DEFAULT_REALM};
 use crate::rejection::{reject, JsonBody, RejectionBody};
 use crate::token::{FormToken, TokenError};
 
@@ -62,8 +62,8 @@ pub const DEFAULT_MAX_FORM_BODY: usize = 16 * 1024;
 /// #     .client_secret_basic("api", "secret").build()?;
 /// let app: Router = Router::new()
 ///     .route("/submit", post(|| async { "ok" }))
-///     .layer(IntrospectionLayer::new(introspector).realm("my-api"))
-///     .layer(FormBodyTokenLayer::new().max_body(4).realm("my-api")); // outermost: runs first
+///     .layer(IntrospectionLayer::new(introspector).realm("my-api")?)
+///     .layer(FormBodyTokenLayer::new().max_body(4).realm("my-api")?); // outermost: runs first
 ///
 /// // A form body that turns out larger than `max_body` while it is read.
 /// let chunks = ["access_", "token=abc"].map(Ok::<_, std::convert::Infallible>);
@@ -114,12 +114,18 @@ impl<R> FormBodyTokenLayer<R> {
     /// The `realm` of the challenge this layer's 400 carries (default
     /// `"api"`); use the one given to
     /// [`IntrospectionLayer::realm`](crate::IntrospectionLayer::realm).
-    /// Characters RFC 6750 forbids in a quoted value are dropped.
-    pub fn realm(mut self, realm: impl AsRef<str>) -> Self {
-        if let Some(value) = realm_value(realm.as_ref()) {
-            self.realm = value;
-        }
-        self
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSetting`] when `realm` holds a character that
+    /// RFC 6750 §3 does not allow in a quoted value (`"`, `\`, anything
+    /// outside printable ASCII and space): such a realm cannot be sent as
+    /// given, and the layer does not send another one in its place.
+    pub fn realm(mut self, realm: impl AsRef<str>) -> Result<Self, ConfigError> {
+        self.realm = realm_value(realm.as_ref()).ok_or(ConfigError::InvalidSetting(
+            "`FormBodyTokenLayer::realm` may hold only printable ASCII characters and spaces, without `\"` and `\\` (RFC 6750 §3)",
+        ))?;
+        Ok(self)
     }
 
     /// Replaces the body of this layer's 400; see

@@ -7,7 +7,7 @@ use tower_layer::Layer;
 
 use super::service::Introspection;
 use crate::challenge::realm_value;
-use crate::error::DEFAULT_REALM;
+use crate::error::{ConfigError, DEFAULT_REALM};
 use crate::rejection::JsonBody;
 use crate::token::{BearerExtractor, ExtractToken};
 use crate::verifier::Verifier;
@@ -50,7 +50,7 @@ pub(crate) struct LayerRealm(pub(crate) HeaderValue);
 ///     .build()?;
 /// let app = Router::new()
 ///     .route("/whoami", get(|p: Principal| async move { p.subject().unwrap_or("").to_owned() }))
-///     .route_layer(IntrospectionLayer::new(introspector).realm("my-api"));
+///     .route_layer(IntrospectionLayer::new(introspector).realm("my-api")?);
 ///
 /// // No token: 401 and a bare challenge; the authorization server is not asked.
 /// let response = app
@@ -86,13 +86,34 @@ impl IntrospectionLayer {
 }
 
 impl<E, R> IntrospectionLayer<E, R> {
-    /// The `realm` of every challenge (default `"api"`). Characters RFC 6750
-    /// forbids in a quoted value are dropped.
-    pub fn realm(mut self, realm: impl AsRef<str>) -> Self {
-        if let Some(value) = realm_value(realm.as_ref()) {
-            self.realm = LayerRealm(value);
-        }
-        self
+    /// The `realm` of every challenge (default `"api"`).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSetting`] when `realm` holds a character that
+    /// RFC 6750 §3 does not allow in a quoted value (`"`, `\`, anything
+    /// outside printable ASCII and space): such a realm cannot be sent as
+    /// given, and the layer does not send another one in its place.
+    ///
+    /// ```
+    /// use tower_introspection::{ConfigError, IntrospectionLayer, Introspector};
+    ///
+    /// # let introspector = Introspector::builder("https://as.example/introspect")
+    /// #     .client_secret_basic("api", "secret").build()?;
+    /// let layer = IntrospectionLayer::new(introspector.clone()).realm("my-api")?;
+    /// # let _ = layer;
+    /// assert!(matches!(
+    ///     IntrospectionLayer::new(introspector).realm("my \"api\""),
+    ///     Err(ConfigError::InvalidSetting(_)),
+    /// ));
+    /// # Ok::<(), ConfigError>(())
+    /// ```
+    pub fn realm(mut self, realm: impl AsRef<str>) -> Result<Self, ConfigError> {
+        let value = realm_value(realm.as_ref()).ok_or(ConfigError::InvalidSetting(
+            "`IntrospectionLayer::realm` may hold only printable ASCII characters and spaces, without `\"` and `\\` (RFC 6750 §3)",
+        ))?;
+        self.realm = LayerRealm(value);
+        Ok(self)
     }
 
     /// Let requests without any token through without a `Principal` (for
