@@ -80,6 +80,7 @@ pub const DEFAULT_MAX_FORM_BODY: usize = 16 * 1024;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
+#[must_use]
 pub struct FormBodyTokenLayer<R = JsonBody> {
     max_body: usize,
     realm: HeaderValue,
@@ -165,6 +166,23 @@ impl<R> fmt::Debug for FormBodyTokenLayer<R> {
 pub struct FormBodyToken<S, R = JsonBody> {
     inner: S,
     layer: FormBodyTokenLayer<R>,
+}
+
+impl<S, R> FormBodyToken<S, R> {
+    /// Gets a reference to the wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Gets a mutable reference to the wrapped service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the wrapped service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S: fmt::Debug, R> fmt::Debug for FormBodyToken<S, R> {
@@ -270,4 +288,18 @@ fn access_token(body: &[u8]) -> Option<Result<Box<str>, TokenError>> {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The accessors reach the inner service.
+    #[test]
+    fn accessors() {
+        let mut service: FormBodyToken<u8> = FormBodyTokenLayer::new().layer(7);
+        *service.get_mut() += 1;
+        assert_eq!(*service.get_ref(), 8);
+        assert_eq!(service.into_inner(), 8);
+    }
 }

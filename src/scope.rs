@@ -231,6 +231,7 @@ where
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
+#[must_use]
 pub struct RequireScope<R = JsonBody> {
     requirement: Arc<Requirement>,
     body: R,
@@ -351,9 +352,26 @@ impl<R> fmt::Debug for RequireScope<R> {
 
 /// The service of [`RequireScope`].
 #[derive(Clone)]
-pub struct RequireScopeService<S, R> {
+pub struct RequireScopeService<S, R = JsonBody> {
     inner: S,
     layer: RequireScope<R>,
+}
+
+impl<S, R> RequireScopeService<S, R> {
+    /// Gets a reference to the wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Gets a mutable reference to the wrapped service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the wrapped service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScopeService<S, R>
@@ -536,6 +554,16 @@ mod tests {
                 future: std::future::ready(Ok(Response::new(()))),
             },
         });
+    }
+
+    /// The default type parameter names the service of a plain
+    /// `RequireScope`, and the accessors reach the inner service.
+    #[test]
+    fn default_type_parameter_and_accessors() {
+        let mut service: RequireScopeService<u8> = RequireScope::all(["read"]).layer(7);
+        *service.get_mut() += 1;
+        assert_eq!(*service.get_ref(), 8);
+        assert_eq!(service.into_inner(), 8);
     }
 
     #[test]

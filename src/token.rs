@@ -206,6 +206,7 @@ impl From<TokenError> for AuthError {
 /// # Ok::<(), ConfigError>(())
 /// ```
 #[derive(Debug, Clone)]
+#[must_use]
 pub struct BearerExtractor {
     max_length: usize,
     authorization_header: bool,

@@ -35,6 +35,7 @@ use crate::validate::Checks;
 /// unless [`Introspector::invalidate`] is called (RFC 7662 §4). The default
 /// `max_ttl` of 60 s bounds that window; `max_ttl(Duration::ZERO)` turns
 /// caching off for sensitive deployments, and every request is introspected.
+#[must_use]
 pub struct IntrospectorBuilder {
     endpoint: String,
     auth: Vec<PendingAuth>,

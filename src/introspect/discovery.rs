@@ -61,6 +61,7 @@ pub struct AuthorizationServerMetadata {
 /// answers. Add [`expected_issuer`](IntrospectorBuilder::expected_issuer)
 /// yourself where the server sends it.
 #[derive(Clone)]
+#[must_use]
 pub struct Discovery {
     issuer: String,
     kind: DiscoveryKind,

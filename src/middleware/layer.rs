@@ -61,6 +61,7 @@ pub(crate) struct LayerRealm(pub(crate) HeaderValue);
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
+#[must_use]
 pub struct IntrospectionLayer<E = BearerExtractor, R = JsonBody> {
     pub(super) verifier: Verifier,
     pub(super) realm: LayerRealm,

@@ -9,13 +9,14 @@ use tower_service::Service;
 use super::future::ResponseFuture;
 use super::layer::IntrospectionLayer;
 use crate::error::{AuthError, ErrorKind};
+use crate::rejection::JsonBody;
 use crate::rejection::{reject, RejectionBody};
-use crate::token::{without_query_token, ExtractToken, TokenSource};
+use crate::token::{without_query_token, BearerExtractor, ExtractToken, TokenSource};
 
 /// Middleware that validates bearer tokens; see
 /// [`IntrospectionLayer`](super::IntrospectionLayer).
 #[derive(Clone)]
-pub struct Introspection<S, E, R> {
+pub struct Introspection<S, E = BearerExtractor, R = JsonBody> {
     inner: S,
     layer: IntrospectionLayer<E, R>,
 }
@@ -25,9 +26,19 @@ impl<S, E, R> Introspection<S, E, R> {
         Self { inner, layer }
     }
 
-    /// The wrapped service.
+    /// Gets a reference to the wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// Gets a mutable reference to the wrapped service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the wrapped service.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 }
 
@@ -102,5 +113,27 @@ impl<S: fmt::Debug, E: fmt::Debug, R> fmt::Debug for Introspection<S, E, R> {
             .field("inner", &self.inner)
             .field("layer", &self.layer)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tower_layer::Layer;
+
+    use super::*;
+    use crate::Introspector;
+
+    /// The default type parameters name the service of a plain
+    /// `IntrospectionLayer::new`, and the accessors reach the inner service.
+    #[test]
+    fn default_type_parameters_and_accessors() {
+        let introspector = Introspector::builder("https://as.example/introspect")
+            .client_secret_basic("api", "secret")
+            .build()
+            .unwrap();
+        let mut service: Introspection<u8> = IntrospectionLayer::new(introspector).layer(7);
+        *service.get_mut() += 1;
+        assert_eq!(*service.get_ref(), 8);
+        assert_eq!(service.into_inner(), 8);
     }
 }
