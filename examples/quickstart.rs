@@ -41,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .expected_audience("https://api.example")
         .build()?;
     let verifier = Verifier::builder().jwt(jwt).introspector(introspector).build()?;
-    let app = common::app(IntrospectionLayer::new(verifier).realm("quickstart"));
+    let app = common::app(IntrospectionLayer::new(verifier).realm("quickstart")?);
 
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;

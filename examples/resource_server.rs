@@ -211,7 +211,7 @@ async fn run() -> Result<(), String> {
         .map_err(|e| format!("LISTEN_ADDR: {e}"))?;
     let mut layer = IntrospectionLayer::new(verifier().await?);
     if let Some(realm) = var("REALM") {
-        layer = layer.realm(realm);
+        layer = layer.realm(realm).map_err(|e| format!("REALM: {e}"))?;
     }
     let app = common::app(layer);
     let listener = tokio::net::TcpListener::bind(listen)

@@ -64,12 +64,15 @@ impl Challenge {
     }
 }
 
-/// A configured realm as a header value, reduced to the characters RFC 6750
-/// §3 allows in a quoted value. (Any such string is a valid header value, so
-/// `None` is not expected.)
+/// A configured realm as a header value; `None` when it holds a character
+/// RFC 6750 §3 does not allow in a quoted value (`"`, `\`, anything outside
+/// printable ASCII and space). Such a realm cannot be sent as given, so the
+/// setters report it rather than send another one.
 pub(crate) fn realm_value(realm: &str) -> Option<HeaderValue> {
-    let cleaned: String = realm.chars().filter(|&c| is_error_char(c)).collect();
-    HeaderValue::try_from(cleaned).ok()
+    if !realm.chars().all(is_error_char) {
+        return None;
+    }
+    HeaderValue::from_str(realm).ok()
 }
 
 fn push_sanitized(out: &mut String, value: &str, allowed: fn(char) -> bool) {
@@ -89,6 +92,16 @@ fn is_scope_char(c: char) -> bool {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn realm_value_takes_allowed_characters_only() {
+        for realm in ["api", "my api", "", "a!#$%&'()*+,-./:;<=>?@[]^_`{|}~"] {
+            assert_eq!(realm_value(realm).unwrap().to_str().unwrap(), realm);
+        }
+        for realm in ["my \"realm\"", "a\\b", "café", "a\r\nb", "\0", "tab\t"] {
+            assert!(realm_value(realm).is_none(), "{realm:?}");
+        }
+    }
 
     /// Parses a `Bearer` challenge into its parameters, failing on anything
     /// that is not `name="value"` pairs separated by `, `.

@@ -9,8 +9,9 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 
 use crate::error::AuthError;
-use crate::middleware::{reject, Covered, JsonBody};
+use crate::middleware::LayerRealm;
 use crate::principal::Principal;
+use crate::rejection::{reject, JsonBody};
 use crate::scope::{authorize, required_scope, unauthenticated, ScopeRequirement};
 
 /// The validated principal of the request.
@@ -39,7 +40,7 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
         if let Some(principal) = parts.extensions.get::<Principal>() {
             return Ok(Some(principal.clone()));
         }
-        match parts.extensions.get::<Covered>() {
+        match parts.extensions.get::<LayerRealm>() {
             Some(_) => Ok(None),
             None => Err(AuthError::missing_layer()),
         }

@@ -29,16 +29,12 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::challenge::realm_value;
-use crate::error::{AuthError, ErrorKind, DEFAULT_REALM};
-use crate::middleware::{reject, JsonBody, RejectionBody};
-use crate::token::TokenError;
+use crate::error::{AuthError, ConfigError, ErrorKind, DEFAULT_REALM};
+use crate::rejection::{reject, JsonBody, RejectionBody};
+use crate::token::{FormToken, TokenError};
 
 /// The default limit on a form body that is read for a token.
 pub const DEFAULT_MAX_FORM_BODY: usize = 16 * 1024;
-
-/// What the form layer found, for the token extractor.
-#[derive(Clone)]
-pub(crate) struct FormToken(pub(crate) Result<Box<str>, TokenError>);
 
 /// Reads `access_token` from form-encoded bodies (RFC 6750 §2.2), opt-in.
 ///
@@ -66,8 +62,8 @@ pub(crate) struct FormToken(pub(crate) Result<Box<str>, TokenError>);
 /// #     .client_secret_basic("api", "secret").build()?;
 /// let app: Router = Router::new()
 ///     .route("/submit", post(|| async { "ok" }))
-///     .layer(IntrospectionLayer::new(introspector).realm("my-api"))
-///     .layer(FormBodyTokenLayer::new().max_body(4).realm("my-api")); // outermost: runs first
+///     .layer(IntrospectionLayer::new(introspector).realm("my-api")?)
+///     .layer(FormBodyTokenLayer::new().max_body(4).realm("my-api")?); // outermost: runs first
 ///
 /// // A form body that turns out larger than `max_body` while it is read.
 /// let chunks = ["access_", "token=abc"].map(Ok::<_, std::convert::Infallible>);
@@ -84,6 +80,7 @@ pub(crate) struct FormToken(pub(crate) Result<Box<str>, TokenError>);
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
+#[must_use]
 pub struct FormBodyTokenLayer<R = JsonBody> {
     max_body: usize,
     realm: HeaderValue,
@@ -118,12 +115,18 @@ impl<R> FormBodyTokenLayer<R> {
     /// The `realm` of the challenge this layer's 400 carries (default
     /// `"api"`); use the one given to
     /// [`IntrospectionLayer::realm`](crate::IntrospectionLayer::realm).
-    /// Characters RFC 6750 forbids in a quoted value are dropped.
-    pub fn realm(mut self, realm: impl AsRef<str>) -> Self {
-        if let Some(value) = realm_value(realm.as_ref()) {
-            self.realm = value;
-        }
-        self
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSetting`] when `realm` holds a character that
+    /// RFC 6750 §3 does not allow in a quoted value (`"`, `\`, anything
+    /// outside printable ASCII and space): such a realm cannot be sent as
+    /// given, and the layer does not send another one in its place.
+    pub fn realm(mut self, realm: impl AsRef<str>) -> Result<Self, ConfigError> {
+        self.realm = realm_value(realm.as_ref()).ok_or(ConfigError::InvalidSetting(
+            "`FormBodyTokenLayer::realm` may hold only printable ASCII characters and spaces, without `\"` and `\\` (RFC 6750 §3)",
+        ))?;
+        Ok(self)
     }
 
     /// Replaces the body of this layer's 400; see
@@ -163,6 +166,23 @@ impl<R> fmt::Debug for FormBodyTokenLayer<R> {
 pub struct FormBodyToken<S, R = JsonBody> {
     inner: S,
     layer: FormBodyTokenLayer<R>,
+}
+
+impl<S, R> FormBodyToken<S, R> {
+    /// Gets a reference to the wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Gets a mutable reference to the wrapped service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the wrapped service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S: fmt::Debug, R> fmt::Debug for FormBodyToken<S, R> {
@@ -270,8 +290,16 @@ fn access_token(body: &[u8]) -> Option<Result<Box<str>, TokenError>> {
     found
 }
 
-impl fmt::Debug for FormToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("FormToken([redacted])")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The accessors reach the inner service.
+    #[test]
+    fn accessors() {
+        let mut service: FormBodyToken<u8> = FormBodyTokenLayer::new().layer(7);
+        *service.get_mut() += 1;
+        assert_eq!(*service.get_ref(), 8);
+        assert_eq!(service.into_inner(), 8);
     }
 }

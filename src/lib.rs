@@ -138,6 +138,7 @@ mod introspect;
 mod jwt;
 mod middleware;
 mod principal;
+mod rejection;
 mod scope;
 mod stats;
 mod token;
@@ -168,8 +169,9 @@ pub use crate::jwt::{
     Algorithm, JwtProfile, JwtStats, JwtVerifier, JwtVerifierBuilder, UnsupportedAlgorithm,
     DEFAULT_JWKS_REFRESH_INTERVAL,
 };
-pub use crate::middleware::{Introspection, IntrospectionLayer, JsonBody, RejectionBody, ResponseFuture};
+pub use crate::middleware::{Introspection, IntrospectionLayer, ResponseFuture};
 pub use crate::principal::{Principal, Scopes};
+pub use crate::rejection::{JsonBody, RejectionBody};
 pub use crate::scope::{
     Exact, Hierarchical, RequireScope, RequireScopeFuture, RequireScopeService, ScopeMatcher,
     ScopeRequirement, Wildcard,

@@ -159,18 +159,6 @@ impl Principal {
         self.inner.other_kind
     }
 
-    /// Parses an active RFC 7662 introspection answer.
-    ///
-    /// Meant for tests and custom integrations; the middleware does this for
-    /// you. An inactive answer or one that does not follow RFC 7662 is an
-    /// error.
-    pub fn from_json(json: &[u8]) -> Result<Self, crate::introspect::AnswerError> {
-        match crate::introspect::parse_answer(json)? {
-            crate::introspect::Answer::Active(principal) => Ok(principal),
-            crate::introspect::Answer::Inactive => Err(crate::introspect::AnswerError::inactive()),
-        }
-    }
-
     /// `sub`: the subject of the token, usually the resource owner.
     pub fn subject(&self) -> Option<&str> {
         self.inner.subject.as_deref()

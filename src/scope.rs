@@ -20,8 +20,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::error::AuthError;
-use crate::middleware::{reject, Covered, JsonBody, RejectionBody};
+use crate::middleware::LayerRealm;
 use crate::principal::{Principal, Scopes};
+use crate::rejection::{reject, JsonBody, RejectionBody};
 
 /// Decides whether granted scopes satisfy a required scope.
 pub trait ScopeMatcher: Send + Sync + 'static {
@@ -177,8 +178,8 @@ where
 /// Why a request has no principal: let through anonymously (401 with the
 /// layer's realm), or no layer ran at all (500).
 pub(crate) fn unauthenticated(extensions: &Extensions) -> AuthError {
-    match extensions.get::<Covered>() {
-        Some(covered) => AuthError::missing_token().with_realm(Some(&covered.realm)),
+    match extensions.get::<LayerRealm>() {
+        Some(LayerRealm(realm)) => AuthError::missing_token().with_realm(Some(realm)),
         None => AuthError::missing_layer(),
     }
 }
@@ -230,6 +231,7 @@ where
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
+#[must_use]
 pub struct RequireScope<R = JsonBody> {
     requirement: Arc<Requirement>,
     body: R,
@@ -350,9 +352,26 @@ impl<R> fmt::Debug for RequireScope<R> {
 
 /// The service of [`RequireScope`].
 #[derive(Clone)]
-pub struct RequireScopeService<S, R> {
+pub struct RequireScopeService<S, R = JsonBody> {
     inner: S,
     layer: RequireScope<R>,
+}
+
+impl<S, R> RequireScopeService<S, R> {
+    /// Gets a reference to the wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Gets a mutable reference to the wrapped service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the wrapped service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScopeService<S, R>
@@ -535,6 +554,16 @@ mod tests {
                 future: std::future::ready(Ok(Response::new(()))),
             },
         });
+    }
+
+    /// The default type parameter names the service of a plain
+    /// `RequireScope`, and the accessors reach the inner service.
+    #[test]
+    fn default_type_parameter_and_accessors() {
+        let mut service: RequireScopeService<u8> = RequireScope::all(["read"]).layer(7);
+        *service.get_mut() += 1;
+        assert_eq!(*service.get_ref(), 8);
+        assert_eq!(service.into_inner(), 8);
     }
 
     #[test]

@@ -25,10 +25,21 @@ use http::uri::PathAndQuery;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Uri};
 
 use crate::error::{AuthError, ConfigError, ErrorKind};
-use crate::form::FormToken;
 
 /// The default maximum token length, in bytes.
 pub const DEFAULT_MAX_TOKEN_LENGTH: usize = 4096;
+
+/// The `access_token` parameter that [`FormBodyTokenLayer`](crate::FormBodyTokenLayer)
+/// found in a form body (RFC 6750 §2.2), left in the request extensions for
+/// the extractor; an error when the parameter was repeated.
+#[derive(Clone)]
+pub(crate) struct FormToken(pub(crate) Result<Box<str>, TokenError>);
+
+impl fmt::Debug for FormToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FormToken([redacted])")
+    }
+}
 
 /// A bearer token taken from a request. Its `Debug` never shows the token.
 #[derive(Clone)]
@@ -195,6 +206,7 @@ impl From<TokenError> for AuthError {
 /// # Ok::<(), ConfigError>(())
 /// ```
 #[derive(Debug, Clone)]
+#[must_use]
 pub struct BearerExtractor {
     max_length: usize,
     authorization_header: bool,

@@ -9,7 +9,7 @@ use crate::principal::Principal;
 
 /// What every accepted token must satisfy besides being active.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Validation {
+pub(crate) struct Checks {
     pub(crate) leeway_secs: i64,
     /// Accepted issuers; empty means any. Compared exactly (A4).
     pub(crate) issuers: Box<[Box<str>]>,
@@ -21,7 +21,7 @@ pub(crate) struct Validation {
     pub(crate) any_token_kind: bool,
 }
 
-impl Validation {
+impl Checks {
     pub(crate) fn check(&self, principal: &Principal, now: i64) -> Result<(), AuthError> {
         if let Some(kind) = principal.other_kind() {
             if !self.any_token_kind {
@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn i13_exp_and_nbf_with_leeway() {
-        let strict = Validation::default();
+        let strict = Checks::default();
         assert!(strict
             .check(&principal(r#"{"active":true,"exp":1800000001}"#), NOW)
             .is_ok());
@@ -96,9 +96,9 @@ mod tests {
         assert!(strict
             .check(&principal(r#"{"active":true,"nbf":1800000001}"#), NOW)
             .is_err());
-        let lenient = Validation {
+        let lenient = Checks {
             leeway_secs: 5,
-            ..Validation::default()
+            ..Checks::default()
         };
         assert!(lenient
             .check(&principal(r#"{"active":true,"exp":1799999996}"#), NOW)
@@ -113,9 +113,9 @@ mod tests {
 
     #[test]
     fn a1_a3_audience_exact_any_of() {
-        let v = Validation {
+        let v = Checks {
             audiences: vec!["https://api.example".into()].into(),
-            ..Validation::default()
+            ..Checks::default()
         };
         assert!(v
             .check(
@@ -134,9 +134,9 @@ mod tests {
 
     #[test]
     fn a4_issuer_exact() {
-        let v = Validation {
+        let v = Checks {
             issuers: vec!["https://as.example".into()].into(),
-            ..Validation::default()
+            ..Checks::default()
         };
         assert!(v
             .check(&principal(r#"{"active":true,"iss":"https://as.example"}"#), NOW)
@@ -149,10 +149,10 @@ mod tests {
 
     #[test]
     fn other_token_kinds_are_refused_unless_allowed() {
-        let strict = Validation::default();
-        let lenient = Validation {
+        let strict = Checks::default();
+        let lenient = Checks {
             any_token_kind: true,
-            ..Validation::default()
+            ..Checks::default()
         };
         for answer in [
             r#"{"active":true,"token_use":"refresh_token"}"#,
@@ -182,9 +182,9 @@ mod tests {
 
     #[test]
     fn token_type_case_insensitive() {
-        let v = Validation {
+        let v = Checks {
             token_type: Some("Bearer".into()),
-            ..Validation::default()
+            ..Checks::default()
         };
         assert!(v
             .check(&principal(r#"{"active":true,"token_type":"bearer"}"#), NOW)

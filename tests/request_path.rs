@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{challenge, challenge_params, param, Setup, RS_ID, RS_SECRET};
 use serde_json::{json, Value};
 use tower_introspection::test_util::{AuthFailure, ClientSpec, Fault, TestAuthServer, TokenSpec};
-use tower_introspection::{BearerExtractor, IntrospectionLayer, Introspector};
+use tower_introspection::{BearerExtractor, ConfigError, IntrospectionLayer, Introspector};
 
 fn far_future() -> i64 {
     4_102_444_800 // 2100-01-01
@@ -188,7 +188,22 @@ async fn b7_b8_b9_every_401_has_a_challenge_with_realm_and_unique_params() {
 
 #[tokio::test]
 async fn b10_realm_and_description_stay_in_allowed_characters() {
-    let s = Setup::with(|b| b, |l| l.realm("my \"realm\" é\\")).await;
+    let s = Setup::with(
+        |b| b,
+        |l| {
+            // A realm the challenge cannot carry as given is refused when
+            // configured, never sent altered.
+            for realm in ["my \"realm\" é\\", "a\r\nb"] {
+                let refused = l.clone().realm(realm);
+                assert!(
+                    matches!(refused, Err(ConfigError::InvalidSetting(_))),
+                    "{realm:?}"
+                );
+            }
+            l.realm("my realm ").unwrap()
+        },
+    )
+    .await;
     let response = s.get("/ping", Some("unknown")).await;
     let header = challenge(&response);
     let params = challenge_params(&header);

@@ -50,6 +50,7 @@ async fn form_layer_400_for_an_oversized_chunked_body_uses_the_realm_and_rejecti
     };
     let layer = IntrospectionLayer::new(common::introspector(&auth))
         .realm("forms")
+        .unwrap()
         .rejection_body(custom);
     let app = Router::new()
         .route("/form", post(|| async { "posted" }))
@@ -58,6 +59,7 @@ async fn form_layer_400_for_an_oversized_chunked_body_uses_the_realm_and_rejecti
             FormBodyTokenLayer::new()
                 .max_body(64)
                 .realm("forms")
+                .unwrap()
                 .rejection_body(custom),
         );
     let base = common::serve(app).await;

@@ -31,13 +31,29 @@ impl AnswerError {
         Self { reason }
     }
 
-    pub(crate) fn inactive() -> Self {
+    fn inactive() -> Self {
         Self::new("the token is not active")
     }
 
     /// What was wrong with the answer.
     pub fn reason(&self) -> &'static str {
         self.reason
+    }
+}
+
+/// Read here, with the answer parser, so that `principal` (the type) does not
+/// depend on `introspect` (which builds principals).
+impl Principal {
+    /// Parses an active RFC 7662 introspection answer.
+    ///
+    /// Meant for tests and custom integrations; the middleware does this for
+    /// you. An inactive answer or one that does not follow RFC 7662 is an
+    /// error.
+    pub fn from_json(json: &[u8]) -> Result<Self, AnswerError> {
+        match parse_answer(json)? {
+            Answer::Active(principal) => Ok(principal),
+            Answer::Inactive => Err(AnswerError::inactive()),
+        }
     }
 }
 

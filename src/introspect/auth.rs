@@ -10,7 +10,7 @@ use futures_util::future::{BoxFuture, FutureExt as _, Shared};
 use http::HeaderValue;
 use serde::Deserialize;
 
-use super::http::{read_capped, Fault, HttpSettings};
+use super::client::{read_capped, AsFault, HttpSettings};
 
 /// A secret whose `Debug` never shows it.
 #[derive(Clone)]
@@ -109,7 +109,7 @@ struct TokenRequest {
     scope: Option<Box<str>>,
 }
 
-type SharedFetch = Shared<BoxFuture<'static, Result<CachedToken, Fault>>>;
+type SharedFetch = Shared<BoxFuture<'static, Result<CachedToken, AsFault>>>;
 
 #[derive(Default)]
 struct FetcherState {
@@ -118,7 +118,7 @@ struct FetcherState {
     in_flight: Option<SharedFetch>,
     /// After a failed fetch: no new fetch before this instant; callers get
     /// the current token while it is valid, else this fault.
-    backoff: Option<(Instant, Fault)>,
+    backoff: Option<(Instant, AsFault)>,
     consecutive_failures: u32,
     /// When a refused token last forced a new fetch: at most one forced
     /// fetch per [`FORCED_REFRESH_INTERVAL`], so credentials that keep being
@@ -206,7 +206,7 @@ impl TokenFetcher {
 
     /// The current `Authorization: Bearer` header, fetching a new token when
     /// there is none or it is about to expire. Waits at most `http.timeout`.
-    pub(crate) async fn header(&self, http: &HttpSettings) -> Result<HeaderValue, Fault> {
+    pub(crate) async fn header(&self, http: &HttpSettings) -> Result<HeaderValue, AsFault> {
         let (fetch, fallback) = {
             let mut state = self.lock();
             let now = Instant::now();
@@ -236,7 +236,7 @@ impl TokenFetcher {
                 self.settle(&fetch, &result);
                 result
             }
-            Err(_) => Err(Fault::Unavailable(
+            Err(_) => Err(AsFault::Unavailable(
                 "the call to the token endpoint timed out".into(),
             )),
         };
@@ -252,7 +252,7 @@ impl TokenFetcher {
 
     /// Records the outcome of `fetch`, once: the first caller to see it
     /// finished clears it.
-    fn settle(&self, fetch: &SharedFetch, result: &Result<CachedToken, Fault>) {
+    fn settle(&self, fetch: &SharedFetch, result: &Result<CachedToken, AsFault>) {
         let mut state = self.lock();
         if !state.in_flight.as_ref().is_some_and(|f| f.ptr_eq(fetch)) {
             return;
@@ -299,7 +299,7 @@ impl TokenFetcher {
 }
 
 /// One token request, bounded by `http.timeout` (set on every request).
-async fn fetch(request: Arc<TokenRequest>, http: HttpSettings) -> Result<CachedToken, Fault> {
+async fn fetch(request: Arc<TokenRequest>, http: HttpSettings) -> Result<CachedToken, AsFault> {
     let body = {
         let mut form = form_urlencoded::Serializer::new(String::new());
         form.append_pair("grant_type", "client_credentials");
@@ -314,28 +314,28 @@ async fn fetch(request: Arc<TokenRequest>, http: HttpSettings) -> Result<CachedT
         .body(body)
         .send()
         .await
-        .map_err(|e| Fault::transport("token endpoint", &e))?;
+        .map_err(|e| AsFault::transport("token endpoint", &e))?;
     if response.url() != &request.token_url {
-        return Err(Fault::Unusable(
+        return Err(AsFault::Unusable(
             "the token endpoint's answer came from another URL (redirect)".into(),
         ));
     }
     let status = response.status();
     if matches!(status.as_u16(), 400 | 401 | 403) {
-        return Err(Fault::Misconfigured(format!(
+        return Err(AsFault::Misconfigured(format!(
             "the token endpoint refused the client credentials grant (HTTP {})",
             status.as_u16()
         )));
     }
     if !status.is_success() {
-        return Err(Fault::from_status("token endpoint", status));
+        return Err(AsFault::from_status("token endpoint", status));
     }
     let body = read_capped(response, http.max_body).await?;
     let parsed: TokenResponse = serde_json::from_slice(&body)
-        .map_err(|_| Fault::Unusable("the token endpoint answered an unusable body".into()))?;
+        .map_err(|_| AsFault::Unusable("the token endpoint answered an unusable body".into()))?;
     let header = bearer_header(&parsed.access_token)
         .filter(|_| crate::token::is_b64token(parsed.access_token.as_bytes()))
-        .ok_or_else(|| Fault::Unusable("the token endpoint issued a malformed token".into()))?;
+        .ok_or_else(|| AsFault::Unusable("the token endpoint issued a malformed token".into()))?;
     let lifetime = parsed
         .expires_in
         .as_ref()

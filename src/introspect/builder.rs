@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::auth::{basic_header, bearer_header, ClientAuth, Secret, TokenFetcher};
-use super::http::{HttpSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
+use super::client::{HttpSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
 use super::{Inner, Introspector, Limiter, RateLimit};
 
 /// The default bound on concurrent introspection calls per introspector.
@@ -16,7 +16,7 @@ pub const DEFAULT_MAX_CONCURRENT_INTROSPECTIONS: usize = 64;
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 use crate::cache::{CacheSettings, TokenCache};
 use crate::error::ConfigError;
-use crate::validate::Validation;
+use crate::validate::Checks;
 
 /// Configures an [`Introspector`]; see [`Introspector::builder`].
 ///
@@ -35,6 +35,7 @@ use crate::validate::Validation;
 /// unless [`Introspector::invalidate`] is called (RFC 7662 §4). The default
 /// `max_ttl` of 60 s bounds that window; `max_ttl(Duration::ZERO)` turns
 /// caching off for sensitive deployments, and every request is introspected.
+#[must_use]
 pub struct IntrospectorBuilder {
     endpoint: String,
     auth: Vec<PendingAuth>,
@@ -466,14 +467,14 @@ impl IntrospectorBuilder {
                 .map_err(ConfigError::HttpClient)?,
         };
         let cache = TokenCache::new(self.cache, endpoint.as_str(), auth.client_id());
-        let validation = Validation {
+        let checks = Checks {
             leeway_secs: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
             issuers: self.issuers.into(),
             audiences: self.audiences.into(),
             token_type: self.token_type,
             any_token_kind: self.any_token_kind,
         };
-        if validation.issuers.is_empty() && validation.audiences.is_empty() {
+        if checks.issuers.is_empty() && checks.audiences.is_empty() {
             tracing::warn!(
                 endpoint = endpoint.as_str(),
                 "no expected audience or issuer is configured: any active token the authorization server issued, for any API, will be accepted; set `expected_audience`"
@@ -489,7 +490,7 @@ impl IntrospectorBuilder {
                 },
                 auth,
                 token_type_hint: self.token_type_hint,
-                validation,
+                checks,
                 cache,
                 limiter: (self.max_concurrent > 0)
                     .then(|| Limiter::new(self.max_concurrent, self.queue_wait.unwrap_or(self.timeout))),

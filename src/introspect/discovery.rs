@@ -14,7 +14,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::builder::checked_url;
-use super::http::{read_capped, Fault, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
+use super::client::{
+    read_capped, AsFault, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
+};
 use super::{Introspector, IntrospectorBuilder};
 use crate::error::ConfigError;
 
@@ -59,6 +61,7 @@ pub struct AuthorizationServerMetadata {
 /// answers. Add [`expected_issuer`](IntrospectorBuilder::expected_issuer)
 /// yourself where the server sends it.
 #[derive(Clone)]
+#[must_use]
 pub struct Discovery {
     issuer: String,
     kind: DiscoveryKind,
@@ -212,7 +215,7 @@ async fn fetch(
         .header(http::header::ACCEPT, "application/json")
         .send()
         .await
-        .map_err(|e| Fault::transport("metadata endpoint", &e).reason().to_owned())?;
+        .map_err(|e| AsFault::transport("metadata endpoint", &e).reason().to_owned())?;
     let status = response.status();
     if matches!(status.as_u16(), 404 | 405) {
         return Ok(None);

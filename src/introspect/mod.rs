@@ -21,8 +21,8 @@
 mod answer;
 mod auth;
 mod builder;
+mod client;
 mod discovery;
-mod http;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,18 +38,18 @@ pub(crate) use self::answer::{parse_answer, Answer};
 #[cfg(feature = "jwt")]
 pub(crate) use self::builder::checked_url;
 pub use self::builder::{IntrospectorBuilder, DEFAULT_MAX_CONCURRENT_INTROSPECTIONS};
-pub use self::discovery::{AuthorizationServerMetadata, Discovery, DiscoveryKind};
 #[cfg(feature = "jwt")]
-pub(crate) use self::http::read_capped;
-pub(crate) use self::http::{Fault, HttpSettings};
-pub use self::http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
+pub(crate) use self::client::read_capped;
+pub(crate) use self::client::{AsFault, HttpSettings};
+pub use self::client::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
+pub use self::discovery::{AuthorizationServerMetadata, Discovery, DiscoveryKind};
 
 use self::auth::ClientAuth;
 use crate::cache::{key_prefix, Entry, Key, LoadTicket, TokenCache};
 use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::principal::Principal;
 use crate::stats::{CacheStats, Outcome};
-use crate::validate::{since_epoch, unix_now, Validation};
+use crate::validate::{since_epoch, unix_now, Checks};
 
 /// Validates bearer tokens by introspection, with a cache in front.
 ///
@@ -67,7 +67,7 @@ struct Inner {
     http: HttpSettings,
     auth: ClientAuth,
     token_type_hint: bool,
-    validation: Validation,
+    checks: Checks,
     cache: TokenCache,
     limiter: Option<Limiter>,
     config_error_log: RateLimit,
@@ -78,7 +78,7 @@ enum LoadError {
     Inactive,
     Expired,
     Throttled,
-    Fault(Fault),
+    Fault(AsFault),
     /// An active answer to serve to the requests waiting for it, but not to
     /// cache.
     Uncacheable(Entry),
@@ -156,7 +156,7 @@ impl Introspector {
             }
         };
         let principal = Principal::from_shared(claims);
-        inner.validation.check(&principal, unix_now())?;
+        inner.checks.check(&principal, unix_now())?;
         Ok(principal)
     }
 
@@ -229,7 +229,7 @@ impl Introspector {
             // Only a transient fault of the AS: a local overload (throttling)
             // or an AS that answers but not usably (a 4xx for a revoked
             // token, say) must not stretch a revoked token's life.
-            LoadError::Fault(Fault::Unavailable(_)) if cache.within_grace(&stale) => {
+            LoadError::Fault(AsFault::Unavailable(_)) if cache.within_grace(&stale) => {
                 if let Some(failed) = &cache.refresh_failed {
                     failed.insert(key, ()).await;
                 }
@@ -333,7 +333,7 @@ impl Introspector {
                 Some(limiter) => Some(limiter.acquire().await?),
                 None => None,
             };
-            let call = self::http::introspect(
+            let call = self::client::introspect(
                 &inner.http,
                 &inner.endpoint,
                 &inner.auth,
@@ -345,7 +345,7 @@ impl Introspector {
             // retry with a fresh credential after a 401.
             match tokio::time::timeout(inner.http.timeout, call).await {
                 Ok(answer) => answer.map_err(LoadError::Fault),
-                Err(_) => Err(LoadError::Fault(Fault::Unavailable(
+                Err(_) => Err(LoadError::Fault(AsFault::Unavailable(
                     "the call to the introspection endpoint timed out".into(),
                 ))),
             }
@@ -364,9 +364,9 @@ impl Introspector {
                 (Outcome::Inactive, Err(LoadError::Inactive))
             }
             Err(LoadError::Throttled) => (Outcome::Throttled, Err(LoadError::Throttled)),
-            Err(LoadError::Fault(Fault::Misconfigured(reason))) => (
+            Err(LoadError::Fault(AsFault::Misconfigured(reason))) => (
                 Outcome::ConfigError,
-                Err(LoadError::Fault(Fault::Misconfigured(reason))),
+                Err(LoadError::Fault(AsFault::Misconfigured(reason))),
             ),
             Err(error) => (Outcome::AsFault, Err(error)),
         };
@@ -382,10 +382,10 @@ impl Introspector {
             Err(LoadError::Throttled) => {
                 tracing::warn!("too many introspection calls in flight; request shed")
             }
-            Err(LoadError::Fault(Fault::Unavailable(reason) | Fault::Unusable(reason))) => {
+            Err(LoadError::Fault(AsFault::Unavailable(reason) | AsFault::Unusable(reason))) => {
                 tracing::warn!(%reason, "authorization server unavailable")
             }
-            Err(LoadError::Fault(Fault::Misconfigured(reason))) => {
+            Err(LoadError::Fault(AsFault::Misconfigured(reason))) => {
                 if inner.config_error_log.allow() {
                     tracing::error!(%reason, "introspection configuration error (logged at most once a minute)");
                 }
@@ -407,7 +407,7 @@ impl Introspector {
         let inner = &*self.inner;
         if !inner.cache.cacheable(&principal, since_epoch()) {
             let exp = principal.expires_at().unwrap_or(i64::MIN);
-            if exp.saturating_add(inner.validation.leeway_secs) > unix_now() {
+            if exp.saturating_add(inner.checks.leeway_secs) > unix_now() {
                 return Err(LoadError::Uncacheable(inner.cache.entry(principal)));
             }
             if let Some(inactive) = &inner.cache.inactive {
@@ -481,14 +481,14 @@ impl LoadError {
             Self::Uncacheable(_) => AuthError::invalid_token("the token could not be validated"),
             Self::Inactive => AuthError::invalid_token("the token is not active"),
             Self::Expired => AuthError::invalid_token("the token has expired"),
-            Self::Fault(Fault::Unavailable(_) | Fault::Unusable(_)) => {
+            Self::Fault(AsFault::Unavailable(_) | AsFault::Unusable(_)) => {
                 AuthError::new(ErrorKind::Unavailable, "the authorization server is unavailable")
             }
             Self::Throttled => AuthError::new(
                 ErrorKind::Unavailable,
                 "too many token validations are waiting for the authorization server",
             ),
-            Self::Fault(Fault::Misconfigured(_)) => AuthError::new(
+            Self::Fault(AsFault::Misconfigured(_)) => AuthError::new(
                 ErrorKind::Misconfigured,
                 "the resource server could not authenticate to the authorization server",
             ),
@@ -503,7 +503,7 @@ impl fmt::Debug for Introspector {
             .field("endpoint", &inner.endpoint.as_str())
             .field("client_auth", &inner.auth.method_name())
             .field("client_id", &inner.auth.client_id())
-            .field("validation", &inner.validation)
+            .field("checks", &inner.checks)
             .field("max_ttl", &inner.cache.max_ttl)
             .finish_non_exhaustive()
     }

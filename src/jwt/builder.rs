@@ -15,7 +15,7 @@ use crate::error::ConfigError;
 use crate::introspect::{
     checked_url, HttpSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
 };
-use crate::validate::Validation;
+use crate::validate::Checks;
 
 /// The longest timeout, leeway or refresh interval accepted.
 const MAX_DURATION: Duration = Duration::from_secs(3600);
@@ -326,14 +326,14 @@ impl JwtVerifierBuilder {
                 "a JWT verifier needs keys: a JWK Set URL, an issuer to discover, or a public key",
             ));
         }
-        let validation = Validation {
+        let checks = Checks {
             leeway_secs: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
             issuers: self.issuer.iter().map(|i| i.clone().into_boxed_str()).collect(),
             audiences: self.audiences.into(),
             token_type: None,
             any_token_kind: self.any_token_kind,
         };
-        if validation.audiences.is_empty() {
+        if checks.audiences.is_empty() {
             tracing::warn!(
                 issuer = self.issuer.as_deref().unwrap_or("(any)"),
                 "no expected audience is configured: any token these keys signed, for any API, will be accepted; set `expected_audience`"
@@ -360,7 +360,7 @@ impl JwtVerifierBuilder {
                         .map(String::into_boxed_str)
                         .collect(),
                 },
-                validation,
+                checks,
                 cache: TokenCache::new(self.cache, &identity, ""),
                 signature_checks: AtomicU64::new(0),
             }),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::{BoxFuture, FutureExt as _, Shared};
 
 use super::keys::{JwkSet, PublicKey};
-use crate::introspect::{read_capped, Fault, HttpSettings};
+use crate::introspect::{read_capped, AsFault, HttpSettings};
 
 /// The default shortest time between two JWKS fetches.
 pub const DEFAULT_JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
@@ -20,7 +20,7 @@ pub const DEFAULT_JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 const FIRST_FETCH_RETRY: Duration = Duration::from_secs(1);
 
 pub(crate) type KeySet = Arc<[PublicKey]>;
-type SharedFetch = Shared<BoxFuture<'static, Result<KeySet, Fault>>>;
+type SharedFetch = Shared<BoxFuture<'static, Result<KeySet, AsFault>>>;
 
 /// A JWK Set URL and what was last fetched from it.
 pub(crate) struct Jwks {
@@ -36,7 +36,7 @@ struct State {
     keys: Option<KeySet>,
     /// When the last fetch started, successful or not.
     last_attempt: Option<Instant>,
-    last_error: Option<Fault>,
+    last_error: Option<AsFault>,
     in_flight: Option<SharedFetch>,
 }
 
@@ -47,7 +47,7 @@ pub(crate) enum Refresh {
     /// Too soon after the last fetch; the current keys, if any.
     TooSoon(Option<KeySet>),
     /// The fetch failed; the current keys, if any.
-    Failed(Fault, Option<KeySet>),
+    Failed(AsFault, Option<KeySet>),
 }
 
 impl Jwks {
@@ -136,26 +136,27 @@ impl Jwks {
 }
 
 /// One GET of the key set.
-async fn fetch(url: url::Url, http: HttpSettings) -> Result<KeySet, Fault> {
+async fn fetch(url: url::Url, http: HttpSettings) -> Result<KeySet, AsFault> {
     let response = http
         .get(url.clone())
         .send()
         .await
-        .map_err(|e| Fault::transport("JWKS endpoint", &e))?;
+        .map_err(|e| AsFault::transport("JWKS endpoint", &e))?;
     if response.url() != &url {
-        return Err(Fault::Unusable(
+        return Err(AsFault::Unusable(
             "the JWKS answer came from another URL (redirect)".into(),
         ));
     }
     let status = response.status();
     if !status.is_success() {
-        return Err(Fault::from_status("JWKS endpoint", status));
+        return Err(AsFault::from_status("JWKS endpoint", status));
     }
     let body = read_capped(response, http.max_body).await?;
-    let set: JwkSet = serde_json::from_slice(&body)
-        .map_err(|_| Fault::Unusable("the JWKS endpoint answered something that is not a JWK Set".into()))?;
+    let set: JwkSet = serde_json::from_slice(&body).map_err(|_| {
+        AsFault::Unusable("the JWKS endpoint answered something that is not a JWK Set".into())
+    })?;
     let keys = set
         .public_keys()
-        .map_err(|reason| Fault::Unusable(format!("the JWK Set holds {reason}")))?;
+        .map_err(|reason| AsFault::Unusable(format!("the JWK Set holds {reason}")))?;
     Ok(keys.into())
 }

@@ -58,10 +58,10 @@ use self::keys::PublicKey;
 use self::profile::Shape;
 use crate::cache::{key_prefix, Entry, Key, LoadTicket, TokenCache};
 use crate::error::{AuthError, ConfigError, ErrorKind};
-use crate::introspect::Fault;
+use crate::introspect::AsFault;
 use crate::principal::Principal;
 use crate::stats::CacheStats;
-use crate::validate::{since_epoch, unix_now, Validation};
+use crate::validate::{since_epoch, unix_now, Checks};
 
 /// Verifies JWT access tokens locally, with a cache in front.
 ///
@@ -82,7 +82,7 @@ struct Inner {
     /// Accepted algorithms; `None`: the one each key declares.
     algorithms: Option<Box<[Algorithm]>>,
     shape: Shape,
-    validation: Validation,
+    checks: Checks,
     cache: TokenCache,
     signature_checks: AtomicU64,
 }
@@ -104,7 +104,7 @@ enum LoadError {
     /// Refused for good: remembered in the negative cache.
     Invalid(&'static str),
     /// No key could be had: 503, not remembered.
-    Unavailable(Fault),
+    Unavailable(AsFault),
     /// Valid, but not to be cached (within the leeway past `exp`, or
     /// invalidated meanwhile).
     Uncacheable(Entry),
@@ -174,7 +174,7 @@ impl JwtVerifier {
             }
         };
         let principal = Principal::from_shared(claims);
-        inner.validation.check(&principal, unix_now())?;
+        inner.checks.check(&principal, unix_now())?;
         Ok(principal)
     }
 
@@ -206,7 +206,7 @@ impl JwtVerifier {
             Ok(principal) => {
                 if !inner.cache.cacheable(&principal, since_epoch()) {
                     let exp = principal.expires_at().unwrap_or(i64::MIN);
-                    if exp.saturating_add(inner.validation.leeway_secs) > unix_now() {
+                    if exp.saturating_add(inner.checks.leeway_secs) > unix_now() {
                         return Err(LoadError::Uncacheable(inner.cache.entry(principal)));
                     }
                     self.remember_refusal(key).await;
@@ -253,7 +253,7 @@ impl JwtVerifier {
         self.check_signature(&jws).await?;
         let claims = inner.shape.claims(jws.claims).map_err(LoadError::Invalid)?;
         if let Some(iat) = claims.issued_at.get() {
-            if iat > unix_now().saturating_add(inner.validation.leeway_secs) {
+            if iat > unix_now().saturating_add(inner.checks.leeway_secs) {
                 return Err(LoadError::Invalid("the token was issued in the future (iat)"));
             }
         }
@@ -291,7 +291,7 @@ impl JwtVerifier {
                 }
             }
             Refresh::TooSoon(None) | Refresh::Failed(_, None) => Err(LoadError::Unavailable(
-                Fault::Unavailable("no JWK Set could be fetched yet".into()),
+                AsFault::Unavailable("no JWK Set could be fetched yet".into()),
             )),
             // The keys we have do not fit, and newer ones cannot be had: the
             // AS may well have rotated, so this is not the token's fault.
@@ -384,7 +384,7 @@ impl fmt::Debug for JwtVerifier {
             .field("jwks_url", &inner.jwks.as_ref().map(|j| j.url().as_str()))
             .field("static_keys", &inner.static_keys.len())
             .field("profile", &inner.shape.profile)
-            .field("validation", &inner.validation)
+            .field("checks", &inner.checks)
             .finish_non_exhaustive()
     }
 }

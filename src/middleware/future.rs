@@ -9,17 +9,19 @@ use http::{header, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::body::{reject, RejectionBody};
 use crate::error::AuthError;
 use crate::principal::Principal;
+use crate::rejection::{reject, RejectionBody};
 
-/// The token's validation. Boxed because moka's lookup future cannot be
-/// named; kept small by boxing the miss path separately.
-pub(crate) type Validation = Pin<Box<dyn Future<Output = Result<Principal, AuthError>> + Send>>;
+/// The verification of the token, yielding its [`Principal`]. Boxed because
+/// moka's lookup future cannot be named; kept small by boxing the miss path
+/// separately.
+pub(crate) type PendingPrincipal = Pin<Box<dyn Future<Output = Result<Principal, AuthError>> + Send>>;
 
 pin_project! {
     /// Response future of [`Introspection`](super::Introspection): a
-    /// rejection, a validation followed by the inner call, or the inner call.
+    /// rejection, the token's verification followed by the inner call, or
+    /// the inner call.
     ///
     /// The inner service's future is not boxed.
     ///
@@ -45,7 +47,7 @@ pin_project! {
     {
         Rejected { response: Option<S::Response> },
         Validating {
-            validation: Validation,
+            principal: PendingPrincipal,
             pending: Option<(Request<ReqBody>, S)>,
             realm: HeaderValue,
             body: R,
@@ -90,7 +92,7 @@ where
     /// `private`: the token came from the query; a successful response gets
     /// `Cache-Control: private` (RFC 6750 §2.3).
     pub(crate) fn validating(
-        validation: Validation,
+        principal: PendingPrincipal,
         request: Request<ReqBody>,
         inner: S,
         realm: HeaderValue,
@@ -99,7 +101,7 @@ where
     ) -> Self {
         Self {
             state: State::Validating {
-                validation,
+                principal,
                 pending: Some((request, inner)),
                 realm,
                 body,
@@ -128,13 +130,13 @@ where
                     return Poll::Ready(Ok(response));
                 }
                 StateProj::Validating {
-                    validation,
+                    principal,
                     pending,
                     realm,
                     body,
                     private,
                 } => {
-                    let outcome = ready!(validation.as_mut().poll(cx));
+                    let outcome = ready!(principal.as_mut().poll(cx));
                     let Some((mut request, mut inner)) = pending.take() else {
                         // Not reached: this state is always left once `pending` is taken.
                         panic!("{POLLED_AFTER_COMPLETION}");
@@ -212,7 +214,7 @@ mod tests {
 
     use super::*;
     use crate::error::ErrorKind;
-    use crate::middleware::JsonBody;
+    use crate::rejection::JsonBody;
 
     /// Answers 200 at once.
     #[derive(Clone)]

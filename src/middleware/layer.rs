@@ -5,20 +5,19 @@ use std::fmt;
 use http::HeaderValue;
 use tower_layer::Layer;
 
-use super::body::JsonBody;
 use super::service::Introspection;
 use crate::challenge::realm_value;
-use crate::error::DEFAULT_REALM;
+use crate::error::{ConfigError, DEFAULT_REALM};
+use crate::rejection::JsonBody;
 use crate::token::{BearerExtractor, ExtractToken};
 use crate::verifier::Verifier;
 
-/// Marks a request the layer let through anonymously, and carries the realm
-/// for challenges made further in. (An authenticated request carries its
-/// realm in its `Principal`.)
+/// The layer's realm. Also the request extension that marks a request the
+/// layer let through anonymously, so that extractors and scope guards further
+/// in answer 401 with this realm rather than 500 (no layer). An
+/// authenticated request carries its realm in its `Principal` instead.
 #[derive(Debug, Clone)]
-pub(crate) struct Covered {
-    pub(crate) realm: HeaderValue,
-}
+pub(crate) struct LayerRealm(pub(crate) HeaderValue);
 
 /// Validates the bearer token of every request: by introspection, as a JWT
 /// verified locally, or both (see [`Verifier`]).
@@ -51,7 +50,7 @@ pub(crate) struct Covered {
 ///     .build()?;
 /// let app = Router::new()
 ///     .route("/whoami", get(|p: Principal| async move { p.subject().unwrap_or("").to_owned() }))
-///     .route_layer(IntrospectionLayer::new(introspector).realm("my-api"));
+///     .route_layer(IntrospectionLayer::new(introspector).realm("my-api")?);
 ///
 /// // No token: 401 and a bare challenge; the authorization server is not asked.
 /// let response = app
@@ -62,9 +61,10 @@ pub(crate) struct Covered {
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
+#[must_use]
 pub struct IntrospectionLayer<E = BearerExtractor, R = JsonBody> {
     pub(super) verifier: Verifier,
-    pub(super) covered: Covered,
+    pub(super) realm: LayerRealm,
     pub(super) anonymous: bool,
     pub(super) extractor: E,
     pub(super) body: R,
@@ -78,9 +78,7 @@ impl IntrospectionLayer {
     pub fn new(verifier: impl Into<Verifier>) -> Self {
         Self {
             verifier: verifier.into(),
-            covered: Covered {
-                realm: HeaderValue::from_static(DEFAULT_REALM),
-            },
+            realm: LayerRealm(HeaderValue::from_static(DEFAULT_REALM)),
             anonymous: false,
             extractor: BearerExtractor::new(),
             body: JsonBody,
@@ -89,13 +87,34 @@ impl IntrospectionLayer {
 }
 
 impl<E, R> IntrospectionLayer<E, R> {
-    /// The `realm` of every challenge (default `"api"`). Characters RFC 6750
-    /// forbids in a quoted value are dropped.
-    pub fn realm(mut self, realm: impl AsRef<str>) -> Self {
-        if let Some(value) = realm_value(realm.as_ref()) {
-            self.covered.realm = value;
-        }
-        self
+    /// The `realm` of every challenge (default `"api"`).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSetting`] when `realm` holds a character that
+    /// RFC 6750 §3 does not allow in a quoted value (`"`, `\`, anything
+    /// outside printable ASCII and space): such a realm cannot be sent as
+    /// given, and the layer does not send another one in its place.
+    ///
+    /// ```
+    /// use tower_introspection::{ConfigError, IntrospectionLayer, Introspector};
+    ///
+    /// # let introspector = Introspector::builder("https://as.example/introspect")
+    /// #     .client_secret_basic("api", "secret").build()?;
+    /// let layer = IntrospectionLayer::new(introspector.clone()).realm("my-api")?;
+    /// # let _ = layer;
+    /// assert!(matches!(
+    ///     IntrospectionLayer::new(introspector).realm("my \"api\""),
+    ///     Err(ConfigError::InvalidSetting(_)),
+    /// ));
+    /// # Ok::<(), ConfigError>(())
+    /// ```
+    pub fn realm(mut self, realm: impl AsRef<str>) -> Result<Self, ConfigError> {
+        let value = realm_value(realm.as_ref()).ok_or(ConfigError::InvalidSetting(
+            "`IntrospectionLayer::realm` may hold only printable ASCII characters and spaces, without `\"` and `\\` (RFC 6750 §3)",
+        ))?;
+        self.realm = LayerRealm(value);
+        Ok(self)
     }
 
     /// Let requests without any token through without a `Principal` (for
@@ -110,7 +129,7 @@ impl<E, R> IntrospectionLayer<E, R> {
     pub fn token_extractor<E2: ExtractToken>(self, extractor: E2) -> IntrospectionLayer<E2, R> {
         IntrospectionLayer {
             verifier: self.verifier,
-            covered: self.covered,
+            realm: self.realm,
             anonymous: self.anonymous,
             extractor,
             body: self.body,
@@ -121,7 +140,7 @@ impl<E, R> IntrospectionLayer<E, R> {
     pub fn rejection_body<R2>(self, body: R2) -> IntrospectionLayer<E, R2> {
         IntrospectionLayer {
             verifier: self.verifier,
-            covered: self.covered,
+            realm: self.realm,
             anonymous: self.anonymous,
             extractor: self.extractor,
             body,
@@ -152,7 +171,7 @@ impl<E: fmt::Debug, R> fmt::Debug for IntrospectionLayer<E, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IntrospectionLayer")
             .field("verifier", &self.verifier)
-            .field("realm", &self.covered.realm)
+            .field("realm", &self.realm.0)
             .field("anonymous", &self.anonymous)
             .field("extractor", &self.extractor)
             .finish_non_exhaustive()

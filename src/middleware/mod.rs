@@ -1,15 +1,12 @@
 //! The tower middleware: [`IntrospectionLayer`], [`Introspection`] and
 //! [`ResponseFuture`], in tower-http's shape.
 
-mod body;
 mod future;
 mod layer;
 mod service;
 
-pub use self::body::{JsonBody, RejectionBody};
 pub use self::future::ResponseFuture;
 pub use self::layer::IntrospectionLayer;
 pub use self::service::Introspection;
 
-pub(crate) use self::body::reject;
-pub(crate) use self::layer::Covered;
+pub(crate) use self::layer::LayerRealm;

@@ -6,16 +6,17 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::body::{reject, RejectionBody};
 use super::future::ResponseFuture;
 use super::layer::IntrospectionLayer;
 use crate::error::{AuthError, ErrorKind};
-use crate::token::{without_query_token, ExtractToken, TokenSource};
+use crate::rejection::JsonBody;
+use crate::rejection::{reject, RejectionBody};
+use crate::token::{without_query_token, BearerExtractor, ExtractToken, TokenSource};
 
 /// Middleware that validates bearer tokens; see
 /// [`IntrospectionLayer`](super::IntrospectionLayer).
 #[derive(Clone)]
-pub struct Introspection<S, E, R> {
+pub struct Introspection<S, E = BearerExtractor, R = JsonBody> {
     inner: S,
     layer: IntrospectionLayer<E, R>,
 }
@@ -25,9 +26,19 @@ impl<S, E, R> Introspection<S, E, R> {
         Self { inner, layer }
     }
 
-    /// The wrapped service.
+    /// Gets a reference to the wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// Gets a mutable reference to the wrapped service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the wrapped service.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 }
 
@@ -52,7 +63,7 @@ where
             Ok(None) if layer.anonymous => {
                 // No token, but the headers may still hold other credentials.
                 layer.extractor.mark_sensitive(request.headers_mut());
-                request.extensions_mut().insert(layer.covered.clone());
+                request.extensions_mut().insert(layer.realm.clone());
                 return ResponseFuture::calling(self.inner.call(request));
             }
             Ok(None) => return ResponseFuture::rejected(self.reject(AuthError::missing_token())),
@@ -72,15 +83,15 @@ where
             }
         }
         let verifier = layer.verifier.clone();
-        let validation = Box::pin(async move { verifier.validate(token.secret()).await });
+        let principal = Box::pin(async move { verifier.validate(token.secret()).await });
         // Take the service that was driven to readiness; leave a clone behind.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::validating(
-            validation,
+            principal,
             request,
             inner,
-            layer.covered.realm.clone(),
+            layer.realm.0.clone(),
             layer.body.clone(),
             private,
         )
@@ -92,10 +103,7 @@ impl<S, E, R> Introspection<S, E, R> {
     where
         R: RejectionBody<B>,
     {
-        reject(
-            error.with_realm(Some(&self.layer.covered.realm)),
-            &self.layer.body,
-        )
+        reject(error.with_realm(Some(&self.layer.realm.0)), &self.layer.body)
     }
 }
 
@@ -105,5 +113,27 @@ impl<S: fmt::Debug, E: fmt::Debug, R> fmt::Debug for Introspection<S, E, R> {
             .field("inner", &self.inner)
             .field("layer", &self.layer)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tower_layer::Layer;
+
+    use super::*;
+    use crate::Introspector;
+
+    /// The default type parameters name the service of a plain
+    /// `IntrospectionLayer::new`, and the accessors reach the inner service.
+    #[test]
+    fn default_type_parameters_and_accessors() {
+        let introspector = Introspector::builder("https://as.example/introspect")
+            .client_secret_basic("api", "secret")
+            .build()
+            .unwrap();
+        let mut service: Introspection<u8> = IntrospectionLayer::new(introspector).layer(7);
+        *service.get_mut() += 1;
+        assert_eq!(*service.get_ref(), 8);
+        assert_eq!(service.into_inner(), 8);
     }
 }

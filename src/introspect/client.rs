@@ -1,5 +1,8 @@
-//! The HTTP side of introspection: one POST per call (RFC 7662 §2.1), with
-//! bounded time and a bounded answer.
+//! The HTTP client side: one introspection POST per call (RFC 7662 §2.1),
+//! with bounded time and a bounded answer, and what every call to the
+//! authorization server shares (token endpoint, metadata, JWK Set): the
+//! settings, the capped read and [`AsFault`]. (Named `client`, not `http`,
+//! so that it does not hide the `http` crate.)
 
 use std::time::Duration;
 
@@ -16,9 +19,11 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The default total timeout of one call to the authorization server.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Why no answer could be used. No variant is ever cached.
+/// Why no answer from the authorization server could be used (its fault, or
+/// the way to it). No variant is ever cached. Not to be confused with
+/// `test_util::Fault`, the faults the test server can be told to inject.
 #[derive(Debug, Clone)]
-pub(crate) enum Fault {
+pub(crate) enum AsFault {
     /// Transient: unreachable, timed out, broke off, 5xx or 429. Answered
     /// 503; with stale-if-error, a stale answer may be served instead.
     Unavailable(String),
@@ -31,7 +36,7 @@ pub(crate) enum Fault {
     Misconfigured(String),
 }
 
-impl Fault {
+impl AsFault {
     /// A non-success status that is not about our credentials: 5xx and 429
     /// are transient, anything else is not.
     pub(crate) fn from_status(what: &str, status: StatusCode) -> Self {
@@ -102,8 +107,8 @@ impl HttpSettings {
 }
 
 /// Reads at most `max` bytes of the body, whatever `Content-Length` says.
-pub(crate) async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Bytes, Fault> {
-    let too_large = || Fault::Unusable(format!("the answer is larger than {max} bytes"));
+pub(crate) async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Bytes, AsFault> {
+    let too_large = || AsFault::Unusable(format!("the answer is larger than {max} bytes"));
     if response.content_length().is_some_and(|len| len > max as u64) {
         return Err(too_large());
     }
@@ -111,7 +116,7 @@ pub(crate) async fn read_capped(mut response: reqwest::Response, max: usize) -> 
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| Fault::transport("introspection endpoint", &e))?
+        .map_err(|e| AsFault::transport("introspection endpoint", &e))?
     {
         if body.len() + chunk.len() > max {
             return Err(too_large());
@@ -130,7 +135,7 @@ pub(crate) async fn introspect(
     bearer: Option<HeaderValue>,
     token_type_hint: bool,
     token: &str,
-) -> Result<Answer, Fault> {
+) -> Result<Answer, AsFault> {
     let response = send(http, endpoint, auth, bearer.clone(), token_type_hint, token).await?;
     let response = match (response.status(), auth, bearer) {
         // Our token may have been revoked or expired early: fetch a new one,
@@ -146,14 +151,14 @@ pub(crate) async fn introspect(
         _ => response,
     };
     if response.url() != endpoint {
-        return Err(Fault::Unusable(
+        return Err(AsFault::Unusable(
             "the answer came from another URL (redirect)".into(),
         ));
     }
     match response.status() {
         StatusCode::OK => {}
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            return Err(Fault::Misconfigured(format!(
+            return Err(AsFault::Misconfigured(format!(
                 "the introspection endpoint refused the resource server's credentials (HTTP {})",
                 response.status().as_u16()
             )))
@@ -166,15 +171,15 @@ pub(crate) async fn introspect(
             if is_unsupported_token_type(&body) {
                 return Ok(Answer::Inactive);
             }
-            return Err(Fault::from_status(
+            return Err(AsFault::from_status(
                 "introspection endpoint",
                 StatusCode::BAD_REQUEST,
             ));
         }
-        status => return Err(Fault::from_status("introspection endpoint", status)),
+        status => return Err(AsFault::from_status("introspection endpoint", status)),
     }
     let body = read_capped(response, http.max_body).await?;
-    parse_answer(&body).map_err(|e| Fault::Unusable(e.to_string()))
+    parse_answer(&body).map_err(|e| AsFault::Unusable(e.to_string()))
 }
 
 /// Whether a 400 answer is the OAuth error `unsupported_token_type`
@@ -194,7 +199,7 @@ async fn send(
     bearer: Option<HeaderValue>,
     token_type_hint: bool,
     token: &str,
-) -> Result<reqwest::Response, Fault> {
+) -> Result<reqwest::Response, AsFault> {
     let mut request = http.post(endpoint.clone());
     // The serializer is not `Send`: finish the body before awaiting.
     let body = {
@@ -224,5 +229,5 @@ async fn send(
         .body(body)
         .send()
         .await
-        .map_err(|e| Fault::transport("introspection endpoint", &e))
+        .map_err(|e| AsFault::transport("introspection endpoint", &e))
 }

@@ -1,5 +1,7 @@
-//! Rejection responses: the status and headers are the contract, the body
-//! is replaceable.
+//! Rejection responses, shaped in one place ([`reject`]) for the
+//! middleware, the form layer, the scope guard and the axum extractors: the
+//! status and headers are the contract (RFC 6750 §3), the body is
+//! replaceable ([`RejectionBody`]).
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Response};
@@ -57,7 +59,10 @@ where
     }
 }
 
-/// Builds the rejection response for `error`.
+/// Builds the rejection response for `error`: its status, its
+/// `WWW-Authenticate` challenge or `Retry-After`, the body from `body`, and
+/// the error itself in the response extensions. Every rejection the crate
+/// sends is made here.
 pub(crate) fn reject<B>(error: AuthError, body: &impl RejectionBody<B>) -> Response<B> {
     crate::stats::rejection(error.status());
     let mut headers = HeaderMap::new();
