@@ -1,5 +1,6 @@
 //! Side-by-side benchmark of bearer-token middleware for axum:
-//! tower-introspection vs zitadel (introspection) vs jwt-authorizer (JWT).
+//! tower-introspection (introspection, and JWT) vs zitadel (introspection)
+//! vs jwt-authorizer (JWT).
 //!
 //! `compare [OPTIONS]` runs everything (see `--help`); `compare serve ...` is
 //! the child-process mode the orchestrator starts for each server.
@@ -38,7 +39,7 @@ USAGE: compare [OPTIONS]
   --rounds N          bare/protected rounds per server (default 5, max 20)
   --cold N[,N...]     cold-path herd sizes (default 50,1000; each max 5000)
   --cold-delay MS[,MS...]  AS latency injected during the cold path (default 0,20)
-  --servers LIST      any of ti,zitadel,jwt (default all three)
+  --servers LIST      any of ti,zitadel,jwt,ti-jwt (default all four)
   --pin on|off        pin each server to the last CPU and the load generator
                       + test AS to the others (default off: on a machine
                       shared with other work, pinned processes wait behind it)
@@ -295,6 +296,8 @@ pub struct ServerResults {
     pub bare: Vec<RunResult>,
     pub protected: Vec<RunResult>,
     pub hot_as_calls: Option<usize>,
+    /// JWKS fetches at the harness adapter during this server's hot runs.
+    pub hot_jwks_calls: Option<usize>,
     pub cold: Vec<ColdResult>,
     pub sanity: String,
     pub micro: Option<Result<micro::MicroResult, String>>,
@@ -406,7 +409,7 @@ fn run(args: &[String]) -> Result<(), BoxError> {
             Kind::Ti => auth.introspection_url(),
             Kind::Zitadel if opts.zitadel_direct => auth.base_url(),
             Kind::Zitadel => adapter.base_url.clone(),
-            Kind::Jwt => adapter.jwks_url(),
+            Kind::Jwt | Kind::TiJwt => adapter.jwks_url(),
         };
         let mut res = ServerResults::default();
         match ServerProc::spawn(kind, &url, opts.server_threads, server_cpu) {
@@ -423,7 +426,7 @@ fn run(args: &[String]) -> Result<(), BoxError> {
     let hot_token = |kind: Kind| -> Result<String, BoxError> {
         Ok(match kind {
             Kind::Ti | Kind::Zitadel => mint(&auth),
-            Kind::Jwt => sign_jwt(&auth.base_url(), 0)?,
+            Kind::Jwt | Kind::TiJwt => sign_jwt(&auth.base_url(), 0)?,
         })
     };
     let mut tokens = Vec::new();
@@ -461,7 +464,7 @@ fn run(args: &[String]) -> Result<(), BoxError> {
                 Kind::Ti => auth.introspection_url(),
                 Kind::Zitadel if opts.zitadel_direct => auth.base_url(),
                 Kind::Zitadel => adapter.base_url.clone(),
-                Kind::Jwt => adapter.jwks_url(),
+                Kind::Jwt | Kind::TiJwt => adapter.jwks_url(),
             };
             let r = micro::run(p.kind, &url, token, opts.rounds, opts.micro).map_err(|e| e.to_string());
             match &r {
@@ -493,6 +496,7 @@ fn run(args: &[String]) -> Result<(), BoxError> {
                     ("/bare", Some(token.as_str()))
                 };
                 let calls0 = auth.introspection_calls();
+                let jwks0 = adapter.counters.jwks.load(std::sync::atomic::Ordering::SeqCst);
                 let r = client_rt.block_on(loadgen::hot_run(
                     p.addr,
                     path,
@@ -519,6 +523,8 @@ fn run(args: &[String]) -> Result<(), BoxError> {
                 );
                 let slot = &mut results.iter_mut().find(|(k, _)| *k == p.kind).expect("slot").1;
                 *slot.hot_as_calls.get_or_insert(0) += auth.introspection_calls() - calls0;
+                *slot.hot_jwks_calls.get_or_insert(0) +=
+                    adapter.counters.jwks.load(std::sync::atomic::Ordering::SeqCst) - jwks0;
                 if protected {
                     slot.protected.push(r);
                 } else {
@@ -543,7 +549,7 @@ fn run(args: &[String]) -> Result<(), BoxError> {
                 seq += 1;
                 let token = match p.kind {
                     Kind::Ti | Kind::Zitadel => mint(&auth),
-                    Kind::Jwt => sign_jwt(&auth.base_url(), seq)?,
+                    Kind::Jwt | Kind::TiJwt => sign_jwt(&auth.base_url(), seq)?,
                 };
                 let calls0 = auth.introspection_calls();
                 let jwks0 = adapter.counters.jwks.load(std::sync::atomic::Ordering::SeqCst);
@@ -562,7 +568,7 @@ fn run(args: &[String]) -> Result<(), BoxError> {
                     herd.errors,
                     herd.max.as_secs_f64() * 1e3
                 );
-                let as_calls = (p.kind != Kind::Jwt).then_some(calls);
+                let as_calls = (!p.kind.is_jwt()).then_some(calls);
                 let slot = &mut results.iter_mut().find(|(k, _)| *k == p.kind).expect("slot").1;
                 slot.cold.push(ColdResult {
                     delay_ms: delay,

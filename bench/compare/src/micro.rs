@@ -114,6 +114,7 @@ pub fn run(kind: Kind, url: &str, token: &str, reps: usize, per_run: Duration) -
             Kind::Ti => bench(servers::ti_app(url)?, token, reps, per_run).await,
             Kind::Zitadel => bench(servers::zitadel_app(url).await?, token, reps, per_run).await,
             Kind::Jwt => bench(servers::jwt_app(url).await?, token, reps, per_run).await,
+            Kind::TiJwt => bench(servers::ti_jwt_app(url)?, token, reps, per_run).await,
         }
     })
 }

@@ -110,6 +110,7 @@ fn what_is_cached(kind: Kind) -> &'static str {
         Kind::Ti => "active answers in moka until min(exp, 60 s) (default `max_ttl`), keyed by a hash of the token; inactive answers 10 s; concurrent misses for one token share one AS call",
         Kind::Zitadel => "active answers with `exp` in moka (`InMemoryIntrospectionCache::new()`: 10,000 entries, 15 min TTL, checked against `exp`), keyed by the token string; no coalescing of concurrent misses; a new reqwest client per AS call",
         Kind::Jwt => "nothing per token: every request verifies the RS256 signature and `exp`; the JWKS is fetched once and kept (refresh on unknown `kid`)",
+        Kind::TiJwt => "`JwtVerifier` (generic profile, no expected audience, keys from the same JWKS, fetched on first use and refreshed on unknown `kid`): a verified token's claims in moka until min(exp, 60 s) (default `max_ttl`), keyed by a hash of the token, checks (`exp`, `nbf`, token kind) re-run on every read, so one RS256 verification per token per minute; refused tokens 10 s; concurrent first sights of one token share one verification; the AS is never called",
     }
 }
 
@@ -203,9 +204,16 @@ pub fn markdown(c: &Context<'_>) -> String {
     }
     let _ = writeln!(s);
     let _ = writeln!(s, "req/s: median over the rounds. p99: over all measured requests of all rounds. Server CPU/req: the server process's user+system CPU time during the measured window (from /proc) divided by the requests answered, median over rounds; \"auth CPU cost\" is protected minus bare, the cost of the middleware per request, which does not depend on how the 2 CPUs are shared with the load generator.\n");
-    let _ = writeln!(s, "Introspection calls that reached the AS during the whole hot phase (warm-ups included): {} ({}).\n",
-        c.hot_as_calls_total,
-        c.results.iter().filter(|(k, _)| *k != Kind::Jwt).filter_map(|(k, r)| r.hot_as_calls.map(|n| format!("{}: {n}", k.arg()))).collect::<Vec<_>>().join(", "));
+    let introspecting: Vec<String> = c.results.iter().filter(|(k, _)| !k.is_jwt()).filter_map(|(k, r)| r.hot_as_calls.map(|n| format!("{}: {n}", k.arg()))).collect();
+    if !introspecting.is_empty() {
+        let _ = writeln!(s, "Introspection calls that reached the AS during the whole hot phase (warm-ups included): {} ({}).\n",
+            c.hot_as_calls_total,
+            introspecting.join(", "));
+    }
+    let jwt_hot: Vec<String> = c.results.iter().filter(|(k, _)| k.is_jwt()).filter_map(|(k, r)| r.hot_jwks_calls.map(|n| format!("{}: {n}", k.arg()))).collect();
+    if !jwt_hot.is_empty() {
+        let _ = writeln!(s, "The JWT servers never call the AS; JWKS fetches during their hot runs: {}.\n", jwt_hot.join(", "));
+    }
 
     // In-process cost.
     if c.results.iter().any(|(_, r)| r.micro.is_some()) {
@@ -294,11 +302,11 @@ pub fn markdown(c: &Context<'_>) -> String {
     for (kind, r) in c.results {
         let _ = writeln!(s, "- **{}** (axum {}): {}. Sanity probe: {}.", kind.label(), kind.axum(), what_is_cached(*kind), if r.sanity.is_empty() { "–" } else { &r.sanity });
     }
-    let _ = writeln!(s, "\nDiscovery documents served to zitadel by the harness adapter (its server and its in-process router): {}; JWKS fetches (zitadel discovery + jwt-authorizer, server and in-process): {}.\n", c.discovery_calls, c.jwks_calls);
+    let _ = writeln!(s, "\nDiscovery documents served to zitadel by the harness adapter (its server and its in-process router): {}; JWKS fetches (zitadel discovery + jwt-authorizer + tower-introspection's `JwtVerifier`, server and in-process): {}.\n", c.discovery_calls, c.jwks_calls);
     let _ = writeln!(s, "## Caveats\n");
     let _ = writeln!(s, "- {} CPUs: the load generator, the test AS and the server under test run on the same machine at the same time, so absolute req/s are bounded by the load generator as much as by the server, and protected/bare ratios understate the middleware's relative cost. The server CPU per request columns and the in-process table are the cleaner comparison.", o.cpus);
     let _ = writeln!(s, "- The machine may be shared with other work (see the load averages above); rounds are interleaved so drift hits all servers alike.");
-    let _ = writeln!(s, "- jwt-authorizer runs on axum 0.7 (its dependency), the two others on axum 0.8; each server's `/bare` uses the same axum as its `/protected`, so the ratio compares like with like.");
-    let _ = writeln!(s, "- jwt-authorizer validates self-contained JWTs locally and never calls the AS: it is a reference point for \"no network, no cache\", not an equivalent (no revocation).");
+    let _ = writeln!(s, "- jwt-authorizer runs on axum 0.7 (its dependency), the others on axum 0.8; each server's `/bare` uses the same axum as its `/protected`, so the ratio compares like with like.");
+    let _ = writeln!(s, "- jwt-authorizer validates self-contained JWTs locally and never calls the AS: it is a reference point for \"no network, no cache\", not an equivalent (no revocation). tower-introspection's `JwtVerifier` (`ti-jwt`) verifies the same JWTs against the same JWKS, also without revocation, but caches each verified token's claims, so its hot path is a cache read and its first sight of a token is one RS256 verification.");
     s
 }

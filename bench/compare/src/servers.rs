@@ -1,4 +1,4 @@
-//! The three servers under test, each run as its own child process
+//! The four servers under test, each run as its own child process
 //! (`compare serve <kind> ...`), with the same handler on `/bare` and on
 //! `/protected`; only `/protected` carries the authentication layer.
 
@@ -24,16 +24,27 @@ pub enum Kind {
     Zitadel,
     /// jwt-authorizer: RS256 JWTs checked locally against a JWKS (axum 0.7).
     Jwt,
+    /// tower-introspection: the same RS256 JWTs verified locally by
+    /// `JwtVerifier` (same JWKS), verified claims cached like introspection
+    /// answers.
+    TiJwt,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Ti, Kind::Zitadel, Kind::Jwt];
+    pub const ALL: [Kind; 4] = [Kind::Ti, Kind::Zitadel, Kind::Jwt, Kind::TiJwt];
+
+    /// Gets a JWT (checked locally, keys from the harness's JWKS) rather
+    /// than an opaque token introspected at the test AS.
+    pub fn is_jwt(self) -> bool {
+        matches!(self, Kind::Jwt | Kind::TiJwt)
+    }
 
     pub fn arg(self) -> &'static str {
         match self {
             Kind::Ti => "ti",
             Kind::Zitadel => "zitadel",
             Kind::Jwt => "jwt",
+            Kind::TiJwt => "ti-jwt",
         }
     }
 
@@ -46,12 +57,13 @@ impl Kind {
             Kind::Ti => "tower-introspection 0.1.0",
             Kind::Zitadel => "zitadel 5.7.7 (introspection_cache)",
             Kind::Jwt => "jwt-authorizer 0.15.0 (RS256/JWKS)",
+            Kind::TiJwt => "tower-introspection 0.1.0 JWT (RS256/JWKS)",
         }
     }
 
     pub fn axum(self) -> &'static str {
         match self {
-            Kind::Ti | Kind::Zitadel => "0.8",
+            Kind::Ti | Kind::Zitadel | Kind::TiJwt => "0.8",
             Kind::Jwt => "0.7",
         }
     }
@@ -62,7 +74,7 @@ impl Kind {
 /// orchestrator holds the other end, so a child never outlives it).
 pub fn serve_main(args: &[String]) -> Result<(), BoxError> {
     let [kind, url, threads, cpu] = args else {
-        return Err("usage: compare serve ti|zitadel|jwt URL THREADS CPU|-".into());
+        return Err("usage: compare serve ti|zitadel|jwt|ti-jwt URL THREADS CPU|-".into());
     };
     let kind = Kind::parse(kind).ok_or("unknown server kind")?;
     let threads: usize = threads.parse()?;
@@ -89,6 +101,10 @@ pub fn serve_main(args: &[String]) -> Result<(), BoxError> {
             Kind::Jwt => {
                 let app = jwt_app(url).await?;
                 tokio::spawn(async move { axum07::serve(listener, app).await })
+            }
+            Kind::TiJwt => {
+                let app = ti_jwt_app(url)?;
+                tokio::spawn(async move { axum::serve(listener, app).await })
             }
         };
         println!("LISTENING {addr}");
@@ -118,6 +134,27 @@ pub(crate) fn ti_app(introspection_url: &str) -> Result<axum::Router, BoxError> 
     Ok(axum::Router::new()
         .route("/protected", get(hello))
         .route_layer(IntrospectionLayer::new(introspector))
+        .route("/bare", get(hello)))
+}
+
+/// tower-introspection verifying the harness's RS256 JWTs locally with a
+/// `JwtVerifier` whose keys come from the same JWKS jwt-authorizer uses.
+/// The token (see `sign_jwt`) is typed `JWT` and has no `aud`, so it does
+/// not fit the RFC 9068 profile (`typ: at+jwt`, `aud` required): the
+/// generic profile, which requires only `exp`, and no expected audience
+/// (the verifier logs one warning about that at build). No issuer either:
+/// like jwt-authorizer's default validation, signature and `exp` only.
+pub(crate) fn ti_jwt_app(jwks_url: &str) -> Result<axum::Router, BoxError> {
+    use axum::routing::get;
+    use tower_introspection::{IntrospectionLayer, JwtProfile, JwtVerifier};
+
+    let verifier = JwtVerifier::builder()
+        .jwks_url(jwks_url)
+        .profile(JwtProfile::Generic)
+        .build()?;
+    Ok(axum::Router::new()
+        .route("/protected", get(hello))
+        .route_layer(IntrospectionLayer::new(verifier))
         .route("/bare", get(hello)))
 }
 
