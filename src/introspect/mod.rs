@@ -293,7 +293,7 @@ impl Introspector {
         }
     }
 
-    /// The cache key of `token` (a truncated SHA-256 digest), for benchmarks.
+    /// The cache key of `token` (a keyed 128-bit hash), for benchmarks and tests.
     #[doc(hidden)]
     pub fn cache_key(&self, token: &str) -> [u8; 16] {
         self.inner.cache.key(token)
