@@ -9,7 +9,8 @@
 //! - `cached_2_workers/*`: the same, with requests issued concurrently on a
 //!   2-worker tokio runtime (per-request time = batch time / batch size).
 //! - `cached/layer_jwt`: the same with a JWT access token verified by a
-//!   `JwtVerifier` (cached after its first signature check).
+//!   `JwtVerifier` (cached after its first signature check);
+//!   `cached/part_*`: pieces of the difference, alone.
 //! - `jwt_cold/*`: a JWT seen for the first time (cache off): parsing, the
 //!   signature check (RS256, ES256, EdDSA) and the claims, keys already fetched.
 //! - `key/*`: the cache key derivation alone, for 32, 256 and 1024-byte tokens.
@@ -150,6 +151,16 @@ fn cached(c: &mut Criterion) {
     group.bench_function("part_extract_token", |b| {
         b.iter_batched(
             || request(&fixture.token),
+            |req| {
+                black_box(extractor.extract(&req).expect("well-formed"));
+                req
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("part_extract_token_jwt", |b| {
+        b.iter_batched(
+            || request(&fixture.jwt_token),
             |req| {
                 black_box(extractor.extract(&req).expect("well-formed"));
                 req
