@@ -324,7 +324,7 @@ impl TokenCache {
     }
 
     pub(crate) fn key(&self, token: &str) -> Key {
-        let mut hasher = self.prefix.clone();
+        let mut hasher = self.prefix;
         hasher.write(token.as_bytes());
         hasher.finish128().as_bytes()
     }
