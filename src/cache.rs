@@ -45,15 +45,25 @@ use crate::validate::since_epoch;
 /// The cache key: a 128-bit keyed hash of the token (see the module docs).
 pub(crate) type Key = [u8; 16];
 
-/// The secret key of every cache key in this process: 128 bits derived from
-/// the standard library's per-process random seed (which it draws from the
-/// operating system for `HashMap`), so no further source of randomness is
-/// needed. Two `RandomState`s are independent keyed hashers.
+/// The secret key of every cache key in this process: 128 bits from the
+/// operating system's random source, drawn once.
 fn process_key() -> (u64, u64) {
     static KEY: OnceLock<(u64, u64)> = OnceLock::new();
     *KEY.get_or_init(|| {
-        let draw = |label: &str| std::collections::hash_map::RandomState::new().hash_one(label);
-        (draw("tower-introspection k0"), draw("tower-introspection k1"))
+        let mut bytes = [0u8; 16];
+        if getrandom::getrandom(&mut bytes).is_err() {
+            // No OS source (exotic targets): the standard library's hasher
+            // seed, which std draws from whatever source it has.
+            tracing::warn!(
+                "no OS random source; the cache key secret comes from the standard library's hasher seed"
+            );
+            let draw = |label: &str| std::collections::hash_map::RandomState::new().hash_one(label);
+            bytes[..8].copy_from_slice(&draw("tower-introspection k0").to_le_bytes());
+            bytes[8..].copy_from_slice(&draw("tower-introspection k1").to_le_bytes());
+        }
+        let (k0, k1) = bytes.split_at(8);
+        let word = |half: &[u8]| half.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        (word(k0), word(k1))
     })
 }
 

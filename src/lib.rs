@@ -167,7 +167,7 @@ pub use crate::introspect::{
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use crate::jwt::{
     Algorithm, JwtProfile, JwtStats, JwtVerifier, JwtVerifierBuilder, UnsupportedAlgorithm,
-    DEFAULT_JWKS_REFRESH_INTERVAL,
+    DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH_INTERVAL,
 };
 pub use crate::middleware::{Introspection, IntrospectionLayer, ResponseFuture};
 pub use crate::principal::{Principal, Scopes};

@@ -19,6 +19,9 @@ pub(crate) struct Checks {
     pub(crate) token_type: Option<Box<str>>,
     /// Accept answers that say they describe a refresh, ID or logout token.
     pub(crate) any_token_kind: bool,
+    /// Refuse an `iat` in the future (beyond the leeway): for JWTs, whose
+    /// times nobody else has checked.
+    pub(crate) iat_not_in_future: bool,
 }
 
 impl Checks {
@@ -36,6 +39,15 @@ impl Checks {
         if let Some(nbf) = principal.not_before() {
             if nbf > now.saturating_add(self.leeway_secs) {
                 return Err(AuthError::invalid_token("the token is not valid yet"));
+            }
+        }
+        // On every read, like `nbf`: a token from an AS whose clock runs
+        // ahead becomes acceptable once ours catches up.
+        if let Some(iat) = principal.issued_at().filter(|_| self.iat_not_in_future) {
+            if iat > now.saturating_add(self.leeway_secs) {
+                return Err(AuthError::invalid_token(
+                    "the token was issued in the future (iat)",
+                ));
             }
         }
         if !self.issuers.is_empty() {

@@ -287,7 +287,7 @@ async fn zz_key_rotation_is_picked_up_with_one_jwks_fetch() {
         .expected_audience(oidc.var("OIDC_RESOURCE"))
         // NAME: the minimum interval between two refreshes on an unknown
         // `kid` (default 30 s); short so the test need not wait for it.
-        .jwks_refresh_interval(Duration::from_millis(500))
+        .jwks_refresh_interval(Duration::from_secs(1))
         .build()
         .unwrap();
     let before = oidc.jwt("read").await;
@@ -297,7 +297,7 @@ async fn zz_key_rotation_is_picked_up_with_one_jwks_fetch() {
     assert_eq!(fetches, 1);
 
     oidc.harness(&["rotate"]);
-    tokio::time::sleep(Duration::from_millis(600)).await; // past the refresh interval
+    tokio::time::sleep(Duration::from_millis(1100)).await; // past the refresh interval
     let after = oidc.jwt("read").await;
     let new_kid = decode(&after).0["kid"].as_str().unwrap().to_owned();
     assert_ne!(old_kid, new_kid, "the AS signs with the new key");

@@ -308,17 +308,77 @@ async fn an_unknown_kid_refreshes_the_jwks_at_most_once_per_interval() {
 
 #[tokio::test]
 async fn a_key_rotation_is_picked_up_with_one_fetch() {
-    let s = Jwt::with(|b| b.jwks_refresh_interval(Duration::from_millis(100))).await;
+    let s = Jwt::with(|b| b.jwks_refresh_interval(Duration::from_secs(1))).await;
     let before = s.token(good());
     assert_eq!(s.status("/ping", &before).await, 200);
     assert_eq!(s.auth.jwks_calls(), 1);
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let new_kid = s.auth.rotate_keys();
     let after = s.token(good());
     assert!(after.len() > 10 && !new_kid.is_empty());
     assert_eq!(s.status("/ping", &after).await, 200);
     assert_eq!(s.auth.jwks_calls(), 2, "one more fetch");
     assert_eq!(s.status("/ping", &before).await, 200, "still cached");
+}
+
+/// A key the AS withdrew from its JWK Set stops being trusted once the set
+/// is older than its maximum age, even if no token names a new `kid`.
+#[tokio::test]
+async fn a_withdrawn_key_stops_being_trusted_after_the_max_age() {
+    let s = Jwt::with(|b| {
+        b.jwks_refresh_interval(Duration::from_secs(1))
+            .jwks_max_age(Duration::from_secs(1))
+    })
+    .await;
+    let signed_with_old_key = s.token(good().sub("mallory"));
+    assert_eq!(s.status("/ping", &s.token(good())).await, 200);
+    s.auth.rotate_keys();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    s.refused(
+        &signed_with_old_key,
+        "the token is signed with an unknown key (kid)",
+    )
+    .await;
+    assert_eq!(s.auth.jwks_calls(), 2, "the old set was fetched again");
+}
+
+/// While the JWK Set cannot be fetched, a token naming a new `kid` is 503
+/// (retry), not 401 (throw the token away), and is not remembered.
+#[tokio::test]
+async fn a_new_kid_during_a_jwks_outage_is_503_and_not_remembered() {
+    let s = Jwt::with(|b| b.jwks_refresh_interval(Duration::from_secs(1))).await;
+    assert_eq!(s.status("/ping", &s.token(good())).await, 200);
+    s.auth.set_jwks_fault(Some(Fault::Status(502)));
+    s.auth.rotate_keys();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let first = s.token(good().sub("first"));
+    let second = s.token(good().sub("second"));
+    assert_eq!(s.status("/ping", &first).await, 503);
+    assert_eq!(
+        s.status("/ping", &second).await,
+        503,
+        "within the interval, still an outage"
+    );
+    s.auth.set_jwks_fault(None);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(s.status("/ping", &second).await, 200);
+    assert_eq!(s.status("/ping", &first).await, 200);
+}
+
+/// An AS clock a little ahead: the token is refused until ours catches up,
+/// then accepted (the refusal is not remembered).
+#[tokio::test]
+async fn a_token_issued_in_the_future_is_accepted_once_it_is_not() {
+    let s = Jwt::new().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = s.token(good().claim("iat", json!(now + 2)));
+    s.refused(&token, "the token was issued in the future (iat)")
+        .await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(s.status("/ping", &token).await, 200);
 }
 
 #[tokio::test]

@@ -473,6 +473,7 @@ impl IntrospectorBuilder {
             audiences: self.audiences.into(),
             token_type: self.token_type,
             any_token_kind: self.any_token_kind,
+            iat_not_in_future: false,
         };
         if checks.issuers.is_empty() && checks.audiences.is_empty() {
             tracing::warn!(

@@ -6,14 +6,15 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::jwks::{Jwks, DEFAULT_JWKS_REFRESH_INTERVAL};
+use super::jwks::{Jwks, DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH_INTERVAL};
 use super::keys::{Algorithm, PublicKey};
 use super::profile::{JwtProfile, Shape};
 use super::{Inner, JwtVerifier};
 use crate::cache::{CacheSettings, TokenCache};
 use crate::error::ConfigError;
 use crate::introspect::{
-    checked_url, HttpSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
+    checked_url, redact_url, HttpSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_TIMEOUT,
 };
 use crate::validate::Checks;
 
@@ -61,6 +62,8 @@ pub struct JwtVerifierBuilder {
     leeway: Duration,
     any_token_kind: bool,
     refresh_interval: Duration,
+    max_age: Duration,
+    generic_settings: Option<&'static str>,
     http_client: Option<reqwest::Client>,
     connect_timeout: Duration,
     timeout: Duration,
@@ -84,6 +87,8 @@ impl JwtVerifierBuilder {
             leeway: Duration::ZERO,
             any_token_kind: false,
             refresh_interval: DEFAULT_JWKS_REFRESH_INTERVAL,
+            max_age: DEFAULT_JWKS_MAX_AGE,
+            generic_settings: None,
             http_client: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
@@ -148,6 +153,7 @@ impl JwtVerifierBuilder {
     /// (case-insensitive; `application/` may be left out).
     pub fn required_typ(mut self, typ: impl Into<String>) -> Self {
         self.required_typ = Some(typ.into());
+        self.generic_settings = Some("required_typ");
         self
     }
 
@@ -159,6 +165,7 @@ impl JwtVerifierBuilder {
         S: Into<String>,
     {
         self.scope_claims = names.into_iter().map(Into::into).collect();
+        self.generic_settings = Some("scope_claims");
         self
     }
 
@@ -183,11 +190,21 @@ impl JwtVerifierBuilder {
         self
     }
 
-    /// The shortest time between two JWK Set fetches (default 30 s, at most
-    /// an hour): a flood of tokens with unknown `kid`s makes at most one
-    /// fetch per interval.
+    /// The shortest time between two JWK Set fetches (default 30 s; from
+    /// 1 s to an hour): a flood of tokens with unknown `kid`s makes at most
+    /// one fetch per interval.
     pub fn jwks_refresh_interval(mut self, interval: Duration) -> Self {
         self.refresh_interval = interval;
+        self
+    }
+
+    /// The longest a fetched JWK Set is used before it is fetched again
+    /// (default 10 min; from the refresh interval to a day), so that a key
+    /// the authorization server withdrew stops being trusted even if no
+    /// token names a new `kid`. While a fetch fails, the last key set is
+    /// used up to twice this age; then tokens get 503.
+    pub fn jwks_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
         self
     }
 
@@ -264,8 +281,26 @@ impl JwtVerifierBuilder {
         if self.leeway > MAX_DURATION {
             return Err(out_of_range("leeway"));
         }
-        if self.refresh_interval > MAX_DURATION {
-            return Err(out_of_range("jwks_refresh_interval"));
+        if self.refresh_interval > MAX_DURATION || self.refresh_interval < Duration::from_secs(1) {
+            return Err(ConfigError::OutOfRange {
+                setting: "jwks_refresh_interval",
+                range: "from one second to one hour",
+            });
+        }
+        if self.max_age < self.refresh_interval || self.max_age > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::OutOfRange {
+                setting: "jwks_max_age",
+                range: "from the refresh interval to one day",
+            });
+        }
+        if let Some(setting) = self
+            .generic_settings
+            .filter(|_| self.profile != JwtProfile::Generic)
+        {
+            return Err(ConfigError::OutOfRange {
+                setting,
+                range: "only set with JwtProfile::Generic, which is the only profile that reads it",
+            });
         }
         if self.timeout > MAX_DURATION || self.timeout.is_zero() {
             return Err(out_of_range("timeout"));
@@ -317,7 +352,7 @@ impl JwtVerifierBuilder {
                     timeout: self.timeout,
                     max_body: self.max_response_bytes,
                 };
-                Some(Jwks::new(url, http, self.refresh_interval))
+                Some(Jwks::new(url, http, self.refresh_interval, self.max_age))
             }
             None => None,
         };
@@ -332,7 +367,13 @@ impl JwtVerifierBuilder {
             audiences: self.audiences.into(),
             token_type: None,
             any_token_kind: self.any_token_kind,
+            iat_not_in_future: true,
         };
+        if checks.issuers.is_empty() && self.jwks_url.is_some() {
+            tracing::warn!(
+                "a JWK Set without an expected issuer: tokens are not checked for `iss`, so a key set shared by several tenants or issuers accepts them all; set `issuer`"
+            );
+        }
         if checks.audiences.is_empty() {
             tracing::warn!(
                 issuer = self.issuer.as_deref().unwrap_or("(any)"),
@@ -372,7 +413,7 @@ impl fmt::Debug for JwtVerifierBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtVerifierBuilder")
             .field("issuer", &self.issuer)
-            .field("jwks_url", &self.jwks_url)
+            .field("jwks_url", &self.jwks_url.as_deref().map(redact_url))
             .field("static_keys", &(self.pem_keys.len() + self.der_keys.len()))
             .field("profile", &self.profile)
             .finish_non_exhaustive()

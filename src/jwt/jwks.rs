@@ -15,6 +15,11 @@ use crate::introspect::{read_capped, AsFault, HttpSettings};
 /// The default shortest time between two JWKS fetches.
 pub const DEFAULT_JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
+/// The default longest time a fetched key set is used before it is fetched
+/// again, so that a key the AS withdrew (say, because it leaked) stops being
+/// trusted even when no token names a new `kid`.
+pub const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(600);
+
 /// While no key set was ever fetched, the shortest time between two tries
 /// (capped by the refresh interval).
 const FIRST_FETCH_RETRY: Duration = Duration::from_secs(1);
@@ -27,6 +32,7 @@ pub(crate) struct Jwks {
     url: url::Url,
     http: HttpSettings,
     interval: Duration,
+    max_age: Duration,
     state: Mutex<State>,
     fetches: AtomicU64,
 }
@@ -34,6 +40,8 @@ pub(crate) struct Jwks {
 #[derive(Default)]
 struct State {
     keys: Option<KeySet>,
+    /// When `keys` were fetched.
+    fetched_at: Option<Instant>,
     /// When the last fetch started, successful or not.
     last_attempt: Option<Instant>,
     last_error: Option<AsFault>,
@@ -51,11 +59,12 @@ pub(crate) enum Refresh {
 }
 
 impl Jwks {
-    pub(crate) fn new(url: url::Url, http: HttpSettings, interval: Duration) -> Self {
+    pub(crate) fn new(url: url::Url, http: HttpSettings, interval: Duration, max_age: Duration) -> Self {
         Self {
             url,
             http,
             interval,
+            max_age,
             state: Mutex::new(State::default()),
             fetches: AtomicU64::new(0),
         }
@@ -75,9 +84,23 @@ impl Jwks {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The keys fetched last, if any.
+    /// The keys fetched last, unless they are older than the maximum age
+    /// (then a refresh is due).
     pub(crate) fn current(&self) -> Option<KeySet> {
-        self.lock().keys.clone()
+        let state = self.lock();
+        match state.fetched_at {
+            Some(at) if at.elapsed() < self.max_age => state.keys.clone(),
+            _ => None,
+        }
+    }
+
+    /// The keys fetched last, while a failed refresh keeps newer ones out of
+    /// reach: usable up to twice the maximum age, then no more.
+    fn last_good(&self, state: &State) -> Option<KeySet> {
+        match state.fetched_at {
+            Some(at) if at.elapsed() < self.max_age.saturating_mul(2) => state.keys.clone(),
+            _ => None,
+        }
     }
 
     /// Fetches the key set again, unless a fetch started less than the
@@ -95,9 +118,12 @@ impl Jwks {
                     };
                     if let Some(last) = state.last_attempt {
                         if last.elapsed() < gap {
-                            return match (&state.keys, &state.last_error) {
-                                (None, Some(fault)) => Refresh::Failed(fault.clone(), None),
-                                (keys, _) => Refresh::TooSoon(keys.clone()),
+                            // While the last fetch failed, newer keys are out
+                            // of reach: that is an outage, not the token's fault.
+                            let keys = self.last_good(&state);
+                            return match &state.last_error {
+                                Some(fault) => Refresh::Failed(fault.clone(), keys),
+                                None => Refresh::TooSoon(keys),
                             };
                         }
                     }
@@ -116,6 +142,7 @@ impl Jwks {
             match &result {
                 Ok(keys) => {
                     state.keys = Some(keys.clone());
+                    state.fetched_at = Some(Instant::now());
                     state.last_error = None;
                 }
                 Err(fault) => {
@@ -130,7 +157,7 @@ impl Jwks {
         }
         match result {
             Ok(keys) => Refresh::Fetched(keys),
-            Err(fault) => Refresh::Failed(fault, state.keys.clone()),
+            Err(fault) => Refresh::Failed(fault, self.last_good(&state)),
         }
     }
 }

@@ -256,10 +256,14 @@ impl PublicKey {
                 .ok_or(name)
         };
         let material = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
-            ("RSA", _) => Material::Rsa {
-                n: strip_zeros(decode(&jwk.n, "an RSA JWK without a usable `n`")?),
-                e: strip_zeros(decode(&jwk.e, "an RSA JWK without a usable `e`")?),
-            },
+            ("RSA", _) => {
+                let n = strip_zeros(decode(&jwk.n, "an RSA JWK without a usable `n`")?);
+                check_rsa_size(&n)?;
+                Material::Rsa {
+                    n,
+                    e: strip_zeros(decode(&jwk.e, "an RSA JWK without a usable `e`")?),
+                }
+            }
             ("EC", Some(curve @ ("P-256" | "P-384"))) => {
                 let (family, len) = if curve == "P-256" {
                     (Family::P256, 32)
@@ -323,6 +327,7 @@ impl PublicKey {
         if n.is_empty() || e.is_empty() || !outer.is_empty() || !seq.is_empty() {
             return Err("a malformed RSA public key");
         }
+        check_rsa_size(&n)?;
         Ok(Self {
             kid: None,
             declared: None,
@@ -408,18 +413,37 @@ pub(crate) struct JwkSet {
 
 impl JwkSet {
     /// The signing keys this crate can use. A member that is not a JWK at
-    /// all is skipped, like a key of another kind.
+    /// all is skipped, like a key of another kind; a signing key that cannot
+    /// be read is skipped with a warning (one bad key added at a rotation
+    /// must not take the others down). No usable key at all is an error.
     pub(crate) fn public_keys(&self) -> Result<Vec<PublicKey>, KeyError> {
         let mut keys = Vec::new();
         for value in &self.keys {
             let Ok(jwk) = Jwk::deserialize(value) else {
                 continue;
             };
-            if let Some(key) = PublicKey::from_jwk(&jwk)? {
-                keys.push(key);
+            match PublicKey::from_jwk(&jwk) {
+                Ok(Some(key)) => keys.push(key),
+                Ok(None) => {}
+                Err(reason) => {
+                    tracing::warn!(kid = jwk.kid.as_deref().unwrap_or(""), reason, "skipping a JWK")
+                }
             }
         }
+        if keys.is_empty() {
+            return Err("no signing key this crate can use");
+        }
         Ok(keys)
+    }
+}
+
+/// ring verifies RSA keys of 2048 to 8192 bits: a key outside that range
+/// would fail every token, so it is refused when it is read.
+fn check_rsa_size(n: &[u8]) -> Result<(), KeyError> {
+    if (256..=1024).contains(&n.len()) {
+        Ok(())
+    } else {
+        Err("an RSA key outside 2048–8192 bits")
     }
 }
 
@@ -512,8 +536,11 @@ mod tests {
 
     #[test]
     fn jwk_kinds_and_declarations() {
-        let rsa: Jwk =
-            serde_json::from_str(r#"{"kty":"RSA","kid":"r","n":"AQAB","e":"AQAB","alg":"PS256"}"#).unwrap();
+        let n = URL_SAFE_NO_PAD.encode([0xC5; 256]);
+        let rsa: Jwk = serde_json::from_str(&format!(
+            r#"{{"kty":"RSA","kid":"r","n":"{n}","e":"AQAB","alg":"PS256"}}"#
+        ))
+        .unwrap();
         let key = PublicKey::from_jwk(&rsa).unwrap().unwrap();
         assert!(key.fits(Algorithm::Ps256));
         assert!(!key.fits(Algorithm::Rs256), "declared for PS256 only");
@@ -528,8 +555,19 @@ mod tests {
         let hs: Jwk = serde_json::from_str(r#"{"kty":"RSA","alg":"HS256","n":"AQAB","e":"AQAB"}"#).unwrap();
         assert!(PublicKey::from_jwk(&hs).unwrap().is_none());
         let mismatched: Jwk =
-            serde_json::from_str(r#"{"kty":"RSA","alg":"ES256","n":"AQAB","e":"AQAB"}"#).unwrap();
+            serde_json::from_str(&format!(r#"{{"kty":"RSA","alg":"ES256","n":"{n}","e":"AQAB"}}"#)).unwrap();
         assert!(PublicKey::from_jwk(&mismatched).is_err());
+        let small: Jwk = serde_json::from_str(r#"{"kty":"RSA","n":"AQAB","e":"AQAB"}"#).unwrap();
+        assert!(PublicKey::from_jwk(&small).is_err(), "RSA under 2048 bits");
+        let set = JwkSet {
+            keys: vec![
+                serde_json::to_value(serde_json::json!({"kty":"RSA","n":"AQAB","e":"AQAB"})).unwrap(),
+                serde_json::json!({"kty":"RSA","kid":"good","n": n, "e":"AQAB"}),
+            ],
+        };
+        let usable = set.public_keys().unwrap();
+        assert_eq!(usable.len(), 1, "the unreadable key is skipped, the other kept");
+        assert!(JwkSet { keys: vec![] }.public_keys().is_err());
         let short: Jwk = serde_json::from_str(r#"{"kty":"EC","crv":"P-256","x":"AQAB","y":"AQAB"}"#).unwrap();
         assert!(PublicKey::from_jwk(&short).is_err());
     }

@@ -48,12 +48,12 @@ use std::sync::Arc;
 
 pub use self::builder::JwtVerifierBuilder;
 pub(crate) use self::compact::peek_issuer;
-pub use self::jwks::DEFAULT_JWKS_REFRESH_INTERVAL;
+pub use self::jwks::{DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH_INTERVAL};
 pub use self::keys::{Algorithm, UnsupportedAlgorithm};
 pub use self::profile::JwtProfile;
 
 use self::compact::Compact;
-use self::jwks::{Jwks, KeySet, Refresh};
+use self::jwks::{Jwks, Refresh};
 use self::keys::PublicKey;
 use self::profile::Shape;
 use crate::cache::{key_prefix, Entry, Key, LoadTicket, TokenCache};
@@ -103,6 +103,8 @@ pub struct JwtStats {
 enum LoadError {
     /// Refused for good: remembered in the negative cache.
     Invalid(&'static str),
+    /// Refused for now (an unknown `kid`): not remembered.
+    Refused(&'static str),
     /// No key could be had: 503, not remembered.
     Unavailable(AsFault),
     /// Valid, but not to be cached (within the leeway past `exp`, or
@@ -113,7 +115,7 @@ enum LoadError {
 impl LoadError {
     fn into_result(self) -> Result<Entry, AuthError> {
         match self {
-            Self::Invalid(reason) => Err(AuthError::invalid_token(reason)),
+            Self::Invalid(reason) | Self::Refused(reason) => Err(AuthError::invalid_token(reason)),
             Self::Unavailable(_) => Err(AuthError::new(
                 ErrorKind::Unavailable,
                 "the authorization server's keys are unavailable",
@@ -124,7 +126,7 @@ impl LoadError {
 
     fn shared(self: Arc<Self>) -> Result<Entry, AuthError> {
         match &*self {
-            Self::Invalid(reason) => Err(AuthError::invalid_token(*reason)),
+            Self::Invalid(reason) | Self::Refused(reason) => Err(AuthError::invalid_token(*reason)),
             Self::Unavailable(_) => Err(AuthError::new(
                 ErrorKind::Unavailable,
                 "the authorization server's keys are unavailable",
@@ -252,16 +254,13 @@ impl JwtVerifier {
             .map_err(LoadError::Invalid)?;
         self.check_signature(&jws).await?;
         let claims = inner.shape.claims(jws.claims).map_err(LoadError::Invalid)?;
-        if let Some(iat) = claims.issued_at.get() {
-            if iat > unix_now().saturating_add(inner.checks.leeway_secs) {
-                return Err(LoadError::Invalid("the token was issued in the future (iat)"));
-            }
-        }
         Ok(Principal::from_claims(claims))
     }
 
-    /// Tries the keys the token may be signed with; on an unknown `kid`,
-    /// fetches the JWK Set again (at most once per refresh interval).
+    /// Tries the keys the token may be signed with. The JWK Set is fetched
+    /// again when it is older than its maximum age, and when the token names
+    /// a `kid` it does not hold (or has none and no key fits): one fetch at a
+    /// time, at most one per refresh interval.
     async fn check_signature(&self, jws: &Compact<'_>) -> Result<(), LoadError> {
         let inner = &*self.inner;
         let kid = jws.kid.as_deref();
@@ -271,16 +270,15 @@ impl JwtVerifier {
         let Some(jwks) = &inner.jwks else {
             return Err(self.no_key(&inner.static_keys, kid));
         };
-        let current = jwks.current().unwrap_or_else(|| KeySet::from([]));
-        if self.any_key_verifies(&current, jws) {
-            return Ok(());
-        }
-        // The keys the token can mean were tried and failed: a forgery, which
-        // must not make us fetch again. Only a kid we have never seen (or no
-        // key set at all yet) is worth a refresh.
-        let known_kid = kid.is_some_and(|kid| current.iter().any(|k| k.kid() == Some(kid)));
-        if known_kid || (kid.is_none() && !current.is_empty()) {
-            return Err(LoadError::Invalid("the token's signature is invalid"));
+        if let Some(current) = jwks.current() {
+            if self.any_key_verifies(&current, jws) {
+                return Ok(());
+            }
+            // A kid we hold whose signature fails: a forgery, which must not
+            // make us fetch again.
+            if kid.is_some_and(|kid| current.iter().any(|k| k.kid() == Some(kid))) {
+                return Err(LoadError::Invalid("the token's signature is invalid"));
+            }
         }
         match jwks.refresh().await {
             Refresh::Fetched(keys) | Refresh::TooSoon(Some(keys)) => {
@@ -291,11 +289,17 @@ impl JwtVerifier {
                 }
             }
             Refresh::TooSoon(None) | Refresh::Failed(_, None) => Err(LoadError::Unavailable(
-                AsFault::Unavailable("no JWK Set could be fetched yet".into()),
+                AsFault::Unavailable("no JWK Set could be fetched".into()),
             )),
             // The keys we have do not fit, and newer ones cannot be had: the
             // AS may well have rotated, so this is not the token's fault.
-            Refresh::Failed(fault, Some(_)) => Err(LoadError::Unavailable(fault)),
+            Refresh::Failed(fault, Some(keys)) => {
+                if self.any_key_verifies(&keys, jws) {
+                    Ok(())
+                } else {
+                    Err(LoadError::Unavailable(fault))
+                }
+            }
         }
     }
 
@@ -318,12 +322,14 @@ impl JwtVerifier {
         })
     }
 
+    /// No key verified the token. An unknown `kid` is refused but not
+    /// remembered: the key may appear in the JWK Set at the next refresh.
     fn no_key(&self, keys: &[PublicKey], kid: Option<&str>) -> LoadError {
         match kid {
             Some(kid)
                 if !keys.iter().any(|k| k.kid() == Some(kid)) && !keys.iter().any(|k| k.kid().is_none()) =>
             {
-                LoadError::Invalid("the token is signed with an unknown key (kid)")
+                LoadError::Refused("the token is signed with an unknown key (kid)")
             }
             _ => LoadError::Invalid("the token's signature is invalid"),
         }

@@ -13,7 +13,7 @@ use crate::principal::{Claims, OtherKind, Scopes, Timestamp};
 /// |---|---|---|---|
 /// | [`Rfc9068`](Self::Rfc9068) (default) | `at+jwt` or `application/at+jwt` | `iss`, `exp`, `aud`, `sub`, `client_id`, `iat`, `jti` | `scope` (space-delimited) |
 /// | [`Passport`](Self::Passport) | absent or `JWT` | `exp`, `aud` | `scopes` (JSON array) |
-/// | [`Generic`](Self::Generic) | any, or the one set with `required_typ` | `exp` | the first present of `scope`, `scp` (string or array; names configurable) |
+/// | [`Generic`](Self::Generic) | absent, `JWT` or `at+jwt`; or the one set with `required_typ` | `exp` | the first present of `scope`, `scp` (string or array; names configurable) |
 ///
 /// **RFC 9068**, as node-oidc-provider, Keycloak (with the RFC 9068 option)
 /// or Auth0 issue them:
@@ -81,7 +81,9 @@ impl Shape {
             JwtProfile::Rfc9068 => typ.as_deref() == Some("at+jwt"),
             JwtProfile::Passport => typ.is_none() || typ.as_deref() == Some("jwt"),
             JwtProfile::Generic => match &self.required_typ {
-                None => true,
+                // Other explicit types are other JWTs signed with the same key:
+                // logout tokens, security events, signed introspection answers.
+                None => matches!(typ.as_deref(), None | Some("jwt" | "at+jwt")),
                 Some(required) => {
                     let required = required.to_ascii_lowercase();
                     let required = required.strip_prefix("application/").unwrap_or(&required);
@@ -214,7 +216,11 @@ mod tests {
         assert!(passport.check_typ(Some("JWT")).is_ok());
         assert!(passport.check_typ(Some("at+jwt")).is_err());
         let mut generic = shape(JwtProfile::Generic);
-        assert!(generic.check_typ(Some("anything")).is_ok());
+        assert!(generic.check_typ(None).is_ok());
+        assert!(generic.check_typ(Some("JWT")).is_ok());
+        assert!(generic.check_typ(Some("at+jwt")).is_ok());
+        assert!(generic.check_typ(Some("logout+jwt")).is_err());
+        assert!(generic.check_typ(Some("token-introspection+jwt")).is_err());
         generic.required_typ = Some("at+jwt".into());
         assert!(generic.check_typ(Some("application/at+jwt")).is_ok());
         assert!(generic.check_typ(None).is_err());
