@@ -16,7 +16,7 @@
 //! | `REALM` | the challenge realm, default `api` |
 //! | `EXPECTED_ISSUER`, `EXPECTED_AUDIENCE` | optional checks, comma-separated for several; the audience applies to JWTs too (for Passport: the accepted client ids) |
 //! | `JWT_ISSUER` | verify JWT access tokens from this issuer locally: its metadata gives the JWKS, and `iss` is checked |
-//! | `JWKS_URL` | verify JWTs with the keys at this JWK Set URL (with `JWT_ISSUER`: instead of the discovered one) |
+//! | `JWKS_URL` | verify JWTs with the keys at this JWK Set URL (with `JWT_ISSUER`: instead of the discovered one; without it, the first `EXPECTED_ISSUER` is the `iss` required) |
 //! | `JWT_PUBLIC_KEY_FILE` | verify JWTs with this PEM public key (Laravel Passport's `storage/oauth-public.key`) |
 //! | `JWT_PROFILE` | `rfc9068` (default), `passport` or `generic` |
 //! | `JWT_ALGORITHMS` | accepted algorithms, comma-separated (default: what the keys declare) |
@@ -143,7 +143,12 @@ async fn jwt_verifier() -> Result<Option<JwtVerifier>, String> {
             .await
             .map_err(|e| format!("JWT_ISSUER: {e}"))?,
         (Some(issuer), Some(_)) => JwtVerifier::builder().issuer(issuer.clone()),
-        (None, _) => JwtVerifier::builder(),
+        // Without JWT_ISSUER, EXPECTED_ISSUER (the first one) is the `iss`
+        // JWTs must carry.
+        (None, _) => match list("EXPECTED_ISSUER").into_iter().next() {
+            Some(issuer) => JwtVerifier::builder().issuer(issuer),
+            None => JwtVerifier::builder(),
+        },
     };
     builder = builder.allow_insecure_http(insecure);
     if let Some(url) = jwks {
