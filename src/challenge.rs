@@ -142,6 +142,22 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn realm_value_keeps_only_quoted_string_characters() {
+        assert_eq!(realm_value("my api").unwrap(), "my api");
+        assert_eq!(realm_value("a\"b\\c\té!").unwrap(), "abc!");
+        assert_eq!(realm_value("").unwrap(), "");
+    }
+
+    #[test]
+    fn description_without_allowed_characters_is_omitted() {
+        let value = Challenge::new("api")
+            .error("invalid_token")
+            .description("é\"\\")
+            .into_header_value();
+        assert_eq!(value, "Bearer realm=\"api\", error=\"invalid_token\"");
+    }
+
+    #[test]
     fn scope_follows_the_scope_token_grammar() {
         let value = Challenge::new("api").scope(" a  é b ").into_header_value();
         assert_eq!(value, "Bearer realm=\"api\", scope=\"a b\"");
