@@ -35,14 +35,14 @@ read -r -a extra <<<"${MUTANTS_ARGS:-}"
 # src/introspect/mod.rs (the client code around them is not selected).
 cache_policy='^src/cache\.rs|Introspector::(validate|miss|refresh|invalidate|invalidate_all|negative_hit|load|active_entry)\b|LoadError::'
 
-# module -> "files|regex|test targets"
+# module -> "files;regex;test targets" (the regex may hold `|`)
 declare -A spec=(
-    [token]="src/token.rs||properties request_path review_middleware"
-    [answer]="src/introspect/answer.rs||properties request_path"
-    [validate]="src/validate.rs||token_kinds request_path cache"
-    [cache]="src/cache.rs src/introspect/mod.rs|$cache_policy|cache hardening stale_if_error invalidation limits request_path"
-    [challenge]="src/challenge.rs||properties request_path scopes"
-    [scope]="src/scope.rs||scopes request_path"
+    [token]="src/token.rs;;properties request_path review_middleware"
+    [answer]="src/introspect/answer.rs;;properties request_path"
+    [validate]="src/validate.rs;;token_kinds request_path cache"
+    [cache]="src/cache.rs src/introspect/mod.rs;$cache_policy;cache hardening stale_if_error invalidation limits request_path"
+    [challenge]="src/challenge.rs;;properties request_path scopes"
+    [scope]="src/scope.rs;;scopes request_path"
 )
 all=(token answer validate cache challenge scope)
 
@@ -57,7 +57,7 @@ done
 
 status=0
 for module in "${modules[@]}"; do
-    IFS='|' read -r files regex tests <<<"${spec[$module]}"
+    IFS=';' read -r files regex tests <<<"${spec[$module]}"
     args=(--jobs "$jobs" --all-features --output "mutants.out/$module" --cargo-arg=--lib)
     for file in $files; do
         args+=(--file "$file")
@@ -73,6 +73,7 @@ for module in "${modules[@]}"; do
     cargo mutants "${args[@]}" "${extra[@]}" || status=$?
 done
 
+case " ${extra[*]} " in *" --list "*) exit "$status" ;; esac
 printf '\n==> summary (caught / missed / unviable / timeout)\n'
 for module in "${modules[@]}"; do
     out="mutants.out/$module/mutants.out"
