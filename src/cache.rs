@@ -511,6 +511,7 @@ pub(crate) fn key_prefix(key: &Key) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::principal::Scopes;
 
     const MINUTE: Duration = Duration::from_secs(60);
 
@@ -656,6 +657,232 @@ mod tests {
             .is_ok(),
             "a disabled cache needs no budget"
         );
+    }
+
+    #[test]
+    fn documented_defaults_and_limits() {
+        assert_eq!(DEFAULT_MAX_BYTES, 64 * 1024 * 1024, "64 MiB");
+        assert_eq!(DEFAULT_NEGATIVE_MAX_BYTES, 4 * 1024 * 1024, "4 MiB");
+        assert_eq!(MAX_CACHE_TTL, Duration::from_secs(31_536_000), "365 days");
+        assert_eq!(ENTRY_OVERHEAD, 336, "named in the `max_bytes` error");
+    }
+
+    #[test]
+    fn a_budget_of_one_entry_overhead_is_enough() {
+        let with = |f: fn(&mut CacheSettings)| {
+            let mut settings = CacheSettings::default();
+            f(&mut settings);
+            settings.check()
+        };
+        assert!(with(|s| s.max_bytes = 336).is_ok());
+        assert!(with(|s| s.max_bytes = 335).is_err());
+        assert!(with(|s| s.negative_max_bytes = 336).is_ok());
+        assert!(with(|s| s.negative_max_bytes = 335).is_err());
+        assert!(
+            with(|s| {
+                s.negative_max_bytes = 0;
+                s.negative_entries = 0;
+            })
+            .is_ok(),
+            "a disabled inactive cache needs no budget"
+        );
+        assert!(
+            with(|s| {
+                s.max_bytes = 0;
+                s.max_ttl = Duration::ZERO;
+            })
+            .is_ok(),
+            "nor does a disabled active cache"
+        );
+    }
+
+    #[test]
+    fn entry_bytes_count_every_string_once() {
+        const N: usize = 1000;
+        let text = || Some("x".repeat(N).into_boxed_str());
+        let base = entry_bytes(&Claims::default());
+        assert_eq!(base, ENTRY_OVERHEAD + std::mem::size_of::<Claims>());
+        let fields: [fn(&mut Claims); 7] = [
+            |c| c.scopes = Scopes::from_iter_unsorted(["s".repeat(N)]),
+            |c| c.subject = Some("x".repeat(N).into_boxed_str()),
+            |c| c.username = Some("x".repeat(N).into_boxed_str()),
+            |c| c.client_id = Some("x".repeat(N).into_boxed_str()),
+            |c| c.token_type = Some("x".repeat(N).into_boxed_str()),
+            |c| c.issuer = Some("x".repeat(N).into_boxed_str()),
+            |c| c.jwt_id = Some("x".repeat(N).into_boxed_str()),
+        ];
+        for (i, set) in fields.iter().enumerate() {
+            let mut claims = Claims::default();
+            set(&mut claims);
+            assert_eq!(entry_bytes(&claims), base + N, "field {i}");
+        }
+        let all = Claims {
+            scopes: Scopes::from_iter_unsorted(["s".repeat(N)]),
+            subject: text(),
+            username: text(),
+            client_id: text(),
+            token_type: text(),
+            issuer: text(),
+            jwt_id: text(),
+            ..Claims::default()
+        };
+        assert_eq!(entry_bytes(&all), base + 7 * N);
+        let audiences = Claims {
+            audiences: vec!["a".repeat(N).into_boxed_str(), "b".into()].into_boxed_slice(),
+            ..Claims::default()
+        };
+        assert_eq!(
+            entry_bytes(&audiences),
+            base + 2 * std::mem::size_of::<Box<str>>() + N + 1
+        );
+    }
+
+    #[test]
+    fn extra_members_weigh_their_keys_and_values() {
+        let bytes = |json: &str| entry_bytes(&Principal::from_json(json.as_bytes()).unwrap().into_shared());
+        let base = bytes(r#"{"active":true,"a":0}"#);
+        let long = "k".repeat(1000);
+        // Each measured difference is the text added plus at most a few
+        // words of bookkeeping: neither forgotten nor multiplied.
+        let within = |grown: usize, added: usize| {
+            assert!(
+                (added..added + 256).contains(&(grown - base)),
+                "{grown} - {base} for {added} bytes"
+            );
+        };
+        within(bytes(&format!(r#"{{"active":true,"{long}":0}}"#)), 999);
+        within(bytes(&format!(r#"{{"active":true,"a":"{long}"}}"#)), 1000);
+        within(bytes(&format!(r#"{{"active":true,"a":["{long}",1]}}"#)), 1000);
+        within(
+            bytes(&format!(r#"{{"active":true,"a":{{"{long}":"{long}"}}}}"#)),
+            2000,
+        );
+        within(
+            bytes(&format!(r#"{{"active":true,"a":0,"{long}":"{long}"}}"#)),
+            2000,
+        );
+        // One small member: the map, the member's node, its key and value.
+        assert_eq!(
+            base - bytes(r#"{"active":true}"#),
+            std::mem::size_of::<serde_json::Map<String, serde_json::Value>>()
+                + 32
+                + std::mem::size_of::<String>()
+                + 1
+                + std::mem::size_of::<serde_json::Value>()
+        );
+    }
+
+    #[test]
+    fn expiry_follows_exp() {
+        let claims = |exp: Option<i64>| -> Entry {
+            Arc::new(Claims {
+                expires_at: crate::principal::Timestamp::new(exp),
+                ..Claims::default()
+            })
+        };
+        let now = i64::try_from(since_epoch().as_secs()).unwrap();
+        let (key, at) = ([0; 16], Instant::now());
+        let in_30s = Duration::from_secs(28)..=Duration::from_secs(30);
+        let until_exp = |entry: &Entry| UntilExp::until_exp(entry);
+        let on_create = |entry: &Entry| UntilExp.expire_after_create(&key, entry, at);
+        let on_update = |entry: &Entry| UntilExp.expire_after_update(&key, entry, at, Some(MINUTE));
+        type Expire<'a> = &'a dyn Fn(&Entry) -> Option<Duration>;
+        let expiries: [(&str, Expire<'_>); 3] = [
+            ("until_exp", &until_exp),
+            ("create", &on_create),
+            ("update", &on_update),
+        ];
+        for (name, expiry) in expiries {
+            let soon = expiry(&claims(Some(now + 30))).unwrap();
+            assert!(in_30s.contains(&soon), "{name}: {soon:?}");
+            // Without `exp`, `time_to_live` (max_ttl) alone bounds the entry.
+            assert_eq!(expiry(&claims(None)), Some(Duration::MAX), "{name}");
+            assert_eq!(expiry(&claims(Some(now - 1))), Some(Duration::ZERO), "{name}");
+        }
+    }
+
+    #[test]
+    fn only_answers_before_exp_are_cacheable() {
+        let cache = cache("e", "c");
+        let now = at(1_800_000_000, 0);
+        let with_exp =
+            |exp: &str| Principal::from_json(format!(r#"{{"active":true{exp}}}"#).as_bytes()).unwrap();
+        assert!(cache.cacheable(&with_exp(r#","exp":1800000001"#), now));
+        assert!(cache.cacheable(&with_exp(""), now));
+        assert!(!cache.cacheable(&with_exp(r#","exp":1800000000"#), now));
+    }
+
+    #[test]
+    fn entries_are_stamped_with_their_arrival() {
+        let cache = cache("e", "c");
+        let before = monotonic_millis();
+        let entry = cache.entry(Principal::from_json(br#"{"active":true,"sub":"alice"}"#).unwrap());
+        assert_eq!(entry.subject.as_deref(), Some("alice"));
+        assert!((before..=monotonic_millis()).contains(&entry.received_at_ms));
+    }
+
+    /// Claims that arrived `age_ms` ago, and whether `check` held for them;
+    /// retried until the monotonic clock did not tick during the check, so
+    /// the age is exact.
+    fn at_age(age_ms: u64, check: impl Fn(&Claims) -> bool) -> bool {
+        loop {
+            let now = monotonic_millis();
+            let claims = Claims {
+                received_at_ms: now - age_ms,
+                ..Claims::default()
+            };
+            let held = check(&claims);
+            if monotonic_millis() == now {
+                return held;
+            }
+        }
+    }
+
+    #[test]
+    fn staleness_and_grace_are_measured_on_the_monotonic_clock() {
+        let settings = CacheSettings {
+            max_ttl: Duration::from_millis(20),
+            stale_if_error: Duration::from_millis(50),
+            ..CacheSettings::default()
+        };
+        let cache = TokenCache::new(settings, "e", "c");
+        // The monotonic clock must have run long enough to express the ages.
+        let _ = monotonic_millis();
+        std::thread::sleep(Duration::from_millis(100));
+        for (age, stale, within) in [
+            (0, false, true),
+            (19, false, true),
+            (20, true, true),
+            (49, true, true),
+            (50, true, false),
+        ] {
+            assert_eq!(at_age(age, |c| cache.is_stale(c)), stale, "stale at {age} ms");
+            assert_eq!(
+                at_age(age, |c| cache.within_grace(c)),
+                within,
+                "grace at {age} ms"
+            );
+        }
+        assert!(at_age(30, |c| cache.age(c) == Duration::from_millis(30)));
+
+        // Without stale-if-error nothing is stale: entries leave at max_ttl.
+        let plain = TokenCache::new(
+            CacheSettings {
+                max_ttl: Duration::from_millis(20),
+                ..CacheSettings::default()
+            },
+            "e",
+            "c",
+        );
+        assert!(!at_age(30, |c| plain.is_stale(c)));
+        assert!(!at_age(0, |c| plain.within_grace(c)));
+    }
+
+    #[test]
+    fn key_prefix_is_four_bytes_in_hex() {
+        let mut key = [0xff; 16];
+        key[..4].copy_from_slice(&[0x01, 0xab, 0x00, 0x7f]);
+        assert_eq!(key_prefix(&key), "01ab007f");
     }
 
     #[test]

@@ -155,6 +155,15 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn description_without_allowed_characters_is_omitted() {
+        let value = Challenge::new("api")
+            .error("invalid_token")
+            .description("é\"\\")
+            .into_header_value();
+        assert_eq!(value, "Bearer realm=\"api\", error=\"invalid_token\"");
+    }
+
+    #[test]
     fn scope_follows_the_scope_token_grammar() {
         let value = Challenge::new("api").scope(" a  é b ").into_header_value();
         assert_eq!(value, "Bearer realm=\"api\", scope=\"a b\"");

@@ -567,6 +567,118 @@ mod tests {
     }
 
     #[test]
+    fn wildcard_needs_a_scope_below_its_prefix() {
+        // `items:` is not below `items:`: the prefix alone is not granted.
+        assert!(!Wildcard.grants(&scopes("items:*"), "items:"));
+        assert!(Wildcard.grants(&scopes("items:*"), "items:r"));
+    }
+
+    crate::scope_requirement! {
+        TreeRead: "items:read", using Hierarchical;
+    }
+
+    fn principal(scope: &str) -> Principal {
+        Principal::from_json(format!(r#"{{"active":true,"scope":"{scope}"}}"#).as_bytes()).unwrap()
+    }
+
+    /// The status `layer` answers for a request carrying `principal`.
+    async fn status(layer: RequireScope, principal: Option<Principal>) -> u16 {
+        use tower::ServiceExt as _;
+        let inner = tower::service_fn(|_: Request<Bytes>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Bytes::new()))
+        });
+        let mut request = Request::new(Bytes::new());
+        if let Some(principal) = principal {
+            request.extensions_mut().insert(principal);
+        }
+        let response = layer.layer(inner).oneshot(request).await.unwrap();
+        response.status().as_u16()
+    }
+
+    use bytes::Bytes;
+
+    #[tokio::test]
+    async fn require_scope_of_uses_the_requirement_matcher() {
+        // `items` grants `items:read` only through `Hierarchical`.
+        assert_eq!(
+            status(RequireScope::of::<TreeRead>(), Some(principal("items"))).await,
+            200
+        );
+        assert_eq!(
+            status(RequireScope::of::<TreeRead>(), Some(principal("item"))).await,
+            403
+        );
+        assert_eq!(
+            status(RequireScope::all(["items:read"]), Some(principal("items"))).await,
+            403
+        );
+        assert_eq!(
+            status(
+                RequireScope::all(["items:read"]).matcher(Hierarchical),
+                Some(principal("items"))
+            )
+            .await,
+            200
+        );
+        // No principal and no introspection layer: a server bug, 500.
+        assert_eq!(status(RequireScope::all(["items:read"]), None).await, 500);
+    }
+
+    /// An inner service that is never ready.
+    #[derive(Debug, Clone)]
+    struct NotReady;
+
+    impl Service<Request<Bytes>> for NotReady {
+        type Response = Response<Bytes>;
+        type Error = &'static str;
+        type Future = std::future::Ready<Result<Response<Bytes>, &'static str>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Err("not ready"))
+        }
+
+        fn call(&mut self, _: Request<Bytes>) -> Self::Future {
+            std::future::ready(Err("called"))
+        }
+    }
+
+    #[test]
+    fn poll_ready_is_the_inner_services() {
+        let mut service = RequireScope::all(["read"]).layer(NotReady);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert_eq!(service.poll_ready(&mut cx), Poll::Ready(Err("not ready")));
+    }
+
+    #[test]
+    fn debug_shows_the_requirement_and_the_state() {
+        let layer = RequireScope::groups([["read", "write"]]);
+        assert_eq!(
+            format!("{layer:?}"),
+            r#"RequireScope { groups: [["read", "write"]], .. }"#
+        );
+        let service = layer.layer(NotReady);
+        assert_eq!(
+            format!("{service:?}"),
+            r#"RequireScopeService { inner: NotReady, layer: RequireScope { groups: [["read", "write"]], .. } }"#
+        );
+        let future: RequireScopeFuture<Ready200, ()> = RequireScopeFuture {
+            kind: Kind::Rejected { response: None },
+        };
+        assert_eq!(
+            format!("{future:?}"),
+            r#"RequireScopeFuture { state: "rejected" }"#
+        );
+        let future: RequireScopeFuture<Ready200, ()> = RequireScopeFuture {
+            kind: Kind::Inner {
+                future: std::future::ready(Ok(Response::new(()))),
+            },
+        };
+        assert_eq!(format!("{future:?}"), r#"RequireScopeFuture { state: "inner" }"#);
+        let future: RequireScopeFuture<Ready200, ()> = RequireScopeFuture { kind: Kind::Done };
+        assert_eq!(format!("{future:?}"), r#"RequireScopeFuture { state: "done" }"#);
+    }
+
+    #[test]
     fn required_scope_lists_the_first_group() {
         let groups: &[&[&str]] = &[&["read", "write"], &["admin"]];
         assert_eq!(

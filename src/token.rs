@@ -720,6 +720,99 @@ mod tests {
     #[test]
     fn debug_redacts() {
         let token = BearerToken::new("s3cr3t", TokenSource::AuthorizationHeader);
-        assert!(!format!("{token:?}").contains("s3cr3t"));
+        let debug = format!("{token:?}");
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+        // Redacted, not empty: the type and the source still show.
+        assert_eq!(
+            debug,
+            r#"BearerToken { value: "[redacted]", source: AuthorizationHeader }"#
+        );
+    }
+
+    #[test]
+    fn tokens_are_equal_when_secret_and_source_are() {
+        let e = BearerExtractor::new();
+        let from_header = e
+            .extract(&request(&[("authorization", "Bearer abc")], "/"))
+            .unwrap()
+            .unwrap();
+        // A header-backed token equals an owned one with the same bytes.
+        assert_eq!(
+            from_header,
+            BearerToken::new("abc", TokenSource::AuthorizationHeader)
+        );
+        assert_ne!(
+            from_header,
+            BearerToken::new("abd", TokenSource::AuthorizationHeader)
+        );
+        assert_ne!(from_header, BearerToken::new("abc", TokenSource::Query));
+        assert_ne!(
+            BearerToken::new("abc", TokenSource::Cookie),
+            BearerToken::new("abd", TokenSource::Query)
+        );
+    }
+
+    #[test]
+    fn default_mark_sensitive_marks_authorization_only() {
+        /// A custom extractor that keeps the trait's default `mark_sensitive`.
+        #[derive(Clone)]
+        struct Custom;
+
+        impl ExtractToken for Custom {
+            fn extract<B>(&self, _: &Request<B>) -> Result<Option<BearerToken>, TokenError> {
+                Ok(None)
+            }
+        }
+
+        let mut req = request(&[("authorization", "Bearer abc"), ("cookie", "at=abc")], "/");
+        Custom.mark_sensitive(req.headers_mut());
+        assert!(req.headers()["authorization"].is_sensitive());
+        assert!(!req.headers()["cookie"].is_sensitive());
+    }
+
+    #[test]
+    fn max_length_applies_to_every_source() {
+        let e = BearerExtractor::new()
+            .max_length(8)
+            .without_authorization_header()
+            .allow_query(true)
+            .cookie("at")
+            .header(HeaderName::from_static("x-api-token"))
+            .unwrap();
+        let (at_limit, over) = ("12345678", "123456789");
+        for (token, expected) in [
+            (at_limit, Ok(Some(at_limit.to_owned()))),
+            (over, Err(TokenError::TooLong)),
+        ] {
+            let query = format!("/?access_token={token}");
+            let cookie = format!("at={token}");
+            for req in [
+                request(&[], &query),
+                request(&[("cookie", &cookie)], "/"),
+                request(&[("x-api-token", token)], "/"),
+            ] {
+                let found = e.extract(&req).map(|t| t.map(|t| t.secret().to_owned()));
+                assert_eq!(found, expected, "{req:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn without_authorization_header_ignores_it() {
+        let e = BearerExtractor::new().without_authorization_header().cookie("at");
+        assert_eq!(extract(&e, &[("authorization", "Bearer abc")]), Ok(None));
+        // Not read, so not a second method either.
+        let req = request(&[("authorization", "Bearer abc"), ("cookie", "at=def")], "/");
+        let token = e.extract(&req).unwrap().unwrap();
+        assert_eq!((token.secret(), token.source()), ("def", TokenSource::Cookie));
+    }
+
+    #[test]
+    fn six_letter_and_short_schemes_are_not_bearer() {
+        let e = BearerExtractor::new();
+        // `Digest` has as many letters as `Bearer`: only the name decides.
+        for value in ["Digest abc", "Digest  abc", "Neg", "B", "Bearex abc"] {
+            assert_eq!(extract(&e, &[("authorization", value)]), Ok(None), "{value}");
+        }
     }
 }

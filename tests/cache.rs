@@ -111,6 +111,32 @@ async fn i11_zero_max_ttl_disables_caching() {
     assert_eq!(s.auth.introspection_calls(), 3);
 }
 
+/// Without a cache, every answer still goes through the same checks: an
+/// inactive or expired token and an AS fault are refused, not let through.
+#[tokio::test]
+async fn i11_without_a_cache_inactive_tokens_and_faults_are_refused() {
+    let s = Setup::with(|b| b.max_ttl(Duration::ZERO), |l| l).await;
+    let revoked = s.auth.mint_token("read");
+    s.auth.revoke(&revoked);
+    assert_eq!(s.status("/ping", Some(&revoked)).await, 401);
+    assert_eq!(s.status("/ping", Some("unknown")).await, 401);
+    let expired = s.auth.mint(
+        TokenSpec::new()
+            .scope("read")
+            .exp_ago(Duration::from_secs(5))
+            .active_even_if_expired(),
+    );
+    assert_eq!(s.status("/ping", Some(&expired)).await, 401);
+    let token = s.auth.mint_token("read");
+    s.auth.set_fault_times(Fault::Status(500), 1);
+    assert_eq!(s.status("/ping", Some(&token)).await, 503);
+    let response = s.get("/whoami", Some(&token)).await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["scope"], "read", "the answer's claims, not empty ones");
+    assert_eq!(s.auth.introspection_calls(), 5);
+}
+
 #[tokio::test]
 async fn inactive_answers_are_cached_for_negative_ttl() {
     let s = Setup::with(|b| b.negative_ttl(Duration::from_millis(500)), |l| l).await;

@@ -78,3 +78,26 @@ async fn every_refresh_reaches_the_as_however_short_max_ttl() {
     );
     assert_eq!(s.auth.introspection_calls(), 3);
 }
+
+/// The grace is checked when the refresh fails, not when it starts: a
+/// refresh that outlasts the grace (here an AS that hangs until our timeout)
+/// does not fall back to the stale answer.
+#[tokio::test]
+async fn a_refresh_that_outlasts_the_grace_serves_nothing_stale() {
+    let s = Setup::with(
+        |b| {
+            b.max_ttl(Duration::from_millis(100))
+                .stale_if_error(Duration::from_millis(600))
+                .timeout(Duration::from_millis(500))
+        },
+        |l| l,
+    )
+    .await;
+    let token = s.auth.mint_token("read");
+    assert_eq!(s.status("/ping", Some(&token)).await, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.auth.set_fault(Fault::Hang);
+    // Stale and within the grace when asked; past it when the call times out.
+    assert_eq!(s.status("/ping", Some(&token)).await, 503);
+    assert_eq!(s.introspector.stats().stale_served, 0);
+}

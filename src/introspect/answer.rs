@@ -327,6 +327,21 @@ mod tests {
     }
 
     #[test]
+    fn float_timestamps_stop_below_1e15() {
+        // Integral floats are read while they are exact integers well within
+        // i64; from 1e15 on they are refused.
+        assert_eq!(
+            active(r#"{"active":true,"exp":999999999999999.0}"#).expires_at(),
+            Some(999_999_999_999_999)
+        );
+        assert_eq!(active(r#"{"active":true,"nbf":-5.0}"#).not_before(), Some(-5));
+        for exp in ["1e15", "1.0e15", "-1e15", "1e300"] {
+            let error = fault(&format!(r#"{{"active":true,"exp":{exp}}}"#));
+            assert_eq!(error.reason(), "`exp` is not a timestamp", "{exp}");
+        }
+    }
+
+    #[test]
     fn repeated_members_fail_closed() {
         for json in [
             r#"{"active":false,"active":true}"#,
