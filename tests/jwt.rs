@@ -542,14 +542,7 @@ async fn resource_server_example_with_a_passport_key_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let key_file = dir.join("oauth-public.key");
     std::fs::write(&key_file, auth.rsa_public_key_pem()).unwrap();
-    let example = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/resource_server");
-    let mut child = std::process::Command::new(example)
+    let mut child = std::process::Command::new(common::example("resource_server"))
         .env_remove("INTROSPECTION_URL")
         .env("JWT_PUBLIC_KEY_FILE", &key_file)
         .env("JWT_PROFILE", "passport")

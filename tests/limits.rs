@@ -15,14 +15,7 @@ use tower_introspection::ConfigError;
 
 /// `examples/resource_server`, which `cargo test` builds beside the tests.
 fn resource_server() -> Command {
-    let example = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/resource_server");
-    let mut command = Command::new(example);
+    let mut command = Command::new(common::example("resource_server"));
     command
         .env("INTROSPECTION_URL", "http://127.0.0.1:9/introspect")
         .env("CLIENT_ID", "rs")

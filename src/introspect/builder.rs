@@ -457,15 +457,12 @@ impl IntrospectorBuilder {
             }
             PendingAuth::Unauthenticated => ClientAuth::Unauthenticated,
         };
-        let client = match self.http_client {
-            Some(client) => client,
-            None => reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(self.connect_timeout)
-                .timeout(self.timeout)
-                .build()
-                .map_err(ConfigError::HttpClient)?,
-        };
+        let http = HttpSettings::new(
+            self.http_client,
+            self.connect_timeout,
+            self.timeout,
+            self.max_response_bytes,
+        )?;
         let cache = TokenCache::new(self.cache, endpoint.as_str(), auth.client_id());
         let checks = Checks {
             leeway_secs: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
@@ -484,11 +481,7 @@ impl IntrospectorBuilder {
         Ok(Introspector {
             inner: Arc::new(Inner {
                 endpoint,
-                http: HttpSettings {
-                    client,
-                    timeout: self.timeout,
-                    max_body: self.max_response_bytes,
-                },
+                http,
                 auth,
                 token_type_hint: self.token_type_hint,
                 checks,

@@ -85,6 +85,32 @@ pub(crate) struct HttpSettings {
 }
 
 impl HttpSettings {
+    /// The user's client, or one that follows no redirects, with these
+    /// timeouts.
+    pub(crate) fn new(
+        client: Option<reqwest::Client>,
+        connect_timeout: Duration,
+        timeout: Duration,
+        max_body: usize,
+    ) -> Result<Self, crate::error::ConfigError> {
+        let client = match client {
+            Some(client) => client,
+            None => reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(connect_timeout)
+                .timeout(timeout)
+                .build()
+                .map_err(crate::error::ConfigError::HttpClient)?,
+        };
+        Ok(Self {
+            client,
+            timeout,
+            max_body,
+        })
+    }
+}
+
+impl HttpSettings {
     /// A form POST with `Accept: application/json` and the total timeout.
     pub(crate) fn post(&self, url: url::Url) -> reqwest::RequestBuilder {
         self.client

@@ -338,20 +338,12 @@ impl JwtVerifierBuilder {
         let jwks = match &self.jwks_url {
             Some(url) => {
                 let url = checked_url("JWKS", url, self.allow_insecure_http)?;
-                let client = match self.http_client {
-                    Some(client) => client,
-                    None => reqwest::Client::builder()
-                        .redirect(reqwest::redirect::Policy::none())
-                        .connect_timeout(self.connect_timeout)
-                        .timeout(self.timeout)
-                        .build()
-                        .map_err(ConfigError::HttpClient)?,
-                };
-                let http = HttpSettings {
-                    client,
-                    timeout: self.timeout,
-                    max_body: self.max_response_bytes,
-                };
+                let http = HttpSettings::new(
+                    self.http_client,
+                    self.connect_timeout,
+                    self.timeout,
+                    self.max_response_bytes,
+                )?;
                 Some(Jwks::new(url, http, self.refresh_interval, self.max_age))
             }
             None => None,

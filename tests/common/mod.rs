@@ -90,6 +90,18 @@ async fn maybe(principal: Option<Principal>) -> String {
     }
 }
 
+/// An example binary, which `cargo test` builds next to the test binaries'
+/// `deps` directory.
+pub fn example(name: &str) -> std::path::PathBuf {
+    std::env::current_exe()
+        .expect("test binary path")
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target directory")
+        .join("examples")
+        .join(name)
+}
+
 /// Serves `router` on a free loopback port; returns its base URL.
 pub async fn serve(router: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
