@@ -127,6 +127,7 @@
 
 mod cache;
 mod challenge;
+mod clock;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
@@ -138,6 +139,7 @@ mod introspect;
 mod jwt;
 mod middleware;
 mod principal;
+mod read_index;
 mod rejection;
 mod scope;
 mod stats;
