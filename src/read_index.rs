@@ -180,7 +180,10 @@ mod tests {
     #[test]
     fn the_hash_of_a_key_is_its_first_eight_bytes() {
         let key: Key = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
-        assert_eq!(KeyHash.hash_one(key), u64::from_le_bytes([1, 2, 3, 4, 5, 6, 7, 8]));
+        assert_eq!(
+            KeyHash.hash_one(key),
+            u64::from_le_bytes([1, 2, 3, 4, 5, 6, 7, 8])
+        );
         // Short input still moves the hash.
         let mut short = KeyHash.build_hasher();
         short.write(&[1, 2]);
