@@ -146,13 +146,18 @@ pub trait ExtractToken: Clone + Send + Sync + 'static {
 
 /// Marks every value of the header `name` sensitive.
 fn mark_sensitive(headers: &mut HeaderMap, name: &HeaderName) {
-    // `contains_key` first: `entry` may grow the map even for a missing name.
-    if !headers.contains_key(name) {
+    let Some(first) = headers.get_mut(name) else {
         return;
-    }
-    if let Entry::Occupied(mut values) = headers.entry(name) {
-        for value in values.iter_mut() {
-            value.set_sensitive(true);
+    };
+    first.set_sensitive(true);
+    // The same header more than once is rare, and `entry` (the only way to
+    // reach the other values mutably) reserves room first: a cost every
+    // request would pay if it were the common path.
+    if headers.get_all(name).iter().nth(1).is_some() {
+        if let Entry::Occupied(mut values) = headers.entry(name) {
+            for value in values.iter_mut() {
+                value.set_sensitive(true);
+            }
         }
     }
 }
