@@ -805,7 +805,10 @@ mod tests {
         const N: usize = 1000;
         let text = || Some("x".repeat(N).into_boxed_str());
         let base = entry_bytes(&Claims::default());
-        assert_eq!(base, ENTRY_OVERHEAD + INDEX_OVERHEAD + std::mem::size_of::<Claims>());
+        assert_eq!(
+            base,
+            ENTRY_OVERHEAD + INDEX_OVERHEAD + std::mem::size_of::<Claims>()
+        );
         let fields: [fn(&mut Claims); 7] = [
             |c| c.scopes = Scopes::from_iter_unsorted(["s".repeat(N)]),
             |c| c.subject = Some("x".repeat(N).into_boxed_str()),

@@ -5,6 +5,9 @@
 //! they are quoted, so a value can never break out of its quoted string or
 //! add a second parameter (B9, B10).
 
+use std::sync::{Mutex, PoisonError};
+
+use bytes::Bytes;
 use http::HeaderValue;
 
 /// A `WWW-Authenticate: Bearer` challenge under construction.
@@ -72,8 +75,34 @@ pub(crate) fn realm_value(realm: &str) -> Option<HeaderValue> {
     if !realm.chars().all(is_error_char) {
         return None;
     }
-    HeaderValue::from_str(realm).ok()
+    match interned(realm) {
+        Some(realm) => HeaderValue::from_maybe_shared(Bytes::from_static(realm.as_bytes())).ok(),
+        None => HeaderValue::from_str(realm).ok(),
+    }
 }
+
+/// Every authenticated request carries its layer's realm (in the
+/// `Principal`). A realm held in static memory is cloned without touching a
+/// reference count, which all cores would otherwise write in turn. Realms
+/// are configuration, a handful per process: each distinct one is kept for
+/// the life of the process, up to [`MAX_INTERNED`]; past that, realms are
+/// allocated as any header value.
+fn interned(realm: &str) -> Option<&'static str> {
+    static REALMS: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let mut realms = REALMS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = realms.iter().find(|known| **known == realm) {
+        return Some(known);
+    }
+    if realms.len() >= MAX_INTERNED {
+        return None;
+    }
+    let kept: &'static str = Box::leak(Box::from(realm));
+    realms.push(kept);
+    Some(kept)
+}
+
+/// How many distinct realms are kept in static memory.
+const MAX_INTERNED: usize = 256;
 
 fn push_sanitized(out: &mut String, value: &str, allowed: fn(char) -> bool) {
     out.extend(value.chars().filter(|&c| allowed(c)));
@@ -101,6 +130,21 @@ pub(crate) mod tests {
         for realm in ["my \"realm\"", "a\\b", "café", "a\r\nb", "\0", "tab\t"] {
             assert!(realm_value(realm).is_none(), "{realm:?}");
         }
+    }
+
+    #[test]
+    fn a_realm_is_kept_once_and_its_value_shares_static_memory() {
+        let first = realm_value("interned realm").unwrap();
+        let again = realm_value("interned realm").unwrap();
+        assert_eq!(first.as_bytes().as_ptr(), again.as_bytes().as_ptr());
+        assert_eq!(interned("interned realm"), interned("interned realm"));
+        // Past the cap, realms still work, allocated as before.
+        for i in 0..MAX_INTERNED {
+            realm_value(&format!("realm {i}")).unwrap();
+        }
+        let late = realm_value("one realm too many").unwrap();
+        assert_eq!(late, "one realm too many");
+        assert!(interned("one realm too many").is_none());
     }
 
     /// Parses a `Bearer` challenge into its parameters, failing on anything
