@@ -23,6 +23,12 @@ impl Challenge {
         Self { value }
     }
 
+    /// Adds `resource_metadata` (RFC 9728 §5.1): the URL of the protected
+    /// resource's metadata, checked when it was configured.
+    pub(crate) fn resource_metadata(self, url: &str) -> Self {
+        self.param("resource_metadata", url, is_error_char)
+    }
+
     /// Adds the `error` parameter.
     pub(crate) fn error(self, code: &str) -> Self {
         self.param("error", code, is_error_char)
@@ -75,6 +81,102 @@ pub(crate) fn realm_value(realm: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(realm).ok()
 }
 
+/// The parameters every challenge of one layer carries: its realm, and,
+/// when configured, the `resource_metadata` URL (RFC 9728 §5.1) and the
+/// `scope` its 401s name.
+///
+/// They travel packed in one [`HeaderValue`] (the layer's `LayerRealm`, a
+/// `Principal`'s realm, an `AuthError`'s realm), fields separated by a tab,
+/// which none of them may hold: the per-request path clones one value, as it
+/// did when there was only the realm, and a layer without metadata or scope
+/// packs exactly its realm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChallengeBase<'a> {
+    pub(crate) realm: &'a str,
+    pub(crate) resource_metadata: Option<&'a str>,
+    pub(crate) scope: Option<&'a str>,
+}
+
+const FIELD_SEPARATOR: char = '\t';
+
+impl<'a> ChallengeBase<'a> {
+    /// Reads packed parameters. Anything not packed by [`pack`](Self::pack)
+    /// (a plain realm) reads as a realm alone.
+    pub(crate) fn unpack(value: &'a HeaderValue) -> Self {
+        let text = value.to_str().unwrap_or_default();
+        let mut fields = text.split(FIELD_SEPARATOR);
+        let realm = fields.next().unwrap_or_default();
+        let mut next = || fields.next().filter(|field| !field.is_empty());
+        let resource_metadata = next();
+        let scope = next();
+        Self {
+            realm,
+            resource_metadata,
+            scope,
+        }
+    }
+
+    /// Packs the parameters; `None` when one holds a character its
+    /// parameter may not (the setters check this first, so it means a bug).
+    pub(crate) fn pack(self) -> Option<HeaderValue> {
+        let fields_ok = self.realm.chars().all(is_error_char)
+            && self
+                .resource_metadata
+                .is_none_or(|url| url.chars().all(is_error_char))
+            && self.scope.is_none_or(|scope| scope.chars().all(is_scope_char));
+        if !fields_ok {
+            return None;
+        }
+        if self.resource_metadata.is_none() && self.scope.is_none() {
+            return HeaderValue::from_str(self.realm).ok();
+        }
+        let mut packed = String::with_capacity(
+            self.realm.len()
+                + self.resource_metadata.map_or(0, str::len)
+                + self.scope.map_or(0, str::len)
+                + 2,
+        );
+        packed.push_str(self.realm);
+        packed.push(FIELD_SEPARATOR);
+        packed.push_str(self.resource_metadata.unwrap_or_default());
+        packed.push(FIELD_SEPARATOR);
+        packed.push_str(self.scope.unwrap_or_default());
+        HeaderValue::from_str(&packed).ok()
+    }
+}
+
+/// A `resource_metadata` URL as it may be sent: an absolute `http(s)` URL
+/// made only of characters a quoted challenge value may hold.
+pub(crate) fn resource_metadata_value(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let usable = matches!(parsed.scheme(), "https" | "http")
+        && parsed.host_str().is_some()
+        && parsed.fragment().is_none()
+        && parsed.as_str().chars().all(is_error_char);
+    usable.then(|| parsed.as_str().to_owned())
+}
+
+/// Scope tokens as a `scope` value (`scope-token *( SP scope-token )`):
+/// `None` when there is none, or one holds a character RFC 6750 §3 forbids.
+pub(crate) fn scope_value<I, S>(scopes: I) -> Option<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut value = String::new();
+    for scope in scopes {
+        let scope = scope.as_ref();
+        if scope.is_empty() || !scope.chars().all(|c| c != ' ' && is_scope_char(c)) {
+            return None;
+        }
+        if !value.is_empty() {
+            value.push(' ');
+        }
+        value.push_str(scope);
+    }
+    (!value.is_empty()).then_some(value)
+}
+
 fn push_sanitized(out: &mut String, value: &str, allowed: fn(char) -> bool) {
     out.extend(value.chars().filter(|&c| allowed(c)));
 }
@@ -121,6 +223,69 @@ pub(crate) mod tests {
             }
             rest = rest.strip_prefix(", ")?;
         }
+    }
+
+    #[test]
+    fn challenge_base_round_trips() {
+        let plain = HeaderValue::from_static("my api");
+        let base = ChallengeBase::unpack(&plain);
+        assert_eq!(
+            (base.realm, base.resource_metadata, base.scope),
+            ("my api", None, None)
+        );
+        // A realm alone packs to itself: the pinned challenge forms stay.
+        assert_eq!(base.pack().unwrap(), "my api");
+
+        let full = ChallengeBase {
+            realm: "api",
+            resource_metadata: Some("https://a.example/.well-known/oauth-protected-resource/mcp"),
+            scope: Some("read write"),
+        };
+        let packed = full.pack().unwrap();
+        assert_eq!(ChallengeBase::unpack(&packed), full);
+        let only_scope = ChallengeBase {
+            scope: Some("read"),
+            resource_metadata: None,
+            ..full
+        };
+        assert_eq!(ChallengeBase::unpack(&only_scope.pack().unwrap()), only_scope);
+        for bad in [
+            ChallengeBase {
+                realm: "a\tb",
+                ..full
+            },
+            ChallengeBase {
+                resource_metadata: Some("https://a.example/\"x"),
+                ..full
+            },
+            ChallengeBase {
+                scope: Some("a\tb"),
+                ..full
+            },
+        ] {
+            assert!(bad.pack().is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn resource_metadata_and_scope_values() {
+        assert_eq!(
+            resource_metadata_value("HTTPS://A.example/.well-known/oauth-protected-resource").unwrap(),
+            "https://a.example/.well-known/oauth-protected-resource"
+        );
+        for bad in [
+            "/relative",
+            "ftp://a.example/x",
+            "https://a.example/#f",
+            "not a url",
+        ] {
+            assert!(resource_metadata_value(bad).is_none(), "{bad}");
+        }
+        assert_eq!(scope_value(["a", "b:c"]).unwrap(), "a b:c");
+        assert!(scope_value(["a b"]).is_none());
+        assert!(scope_value(["a\"b"]).is_none());
+        assert!(scope_value([""]).is_none());
+        assert!(scope_value(Vec::<String>::new()).is_none());
     }
 
     #[test]

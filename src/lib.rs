@@ -139,6 +139,8 @@ mod jwt;
 mod middleware;
 mod principal;
 mod rejection;
+mod resource;
+mod resource_metadata;
 mod scope;
 mod stats;
 mod token;
@@ -172,6 +174,10 @@ pub use crate::jwt::{
 pub use crate::middleware::{Introspection, IntrospectionLayer, ResponseFuture};
 pub use crate::principal::{Principal, Scopes};
 pub use crate::rejection::{JsonBody, RejectionBody};
+pub use crate::resource_metadata::{
+    ProtectedResourceMetadata, ProtectedResourceMetadataBuilder, ProtectedResourceMetadataService,
+    DEFAULT_METADATA_MAX_AGE, WELL_KNOWN_PATH,
+};
 pub use crate::scope::{
     Exact, Hierarchical, RequireScope, RequireScopeFuture, RequireScopeService, ScopeMatcher,
     ScopeRequirement, Wildcard,
