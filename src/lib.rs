@@ -134,6 +134,7 @@ mod form;
 #[doc(hidden)]
 pub mod fuzzing;
 mod introspect;
+mod jsonrpc;
 #[cfg(feature = "jwt")]
 mod jwt;
 mod middleware;
@@ -165,6 +166,7 @@ pub use crate::introspect::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONCURRENT_INTROSPECTIONS, DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT,
 };
+pub use crate::jsonrpc::{JsonRpcScopes, JsonRpcScopesService, DEFAULT_MAX_JSONRPC_BODY};
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use crate::jwt::{
