@@ -8,6 +8,12 @@
 //! - [`Introspector`] is the cached introspection client, shared by all
 //!   layers of a process; it also offers [`invalidate`](Introspector::invalidate)
 //!   and [`stats`](Introspector::stats).
+//! - [`ProtectedResourceMetadata`] publishes RFC 9728 metadata at its
+//!   well-known URL, which [`IntrospectionLayer::resource_metadata`] puts in
+//!   every challenge; `expected_resource` on the verifier builders requires
+//!   tokens issued for this resource (RFC 8707); [`JsonRpcScopes`] requires
+//!   scopes per JSON-RPC operation (MCP tools). The README's "MCP servers"
+//!   section shows an `rmcp` server protected this way.
 //! - With the `axum` feature, [`Principal`], `Option<Principal>` and
 //!   [`Scoped<R>`] are extractors; [`RequireScope`] guards groups of routes.
 //! - With the `test-util` feature, [`test_util::TestAuthServer`] is an
