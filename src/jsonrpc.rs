@@ -6,72 +6,6 @@
 //! that operation (with `resource_metadata` when the introspection layer has
 //! it), before the server behind it runs, so that clients can step up (MCP
 //! authorization, "Scope Challenge Handling").
-//!
-//! Place it inside [`IntrospectionLayer`](crate::IntrospectionLayer) (with
-//! axum: `.route_layer(JsonRpcScopes…)` before `.route_layer(IntrospectionLayer…)`).
-//!
-//! How each request is handled:
-//!
-//! - **The most specific rule wins**: a [`tool`](JsonRpcScopes::tool) rule
-//!   for `tools/call` of that tool, else a [`method`](JsonRpcScopes::method)
-//!   rule, else the [`default_scopes`](JsonRpcScopes::default_scopes) (none
-//!   unless set). Scopes are matched with the
-//!   [`matcher`](JsonRpcScopes::matcher) (default [`Exact`]; [`Hierarchical`](crate::Hierarchical)
-//!   and [`Wildcard`](crate::Wildcard) account for scope hierarchies).
-//! - **Bodies are bounded**: a `POST` body is read up to
-//!   [`max_body`](JsonRpcScopes::max_body) bytes (default 4 MiB) and handed
-//!   on unchanged; a larger one is answered 400 `invalid_request`.
-//! - **Not JSON-RPC**: a `POST` body that is not a JSON-RPC message or batch
-//!   (whatever its `Content-Type`) is answered 400 `invalid_request`, and so
-//!   is a message whose `method` or tool name is not a string, or that
-//!   repeats `method`, `params` or `name`: what the guard cannot read, it
-//!   does not let through, so no parser difference can smuggle an operation
-//!   past it.
-//! - **Notifications** (no `id`) are operations like requests: a rule for
-//!   their method applies. **Responses** (no `method`, answers to the
-//!   server's requests) need nothing.
-//! - **Batches** (JSON arrays, allowed by MCP 2025-03-26): every message
-//!   must be allowed; the 403 names the scopes of the first one refused. An
-//!   empty batch is handed on (the server answers it).
-//! - **Other methods** (`GET` for a server-sent event stream, `DELETE` to end
-//!   a session) carry no JSON-RPC message: they need the default scopes.
-//! - No [`Principal`] (no introspection layer in front, or an anonymous
-//!   request): 500 or 401, as [`RequireScope`](crate::RequireScope) answers.
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use axum::{routing::post, Router};
-//! use tower::ServiceExt;
-//! use tower_introspection::test_util::TestAuthServer;
-//! use tower_introspection::{IntrospectionLayer, Introspector, JsonRpcScopes};
-//!
-//! let auth_server = TestAuthServer::start().await?;
-//! let introspector = Introspector::builder(auth_server.introspection_url())
-//!     .client_secret_basic("rs-client", "rs-secret")
-//!     .build()?;
-//! let app = Router::new()
-//!     .route("/mcp", post(|body: String| async move { body }))
-//!     .route_layer(JsonRpcScopes::new().tool("add_note", ["notes:write"]))
-//!     .route_layer(IntrospectionLayer::new(introspector));
-//!
-//! let token = auth_server.mint_token("notes:read");
-//! let call = |tool: &str| {
-//!     let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}"}}}}"#);
-//!     http::Request::post("/mcp")
-//!         .header("authorization", format!("Bearer {token}"))
-//!         .header("content-type", "application/json")
-//!         .body(axum::body::Body::from(body))
-//! };
-//! assert_eq!(app.clone().oneshot(call("whoami")?).await?.status(), 200);
-//! let denied = app.oneshot(call("add_note")?).await?;
-//! assert_eq!(denied.status(), 403);
-//! assert_eq!(
-//!     denied.headers()["www-authenticate"],
-//!     r#"Bearer realm="api", error="insufficient_scope", scope="notes:write""#,
-//! );
-//! # Ok(()) }
-//! ```
 
 use std::collections::HashMap;
 use std::fmt;
@@ -96,8 +30,78 @@ use crate::scope::{authorize, unauthenticated, Exact, ScopeMatcher};
 /// The default limit on a JSON-RPC body the guard reads.
 pub const DEFAULT_MAX_JSONRPC_BODY: usize = 4 * 1024 * 1024;
 
-/// A layer requiring scopes per JSON-RPC operation; see the
-/// [module documentation](self).
+/// A layer requiring scopes per JSON-RPC operation: it reads the body, finds
+/// the operation — the `method`, and for MCP's `tools/call` the tool's
+/// `params.name` — and answers 403 `insufficient_scope` naming exactly that
+/// operation's scopes (with `resource_metadata` when the introspection layer
+/// has it) when the token lacks them, before the server behind it runs, so
+/// that clients can step up (MCP authorization, "Scope Challenge Handling").
+///
+/// Place it inside [`IntrospectionLayer`](crate::IntrospectionLayer) (with
+/// axum: `.route_layer(JsonRpcScopes…)` before `.route_layer(IntrospectionLayer…)`).
+///
+/// How each request is handled:
+///
+/// - **The most specific rule wins**: a [`tool`](JsonRpcScopes::tool) rule
+///   for `tools/call` of that tool, else a [`method`](JsonRpcScopes::method)
+///   rule, else the [`default_scopes`](JsonRpcScopes::default_scopes) (none
+///   unless set). Scopes are matched with the
+///   [`matcher`](JsonRpcScopes::matcher) (default [`Exact`]; [`Hierarchical`](crate::Hierarchical)
+///   and [`Wildcard`](crate::Wildcard) account for scope hierarchies).
+/// - **Bodies are bounded**: a `POST` body is read up to
+///   [`max_body`](JsonRpcScopes::max_body) bytes (default 4 MiB) and handed
+///   on unchanged; a larger one is answered 400 `invalid_request`.
+/// - **Not JSON-RPC**: a `POST` body that is not a JSON-RPC message or batch
+///   (whatever its `Content-Type`) is answered 400 `invalid_request`, and so
+///   is a message whose `method` or tool name is not a string, or that
+///   repeats `method`, `params` or `name`: what the guard cannot read, it
+///   does not let through, so no parser difference can smuggle an operation
+///   past it.
+/// - **Notifications** (no `id`) are operations like requests: a rule for
+///   their method applies. **Responses** (no `method`, answers to the
+///   server's requests) need nothing.
+/// - **Batches** (JSON arrays, allowed by MCP 2025-03-26): every message
+///   must be allowed; the 403 names the scopes of the first one refused. An
+///   empty batch is handed on (the server answers it).
+/// - **Other methods** (`GET` for a server-sent event stream, `DELETE` to end
+///   a session) carry no JSON-RPC message: they need the default scopes.
+/// - No [`Principal`] (no introspection layer in front, or an anonymous
+///   request): 500 or 401, as [`RequireScope`](crate::RequireScope) answers.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use axum::{routing::post, Router};
+/// use tower::ServiceExt;
+/// use tower_introspection::test_util::TestAuthServer;
+/// use tower_introspection::{IntrospectionLayer, Introspector, JsonRpcScopes};
+///
+/// let auth_server = TestAuthServer::start().await?;
+/// let introspector = Introspector::builder(auth_server.introspection_url())
+///     .client_secret_basic("rs-client", "rs-secret")
+///     .build()?;
+/// let app = Router::new()
+///     .route("/mcp", post(|body: String| async move { body }))
+///     .route_layer(JsonRpcScopes::new().tool("add_note", ["notes:write"]))
+///     .route_layer(IntrospectionLayer::new(introspector));
+///
+/// let token = auth_server.mint_token("notes:read");
+/// let call = |tool: &str| {
+///     let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}"}}}}"#);
+///     http::Request::post("/mcp")
+///         .header("authorization", format!("Bearer {token}"))
+///         .header("content-type", "application/json")
+///         .body(axum::body::Body::from(body))
+/// };
+/// assert_eq!(app.clone().oneshot(call("whoami")?).await?.status(), 200);
+/// let denied = app.oneshot(call("add_note")?).await?;
+/// assert_eq!(denied.status(), 403);
+/// assert_eq!(
+///     denied.headers()["www-authenticate"],
+///     r#"Bearer realm="api", error="insufficient_scope", scope="notes:write""#,
+/// );
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 #[must_use]
 pub struct JsonRpcScopes<R = JsonBody> {

@@ -1,53 +1,6 @@
 //! OAuth 2.0 Protected Resource Metadata (RFC 9728): the document that tells
 //! clients which authorization servers issue tokens for this API, and the
 //! tower service that publishes it at its well-known URI.
-//!
-//! [`ProtectedResourceMetadata::builder`] takes the resource identifier (the
-//! canonical URI of the API, RFC 8707 §2) and the optional fields of RFC 9728
-//! §2. The well-known URI is derived from the identifier as RFC 9728 §3.1
-//! says: `https://api.example/mcp` is described at
-//! `https://api.example/.well-known/oauth-protected-resource/mcp`, so the
-//! `resource` in the document is always the identifier it is published for
-//! (RFC 9728 §3.3). [`url`](ProtectedResourceMetadata::url) goes into the
-//! layer's challenges ([`IntrospectionLayer::resource_metadata`](crate::IntrospectionLayer::resource_metadata)),
-//! [`service`](ProtectedResourceMetadata::service) answers at
-//! [`path`](ProtectedResourceMetadata::path) (and at the root form
-//! `/.well-known/oauth-protected-resource` with
-//! [`also_at_root`](ProtectedResourceMetadataBuilder::also_at_root), for
-//! clients that only try that one).
-//!
-//! The document is public: it is served with `Cache-Control: public,
-//! max-age=3600` (configurable) and `Access-Control-Allow-Origin: *`, so that
-//! browser-based clients can read it.
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use axum::Router;
-//! use tower::ServiceExt;
-//! use tower_introspection::ProtectedResourceMetadata;
-//!
-//! let metadata = ProtectedResourceMetadata::builder("https://api.example/mcp")
-//!     .authorization_server("https://as.example")
-//!     .scopes_supported(["notes:read", "notes:write"])
-//!     .resource_name("Notes")
-//!     .build()?;
-//! assert_eq!(metadata.path(), "/.well-known/oauth-protected-resource/mcp");
-//! assert_eq!(metadata.url(), "https://api.example/.well-known/oauth-protected-resource/mcp");
-//!
-//! let app = Router::new().route_service(metadata.path(), metadata.service());
-//! let response = app
-//!     .oneshot(http::Request::get(metadata.path()).body(axum::body::Body::empty())?)
-//!     .await?;
-//! assert_eq!(response.status(), 200);
-//! assert_eq!(response.headers()["content-type"], "application/json");
-//! let body = axum::body::to_bytes(response.into_body(), 4096).await?;
-//! let document: serde_json::Value = serde_json::from_slice(&body)?;
-//! assert_eq!(document["resource"], "https://api.example/mcp");
-//! assert_eq!(document["authorization_servers"][0], "https://as.example");
-//! assert_eq!(document["bearer_methods_supported"][0], "header");
-//! # Ok(()) }
-//! ```
 
 use std::convert::Infallible;
 use std::fmt;
@@ -73,7 +26,52 @@ pub const DEFAULT_METADATA_MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// A protected resource's metadata document (RFC 9728), ready to serve.
 ///
-/// Cloning is a pointer copy. See the [module documentation](self).
+/// [`ProtectedResourceMetadata::builder`] takes the resource identifier (the
+/// canonical URI of the API, RFC 8707 §2) and the optional fields of RFC 9728
+/// §2. The well-known URI is derived from the identifier as RFC 9728 §3.1
+/// says: `https://api.example/mcp` is described at
+/// `https://api.example/.well-known/oauth-protected-resource/mcp`, so the
+/// `resource` in the document is always the identifier it is published for
+/// (RFC 9728 §3.3). [`url`](ProtectedResourceMetadata::url) goes into the
+/// layer's challenges ([`IntrospectionLayer::resource_metadata`](crate::IntrospectionLayer::resource_metadata)),
+/// [`service`](ProtectedResourceMetadata::service) answers at
+/// [`path`](ProtectedResourceMetadata::path) (and at the root form
+/// `/.well-known/oauth-protected-resource` with
+/// [`also_at_root`](ProtectedResourceMetadataBuilder::also_at_root), for
+/// clients that only try that one).
+///
+/// The document is public: it is served with `Cache-Control: public,
+/// max-age=3600` (configurable) and `Access-Control-Allow-Origin: *`, so that
+/// browser-based clients can read it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use axum::Router;
+/// use tower::ServiceExt;
+/// use tower_introspection::ProtectedResourceMetadata;
+///
+/// let metadata = ProtectedResourceMetadata::builder("https://api.example/mcp")
+///     .authorization_server("https://as.example")
+///     .scopes_supported(["notes:read", "notes:write"])
+///     .resource_name("Notes")
+///     .build()?;
+/// assert_eq!(metadata.path(), "/.well-known/oauth-protected-resource/mcp");
+/// assert_eq!(metadata.url(), "https://api.example/.well-known/oauth-protected-resource/mcp");
+///
+/// let app = Router::new().route_service(metadata.path(), metadata.service());
+/// let response = app
+///     .oneshot(http::Request::get(metadata.path()).body(axum::body::Body::empty())?)
+///     .await?;
+/// assert_eq!(response.status(), 200);
+/// assert_eq!(response.headers()["content-type"], "application/json");
+/// let body = axum::body::to_bytes(response.into_body(), 4096).await?;
+/// let document: serde_json::Value = serde_json::from_slice(&body)?;
+/// assert_eq!(document["resource"], "https://api.example/mcp");
+/// assert_eq!(document["authorization_servers"][0], "https://as.example");
+/// assert_eq!(document["bearer_methods_supported"][0], "header");
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct ProtectedResourceMetadata {
     inner: Arc<Inner>,

@@ -60,7 +60,8 @@ impl Checks {
                 return Err(AuthError::invalid_token("the token was issued by another issuer"));
             }
         }
-        if !(self.audiences.is_empty() && self.resources.is_empty())
+        let audience_checked = !self.audiences.is_empty() || !self.resources.is_empty();
+        if audience_checked
             && !principal.audiences().any(|aud| {
                 self.audiences.iter().any(|expected| **expected == *aud)
                     || self.resources.iter().any(|resource| is_resource(aud, resource))
