@@ -86,10 +86,11 @@ pub(crate) fn realm_value(realm: &str) -> Option<HeaderValue> {
 /// `scope` its 401s name.
 ///
 /// They travel packed in one [`HeaderValue`] (the layer's `LayerRealm`, a
-/// `Principal`'s realm, an `AuthError`'s realm), fields separated by a tab,
-/// which none of them may hold: the per-request path clones one value, as it
-/// did when there was only the realm, and a layer without metadata or scope
-/// packs exactly its realm.
+/// `Principal`'s realm, an `AuthError`'s realm), so the per-request path
+/// clones one value, as it did when there was only the realm; a layer without
+/// metadata or scope packs exactly its realm. The fields are separated by the
+/// byte `0xFF`, which a header value may hold but no `&str` can: a realm
+/// built from text can never read as packed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ChallengeBase<'a> {
     pub(crate) realm: &'a str,
@@ -97,16 +98,16 @@ pub(crate) struct ChallengeBase<'a> {
     pub(crate) scope: Option<&'a str>,
 }
 
-const FIELD_SEPARATOR: char = '\t';
+const FIELD_SEPARATOR: u8 = 0xFF;
 
 impl<'a> ChallengeBase<'a> {
     /// Reads packed parameters. Anything not packed by [`pack`](Self::pack)
     /// (a plain realm) reads as a realm alone.
     pub(crate) fn unpack(value: &'a HeaderValue) -> Self {
-        let text = value.to_str().unwrap_or_default();
-        let mut fields = text.split(FIELD_SEPARATOR);
-        let realm = fields.next().unwrap_or_default();
-        let mut next = || fields.next().filter(|field| !field.is_empty());
+        let text = |bytes: &'a [u8]| std::str::from_utf8(bytes).unwrap_or_default();
+        let mut fields = value.as_bytes().split(|&b| b == FIELD_SEPARATOR);
+        let realm = fields.next().map(text).unwrap_or_default();
+        let mut next = || fields.next().map(text).filter(|field| !field.is_empty());
         let resource_metadata = next();
         let scope = next();
         Self {
@@ -130,18 +131,18 @@ impl<'a> ChallengeBase<'a> {
         if self.resource_metadata.is_none() && self.scope.is_none() {
             return HeaderValue::from_str(self.realm).ok();
         }
-        let mut packed = String::with_capacity(
+        let mut packed = Vec::with_capacity(
             self.realm.len()
                 + self.resource_metadata.map_or(0, str::len)
                 + self.scope.map_or(0, str::len)
                 + 2,
         );
-        packed.push_str(self.realm);
+        packed.extend_from_slice(self.realm.as_bytes());
         packed.push(FIELD_SEPARATOR);
-        packed.push_str(self.resource_metadata.unwrap_or_default());
+        packed.extend_from_slice(self.resource_metadata.unwrap_or_default().as_bytes());
         packed.push(FIELD_SEPARATOR);
-        packed.push_str(self.scope.unwrap_or_default());
-        HeaderValue::from_str(&packed).ok()
+        packed.extend_from_slice(self.scope.unwrap_or_default().as_bytes());
+        HeaderValue::from_bytes(&packed).ok()
     }
 }
 
