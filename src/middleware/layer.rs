@@ -268,9 +268,12 @@ impl<S, E: Clone, R: Clone> Layer<S> for IntrospectionLayer<E, R> {
 
 impl<E: fmt::Debug, R> fmt::Debug for IntrospectionLayer<E, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let challenge = ChallengeBase::unpack(&self.realm.0);
         f.debug_struct("IntrospectionLayer")
             .field("verifier", &self.verifier)
-            .field("realm", &self.realm.0)
+            .field("realm", &challenge.realm)
+            .field("resource_metadata", &challenge.resource_metadata)
+            .field("challenge_scope", &challenge.scope)
             .field("anonymous", &self.anonymous)
             .field("extractor", &self.extractor)
             .finish_non_exhaustive()
