@@ -543,3 +543,93 @@ async fn no_layer_in_front_is_a_server_error_and_anonymous_is_401() {
         format!(r#"Bearer realm="api", resource_metadata="{METADATA}""#)
     );
 }
+
+// ---------------------------------------------------------------- the example
+
+/// `examples/mcp_server.rs` (rmcp) with the test AS's JWTs: the `listening
+/// on http://ADDR/mcp` line, the curl contract (401 with
+/// `resource_metadata`), its metadata, the audience check and the per-tool
+/// scope, over real TCP. (The official TypeScript client drives it in
+/// `tests/interop/mcp.sh`.)
+#[tokio::test]
+async fn the_rmcp_example_server() {
+    use std::io::{BufRead, BufReader};
+    let auth = TestAuthServer::start().await.unwrap();
+    let mut child = std::process::Command::new(common::example("mcp_server"))
+        .env_remove("INTROSPECTION_URL")
+        .env("JWT_ISSUER", auth.issuer())
+        .env("AUTHORIZATION_SERVERS", auth.issuer())
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // Off the runtime: the example asks the test AS (on this runtime) for its
+    // metadata before it prints the line.
+    let line = tokio::task::spawn_blocking(move || BufReader::new(stdout).lines().next())
+        .await
+        .unwrap();
+    let result = async {
+        let line = line.expect("the listening line").unwrap();
+        let url = line.strip_prefix("listening on ").unwrap().to_owned();
+        assert!(
+            url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"),
+            "{url}"
+        );
+        let metadata_url = url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp");
+        let http = reqwest::Client::new();
+
+        let response = http.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        assert_eq!(
+            challenge(&response),
+            format!(r#"Bearer realm="api", resource_metadata="{metadata_url}""#)
+        );
+        let document: serde_json::Value = http
+            .get(&metadata_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(document["resource"], url.as_str());
+        assert_eq!(
+            document["authorization_servers"],
+            serde_json::json!([auth.issuer()])
+        );
+
+        let post = |token: String, body: &'static str| {
+            http.post(&url)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(body)
+                .send()
+        };
+        let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+        let ours = auth.mint_jwt(JwtSpec::rfc9068().aud(url.as_str()).scope("notes:read"));
+        assert_eq!(post(ours.clone(), initialize).await.unwrap().status(), 200);
+        let theirs = auth.mint_jwt(JwtSpec::rfc9068().aud("https://other.example/mcp"));
+        let refused = post(theirs, initialize).await.unwrap();
+        assert_eq!(refused.status(), 401);
+        assert!(challenge(&refused).contains(r#"error="invalid_token""#));
+        let add_note = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add_note","arguments":{"text":"x"}}}"#;
+        let denied = post(ours, add_note).await.unwrap();
+        assert_eq!(denied.status(), 403);
+        assert_eq!(
+            challenge(&denied),
+            format!(
+                r#"Bearer realm="api", resource_metadata="{metadata_url}", error="insufficient_scope", scope="notes:write""#
+            )
+        );
+    };
+    let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(result)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
