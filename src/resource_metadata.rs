@@ -391,10 +391,16 @@ impl ProtectedResourceMetadataBuilder {
         origin.push_str(&path);
         let url = origin;
 
-        let mut document = Map::new();
-        document.insert("resource".to_owned(), Value::String(resource.clone()));
-        document.extend(self.fields);
-        let document = Bytes::from(Value::Object(document).to_string());
+        // `resource` first, for readers; the other members in name order.
+        let mut document = format!("{{\"resource\":{}", Value::String(resource.clone()));
+        for (name, value) in &self.fields {
+            document.push(',');
+            document.push_str(&Value::String(name.clone()).to_string());
+            document.push(':');
+            document.push_str(&value.to_string());
+        }
+        document.push('}');
+        let document = Bytes::from(document);
         let cache_control = HeaderValue::from_str(&format!("public, max-age={}", self.max_age.as_secs()))
             .map_err(|_| ConfigError::InvalidSetting("cache_max_age"))?;
         Ok(ProtectedResourceMetadata {
@@ -558,6 +564,9 @@ mod tests {
             .extra("x_custom", 1)
             .build()
             .unwrap();
+        assert!(metadata
+            .document()
+            .starts_with(br#"{"resource":"https://api.example/mcp","#));
         let document: Value = serde_json::from_slice(metadata.document()).unwrap();
         assert_eq!(
             document,
