@@ -541,6 +541,11 @@ mod tests {
             operations(br#"{"jsonrpc":"2.0","id":1,"method":"m","params":[1,"a"]}"#),
             Some(vec![op("m", None)])
         );
+        // Escaped names are the names they spell, as for any JSON parser.
+        assert_eq!(
+            operations(br#"{"meth\u006fd":"tools/c\u0061ll","params":{"n\u0061me":"add_note"}}"#),
+            Some(vec![op("tools/call", Some("add_note"))])
+        );
         // `name` elsewhere than in `params` is no tool name.
         assert_eq!(
             operations(
