@@ -44,7 +44,8 @@ if [[ ! -f "$MODULES_STAMP" || "$(cat "$MODULES_STAMP")" != "$want" ]]; then
 fi
 
 log "building examples/mcp_server.rs"
-(cd "$ROOT" && cargo build --quiet --example mcp_server) >&2
+# --all-features: the build `cargo test --all-features` already made, reused.
+(cd "$ROOT" && cargo build --quiet --all-features --example mcp_server) >&2
 SERVER="$ROOT/target/debug/examples/mcp_server"
 
 mkdir -p "$RUN"
