@@ -26,6 +26,12 @@ impl Challenge {
         Self { value }
     }
 
+    /// Adds `resource_metadata` (RFC 9728 §5.1): the URL of the protected
+    /// resource's metadata, checked when it was configured.
+    pub(crate) fn resource_metadata(self, url: &str) -> Self {
+        self.param("resource_metadata", url, is_error_char)
+    }
+
     /// Adds the `error` parameter.
     pub(crate) fn error(self, code: &str) -> Self {
         self.param("error", code, is_error_char)
@@ -75,20 +81,27 @@ pub(crate) fn realm_value(realm: &str) -> Option<HeaderValue> {
     if !realm.chars().all(is_error_char) {
         return None;
     }
-    match interned(realm) {
-        Some(realm) => HeaderValue::from_maybe_shared(Bytes::from_static(realm.as_bytes())).ok(),
-        None => HeaderValue::from_str(realm).ok(),
+    kept_value(realm.as_bytes())
+}
+
+/// A header value for `bytes`, in static memory when it can be (see
+/// [`interned`]).
+fn kept_value(bytes: &[u8]) -> Option<HeaderValue> {
+    match interned(bytes) {
+        Some(kept) => HeaderValue::from_maybe_shared(Bytes::from_static(kept)).ok(),
+        None => HeaderValue::from_bytes(bytes).ok(),
     }
 }
 
 /// Every authenticated request carries its layer's realm (in the
-/// `Principal`). A realm held in static memory is cloned without touching a
-/// reference count, which all cores would otherwise write in turn. Realms
-/// are configuration, a handful per process: each distinct one is kept for
-/// the life of the process, up to [`MAX_INTERNED`]; past that, realms are
-/// allocated as any header value.
-fn interned(realm: &str) -> Option<&'static str> {
-    static REALMS: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+/// `Principal`; with the challenge parameters packed beside it, see
+/// [`ChallengeBase`]). A value held in static memory is cloned without
+/// touching a reference count, which all cores would otherwise write in
+/// turn. Realms are configuration, a handful per process: each distinct one
+/// is kept for the life of the process, up to [`MAX_INTERNED`]; past that,
+/// they are allocated as any header value.
+fn interned(realm: &[u8]) -> Option<&'static [u8]> {
+    static REALMS: Mutex<Vec<&'static [u8]>> = Mutex::new(Vec::new());
     let mut realms = REALMS.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(known) = realms.iter().find(|known| **known == realm) {
         return Some(known);
@@ -96,13 +109,109 @@ fn interned(realm: &str) -> Option<&'static str> {
     if realms.len() >= MAX_INTERNED {
         return None;
     }
-    let kept: &'static str = Box::leak(Box::from(realm));
+    let kept: &'static [u8] = Box::leak(Box::from(realm));
     realms.push(kept);
     Some(kept)
 }
 
 /// How many distinct realms are kept in static memory.
 const MAX_INTERNED: usize = 256;
+/// The parameters every challenge of one layer carries: its realm, and,
+/// when configured, the `resource_metadata` URL (RFC 9728 §5.1) and the
+/// `scope` its 401s name.
+///
+/// They travel packed in one [`HeaderValue`] (the layer's `LayerRealm`, a
+/// `Principal`'s realm, an `AuthError`'s realm), so the per-request path
+/// clones one value, as it did when there was only the realm; a layer without
+/// metadata or scope packs exactly its realm. The fields are separated by the
+/// byte `0xFF`, which a header value may hold but no `&str` can: a realm
+/// built from text can never read as packed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChallengeBase<'a> {
+    pub(crate) realm: &'a str,
+    pub(crate) resource_metadata: Option<&'a str>,
+    pub(crate) scope: Option<&'a str>,
+}
+
+const FIELD_SEPARATOR: u8 = 0xFF;
+
+impl<'a> ChallengeBase<'a> {
+    /// Reads packed parameters. Anything not packed by [`pack`](Self::pack)
+    /// (a plain realm) reads as a realm alone.
+    pub(crate) fn unpack(value: &'a HeaderValue) -> Self {
+        let text = |bytes: &'a [u8]| std::str::from_utf8(bytes).unwrap_or_default();
+        let mut fields = value.as_bytes().split(|&b| b == FIELD_SEPARATOR);
+        let realm = fields.next().map(text).unwrap_or_default();
+        let mut next = || fields.next().map(text).filter(|field| !field.is_empty());
+        let resource_metadata = next();
+        let scope = next();
+        Self {
+            realm,
+            resource_metadata,
+            scope,
+        }
+    }
+
+    /// Packs the parameters; `None` when one holds a character its
+    /// parameter may not (the setters check this first, so it means a bug).
+    pub(crate) fn pack(self) -> Option<HeaderValue> {
+        let fields_ok = self.realm.chars().all(is_error_char)
+            && self
+                .resource_metadata
+                .is_none_or(|url| url.chars().all(is_error_char))
+            && self.scope.is_none_or(|scope| scope.chars().all(is_scope_char));
+        if !fields_ok {
+            return None;
+        }
+        if self.resource_metadata.is_none() && self.scope.is_none() {
+            return kept_value(self.realm.as_bytes());
+        }
+        let mut packed = Vec::with_capacity(
+            self.realm.len()
+                + self.resource_metadata.map_or(0, str::len)
+                + self.scope.map_or(0, str::len)
+                + 2,
+        );
+        packed.extend_from_slice(self.realm.as_bytes());
+        packed.push(FIELD_SEPARATOR);
+        packed.extend_from_slice(self.resource_metadata.unwrap_or_default().as_bytes());
+        packed.push(FIELD_SEPARATOR);
+        packed.extend_from_slice(self.scope.unwrap_or_default().as_bytes());
+        kept_value(&packed)
+    }
+}
+
+/// A `resource_metadata` URL as it may be sent: an absolute `http(s)` URL
+/// made only of characters a quoted challenge value may hold.
+pub(crate) fn resource_metadata_value(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let usable = matches!(parsed.scheme(), "https" | "http")
+        && parsed.host_str().is_some()
+        && parsed.fragment().is_none()
+        && parsed.as_str().chars().all(is_error_char);
+    usable.then(|| parsed.as_str().to_owned())
+}
+
+/// Scope tokens as a `scope` value (`scope-token *( SP scope-token )`):
+/// `None` when there is none, or one holds a character RFC 6750 §3 forbids.
+pub(crate) fn scope_value<I, S>(scopes: I) -> Option<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut value = String::new();
+    for scope in scopes {
+        let scope = scope.as_ref();
+        if scope.is_empty() || !scope.chars().all(|c| c != ' ' && is_scope_char(c)) {
+            return None;
+        }
+        if !value.is_empty() {
+            value.push(' ');
+        }
+        value.push_str(scope);
+    }
+    (!value.is_empty()).then_some(value)
+}
 
 fn push_sanitized(out: &mut String, value: &str, allowed: fn(char) -> bool) {
     out.extend(value.chars().filter(|&c| allowed(c)));
@@ -137,14 +246,14 @@ pub(crate) mod tests {
         let first = realm_value("interned realm").unwrap();
         let again = realm_value("interned realm").unwrap();
         assert_eq!(first.as_bytes().as_ptr(), again.as_bytes().as_ptr());
-        assert_eq!(interned("interned realm"), interned("interned realm"));
+        assert_eq!(interned(b"interned realm"), interned(b"interned realm"));
         // Past the cap, realms still work, allocated as before.
         for i in 0..MAX_INTERNED {
             realm_value(&format!("realm {i}")).unwrap();
         }
         let late = realm_value("one realm too many").unwrap();
         assert_eq!(late, "one realm too many");
-        assert!(interned("one realm too many").is_none());
+        assert!(interned(b"one realm too many").is_none());
     }
 
     /// Parses a `Bearer` challenge into its parameters, failing on anything
@@ -165,6 +274,69 @@ pub(crate) mod tests {
             }
             rest = rest.strip_prefix(", ")?;
         }
+    }
+
+    #[test]
+    fn challenge_base_round_trips() {
+        let plain = HeaderValue::from_static("my api");
+        let base = ChallengeBase::unpack(&plain);
+        assert_eq!(
+            (base.realm, base.resource_metadata, base.scope),
+            ("my api", None, None)
+        );
+        // A realm alone packs to itself: the pinned challenge forms stay.
+        assert_eq!(base.pack().unwrap(), "my api");
+
+        let full = ChallengeBase {
+            realm: "api",
+            resource_metadata: Some("https://a.example/.well-known/oauth-protected-resource/mcp"),
+            scope: Some("read write"),
+        };
+        let packed = full.pack().unwrap();
+        assert_eq!(ChallengeBase::unpack(&packed), full);
+        let only_scope = ChallengeBase {
+            scope: Some("read"),
+            resource_metadata: None,
+            ..full
+        };
+        assert_eq!(ChallengeBase::unpack(&only_scope.pack().unwrap()), only_scope);
+        for bad in [
+            ChallengeBase {
+                realm: "a\tb",
+                ..full
+            },
+            ChallengeBase {
+                resource_metadata: Some("https://a.example/\"x"),
+                ..full
+            },
+            ChallengeBase {
+                scope: Some("a\tb"),
+                ..full
+            },
+        ] {
+            assert!(bad.pack().is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn resource_metadata_and_scope_values() {
+        assert_eq!(
+            resource_metadata_value("HTTPS://A.example/.well-known/oauth-protected-resource").unwrap(),
+            "https://a.example/.well-known/oauth-protected-resource"
+        );
+        for bad in [
+            "/relative",
+            "ftp://a.example/x",
+            "https://a.example/#f",
+            "not a url",
+        ] {
+            assert!(resource_metadata_value(bad).is_none(), "{bad}");
+        }
+        assert_eq!(scope_value(["a", "b:c"]).unwrap(), "a b:c");
+        assert!(scope_value(["a b"]).is_none());
+        assert!(scope_value(["a\"b"]).is_none());
+        assert!(scope_value([""]).is_none());
+        assert!(scope_value(Vec::<String>::new()).is_none());
     }
 
     #[test]

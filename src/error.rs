@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 
-use crate::challenge::Challenge;
+use crate::challenge::{Challenge, ChallengeBase};
 
 /// The realm used when none is configured.
 pub const DEFAULT_REALM: &str = "api";
@@ -147,15 +147,37 @@ impl AuthError {
     }
 
     /// The `WWW-Authenticate` challenge for this error, if its status takes one.
+    ///
+    /// With a layer that knows its protected-resource metadata, every
+    /// challenge carries `resource_metadata` right after the realm (RFC 9728
+    /// §5.1); with a layer that names the scopes of its 401s, those carry
+    /// `scope`. Without either, the forms of RFC 6750 §3 alone.
     pub fn challenge(&self) -> Option<HeaderValue> {
-        let realm = match &self.realm {
-            Some(value) => String::from_utf8_lossy(value.as_bytes()),
-            None => DEFAULT_REALM.into(),
+        let base = match &self.realm {
+            Some(value) => ChallengeBase::unpack(value),
+            None => ChallengeBase {
+                realm: DEFAULT_REALM,
+                resource_metadata: None,
+                scope: None,
+            },
         };
-        let challenge = Challenge::new(&realm);
+        let mut challenge = Challenge::new(base.realm);
+        if let Some(url) = base.resource_metadata {
+            challenge = challenge.resource_metadata(url);
+        }
+        let unauthorized_scope = |challenge: Challenge| match base.scope {
+            Some(scope) => challenge.scope(scope),
+            None => challenge,
+        };
         Some(match self.kind {
-            ErrorKind::MissingToken => challenge.into_header_value(),
-            ErrorKind::InvalidRequest | ErrorKind::InvalidToken => challenge
+            ErrorKind::MissingToken => unauthorized_scope(challenge).into_header_value(),
+            ErrorKind::InvalidToken => unauthorized_scope(
+                challenge
+                    .error(self.kind.error_code()?)
+                    .description(&self.description),
+            )
+            .into_header_value(),
+            ErrorKind::InvalidRequest => challenge
                 .error(self.kind.error_code()?)
                 .description(&self.description)
                 .into_header_value(),

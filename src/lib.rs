@@ -8,6 +8,12 @@
 //! - [`Introspector`] is the cached introspection client, shared by all
 //!   layers of a process; it also offers [`invalidate`](Introspector::invalidate)
 //!   and [`stats`](Introspector::stats).
+//! - [`ProtectedResourceMetadata`] publishes RFC 9728 metadata at its
+//!   well-known URL, which [`IntrospectionLayer::resource_metadata`] puts in
+//!   every challenge; `expected_resource` on the verifier builders requires
+//!   tokens issued for this resource (RFC 8707); [`JsonRpcScopes`] requires
+//!   scopes per JSON-RPC operation (MCP tools). The README's "MCP servers"
+//!   section shows an `rmcp` server protected this way.
 //! - With the `axum` feature, [`Principal`], `Option<Principal>` and
 //!   [`Scoped<R>`] are extractors; [`RequireScope`] guards groups of routes.
 //! - With the `test-util` feature, [`test_util::TestAuthServer`] is an
@@ -135,12 +141,15 @@ mod form;
 #[doc(hidden)]
 pub mod fuzzing;
 mod introspect;
+mod jsonrpc;
 #[cfg(feature = "jwt")]
 mod jwt;
 mod middleware;
 mod principal;
 mod read_index;
 mod rejection;
+mod resource;
+mod resource_metadata;
 mod scope;
 mod stats;
 mod token;
@@ -165,6 +174,7 @@ pub use crate::introspect::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONCURRENT_INTROSPECTIONS, DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT,
 };
+pub use crate::jsonrpc::{JsonRpcScopes, JsonRpcScopesService, DEFAULT_MAX_JSONRPC_BODY};
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use crate::jwt::{
@@ -174,6 +184,10 @@ pub use crate::jwt::{
 pub use crate::middleware::{Introspection, IntrospectionLayer, ResponseFuture};
 pub use crate::principal::{Principal, Scopes};
 pub use crate::rejection::{JsonBody, RejectionBody};
+pub use crate::resource_metadata::{
+    ProtectedResourceMetadata, ProtectedResourceMetadataBuilder, ProtectedResourceMetadataService,
+    DEFAULT_METADATA_MAX_AGE, WELL_KNOWN_PATH,
+};
 pub use crate::scope::{
     Exact, Hierarchical, RequireScope, RequireScopeFuture, RequireScopeService, ScopeMatcher,
     ScopeRequirement, Wildcard,

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::AuthError;
 use crate::principal::Principal;
+use crate::resource::is_resource;
 
 /// What every accepted token must satisfy besides being active.
 #[derive(Debug, Clone, Default)]
@@ -15,6 +16,9 @@ pub(crate) struct Checks {
     pub(crate) issuers: Box<[Box<str>]>,
     /// Accepted audiences; one match is enough (A2). Compared exactly (A3).
     pub(crate) audiences: Box<[Box<str>]>,
+    /// Accepted resources (RFC 8707 §2), in canonical form: an `aud` naming
+    /// one of them is a match too, compared as [`is_resource`] does.
+    pub(crate) resources: Box<[Box<str>]>,
     /// Required `token_type`, compared case-insensitively (RFC 6749 §5.1).
     pub(crate) token_type: Option<Box<str>>,
     /// Accept answers that say they describe a refresh, ID or logout token.
@@ -56,10 +60,12 @@ impl Checks {
                 return Err(AuthError::invalid_token("the token was issued by another issuer"));
             }
         }
-        if !self.audiences.is_empty()
-            && !principal
-                .audiences()
-                .any(|aud| self.audiences.iter().any(|expected| **expected == *aud))
+        let audience_checked = !self.audiences.is_empty() || !self.resources.is_empty();
+        if audience_checked
+            && !principal.audiences().any(|aud| {
+                self.audiences.iter().any(|expected| **expected == *aud)
+                    || self.resources.iter().any(|resource| is_resource(aud, resource))
+            })
         {
             return Err(AuthError::invalid_token(
                 "the token is meant for another audience",
@@ -142,6 +148,37 @@ mod tests {
             .check(&principal(r#"{"active":true,"aud":"https://API.example"}"#), NOW)
             .is_err());
         assert!(v.check(&principal(r#"{"active":true}"#), NOW).is_err());
+    }
+
+    #[test]
+    fn audience_is_the_resource() {
+        let v = Checks {
+            resources: vec!["https://mcp.example/mcp".into()].into(),
+            ..Checks::default()
+        };
+        for aud in [
+            r#""https://mcp.example/mcp""#,
+            r#""https://mcp.example/mcp/""#,
+            r#""HTTPS://MCP.example/mcp""#,
+            r#"["https://other.example","https://mcp.example/mcp"]"#,
+        ] {
+            let answer = format!(r#"{{"active":true,"aud":{aud}}}"#);
+            assert!(v.check(&principal(&answer), NOW).is_ok(), "{aud}");
+        }
+        for aud in [r#""https://other.example/mcp""#, r#""https://mcp.example""#, "[]"] {
+            let answer = format!(r#"{{"active":true,"aud":{aud}}}"#);
+            let error = v.check(&principal(&answer), NOW).unwrap_err();
+            assert_eq!(error.kind(), crate::ErrorKind::InvalidToken, "{aud}");
+        }
+        assert!(v.check(&principal(r#"{"active":true}"#), NOW).is_err());
+        // Either list may match.
+        let both = Checks {
+            audiences: vec!["api-client".into()].into(),
+            ..v
+        };
+        assert!(both
+            .check(&principal(r#"{"active":true,"aud":"api-client"}"#), NOW)
+            .is_ok());
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub struct IntrospectorBuilder {
     leeway: Duration,
     issuers: Vec<Box<str>>,
     audiences: Vec<Box<str>>,
+    resources: Vec<String>,
     token_type: Option<Box<str>>,
     any_token_kind: bool,
     token_scope: Option<String>,
@@ -103,6 +104,7 @@ impl IntrospectorBuilder {
             leeway: Duration::ZERO,
             issuers: Vec::new(),
             audiences: Vec::new(),
+            resources: Vec::new(),
             token_type: None,
             any_token_kind: false,
             token_scope: None,
@@ -256,6 +258,24 @@ impl IntrospectorBuilder {
     /// to accept any of several.
     pub fn expected_audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into().into_boxed_str());
+        self
+    }
+
+    /// Accept only tokens whose `aud` names this resource: the canonical URI
+    /// of this API (RFC 8707 §2), such as an MCP server's
+    /// `https://mcp.example.com/mcp`. Compared as the MCP authorization
+    /// specification asks: an upper-case scheme or host, a default port and
+    /// one trailing slash more or less still match; another path, host or
+    /// port does not. A token for another resource is answered 401
+    /// `invalid_token`. Repeat to accept any of several; combines with
+    /// [`expected_audience`](Self::expected_audience) (one match of either is
+    /// enough).
+    ///
+    /// `build()` refuses a URI that is not a resource identifier: not
+    /// absolute, not `https` (plain `http` only on loopback or with
+    /// `allow_insecure_http`), or with a fragment, a query or user information.
+    pub fn expected_resource(mut self, resource: impl Into<String>) -> Self {
+        self.resources.push(resource.into());
         self
     }
 
@@ -468,11 +488,19 @@ impl IntrospectorBuilder {
             leeway_secs: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
             issuers: self.issuers.into(),
             audiences: self.audiences.into(),
+            resources: self
+                .resources
+                .iter()
+                .map(|raw| {
+                    crate::resource::canonical_resource("resource", raw, self.allow_insecure_http)
+                        .map(String::into_boxed_str)
+                })
+                .collect::<Result<_, _>>()?,
             token_type: self.token_type,
             any_token_kind: self.any_token_kind,
             iat_not_in_future: false,
         };
-        if checks.issuers.is_empty() && checks.audiences.is_empty() {
+        if checks.issuers.is_empty() && checks.audiences.is_empty() && checks.resources.is_empty() {
             tracing::warn!(
                 endpoint = endpoint.as_str(),
                 "no expected audience or issuer is configured: any active token the authorization server issued, for any API, will be accepted; set `expected_audience`"

@@ -35,8 +35,9 @@ pub use self::answer::AnswerError;
 #[cfg(feature = "jwt")]
 pub(crate) use self::answer::{audiences, extra, scopes, string, string_or_number, UniqueMembers};
 pub(crate) use self::answer::{parse_answer, Answer};
+pub(crate) use self::builder::checked_url;
 #[cfg(feature = "jwt")]
-pub(crate) use self::builder::{checked_url, redact_url};
+pub(crate) use self::builder::redact_url;
 pub use self::builder::{IntrospectorBuilder, DEFAULT_MAX_CONCURRENT_INTROSPECTIONS};
 #[cfg(feature = "jwt")]
 pub(crate) use self::client::read_capped;

@@ -59,6 +59,7 @@ pub struct JwtVerifierBuilder {
     required_typ: Option<String>,
     scope_claims: Vec<String>,
     audiences: Vec<Box<str>>,
+    resources: Vec<String>,
     leeway: Duration,
     any_token_kind: bool,
     refresh_interval: Duration,
@@ -84,6 +85,7 @@ impl JwtVerifierBuilder {
             required_typ: None,
             scope_claims: vec!["scope".to_owned(), "scp".to_owned()],
             audiences: Vec::new(),
+            resources: Vec::new(),
             leeway: Duration::ZERO,
             any_token_kind: false,
             refresh_interval: DEFAULT_JWKS_REFRESH_INTERVAL,
@@ -173,6 +175,24 @@ impl JwtVerifierBuilder {
     /// to accept any of several. (For Passport: the OAuth client ids.)
     pub fn expected_audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into().into_boxed_str());
+        self
+    }
+
+    /// Accept only tokens whose `aud` names this resource: the canonical URI
+    /// of this API (RFC 8707 §2), such as an MCP server's
+    /// `https://mcp.example.com/mcp`. Compared as the MCP authorization
+    /// specification asks: an upper-case scheme or host, a default port and
+    /// one trailing slash more or less still match; another path, host or
+    /// port does not. A token for another resource is answered 401
+    /// `invalid_token`. Repeat to accept any of several; combines with
+    /// [`expected_audience`](Self::expected_audience) (one match of either is
+    /// enough).
+    ///
+    /// `build()` refuses a URI that is not a resource identifier: not
+    /// absolute, not `https` (plain `http` only on loopback or with
+    /// `allow_insecure_http`), or with a fragment, a query or user information.
+    pub fn expected_resource(mut self, resource: impl Into<String>) -> Self {
+        self.resources.push(resource.into());
         self
     }
 
@@ -357,6 +377,14 @@ impl JwtVerifierBuilder {
             leeway_secs: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
             issuers: self.issuer.iter().map(|i| i.clone().into_boxed_str()).collect(),
             audiences: self.audiences.into(),
+            resources: self
+                .resources
+                .iter()
+                .map(|raw| {
+                    crate::resource::canonical_resource("resource", raw, self.allow_insecure_http)
+                        .map(String::into_boxed_str)
+                })
+                .collect::<Result<_, _>>()?,
             token_type: None,
             any_token_kind: self.any_token_kind,
             iat_not_in_future: true,
@@ -366,7 +394,7 @@ impl JwtVerifierBuilder {
                 "a JWK Set without an expected issuer: tokens are not checked for `iss`, so a key set shared by several tenants or issuers accepts them all; set `issuer`"
             );
         }
-        if checks.audiences.is_empty() {
+        if checks.audiences.is_empty() && checks.resources.is_empty() {
             tracing::warn!(
                 issuer = self.issuer.as_deref().unwrap_or("(any)"),
                 "no expected audience is configured: any token these keys signed, for any API, will be accepted; set `expected_audience`"

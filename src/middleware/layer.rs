@@ -6,16 +6,17 @@ use http::HeaderValue;
 use tower_layer::Layer;
 
 use super::service::Introspection;
-use crate::challenge::realm_value;
+use crate::challenge::{realm_value, resource_metadata_value, scope_value, ChallengeBase};
 use crate::error::{ConfigError, DEFAULT_REALM};
 use crate::rejection::JsonBody;
 use crate::token::{BearerExtractor, ExtractToken};
 use crate::verifier::Verifier;
 
-/// The layer's realm. Also the request extension that marks a request the
-/// layer let through anonymously, so that extractors and scope guards further
-/// in answer 401 with this realm rather than 500 (no layer). An
-/// authenticated request carries its realm in its `Principal` instead.
+/// The layer's realm, with its `resource_metadata` URL and 401 `scope` when
+/// configured, packed as a [`ChallengeBase`]. Also the request extension that
+/// marks a request the layer let through anonymously, so that extractors and
+/// scope guards further in answer 401 with these rather than 500 (no layer).
+/// An authenticated request carries them in its `Principal` instead.
 #[derive(Debug, Clone)]
 pub(crate) struct LayerRealm(pub(crate) HeaderValue);
 
@@ -109,11 +110,102 @@ impl<E, R> IntrospectionLayer<E, R> {
     /// ));
     /// # Ok::<(), ConfigError>(())
     /// ```
-    pub fn realm(mut self, realm: impl AsRef<str>) -> Result<Self, ConfigError> {
-        let value = realm_value(realm.as_ref()).ok_or(ConfigError::InvalidSetting(
+    pub fn realm(self, realm: impl AsRef<str>) -> Result<Self, ConfigError> {
+        realm_value(realm.as_ref()).ok_or(ConfigError::InvalidSetting(
             "`IntrospectionLayer::realm` may hold only printable ASCII characters and spaces, without `\"` and `\\` (RFC 6750 §3)",
         ))?;
-        self.realm = LayerRealm(value);
+        self.with_challenge_field(Field::Realm(realm.as_ref()))
+    }
+
+    /// The URL of this resource's protected-resource metadata (RFC 9728),
+    /// sent as `resource_metadata="…"` in every challenge of this layer, and
+    /// of the scope guards and extractors behind it (RFC 9728 §5.1; the MCP
+    /// authorization specification requires it in 401s and asks for it in
+    /// 403s). Usually [`ProtectedResourceMetadata::url`](crate::ProtectedResourceMetadata::url).
+    /// Without it, challenges are exactly RFC 6750's.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidUrl`] when `url` is not an absolute `http(s)`
+    /// URL without a fragment, or holds a character a quoted challenge value
+    /// cannot (`"`, `\`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{routing::post, Router};
+    /// use tower::ServiceExt;
+    /// use tower_introspection::{IntrospectionLayer, Introspector, ProtectedResourceMetadata};
+    ///
+    /// let metadata = ProtectedResourceMetadata::builder("https://api.example/mcp")
+    ///     .authorization_server("https://as.example")
+    ///     .build()?;
+    /// let introspector = Introspector::builder("https://as.example/oauth2/introspect")
+    ///     .client_secret_basic("my-api", "my-api-secret")
+    ///     .expected_resource(metadata.resource())
+    ///     .build()?;
+    /// let app = Router::new()
+    ///     .route("/mcp", post(|| async { "ok" }))
+    ///     .route_layer(IntrospectionLayer::new(introspector).resource_metadata(metadata.url())?)
+    ///     .route_service(metadata.path(), metadata.service());
+    ///
+    /// let response = app
+    ///     .oneshot(http::Request::post("/mcp").body(axum::body::Body::empty())?)
+    ///     .await?;
+    /// assert_eq!(response.status(), 401);
+    /// assert_eq!(
+    ///     response.headers()["www-authenticate"],
+    ///     r#"Bearer realm="api", resource_metadata="https://api.example/.well-known/oauth-protected-resource/mcp""#,
+    /// );
+    /// # Ok(()) }
+    /// ```
+    pub fn resource_metadata(self, url: impl AsRef<str>) -> Result<Self, ConfigError> {
+        let url = resource_metadata_value(url.as_ref()).ok_or_else(|| ConfigError::InvalidUrl {
+            what: "resource metadata",
+            reason: "an absolute http(s) URL without a fragment, `\"` or `\\` is needed".to_owned(),
+        })?;
+        self.with_challenge_field(Field::ResourceMetadata(Some(&url)))
+    }
+
+    /// The scopes this layer's 401 challenges name (`scope="…"`): what a
+    /// client should ask for to use the resource at all. The MCP
+    /// authorization specification asks servers to send them (RFC 6750 §3
+    /// allows it); 403s name the scopes of the refused operation instead.
+    /// Not set by default; an empty list removes it.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSetting`] when a scope is empty or holds a
+    /// space, `"`, `\` or a character outside printable ASCII (RFC 6749 §3.3).
+    pub fn challenge_scope<I, S>(self, scopes: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let scopes: Vec<S> = scopes.into_iter().collect();
+        let value = if scopes.is_empty() {
+            None
+        } else {
+            Some(scope_value(&scopes).ok_or(ConfigError::InvalidSetting(
+                "`IntrospectionLayer::challenge_scope`: each scope must be printable ASCII without spaces, `\"` or `\\` (RFC 6749 §3.3)",
+            ))?)
+        };
+        self.with_challenge_field(Field::Scope(value.as_deref()))
+    }
+
+    /// Replaces one of the packed challenge parameters.
+    fn with_challenge_field(mut self, field: Field<'_>) -> Result<Self, ConfigError> {
+        let current = self.realm.0.clone();
+        let mut base = ChallengeBase::unpack(&current);
+        match field {
+            Field::Realm(realm) => base.realm = realm,
+            Field::ResourceMetadata(url) => base.resource_metadata = url,
+            Field::Scope(scope) => base.scope = scope,
+        }
+        let packed = base.pack().ok_or(ConfigError::InvalidSetting(
+            "a challenge parameter holds a character RFC 6750 §3 forbids",
+        ))?;
+        self.realm = LayerRealm(packed);
         Ok(self)
     }
 
@@ -159,6 +251,13 @@ impl<E, R> IntrospectionLayer<E, R> {
     }
 }
 
+/// One of the parameters packed in [`LayerRealm`].
+enum Field<'a> {
+    Realm(&'a str),
+    ResourceMetadata(Option<&'a str>),
+    Scope(Option<&'a str>),
+}
+
 impl<S, E: Clone, R: Clone> Layer<S> for IntrospectionLayer<E, R> {
     type Service = Introspection<S, E, R>;
 
@@ -169,9 +268,12 @@ impl<S, E: Clone, R: Clone> Layer<S> for IntrospectionLayer<E, R> {
 
 impl<E: fmt::Debug, R> fmt::Debug for IntrospectionLayer<E, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let challenge = ChallengeBase::unpack(&self.realm.0);
         f.debug_struct("IntrospectionLayer")
             .field("verifier", &self.verifier)
-            .field("realm", &self.realm.0)
+            .field("realm", &challenge.realm)
+            .field("resource_metadata", &challenge.resource_metadata)
+            .field("challenge_scope", &challenge.scope)
             .field("anonymous", &self.anonymous)
             .field("extractor", &self.extractor)
             .finish_non_exhaustive()

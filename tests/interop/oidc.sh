@@ -40,6 +40,10 @@ RS_CLIENT_SECRET=oidc-rs-secret
 RESOURCE=https://api.example/
 OTHER_RESOURCE=https://other.example/
 OPAQUE_RESOURCE=https://opaque.example/
+MCP_CLIENT_ID=mcp-cc-client
+MCP_CLIENT_SECRET=mcp-cc-secret
+MCP_READER_CLIENT_ID=mcp-reader-client
+MCP_READER_CLIENT_SECRET=mcp-reader-secret
 
 log() { printf 'oidc.sh: %s\n' "$*" >&2; }
 die() {
@@ -215,6 +219,10 @@ write_env() {
     echo "export OIDC_OTHER_RESOURCE=$OTHER_RESOURCE"
     echo "export OIDC_OPAQUE_RESOURCE=$OPAQUE_RESOURCE"
     echo "export OIDC_PORT=$port"
+    echo "export OIDC_MCP_CLIENT_ID=$MCP_CLIENT_ID"
+    echo "export OIDC_MCP_CLIENT_SECRET=$MCP_CLIENT_SECRET"
+    echo "export OIDC_MCP_READER_CLIENT_ID=$MCP_READER_CLIENT_ID"
+    echo "export OIDC_MCP_READER_CLIENT_SECRET=$MCP_READER_CLIENT_SECRET"
   } >"$tmp"
   mv "$tmp" "$ENV_FILE"
 }

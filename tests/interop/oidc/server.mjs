@@ -18,6 +18,16 @@ const CLIENT_SECRET = 'oidc-cc-secret';
 const RS_CLIENT_ID = 'oidc-rs-client';
 const RS_CLIENT_SECRET = 'oidc-rs-secret';
 
+// The MCP interop (../mcp): a client allowed both notes scopes, and one
+// allowed only notes:read (a step-up to notes:write is refused).
+const MCP_CLIENT_ID = 'mcp-cc-client';
+const MCP_CLIENT_SECRET = 'mcp-cc-secret';
+const MCP_READER_CLIENT_ID = 'mcp-reader-client';
+const MCP_READER_CLIENT_SECRET = 'mcp-reader-secret';
+const MCP_SCOPE = 'notes:read notes:write';
+// examples/mcp_server.rs on any loopback port: its resource identifier.
+const MCP_RESOURCE = /^http:\/\/127\.0\.0\.1:[0-9]+\/mcp$/;
+
 const SCOPE = 'read write admin';
 const TTL = 3600;
 // Resource indicators (RFC 8707) → what oidc-provider issues for them.
@@ -65,14 +75,14 @@ async function serve() {
   const jwks = JSON.parse(readFileSync(env('OIDC_JWKS_FILE'), 'utf8'));
   const issuer = `http://${HOST}:${port}`;
 
-  const client = (clientId, clientSecret, grantTypes) => ({
+  const client = (clientId, clientSecret, grantTypes, scope = SCOPE) => ({
     client_id: clientId,
     client_secret: clientSecret,
     grant_types: grantTypes,
     response_types: [],
     redirect_uris: [],
     token_endpoint_auth_method: 'client_secret_basic',
-    scope: SCOPE,
+    scope,
   });
 
   const provider = new Provider(issuer, {
@@ -81,9 +91,12 @@ async function serve() {
       client(CLIENT_ID, CLIENT_SECRET, ['client_credentials']),
       // The resource server: introspects, gets no tokens.
       client(RS_CLIENT_ID, RS_CLIENT_SECRET, []),
+      // MCP clients (the TypeScript SDK's client-credentials provider).
+      client(MCP_CLIENT_ID, MCP_CLIENT_SECRET, ['client_credentials'], MCP_SCOPE),
+      client(MCP_READER_CLIENT_ID, MCP_READER_CLIENT_SECRET, ['client_credentials'], 'notes:read'),
     ],
     jwks,
-    scopes: SCOPE.split(' '),
+    scopes: [...SCOPE.split(' '), ...MCP_SCOPE.split(' ')],
     // Not used (no interactions), but set so that no development default is.
     cookies: { keys: [base64url(randomBytes(32))] },
     ttl: {
@@ -106,6 +119,15 @@ async function serve() {
         // No `resource` parameter → the API under test.
         defaultResource: () => DEFAULT_RESOURCE,
         getResourceServerInfo: (_ctx, resource) => {
+          if (MCP_RESOURCE.test(resource)) {
+            return {
+              scope: MCP_SCOPE,
+              audience: resource,
+              accessTokenTTL: TTL,
+              accessTokenFormat: 'jwt',
+              jwt: { sign: { alg: 'RS256' } },
+            };
+          }
           const format = RESOURCES.get(resource);
           if (!format) throw new errors.InvalidTarget();
           if (format === 'opaque') {
