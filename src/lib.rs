@@ -130,6 +130,8 @@ mod challenge;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
+#[cfg(feature = "redis")]
+mod fleet;
 mod form;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -176,7 +178,13 @@ pub use crate::scope::{
     Exact, Hierarchical, RequireScope, RequireScopeFuture, RequireScopeService, ScopeMatcher,
     ScopeRequirement, Wildcard,
 };
-pub use crate::stats::{CacheStats, IntrospectionStats};
+pub use crate::stats::{CacheStats, IntrospectionStats, SharedCacheStats};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use crate::fleet::{
+    SharedCache, SharedCacheBuilder, DEFAULT_SHARED_BREAKER_OPEN_FOR, DEFAULT_SHARED_BREAKER_THRESHOLD,
+    DEFAULT_SHARED_COMMAND_TIMEOUT, DEFAULT_SHARED_KEY_PREFIX, MIN_SECRET_BYTES,
+};
 pub use crate::token::{
     BearerExtractor, BearerToken, ExtractToken, TokenError, TokenSource, DEFAULT_MAX_TOKEN_LENGTH,
 };

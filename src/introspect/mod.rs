@@ -23,6 +23,8 @@ mod auth;
 mod builder;
 mod client;
 mod discovery;
+#[cfg(feature = "redis")]
+mod shared;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +39,8 @@ pub(crate) use self::answer::{audiences, extra, scopes, string, string_or_number
 pub(crate) use self::answer::{parse_answer, Answer};
 #[cfg(feature = "jwt")]
 pub(crate) use self::builder::{checked_url, redact_url};
+#[cfg(all(feature = "redis", not(feature = "jwt")))]
+pub(crate) use self::builder::redact_url;
 pub use self::builder::{IntrospectorBuilder, DEFAULT_MAX_CONCURRENT_INTROSPECTIONS};
 #[cfg(feature = "jwt")]
 pub(crate) use self::client::read_capped;
@@ -71,6 +75,9 @@ struct Inner {
     cache: TokenCache,
     limiter: Option<Limiter>,
     config_error_log: RateLimit,
+    /// The second tier, shared by a fleet of replicas.
+    #[cfg(feature = "redis")]
+    shared: Option<crate::fleet::SharedTier>,
 }
 
 /// Why loading an answer did not produce a cacheable active entry.
@@ -174,6 +181,11 @@ impl Introspector {
         };
         // Taken before the load can start, so no invalidation slips between.
         let ticket = cache.invalidations.ticket(key);
+        // With a shared tier, the in-process single flight covers its
+        // lookup too: one Redis round trip per key and replica.
+        #[cfg(feature = "redis")]
+        let load = self.load_through(key, token, Some(&ticket));
+        #[cfg(not(feature = "redis"))]
         let load = self.load(key, token, Some(&ticket));
         let result = cache.get_or_load(active, key, &ticket, load).await;
         result.or_else(|error| error.uncached())
@@ -255,17 +267,17 @@ impl Introspector {
     /// the requests waiting for it, but its answer is not cached.
     pub async fn invalidate(&self, token: &str) {
         let cache = &self.inner.cache;
-        let key = cache.key(token);
-        cache.invalidations.invalidate(&key);
-        for entries in [&cache.active, &cache.refreshing].into_iter().flatten() {
-            entries.invalidate(&key).await;
-        }
-        for keys in [&cache.inactive, &cache.refresh_failed].into_iter().flatten() {
-            keys.invalidate(&key).await;
+        invalidate_key(cache, cache.key(token)).await;
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.inner.shared {
+            shared.invalidate(token).await;
         }
     }
 
     /// Forgets every cached answer.
+    ///
+    /// With a [shared tier](IntrospectorBuilder::shared_cache), it is
+    /// flushed in the background and every replica is told.
     pub fn invalidate_all(&self) {
         let cache = &self.inner.cache;
         cache.invalidations.invalidate_all();
@@ -275,11 +287,21 @@ impl Introspector {
         for keys in [&cache.inactive, &cache.refresh_failed].into_iter().flatten() {
             keys.invalidate_all();
         }
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.inner.shared {
+            shared.invalidate_all();
+        }
     }
 
     /// A snapshot of the cache counters.
     pub fn stats(&self) -> CacheStats {
-        self.inner.cache.stats()
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let mut stats = self.inner.cache.stats();
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.inner.shared {
+            stats.shared = shared.stats();
+        }
+        stats
     }
 
     /// Runs moka's pending maintenance, so that [`stats`](Self::stats) entry
@@ -420,6 +442,17 @@ impl Introspector {
             return Err(LoadError::Uncacheable(entry));
         }
         Ok(entry)
+    }
+}
+
+/// Forgets the cached answers for `key` and spoils its loads in flight.
+async fn invalidate_key(cache: &TokenCache, key: Key) {
+    cache.invalidations.invalidate(&key);
+    for entries in [&cache.active, &cache.refreshing].into_iter().flatten() {
+        entries.invalidate(&key).await;
+    }
+    for keys in [&cache.inactive, &cache.refresh_failed].into_iter().flatten() {
+        keys.invalidate(&key).await;
     }
 }
 
