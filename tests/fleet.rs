@@ -487,3 +487,81 @@ async fn no_redis_at_all_is_no_refused_request() {
     assert!(stats.breaker_open && stats.breaker_trips == 1, "{stats:?}");
     assert!(stats.skipped > 0, "the open breaker spares Redis the tries: {stats:?}");
 }
+
+/// Starts `examples/resource_server` as a replica of the fleet; returns the
+/// process and its base URL.
+fn resource_server(auth: &TestAuthServer, secret: &str) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(common::example("resource_server"))
+        .env("INTROSPECTION_URL", auth.introspection_url())
+        .env("CLIENT_ID", common::RS_ID)
+        .env("CLIENT_SECRET", common::RS_SECRET)
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("REDIS_URL", redis_url())
+        .env("CACHE_SHARED_SECRET", secret)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.trim().strip_prefix("listening on ").expect("the listening line").to_owned();
+    (child, base)
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn two_resource_server_processes_share_one_introspection() {
+    let auth = TestAuthServer::start().await.unwrap();
+    // A fresh secret per run: entries of earlier runs are not readable.
+    let secret = format!("{}-and-enough-bytes-to-be-a-fleet-secret", unique_prefix());
+    let (mut a, base_a) = resource_server(&auth, &secret);
+    let (mut b, base_b) = resource_server(&auth, &secret);
+    let http = reqwest::Client::new();
+    let token = auth.mint_token("read");
+    let mut statuses = Vec::new();
+    for base in [&base_a, &base_b, &base_a, &base_b] {
+        let response = http.get(format!("{base}/whoami")).bearer_auth(&token).send().await.unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    let calls = auth.introspection_calls();
+    for child in [&mut a, &mut b] {
+        let _ = child.kill();
+    }
+    let mut logs = String::new();
+    for child in [a, b] {
+        let output = child.wait_with_output().unwrap();
+        logs.push_str(&String::from_utf8_lossy(&output.stderr));
+    }
+    assert_eq!(statuses, [200; 4]);
+    assert_eq!(calls, 1, "the second process read the first one's answer from Redis");
+    assert!(!logs.is_empty(), "trace logs were written");
+    assert!(!logs.contains(&secret), "the fleet secret was logged");
+    assert!(!logs.contains(&token), "the token was logged");
+}
+
+#[test]
+fn resource_server_refuses_a_half_configured_fleet_without_printing_the_secret() {
+    let run = |vars: &[(&str, &str)]| {
+        let mut command = Command::new(common::example("resource_server"));
+        command
+            .env("INTROSPECTION_URL", "http://127.0.0.1:9/introspect")
+            .env("CLIENT_ID", "rs")
+            .env("CLIENT_SECRET", "s")
+            .env_remove("REDIS_URL")
+            .env_remove("CACHE_SHARED_SECRET");
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let output = command.output().unwrap();
+        assert!(!output.status.success(), "{vars:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    assert!(run(&[("REDIS_URL", "redis://127.0.0.1:9/")]).contains("REDIS_URL needs CACHE_SHARED_SECRET"));
+    assert!(run(&[("CACHE_SHARED_SECRET", "x".repeat(40).as_str())]).contains("REDIS_URL is not"));
+    let short = run(&[("REDIS_URL", "redis://127.0.0.1:9/"), ("CACHE_SHARED_SECRET", "short-secret-value")]);
+    assert!(short.contains("at least 32 bytes"), "{short}");
+    assert!(!short.contains("short-secret-value"), "{short}");
+}

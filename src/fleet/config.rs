@@ -27,6 +27,7 @@ pub const DEFAULT_SHARED_KEY_PREFIX: &str = "tower-introspection:";
 ///     .build()?;
 /// assert!(format!("{shared:?}").contains("redacted"));
 /// assert!(SharedCache::builder("redis://h/", "too short").build().is_err());
+/// assert!(SharedCache::builder("rediss://h/", [7u8; 32]).build().is_err(), "no TLS yet");
 /// # Ok::<(), tower_introspection::ConfigError>(())
 /// ```
 #[derive(Clone)]
@@ -47,9 +48,10 @@ pub struct SharedCacheBuilder {
 }
 
 impl SharedCache {
-    /// The tier at `url` (`redis://[user:password@]host:port/db` or
-    /// `rediss://` for TLS), keyed and sealed under `secret` (at least 32
-    /// bytes; every replica of the fleet must have the same).
+    /// The tier at `url` (`redis://[user:password@]host:port/db`), keyed and
+    /// sealed under `secret` (at least 32 bytes; every replica of the fleet
+    /// must have the same). TLS to Redis (`rediss://`) is not supported yet:
+    /// `build()` refuses it rather than connect in clear text.
     pub fn builder(url: impl Into<String>, secret: impl AsRef<[u8]>) -> SharedCacheBuilder {
         SharedCacheBuilder {
             config: SharedCache {
@@ -121,11 +123,20 @@ impl SharedCacheBuilder {
             what: "shared cache (Redis)",
             reason: "not a URL".into(),
         })?;
-        if !matches!(url.scheme(), "redis" | "rediss" | "valkey" | "valkeys") {
-            return Err(ConfigError::InvalidUrl {
-                what: "shared cache (Redis)",
-                reason: "the scheme must be redis or rediss".into(),
-            });
+        match url.scheme() {
+            "redis" | "valkey" => {}
+            "rediss" | "valkeys" => {
+                return Err(ConfigError::InvalidUrl {
+                    what: "shared cache (Redis)",
+                    reason: "TLS to Redis (rediss://) is not supported yet; reach Redis over a private network or a TLS tunnel".into(),
+                })
+            }
+            _ => {
+                return Err(ConfigError::InvalidUrl {
+                    what: "shared cache (Redis)",
+                    reason: "the scheme must be redis".into(),
+                })
+            }
         }
         let max = Duration::from_secs(10);
         if config.command_timeout.is_zero() || config.command_timeout > max {
