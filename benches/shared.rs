@@ -78,7 +78,8 @@ fn shared(c: &mut Criterion) {
     }
     let auth = runtime.block_on(TestAuthServer::start()).expect("test AS");
     let prefix = format!("bench-{}:", std::process::id());
-    let (writer, reader) = runtime.block_on(async { (replica(&auth, &url, &prefix), replica(&auth, &url, &prefix)) });
+    let (writer, reader) =
+        runtime.block_on(async { (replica(&auth, &url, &prefix), replica(&auth, &url, &prefix)) });
     let uncached = Introspector::builder(auth.introspection_url())
         .client_secret_basic("rs-client", "rs-secret")
         .max_ttl(Duration::ZERO)
@@ -113,13 +114,19 @@ fn shared(c: &mut Criterion) {
     });
     let conn = runtime.block_on(async {
         let client = redis::Client::open(url.as_str()).expect("client");
-        redis::aio::ConnectionManager::new(client).await.expect("connection")
+        redis::aio::ConnectionManager::new(client)
+            .await
+            .expect("connection")
     });
     group.bench_function("redis_get_round_trip", |b| {
         b.to_async(&runtime).iter(|| {
             let mut conn = conn.clone();
             async move {
-                let value: Option<Vec<u8>> = redis::cmd("GET").arg("bench-nothing").query_async(&mut conn).await.expect("GET");
+                let value: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg("bench-nothing")
+                    .query_async(&mut conn)
+                    .await
+                    .expect("GET");
                 black_box(value)
             }
         })

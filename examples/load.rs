@@ -179,7 +179,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             (Some(auth), introspectors, urls)
         }
     };
-    let outage_window = o.outage.map(|(from, span)| (Duration::from_secs(from), Duration::from_secs(from + span)));
+    let outage_window = o
+        .outage
+        .map(|(from, span)| (Duration::from_secs(from), Duration::from_secs(from + span)));
 
     let valid: Arc<Vec<String>> = Arc::new(match &auth {
         Some(auth) => (0..o.tokens).map(|_| auth.mint_token("read")).collect(),
@@ -391,7 +393,11 @@ fn with_shared_cache(
 /// Stops or starts the harness's redis-server (tests/interop/redis.sh).
 fn redis_harness(command: &str) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/redis.sh");
-    match std::process::Command::new("bash").arg(script).arg(command).status() {
+    match std::process::Command::new("bash")
+        .arg(script)
+        .arg(command)
+        .status()
+    {
         Ok(status) if status.success() => {}
         other => eprintln!("load: redis.sh {command} failed: {other:?}"),
     }

@@ -147,7 +147,9 @@ fn shared_cache(builder: IntrospectorBuilder) -> Result<IntrospectorBuilder, Str
             if let Some(previous) = secret("CACHE_SHARED_SECRET_PREVIOUS") {
                 shared = shared.previous_secret(previous.as_encoded_bytes());
             }
-            let shared = shared.build().map_err(|e| format!("REDIS_URL, CACHE_SHARED_SECRET: {e}"))?;
+            let shared = shared
+                .build()
+                .map_err(|e| format!("REDIS_URL, CACHE_SHARED_SECRET: {e}"))?;
             Ok(builder.shared_cache(shared))
         }
         (Some(_), None) => Err("REDIS_URL needs CACHE_SHARED_SECRET (the fleet secret)".into()),
@@ -158,7 +160,10 @@ fn shared_cache(builder: IntrospectorBuilder) -> Result<IntrospectorBuilder, Str
 #[cfg(not(feature = "redis"))]
 fn shared_cache(builder: IntrospectorBuilder) -> Result<IntrospectorBuilder, String> {
     match var("REDIS_URL") {
-        Some(_) => Err("REDIS_URL needs the `redis` feature: cargo run --features redis --example resource_server".into()),
+        Some(_) => Err(
+            "REDIS_URL needs the `redis` feature: cargo run --features redis --example resource_server"
+                .into(),
+        ),
         None => Ok(builder),
     }
 }

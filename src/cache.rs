@@ -104,7 +104,8 @@ impl UntilExp {
     fn until_exp(claims: &Claims) -> Option<Duration> {
         // The entry is written right after the answer arrived, and only when
         // `exp` has not passed; ZERO is a safe answer should the clock move.
-        let until_exp = active_ttl(claims.expires_at.get(), since_epoch(), Duration::MAX).unwrap_or(Duration::ZERO);
+        let until_exp =
+            active_ttl(claims.expires_at.get(), since_epoch(), Duration::MAX).unwrap_or(Duration::ZERO);
         // An answer from the shared tier lives no longer here than there.
         Some(match claims.shared_ttl_ms {
             0 => until_exp,

@@ -137,7 +137,11 @@ impl Fleet {
     }
 
     async fn value_names(&self) -> Vec<String> {
-        self.names().await.into_iter().filter(|n| n.contains(":v:")).collect()
+        self.names()
+            .await
+            .into_iter()
+            .filter(|n| n.contains(":v:"))
+            .collect()
     }
 }
 
@@ -172,7 +176,11 @@ async fn one_replicas_answer_serves_the_others() {
     assert_eq!(fleet.auth.introspection_calls(), 1);
     assert_eq!(fleet.status(1, &token).await, 200);
     assert_eq!(fleet.status(2, &token).await, 200);
-    assert_eq!(fleet.auth.introspection_calls(), 1, "the others read it from Redis");
+    assert_eq!(
+        fleet.auth.introspection_calls(),
+        1,
+        "the others read it from Redis"
+    );
     assert_eq!((fleet.stats(1).hits, fleet.stats(2).hits), (1, 1));
     assert_eq!(fleet.stats(0).misses, 1);
     // In-process hits from now on: no more Redis lookups.
@@ -198,7 +206,11 @@ async fn three_hundred_requests_on_three_replicas_make_one_call() {
     let requests = (0..300).map(|i| fleet.status(i % 3, &token));
     let statuses = futures_util::future::join_all(requests).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    assert_eq!(fleet.auth.introspection_calls(), 1, "one AS call for the whole fleet");
+    assert_eq!(
+        fleet.auth.introspection_calls(),
+        1,
+        "one AS call for the whole fleet"
+    );
     let waits: u64 = (0..3).map(|i| fleet.stats(i).fleet_waits).sum();
     assert_eq!(waits, 2, "two replicas waited for the third");
 }
@@ -220,10 +232,17 @@ async fn an_invalidation_reaches_every_replica() {
     for replica in [1, 2] {
         let started = Instant::now();
         assert!(
-            eventually(Duration::from_secs(1), async || fleet.status(replica, &token).await == 401).await,
+            eventually(Duration::from_secs(1), async || fleet
+                .status(replica, &token)
+                .await
+                == 401)
+            .await,
             "replica {replica} still accepts a revoked token"
         );
-        eprintln!("replica {replica} refused the token {:?} after the invalidation", started.elapsed());
+        eprintln!(
+            "replica {replica} refused the token {:?} after the invalidation",
+            started.elapsed()
+        );
     }
     assert!(fleet.value_names().await.iter().all(|n| !n.contains("gone")));
 }
@@ -243,9 +262,19 @@ async fn invalidate_all_reaches_every_replica() {
     }
     fleet.replicas[0].introspector.invalidate_all();
     for token in &tokens {
-        assert!(eventually(Duration::from_secs(1), async || fleet.status(1, token).await == 401).await);
+        assert!(
+            eventually(Duration::from_secs(1), async || fleet.status(1, token).await
+                == 401)
+            .await
+        );
     }
-    assert!(eventually(Duration::from_secs(1), async || fleet.value_names().await.is_empty()).await);
+    assert!(
+        eventually(Duration::from_secs(1), async || fleet
+            .value_names()
+            .await
+            .is_empty())
+        .await
+    );
 }
 
 #[tokio::test]
@@ -320,7 +349,11 @@ async fn a_forged_value_in_redis_is_refused() {
         // Replica 1 has nothing in process: it reads the forged value.
         assert_eq!(fleet.status(1, &victim).await, 401, "{what} was accepted");
         assert_eq!(fleet.stats(1).refused_values, refused + 1, "{what}");
-        assert_eq!(fleet.auth.introspection_calls(), calls + 1, "{what}: asked the AS instead");
+        assert_eq!(
+            fleet.auth.introspection_calls(),
+            calls + 1,
+            "{what}: asked the AS instead"
+        );
         fleet.replicas[1].introspector.invalidate(&victim).await;
         // Let the tombstone of that invalidation lapse out of the way.
         let _: () = conn.del(fleet.names().await).await.unwrap();
@@ -334,7 +367,10 @@ async fn entries_written_under_the_previous_secret_are_read_during_a_rotation() 
     let prefix = unique_prefix();
     let old = Fleet::replica(
         &auth,
-        SharedCache::builder(redis_url(), SECRET).key_prefix(&prefix).build().unwrap(),
+        SharedCache::builder(redis_url(), SECRET)
+            .key_prefix(&prefix)
+            .build()
+            .unwrap(),
     )
     .await;
     let rotated = Fleet::replica(
@@ -348,7 +384,10 @@ async fn entries_written_under_the_previous_secret_are_read_during_a_rotation() 
     .await;
     let stranger = Fleet::replica(
         &auth,
-        SharedCache::builder(redis_url(), NEXT_SECRET).key_prefix(&prefix).build().unwrap(),
+        SharedCache::builder(redis_url(), NEXT_SECRET)
+            .key_prefix(&prefix)
+            .build()
+            .unwrap(),
     )
     .await;
     let http = reqwest::Client::new();
@@ -366,7 +405,11 @@ async fn entries_written_under_the_previous_secret_are_read_during_a_rotation() 
     assert_eq!(status(&rotated, &token).await, 200);
     assert_eq!(auth.introspection_calls(), 1, "read under the previous secret");
     assert_eq!(status(&stranger, &token).await, 200);
-    assert_eq!(auth.introspection_calls(), 2, "without the old secret, nothing to read");
+    assert_eq!(
+        auth.introspection_calls(),
+        2,
+        "without the old secret, nothing to read"
+    );
 }
 
 #[tokio::test]
@@ -375,9 +418,16 @@ async fn redis_killed_and_restarted_never_costs_a_request() {
     let fleet = Fleet::with(2, |shared| shared.circuit_breaker(2, Duration::from_millis(300))).await;
     let warm = fleet.auth.mint_token("read");
     assert_eq!(fleet.status(0, &warm).await, 200);
+    let held = fleet.auth.mint_token("read");
+    assert_eq!(fleet.status(1, &held).await, 200);
 
     harness("stop-server");
     let restart = Undo("start-server");
+    // An invalidation while Redis is down cannot reach replica 1...
+    fleet.auth.revoke(&held);
+    fleet.replicas[0].introspector.invalidate(&held).await;
+    assert_eq!(fleet.status(0, &held).await, 401);
+    assert_eq!(fleet.status(1, &held).await, 200, "replica 1 has not heard of it");
     let mut answered = 0;
     for round in 0..20 {
         // Fresh tokens miss both tiers; the warm one is served in process.
@@ -390,7 +440,11 @@ async fn redis_killed_and_restarted_never_costs_a_request() {
     }
     let revoked = fleet.auth.mint_token("read");
     fleet.auth.revoke(&revoked);
-    assert_eq!(fleet.status(1, &revoked).await, 401, "fail closed without Redis too");
+    assert_eq!(
+        fleet.status(1, &revoked).await,
+        401,
+        "fail closed without Redis too"
+    );
     let down = fleet.stats(0);
     assert!(down.errors > 0 && down.breaker_trips > 0, "{down:?}");
     eprintln!("{answered} requests answered 200 while Redis was down; replica 0: {down:?}");
@@ -411,6 +465,14 @@ async fn redis_killed_and_restarted_never_costs_a_request() {
     );
     assert!(!fleet.stats(0).breaker_open && !fleet.stats(1).breaker_open);
     assert_eq!(fleet.status(0, &token).await, 200);
+    // ...but once its subscription is back it drops its in-process cache,
+    // as it may have missed notices: the revoked token is refused.
+    assert!(
+        eventually(Duration::from_secs(5), async || fleet.status(1, &held).await
+            == 401)
+        .await,
+        "replica 1 still accepts a token invalidated during the outage"
+    );
 }
 
 #[tokio::test]
@@ -485,7 +547,10 @@ async fn no_redis_at_all_is_no_refused_request() {
     }
     let stats = replica.introspector.stats().shared;
     assert!(stats.breaker_open && stats.breaker_trips == 1, "{stats:?}");
-    assert!(stats.skipped > 0, "the open breaker spares Redis the tries: {stats:?}");
+    assert!(
+        stats.skipped > 0,
+        "the open breaker spares Redis the tries: {stats:?}"
+    );
 }
 
 /// Starts `examples/resource_server` as a replica of the fleet; returns the
@@ -506,8 +571,14 @@ fn resource_server(auth: &TestAuthServer, secret: &str) -> (std::process::Child,
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("listening on ").expect("the listening line").to_owned();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("the listening line")
+        .to_owned();
     (child, base)
 }
 
@@ -523,7 +594,12 @@ async fn two_resource_server_processes_share_one_introspection() {
     let token = auth.mint_token("read");
     let mut statuses = Vec::new();
     for base in [&base_a, &base_b, &base_a, &base_b] {
-        let response = http.get(format!("{base}/whoami")).bearer_auth(&token).send().await.unwrap();
+        let response = http
+            .get(format!("{base}/whoami"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
         statuses.push(response.status().as_u16());
     }
     let calls = auth.introspection_calls();
@@ -536,7 +612,10 @@ async fn two_resource_server_processes_share_one_introspection() {
         logs.push_str(&String::from_utf8_lossy(&output.stderr));
     }
     assert_eq!(statuses, [200; 4]);
-    assert_eq!(calls, 1, "the second process read the first one's answer from Redis");
+    assert_eq!(
+        calls, 1,
+        "the second process read the first one's answer from Redis"
+    );
     assert!(!logs.is_empty(), "trace logs were written");
     assert!(!logs.contains(&secret), "the fleet secret was logged");
     assert!(!logs.contains(&token), "the token was logged");
@@ -561,7 +640,22 @@ fn resource_server_refuses_a_half_configured_fleet_without_printing_the_secret()
     };
     assert!(run(&[("REDIS_URL", "redis://127.0.0.1:9/")]).contains("REDIS_URL needs CACHE_SHARED_SECRET"));
     assert!(run(&[("CACHE_SHARED_SECRET", "x".repeat(40).as_str())]).contains("REDIS_URL is not"));
-    let short = run(&[("REDIS_URL", "redis://127.0.0.1:9/"), ("CACHE_SHARED_SECRET", "short-secret-value")]);
+    let short = run(&[
+        ("REDIS_URL", "redis://127.0.0.1:9/"),
+        ("CACHE_SHARED_SECRET", "short-secret-value"),
+    ]);
     assert!(short.contains("at least 32 bytes"), "{short}");
     assert!(!short.contains("short-secret-value"), "{short}");
+}
+
+#[test]
+fn a_shared_cache_outside_a_tokio_runtime_is_a_config_error_not_a_panic() {
+    let shared = SharedCache::builder("redis://127.0.0.1:9/", SECRET)
+        .build()
+        .unwrap();
+    let built = Introspector::builder("http://127.0.0.1:9/introspect")
+        .client_secret_basic("rs", "s")
+        .shared_cache(shared)
+        .build();
+    assert!(built.is_err());
 }

@@ -42,7 +42,12 @@ impl Breaker {
         now >= until
             && self
                 .open_until_ms
-                .compare_exchange(until, now.saturating_add(self.open_for_ms), Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(
+                    until,
+                    now.saturating_add(self.open_for_ms),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
     }
 
@@ -63,8 +68,10 @@ impl Breaker {
         if failures < self.threshold {
             return false;
         }
-        self.open_until_ms
-            .store(monotonic_millis().saturating_add(self.open_for_ms), Ordering::Release);
+        self.open_until_ms.store(
+            monotonic_millis().saturating_add(self.open_for_ms),
+            Ordering::Release,
+        );
         if self.open.swap(true, Ordering::AcqRel) {
             return false;
         }

@@ -145,7 +145,10 @@ impl SharedCacheBuilder {
                 range: "more than zero and at most 10 s",
             });
         }
-        if config.lock_wait.is_some_and(|wait| wait > Duration::from_secs(3600)) {
+        if config
+            .lock_wait
+            .is_some_and(|wait| wait > Duration::from_secs(3600))
+        {
             return Err(ConfigError::OutOfRange {
                 setting: "lock_wait",
                 range: "at most one hour",

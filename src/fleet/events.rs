@@ -112,7 +112,11 @@ impl Waiters {
 }
 
 /// Applies notices to `sink` until the tier or the sink is gone.
-pub(crate) async fn listen(tier: Weak<TierInner>, sink: Weak<dyn L1Sink>, mut pushes: UnboundedReceiver<PushInfo>) {
+pub(crate) async fn listen(
+    tier: Weak<TierInner>,
+    sink: Weak<dyn L1Sink>,
+    mut pushes: UnboundedReceiver<PushInfo>,
+) {
     let mut subscribed = false;
     let mut lost = false;
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -200,7 +204,10 @@ mod tests {
 
     #[test]
     fn notices_carry_keys_in_hex() {
-        assert_eq!(invalidate_notice(&[[0; 16], [255; 16]]), format!("i {} {}", "00".repeat(16), "ff".repeat(16)));
+        assert_eq!(
+            invalidate_notice(&[[0; 16], [255; 16]]),
+            format!("i {} {}", "00".repeat(16), "ff".repeat(16))
+        );
         assert_eq!(fill_notice("ab"), "f ab");
     }
 

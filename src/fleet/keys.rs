@@ -104,7 +104,9 @@ pub(crate) struct Names {
 impl Names {
     /// What identifies the entry in fill notices.
     pub(crate) fn id(&self) -> &str {
-        self.values.first().map_or("", |name| name.rsplit(':').next().unwrap_or(""))
+        self.values
+            .first()
+            .map_or("", |name| name.rsplit(':').next().unwrap_or(""))
     }
 }
 
@@ -148,7 +150,10 @@ impl FleetKeys {
         let digests: Vec<String> = self.secrets.iter().map(|keys| keys.name(token)).collect();
         let first = digests.first().cloned().unwrap_or_default();
         Names {
-            values: digests.iter().map(|d| format!("{}v:{d}", self.namespace)).collect(),
+            values: digests
+                .iter()
+                .map(|d| format!("{}v:{d}", self.namespace))
+                .collect(),
             lock: format!("{}lock:{first}", self.namespace),
             tombstone: format!("{}gone:{first}", self.namespace),
             l1: self
@@ -209,9 +214,24 @@ mod tests {
         assert_eq!(n.values[0].len(), "p:".len() + 16 + ":v:".len() + 64);
         assert_eq!(a.names("secret-token-value").values, n.values, "deterministic");
         assert_ne!(a.names("other").values, n.values);
-        assert_ne!(keys(&[S2], "https://as/i", "rs").names("secret-token-value").values, n.values);
-        assert_ne!(keys(&[S1], "https://as/j", "rs").names("secret-token-value").values[0], n.values[0]);
-        assert_ne!(keys(&[S1], "https://as/i", "rs2").names("secret-token-value").values[0], n.values[0]);
+        assert_ne!(
+            keys(&[S2], "https://as/i", "rs")
+                .names("secret-token-value")
+                .values,
+            n.values
+        );
+        assert_ne!(
+            keys(&[S1], "https://as/j", "rs")
+                .names("secret-token-value")
+                .values[0],
+            n.values[0]
+        );
+        assert_ne!(
+            keys(&[S1], "https://as/i", "rs2")
+                .names("secret-token-value")
+                .values[0],
+            n.values[0]
+        );
         // Not a plain hash of the token.
         let plain = hex(&Sha256::digest(b"secret-token-value"));
         assert!(!n.values[0].ends_with(&plain));
@@ -223,7 +243,10 @@ mod tests {
         let old = keys(&[S1], "e", "c");
         let new = keys(&[S2], "e", "c");
         let n = rotating.names("t");
-        assert_eq!(n.values, vec![new.names("t").values[0].clone(), old.names("t").values[0].clone()]);
+        assert_eq!(
+            n.values,
+            vec![new.names("t").values[0].clone(), old.names("t").values[0].clone()]
+        );
         assert_eq!(n.l1, vec![new.names("t").l1[0], old.names("t").l1[0]]);
         assert_eq!(rotating.channel(), old.channel(), "one channel across a rotation");
         assert_eq!(rotating.l1_key(), new.l1_key());

@@ -31,9 +31,9 @@ pub use self::config::{
     SharedCache, SharedCacheBuilder, DEFAULT_SHARED_BREAKER_OPEN_FOR, DEFAULT_SHARED_BREAKER_THRESHOLD,
     DEFAULT_SHARED_COMMAND_TIMEOUT, DEFAULT_SHARED_KEY_PREFIX,
 };
-pub use self::keys::MIN_SECRET_BYTES;
 pub(crate) use self::events::L1Sink;
 pub(crate) use self::keys::Names;
+pub use self::keys::MIN_SECRET_BYTES;
 pub(crate) use self::seal::{active_json, Opened, INACTIVE_JSON};
 
 use self::breaker::{Breaker, LogEvery};
@@ -155,7 +155,9 @@ impl SharedTier {
             .set_automatic_resubscription();
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
             .map_err(|_| invalid("the Redis client could not be set up"))?;
-        let lock_ttl = as_timeout.saturating_mul(2).saturating_add(Duration::from_secs(1));
+        let lock_ttl = as_timeout
+            .saturating_mul(2)
+            .saturating_add(Duration::from_secs(1));
         Ok(Self {
             inner: Arc::new(TierInner {
                 conn,
@@ -298,7 +300,14 @@ impl SharedTier {
 
     /// Writes `answer_json` (an answer given at `answered_ms`) for `ttl`,
     /// unless the token was invalidated meanwhile, and releases `lock`.
-    pub(crate) async fn put(&self, names: &Names, answer_json: &[u8], answered_ms: u64, ttl: Duration, lock: Option<Lock>) {
+    pub(crate) async fn put(
+        &self,
+        names: &Names,
+        answer_json: &[u8],
+        answered_ms: u64,
+        ttl: Duration,
+        lock: Option<Lock>,
+    ) {
         let inner = &*self.inner;
         let (Some(name), Some(keys)) = (names.values.first(), inner.keys.secrets.first()) else {
             return;
@@ -307,12 +316,19 @@ impl SharedTier {
         let sealed = if ttl_ms == 0 {
             None
         } else {
-            seal::seal(&keys.aead, name, answered_ms, answered_ms.saturating_add(ttl_ms), answer_json)
+            seal::seal(
+                &keys.aead,
+                name,
+                answered_ms,
+                answered_ms.saturating_add(ttl_ms),
+                answer_json,
+            )
         };
         if sealed.is_none() && lock.is_none() {
             return;
         }
-        self.script_put(names, sealed.as_deref().unwrap_or_default(), ttl_ms, lock).await;
+        self.script_put(names, sealed.as_deref().unwrap_or_default(), ttl_ms, lock)
+            .await;
     }
 
     /// Releases `lock` without writing, so the waiters try themselves.
@@ -378,7 +394,11 @@ impl SharedTier {
                 .arg("PX")
                 .arg(u64::try_from(inner.lock_ttl.as_millis()).unwrap_or(u64::MAX))
                 .clone();
-            if inner.run_always(mark.query_async::<()>(&mut conn)).await.is_none() {
+            if inner
+                .run_always(mark.query_async::<()>(&mut conn))
+                .await
+                .is_none()
+            {
                 return;
             }
             let publish = redis::cmd("PUBLISH")
@@ -395,7 +415,9 @@ impl SharedTier {
                     .arg("COUNT")
                     .arg(1000)
                     .clone();
-                let Some((next, names)) = inner.run_always(scan.query_async::<(u64, Vec<String>)>(&mut conn)).await
+                let Some((next, names)) = inner
+                    .run_always(scan.query_async::<(u64, Vec<String>)>(&mut conn))
+                    .await
                 else {
                     return;
                 };
@@ -413,7 +435,9 @@ impl SharedTier {
 
     pub(crate) fn stats(&self) -> SharedCacheStats {
         let inner = &*self.inner;
-        inner.counters.snapshot(inner.breaker.is_open(), inner.breaker.trips())
+        inner
+            .counters
+            .snapshot(inner.breaker.is_open(), inner.breaker.trips())
     }
 }
 
@@ -437,7 +461,9 @@ impl TierInner {
                 return Some(value);
             }
             Ok(Err(error)) if error.is_timeout() => "timed out",
-            Ok(Err(error)) if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal() => {
+            Ok(Err(error))
+                if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal() =>
+            {
                 "could not be reached"
             }
             Ok(Err(_)) => "refused the command",
@@ -551,7 +577,13 @@ impl SharedCounters {
     }
 
     fn snapshot(&self, breaker_open: bool, breaker_trips: u64) -> SharedCacheStats {
-        export!(metrics::gauge!("tower_introspection_shared_cache_breaker_open").set(if breaker_open { 1.0 } else { 0.0 }));
+        export!(
+            metrics::gauge!("tower_introspection_shared_cache_breaker_open").set(if breaker_open {
+                1.0
+            } else {
+                0.0
+            })
+        );
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         SharedCacheStats {
             enabled: true,

@@ -69,7 +69,12 @@ pub(crate) fn seal(
 }
 
 /// Opens a value read under `name`, at `now_ms` (Unix ms).
-pub(crate) fn open(aead: &XChaCha20Poly1305, name: &str, value: &[u8], now_ms: u64) -> Result<Opened, Refused> {
+pub(crate) fn open(
+    aead: &XChaCha20Poly1305,
+    name: &str,
+    value: &[u8],
+    now_ms: u64,
+) -> Result<Opened, Refused> {
     let (&version, rest) = value.split_first().ok_or(Refused::Forged)?;
     if version != VERSION || rest.len() < NONCE_BYTES {
         return Err(Refused::Forged);
@@ -125,7 +130,11 @@ pub(crate) fn active_json(claims: &Claims) -> Vec<u8> {
         }
     }
     if !claims.audiences.is_empty() {
-        let audiences = claims.audiences.iter().map(|a| Value::String(a.to_string())).collect();
+        let audiences = claims
+            .audiences
+            .iter()
+            .map(|a| Value::String(a.to_string()))
+            .collect();
         map.insert("aud".into(), Value::Array(audiences));
     }
     for (member, time) in [
@@ -161,26 +170,52 @@ mod tests {
             "token_type":"Bearer","iss":"https://as","jti":"j1","aud":"api","exp":1900000000,
             "iat":1800000000,"nbf":1800000000,"tenant":{"id":7},"token_use":"refresh"}"#;
         let original = Principal::from_json(json).unwrap();
-        let value = seal(&aead(1), "n", NOW - 5, NOW + 1000, &active_json(&original.clone().into_shared())).unwrap();
+        let value = seal(
+            &aead(1),
+            "n",
+            NOW - 5,
+            NOW + 1000,
+            &active_json(&original.clone().into_shared()),
+        )
+        .unwrap();
         let opened = open(&aead(1), "n", &value, NOW).unwrap();
         assert_eq!((opened.answered_ms, opened.until_ms), (NOW - 5, NOW + 1000));
-        let Answer::Active(back) = opened.answer else { panic!("inactive") };
+        let Answer::Active(back) = opened.answer else {
+            panic!("inactive")
+        };
         assert_eq!(back.subject(), Some("42"));
         assert_eq!(back.username(), Some("alice"));
         assert_eq!(back.scopes().as_str(), "read write");
         assert_eq!(back.audiences().collect::<Vec<_>>(), ["api"]);
         assert_eq!(back.expires_at(), Some(1_900_000_000));
-        assert_eq!((back.issued_at(), back.not_before()), (Some(1_800_000_000), Some(1_800_000_000)));
-        assert_eq!((back.issuer(), back.jwt_id(), back.client_id()), (Some("https://as"), Some("j1"), Some("c")));
+        assert_eq!(
+            (back.issued_at(), back.not_before()),
+            (Some(1_800_000_000), Some(1_800_000_000))
+        );
+        assert_eq!(
+            (back.issuer(), back.jwt_id(), back.client_id()),
+            (Some("https://as"), Some("j1"), Some("c"))
+        );
         assert_eq!(back.token_type(), Some("Bearer"));
         assert_eq!(back.claim_value("tenant"), original.claim_value("tenant"));
-        assert_eq!(back.other_kind(), original.other_kind(), "a refresh token stays one");
+        assert_eq!(
+            back.other_kind(),
+            original.other_kind(),
+            "a refresh token stays one"
+        );
     }
 
     #[test]
     fn the_claims_are_not_readable_in_the_value() {
         let principal = Principal::from_json(br#"{"active":true,"username":"alice-the-user"}"#).unwrap();
-        let value = seal(&aead(1), "n", NOW, NOW + 1, &active_json(&principal.into_shared())).unwrap();
+        let value = seal(
+            &aead(1),
+            "n",
+            NOW,
+            NOW + 1,
+            &active_json(&principal.into_shared()),
+        )
+        .unwrap();
         assert!(!value.windows(14).any(|w| w == b"alice-the-user"));
         assert!(!value.windows(6).any(|w| w == b"active"));
     }
@@ -189,14 +224,27 @@ mod tests {
     fn forged_moved_or_rekeyed_values_are_refused() {
         let value = seal(&aead(1), "n", NOW, NOW + 1000, INACTIVE_JSON).unwrap();
         assert!(open(&aead(1), "n", &value, NOW).is_ok());
-        assert_eq!(open(&aead(2), "n", &value, NOW).unwrap_err(), Refused::Forged, "other secret");
-        assert_eq!(open(&aead(1), "m", &value, NOW).unwrap_err(), Refused::Forged, "other name");
+        assert_eq!(
+            open(&aead(2), "n", &value, NOW).unwrap_err(),
+            Refused::Forged,
+            "other secret"
+        );
+        assert_eq!(
+            open(&aead(1), "m", &value, NOW).unwrap_err(),
+            Refused::Forged,
+            "other name"
+        );
         for i in 0..value.len() {
             let mut flipped = value.clone();
             flipped[i] ^= 1;
             assert!(open(&aead(1), "n", &flipped, NOW).is_err(), "byte {i}");
         }
-        for forged in [&b""[..], b"\x01", br#"{"active":true}"#, &value[..value.len() - 1]] {
+        for forged in [
+            &b""[..],
+            b"\x01",
+            br#"{"active":true}"#,
+            &value[..value.len() - 1],
+        ] {
             assert_eq!(open(&aead(1), "n", forged, NOW).unwrap_err(), Refused::Forged);
         }
     }
@@ -205,6 +253,9 @@ mod tests {
     fn a_value_past_its_life_is_refused() {
         let value = seal(&aead(1), "n", NOW, NOW + 1000, INACTIVE_JSON).unwrap();
         assert!(open(&aead(1), "n", &value, NOW + 999).is_ok());
-        assert_eq!(open(&aead(1), "n", &value, NOW + 1000).unwrap_err(), Refused::Expired);
+        assert_eq!(
+            open(&aead(1), "n", &value, NOW + 1000).unwrap_err(),
+            Refused::Expired
+        );
     }
 }

@@ -37,10 +37,10 @@ pub use self::answer::AnswerError;
 #[cfg(feature = "jwt")]
 pub(crate) use self::answer::{audiences, extra, scopes, string, string_or_number, UniqueMembers};
 pub(crate) use self::answer::{parse_answer, Answer};
-#[cfg(feature = "jwt")]
-pub(crate) use self::builder::{checked_url, redact_url};
 #[cfg(all(feature = "redis", not(feature = "jwt")))]
 pub(crate) use self::builder::redact_url;
+#[cfg(feature = "jwt")]
+pub(crate) use self::builder::{checked_url, redact_url};
 pub use self::builder::{IntrospectorBuilder, DEFAULT_MAX_CONCURRENT_INTROSPECTIONS};
 #[cfg(feature = "jwt")]
 pub(crate) use self::client::read_capped;

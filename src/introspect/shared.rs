@@ -32,7 +32,7 @@ impl Introspector {
             other => other,
         };
         let lock = match lookup {
-            Lookup::Found(opened) => return self.from_shared(key, opened, ticket).await,
+            Lookup::Found(opened) => return self.shared_entry(key, opened, ticket).await,
             Lookup::Locked(lock) => Some(lock),
             Lookup::Busy | Lookup::Unavailable => None,
         };
@@ -41,7 +41,9 @@ impl Introspector {
         match &result {
             Ok(entry) => match active_ttl(entry.expires_at.get(), since_epoch(), inner.cache.max_ttl) {
                 Some(ttl) => {
-                    shared.put(&names, &active_json(entry), answered_ms, ttl, lock).await;
+                    shared
+                        .put(&names, &active_json(entry), answered_ms, ttl, lock)
+                        .await;
                 }
                 None => shared.release(&names, lock).await,
             },
@@ -58,7 +60,12 @@ impl Introspector {
 
     /// An answer from the shared tier, as an in-process entry: it lives no
     /// longer here than there, and its age counts from the AS's answer.
-    async fn from_shared(&self, key: Key, opened: Opened, ticket: Option<&LoadTicket<'_>>) -> Result<Entry, LoadError> {
+    async fn shared_entry(
+        &self,
+        key: Key,
+        opened: Opened,
+        ticket: Option<&LoadTicket<'_>>,
+    ) -> Result<Entry, LoadError> {
         let inner = &*self.inner;
         let principal = match opened.answer {
             Answer::Active(principal) => principal,
