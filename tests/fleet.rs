@@ -659,3 +659,27 @@ fn a_shared_cache_outside_a_tokio_runtime_is_a_config_error_not_a_panic() {
         .build();
     assert!(built.is_err());
 }
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn an_invalidation_is_not_undone_by_a_load_in_flight_on_another_replica() {
+    let fleet = Fleet::new(2).await;
+    fleet.auth.set_fault(Fault::Delay(Duration::from_millis(300)));
+    let token = fleet.auth.mint_token("read");
+    let load = fleet.status(1, &token);
+    let invalidate = async {
+        // While replica 1's introspection is out.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        fleet.replicas[0].introspector.invalidate(&token).await;
+    };
+    let (status, ()) = tokio::join!(load, invalidate);
+    assert_eq!(status, 200, "the answer in flight still serves its request");
+    assert!(
+        fleet.value_names().await.is_empty(),
+        "the load in flight wrote the invalidated entry back"
+    );
+    fleet.auth.clear_fault();
+    let calls = fleet.auth.introspection_calls();
+    assert_eq!(fleet.status(1, &token).await, 200);
+    assert_eq!(fleet.auth.introspection_calls(), calls + 1, "nor kept it in process");
+}
