@@ -27,6 +27,8 @@
 //! - Faults are never cached.
 //! - An invalidation is per key: it spoils only the loads in flight for that
 //!   token (see [`Invalidations`]).
+//! - Hits read the [`ReadIndex`](crate::read_index), which mirrors moka's
+//!   active entries without moka's per-read bookkeeping; misses go to moka.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,7 +40,9 @@ use moka::Expiry;
 use siphasher::sip128::{Hasher128 as _, SipHasher13};
 use std::hash::{BuildHasher as _, Hasher as _};
 
+use crate::clock::{self, Now};
 use crate::principal::{Claims, Principal};
+use crate::read_index::ReadIndex;
 use crate::stats::{CacheStats, Counters};
 use crate::validate::since_epoch;
 
@@ -83,6 +87,9 @@ pub const MAX_CACHE_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// What moka keeps per entry besides the value (measured by
 /// `benches/memory.rs`: about 320 B), and the key.
 const ENTRY_OVERHEAD: usize = 320 + std::mem::size_of::<Key>();
+/// What the read index adds to an active entry (measured by
+/// `benches/memory.rs`: 44 bytes; its node, its slot, the key again).
+const INDEX_OVERHEAD: usize = 48;
 /// Default upper bound on how long an active answer is reused.
 pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(60);
 /// Default capacity of the inactive cache, in entries.
@@ -127,6 +134,7 @@ pub(crate) fn weight(bytes: usize, budget: u64, max_entries: u64) -> u32 {
 pub(crate) fn entry_bytes(claims: &Claims) -> usize {
     let text = |s: &Option<Box<str>>| s.as_ref().map_or(0, |s| s.len());
     ENTRY_OVERHEAD
+        + INDEX_OVERHEAD
         + std::mem::size_of::<Claims>()
         + claims.scopes.as_str().len()
         + text(&claims.subject)
@@ -198,6 +206,8 @@ pub(crate) fn active_ttl(exp: Option<i64>, now: Duration, max_ttl: Duration) -> 
 /// The caches of one introspector.
 pub(crate) struct TokenCache {
     pub(crate) active: Option<Cache<Key, Entry>>,
+    /// What hits read; present with `active`, holding only what it holds.
+    index: Option<Arc<ReadIndex>>,
     pub(crate) inactive: Option<Cache<Key, ()>>,
     pub(crate) max_ttl: Duration,
     /// With stale-if-error: how long after its arrival an answer may still be
@@ -287,7 +297,9 @@ impl TokenCache {
         let stale_grace =
             (enabled && settings.stale_if_error > settings.max_ttl).then_some(settings.stale_if_error);
         let (budget, entries) = (settings.max_bytes, settings.max_entries);
-        let active = enabled.then(|| {
+        let index = enabled.then(|| Arc::new(ReadIndex::new()));
+        let active = index.as_ref().map(|index| {
+            let index = Arc::clone(index);
             Cache::builder()
                 .max_capacity(budget)
                 // Called once per insert: the estimate walks the claims once.
@@ -296,6 +308,8 @@ impl TokenCache {
                 // and are refreshed on use once older than `max_ttl`.
                 .time_to_live(stale_grace.unwrap_or(settings.max_ttl))
                 .expire_after(UntilExp)
+                // Whatever moka drops, for whatever cause, hits stop finding.
+                .eviction_listener(move |key: Arc<Key>, claims: Entry, _| index.remove_answer(&key, &claims))
                 .build()
         });
         let negative = enabled && !settings.negative_ttl.is_zero() && settings.negative_entries > 0;
@@ -310,6 +324,7 @@ impl TokenCache {
         let prefix = key_prefix_hasher(process_key(), endpoint, client_id);
         Self {
             active,
+            index,
             inactive,
             max_ttl: settings.max_ttl,
             stale_grace,
@@ -360,10 +375,97 @@ impl TokenCache {
         let result = active.try_get_with(key, load).await;
         if !loaded.load(Ordering::Relaxed) {
             self.counters.coalesced_wait();
-        } else if result.is_ok() && ticket.spoiled() {
-            active.invalidate(&key).await;
+        } else if let Ok(entry) = &result {
+            self.admit(key, entry, ticket).await;
         }
         result
+    }
+
+    /// The usable answer cached for `token` at `now`, read from the index
+    /// alone: no lock, no channel, no allocation (see
+    /// [`ReadIndex`](crate::read_index)). `None` sends the caller to the
+    /// full path ([`get_or_load`](Self::get_or_load) and moka).
+    #[inline]
+    pub(crate) fn hit(&self, token: &str, now: Now) -> Option<Entry> {
+        let index = self.index.as_ref()?;
+        let entry = index.get(&self.key(token), now.monotonic_ms)?;
+        self.counters.hit();
+        Some(entry)
+    }
+
+    /// Shows an answer that this caller loaded, and that moka now holds, to
+    /// hits — until `min(exp, arrival + max_ttl)`, as long as moka would
+    /// keep it fresh. Unless `ticket` was spoiled: the invalidation that
+    /// spoiled it may have run before the answer was stored, so the check
+    /// comes after, and takes the answer out of both again.
+    pub(crate) async fn admit(&self, key: Key, claims: &Entry, ticket: &LoadTicket<'_>) {
+        if let Some(index) = &self.index {
+            let now = clock::now();
+            let since_epoch = Duration::from_millis(u64::try_from(now.unix_ms).unwrap_or(0));
+            if let Some(until_exp) = active_ttl(claims.expires_at.get(), since_epoch, Duration::MAX) {
+                let until = claims
+                    .received_at_ms
+                    .saturating_add(millis(self.max_ttl))
+                    .min(now.monotonic_ms.saturating_add(millis(until_exp)));
+                // An answer from the shared tier: no longer than there.
+                let until = match claims.shared_ttl_ms {
+                    0 => until,
+                    ms => until.min(now.monotonic_ms.saturating_add(u64::from(ms))),
+                };
+                index.insert(key, Arc::clone(claims), until);
+            }
+        }
+        if ticket.spoiled() {
+            self.forget(&key).await;
+        }
+    }
+
+    /// Takes the active answer for `key` out of moka and the index.
+    pub(crate) async fn forget(&self, key: &Key) {
+        if let Some(index) = &self.index {
+            index.remove(key);
+        }
+        if let Some(active) = &self.active {
+            active.invalidate(key).await;
+        }
+    }
+
+    /// Forgets everything cached for `key` (active or inactive) and spoils
+    /// the loads in flight for it.
+    pub(crate) async fn invalidate(&self, key: &Key) {
+        self.invalidations.invalidate(key);
+        self.forget(key).await;
+        if let Some(refreshing) = &self.refreshing {
+            refreshing.invalidate(key).await;
+        }
+        for keys in [&self.inactive, &self.refresh_failed].into_iter().flatten() {
+            keys.invalidate(key).await;
+        }
+    }
+
+    /// Forgets everything cached and spoils every load in flight.
+    pub(crate) fn invalidate_all(&self) {
+        self.invalidations.invalidate_all();
+        if let Some(index) = &self.index {
+            index.clear();
+        }
+        for entries in [&self.active, &self.refreshing].into_iter().flatten() {
+            entries.invalidate_all();
+        }
+        for keys in [&self.inactive, &self.refresh_failed].into_iter().flatten() {
+            keys.invalidate_all();
+        }
+    }
+
+    /// Runs moka's pending maintenance (expiry, eviction, and the listener
+    /// that keeps the index in step), so that entry counts are exact.
+    pub(crate) async fn run_pending_tasks(&self) {
+        if let Some(active) = &self.active {
+            run_until_settled(active).await;
+        }
+        if let Some(inactive) = &self.inactive {
+            run_until_settled(inactive).await;
+        }
     }
 
     /// Whether an active answer may be cached: not when its `exp` has passed.
@@ -376,7 +478,7 @@ impl TokenCache {
     pub(crate) fn entry(&self, principal: Principal) -> Entry {
         let mut claims = principal.into_shared();
         if let Some(claims) = Arc::get_mut(&mut claims) {
-            claims.received_at_ms = monotonic_millis();
+            claims.received_at_ms = clock::monotonic_ms();
         }
         claims
     }
@@ -395,7 +497,7 @@ impl TokenCache {
     /// How long ago the answer arrived, on the monotonic clock: a step of
     /// the wall clock neither stretches nor shortens it.
     fn age(&self, claims: &Claims) -> Duration {
-        Duration::from_millis(monotonic_millis().saturating_sub(claims.received_at_ms))
+        Duration::from_millis(clock::monotonic_ms().saturating_sub(claims.received_at_ms))
     }
 
     pub(crate) fn stats(&self) -> CacheStats {
@@ -439,11 +541,18 @@ pub(crate) fn key_under(k: (u64, u64), endpoint: &str, client_id: &str, token: &
     hasher.finish128().as_bytes()
 }
 
-/// Milliseconds on a monotonic clock (since this process first asked).
-pub(crate) fn monotonic_millis() -> u64 {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    let origin = *ORIGIN.get_or_init(Instant::now);
-    u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+/// Runs moka's maintenance until the entry count settles: with an eviction
+/// listener, moka removes what `invalidate_all` dropped a batch per run.
+async fn run_until_settled<V: Clone + Send + Sync + 'static>(cache: &Cache<Key, V>) {
+    let mut last = None;
+    while last != Some(cache.entry_count()) {
+        last = Some(cache.entry_count());
+        cache.run_pending_tasks().await;
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Invalidations, as the loads in flight must see them.
@@ -733,7 +842,10 @@ mod tests {
         const N: usize = 1000;
         let text = || Some("x".repeat(N).into_boxed_str());
         let base = entry_bytes(&Claims::default());
-        assert_eq!(base, ENTRY_OVERHEAD + std::mem::size_of::<Claims>());
+        assert_eq!(
+            base,
+            ENTRY_OVERHEAD + INDEX_OVERHEAD + std::mem::size_of::<Claims>()
+        );
         let fields: [fn(&mut Claims); 7] = [
             |c| c.scopes = Scopes::from_iter_unsorted(["s".repeat(N)]),
             |c| c.subject = Some("x".repeat(N).into_boxed_str()),
@@ -847,10 +959,10 @@ mod tests {
     #[test]
     fn entries_are_stamped_with_their_arrival() {
         let cache = cache("e", "c");
-        let before = monotonic_millis();
+        let before = clock::monotonic_ms();
         let entry = cache.entry(Principal::from_json(br#"{"active":true,"sub":"alice"}"#).unwrap());
         assert_eq!(entry.subject.as_deref(), Some("alice"));
-        assert!((before..=monotonic_millis()).contains(&entry.received_at_ms));
+        assert!((before..=clock::monotonic_ms()).contains(&entry.received_at_ms));
     }
 
     /// Claims that arrived `age_ms` ago, and whether `check` held for them;
@@ -858,13 +970,13 @@ mod tests {
     /// the age is exact.
     fn at_age(age_ms: u64, check: impl Fn(&Claims) -> bool) -> bool {
         loop {
-            let now = monotonic_millis();
+            let now = clock::monotonic_ms();
             let claims = Claims {
                 received_at_ms: now - age_ms,
                 ..Claims::default()
             };
             let held = check(&claims);
-            if monotonic_millis() == now {
+            if clock::monotonic_ms() == now {
                 return held;
             }
         }
@@ -879,7 +991,7 @@ mod tests {
         };
         let cache = TokenCache::new(settings, "e", "c");
         // The monotonic clock must have run long enough to express the ages.
-        let _ = monotonic_millis();
+        let _ = clock::monotonic_ms();
         std::thread::sleep(Duration::from_millis(100));
         for (age, stale, within) in [
             (0, false, true),

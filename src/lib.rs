@@ -127,6 +127,7 @@
 
 mod cache;
 mod challenge;
+mod clock;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
@@ -140,6 +141,7 @@ mod introspect;
 mod jwt;
 mod middleware;
 mod principal;
+mod read_index;
 mod rejection;
 mod scope;
 mod stats;

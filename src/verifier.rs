@@ -5,6 +5,9 @@ use std::fmt;
 #[cfg(feature = "jwt")]
 use std::sync::Arc;
 
+use crate::clock;
+#[cfg(feature = "jwt")]
+use crate::clock::Now;
 use crate::error::{AuthError, ConfigError};
 use crate::introspect::Introspector;
 #[cfg(feature = "jwt")]
@@ -95,6 +98,21 @@ impl Verifier {
         }
     }
 
+    /// The outcome for `token` if everything it needs is cached and fresh:
+    /// no `await`, no allocation but the `Principal`'s. `None`: ask
+    /// [`validate`](Self::validate). The middleware's hit path.
+    #[inline]
+    pub(crate) fn cached(&self, token: &str) -> Option<Result<Principal, AuthError>> {
+        let now = clock::now();
+        match &self.route {
+            Route::Introspection(introspector) => introspector.cached(token, now),
+            #[cfg(feature = "jwt")]
+            Route::Jwt(jwt) => jwt.cached(token, now),
+            #[cfg(feature = "jwt")]
+            Route::Several(sources) => sources.cached(token, now),
+        }
+    }
+
     /// The introspector, if this verifier has one.
     pub fn introspector(&self) -> Option<&Introspector> {
         match &self.route {
@@ -125,6 +143,25 @@ impl Sources {
                 "the token is not a JWT from a configured issuer",
             )),
         }
+    }
+
+    /// As [`validate`](Self::validate), from the caches alone.
+    fn cached(&self, token: &str, now: Now) -> Option<Result<Principal, AuthError>> {
+        let Some(jwt) = self.jwt_source(token) else {
+            return self.introspector.as_ref()?.cached(token, now);
+        };
+        let principal = match jwt.cached(token, now)? {
+            Ok(principal) => principal,
+            Err(error) => return Some(Err(error)),
+        };
+        if self.introspect_jwts {
+            if let Some(introspector) = &self.introspector {
+                if let Err(error) = introspector.cached(token, now)? {
+                    return Some(Err(error));
+                }
+            }
+        }
+        Some(Ok(principal))
     }
 
     /// The JWT verifier for this token, if it is a JWT one of them takes.

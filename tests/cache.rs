@@ -318,3 +318,33 @@ async fn two_layers_share_one_introspector_cache() {
     }
     assert_eq!(auth.introspection_calls(), 1);
 }
+
+/// Hits are served from a read index beside moka; whatever moka evicts
+/// must leave the index too, or an evicted answer would be used until its
+/// `exp` and the capacity would bound nothing.
+#[tokio::test]
+async fn an_answer_evicted_for_capacity_is_introspected_again() {
+    const CAPACITY: u64 = 10;
+    let auth = TestAuthServer::start().await.unwrap();
+    let introspector = common::builder(&auth)
+        .max_entries(CAPACITY)
+        .max_ttl(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let tokens: Vec<String> = (0..3 * CAPACITY).map(|_| auth.mint_token("read")).collect();
+    for token in &tokens {
+        introspector.validate(token).await.unwrap();
+    }
+    introspector.run_pending_tasks().await;
+    let cached = introspector.stats().entries;
+    assert!(cached <= CAPACITY, "moka kept to its capacity: {cached}");
+    let before = auth.introspection_calls();
+    for token in &tokens {
+        introspector.validate(token).await.unwrap();
+    }
+    let asked_again = u64::try_from(auth.introspection_calls() - before).unwrap();
+    assert!(
+        asked_again >= 3 * CAPACITY - cached,
+        "every evicted answer was asked for again: {asked_again} calls, {cached} cached"
+    );
+}

@@ -681,5 +681,41 @@ async fn an_invalidation_is_not_undone_by_a_load_in_flight_on_another_replica() 
     fleet.auth.clear_fault();
     let calls = fleet.auth.introspection_calls();
     assert_eq!(fleet.status(1, &token).await, 200);
-    assert_eq!(fleet.auth.introspection_calls(), calls + 1, "nor kept it in process");
+    assert_eq!(
+        fleet.auth.introspection_calls(),
+        calls + 1,
+        "nor kept it in process"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn an_answer_from_redis_lives_in_process_no_longer_than_in_redis() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let prefix = unique_prefix();
+    let shared = || {
+        SharedCache::builder(redis_url(), SECRET)
+            .key_prefix(&prefix)
+            .build()
+            .unwrap()
+    };
+    // The writer shares its answers for 1 s; the reader would keep its own
+    // for a minute.
+    let writer = builder(&auth)
+        .max_ttl(Duration::from_secs(1))
+        .shared_cache(shared())
+        .build()
+        .unwrap();
+    let reader = builder(&auth).shared_cache(shared()).build().unwrap();
+    let token = auth.mint_token("read");
+    writer.validate(&token).await.unwrap();
+    reader.validate(&token).await.unwrap();
+    assert_eq!((auth.introspection_calls(), reader.stats().shared.hits), (1, 1));
+    auth.revoke(&token);
+    assert!(reader.validate(&token).await.is_ok(), "cached in process");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(
+        reader.validate(&token).await.is_err(),
+        "kept past the shared entry's life"
+    );
 }

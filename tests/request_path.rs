@@ -145,6 +145,11 @@ async fn b5_query_token_is_opt_in_and_private() {
     let response = on.get(&format!("/ping?access_token={token}"), None).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "private");
+    // Again, now a cache hit (the middleware's other path): still private.
+    let response = on.get(&format!("/ping?access_token={token}"), None).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "private");
+    assert_eq!(on.auth.introspection_calls(), 1);
     let response = on.get("/ping", Some(&token)).await;
     assert_eq!(response.status(), 200);
     assert!(response.headers().get("cache-control").is_none());
@@ -292,14 +297,17 @@ async fn wrong_issuer_or_audience_is_invalid_token() {
     );
     assert_eq!(s.status("/ping", Some(&good)).await, 200);
     assert_eq!(s.status("/ping", Some(&many_aud)).await, 200);
-    for token in [other_iss, other_aud] {
-        let response = s.get("/ping", Some(&token)).await;
+    // Twice each: the second answer comes from the cache, and the checks
+    // run on every read, not only after an introspection call.
+    for token in [&other_iss, &other_aud, &other_iss, &other_aud] {
+        let response = s.get("/ping", Some(token)).await;
         assert_eq!(response.status(), 401);
         assert_eq!(
             param(&challenge_params(&challenge(&response)), "error"),
             Some("invalid_token")
         );
     }
+    assert_eq!(s.auth.introspection_calls(), 4, "the last two were cache hits");
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::cache::monotonic_millis;
+use crate::clock::monotonic_ms as monotonic_millis;
 
 #[derive(Debug)]
 pub(crate) struct Breaker {

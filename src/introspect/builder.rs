@@ -298,7 +298,7 @@ impl IntrospectorBuilder {
     /// Capacity of the active-answer cache in bytes (default 64 MiB), beside
     /// [`max_entries`](Self::max_entries): whichever bound is reached first
     /// evicts. An entry counts its estimated heap size — the answer's
-    /// members, extra ones included, and about 336 bytes of the cache's own —
+    /// members, extra ones included, and about 384 bytes of the cache's own —
     /// so answers carrying large claims cannot grow the cache past the
     /// budget, however many tokens are minted. At least 336.
     pub fn max_bytes(mut self, bytes: u64) -> Self {

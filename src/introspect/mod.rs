@@ -50,6 +50,7 @@ pub use self::discovery::{AuthorizationServerMetadata, Discovery, DiscoveryKind}
 
 use self::auth::ClientAuth;
 use crate::cache::{key_prefix, Entry, Key, LoadTicket, TokenCache};
+use crate::clock::{self, Now};
 use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::principal::Principal;
 use crate::stats::{CacheStats, Outcome};
@@ -145,6 +146,9 @@ impl Introspector {
     /// Scopes are not checked here; see [`Scoped`](crate::Scoped) and
     /// [`RequireScope`](crate::RequireScope).
     pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
+        if let Some(outcome) = self.cached(token, clock::now()) {
+            return outcome;
+        }
         let inner = &*self.inner;
         let key = inner.cache.key(token);
         let claims = match &inner.cache.active {
@@ -165,6 +169,21 @@ impl Introspector {
         let principal = Principal::from_shared(claims);
         inner.checks.check(&principal, unix_now())?;
         Ok(principal)
+    }
+
+    /// The outcome for `token` if its answer is cached and fresh at `now`:
+    /// the cache's read index and the local checks, with no `await`. `None`:
+    /// ask [`validate`](Self::validate).
+    #[inline]
+    pub(crate) fn cached(&self, token: &str, now: Now) -> Option<Result<Principal, AuthError>> {
+        let inner = &*self.inner;
+        let principal = Principal::from_shared(inner.cache.hit(token, now)?);
+        Some(
+            inner
+                .checks
+                .check(&principal, now.unix_secs())
+                .map(|()| principal),
+        )
     }
 
     /// Not in the active cache: the inactive cache, or one introspection
@@ -222,9 +241,7 @@ impl Introspector {
                 if loaded.load(Ordering::Relaxed) {
                     if let Some(active) = &cache.active {
                         active.insert(key, fresh.clone()).await;
-                        if ticket.spoiled() {
-                            active.invalidate(&key).await;
-                        }
+                        cache.admit(key, &fresh, &ticket).await;
                     }
                     // `refreshing` only coalesces concurrent refreshes: the
                     // next one must reach the AS, however short `max_ttl`.
@@ -251,9 +268,7 @@ impl Introspector {
             }
             // The AS says no: forget the stale answer.
             LoadError::Inactive | LoadError::Expired => {
-                if let Some(active) = &cache.active {
-                    active.invalidate(&key).await;
-                }
+                cache.forget(&key).await;
                 Err(error.to_auth_error())
             }
             other => Err(other.to_auth_error()),
@@ -267,7 +282,7 @@ impl Introspector {
     /// the requests waiting for it, but its answer is not cached.
     pub async fn invalidate(&self, token: &str) {
         let cache = &self.inner.cache;
-        invalidate_key(cache, cache.key(token)).await;
+        cache.invalidate(&cache.key(token)).await;
         #[cfg(feature = "redis")]
         if let Some(shared) = &self.inner.shared {
             shared.invalidate(token).await;
@@ -279,14 +294,7 @@ impl Introspector {
     /// With a [shared tier](IntrospectorBuilder::shared_cache), it is
     /// flushed in the background and every replica is told.
     pub fn invalidate_all(&self) {
-        let cache = &self.inner.cache;
-        cache.invalidations.invalidate_all();
-        for entries in [&cache.active, &cache.refreshing].into_iter().flatten() {
-            entries.invalidate_all();
-        }
-        for keys in [&cache.inactive, &cache.refresh_failed].into_iter().flatten() {
-            keys.invalidate_all();
-        }
+        self.inner.cache.invalidate_all();
         #[cfg(feature = "redis")]
         if let Some(shared) = &self.inner.shared {
             shared.invalidate_all();
@@ -307,12 +315,7 @@ impl Introspector {
     /// Runs moka's pending maintenance, so that [`stats`](Self::stats) entry
     /// counts are exact. Useful in tests.
     pub async fn run_pending_tasks(&self) {
-        if let Some(active) = &self.inner.cache.active {
-            active.run_pending_tasks().await;
-        }
-        if let Some(inactive) = &self.inner.cache.inactive {
-            inactive.run_pending_tasks().await;
-        }
+        self.inner.cache.run_pending_tasks().await;
     }
 
     /// The cache key of `token` (a keyed 128-bit hash), for benchmarks and tests.
@@ -442,17 +445,6 @@ impl Introspector {
             return Err(LoadError::Uncacheable(entry));
         }
         Ok(entry)
-    }
-}
-
-/// Forgets the cached answers for `key` and spoils its loads in flight.
-async fn invalidate_key(cache: &TokenCache, key: Key) {
-    cache.invalidations.invalidate(&key);
-    for entries in [&cache.active, &cache.refreshing].into_iter().flatten() {
-        entries.invalidate(&key).await;
-    }
-    for keys in [&cache.inactive, &cache.refresh_failed].into_iter().flatten() {
-        keys.invalidate(&key).await;
     }
 }
 

@@ -5,8 +5,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::{invalidate_key, Inner, Introspector, LoadError};
-use crate::cache::{active_ttl, monotonic_millis, Entry, Key, LoadTicket};
+use super::{Inner, Introspector, LoadError};
+use crate::cache::{active_ttl, Entry, Key, LoadTicket};
+use crate::clock::monotonic_ms;
 use crate::fleet::{active_json, now_ms, L1Sink, Lookup, Opened, INACTIVE_JSON};
 use crate::introspect::Answer;
 use crate::validate::since_epoch;
@@ -83,7 +84,7 @@ impl Introspector {
             if let Some(claims) = Arc::get_mut(entry) {
                 let now = now_ms();
                 let age = now.saturating_sub(opened.answered_ms);
-                claims.received_at_ms = monotonic_millis().saturating_sub(age);
+                claims.received_at_ms = monotonic_ms().saturating_sub(age);
                 let remaining = opened.until_ms.saturating_sub(now).max(1);
                 claims.shared_ttl_ms = u32::try_from(remaining).unwrap_or(u32::MAX);
             }
@@ -94,17 +95,10 @@ impl Introspector {
 
 impl L1Sink for Inner {
     fn drop_key(&self, key: Key) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(invalidate_key(&self.cache, key))
+        Box::pin(async move { self.cache.invalidate(&key).await })
     }
 
     fn drop_all(&self) {
-        let cache = &self.cache;
-        cache.invalidations.invalidate_all();
-        for entries in [&cache.active, &cache.refreshing].into_iter().flatten() {
-            entries.invalidate_all();
-        }
-        for keys in [&cache.inactive, &cache.refresh_failed].into_iter().flatten() {
-            keys.invalidate_all();
-        }
+        self.cache.invalidate_all();
     }
 }

@@ -57,6 +57,7 @@ use self::jwks::{Jwks, Refresh};
 use self::keys::PublicKey;
 use self::profile::Shape;
 use crate::cache::{key_prefix, Entry, Key, LoadTicket, TokenCache};
+use crate::clock::{self, Now};
 use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::introspect::AsFault;
 use crate::principal::Principal;
@@ -158,6 +159,9 @@ impl JwtVerifier {
     /// Verifies a token: the cached claims or a signature check, then the
     /// local checks (`exp`, `nbf`, `iss`, `aud`, token kind).
     pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
+        if let Some(outcome) = self.cached(token, clock::now()) {
+            return outcome;
+        }
         let inner = &*self.inner;
         let key = inner.cache.key(token);
         let claims = match &inner.cache.active {
@@ -178,6 +182,21 @@ impl JwtVerifier {
         let principal = Principal::from_shared(claims);
         inner.checks.check(&principal, unix_now())?;
         Ok(principal)
+    }
+
+    /// The outcome for `token` if its claims are cached and fresh at `now`:
+    /// the cache's read index and the local checks, with no `await`. `None`:
+    /// ask [`validate`](Self::validate).
+    #[inline]
+    pub(crate) fn cached(&self, token: &str, now: Now) -> Option<Result<Principal, AuthError>> {
+        let inner = &*self.inner;
+        let principal = Principal::from_shared(inner.cache.hit(token, now)?);
+        Some(
+            inner
+                .checks
+                .check(&principal, now.unix_secs())
+                .map(|()| principal),
+        )
     }
 
     async fn miss(&self, key: Key, token: &str) -> Result<Entry, AuthError> {
@@ -338,26 +357,12 @@ impl JwtVerifier {
     /// Forgets the cached claims (or refusal) for `token`.
     pub async fn invalidate(&self, token: &str) {
         let cache = &self.inner.cache;
-        let key = cache.key(token);
-        cache.invalidations.invalidate(&key);
-        if let Some(active) = &cache.active {
-            active.invalidate(&key).await;
-        }
-        if let Some(inactive) = &cache.inactive {
-            inactive.invalidate(&key).await;
-        }
+        cache.invalidate(&cache.key(token)).await;
     }
 
     /// Forgets every cached token.
     pub fn invalidate_all(&self) {
-        let cache = &self.inner.cache;
-        cache.invalidations.invalidate_all();
-        if let Some(active) = &cache.active {
-            active.invalidate_all();
-        }
-        if let Some(inactive) = &cache.inactive {
-            inactive.invalidate_all();
-        }
+        self.inner.cache.invalidate_all();
     }
 
     /// A snapshot of the counters.
@@ -372,13 +377,7 @@ impl JwtVerifier {
 
     /// Runs moka's pending maintenance, so that entry counts are exact.
     pub async fn run_pending_tasks(&self) {
-        let cache = &self.inner.cache;
-        if let Some(active) = &cache.active {
-            active.run_pending_tasks().await;
-        }
-        if let Some(inactive) = &cache.inactive {
-            inactive.run_pending_tasks().await;
-        }
+        self.inner.cache.run_pending_tasks().await;
     }
 }
 

@@ -80,12 +80,10 @@ where
         }
     }
 
-    pub(crate) fn calling(future: S::Future) -> Self {
+    /// `private`: as for [`validating`](Self::validating).
+    pub(crate) fn calling(future: S::Future, private: bool) -> Self {
         Self {
-            state: State::Calling {
-                future,
-                private: false,
-            },
+            state: State::Calling { future, private },
         }
     }
 
@@ -270,6 +268,9 @@ mod tests {
     #[test]
     #[should_panic(expected = "ResponseFuture polled after completion")]
     fn inner_call_polled_after_completion_panics() {
-        poll_twice(ResponseFuture::calling(ready(Ok(Response::new(Bytes::new())))));
+        poll_twice(ResponseFuture::calling(
+            ready(Ok(Response::new(Bytes::new()))),
+            false,
+        ));
     }
 }

@@ -64,7 +64,7 @@ where
                 // No token, but the headers may still hold other credentials.
                 layer.extractor.mark_sensitive(request.headers_mut());
                 request.extensions_mut().insert(layer.realm.clone());
-                return ResponseFuture::calling(self.inner.call(request));
+                return ResponseFuture::calling(self.inner.call(request), false);
             }
             Ok(None) => return ResponseFuture::rejected(self.reject(AuthError::missing_token())),
             Err(error) => return ResponseFuture::rejected(self.reject(error.into())),
@@ -81,6 +81,18 @@ where
                     return ResponseFuture::rejected(self.reject(error));
                 }
             }
+        }
+        // The hit path: a fresh cached answer, checked and handed on with
+        // no boxed future, no clone of the inner service, no `await`.
+        if let Some(outcome) = layer.verifier.cached(token.secret()) {
+            return match outcome {
+                Ok(mut principal) => {
+                    principal.set_realm(layer.realm.0.clone());
+                    request.extensions_mut().insert(principal);
+                    ResponseFuture::calling(self.inner.call(request), private)
+                }
+                Err(error) => ResponseFuture::rejected(self.reject(error)),
+            };
         }
         let verifier = layer.verifier.clone();
         let principal = Box::pin(async move { verifier.validate(token.secret()).await });
