@@ -19,6 +19,10 @@
 //!   `…_stale_served_total`, `…_introspections_total{outcome}`,
 //!   `…_introspection_duration_seconds{outcome}` and
 //!   `…_rejections_total{status}`.
+//! - With the `redis` feature, `IntrospectorBuilder::shared_cache` adds a
+//!   second cache tier in Redis shared by a fleet of replicas
+//!   (`SharedCache`): one introspection per token for the whole fleet,
+//!   and invalidations that reach every replica.
 //!
 //! # Example
 //!
