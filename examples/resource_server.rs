@@ -22,6 +22,9 @@
 //! | `JWT_ALGORITHMS` | accepted algorithms, comma-separated (default: what the keys declare) |
 //! | `CACHE_MAX_TTL_SECS`, `CACHE_NEGATIVE_TTL_SECS` | cache lifetimes (0 disables) |
 //! | `ALLOW_INSECURE_HTTP` | `1`/`true` to allow `http://` on non-loopback hosts |
+//! | `REDIS_URL` | share introspection answers with the other replicas through this Redis (feature `redis`; needs `CACHE_SHARED_SECRET`) |
+//! | `CACHE_SHARED_SECRET` | the fleet secret (at least 32 bytes, the same on every replica): names and seals the shared entries; never logged |
+//! | `CACHE_SHARED_SECRET_PREVIOUS` | during a rotation of the fleet secret: the previous one, still accepted for reading |
 //!
 //! With a JWT source and `INTROSPECTION_URL` both set, JWTs from the JWT
 //! source are verified locally and every other token is introspected.
@@ -36,7 +39,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tower_introspection::{Algorithm, IntrospectionLayer, Introspector, JwtProfile, JwtVerifier, Verifier};
+use tower_introspection::{
+    Algorithm, IntrospectionLayer, Introspector, IntrospectorBuilder, JwtProfile, JwtVerifier, Verifier,
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -126,7 +131,41 @@ fn introspector(url: String) -> Result<Introspector, String> {
     if let Some(ttl) = secs("CACHE_NEGATIVE_TTL_SECS")? {
         builder = builder.negative_ttl(ttl);
     }
+    builder = shared_cache(builder)?;
     builder.build().map_err(|e| e.to_string())
+}
+
+/// The shared tier, if `REDIS_URL` is set. The secret is read raw (not
+/// trimmed) and never printed: errors name the variable, not its value.
+#[cfg(feature = "redis")]
+fn shared_cache(builder: IntrospectorBuilder) -> Result<IntrospectorBuilder, String> {
+    let secret = |name: &str| env::var_os(name).filter(|v| !v.is_empty());
+    match (var("REDIS_URL"), secret("CACHE_SHARED_SECRET")) {
+        (None, None) => Ok(builder),
+        (Some(url), Some(current)) => {
+            let mut shared = tower_introspection::SharedCache::builder(url, current.as_encoded_bytes());
+            if let Some(previous) = secret("CACHE_SHARED_SECRET_PREVIOUS") {
+                shared = shared.previous_secret(previous.as_encoded_bytes());
+            }
+            let shared = shared
+                .build()
+                .map_err(|e| format!("REDIS_URL, CACHE_SHARED_SECRET: {e}"))?;
+            Ok(builder.shared_cache(shared))
+        }
+        (Some(_), None) => Err("REDIS_URL needs CACHE_SHARED_SECRET (the fleet secret)".into()),
+        (None, Some(_)) => Err("CACHE_SHARED_SECRET is set but REDIS_URL is not".into()),
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+fn shared_cache(builder: IntrospectorBuilder) -> Result<IntrospectorBuilder, String> {
+    match var("REDIS_URL") {
+        Some(_) => Err(
+            "REDIS_URL needs the `redis` feature: cargo run --features redis --example resource_server"
+                .into(),
+        ),
+        None => Ok(builder),
+    }
 }
 
 /// A JWT verifier, if `JWT_ISSUER`, `JWKS_URL` or `JWT_PUBLIC_KEY_FILE` is set.

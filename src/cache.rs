@@ -111,7 +111,13 @@ impl UntilExp {
     fn until_exp(claims: &Claims) -> Option<Duration> {
         // The entry is written right after the answer arrived, and only when
         // `exp` has not passed; ZERO is a safe answer should the clock move.
-        Some(active_ttl(claims.expires_at.get(), since_epoch(), Duration::MAX).unwrap_or(Duration::ZERO))
+        let until_exp =
+            active_ttl(claims.expires_at.get(), since_epoch(), Duration::MAX).unwrap_or(Duration::ZERO);
+        // An answer from the shared tier lives no longer here than there.
+        Some(match claims.shared_ttl_ms {
+            0 => until_exp,
+            ms => until_exp.min(Duration::from_millis(u64::from(ms))),
+        })
     }
 }
 
@@ -315,13 +321,7 @@ impl TokenCache {
                 .time_to_live(settings.negative_ttl)
                 .build()
         });
-        let (k0, k1) = process_key();
-        let mut prefix = SipHasher13::new_with_keys(k0, k1);
-        prefix.write(DOMAIN);
-        for part in [endpoint, client_id] {
-            prefix.write(&(part.len() as u64).to_be_bytes());
-            prefix.write(part.as_bytes());
-        }
+        let prefix = key_prefix_hasher(process_key(), endpoint, client_id);
         Self {
             active,
             index,
@@ -407,6 +407,11 @@ impl TokenCache {
                     .received_at_ms
                     .saturating_add(millis(self.max_ttl))
                     .min(now.monotonic_ms.saturating_add(millis(until_exp)));
+                // An answer from the shared tier: no longer than there.
+                let until = match claims.shared_ttl_ms {
+                    0 => until,
+                    ms => until.min(now.monotonic_ms.saturating_add(u64::from(ms))),
+                };
                 index.insert(key, Arc::clone(claims), until);
             }
         }
@@ -502,6 +507,38 @@ impl TokenCache {
             self.inactive.as_ref().map_or(0, Cache::entry_count),
         )
     }
+}
+
+/// The hasher state after the domain, endpoint and client id, under the
+/// SipHash key `k`.
+fn key_prefix_hasher(k: (u64, u64), endpoint: &str, client_id: &str) -> SipHasher13 {
+    let mut prefix = SipHasher13::new_with_keys(k.0, k.1);
+    prefix.write(DOMAIN);
+    for part in [endpoint, client_id] {
+        prefix.write(&(part.len() as u64).to_be_bytes());
+        prefix.write(part.as_bytes());
+    }
+    prefix
+}
+
+/// What a fleet of replicas shares so that they compute the same cache key
+/// for a token, and can name an entry to drop in each other's cache.
+#[cfg(feature = "redis")]
+impl TokenCache {
+    /// Replaces the per-process SipHash key with `k` (derived from the fleet
+    /// secret), so every replica's key for a token is the same.
+    pub(crate) fn set_fleet_key(&mut self, k: (u64, u64), endpoint: &str, client_id: &str) {
+        self.prefix = key_prefix_hasher(k, endpoint, client_id);
+    }
+}
+
+/// The cache key of `token` under the SipHash key `k`: what a replica whose
+/// fleet secret derives `k` uses.
+#[cfg(feature = "redis")]
+pub(crate) fn key_under(k: (u64, u64), endpoint: &str, client_id: &str, token: &str) -> Key {
+    let mut hasher = key_prefix_hasher(k, endpoint, client_id);
+    hasher.write(token.as_bytes());
+    hasher.finish128().as_bytes()
 }
 
 /// Runs moka's maintenance until the entry count settles: with an eviction

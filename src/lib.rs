@@ -25,6 +25,10 @@
 //!   `…_stale_served_total`, `…_introspections_total{outcome}`,
 //!   `…_introspection_duration_seconds{outcome}` and
 //!   `…_rejections_total{status}`.
+//! - With the `redis` feature, `IntrospectorBuilder::shared_cache` adds a
+//!   second cache tier in Redis shared by a fleet of replicas
+//!   (`SharedCache`): one introspection per token for the whole fleet,
+//!   and invalidations that reach every replica.
 //!
 //! # Example
 //!
@@ -137,6 +141,8 @@ mod clock;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
+#[cfg(feature = "redis")]
+mod fleet;
 mod form;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -168,6 +174,12 @@ pub use crate::error::{AuthError, ConfigError, ErrorKind, DEFAULT_REALM};
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use crate::extract::Scoped;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use crate::fleet::{
+    SharedCache, SharedCacheBuilder, DEFAULT_SHARED_BREAKER_OPEN_FOR, DEFAULT_SHARED_BREAKER_THRESHOLD,
+    DEFAULT_SHARED_COMMAND_TIMEOUT, DEFAULT_SHARED_KEY_PREFIX, MIN_SECRET_BYTES,
+};
 pub use crate::form::{FormBodyToken, FormBodyTokenLayer, DEFAULT_MAX_FORM_BODY};
 pub use crate::introspect::{
     AnswerError, AuthorizationServerMetadata, Discovery, DiscoveryKind, Introspector, IntrospectorBuilder,
@@ -192,7 +204,7 @@ pub use crate::scope::{
     Exact, Hierarchical, RequireScope, RequireScopeFuture, RequireScopeService, ScopeMatcher,
     ScopeRequirement, Wildcard,
 };
-pub use crate::stats::{CacheStats, IntrospectionStats};
+pub use crate::stats::{CacheStats, IntrospectionStats, SharedCacheStats};
 pub use crate::token::{
     BearerExtractor, BearerToken, ExtractToken, TokenError, TokenSource, DEFAULT_MAX_TOKEN_LENGTH,
 };

@@ -167,6 +167,7 @@ impl Counters {
             entries,
             bytes,
             negative_entries,
+            shared: SharedCacheStats::default(),
         }
     }
 }
@@ -205,6 +206,8 @@ pub struct CacheStats {
     pub bytes: u64,
     /// Inactive entries currently cached (moka's estimate).
     pub negative_entries: u64,
+    /// The shared tier in Redis (feature `redis`; all zero without it).
+    pub shared: SharedCacheStats,
 }
 
 /// Introspection calls by outcome.
@@ -228,6 +231,36 @@ impl IntrospectionStats {
     pub fn total(&self) -> u64 {
         self.active + self.inactive + self.as_fault + self.config_error + self.throttled
     }
+}
+
+/// The shared tier's counters (feature `redis`), in [`CacheStats::shared`].
+///
+/// Exported with the `metrics` feature as
+/// `tower_introspection_shared_cache_{hits,misses,errors,refused_values,skipped,fleet_waits}_total`
+/// and the gauge `tower_introspection_shared_cache_breaker_open` (0 or 1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SharedCacheStats {
+    /// Whether the introspector has a shared tier.
+    pub enabled: bool,
+    /// In-process misses answered from the shared tier.
+    pub hits: u64,
+    /// In-process misses the shared tier did not have either (this replica
+    /// then introspected for the fleet).
+    pub misses: u64,
+    /// Redis commands that failed or timed out.
+    pub errors: u64,
+    /// Values that did not open under the fleet secret, or outlived the
+    /// life sealed into them: treated as misses.
+    pub refused_values: u64,
+    /// Lookups not tried because the circuit breaker was open.
+    pub skipped: u64,
+    /// Misses that waited for another replica's introspection.
+    pub fleet_waits: u64,
+    /// Whether the circuit breaker is open now.
+    pub breaker_open: bool,
+    /// How many times the breaker opened.
+    pub breaker_trips: u64,
 }
 
 #[cfg(test)]

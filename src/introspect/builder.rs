@@ -56,6 +56,8 @@ pub struct IntrospectorBuilder {
     supported_auth_methods: Option<Vec<String>>,
     max_concurrent: usize,
     queue_wait: Option<Duration>,
+    #[cfg(feature = "redis")]
+    shared: Option<crate::fleet::SharedCache>,
 }
 
 enum PendingAuth {
@@ -112,6 +114,8 @@ impl IntrospectorBuilder {
             supported_auth_methods: None,
             max_concurrent: DEFAULT_MAX_CONCURRENT_INTROSPECTIONS,
             queue_wait: None,
+            #[cfg(feature = "redis")]
+            shared: None,
         }
     }
 
@@ -376,6 +380,33 @@ impl IntrospectorBuilder {
         self
     }
 
+    /// Share answers with the other replicas of a fleet through Redis, as a
+    /// second tier behind the in-process cache (feature `redis`; see the
+    /// README's "Running a fleet"). `build()` must then run inside a Tokio
+    /// runtime; it does not wait for Redis, which may be down.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tower_introspection::{Introspector, SharedCache};
+    ///
+    /// let shared = SharedCache::builder("redis://127.0.0.1:6379/", "a fleet secret of at least 32 bytes!")
+    ///     .build()?;
+    /// let introspector = Introspector::builder("https://as.example/introspect")
+    ///     .client_secret_basic("my-api", "my-api-secret")
+    ///     .expected_audience("https://api.example")
+    ///     .shared_cache(shared)
+    ///     .build()?;
+    /// assert!(introspector.stats().shared.enabled);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn shared_cache(mut self, shared: crate::fleet::SharedCache) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
     /// Checks the settings and builds the introspector.
     ///
     /// Logs a `warn` when neither an audience nor an issuer is expected: any
@@ -483,7 +514,24 @@ impl IntrospectorBuilder {
             self.timeout,
             self.max_response_bytes,
         )?;
-        let cache = TokenCache::new(self.cache, endpoint.as_str(), auth.client_id());
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let mut cache = TokenCache::new(self.cache, endpoint.as_str(), auth.client_id());
+        #[cfg(feature = "redis")]
+        let shared = match &self.shared {
+            Some(config) => {
+                let tier = crate::fleet::SharedTier::new(
+                    config,
+                    endpoint.as_str(),
+                    auth.client_id(),
+                    self.timeout,
+                    self.cache.negative_ttl,
+                )?;
+                // Every replica must compute the same in-process key.
+                cache.set_fleet_key(tier.l1_key(), endpoint.as_str(), auth.client_id());
+                Some(tier)
+            }
+            None => None,
+        };
         let checks = Checks {
             leeway_secs: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
             issuers: self.issuers.into(),
@@ -506,7 +554,7 @@ impl IntrospectorBuilder {
                 "no expected audience or issuer is configured: any active token the authorization server issued, for any API, will be accepted; set `expected_audience`"
             );
         }
-        Ok(Introspector {
+        let introspector = Introspector {
             inner: Arc::new(Inner {
                 endpoint,
                 http,
@@ -517,8 +565,16 @@ impl IntrospectorBuilder {
                 limiter: (self.max_concurrent > 0)
                     .then(|| Limiter::new(self.max_concurrent, self.queue_wait.unwrap_or(self.timeout))),
                 config_error_log: RateLimit::default(),
+                #[cfg(feature = "redis")]
+                shared,
             }),
-        })
+        };
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &introspector.inner.shared {
+            let sink: std::sync::Weak<dyn crate::fleet::L1Sink> = Arc::downgrade(&introspector.inner) as _;
+            shared.listen(sink);
+        }
+        Ok(introspector)
     }
 }
 

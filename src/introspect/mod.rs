@@ -23,6 +23,8 @@ mod auth;
 mod builder;
 mod client;
 mod discovery;
+#[cfg(feature = "redis")]
+mod shared;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,7 +38,7 @@ pub use self::answer::AnswerError;
 pub(crate) use self::answer::{audiences, extra, scopes, string, string_or_number, UniqueMembers};
 pub(crate) use self::answer::{parse_answer, Answer};
 pub(crate) use self::builder::checked_url;
-#[cfg(feature = "jwt")]
+#[cfg(any(feature = "jwt", feature = "redis"))]
 pub(crate) use self::builder::redact_url;
 pub use self::builder::{IntrospectorBuilder, DEFAULT_MAX_CONCURRENT_INTROSPECTIONS};
 #[cfg(feature = "jwt")]
@@ -73,6 +75,9 @@ struct Inner {
     cache: TokenCache,
     limiter: Option<Limiter>,
     config_error_log: RateLimit,
+    /// The second tier, shared by a fleet of replicas.
+    #[cfg(feature = "redis")]
+    shared: Option<crate::fleet::SharedTier>,
 }
 
 /// Why loading an answer did not produce a cacheable active entry.
@@ -194,6 +199,11 @@ impl Introspector {
         };
         // Taken before the load can start, so no invalidation slips between.
         let ticket = cache.invalidations.ticket(key);
+        // With a shared tier, the in-process single flight covers its
+        // lookup too: one Redis round trip per key and replica.
+        #[cfg(feature = "redis")]
+        let load = self.load_through(key, token, Some(&ticket));
+        #[cfg(not(feature = "redis"))]
         let load = self.load(key, token, Some(&ticket));
         let result = cache.get_or_load(active, key, &ticket, load).await;
         result.or_else(|error| error.uncached())
@@ -272,16 +282,33 @@ impl Introspector {
     pub async fn invalidate(&self, token: &str) {
         let cache = &self.inner.cache;
         cache.invalidate(&cache.key(token)).await;
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.inner.shared {
+            shared.invalidate(token).await;
+        }
     }
 
     /// Forgets every cached answer.
+    ///
+    /// With a [shared tier](IntrospectorBuilder::shared_cache), it is
+    /// flushed in the background and every replica is told.
     pub fn invalidate_all(&self) {
         self.inner.cache.invalidate_all();
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.inner.shared {
+            shared.invalidate_all();
+        }
     }
 
     /// A snapshot of the cache counters.
     pub fn stats(&self) -> CacheStats {
-        self.inner.cache.stats()
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let mut stats = self.inner.cache.stats();
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.inner.shared {
+            stats.shared = shared.stats();
+        }
+        stats
     }
 
     /// Runs moka's pending maintenance, so that [`stats`](Self::stats) entry

@@ -1,0 +1,225 @@
+//! The fleet's notices, on one Redis channel per verifier:
+//!
+//! - `i <key> [<key>…]`: drop these in-process cache keys (one per fleet
+//!   secret, so that replicas on either side of a rotation find theirs);
+//! - `a`: drop every in-process entry (`invalidate_all`);
+//! - `f <id>`: the shared entry `id` was written or its lock released:
+//!   replicas waiting for it look again.
+//!
+//! Notices cost one sub-millisecond hop, so a replica drops an invalidated
+//! entry about when the invalidating call returns. While the subscription
+//! is down notices are lost: when it is back, the replica drops its whole
+//! in-process cache (refilled from the shared tier, not the authorization
+//! server), so an invalidation is never missed for longer than the outage
+//! (and never longer than `max_ttl`).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use redis::{PushInfo, PushKind, Value};
+use tokio::sync::{mpsc::UnboundedReceiver, Notify};
+
+use super::keys::{hex, unhex16};
+use super::TierInner;
+use crate::cache::Key;
+
+/// How often the listener checks the connection (which makes the
+/// connection manager reconnect and subscribe again after an outage).
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+pub(crate) const INVALIDATE_ALL: &str = "a";
+
+/// Where notices are applied: the in-process cache of an introspector.
+pub(crate) trait L1Sink: Send + Sync {
+    /// Drops one in-process entry (and spoils its loads in flight).
+    fn drop_key(&self, key: Key) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// Drops every in-process entry.
+    fn drop_all(&self);
+}
+
+pub(crate) fn invalidate_notice(keys: &[Key]) -> String {
+    let mut notice = String::from("i");
+    for key in keys {
+        notice.push(' ');
+        notice.push_str(&hex(key));
+    }
+    notice
+}
+
+pub(crate) fn fill_notice(id: &str) -> String {
+    format!("f {id}")
+}
+
+/// Replicas' waiters for fills, by entry id.
+#[derive(Debug, Default)]
+pub(crate) struct Waiters {
+    map: Mutex<HashMap<String, Weak<Notify>>>,
+}
+
+/// One wait for a fill; unregistered when dropped.
+#[derive(Debug)]
+pub(crate) struct Waiting<'a> {
+    owner: &'a Waiters,
+    id: String,
+    notify: Arc<Notify>,
+}
+
+impl Waiting<'_> {
+    pub(crate) fn notify(&self) -> &Notify {
+        &self.notify
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut map = self.owner.lock();
+        if map.get(&self.id).is_some_and(|weak| weak.strong_count() <= 1) {
+            map.remove(&self.id);
+        }
+    }
+}
+
+impl Waiters {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Weak<Notify>>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn register(&self, id: &str) -> Waiting<'_> {
+        let mut map = self.lock();
+        let notify = match map.get(id).and_then(Weak::upgrade) {
+            Some(notify) => notify,
+            None => {
+                let notify = Arc::new(Notify::new());
+                map.insert(id.to_owned(), Arc::downgrade(&notify));
+                notify
+            }
+        };
+        Waiting {
+            owner: self,
+            id: id.to_owned(),
+            notify,
+        }
+    }
+
+    fn wake(&self, id: &str) {
+        if let Some(notify) = self.lock().get(id).and_then(Weak::upgrade) {
+            notify.notify_waiters();
+        }
+    }
+}
+
+/// Applies notices to `sink` until the tier or the sink is gone.
+pub(crate) async fn listen(
+    tier: Weak<TierInner>,
+    sink: Weak<dyn L1Sink>,
+    mut pushes: UnboundedReceiver<PushInfo>,
+) {
+    let mut subscribed = false;
+    let mut lost = false;
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let push = {
+            let next = pushes.recv();
+            let tick = heartbeat.tick();
+            tokio::pin!(next, tick);
+            match futures_util::future::select(next, tick).await {
+                futures_util::future::Either::Left((push, _)) => Some(push),
+                futures_util::future::Either::Right(_) => None,
+            }
+        };
+        let (Some(tier), Some(sink)) = (tier.upgrade(), sink.upgrade()) else {
+            return;
+        };
+        match push {
+            Some(None) => return,
+            Some(Some(push)) => match push.kind {
+                PushKind::Message => {
+                    if let Some(Value::BulkString(payload)) = push.data.get(1) {
+                        apply(&tier, &*sink, payload).await;
+                    }
+                }
+                PushKind::Disconnection => {
+                    if !lost {
+                        tracing::warn!("shared cache (Redis) subscription lost; invalidations from other replicas are not seen until it is back");
+                    }
+                    lost = true;
+                }
+                _ => {}
+            },
+            None => {
+                let mut conn = tier.conn();
+                let ok = if subscribed {
+                    let ping = redis::cmd("PING").clone();
+                    matches!(
+                        tokio::time::timeout(tier.command_timeout(), ping.query_async::<()>(&mut conn)).await,
+                        Ok(Ok(()))
+                    )
+                } else {
+                    let channel = tier.keys().channel();
+                    subscribed = matches!(
+                        tokio::time::timeout(tier.command_timeout(), conn.subscribe(channel)).await,
+                        Ok(Ok(()))
+                    );
+                    subscribed
+                };
+                if ok && lost {
+                    // Notices may have been missed meanwhile.
+                    tracing::info!("shared cache (Redis) subscription back; dropping the in-process cache, as invalidations may have been missed");
+                    sink.drop_all();
+                    lost = false;
+                }
+            }
+        }
+    }
+}
+
+async fn apply(tier: &TierInner, sink: &dyn L1Sink, payload: &[u8]) {
+    let Ok(text) = std::str::from_utf8(payload) else {
+        return;
+    };
+    let mut words = text.split(' ');
+    match words.next() {
+        Some("i") => {
+            for key in words.filter_map(unhex16) {
+                sink.drop_key(key).await;
+            }
+        }
+        Some(INVALIDATE_ALL) => sink.drop_all(),
+        Some("f") => {
+            if let Some(id) = words.next() {
+                tier.waiters().wake(id);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_carry_keys_in_hex() {
+        assert_eq!(
+            invalidate_notice(&[[0; 16], [255; 16]]),
+            format!("i {} {}", "00".repeat(16), "ff".repeat(16))
+        );
+        assert_eq!(fill_notice("ab"), "f ab");
+    }
+
+    #[test]
+    fn waiters_are_forgotten_when_done() {
+        let waiters = Waiters::default();
+        let a = waiters.register("x");
+        let b = waiters.register("x");
+        assert!(Arc::ptr_eq(&a.notify, &b.notify));
+        drop(a);
+        assert_eq!(waiters.lock().len(), 1);
+        drop(b);
+        assert!(waiters.lock().is_empty());
+    }
+}

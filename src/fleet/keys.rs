@@ -1,0 +1,268 @@
+//! What the fleet secret derives: the names of shared entries, the sealing
+//! keys, and the in-process cache key every replica shares.
+//!
+//! - Each secret gives, through HKDF-SHA-256 with a label per use, an HMAC
+//!   key (entry names), an XChaCha20-Poly1305 key (values) and a SipHash key
+//!   (the in-process cache key, so that an invalidation can name the entry
+//!   to drop in every replica). No derived key can be computed from another.
+//! - An entry's name is `HMAC-SHA-256(domain ‖ len ‖ endpoint ‖ len ‖ client_id ‖ token)`
+//!   in hex: without the secret it reveals nothing of the token and cannot
+//!   be computed for a token one knows.
+//! - The first secret writes; the others (a previous secret during a
+//!   rotation) are read as well.
+
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac as _};
+use sha2::{Digest as _, Sha256};
+
+use chacha20poly1305::{KeyInit as _, XChaCha20Poly1305};
+
+use crate::cache::{key_under, Key};
+use crate::error::ConfigError;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The shortest fleet secret accepted, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+const SALT: &[u8] = b"tower-introspection/fleet/v1";
+const NAME_DOMAIN: &[u8] = b"tower-introspection/l2-name/v1\0";
+
+/// The keys derived from one fleet secret.
+pub(crate) struct SecretKeys {
+    /// The HMAC state after the domain, endpoint and client id.
+    names: HmacSha256,
+    pub(crate) aead: XChaCha20Poly1305,
+    pub(crate) l1: (u64, u64),
+}
+
+impl SecretKeys {
+    pub(crate) fn derive(secret: &[u8], endpoint: &str, client_id: &str) -> Result<Self, ConfigError> {
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(ConfigError::InvalidSetting(
+                "the shared cache secret must be at least 32 bytes",
+            ));
+        }
+        let hkdf = Hkdf::<Sha256>::new(Some(SALT), secret);
+        let expand = |label: &[u8], out: &mut [u8]| {
+            hkdf.expand(label, out)
+                .map_err(|_| ConfigError::InvalidSetting("the shared cache keys could not be derived"))
+        };
+        let (mut mac_key, mut aead_key, mut l1_key) = ([0u8; 32], [0u8; 32], [0u8; 16]);
+        expand(b"entry names (HMAC-SHA-256)", &mut mac_key)?;
+        expand(b"entry values (XChaCha20-Poly1305)", &mut aead_key)?;
+        expand(b"in-process cache keys (SipHash-1-3)", &mut l1_key)?;
+        let mut names = <HmacSha256 as hmac::Mac>::new_from_slice(&mac_key)
+            .map_err(|_| ConfigError::InvalidSetting("the shared cache keys could not be derived"))?;
+        names.update(NAME_DOMAIN);
+        for part in [endpoint, client_id] {
+            names.update(&(part.len() as u64).to_be_bytes());
+            names.update(part.as_bytes());
+        }
+        let aead = XChaCha20Poly1305::new_from_slice(&aead_key)
+            .map_err(|_| ConfigError::InvalidSetting("the shared cache keys could not be derived"))?;
+        let (k0, k1) = l1_key.split_at(8);
+        let word = |half: &[u8]| half.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        Ok(Self {
+            names,
+            aead,
+            l1: (word(k0), word(k1)),
+        })
+    }
+
+    /// The entry name digest of `token`, in hex.
+    fn name(&self, token: &str) -> String {
+        let mut mac = self.names.clone();
+        mac.update(token.as_bytes());
+        hex(&mac.finalize().into_bytes())
+    }
+}
+
+/// Every key and name of the tier, for one verifier.
+pub(crate) struct FleetKeys {
+    /// The first one writes; all are read.
+    pub(crate) secrets: Vec<SecretKeys>,
+    /// `{prefix}{tag}:`, where the tag tells verifiers sharing one Redis apart.
+    namespace: String,
+    endpoint: Box<str>,
+    client_id: Box<str>,
+}
+
+/// The Redis names of one token's shared entry.
+#[derive(Debug, Clone)]
+pub(crate) struct Names {
+    /// The value's name under each secret, the writing one first.
+    pub(crate) values: Vec<String>,
+    /// The fleet-wide single-flight lock (under the writing secret).
+    pub(crate) lock: String,
+    /// Marks a recent invalidation: a load in flight must not write back.
+    pub(crate) tombstone: String,
+    /// The in-process cache key under each secret, for invalidation notices.
+    pub(crate) l1: Vec<Key>,
+}
+
+impl Names {
+    /// What identifies the entry in fill notices.
+    pub(crate) fn id(&self) -> &str {
+        self.values
+            .first()
+            .map_or("", |name| name.rsplit(':').next().unwrap_or(""))
+    }
+}
+
+impl FleetKeys {
+    pub(crate) fn new(
+        secrets: &[&[u8]],
+        prefix: &str,
+        endpoint: &str,
+        client_id: &str,
+    ) -> Result<Self, ConfigError> {
+        let secrets = secrets
+            .iter()
+            .map(|secret| SecretKeys::derive(secret, endpoint, client_id))
+            .collect::<Result<Vec<_>, _>>()?;
+        if secrets.is_empty() {
+            return Err(ConfigError::InvalidSetting("the shared cache needs a secret"));
+        }
+        // Not secret: the same across a rotation, so every replica meets on
+        // the same channel and names.
+        let mut tag = Sha256::new();
+        tag.update(b"tower-introspection/verifier-tag/v1\0");
+        for part in [endpoint, client_id] {
+            tag.update((part.len() as u64).to_be_bytes());
+            tag.update(part.as_bytes());
+        }
+        let tag = hex(&tag.finalize()[..8]);
+        Ok(Self {
+            secrets,
+            namespace: format!("{prefix}{tag}:"),
+            endpoint: endpoint.into(),
+            client_id: client_id.into(),
+        })
+    }
+
+    /// The SipHash key of the in-process cache (from the writing secret).
+    pub(crate) fn l1_key(&self) -> (u64, u64) {
+        self.secrets.first().map_or((0, 0), |keys| keys.l1)
+    }
+
+    pub(crate) fn names(&self, token: &str) -> Names {
+        let digests: Vec<String> = self.secrets.iter().map(|keys| keys.name(token)).collect();
+        let first = digests.first().cloned().unwrap_or_default();
+        Names {
+            values: digests
+                .iter()
+                .map(|d| format!("{}v:{d}", self.namespace))
+                .collect(),
+            lock: format!("{}lock:{first}", self.namespace),
+            tombstone: format!("{}gone:{first}", self.namespace),
+            l1: self
+                .secrets
+                .iter()
+                .map(|keys| key_under(keys.l1, &self.endpoint, &self.client_id, token))
+                .collect(),
+        }
+    }
+
+    /// The channel of invalidation and fill notices.
+    pub(crate) fn channel(&self) -> String {
+        format!("{}events", self.namespace)
+    }
+
+    /// Marks an `invalidate_all`: no load in flight writes back meanwhile.
+    pub(crate) fn flush_marker(&self) -> String {
+        format!("{}flush", self.namespace)
+    }
+
+    /// The pattern of every value name, for `invalidate_all`.
+    pub(crate) fn value_pattern(&self) -> String {
+        format!("{}v:*", self.namespace)
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) fn unhex16(text: &str) -> Option<Key> {
+    if text.len() != 32 {
+        return None;
+    }
+    let mut key = [0u8; 16];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S1: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const S2: &[u8] = b"fedcba9876543210fedcba9876543210";
+
+    fn keys(secrets: &[&[u8]], endpoint: &str, client: &str) -> FleetKeys {
+        FleetKeys::new(secrets, "p:", endpoint, client).unwrap()
+    }
+
+    #[test]
+    fn names_hide_the_token_and_depend_on_secret_verifier_and_token() {
+        let a = keys(&[S1], "https://as/i", "rs");
+        let n = a.names("secret-token-value");
+        assert!(!n.values[0].contains("secret-token-value"));
+        assert_eq!(n.values[0].len(), "p:".len() + 16 + ":v:".len() + 64);
+        assert_eq!(a.names("secret-token-value").values, n.values, "deterministic");
+        assert_ne!(a.names("other").values, n.values);
+        assert_ne!(
+            keys(&[S2], "https://as/i", "rs")
+                .names("secret-token-value")
+                .values,
+            n.values
+        );
+        assert_ne!(
+            keys(&[S1], "https://as/j", "rs")
+                .names("secret-token-value")
+                .values[0],
+            n.values[0]
+        );
+        assert_ne!(
+            keys(&[S1], "https://as/i", "rs2")
+                .names("secret-token-value")
+                .values[0],
+            n.values[0]
+        );
+        // Not a plain hash of the token.
+        let plain = hex(&Sha256::digest(b"secret-token-value"));
+        assert!(!n.values[0].ends_with(&plain));
+    }
+
+    #[test]
+    fn a_rotation_reads_under_both_secrets_and_writes_under_the_first() {
+        let rotating = keys(&[S2, S1], "e", "c");
+        let old = keys(&[S1], "e", "c");
+        let new = keys(&[S2], "e", "c");
+        let n = rotating.names("t");
+        assert_eq!(
+            n.values,
+            vec![new.names("t").values[0].clone(), old.names("t").values[0].clone()]
+        );
+        assert_eq!(n.l1, vec![new.names("t").l1[0], old.names("t").l1[0]]);
+        assert_eq!(rotating.channel(), old.channel(), "one channel across a rotation");
+        assert_eq!(rotating.l1_key(), new.l1_key());
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert!(FleetKeys::new(&[&S1[..31]], "p:", "e", "c").is_err());
+        assert!(FleetKeys::new(&[], "p:", "e", "c").is_err());
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let key = [0xab; 16];
+        assert_eq!(unhex16(&hex(&key)), Some(key));
+        assert_eq!(unhex16("zz"), None);
+        assert_eq!(unhex16(&"g".repeat(32)), None);
+    }
+}

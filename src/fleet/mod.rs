@@ -1,0 +1,600 @@
+//! The shared second tier (feature `redis`): answers cached in Redis for a
+//! fleet of replicas, behind each replica's in-process cache.
+//!
+//! - Read path: in-process hit → done (no network). Miss → one Redis round
+//!   trip that returns the shared value, or else takes the fleet-wide lock
+//!   for the token (`SET NX PX`). Whoever holds the lock introspects and
+//!   writes the sealed answer; the others wait for its fill notice (or poll)
+//!   up to `lock_wait`, then call the authorization server themselves.
+//! - What is stored: see [`keys`] (names) and [`seal`] (values).
+//! - Invalidation: the entry is deleted, a tombstone keeps loads in flight
+//!   from writing it back, and a notice on the tier's channel makes every
+//!   replica drop its in-process entry (see [`events`]).
+//! - Redis is never a single point of failure: every command is bounded by
+//!   `command_timeout`, failures feed a circuit breaker ([`breaker`]), and
+//!   any failure means "not in the shared tier".
+
+mod breaker;
+mod config;
+mod events;
+mod keys;
+mod seal;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{IntoConnectionInfo as _, ProtocolVersion, Script, Value};
+
+pub use self::config::{
+    SharedCache, SharedCacheBuilder, DEFAULT_SHARED_BREAKER_OPEN_FOR, DEFAULT_SHARED_BREAKER_THRESHOLD,
+    DEFAULT_SHARED_COMMAND_TIMEOUT, DEFAULT_SHARED_KEY_PREFIX,
+};
+pub(crate) use self::events::L1Sink;
+pub(crate) use self::keys::Names;
+pub use self::keys::MIN_SECRET_BYTES;
+pub(crate) use self::seal::{active_json, Opened, INACTIVE_JSON};
+
+use self::breaker::{Breaker, LogEvery};
+use self::events::Waiters;
+use self::keys::FleetKeys;
+use self::seal::Refused;
+use crate::error::ConfigError;
+use crate::stats::SharedCacheStats;
+use crate::validate::since_epoch;
+
+/// How often a replica waiting for another's fill looks again, should the
+/// notice be lost.
+const POLL: Duration = Duration::from_millis(25);
+
+/// Returns the stored value under one of `KEYS[2..]` as `{index, value}`,
+/// or else takes the lock `KEYS[1]` (`{0}`), or says it is held (`{-1}`).
+const GET_OR_LOCK: &str = r"
+for i = 2, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if v then return {i - 1, v} end
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
+return {-1}
+";
+
+/// Writes `ARGV[1]` (unless empty) to `KEYS[1]` for `ARGV[2]` ms unless a
+/// tombstone (`KEYS[3]`, `KEYS[4]`) says an invalidation happened, releases
+/// our lock `KEYS[2]` (token `ARGV[3]`), and tells the waiters.
+const PUT: &str = r"
+local written = 0
+if ARGV[1] ~= '' and redis.call('EXISTS', KEYS[3]) == 0 and redis.call('EXISTS', KEYS[4]) == 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  written = 1
+end
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return written
+";
+
+/// The shared tier of one introspector.
+pub(crate) struct SharedTier {
+    inner: Arc<TierInner>,
+}
+
+pub(crate) struct TierInner {
+    conn: ConnectionManager,
+    keys: FleetKeys,
+    command_timeout: Duration,
+    lock_wait: Duration,
+    /// Lock life and tombstone life: longer than any load in flight.
+    lock_ttl: Duration,
+    pub(crate) negative_ttl: Duration,
+    breaker: Breaker,
+    log: LogEvery,
+    refused_log: LogEvery,
+    counters: SharedCounters,
+    waiters: Waiters,
+    get_or_lock: Script,
+    put: Script,
+    push: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>>>,
+}
+
+/// What the shared tier had for a token.
+pub(crate) enum Lookup {
+    /// An answer, opened and within its life.
+    Found(Opened),
+    /// Nothing; this replica now holds the fleet-wide lock for the token.
+    Locked(Lock),
+    /// Nothing yet; another replica holds the lock.
+    Busy,
+    /// Redis could not be used (down, slow, breaker open, or a refused
+    /// value): go on without it.
+    Unavailable,
+}
+
+/// The fleet-wide lock for one token, released by [`SharedTier::put`].
+#[derive(Debug)]
+pub(crate) struct Lock(String);
+
+impl SharedTier {
+    /// Builds the tier (connecting lazily) for the verifier at `endpoint`
+    /// with `client_id`; needs a Tokio runtime.
+    pub(crate) fn new(
+        config: &SharedCache,
+        endpoint: &str,
+        client_id: &str,
+        as_timeout: Duration,
+        negative_ttl: Duration,
+    ) -> Result<Self, ConfigError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ConfigError::InvalidSetting(
+                "the shared cache must be built inside a Tokio runtime",
+            ));
+        }
+        let secrets: Vec<&[u8]> = config.secrets.iter().map(Vec::as_slice).collect();
+        let keys = FleetKeys::new(&secrets, &config.key_prefix, endpoint, client_id)?;
+        let invalid = |reason: &str| ConfigError::InvalidUrl {
+            what: "shared cache (Redis)",
+            reason: reason.to_owned(),
+        };
+        let info = config
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|_| invalid("not a Redis URL"))?;
+        // RESP3: notices arrive on the command connection, and the
+        // connection manager subscribes again after a reconnection.
+        let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+        let info = info.set_redis_settings(settings);
+        let client = redis::Client::open(info).map_err(|_| invalid("not a Redis URL"))?;
+        let (push_tx, push_rx) = tokio::sync::mpsc::unbounded_channel();
+        let manager_config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(config.command_timeout))
+            .set_connection_timeout(Some(config.command_timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(1))
+            .set_push_sender(push_tx)
+            .set_automatic_resubscription();
+        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
+            .map_err(|_| invalid("the Redis client could not be set up"))?;
+        let lock_ttl = as_timeout
+            .saturating_mul(2)
+            .saturating_add(Duration::from_secs(1));
+        Ok(Self {
+            inner: Arc::new(TierInner {
+                conn,
+                keys,
+                command_timeout: config.command_timeout,
+                lock_wait: config.lock_wait.unwrap_or(as_timeout),
+                lock_ttl,
+                negative_ttl,
+                breaker: Breaker::new(config.breaker_threshold, config.breaker_open_for),
+                log: LogEvery::default(),
+                refused_log: LogEvery::default(),
+                counters: SharedCounters::default(),
+                waiters: Waiters::default(),
+                get_or_lock: Script::new(GET_OR_LOCK),
+                put: Script::new(PUT),
+                push: std::sync::Mutex::new(Some(push_rx)),
+            }),
+        })
+    }
+
+    /// The SipHash key the in-process cache must use, shared by the fleet.
+    pub(crate) fn l1_key(&self) -> (u64, u64) {
+        self.inner.keys.l1_key()
+    }
+
+    /// Starts listening to the fleet's notices; they are applied to `sink`
+    /// for as long as it lives.
+    pub(crate) fn listen(&self, sink: Weak<dyn L1Sink>) {
+        let receiver = self
+            .inner
+            .push
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(receiver) = receiver {
+            tokio::spawn(events::listen(Arc::downgrade(&self.inner), sink, receiver));
+        }
+    }
+
+    pub(crate) fn names(&self, token: &str) -> Names {
+        self.inner.keys.names(token)
+    }
+
+    pub(crate) fn negative_ttl(&self) -> Duration {
+        self.inner.negative_ttl
+    }
+
+    /// The shared answer for `names`, or the fleet-wide lock to fetch it.
+    pub(crate) async fn get_or_lock(&self, names: &Names) -> Lookup {
+        let inner = &*self.inner;
+        let token = lock_token();
+        let mut invocation = inner.get_or_lock.key(&names.lock);
+        for name in &names.values {
+            invocation.key(name);
+        }
+        invocation
+            .arg(&token)
+            .arg(u64::try_from(inner.lock_ttl.as_millis()).unwrap_or(u64::MAX));
+        let mut conn = inner.conn.clone();
+        let Some(reply) = inner.run(invocation.invoke_async::<Value>(&mut conn)).await else {
+            return Lookup::Unavailable;
+        };
+        let (index, value) = match reply {
+            Value::Array(items) => {
+                let mut items = items.into_iter();
+                let index = match items.next() {
+                    Some(Value::Int(index)) => index,
+                    _ => return inner.protocol_error(),
+                };
+                let value = match items.next() {
+                    Some(Value::BulkString(bytes)) => Some(bytes),
+                    _ => None,
+                };
+                (index, value)
+            }
+            _ => return inner.protocol_error(),
+        };
+        match (index, value) {
+            (0, _) => {
+                inner.counters.miss();
+                Lookup::Locked(Lock(token))
+            }
+            (-1, _) => Lookup::Busy,
+            (index, Some(value)) => {
+                let position = usize::try_from(index - 1).unwrap_or(usize::MAX);
+                let (Some(name), Some(keys)) = (names.values.get(position), inner.keys.secrets.get(position))
+                else {
+                    return inner.protocol_error();
+                };
+                match seal::open(&keys.aead, name, &value, now_ms()) {
+                    Ok(opened) => {
+                        inner.counters.hit();
+                        Lookup::Found(opened)
+                    }
+                    Err(refused) => {
+                        inner.counters.refused();
+                        if inner.refused_log.allow() {
+                            match refused {
+                                Refused::Forged => tracing::warn!(
+                                    "a shared cache value did not open under the fleet secret (forged, or another secret); treated as a miss (logged at most every 10 s)"
+                                ),
+                                Refused::Expired => tracing::warn!(
+                                    "a shared cache value outlived the life sealed into it (replayed, or its TTL was stretched); treated as a miss (logged at most every 10 s)"
+                                ),
+                            }
+                        }
+                        Lookup::Unavailable
+                    }
+                }
+            }
+            _ => inner.protocol_error(),
+        }
+    }
+
+    /// Waits (up to `lock_wait`) for the replica holding the lock to write
+    /// the answer; takes the lock itself if it is released without one.
+    pub(crate) async fn wait_for_fill(&self, names: &Names) -> Lookup {
+        let inner = &*self.inner;
+        inner.counters.fleet_wait();
+        let deadline = tokio::time::Instant::now() + inner.lock_wait;
+        let notify = inner.waiters.register(names.id());
+        loop {
+            let notified = notify.notify().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.get_or_lock(names).await {
+                Lookup::Busy => {}
+                other => return other,
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                tracing::debug!("gave up waiting for another replica's introspection");
+                return Lookup::Unavailable;
+            }
+            let sleep = tokio::time::sleep(POLL.min(deadline - now));
+            tokio::pin!(sleep);
+            futures_util::future::select(notified, sleep).await;
+        }
+    }
+
+    /// Writes `answer_json` (an answer given at `answered_ms`) for `ttl`,
+    /// unless the token was invalidated meanwhile, and releases `lock`.
+    pub(crate) async fn put(
+        &self,
+        names: &Names,
+        answer_json: &[u8],
+        answered_ms: u64,
+        ttl: Duration,
+        lock: Option<Lock>,
+    ) {
+        let inner = &*self.inner;
+        let (Some(name), Some(keys)) = (names.values.first(), inner.keys.secrets.first()) else {
+            return;
+        };
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let sealed = if ttl_ms == 0 {
+            None
+        } else {
+            seal::seal(
+                &keys.aead,
+                name,
+                answered_ms,
+                answered_ms.saturating_add(ttl_ms),
+                answer_json,
+            )
+        };
+        if sealed.is_none() && lock.is_none() {
+            return;
+        }
+        self.script_put(names, sealed.as_deref().unwrap_or_default(), ttl_ms, lock)
+            .await;
+    }
+
+    /// Releases `lock` without writing, so the waiters try themselves.
+    pub(crate) async fn release(&self, names: &Names, lock: Option<Lock>) {
+        if lock.is_some() {
+            self.script_put(names, &[], 0, lock).await;
+        }
+    }
+
+    async fn script_put(&self, names: &Names, sealed: &[u8], ttl_ms: u64, lock: Option<Lock>) {
+        let inner = &*self.inner;
+        let mut invocation = inner.put.key(names.values.first().map_or("", String::as_str));
+        invocation
+            .key(&names.lock)
+            .key(&names.tombstone)
+            .key(inner.keys.flush_marker())
+            .arg(sealed)
+            .arg(ttl_ms.max(1))
+            .arg(lock.map(|lock| lock.0).unwrap_or_default())
+            .arg(inner.keys.channel())
+            .arg(events::fill_notice(names.id()));
+        let mut conn = inner.conn.clone();
+        let _: Option<i64> = inner.run(invocation.invoke_async::<i64>(&mut conn)).await;
+    }
+
+    /// Deletes the shared entry of a token, keeps loads in flight from
+    /// writing it back, and tells every replica to drop it.
+    pub(crate) async fn invalidate(&self, token: &str) {
+        let inner = &*self.inner;
+        let names = self.names(token);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for name in &names.values {
+            pipe.del(name).ignore();
+        }
+        pipe.set_options(
+            &names.tombstone,
+            1,
+            redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(
+                u64::try_from(inner.lock_ttl.as_millis()).unwrap_or(u64::MAX),
+            )),
+        )
+        .ignore()
+        .publish(inner.keys.channel(), events::invalidate_notice(&names.l1))
+        .ignore();
+        let mut conn = inner.conn.clone();
+        let _: Option<()> = inner.run_always(pipe.query_async::<()>(&mut conn)).await;
+    }
+
+    /// Deletes every shared entry of this verifier (in the background) and
+    /// tells every replica to drop its in-process entries.
+    pub(crate) fn invalidate_all(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("invalidate_all outside a Tokio runtime: the shared cache was not flushed");
+            return;
+        };
+        let inner = Arc::clone(&self.inner);
+        runtime.spawn(async move {
+            let mut conn = inner.conn.clone();
+            let mark = redis::cmd("SET")
+                .arg(inner.keys.flush_marker())
+                .arg(1)
+                .arg("PX")
+                .arg(u64::try_from(inner.lock_ttl.as_millis()).unwrap_or(u64::MAX))
+                .clone();
+            if inner
+                .run_always(mark.query_async::<()>(&mut conn))
+                .await
+                .is_none()
+            {
+                return;
+            }
+            let publish = redis::cmd("PUBLISH")
+                .arg(inner.keys.channel())
+                .arg(events::INVALIDATE_ALL)
+                .clone();
+            let _: Option<i64> = inner.run_always(publish.query_async::<i64>(&mut conn)).await;
+            let mut cursor: u64 = 0;
+            loop {
+                let scan = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(inner.keys.value_pattern())
+                    .arg("COUNT")
+                    .arg(1000)
+                    .clone();
+                let Some((next, names)) = inner
+                    .run_always(scan.query_async::<(u64, Vec<String>)>(&mut conn))
+                    .await
+                else {
+                    return;
+                };
+                if !names.is_empty() {
+                    let unlink = redis::cmd("UNLINK").arg(&names).clone();
+                    let _: Option<i64> = inner.run_always(unlink.query_async::<i64>(&mut conn)).await;
+                }
+                if next == 0 {
+                    return;
+                }
+                cursor = next;
+            }
+        });
+    }
+
+    pub(crate) fn stats(&self) -> SharedCacheStats {
+        let inner = &*self.inner;
+        inner
+            .counters
+            .snapshot(inner.breaker.is_open(), inner.breaker.trips())
+    }
+}
+
+impl TierInner {
+    /// Runs one Redis operation through the breaker, bounded in time;
+    /// `None` on any failure (counted, and logged once per interval).
+    async fn run<T>(&self, op: impl std::future::Future<Output = redis::RedisResult<T>>) -> Option<T> {
+        if !self.breaker.allow() {
+            self.counters.skipped();
+            return None;
+        }
+        self.run_always(op).await
+    }
+
+    /// Like [`run`](Self::run), but tried even while the breaker is open:
+    /// for invalidations, which must reach Redis if it answers at all.
+    async fn run_always<T>(&self, op: impl std::future::Future<Output = redis::RedisResult<T>>) -> Option<T> {
+        let why = match tokio::time::timeout(self.command_timeout, op).await {
+            Ok(Ok(value)) => {
+                self.breaker.success();
+                return Some(value);
+            }
+            Ok(Err(error)) if error.is_timeout() => "timed out",
+            Ok(Err(error))
+                if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal() =>
+            {
+                "could not be reached"
+            }
+            Ok(Err(_)) => "refused the command",
+            Err(_) => "timed out",
+        };
+        self.counters.error();
+        let opened = self.breaker.failure();
+        if opened {
+            tracing::warn!(
+                %why,
+                open_for_ms = u64::try_from(self.breaker_open_for().as_millis()).unwrap_or(u64::MAX),
+                "shared cache (Redis) {why}; circuit breaker open, serving from the in-process cache and the authorization server"
+            );
+        } else if self.log.allow() {
+            tracing::warn!(%why, "shared cache (Redis) {why}; going on without it (logged at most every 10 s)");
+        }
+        None
+    }
+
+    fn breaker_open_for(&self) -> Duration {
+        self.breaker.open_for()
+    }
+
+    fn protocol_error(&self) -> Lookup {
+        self.counters.error();
+        if self.log.allow() {
+            tracing::warn!("shared cache (Redis) answered something unexpected; going on without it");
+        }
+        Lookup::Unavailable
+    }
+
+    pub(crate) fn keys(&self) -> &FleetKeys {
+        &self.keys
+    }
+
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    pub(crate) fn command_timeout(&self) -> Duration {
+        self.command_timeout
+    }
+
+    pub(crate) fn waiters(&self) -> &Waiters {
+        &self.waiters
+    }
+}
+
+/// A fresh random lock token, so that only the holder releases it.
+fn lock_token() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        bytes[..8].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+        bytes[8..].copy_from_slice(&now_ms().to_be_bytes());
+    }
+    keys::hex(&bytes)
+}
+
+pub(crate) fn now_ms() -> u64 {
+    u64::try_from(since_epoch().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Relaxed counters of the shared tier.
+#[derive(Debug, Default)]
+struct SharedCounters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    errors: AtomicU64,
+    refused: AtomicU64,
+    skipped: AtomicU64,
+    fleet_waits: AtomicU64,
+}
+
+macro_rules! export {
+    ($($tt:tt)*) => {
+        #[cfg(feature = "metrics")]
+        { $($tt)* }
+    };
+}
+
+impl SharedCounters {
+    fn hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        export!(metrics::counter!("tower_introspection_shared_cache_hits_total").increment(1));
+    }
+
+    fn miss(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        export!(metrics::counter!("tower_introspection_shared_cache_misses_total").increment(1));
+    }
+
+    fn error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        export!(metrics::counter!("tower_introspection_shared_cache_errors_total").increment(1));
+    }
+
+    fn refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        export!(metrics::counter!("tower_introspection_shared_cache_refused_values_total").increment(1));
+    }
+
+    fn skipped(&self) {
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+        export!(metrics::counter!("tower_introspection_shared_cache_skipped_total").increment(1));
+    }
+
+    fn fleet_wait(&self) {
+        self.fleet_waits.fetch_add(1, Ordering::Relaxed);
+        export!(metrics::counter!("tower_introspection_shared_cache_fleet_waits_total").increment(1));
+    }
+
+    fn snapshot(&self, breaker_open: bool, breaker_trips: u64) -> SharedCacheStats {
+        export!(
+            metrics::gauge!("tower_introspection_shared_cache_breaker_open").set(if breaker_open {
+                1.0
+            } else {
+                0.0
+            })
+        );
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        SharedCacheStats {
+            enabled: true,
+            hits: load(&self.hits),
+            misses: load(&self.misses),
+            errors: load(&self.errors),
+            refused_values: load(&self.refused),
+            skipped: load(&self.skipped),
+            fleet_waits: load(&self.fleet_waits),
+            breaker_open,
+            breaker_trips,
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The miss path through the shared tier (feature `redis`): the shared
+//! answer, or one introspection for the whole fleet, written back sealed.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use super::{Inner, Introspector, LoadError};
+use crate::cache::{active_ttl, Entry, Key, LoadTicket};
+use crate::clock::monotonic_ms;
+use crate::fleet::{active_json, now_ms, L1Sink, Lookup, Opened, INACTIVE_JSON};
+use crate::introspect::Answer;
+use crate::validate::since_epoch;
+
+impl Introspector {
+    /// Like [`load`](Self::load), with the shared tier first: its answer if
+    /// it has one; else one replica of the fleet introspects (the others
+    /// wait for its answer, up to `lock_wait`) and writes the answer back.
+    /// Any Redis failure means "not shared": the load goes on without it.
+    pub(super) async fn load_through(
+        &self,
+        key: Key,
+        token: &str,
+        ticket: Option<&LoadTicket<'_>>,
+    ) -> Result<Entry, LoadError> {
+        let inner = &*self.inner;
+        let Some(shared) = &inner.shared else {
+            return self.load(key, token, ticket).await;
+        };
+        let names = shared.names(token);
+        let lookup = match shared.get_or_lock(&names).await {
+            Lookup::Busy => shared.wait_for_fill(&names).await,
+            other => other,
+        };
+        let lock = match lookup {
+            Lookup::Found(opened) => return self.shared_entry(key, opened, ticket).await,
+            Lookup::Locked(lock) => Some(lock),
+            Lookup::Busy | Lookup::Unavailable => None,
+        };
+        let answered_ms = now_ms();
+        let result = self.load(key, token, ticket).await;
+        match &result {
+            Ok(entry) => match active_ttl(entry.expires_at.get(), since_epoch(), inner.cache.max_ttl) {
+                Some(ttl) => {
+                    shared
+                        .put(&names, &active_json(entry), answered_ms, ttl, lock)
+                        .await;
+                }
+                None => shared.release(&names, lock).await,
+            },
+            Err(LoadError::Inactive) if !shared.negative_ttl().is_zero() => {
+                shared
+                    .put(&names, INACTIVE_JSON, answered_ms, shared.negative_ttl(), lock)
+                    .await;
+            }
+            // Faults, throttling and spoiled loads are never shared.
+            Err(_) => shared.release(&names, lock).await,
+        }
+        result
+    }
+
+    /// An answer from the shared tier, as an in-process entry: it lives no
+    /// longer here than there, and its age counts from the AS's answer.
+    async fn shared_entry(
+        &self,
+        key: Key,
+        opened: Opened,
+        ticket: Option<&LoadTicket<'_>>,
+    ) -> Result<Entry, LoadError> {
+        let inner = &*self.inner;
+        let principal = match opened.answer {
+            Answer::Active(principal) => principal,
+            Answer::Inactive => {
+                if let Some(inactive) = &inner.cache.inactive {
+                    if ticket.is_some_and(|ticket| !ticket.spoiled()) {
+                        inactive.insert(key, ()).await;
+                    }
+                }
+                return Err(LoadError::Inactive);
+            }
+        };
+        let mut result = self.active_entry(key, principal, ticket).await;
+        if let Ok(entry) | Err(LoadError::Uncacheable(entry)) = &mut result {
+            if let Some(claims) = Arc::get_mut(entry) {
+                let now = now_ms();
+                let age = now.saturating_sub(opened.answered_ms);
+                claims.received_at_ms = monotonic_ms().saturating_sub(age);
+                let remaining = opened.until_ms.saturating_sub(now).max(1);
+                claims.shared_ttl_ms = u32::try_from(remaining).unwrap_or(u32::MAX);
+            }
+        }
+        result
+    }
+}
+
+impl L1Sink for Inner {
+    fn drop_key(&self, key: Key) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move { self.cache.invalidate(&key).await })
+    }
+
+    fn drop_all(&self) {
+        self.cache.invalidate_all();
+    }
+}

@@ -1,0 +1,721 @@
+//! The shared tier (feature `redis`) against a real `redis-server`, started
+//! by `tests/interop/redis.sh start` (`.ci/run` does it):
+//!
+//! ```text
+//! eval "$(tests/interop/redis.sh start)"
+//! cargo test --all-features --test fleet -- --ignored --test-threads=1
+//! tests/interop/redis.sh stop
+//! ```
+//!
+//! Each replica is an `Introspector` of its own (its own in-process cache,
+//! its own Redis connection) behind its own axum app on its own port; the
+//! replicas share nothing but Redis, in front of one counting test AS.
+//! Ignored by default so `cargo test` needs no Redis; run with `--ignored`
+//! they fail with a clear message when the harness is not running. One
+//! thread: some tests stop, restart and pause the server.
+
+#![cfg(feature = "redis")]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{app, builder, serve};
+use redis::AsyncCommands as _;
+use tower_introspection::test_util::{Fault, TestAuthServer, TokenSpec};
+use tower_introspection::{IntrospectionLayer, Introspector, SharedCache, SharedCacheBuilder};
+
+const HARNESS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/redis.sh");
+const SECRET: &str = "the fleet secret: 32 bytes or more, never logged";
+const NEXT_SECRET: &str = "the next fleet secret, rotated in: also 32+ bytes";
+
+/// `REDIS_URL` from the environment, else from the harness's env file.
+fn redis_url() -> String {
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        return url;
+    }
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/.run/redis/env");
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("export REDIS_URL="))
+        .map(str::to_owned)
+        .expect("redis-server is not running: start it with `eval \"$(tests/interop/redis.sh start)\"`")
+}
+
+fn harness(command: &str) {
+    let status = Command::new("bash").arg(HARNESS).arg(command).status().unwrap();
+    assert!(status.success(), "redis.sh {command} failed");
+}
+
+/// Runs `undo` through the harness when dropped, so a failing test leaves
+/// Redis running for the next one.
+struct Undo(&'static str);
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        let _ = Command::new("bash").arg(HARNESS).arg(self.0).status();
+    }
+}
+
+/// A prefix of our own, so tests never see each other's entries.
+fn unique_prefix() -> String {
+    let mut bytes = [0u8; 6];
+    getrandom::getrandom(&mut bytes).unwrap();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("test-{hex}:")
+}
+
+struct Replica {
+    introspector: Introspector,
+    base: String,
+}
+
+struct Fleet {
+    auth: TestAuthServer,
+    replicas: Vec<Replica>,
+    prefix: String,
+    http: reqwest::Client,
+}
+
+impl Fleet {
+    async fn new(n: usize) -> Self {
+        Self::with(n, |shared| shared).await
+    }
+
+    async fn with(n: usize, configure: impl Fn(SharedCacheBuilder) -> SharedCacheBuilder) -> Self {
+        let auth = TestAuthServer::start().await.expect("test AS");
+        let prefix = unique_prefix();
+        let mut replicas = Vec::new();
+        for _ in 0..n {
+            let shared = configure(SharedCache::builder(redis_url(), SECRET).key_prefix(&prefix))
+                .build()
+                .unwrap();
+            replicas.push(Self::replica(&auth, shared).await);
+        }
+        Self {
+            auth,
+            replicas,
+            prefix,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn replica(auth: &TestAuthServer, shared: SharedCache) -> Replica {
+        let introspector = builder(auth).shared_cache(shared).build().unwrap();
+        let base = serve(app(IntrospectionLayer::new(introspector.clone()))).await;
+        Replica { introspector, base }
+    }
+
+    async fn status(&self, replica: usize, token: &str) -> u16 {
+        self.http
+            .get(format!("{}/ping", self.replicas[replica].base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    fn stats(&self, replica: usize) -> tower_introspection::SharedCacheStats {
+        self.replicas[replica].introspector.stats().shared
+    }
+
+    /// Every name the fleet wrote in Redis.
+    async fn names(&self) -> Vec<String> {
+        let mut conn = redis_conn().await;
+        let mut names: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        names.sort();
+        names
+    }
+
+    async fn value_names(&self) -> Vec<String> {
+        self.names()
+            .await
+            .into_iter()
+            .filter(|n| n.contains(":v:"))
+            .collect()
+    }
+}
+
+async fn redis_conn() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis-server is not answering: `eval \"$(tests/interop/redis.sh start)\"`")
+}
+
+/// Polls `check` every 10 ms until it holds or `within` passes.
+async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn one_replicas_answer_serves_the_others() {
+    let fleet = Fleet::new(3).await;
+    let token = fleet.auth.mint_token("read");
+    assert_eq!(fleet.status(0, &token).await, 200);
+    assert_eq!(fleet.auth.introspection_calls(), 1);
+    assert_eq!(fleet.status(1, &token).await, 200);
+    assert_eq!(fleet.status(2, &token).await, 200);
+    assert_eq!(
+        fleet.auth.introspection_calls(),
+        1,
+        "the others read it from Redis"
+    );
+    assert_eq!((fleet.stats(1).hits, fleet.stats(2).hits), (1, 1));
+    assert_eq!(fleet.stats(0).misses, 1);
+    // In-process hits from now on: no more Redis lookups.
+    assert_eq!(fleet.status(1, &token).await, 200);
+    assert_eq!(fleet.stats(1).hits, 1);
+    assert_eq!(fleet.replicas[1].introspector.stats().hits, 1);
+
+    // Inactive answers are shared too (with the negative TTL).
+    let unknown = "never-issued-token-value";
+    assert_eq!(fleet.status(0, unknown).await, 401);
+    let calls = fleet.auth.introspection_calls();
+    assert_eq!(fleet.status(1, unknown).await, 401);
+    assert_eq!(fleet.auth.introspection_calls(), calls);
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn three_hundred_requests_on_three_replicas_make_one_call() {
+    let fleet = Fleet::new(3).await;
+    // A slow AS, so that every request arrives while the first call is out.
+    fleet.auth.set_fault(Fault::Delay(Duration::from_millis(300)));
+    let token = fleet.auth.mint_token("read");
+    let requests = (0..300).map(|i| fleet.status(i % 3, &token));
+    let statuses = futures_util::future::join_all(requests).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(
+        fleet.auth.introspection_calls(),
+        1,
+        "one AS call for the whole fleet"
+    );
+    let waits: u64 = (0..3).map(|i| fleet.stats(i).fleet_waits).sum();
+    assert_eq!(waits, 2, "two replicas waited for the third");
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn an_invalidation_reaches_every_replica() {
+    let fleet = Fleet::new(3).await;
+    let token = fleet.auth.mint_token("read");
+    for replica in 0..3 {
+        assert_eq!(fleet.status(replica, &token).await, 200);
+    }
+    assert_eq!(fleet.auth.introspection_calls(), 1);
+    fleet.auth.revoke(&token);
+    fleet.replicas[0].introspector.invalidate(&token).await;
+    assert_eq!(fleet.status(0, &token).await, 401);
+    // The notice reaches the others within milliseconds; 1 s is a bound
+    // far below max_ttl (60 s), which would be the delay without it.
+    for replica in [1, 2] {
+        let started = Instant::now();
+        assert!(
+            eventually(Duration::from_secs(1), async || fleet
+                .status(replica, &token)
+                .await
+                == 401)
+            .await,
+            "replica {replica} still accepts a revoked token"
+        );
+        eprintln!(
+            "replica {replica} refused the token {:?} after the invalidation",
+            started.elapsed()
+        );
+    }
+    assert!(fleet.value_names().await.iter().all(|n| !n.contains("gone")));
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn invalidate_all_reaches_every_replica() {
+    let fleet = Fleet::new(2).await;
+    let tokens: Vec<String> = (0..3).map(|_| fleet.auth.mint_token("read")).collect();
+    for token in &tokens {
+        assert_eq!(fleet.status(0, token).await, 200);
+        assert_eq!(fleet.status(1, token).await, 200);
+    }
+    assert_eq!(fleet.value_names().await.len(), 3);
+    for token in &tokens {
+        fleet.auth.revoke(token);
+    }
+    fleet.replicas[0].introspector.invalidate_all();
+    for token in &tokens {
+        assert!(
+            eventually(Duration::from_secs(1), async || fleet.status(1, token).await
+                == 401)
+            .await
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(1), async || fleet
+            .value_names()
+            .await
+            .is_empty())
+        .await
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn no_claim_and_no_token_is_readable_in_redis() {
+    let fleet = Fleet::new(1).await;
+    let token = fleet.auth.mint(
+        TokenSpec::new()
+            .scope("payroll:read")
+            .sub("subject-4711")
+            .username("maria.gonzalez")
+            .client_id("hr-portal")
+            .exp_in(Duration::from_secs(3600)),
+    );
+    assert_eq!(fleet.status(0, &token).await, 200);
+    let names = fleet.value_names().await;
+    assert_eq!(names.len(), 1);
+    let mut conn = redis_conn().await;
+    let value: Vec<u8> = conn.get(&names[0]).await.unwrap();
+    let mut everything = fleet.names().await.concat().into_bytes();
+    everything.extend_from_slice(&value);
+    for secret in [
+        token.as_str(),
+        "payroll",
+        "subject-4711",
+        "maria",
+        "hr-portal",
+        "active",
+        fleet.auth.introspection_url().as_str(),
+        SECRET,
+    ] {
+        assert!(
+            !everything.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{secret:?} is readable in Redis"
+        );
+    }
+    // The Redis TTL is bounded by max_ttl (60 s).
+    let ttl: i64 = conn.pttl(&names[0]).await.unwrap();
+    assert!((1..=60_000).contains(&ttl), "{ttl}");
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn a_forged_value_in_redis_is_refused() {
+    let fleet = Fleet::new(2).await;
+    let (victim, donor) = (fleet.auth.mint_token("read"), fleet.auth.mint_token("admin"));
+    assert_eq!(fleet.status(0, &victim).await, 200);
+    let victim_name = fleet.value_names().await.pop().unwrap();
+    assert_eq!(fleet.status(0, &donor).await, 200);
+    let donor_name = fleet
+        .value_names()
+        .await
+        .into_iter()
+        .find(|n| *n != victim_name)
+        .unwrap();
+    fleet.auth.revoke(&victim);
+
+    let mut conn = redis_conn().await;
+    let genuine: Vec<u8> = conn.get(&donor_name).await.unwrap();
+    let mut flipped: Vec<u8> = conn.get(&victim_name).await.unwrap();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    let forgeries: [(&str, Vec<u8>); 3] = [
+        ("another token's genuine value", genuine),
+        ("a value with one bit flipped", flipped),
+        ("plain JSON", br#"{"active":true,"scope":"read"}"#.to_vec()),
+    ];
+    for (what, forged) in forgeries {
+        let _: () = conn.set_ex(&victim_name, forged, 60).await.unwrap();
+        let calls = fleet.auth.introspection_calls();
+        let refused = fleet.stats(1).refused_values;
+        // Replica 1 has nothing in process: it reads the forged value.
+        assert_eq!(fleet.status(1, &victim).await, 401, "{what} was accepted");
+        assert_eq!(fleet.stats(1).refused_values, refused + 1, "{what}");
+        assert_eq!(
+            fleet.auth.introspection_calls(),
+            calls + 1,
+            "{what}: asked the AS instead"
+        );
+        fleet.replicas[1].introspector.invalidate(&victim).await;
+        // Let the tombstone of that invalidation lapse out of the way.
+        let _: () = conn.del(fleet.names().await).await.unwrap();
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn entries_written_under_the_previous_secret_are_read_during_a_rotation() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let prefix = unique_prefix();
+    let old = Fleet::replica(
+        &auth,
+        SharedCache::builder(redis_url(), SECRET)
+            .key_prefix(&prefix)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let rotated = Fleet::replica(
+        &auth,
+        SharedCache::builder(redis_url(), NEXT_SECRET)
+            .previous_secret(SECRET)
+            .key_prefix(&prefix)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let stranger = Fleet::replica(
+        &auth,
+        SharedCache::builder(redis_url(), NEXT_SECRET)
+            .key_prefix(&prefix)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let status = async |replica: &Replica, token: &str| {
+        http.get(format!("{}/ping", replica.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let token = auth.mint_token("read");
+    assert_eq!(status(&old, &token).await, 200);
+    assert_eq!(status(&rotated, &token).await, 200);
+    assert_eq!(auth.introspection_calls(), 1, "read under the previous secret");
+    assert_eq!(status(&stranger, &token).await, 200);
+    assert_eq!(
+        auth.introspection_calls(),
+        2,
+        "without the old secret, nothing to read"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn redis_killed_and_restarted_never_costs_a_request() {
+    let fleet = Fleet::with(2, |shared| shared.circuit_breaker(2, Duration::from_millis(300))).await;
+    let warm = fleet.auth.mint_token("read");
+    assert_eq!(fleet.status(0, &warm).await, 200);
+    let held = fleet.auth.mint_token("read");
+    assert_eq!(fleet.status(1, &held).await, 200);
+
+    harness("stop-server");
+    let restart = Undo("start-server");
+    // An invalidation while Redis is down cannot reach replica 1...
+    fleet.auth.revoke(&held);
+    fleet.replicas[0].introspector.invalidate(&held).await;
+    assert_eq!(fleet.status(0, &held).await, 401);
+    assert_eq!(fleet.status(1, &held).await, 200, "replica 1 has not heard of it");
+    let mut answered = 0;
+    for round in 0..20 {
+        // Fresh tokens miss both tiers; the warm one is served in process.
+        let fresh = fleet.auth.mint_token("read");
+        for replica in 0..2 {
+            assert_eq!(fleet.status(replica, &fresh).await, 200, "round {round}");
+            assert_eq!(fleet.status(replica, &warm).await, 200, "round {round}");
+            answered += 2;
+        }
+    }
+    let revoked = fleet.auth.mint_token("read");
+    fleet.auth.revoke(&revoked);
+    assert_eq!(
+        fleet.status(1, &revoked).await,
+        401,
+        "fail closed without Redis too"
+    );
+    let down = fleet.stats(0);
+    assert!(down.errors > 0 && down.breaker_trips > 0, "{down:?}");
+    eprintln!("{answered} requests answered 200 while Redis was down; replica 0: {down:?}");
+
+    drop(restart);
+    // Back within the breaker's open time plus a reconnection.
+    let token = fleet.auth.mint_token("read");
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            let calls = fleet.auth.introspection_calls();
+            let fresh = fleet.auth.mint_token("read");
+            fleet.status(0, &fresh).await == 200
+                && fleet.status(1, &fresh).await == 200
+                && fleet.auth.introspection_calls() == calls + 1
+        })
+        .await,
+        "the replicas share through Redis again"
+    );
+    assert!(!fleet.stats(0).breaker_open && !fleet.stats(1).breaker_open);
+    assert_eq!(fleet.status(0, &token).await, 200);
+    // ...but once its subscription is back it drops its in-process cache,
+    // as it may have missed notices: the revoked token is refused.
+    assert!(
+        eventually(Duration::from_secs(5), async || fleet.status(1, &held).await
+            == 401)
+        .await,
+        "replica 1 still accepts a token invalidated during the outage"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn a_paused_redis_costs_at_most_a_command_timeout() {
+    let fleet = Fleet::with(2, |shared| {
+        shared
+            .command_timeout(Duration::from_millis(100))
+            .circuit_breaker(3, Duration::from_millis(500))
+    })
+    .await;
+    let warm = fleet.auth.mint_token("read");
+    assert_eq!(fleet.status(0, &warm).await, 200);
+    harness("pause");
+    let resume = Undo("resume");
+    let result = async {
+        let started = Instant::now();
+        for round in 0..10 {
+            let fresh = fleet.auth.mint_token("read");
+            for replica in 0..2 {
+                let one = Instant::now();
+                assert_eq!(fleet.status(replica, &fresh).await, 200, "round {round}");
+                // A lookup and a write, each bounded by the command timeout.
+                assert!(one.elapsed() < Duration::from_secs(2), "{:?}", one.elapsed());
+                assert_eq!(fleet.status(replica, &warm).await, 200);
+            }
+        }
+        started.elapsed()
+    };
+    let elapsed = tokio::time::timeout(Duration::from_secs(30), result).await;
+    drop(resume);
+    let elapsed = elapsed.expect("requests hung on a paused Redis");
+    let stats = fleet.stats(0);
+    assert!(stats.breaker_trips > 0, "{stats:?}");
+    eprintln!("40 requests answered in {elapsed:?} while Redis was paused; {stats:?}");
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            let calls = fleet.auth.introspection_calls();
+            let fresh = fleet.auth.mint_token("read");
+            fleet.status(0, &fresh).await == 200
+                && fleet.status(1, &fresh).await == 200
+                && fleet.auth.introspection_calls() == calls + 1
+        })
+        .await,
+        "sharing again after SIGCONT"
+    );
+}
+
+#[tokio::test]
+async fn no_redis_at_all_is_no_refused_request() {
+    // Nothing listens on this port: the tier is down from the start.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}/", listener.local_addr().unwrap());
+    drop(listener);
+    let auth = TestAuthServer::start().await.unwrap();
+    let shared = SharedCache::builder(url, SECRET)
+        .circuit_breaker(2, Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let replica = Fleet::replica(&auth, shared).await;
+    let http = reqwest::Client::new();
+    for _ in 0..5 {
+        let token = auth.mint_token("read");
+        let status = http
+            .get(format!("{}/ping", replica.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+    let stats = replica.introspector.stats().shared;
+    assert!(stats.breaker_open && stats.breaker_trips == 1, "{stats:?}");
+    assert!(
+        stats.skipped > 0,
+        "the open breaker spares Redis the tries: {stats:?}"
+    );
+}
+
+/// Starts `examples/resource_server` as a replica of the fleet; returns the
+/// process and its base URL.
+fn resource_server(auth: &TestAuthServer, secret: &str) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(common::example("resource_server"))
+        .env("INTROSPECTION_URL", auth.introspection_url())
+        .env("CLIENT_ID", common::RS_ID)
+        .env("CLIENT_SECRET", common::RS_SECRET)
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("REDIS_URL", redis_url())
+        .env("CACHE_SHARED_SECRET", secret)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("the listening line")
+        .to_owned();
+    (child, base)
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn two_resource_server_processes_share_one_introspection() {
+    let auth = TestAuthServer::start().await.unwrap();
+    // A fresh secret per run: entries of earlier runs are not readable.
+    let secret = format!("{}-and-enough-bytes-to-be-a-fleet-secret", unique_prefix());
+    let (mut a, base_a) = resource_server(&auth, &secret);
+    let (mut b, base_b) = resource_server(&auth, &secret);
+    let http = reqwest::Client::new();
+    let token = auth.mint_token("read");
+    let mut statuses = Vec::new();
+    for base in [&base_a, &base_b, &base_a, &base_b] {
+        let response = http
+            .get(format!("{base}/whoami"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    let calls = auth.introspection_calls();
+    for child in [&mut a, &mut b] {
+        let _ = child.kill();
+    }
+    let mut logs = String::new();
+    for child in [a, b] {
+        let output = child.wait_with_output().unwrap();
+        logs.push_str(&String::from_utf8_lossy(&output.stderr));
+    }
+    assert_eq!(statuses, [200; 4]);
+    assert_eq!(
+        calls, 1,
+        "the second process read the first one's answer from Redis"
+    );
+    assert!(!logs.is_empty(), "trace logs were written");
+    assert!(!logs.contains(&secret), "the fleet secret was logged");
+    assert!(!logs.contains(&token), "the token was logged");
+}
+
+#[test]
+fn resource_server_refuses_a_half_configured_fleet_without_printing_the_secret() {
+    let run = |vars: &[(&str, &str)]| {
+        let mut command = Command::new(common::example("resource_server"));
+        command
+            .env("INTROSPECTION_URL", "http://127.0.0.1:9/introspect")
+            .env("CLIENT_ID", "rs")
+            .env("CLIENT_SECRET", "s")
+            .env_remove("REDIS_URL")
+            .env_remove("CACHE_SHARED_SECRET");
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let output = command.output().unwrap();
+        assert!(!output.status.success(), "{vars:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    assert!(run(&[("REDIS_URL", "redis://127.0.0.1:9/")]).contains("REDIS_URL needs CACHE_SHARED_SECRET"));
+    assert!(run(&[("CACHE_SHARED_SECRET", "x".repeat(40).as_str())]).contains("REDIS_URL is not"));
+    let short = run(&[
+        ("REDIS_URL", "redis://127.0.0.1:9/"),
+        ("CACHE_SHARED_SECRET", "short-secret-value"),
+    ]);
+    assert!(short.contains("at least 32 bytes"), "{short}");
+    assert!(!short.contains("short-secret-value"), "{short}");
+}
+
+#[test]
+fn a_shared_cache_outside_a_tokio_runtime_is_a_config_error_not_a_panic() {
+    let shared = SharedCache::builder("redis://127.0.0.1:9/", SECRET)
+        .build()
+        .unwrap();
+    let built = Introspector::builder("http://127.0.0.1:9/introspect")
+        .client_secret_basic("rs", "s")
+        .shared_cache(shared)
+        .build();
+    assert!(built.is_err());
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn an_invalidation_is_not_undone_by_a_load_in_flight_on_another_replica() {
+    let fleet = Fleet::new(2).await;
+    fleet.auth.set_fault(Fault::Delay(Duration::from_millis(300)));
+    let token = fleet.auth.mint_token("read");
+    let load = fleet.status(1, &token);
+    let invalidate = async {
+        // While replica 1's introspection is out.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        fleet.replicas[0].introspector.invalidate(&token).await;
+    };
+    let (status, ()) = tokio::join!(load, invalidate);
+    assert_eq!(status, 200, "the answer in flight still serves its request");
+    assert!(
+        fleet.value_names().await.is_empty(),
+        "the load in flight wrote the invalidated entry back"
+    );
+    fleet.auth.clear_fault();
+    let calls = fleet.auth.introspection_calls();
+    assert_eq!(fleet.status(1, &token).await, 200);
+    assert_eq!(
+        fleet.auth.introspection_calls(),
+        calls + 1,
+        "nor kept it in process"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn an_answer_from_redis_lives_in_process_no_longer_than_in_redis() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let prefix = unique_prefix();
+    let shared = || {
+        SharedCache::builder(redis_url(), SECRET)
+            .key_prefix(&prefix)
+            .build()
+            .unwrap()
+    };
+    // The writer shares its answers for 1 s; the reader would keep its own
+    // for a minute.
+    let writer = builder(&auth)
+        .max_ttl(Duration::from_secs(1))
+        .shared_cache(shared())
+        .build()
+        .unwrap();
+    let reader = builder(&auth).shared_cache(shared()).build().unwrap();
+    let token = auth.mint_token("read");
+    writer.validate(&token).await.unwrap();
+    reader.validate(&token).await.unwrap();
+    assert_eq!((auth.introspection_calls(), reader.stats().shared.hits), (1, 1));
+    auth.revoke(&token);
+    assert!(reader.validate(&token).await.is_ok(), "cached in process");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(
+        reader.validate(&token).await.is_err(),
+        "kept past the shared entry's life"
+    );
+}
