@@ -21,7 +21,7 @@ use crate::servers::Kind;
 type BoxError = Box<dyn Error + Send + Sync>;
 
 const WIDTH: u32 = 1000;
-const HEADER: u32 = 118;
+const HEADER: u32 = 136;
 const FOOTER: u32 = 28;
 /// Left of the plot: server names.
 const NAMES: u32 = 200;
@@ -39,6 +39,9 @@ pub struct RunInfo<'a> {
     /// "5 rounds × (1 s warm-up + 3 s), 32 connections".
     pub hot_setup: String,
     pub command: &'a str,
+    /// Average CPUs other processes used during the run, of `cpus`.
+    pub other_cpu: Option<f64>,
+    pub cpus: usize,
 }
 
 /// Renders the chart as an SVG document.
@@ -120,8 +123,16 @@ fn draw_header(area: &DrawingArea<SVGBackend<'_>, Shift>, run: &RunInfo<'_>) -> 
         (12, 57),
         (FONT, 13).into_font().color(&grey),
     ))?;
+    let load = match run.other_cpu {
+        Some(other) => format!(
+            "Other processes used {other:.2} of the {} CPUs on average during the run; the in-process panel counts thread CPU time, which their load does not enter.",
+            run.cpus
+        ),
+        None => "The load from other processes during the run is unknown (no /proc/stat).".to_owned(),
+    };
+    area.draw(&Text::new(load, (12, 76), (FONT, 13).into_font().color(&grey)))?;
     // Legend: what a bar, a whisker and the dashed line mean.
-    let y = 92;
+    let y = 110;
     let legend = (FONT, 13).into_font().color(&BLACK);
     let sample = RGBColor(120, 120, 120);
     area.draw(&Rectangle::new(
@@ -407,6 +418,8 @@ mod tests {
             rounds: 5,
             hot_setup: "5 rounds".into(),
             command: "bash bench/compare/run.sh",
+            other_cpu: Some(1.25),
+            cpus: 2,
         };
         let doc = svg(&headlines, &run).expect("renders");
         assert!(doc.starts_with("<svg"), "{}", &doc[..80]);
@@ -418,6 +431,7 @@ mod tests {
             "+22.00 µs",
             "0.950 (0.900 … 1.000)",
             "ns of thread CPU",
+            "used 1.25 of the 2 CPUs",
         ] {
             assert!(doc.contains(needle), "missing {needle}");
         }

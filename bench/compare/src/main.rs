@@ -678,6 +678,8 @@ fn run(args: &[String]) -> Result<(), BoxError> {
             rounds: opts.rounds,
             hot_setup: report::hot_setup(&opts),
             command: &command,
+            other_cpu: others,
+            cpus: opts.cpus,
         };
         match chart::svg(&headline::Headline::all(&results), &run_info)
             .and_then(|doc| std::fs::write(svg_path, doc).map_err(Into::into))
