@@ -327,23 +327,18 @@ pub fn markdown(c: &Context<'_>) -> String {
     // In-process cost.
     if c.results.iter().any(|(_, r)| r.micro.is_some()) {
         let _ = writeln!(s, "## Middleware cost in process (no sockets)\n");
-        let _ = writeln!(s, "The same routers called directly (`poll_ready` + `call`, body read) on a current-thread runtime in the harness process, {} repetitions × {} ms per route, alternating; thread CPU time (`CLOCK_THREAD_CPUTIME_ID`) per request, median of the repetitions. Both routes get the same `Authorization` header, so protected − bare is the middleware alone (cache lookup or JWT verification, extractor, principal). Other load on the machine does not enter this CPU clock, but shares caches.\n", o.rounds, o.micro.as_millis());
+        let _ = writeln!(s, "The same routers called directly (`poll_ready` + `call`, body read) on a current-thread runtime in the harness process, {} repetitions × {} ms per route, alternating; thread CPU time (`CLOCK_THREAD_CPUTIME_ID`) per request, median of the repetitions; the middleware cost is protected − bare within each repetition, median and min–max over them. Both routes get the same `Authorization` header, so protected − bare is the middleware alone (cache lookup or JWT verification, extractor, principal). Other load on the machine does not enter this CPU clock, but shares caches.\n", o.rounds, o.micro.as_millis());
         let _ = writeln!(
             s,
-            "| server | bare | protected | middleware cost | min–max cost over repetitions |"
+            "| server | bare | protected | middleware cost (median) | min–max cost over repetitions |"
         );
         let _ = writeln!(s, "|---|--:|--:|--:|--:|");
         for (kind, r) in c.results {
             match &r.micro {
                 Some(Ok(m)) => {
-                    let costs: Vec<f64> = m
-                        .bare_ns
-                        .iter()
-                        .zip(&m.protected_ns)
-                        .map(|(b, p)| p - b)
-                        .collect();
-                    let lo = costs.iter().copied().fold(f64::INFINITY, f64::min);
-                    let hi = costs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    // The cost is paired within each repetition, like
+                    // the headline's and the chart's (same figure).
+                    let cost = Spread::of(m.bare_ns.iter().zip(&m.protected_ns).map(|(b, p)| p - b));
                     let (b, p) = (median(m.bare_ns.clone()), median(m.protected_ns.clone()));
                     let _ = writeln!(
                         s,
@@ -351,9 +346,9 @@ pub fn markdown(c: &Context<'_>) -> String {
                         kind.label(),
                         b,
                         p,
-                        p - b,
-                        lo,
-                        hi
+                        cost.median,
+                        cost.min,
+                        cost.max
                     );
                 }
                 Some(Err(e)) => {
