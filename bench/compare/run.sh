@@ -4,7 +4,8 @@
 # Builds the harness in release mode into bench/compare/target (its own
 # workspace and target dir, never the main crate's), runs every server and
 # the load generator over 127.0.0.1, prints the results and writes
-# bench/compare/RESULTS.md.
+# bench/compare/RESULTS.md and its chart bench/compare/RESULTS.svg.
+# A short run to try changes: --quick (or BENCH_QUICK=1).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export CARGO_TARGET_DIR="$here/target"

@@ -261,9 +261,13 @@ pub async fn herd(addr: SocketAddr, path: &str, bearer: &str, n: usize) -> Resul
     }
     lat.sort();
     let pick = |q: f64| {
-        lat.get(((lat.len() as f64 * q).ceil() as usize).saturating_sub(1).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
+        lat.get(
+            ((lat.len() as f64 * q).ceil() as usize)
+                .saturating_sub(1)
+                .min(lat.len().saturating_sub(1)),
+        )
+        .copied()
+        .unwrap_or_default()
     };
     Ok(HerdResult {
         n,
@@ -280,7 +284,9 @@ pub fn quantile(samples: &mut [u64], q: f64) -> Option<Duration> {
         return None;
     }
     samples.sort_unstable();
-    let i = ((samples.len() as f64 * q).ceil() as usize).saturating_sub(1).min(samples.len() - 1);
+    let i = ((samples.len() as f64 * q).ceil() as usize)
+        .saturating_sub(1)
+        .min(samples.len() - 1);
     Some(Duration::from_nanos(samples[i]))
 }
 

@@ -6,7 +6,10 @@
 //! the child-process mode the orchestrator starts for each server.
 
 mod adapter;
+mod chart;
+mod headline;
 mod loadgen;
+mod machine;
 mod micro;
 mod report;
 mod servers;
@@ -53,6 +56,14 @@ USAGE: compare [OPTIONS]
                       is needed)
   --out PATH          Markdown output (default: RESULTS.md beside Cargo.toml;
                       '-' prints only)
+  --svg PATH          the headline chart (default: the --out path with .svg,
+                      i.e. RESULTS.svg beside RESULTS.md; '-' writes none;
+                      none either when --out is '-' and --svg is not given)
+  --quick             a short run to try changes: 2 rounds x (1 s warm-up +
+                      1 s), 100 ms in-process repetitions, one cold herd of 50
+                      with no AS delay; options given as well override it.
+                      Same as BENCH_QUICK=1. Its figures are noisier: do not
+                      quote them.
 ";
 
 #[derive(Debug, Clone)]
@@ -70,6 +81,9 @@ pub struct Options {
     pub micro: Duration,
     pub zitadel_direct: bool,
     pub out: Option<String>,
+    /// Where the chart goes (None: no chart).
+    pub svg: Option<String>,
+    pub quick: bool,
     pub cpus: usize,
     /// `nproc` before the harness pinned itself.
     pub nproc: String,
@@ -91,9 +105,24 @@ fn parse_options(args: &[String]) -> Result<Options, BoxError> {
         micro: Duration::from_millis(500),
         zitadel_direct: false,
         out: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/RESULTS.md").to_owned()),
+        svg: None,
+        quick: false,
         cpus,
         nproc: report::sh("nproc", &[]),
     };
+    // The quick preset first, so that options given with it override it
+    // wherever they stand on the command line.
+    let quick_env = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    if quick_env || args.iter().any(|a| a == "--quick") {
+        o.quick = true;
+        o.rounds = 2;
+        o.duration = Duration::from_secs(1);
+        o.warmup = Duration::from_secs(1);
+        o.micro = Duration::from_millis(100);
+        o.cold = vec![50];
+        o.cold_delay_ms = vec![0];
+    }
+    let mut svg: Option<String> = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
@@ -102,6 +131,9 @@ fn parse_options(args: &[String]) -> Result<Options, BoxError> {
         }
         if flag == "--zitadel-direct" {
             o.zitadel_direct = true;
+            continue;
+        }
+        if flag == "--quick" {
             continue;
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -127,6 +159,7 @@ fn parse_options(args: &[String]) -> Result<Options, BoxError> {
             "--client-threads" => o.client_threads = num(value)? as usize,
             "--micro-ms" => o.micro = Duration::from_millis(num(value)?.min(10_000)),
             "--out" => o.out = (value != "-").then(|| value.clone()),
+            "--svg" => svg = Some(value.clone()),
             _ => return Err(format!("unknown option {flag} (see --help)").into()),
         }
     }
@@ -149,6 +182,16 @@ fn parse_options(args: &[String]) -> Result<Options, BoxError> {
     if o.cold_delay_ms.iter().any(|&d| d > 5000) {
         return Err("--cold-delay must be 0..=5000 ms".into());
     }
+    o.svg = match svg {
+        Some(p) if p == "-" => None,
+        Some(p) => Some(p),
+        None => o.out.as_deref().map(|md| {
+            std::path::Path::new(md)
+                .with_extension("svg")
+                .to_string_lossy()
+                .into_owned()
+        }),
+    };
     o.pin &= cpus >= 2;
     if o.server_threads == 0 {
         o.server_threads = if o.pin { 1 } else { cpus };
@@ -190,7 +233,11 @@ fn clock_ticks() -> u64 {
 pub fn machine_ticks() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let line = stat.lines().next()?;
-    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3)? + v.get(4)?;
     Some((total - idle, total))
@@ -313,8 +360,29 @@ pub struct ColdResult {
     pub jwks_calls: usize,
 }
 
+/// The chart's path as the Markdown file should link it: its file name when
+/// both sit in one directory, else the path as given.
+fn link_from(md: Option<&str>, svg: &str) -> String {
+    use std::path::Path;
+    let svg_path = Path::new(svg);
+    let same_dir = md.is_some_and(|md| {
+        let dir = |p: &Path| {
+            p.parent()
+                .map(|d| d.canonicalize().unwrap_or_else(|_| d.to_path_buf()))
+        };
+        dir(Path::new(md)) == dir(svg_path)
+    });
+    match svg_path.file_name() {
+        Some(name) if same_dir => name.to_string_lossy().into_owned(),
+        _ => svg.to_owned(),
+    }
+}
+
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A fresh RS256 JWT with the same claims as the introspection answer.
@@ -477,7 +545,12 @@ fn run(args: &[String]) -> Result<(), BoxError> {
                 ),
                 Err(e) => eprintln!("in-process {}: failed: {e}", p.kind.label()),
             }
-            results.iter_mut().find(|(k, _)| *k == p.kind).expect("slot").1.micro = Some(r);
+            results
+                .iter_mut()
+                .find(|(k, _)| *k == p.kind)
+                .expect("slot")
+                .1
+                .micro = Some(r);
         }
     }
 
@@ -486,7 +559,11 @@ fn run(args: &[String]) -> Result<(), BoxError> {
     let calls_before_hot = auth.introspection_calls();
     for round in 0..opts.rounds {
         for (p, token) in procs.iter().zip(&tokens) {
-            let order: [bool; 2] = if round % 2 == 0 { [false, true] } else { [true, false] };
+            let order: [bool; 2] = if round % 2 == 0 {
+                [false, true]
+            } else {
+                [true, false]
+            };
             for protected in order {
                 // Both routes get the same Authorization header: only the
                 // middleware differs.
@@ -590,16 +667,45 @@ fn run(args: &[String]) -> Result<(), BoxError> {
         let busy = Duration::from_nanos((b1 - b0) * 1_000_000_000 / clock_ticks());
         Some(busy.saturating_sub(ours).as_secs_f64() / started.elapsed().as_secs_f64())
     })();
+    // The chart first, so the Markdown links it only if it was written; a
+    // chart that fails costs the link, never the results.
+    let machine = machine::Machine::detect(&opts.nproc);
+    let command = report::command();
+    let mut chart_link = None;
+    if let Some(svg_path) = &opts.svg {
+        let run_info = chart::RunInfo {
+            machine: &machine,
+            rounds: opts.rounds,
+            hot_setup: report::hot_setup(&opts),
+            command: &command,
+            other_cpu: others,
+            cpus: opts.cpus,
+        };
+        match chart::svg(&headline::Headline::all(&results), &run_info)
+            .and_then(|doc| std::fs::write(svg_path, doc).map_err(Into::into))
+        {
+            Ok(()) => {
+                eprintln!("wrote {svg_path}");
+                chart_link = Some(link_from(opts.out.as_deref(), svg_path));
+            }
+            Err(e) => eprintln!("chart not written ({svg_path}): {e}"),
+        }
+    }
     let md = report::markdown(&report::Context {
         opts: &opts,
         results: &results,
         hot_as_calls_total: hot_calls,
-        discovery_calls: adapter.counters.discovery.load(std::sync::atomic::Ordering::SeqCst),
+        discovery_calls: adapter
+            .counters
+            .discovery
+            .load(std::sync::atomic::Ordering::SeqCst),
         jwks_calls: adapter.counters.jwks.load(std::sync::atomic::Ordering::SeqCst),
         load_before: load_before.trim(),
         load_after: load_after.trim(),
         other_cpu: others,
         run_time: started.elapsed(),
+        machine: &machine,
+        chart_link,
     });
     println!("{md}");
     if let Some(path) = &opts.out {

@@ -29,7 +29,10 @@ pub struct MicroResult {
 
 #[allow(unsafe_code)]
 fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the local timespec only.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     if rc != 0 {
@@ -52,8 +55,13 @@ where
     B: http_body::Body,
     B::Error: Debug,
 {
-    poll_fn(|cx| svc.poll_ready(cx)).await.map_err(|e| format!("{e:?}"))?;
-    let res = svc.call(request(path, token)).await.map_err(|e| format!("{e:?}"))?;
+    poll_fn(|cx| svc.poll_ready(cx))
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let res = svc
+        .call(request(path, token))
+        .await
+        .map_err(|e| format!("{e:?}"))?;
     let status = res.status().as_u16();
     res.into_body().collect().await.map_err(|e| format!("{e:?}"))?;
     Ok(status)
@@ -93,7 +101,11 @@ where
     timed(&mut svc, "/bare", token, per_run / 4).await?;
     let mut out = MicroResult::default();
     for rep in 0..reps {
-        let order = if rep % 2 == 0 { ["/bare", "/protected"] } else { ["/protected", "/bare"] };
+        let order = if rep % 2 == 0 {
+            ["/bare", "/protected"]
+        } else {
+            ["/protected", "/bare"]
+        };
         for path in order {
             let ns = timed(&mut svc, path, token, per_run).await?;
             if path == "/bare" {
@@ -107,8 +119,16 @@ where
 }
 
 /// Builds `kind`'s router in this process and measures it.
-pub fn run(kind: Kind, url: &str, token: &str, reps: usize, per_run: Duration) -> Result<MicroResult, BoxError> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+pub fn run(
+    kind: Kind,
+    url: &str,
+    token: &str,
+    reps: usize,
+    per_run: Duration,
+) -> Result<MicroResult, BoxError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         match kind {
             Kind::Ti => bench(servers::ti_app(url)?, token, reps, per_run).await,
