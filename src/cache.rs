@@ -413,6 +413,19 @@ impl TokenCache {
                     ms => until.min(now.monotonic_ms.saturating_add(u64::from(ms))),
                 };
                 index.insert(key, Arc::clone(claims), until);
+                // moka may have dropped the answer (size, admission, expiry)
+                // before it reached the index: its listener then had nothing
+                // to remove, and nothing else would. A drop after the insert
+                // fires the listener, which finds it.
+                if let Some(active) = &self.active {
+                    if !active
+                        .get(&key)
+                        .await
+                        .is_some_and(|held| Arc::ptr_eq(&held, claims))
+                    {
+                        index.remove_answer(&key, claims);
+                    }
+                }
             }
         }
         if ticket.spoiled() {
@@ -605,6 +618,10 @@ impl Invalidations {
 
     /// Spoils every load in flight. Call before removing entries.
     pub(crate) fn invalidate_all(&self) {
+        // Under the lock, as `ticket` and `spoiled` read it: the lock's
+        // ordering (not only the atomic's) makes a load that stored its
+        // answer before this bump see it, whatever the memory model allows.
+        let _in_flight = self.lock();
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 }
@@ -622,10 +639,11 @@ impl LoadTicket<'_> {
     /// Whether the key (or everything) was invalidated since the ticket was
     /// taken: the load's answer must not stay cached.
     pub(crate) fn spoiled(&self) -> bool {
+        // The epoch is read under the lock that `invalidate_all` bumps it
+        // under (see there).
+        let in_flight = self.owner.lock();
         self.owner.epoch.load(Ordering::Acquire) != self.epoch
-            || self
-                .owner
-                .lock()
+            || in_flight
                 .get(&self.key)
                 .is_some_and(|entry| entry.invalidations != self.seen)
     }
@@ -652,6 +670,40 @@ pub(crate) fn key_prefix(key: &Key) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Loads racing moka's maintenance on two workers: an answer moka drops
+    /// (size, admission) before it reaches the index must not stay there,
+    /// or the index would outgrow moka for good.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_index_never_outgrows_moka() {
+        let settings = CacheSettings {
+            max_entries: 10,
+            max_ttl: Duration::from_secs(3600),
+            ..CacheSettings::default()
+        };
+        let cache = Arc::new(TokenCache::new(settings, "https://as/introspect", "rs"));
+        let tasks: Vec<_> = (0..8u8)
+            .map(|task| {
+                let cache = Arc::clone(&cache);
+                tokio::spawn(async move {
+                    let active = cache.active.as_ref().unwrap();
+                    for i in 0..2000u32 {
+                        let key = cache.key(&format!("{task}-{i}"));
+                        let ticket = cache.invalidations.ticket(key);
+                        let load = async { Ok::<_, ()>(cache.entry(Principal::from_shared(Arc::default()))) };
+                        let _ = cache.get_or_load(active, key, &ticket, load).await;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        cache.run_pending_tasks().await;
+        let index = cache.index.as_ref().unwrap().len();
+        let moka = cache.active.as_ref().unwrap().entry_count();
+        assert!(index as u64 <= moka, "index {index} entries, moka {moka}");
+    }
     use crate::principal::Scopes;
 
     const MINUTE: Duration = Duration::from_secs(60);

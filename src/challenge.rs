@@ -106,7 +106,7 @@ fn interned(realm: &[u8]) -> Option<&'static [u8]> {
     if let Some(known) = realms.iter().find(|known| **known == realm) {
         return Some(known);
     }
-    if realms.len() >= MAX_INTERNED {
+    if realms.len() >= MAX_INTERNED || realm.len() > MAX_INTERNED_LEN {
         return None;
     }
     let kept: &'static [u8] = Box::leak(Box::from(realm));
@@ -114,8 +114,10 @@ fn interned(realm: &[u8]) -> Option<&'static [u8]> {
     Some(kept)
 }
 
-/// How many distinct realms are kept in static memory.
+/// How many distinct realms are kept in static memory, and how long each
+/// may be: at most 128 KiB kept for the life of the process.
 const MAX_INTERNED: usize = 256;
+const MAX_INTERNED_LEN: usize = 512;
 /// The parameters every challenge of one layer carries: its realm, and,
 /// when configured, the `resource_metadata` URL (RFC 9728 §5.1) and the
 /// `scope` its 401s name.
@@ -251,6 +253,9 @@ pub(crate) mod tests {
         for i in 0..MAX_INTERNED {
             realm_value(&format!("realm {i}")).unwrap();
         }
+        let long = "r".repeat(MAX_INTERNED_LEN + 1);
+        assert_eq!(realm_value(&long).unwrap(), long.as_str());
+        assert!(interned(long.as_bytes()).is_none(), "too long to keep");
         let late = realm_value("one realm too many").unwrap();
         assert_eq!(late, "one realm too many");
         assert!(interned(b"one realm too many").is_none());

@@ -544,6 +544,28 @@ fn is_token_char(b: u8) -> bool {
 mod tests {
     use super::*;
 
+    /// Around the 16-byte blocks the check works in: a bad byte or a
+    /// misplaced `=` is found at every position, in the last partial block
+    /// as in whole ones.
+    #[test]
+    fn b64token_blocks_check_every_position() {
+        for len in [1, 15, 16, 17, 31, 32, 33, 48] {
+            let good = "a".repeat(len);
+            assert!(is_b64token(good.as_bytes()), "{len}");
+            assert!(is_b64token(format!("{good}==").as_bytes()), "{len} padded");
+            for at in 0..len {
+                for bad in [b' ', b'"', b'=', 0x80, b'\\', b',', 0] {
+                    let mut token = good.clone().into_bytes();
+                    token[at] = bad;
+                    let trailing_padding = at > 0 && bad == b'=' && token[at..].iter().all(|&b| b == b'=');
+                    assert_eq!(is_b64token(&token), trailing_padding, "{len} {at} {bad:#x}");
+                }
+            }
+        }
+        assert!(!is_b64token(b""));
+        assert!(!is_b64token(b"=="));
+    }
+
     fn request(headers: &[(&str, &str)], uri: &str) -> Request<()> {
         let mut builder = Request::builder().uri(uri);
         for (name, value) in headers {
