@@ -270,7 +270,10 @@ impl IntrospectorBuilder {
     /// `https://mcp.example.com/mcp`. Compared as the MCP authorization
     /// specification asks: an upper-case scheme or host, a default port and
     /// one trailing slash more or less still match; another path, host or
-    /// port does not. A token for another resource is answered 401
+    /// port does not. The token's value is compared, never normalised: a
+    /// value that only resolves to the resource (percent-encoding, dot
+    /// segments, IDNA, numeric IPv4 forms, backslashes, whitespace) does not
+    /// match. A token for another resource is answered 401
     /// `invalid_token`. Repeat to accept any of several; combines with
     /// [`expected_audience`](Self::expected_audience) (one match of either is
     /// enough).
