@@ -13,7 +13,7 @@
 //! | variable | meaning |
 //! |---|---|
 //! | `INTROSPECTION_URL`, `CLIENT_ID`, `CLIENT_SECRET`, `CLIENT_AUTH`, `TOKEN_URL`, `TOKEN_SCOPE`, `EXPECTED_ISSUER`, `EXPECTED_AUDIENCE`, `JWT_ISSUER`, `JWKS_URL`, `JWT_PUBLIC_KEY_FILE`, `JWT_PROFILE`, `JWT_ALGORITHMS`, `CACHE_MAX_TTL_SECS`, `CACHE_NEGATIVE_TTL_SECS`, `ALLOW_INSECURE_HTTP`, `REALM` | as for `resource_server` (an introspection endpoint, a JWT source, or both) |
-//! | `RESOURCE_URL` | the canonical URI of the MCP endpoint; tokens must name it in `aud`. Default `http://LISTEN_ADDR/mcp` |
+//! | `RESOURCE_URL` | the canonical URI of the MCP endpoint; tokens must name it in `aud`, whatever `EXPECTED_AUDIENCE` says (that is an extra condition, never an alternative). Default `http://LISTEN_ADDR/mcp` |
 //! | `AUTHORIZATION_SERVERS` | issuer URLs for the metadata, comma-separated (required: MCP clients find the AS here) |
 //! | `LISTEN_ADDR` | default `127.0.0.1:3001` |
 //!

@@ -307,6 +307,12 @@ async fn introspected_tokens_must_name_the_resource() {
         ("https://mcp.example.com/mcp/other", 401),
         ("https://other.example/mcp", 401),
         ("http://mcp.example.com/mcp", 401),
+        // Values a URL parser would resolve to the resource (B1).
+        ("https://mcp%2Eexample.com/mcp", 401),
+        ("https://mcp.example.com/x/../mcp", 401),
+        ("https://mcp.example.com\\mcp", 401),
+        ("https:mcp.example.com/mcp", 401),
+        ("https://mcp.example.com/mcp ", 401),
     ] {
         let token = s.auth.mint(TokenSpec::new().aud(aud));
         let response = s.call(&token, "tools/list", None).await;
@@ -350,6 +356,59 @@ async fn local_jwts_must_name_the_resource() {
     assert_eq!(response.status(), 401);
     let params = challenge_params(&challenge(&response));
     assert_eq!(params[2], ("error".into(), "invalid_token".into()));
+}
+
+/// With an expected audience configured too (the example's
+/// `EXPECTED_AUDIENCE`), a token naming only that audience is still refused:
+/// the resource check is not an alternative, it is required.
+#[tokio::test]
+async fn an_expected_audience_never_stands_in_for_the_resource() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let introspector = common::builder(&auth)
+        .expected_audience("mcp-client")
+        .expected_resource(RESOURCE)
+        .build()
+        .unwrap();
+    let jwt = JwtVerifier::builder()
+        .issuer(auth.issuer())
+        .jwks_url(auth.jwks_url())
+        .expected_audience("mcp-client")
+        .expected_resource(RESOURCE)
+        .build()
+        .unwrap();
+    let http = reqwest::Client::new();
+    for (name, base) in [
+        ("introspection", common::serve(app(introspector, mcp_layer)).await),
+        ("jwt", common::serve(app(jwt, mcp_layer)).await),
+    ] {
+        let post = |token: String| {
+            http.post(format!("{base}/mcp"))
+                .bearer_auth(token)
+                .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+                .send()
+        };
+        let only_audience = if name == "jwt" {
+            auth.mint_jwt(JwtSpec::rfc9068().aud("mcp-client"))
+        } else {
+            auth.mint(TokenSpec::new().aud("mcp-client"))
+        };
+        let response = post(only_audience).await.unwrap();
+        assert_eq!(response.status(), 401, "{name}");
+        let params = challenge_params(&challenge(&response));
+        assert_eq!(params[2], ("error".into(), "invalid_token".into()), "{name}");
+        let only_resource = if name == "jwt" {
+            auth.mint_jwt(JwtSpec::rfc9068().aud(RESOURCE))
+        } else {
+            auth.mint(TokenSpec::new().aud(RESOURCE))
+        };
+        assert_eq!(post(only_resource).await.unwrap().status(), 401, "{name}");
+        let both = if name == "jwt" {
+            auth.mint_jwt(JwtSpec::rfc9068().claim("aud", serde_json::json!(["mcp-client", RESOURCE])))
+        } else {
+            auth.mint(TokenSpec::new().audiences(["mcp-client", RESOURCE]))
+        };
+        assert_eq!(post(both).await.unwrap().status(), 200, "{name}");
+    }
 }
 
 #[test]

@@ -274,9 +274,11 @@ impl IntrospectorBuilder {
     /// value that only resolves to the resource (percent-encoding, dot
     /// segments, IDNA, numeric IPv4 forms, backslashes, whitespace) does not
     /// match. A token for another resource is answered 401
-    /// `invalid_token`. Repeat to accept any of several; combines with
-    /// [`expected_audience`](Self::expected_audience) (one match of either is
-    /// enough).
+    /// `invalid_token`. Repeat to accept any of several. The resource check
+    /// is mandatory once configured: an [`expected_audience`](Self::expected_audience)
+    /// never stands in for it (the MCP specification requires the token to
+    /// be issued for this resource); with both set, `aud` must name one of
+    /// the resources *and* contain one of the audiences.
     ///
     /// `build()` refuses a URI that is not a resource identifier: not
     /// absolute, not `https` (plain `http` only on loopback or with
