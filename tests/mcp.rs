@@ -31,7 +31,6 @@ fn metadata() -> ProtectedResourceMetadata {
     ProtectedResourceMetadata::builder(RESOURCE)
         .authorization_server("https://as.example")
         .scopes_supported(["notes:read", "notes:write"])
-        .also_at_root(true)
         .build()
         .unwrap()
 }
@@ -121,13 +120,14 @@ impl Mcp {
 
 // ---------------------------------------------------------------- metadata
 
+/// The path-aware URL serves the document of `/mcp`; the root form does
+/// not (its `resource` would not match it, RFC 9728 §3.3) but serves a
+/// path-less resource's own document, and `also_at_root` is refused for a
+/// resource with a path.
 #[tokio::test]
 async fn metadata_is_served_at_the_path_aware_and_the_root_url() {
     let s = Mcp::new().await;
-    for path in [
-        "/.well-known/oauth-protected-resource/mcp",
-        "/.well-known/oauth-protected-resource",
-    ] {
+    for path in ["/.well-known/oauth-protected-resource/mcp"] {
         let response = s.http.get(format!("{}{path}", s.base)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
         assert_eq!(response.headers()["content-type"], "application/json");
@@ -150,6 +150,35 @@ async fn metadata_is_served_at_the_path_aware_and_the_root_url() {
         .await
         .unwrap();
     assert_eq!(post.status(), 405);
+    let root = s
+        .http
+        .get(format!("{}/.well-known/oauth-protected-resource", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(root.status(), 404);
+
+    assert!(ProtectedResourceMetadata::builder(RESOURCE)
+        .also_at_root(true)
+        .build()
+        .is_err());
+    let origin = ProtectedResourceMetadata::builder("https://mcp.example.com/")
+        .authorization_server("https://as.example")
+        .also_at_root(true)
+        .build()
+        .unwrap();
+    let base =
+        common::serve(Router::new().route_service(tower_introspection::WELL_KNOWN_PATH, origin.service()))
+            .await;
+    let response = s
+        .http
+        .get(format!("{base}/.well-known/oauth-protected-resource"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let document: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(document["resource"], "https://mcp.example.com");
 }
 
 // ---------------------------------------------------------------- challenges
