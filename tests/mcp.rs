@@ -705,7 +705,7 @@ async fn the_rmcp_example_server() {
         assert_eq!(refused.status(), 401);
         assert!(challenge(&refused).contains(r#"error="invalid_token""#));
         let add_note = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add_note","arguments":{"text":"x"}}}"#;
-        let denied = post(ours, add_note).await.unwrap();
+        let denied = post(ours.clone(), add_note).await.unwrap();
         assert_eq!(denied.status(), 403);
         assert_eq!(
             challenge(&denied),
@@ -713,6 +713,54 @@ async fn the_rmcp_example_server() {
                 r#"Bearer realm="api", resource_metadata="{metadata_url}", error="insufficient_scope", scope="notes:write""#
             )
         );
+
+        // A session belongs to the principal that opened it: another valid
+        // token with its id gets 404, the owner goes on.
+        let in_session = |token: String, session: String, body: &'static str| {
+            http.post(&url)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-session-id", session)
+                .body(body)
+                .send()
+        };
+        let alice = auth.mint_jwt(JwtSpec::rfc9068().aud(url.as_str()).sub("alice").client_id("app"));
+        let opened = post(alice.clone(), initialize).await.unwrap();
+        assert_eq!(opened.status(), 200);
+        let session = opened.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        let list = r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#;
+        for other in [
+            JwtSpec::rfc9068().aud(url.as_str()).sub("bob").client_id("app"),
+            JwtSpec::rfc9068()
+                .aud(url.as_str())
+                .sub("alice")
+                .client_id("other-app"),
+        ] {
+            let other = auth.mint_jwt(other);
+            for body in [initialized, list] {
+                let response = in_session(other.clone(), session.clone(), body).await.unwrap();
+                assert_eq!(response.status(), 404, "{body}");
+            }
+        }
+        let response = in_session(alice.clone(), session.clone(), initialized)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        let response = in_session(alice.clone(), session.clone(), list).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.text().await.unwrap().contains("whoami"));
+        // Another token of the same principal may go on with it.
+        let alice_again = auth.mint_jwt(
+            JwtSpec::rfc9068()
+                .aud(url.as_str())
+                .sub("alice")
+                .client_id("app")
+                .scope("notes:read"),
+        );
+        let response = in_session(alice_again, session.clone(), list).await.unwrap();
+        assert_eq!(response.status(), 200);
     };
     let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(result)).await;
     let _ = child.kill();
