@@ -632,6 +632,76 @@ async fn no_layer_in_front_is_a_server_error_and_anonymous_is_401() {
     );
 }
 
+/// A scope no token can hold (a space, a quote, non-ASCII, empty) is a
+/// `ConfigError` from the `try_` methods; the infallible ones make the guard
+/// refuse every request with 500 instead of a 403 naming a cleaned-up scope.
+#[tokio::test]
+async fn scope_rules_refuse_what_no_token_can_hold() {
+    for bad in [
+        "notes write",
+        "notes\"write",
+        "notes\\write",
+        "n\u{f6}tes",
+        "",
+        "notes\twrite",
+    ] {
+        assert!(
+            JsonRpcScopes::new().try_tool("add_note", [bad]).is_err(),
+            "{bad:?}"
+        );
+        assert!(
+            JsonRpcScopes::new().try_method("m", ["ok", bad]).is_err(),
+            "{bad:?}"
+        );
+        assert!(JsonRpcScopes::new().try_default_scopes([bad]).is_err(), "{bad:?}");
+    }
+    assert!(JsonRpcScopes::new()
+        .try_tool(
+            "add_note",
+            [
+                "notes:write",
+                "https://x.example/notes!#$%&'()*+,-./:;<=>?@[]^_`{|}~"
+            ]
+        )
+        .and_then(|g| g.try_method("m", Vec::<String>::new()))
+        .and_then(|g| g.try_default_scopes(["notes:read"]))
+        .is_ok());
+
+    let s = Mcp::new().await;
+    let token = s.token("notes:read notes:write");
+    for (guard, status) in [
+        (JsonRpcScopes::new().tool("add_note", ["notes:write"]), 200),
+        (JsonRpcScopes::new().tool("add_note", ["notes write"]), 500),
+        (JsonRpcScopes::new().method("tools/list", ["n\u{f6}tes"]), 500),
+        (JsonRpcScopes::new().default_scopes(["\"notes\""]), 500),
+    ] {
+        let app = Router::new()
+            .route("/mcp", post(|body: String| async move { body }))
+            .route_layer(guard)
+            .route_layer(mcp_layer(IntrospectionLayer::new(
+                common::builder(&s.auth)
+                    .expected_resource(RESOURCE)
+                    .build()
+                    .unwrap(),
+            )));
+        let base = common::serve(app).await;
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_note"}}"#,
+        ] {
+            let response = s
+                .http
+                .post(format!("{base}/mcp"))
+                .bearer_auth(&token)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), status, "{body}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------- the example
 
 /// `examples/mcp_server.rs` (rmcp) with the test AS's JWTs: the `listening
