@@ -13,7 +13,7 @@
 //! | variable | meaning |
 //! |---|---|
 //! | `INTROSPECTION_URL`, `CLIENT_ID`, `CLIENT_SECRET`, `CLIENT_AUTH`, `TOKEN_URL`, `TOKEN_SCOPE`, `EXPECTED_ISSUER`, `EXPECTED_AUDIENCE`, `JWT_ISSUER`, `JWKS_URL`, `JWT_PUBLIC_KEY_FILE`, `JWT_PROFILE`, `JWT_ALGORITHMS`, `CACHE_MAX_TTL_SECS`, `CACHE_NEGATIVE_TTL_SECS`, `ALLOW_INSECURE_HTTP`, `REALM` | as for `resource_server` (an introspection endpoint, a JWT source, or both) |
-//! | `RESOURCE_URL` | the canonical URI of the MCP endpoint; tokens must name it in `aud`. Default `http://LISTEN_ADDR/mcp` |
+//! | `RESOURCE_URL` | the canonical URI of the MCP endpoint; tokens must name it in `aud`, whatever `EXPECTED_AUDIENCE` says (that is an extra condition, never an alternative). Default `http://LISTEN_ADDR/mcp` |
 //! | `AUTHORIZATION_SERVERS` | issuer URLs for the metadata, comma-separated (required: MCP clients find the AS here) |
 //! | `LISTEN_ADDR` | default `127.0.0.1:3001` |
 //!
@@ -27,17 +27,28 @@
 //! is why the layer marks the `Authorization` header sensitive and tools only
 //! see the `Principal`.
 //!
+//! Each MCP session belongs to the principal that opened it: rmcp's session
+//! manager accepts any valid token with any `Mcp-Session-Id`, so
+//! `bind_sessions` records who opened each session (`iss`, `sub`,
+//! `client_id`) and answers 404 (the MCP answer for an unknown session) when
+//! another principal presents its id. Copy it with the rest.
+//!
 //! Prints `listening on http://ADDR/mcp` once it accepts connections; exits
 //! non-zero with a message on bad configuration.
 
 #[path = "settings/mod.rs"]
 mod settings;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use axum::extract::{Request, State};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
+use http::{HeaderValue, Method, StatusCode};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
@@ -107,6 +118,58 @@ impl ServerHandler for Notes {
     }
 }
 
+/// Who may use each MCP session: the `iss`, `sub` and `client_id` of the
+/// token that opened it, by `Mcp-Session-Id`.
+#[derive(Clone, Default)]
+struct SessionOwners(Arc<Mutex<HashMap<HeaderValue, Owner>>>);
+
+type Owner = (Option<String>, Option<String>, Option<String>);
+
+impl SessionOwners {
+    fn lock(&self) -> MutexGuard<'_, HashMap<HeaderValue, Owner>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+const SESSION_ID: &str = "mcp-session-id";
+
+/// Binds each session to the principal that opened it. Behind the
+/// introspection layer (which puts the `Principal` there); fails closed
+/// without one.
+async fn bind_sessions(State(owners): State<SessionOwners>, request: Request, next: Next) -> Response {
+    let Some(principal) = request.extensions().get::<Principal>() else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let caller: Owner = (
+        principal.issuer().map(str::to_owned),
+        principal.subject().map(str::to_owned),
+        principal.client_id().map(str::to_owned),
+    );
+    let session = request.headers().get(SESSION_ID).cloned();
+    if let Some(id) = &session {
+        // Unknown ids go on: rmcp answers 404 for sessions it does not have,
+        // and every session it has was opened through here.
+        if owners.lock().get(id).is_some_and(|owner| *owner != caller) {
+            return (StatusCode::NOT_FOUND, "no such session").into_response();
+        }
+    }
+    let closing = request.method() == Method::DELETE;
+    let response = next.run(request).await;
+    match (session, response.headers().get(SESSION_ID)) {
+        (None, Some(opened)) if response.status().is_success() => {
+            owners.lock().entry(opened.clone()).or_insert(caller);
+        }
+        // Closed, or gone from rmcp (expired): forget it.
+        (Some(id), _)
+            if response.status() == StatusCode::NOT_FOUND || (closing && response.status().is_success()) =>
+        {
+            owners.lock().remove(&id);
+        }
+        _ => {}
+    }
+    response
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -172,6 +235,7 @@ async fn run() -> Result<(), String> {
 
     let app = Router::new()
         .route_service(resource_url.path(), mcp)
+        .route_layer(from_fn_with_state(SessionOwners::default(), bind_sessions))
         .route_layer(JsonRpcScopes::new().tool("add_note", ["notes:write"]))
         .route_layer(auth)
         .route_service(metadata.path(), metadata.service());

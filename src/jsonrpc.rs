@@ -22,7 +22,8 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::error::{AuthError, ErrorKind};
+use crate::challenge::scope_value;
+use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::principal::Principal;
 use crate::rejection::{reject, JsonBody, RejectionBody};
 use crate::scope::{authorize, unauthenticated, Exact, ScopeMatcher};
@@ -67,6 +68,11 @@ pub const DEFAULT_MAX_JSONRPC_BODY: usize = 4 * 1024 * 1024;
 ///   a session) carry no JSON-RPC message: they need the default scopes.
 /// - No [`Principal`] (no introspection layer in front, or an anonymous
 ///   request): 500 or 401, as [`RequireScope`](crate::RequireScope) answers.
+/// - **A rule with a scope no token can hold** (empty, or not printable
+///   ASCII without spaces, `"` and `\\`, RFC 6749 §3.3): the `try_` methods
+///   ([`try_tool`](JsonRpcScopes::try_tool), …) return a
+///   [`ConfigError`]; the others make the guard answer every request 500
+///   (logged), rather than a 403 whose challenge could not name it.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -116,7 +122,13 @@ struct Rules {
     default: Option<Rule>,
     matcher: Arc<dyn ScopeMatcher>,
     max_body: usize,
+    /// A rule was given a scope no token can hold (see [`INVALID_SCOPE`]):
+    /// every request is then answered 500.
+    invalid_scope: bool,
 }
+
+/// Why a rule's scope is refused.
+const INVALID_SCOPE: &str = "`JsonRpcScopes`: each scope must be non-empty printable ASCII without spaces, `\"` or `\\` (RFC 6749 §3.3)";
 
 /// The scopes one operation needs, all of them.
 #[derive(Clone, Debug)]
@@ -127,18 +139,31 @@ struct Rule {
 }
 
 impl Rule {
-    fn new<I, S>(scopes: I) -> Option<Self>
+    /// The rule for `scopes`: `None` for an empty list (it requires
+    /// nothing), an error for a scope no token can hold and no challenge can
+    /// name as it is (RFC 6749 §3.3, RFC 6750 §3).
+    fn new<I, S>(scopes: I) -> Result<Option<Self>, ConfigError>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
         let scopes: Box<[Box<str>]> = scopes.into_iter().map(|s| s.into().into_boxed_str()).collect();
-        // An empty list requires nothing: no rule, so nothing to check.
         if scopes.is_empty() {
-            return None;
+            return Ok(None);
         }
-        let required = scopes.join(" ").into();
-        Some(Self { scopes, required })
+        let required = scope_value(&scopes).ok_or(ConfigError::InvalidSetting(INVALID_SCOPE))?;
+        Ok(Some(Self {
+            scopes,
+            required: required.into(),
+        }))
+    }
+
+    /// A rule that requires nothing (and overrides a less specific one).
+    fn nothing() -> Self {
+        Self {
+            scopes: Box::new([]),
+            required: "".into(),
+        }
     }
 }
 
@@ -158,6 +183,7 @@ impl JsonRpcScopes {
                 default: None,
                 matcher: Arc::new(Exact),
                 max_body: DEFAULT_MAX_JSONRPC_BODY,
+                invalid_scope: false,
             }),
             body: JsonBody,
         }
@@ -172,46 +198,105 @@ impl<R> JsonRpcScopes<R> {
     /// Calls of `method` (e.g. `resources/read`) need every one of `scopes`.
     /// An empty list requires nothing beyond a valid token (and overrides
     /// the default).
-    pub fn method<I, S>(mut self, method: impl Into<String>, scopes: I) -> Self
+    ///
+    /// A scope that is empty or not printable ASCII without spaces, `"` and
+    /// `\\` (RFC 6749 §3.3) can never be held: it makes the guard answer
+    /// every request 500 (fail closed, logged). Use
+    /// [`try_method`](Self::try_method) to get the error at startup.
+    pub fn method<I, S>(self, method: impl Into<String>, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let rule = Rule::new(scopes).unwrap_or(Rule {
-            scopes: Box::new([]),
-            required: "".into(),
-        });
+        match Rule::new(scopes) {
+            Ok(rule) => self.with_method(method, rule),
+            Err(_) => self.invalid(),
+        }
+    }
+
+    /// [`method`](Self::method), or [`ConfigError::InvalidSetting`] for a
+    /// scope no token can hold.
+    pub fn try_method<I, S>(self, method: impl Into<String>, scopes: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Ok(self.with_method(method, Rule::new(scopes)?))
+    }
+
+    /// MCP `tools/call` of the tool `name` needs every one of `scopes`,
+    /// instead of what the `tools/call` method or the default needs. An
+    /// empty list requires nothing beyond a valid token. An invalid scope
+    /// is handled as by [`method`](Self::method); see
+    /// [`try_tool`](Self::try_tool).
+    pub fn tool<I, S>(self, name: impl Into<String>, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        match Rule::new(scopes) {
+            Ok(rule) => self.with_tool(name, rule),
+            Err(_) => self.invalid(),
+        }
+    }
+
+    /// [`tool`](Self::tool), or [`ConfigError::InvalidSetting`] for a scope
+    /// no token can hold.
+    pub fn try_tool<I, S>(self, name: impl Into<String>, scopes: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Ok(self.with_tool(name, Rule::new(scopes)?))
+    }
+
+    /// What every operation without its own rule needs, and requests
+    /// without a JSON-RPC body (`GET`, `DELETE`). Default: nothing beyond a
+    /// valid token. An invalid scope is handled as by
+    /// [`method`](Self::method); see
+    /// [`try_default_scopes`](Self::try_default_scopes).
+    pub fn default_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        match Rule::new(scopes) {
+            Ok(rule) => {
+                self.rules_mut().default = rule;
+                self
+            }
+            Err(_) => self.invalid(),
+        }
+    }
+
+    /// [`default_scopes`](Self::default_scopes), or
+    /// [`ConfigError::InvalidSetting`] for a scope no token can hold.
+    pub fn try_default_scopes<I, S>(mut self, scopes: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.rules_mut().default = Rule::new(scopes)?;
+        Ok(self)
+    }
+
+    fn with_method(mut self, method: impl Into<String>, rule: Option<Rule>) -> Self {
+        let rule = rule.unwrap_or_else(Rule::nothing);
         self.rules_mut()
             .methods
             .insert(method.into().into_boxed_str(), rule);
         self
     }
 
-    /// MCP `tools/call` of the tool `name` needs every one of `scopes`,
-    /// instead of what the `tools/call` method or the default needs. An
-    /// empty list requires nothing beyond a valid token.
-    pub fn tool<I, S>(mut self, name: impl Into<String>, scopes: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        let rule = Rule::new(scopes).unwrap_or(Rule {
-            scopes: Box::new([]),
-            required: "".into(),
-        });
+    fn with_tool(mut self, name: impl Into<String>, rule: Option<Rule>) -> Self {
+        let rule = rule.unwrap_or_else(Rule::nothing);
         self.rules_mut().tools.insert(name.into().into_boxed_str(), rule);
         self
     }
 
-    /// What every operation without its own rule needs, and requests
-    /// without a JSON-RPC body (`GET`, `DELETE`). Default: nothing beyond a
-    /// valid token.
-    pub fn default_scopes<I, S>(mut self, scopes: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.rules_mut().default = Rule::new(scopes);
+    /// Fails closed: a rule nobody can satisfy as written refuses everything.
+    fn invalid(mut self) -> Self {
+        self.rules_mut().invalid_scope = true;
         self
     }
 
@@ -244,6 +329,7 @@ impl<R> fmt::Debug for JsonRpcScopes<R> {
             .field("tools", &self.rules.tools)
             .field("default", &self.rules.default)
             .field("max_body", &self.rules.max_body)
+            .field("invalid_scope", &self.rules.invalid_scope)
             .finish_non_exhaustive()
     }
 }
@@ -317,6 +403,11 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let rules = self.layer.rules.clone();
         let rejection_body = self.layer.body.clone();
+        if rules.invalid_scope {
+            tracing::error!("{INVALID_SCOPE}: every request is refused");
+            let error = AuthError::new(ErrorKind::Misconfigured, "a scope rule is invalid");
+            return Box::pin(async move { Ok(reject(error, &rejection_body)) });
+        }
         // No principal: 401 or 500 at once, without reading the body.
         if request.extensions().get::<Principal>().is_none() {
             let error = unauthenticated(request.extensions());

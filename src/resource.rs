@@ -42,20 +42,90 @@ fn without_trailing_slash(url: &str) -> &str {
 }
 
 /// Whether `audience` names the resource whose canonical form is
-/// `canonical`: equal, or equal once both are canonical (case of scheme and
-/// host, default port) and one trailing slash is ignored.
+/// `canonical`: equal, or equal once the case of scheme and host, a default
+/// port and one trailing slash are ignored.
+///
+/// The token's value is never normalised (no URL parser): a parser would
+/// also accept what merely resolves to the resource (IDNA, percent-encoded
+/// hosts, dot segments, backslashes, numeric IPv4 forms, whitespace), and an
+/// audience the authorization server wrote that way is not this resource's
+/// identifier. So it is split by hand: printable ASCII, no `\`, `?` or `#`,
+/// no `%` or `@` in the authority, and a path equal to the resource's byte
+/// for byte.
 pub(crate) fn is_resource(audience: &str, canonical: &str) -> bool {
     // The common case costs no parsing.
     if without_trailing_slash(audience) == canonical {
         return true;
     }
-    let Ok(url) = url::Url::parse(audience) else {
+    let (Some(aud), Some(res)) = (UriParts::split(audience), UriParts::split(canonical)) else {
         return false;
     };
-    if url.fragment().is_some() || url.query().is_some() {
-        return false;
+    let aud_path = aud.path.strip_suffix('/').unwrap_or(aud.path);
+    aud.scheme.eq_ignore_ascii_case(res.scheme)
+        && aud.host.eq_ignore_ascii_case(res.host)
+        && aud.port() == res.port()
+        && aud_path == res.path
+}
+
+/// `scheme://host[:port]path` of an absolute `http(s)` URI, split without
+/// decoding or normalising anything.
+struct UriParts<'a> {
+    scheme: &'a str,
+    host: &'a str,
+    /// The digits after `:`, if any.
+    port: Option<&'a str>,
+    path: &'a str,
+}
+
+impl<'a> UriParts<'a> {
+    fn split(uri: &'a str) -> Option<Self> {
+        // Printable ASCII only: no whitespace, controls or non-ASCII.
+        if !uri.bytes().all(|b| b.is_ascii_graphic()) || uri.contains(['\\', '?', '#']) {
+            return None;
+        }
+        let (scheme, rest) = uri.split_once("://")?;
+        if !(scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http")) {
+            return None;
+        }
+        let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+        if authority.contains(['%', '@']) {
+            return None;
+        }
+        let (host, port) = match authority.strip_prefix('[') {
+            // An IPv6 literal: `[...]`, then an optional port.
+            Some(v6) => {
+                let (inside, after) = v6.split_once(']')?;
+                let host = &authority[..inside.len() + 2];
+                match after {
+                    "" => (host, None),
+                    _ => (host, Some(after.strip_prefix(':')?)),
+                }
+            }
+            None => match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            },
+        };
+        if host.is_empty() || port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+            return None;
+        }
+        Some(Self {
+            scheme,
+            host,
+            port,
+            path,
+        })
     }
-    without_trailing_slash(url.as_str()) == canonical
+
+    /// The port, `None` for the scheme's default one (written or not).
+    fn port(&self) -> Option<&'a str> {
+        let default = if self.scheme.eq_ignore_ascii_case("https") {
+            "443"
+        } else {
+            "80"
+        };
+        self.port.filter(|p| *p != default)
+    }
 }
 
 #[cfg(test)]
@@ -144,5 +214,71 @@ mod tests {
         assert!(is_resource("https://mcp.example.com", &root));
         assert!(is_resource("https://mcp.example.com/", &root));
         assert!(is_resource("https://MCP.example.com", &root));
+        assert!(is_resource("https://MCP.example.com:443/", &root));
+        assert!(!is_resource("https://mcp.example.com//", &root));
+        let local = canonical("http://127.0.0.1:3001/mcp");
+        assert!(is_resource("HTTP://127.0.0.1:3001/mcp/", &local));
+        let v6 = canonical("http://[::1]:3001/mcp");
+        assert!(is_resource("http://[::1]:3001/mcp/", &v6));
+        assert!(is_resource("HTTP://[::1]:3001/mcp", &v6));
+        assert!(!is_resource("http://[::1]/mcp", &v6));
+        let default_http = canonical("http://localhost:80/mcp");
+        assert!(is_resource("http://LOCALHOST:80/mcp", &default_http));
+        assert!(is_resource("http://localhost/mcp/", &default_http));
+    }
+
+    /// Values a URL parser would normalise into the resource, but that are
+    /// not its identifier: the token's value is compared, not resolved.
+    #[test]
+    fn audiences_that_only_resolve_to_the_resource() {
+        let resource = canonical("https://mcp.example.com/mcp");
+        for aud in [
+            "https://\u{ff4d}cp.example.com/mcp", // fullwidth m (IDNA)
+            "https://mcp%2Eexample.com/mcp",
+            "https://%6dcp.example.com/mcp",
+            "https://mcp.example.com/x/../mcp",
+            "https://mcp.example.com/./mcp",
+            "https://mcp.example.com/%2e%2e/mcp",
+            "https://mcp.example.com/%6dcp",
+            "https://mcp.example.com\\mcp",
+            "https:\\\\mcp.example.com/mcp",
+            "https:mcp.example.com/mcp",
+            "https:/mcp.example.com/mcp",
+            " https://mcp.example.com/mcp",
+            "https://mcp.example.com/mcp ",
+            "https://mcp.example.com/mcp\n",
+            "\thttps://mcp.example.com/mcp",
+            "https://mcp.example.com./mcp",
+            "https://user@mcp.example.com/mcp",
+            "https://@mcp.example.com/mcp",
+            "https://mcp.example.com:/mcp",
+            "https://mcp.example.com:0443/mcp",
+            "https://mcp.example.com/mcp/?",
+            "https://mcp.example.com/mcp/#",
+            "https://mcp.example.com/mcp;x",
+        ] {
+            assert!(!is_resource(aud, &resource), "{aud:?}");
+        }
+        let local = canonical("http://127.0.0.1:3001/mcp");
+        for aud in [
+            "http://2130706433:3001/mcp",
+            "http://0x7f.1:3001/mcp",
+            "http://0x7f000001:3001/mcp",
+            "http://127.1:3001/mcp",
+            "http://0177.0.0.1:3001/mcp",
+            "http://127.0.0.1:3001/x/../mcp",
+            "http://127.0.0.1:03001/mcp",
+            "http://127.0.0.1:3001\\mcp",
+        ] {
+            assert!(!is_resource(aud, &local), "{aud:?}");
+        }
+        let v6 = canonical("http://[::1]:3001/mcp");
+        for aud in [
+            "http://[0:0::1]:3001/mcp",
+            "http://[::1]x:3001/mcp",
+            "http://[::1:3001/mcp",
+        ] {
+            assert!(!is_resource(aud, &v6), "{aud:?}");
+        }
     }
 }

@@ -322,10 +322,12 @@ impl ProtectedResourceMetadataBuilder {
     }
 
     /// Also answer at the root form of the well-known URI,
-    /// [`WELL_KNOWN_PATH`] (RFC 9728 §3.1 for a resource without a path; the
-    /// MCP specification lets clients fall back to it). Off by default: a
-    /// host serves one document there, so only one of its resources may
-    /// claim it.
+    /// [`WELL_KNOWN_PATH`]. Only for a resource without a path, whose
+    /// well-known URI that already is (RFC 9728 §3.1): `build()` refuses it
+    /// for a resource with a path, because a client that fetched the root
+    /// form must reject a document whose `resource` is not the bare origin
+    /// (RFC 9728 §3.3). An MCP client that falls back to the root form
+    /// finds nothing and uses the `resource_metadata` of the challenge.
     pub fn also_at_root(mut self, yes: bool) -> Self {
         self.at_root = yes;
         self
@@ -386,6 +388,13 @@ impl ProtectedResourceMetadataBuilder {
         // RFC 9728 §3.1: the suffix goes between the host and the path; a
         // path of "/" alone adds nothing.
         let resource_path = parsed.path().trim_end_matches('/');
+        // RFC 9728 §3.3: a client checks `resource` against the URL it
+        // fetched, so the root form may only describe the host itself.
+        if self.at_root && !resource_path.is_empty() {
+            return Err(ConfigError::InvalidSetting(
+                "also_at_root: a resource with a path cannot be described at the root well-known URI, whose clients expect `resource` to be the bare origin (RFC 9728 §3.3)",
+            ));
+        }
         let path = format!("{WELL_KNOWN_PATH}{resource_path}");
         let mut origin = parsed.origin().ascii_serialization();
         origin.push_str(&path);
@@ -661,11 +670,46 @@ mod tests {
         let root: Response<Full<Bytes>> = service.answer(&Method::GET, WELL_KNOWN_PATH);
         assert_eq!(root.status(), 404);
 
-        let at_root = ProtectedResourceMetadata::builder("https://api.example/mcp")
+        let at_root = ProtectedResourceMetadata::builder("https://api.example/")
             .also_at_root(true)
             .build()
             .unwrap();
+        assert_eq!(at_root.path(), WELL_KNOWN_PATH);
         let root: Response<Full<Bytes>> = at_root.service().answer(&Method::GET, WELL_KNOWN_PATH);
         assert_eq!(root.status(), 200);
+        assert_eq!(
+            body(root),
+            &br#"{"resource":"https://api.example","bearer_methods_supported":["header"]}"#[..]
+        );
+    }
+
+    /// The root form describes the origin: a document for a resource with a
+    /// path served there would fail the client's RFC 9728 §3.3 check.
+    #[test]
+    fn root_form_only_for_a_resource_without_a_path() {
+        for resource in ["https://api.example/mcp", "https://api.example/a/mcp/"] {
+            let error = ProtectedResourceMetadata::builder(resource)
+                .also_at_root(true)
+                .build()
+                .unwrap_err();
+            assert!(matches!(error, ConfigError::InvalidSetting(_)), "{resource}");
+            assert!(ProtectedResourceMetadata::builder(resource)
+                .also_at_root(false)
+                .build()
+                .is_ok());
+        }
+        for resource in [
+            "https://api.example",
+            "https://api.example/",
+            "https://api.example:8443",
+        ] {
+            assert!(
+                ProtectedResourceMetadata::builder(resource)
+                    .also_at_root(true)
+                    .build()
+                    .is_ok(),
+                "{resource}"
+            );
+        }
     }
 }

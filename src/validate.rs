@@ -16,8 +16,9 @@ pub(crate) struct Checks {
     pub(crate) issuers: Box<[Box<str>]>,
     /// Accepted audiences; one match is enough (A2). Compared exactly (A3).
     pub(crate) audiences: Box<[Box<str>]>,
-    /// Accepted resources (RFC 8707 §2), in canonical form: an `aud` naming
-    /// one of them is a match too, compared as [`is_resource`] does.
+    /// Accepted resources (RFC 8707 §2), in canonical form: when any is
+    /// configured, `aud` must name one of them (compared as [`is_resource`]
+    /// does), whatever `audiences` says: both lists must be matched.
     pub(crate) resources: Box<[Box<str>]>,
     /// Required `token_type`, compared case-insensitively (RFC 6749 §5.1).
     pub(crate) token_type: Option<Box<str>>,
@@ -60,12 +61,22 @@ impl Checks {
                 return Err(AuthError::invalid_token("the token was issued by another issuer"));
             }
         }
-        let audience_checked = !self.audiences.is_empty() || !self.resources.is_empty();
-        if audience_checked
-            && !principal.audiences().any(|aud| {
-                self.audiences.iter().any(|expected| **expected == *aud)
-                    || self.resources.iter().any(|resource| is_resource(aud, resource))
-            })
+        // Each configured list must be matched on its own: an expected
+        // audience never stands in for the resource (the MCP specification
+        // requires tokens issued for this resource).
+        if !self.audiences.is_empty()
+            && !principal
+                .audiences()
+                .any(|aud| self.audiences.iter().any(|expected| **expected == *aud))
+        {
+            return Err(AuthError::invalid_token(
+                "the token is meant for another audience",
+            ));
+        }
+        if !self.resources.is_empty()
+            && !principal
+                .audiences()
+                .any(|aud| self.resources.iter().any(|resource| is_resource(aud, resource)))
         {
             return Err(AuthError::invalid_token(
                 "the token is meant for another audience",
@@ -171,13 +182,33 @@ mod tests {
             assert_eq!(error.kind(), crate::ErrorKind::InvalidToken, "{aud}");
         }
         assert!(v.check(&principal(r#"{"active":true}"#), NOW).is_err());
-        // Either list may match.
+    }
+
+    /// An expected audience never stands in for the resource: with both
+    /// configured, `aud` must name the resource and contain an audience.
+    #[test]
+    fn resource_is_required_whatever_the_audiences() {
         let both = Checks {
             audiences: vec!["api-client".into()].into(),
-            ..v
+            resources: vec!["https://mcp.example/mcp".into()].into(),
+            ..Checks::default()
         };
+        for aud in [r#""api-client""#, r#"["api-client","https://other.example/mcp"]"#] {
+            let answer = format!(r#"{{"active":true,"aud":{aud}}}"#);
+            let error = both.check(&principal(&answer), NOW).unwrap_err();
+            assert_eq!(error.kind(), crate::ErrorKind::InvalidToken, "{aud}");
+        }
         assert!(both
-            .check(&principal(r#"{"active":true,"aud":"api-client"}"#), NOW)
+            .check(
+                &principal(r#"{"active":true,"aud":"https://mcp.example/mcp"}"#),
+                NOW
+            )
+            .is_err());
+        assert!(both
+            .check(
+                &principal(r#"{"active":true,"aud":["api-client","https://mcp.example/mcp/"]}"#),
+                NOW
+            )
             .is_ok());
     }
 

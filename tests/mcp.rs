@@ -31,7 +31,6 @@ fn metadata() -> ProtectedResourceMetadata {
     ProtectedResourceMetadata::builder(RESOURCE)
         .authorization_server("https://as.example")
         .scopes_supported(["notes:read", "notes:write"])
-        .also_at_root(true)
         .build()
         .unwrap()
 }
@@ -121,13 +120,14 @@ impl Mcp {
 
 // ---------------------------------------------------------------- metadata
 
+/// The path-aware URL serves the document of `/mcp`; the root form does
+/// not (its `resource` would not match it, RFC 9728 §3.3) but serves a
+/// path-less resource's own document, and `also_at_root` is refused for a
+/// resource with a path.
 #[tokio::test]
 async fn metadata_is_served_at_the_path_aware_and_the_root_url() {
     let s = Mcp::new().await;
-    for path in [
-        "/.well-known/oauth-protected-resource/mcp",
-        "/.well-known/oauth-protected-resource",
-    ] {
+    for path in ["/.well-known/oauth-protected-resource/mcp"] {
         let response = s.http.get(format!("{}{path}", s.base)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
         assert_eq!(response.headers()["content-type"], "application/json");
@@ -150,6 +150,35 @@ async fn metadata_is_served_at_the_path_aware_and_the_root_url() {
         .await
         .unwrap();
     assert_eq!(post.status(), 405);
+    let root = s
+        .http
+        .get(format!("{}/.well-known/oauth-protected-resource", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(root.status(), 404);
+
+    assert!(ProtectedResourceMetadata::builder(RESOURCE)
+        .also_at_root(true)
+        .build()
+        .is_err());
+    let origin = ProtectedResourceMetadata::builder("https://mcp.example.com/")
+        .authorization_server("https://as.example")
+        .also_at_root(true)
+        .build()
+        .unwrap();
+    let base =
+        common::serve(Router::new().route_service(tower_introspection::WELL_KNOWN_PATH, origin.service()))
+            .await;
+    let response = s
+        .http
+        .get(format!("{base}/.well-known/oauth-protected-resource"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let document: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(document["resource"], "https://mcp.example.com");
 }
 
 // ---------------------------------------------------------------- challenges
@@ -307,6 +336,12 @@ async fn introspected_tokens_must_name_the_resource() {
         ("https://mcp.example.com/mcp/other", 401),
         ("https://other.example/mcp", 401),
         ("http://mcp.example.com/mcp", 401),
+        // Values a URL parser would resolve to the resource (B1).
+        ("https://mcp%2Eexample.com/mcp", 401),
+        ("https://mcp.example.com/x/../mcp", 401),
+        ("https://mcp.example.com\\mcp", 401),
+        ("https:mcp.example.com/mcp", 401),
+        ("https://mcp.example.com/mcp ", 401),
     ] {
         let token = s.auth.mint(TokenSpec::new().aud(aud));
         let response = s.call(&token, "tools/list", None).await;
@@ -350,6 +385,59 @@ async fn local_jwts_must_name_the_resource() {
     assert_eq!(response.status(), 401);
     let params = challenge_params(&challenge(&response));
     assert_eq!(params[2], ("error".into(), "invalid_token".into()));
+}
+
+/// With an expected audience configured too (the example's
+/// `EXPECTED_AUDIENCE`), a token naming only that audience is still refused:
+/// the resource check is not an alternative, it is required.
+#[tokio::test]
+async fn an_expected_audience_never_stands_in_for_the_resource() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let introspector = common::builder(&auth)
+        .expected_audience("mcp-client")
+        .expected_resource(RESOURCE)
+        .build()
+        .unwrap();
+    let jwt = JwtVerifier::builder()
+        .issuer(auth.issuer())
+        .jwks_url(auth.jwks_url())
+        .expected_audience("mcp-client")
+        .expected_resource(RESOURCE)
+        .build()
+        .unwrap();
+    let http = reqwest::Client::new();
+    for (name, base) in [
+        ("introspection", common::serve(app(introspector, mcp_layer)).await),
+        ("jwt", common::serve(app(jwt, mcp_layer)).await),
+    ] {
+        let post = |token: String| {
+            http.post(format!("{base}/mcp"))
+                .bearer_auth(token)
+                .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+                .send()
+        };
+        let only_audience = if name == "jwt" {
+            auth.mint_jwt(JwtSpec::rfc9068().aud("mcp-client"))
+        } else {
+            auth.mint(TokenSpec::new().aud("mcp-client"))
+        };
+        let response = post(only_audience).await.unwrap();
+        assert_eq!(response.status(), 401, "{name}");
+        let params = challenge_params(&challenge(&response));
+        assert_eq!(params[2], ("error".into(), "invalid_token".into()), "{name}");
+        let only_resource = if name == "jwt" {
+            auth.mint_jwt(JwtSpec::rfc9068().aud(RESOURCE))
+        } else {
+            auth.mint(TokenSpec::new().aud(RESOURCE))
+        };
+        assert_eq!(post(only_resource).await.unwrap().status(), 401, "{name}");
+        let both = if name == "jwt" {
+            auth.mint_jwt(JwtSpec::rfc9068().claim("aud", serde_json::json!(["mcp-client", RESOURCE])))
+        } else {
+            auth.mint(TokenSpec::new().audiences(["mcp-client", RESOURCE]))
+        };
+        assert_eq!(post(both).await.unwrap().status(), 200, "{name}");
+    }
 }
 
 #[test]
@@ -544,6 +632,76 @@ async fn no_layer_in_front_is_a_server_error_and_anonymous_is_401() {
     );
 }
 
+/// A scope no token can hold (a space, a quote, non-ASCII, empty) is a
+/// `ConfigError` from the `try_` methods; the infallible ones make the guard
+/// refuse every request with 500 instead of a 403 naming a cleaned-up scope.
+#[tokio::test]
+async fn scope_rules_refuse_what_no_token_can_hold() {
+    for bad in [
+        "notes write",
+        "notes\"write",
+        "notes\\write",
+        "n\u{f6}tes",
+        "",
+        "notes\twrite",
+    ] {
+        assert!(
+            JsonRpcScopes::new().try_tool("add_note", [bad]).is_err(),
+            "{bad:?}"
+        );
+        assert!(
+            JsonRpcScopes::new().try_method("m", ["ok", bad]).is_err(),
+            "{bad:?}"
+        );
+        assert!(JsonRpcScopes::new().try_default_scopes([bad]).is_err(), "{bad:?}");
+    }
+    assert!(JsonRpcScopes::new()
+        .try_tool(
+            "add_note",
+            [
+                "notes:write",
+                "https://x.example/notes!#$%&'()*+,-./:;<=>?@[]^_`{|}~"
+            ]
+        )
+        .and_then(|g| g.try_method("m", Vec::<String>::new()))
+        .and_then(|g| g.try_default_scopes(["notes:read"]))
+        .is_ok());
+
+    let s = Mcp::new().await;
+    let token = s.token("notes:read notes:write");
+    for (guard, status) in [
+        (JsonRpcScopes::new().tool("add_note", ["notes:write"]), 200),
+        (JsonRpcScopes::new().tool("add_note", ["notes write"]), 500),
+        (JsonRpcScopes::new().method("tools/list", ["n\u{f6}tes"]), 500),
+        (JsonRpcScopes::new().default_scopes(["\"notes\""]), 500),
+    ] {
+        let app = Router::new()
+            .route("/mcp", post(|body: String| async move { body }))
+            .route_layer(guard)
+            .route_layer(mcp_layer(IntrospectionLayer::new(
+                common::builder(&s.auth)
+                    .expected_resource(RESOURCE)
+                    .build()
+                    .unwrap(),
+            )));
+        let base = common::serve(app).await;
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_note"}}"#,
+        ] {
+            let response = s
+                .http
+                .post(format!("{base}/mcp"))
+                .bearer_auth(&token)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), status, "{body}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------- the example
 
 /// `examples/mcp_server.rs` (rmcp) with the test AS's JWTs: the `listening
@@ -617,7 +775,7 @@ async fn the_rmcp_example_server() {
         assert_eq!(refused.status(), 401);
         assert!(challenge(&refused).contains(r#"error="invalid_token""#));
         let add_note = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add_note","arguments":{"text":"x"}}}"#;
-        let denied = post(ours, add_note).await.unwrap();
+        let denied = post(ours.clone(), add_note).await.unwrap();
         assert_eq!(denied.status(), 403);
         assert_eq!(
             challenge(&denied),
@@ -625,6 +783,54 @@ async fn the_rmcp_example_server() {
                 r#"Bearer realm="api", resource_metadata="{metadata_url}", error="insufficient_scope", scope="notes:write""#
             )
         );
+
+        // A session belongs to the principal that opened it: another valid
+        // token with its id gets 404, the owner goes on.
+        let in_session = |token: String, session: String, body: &'static str| {
+            http.post(&url)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-session-id", session)
+                .body(body)
+                .send()
+        };
+        let alice = auth.mint_jwt(JwtSpec::rfc9068().aud(url.as_str()).sub("alice").client_id("app"));
+        let opened = post(alice.clone(), initialize).await.unwrap();
+        assert_eq!(opened.status(), 200);
+        let session = opened.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        let list = r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#;
+        for other in [
+            JwtSpec::rfc9068().aud(url.as_str()).sub("bob").client_id("app"),
+            JwtSpec::rfc9068()
+                .aud(url.as_str())
+                .sub("alice")
+                .client_id("other-app"),
+        ] {
+            let other = auth.mint_jwt(other);
+            for body in [initialized, list] {
+                let response = in_session(other.clone(), session.clone(), body).await.unwrap();
+                assert_eq!(response.status(), 404, "{body}");
+            }
+        }
+        let response = in_session(alice.clone(), session.clone(), initialized)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        let response = in_session(alice.clone(), session.clone(), list).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.text().await.unwrap().contains("whoami"));
+        // Another token of the same principal may go on with it.
+        let alice_again = auth.mint_jwt(
+            JwtSpec::rfc9068()
+                .aud(url.as_str())
+                .sub("alice")
+                .client_id("app")
+                .scope("notes:read"),
+        );
+        let response = in_session(alice_again, session.clone(), list).await.unwrap();
+        assert_eq!(response.status(), 200);
     };
     let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(result)).await;
     let _ = child.kill();

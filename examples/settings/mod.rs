@@ -154,7 +154,8 @@ async fn jwt_verifier(resource: Option<&str>) -> Result<Option<JwtVerifier>, Str
 }
 
 /// The verifier the environment describes; with `resource`, every token's
-/// `aud` must name it (RFC 8707), whichever source verified the token.
+/// `aud` must name it (RFC 8707), whichever source verified the token and
+/// whatever `EXPECTED_AUDIENCE` says (an extra condition, not an alternative).
 pub(crate) async fn verifier(resource: Option<&str>) -> Result<Verifier, String> {
     let jwt = jwt_verifier(resource).await?;
     let introspector = match (var("INTROSPECTION_URL"), &jwt) {

@@ -270,10 +270,15 @@ impl IntrospectorBuilder {
     /// `https://mcp.example.com/mcp`. Compared as the MCP authorization
     /// specification asks: an upper-case scheme or host, a default port and
     /// one trailing slash more or less still match; another path, host or
-    /// port does not. A token for another resource is answered 401
-    /// `invalid_token`. Repeat to accept any of several; combines with
-    /// [`expected_audience`](Self::expected_audience) (one match of either is
-    /// enough).
+    /// port does not. The token's value is compared, never normalised: a
+    /// value that only resolves to the resource (percent-encoding, dot
+    /// segments, IDNA, numeric IPv4 forms, backslashes, whitespace) does not
+    /// match. A token for another resource is answered 401
+    /// `invalid_token`. Repeat to accept any of several. The resource check
+    /// is mandatory once configured: an [`expected_audience`](Self::expected_audience)
+    /// never stands in for it (the MCP specification requires the token to
+    /// be issued for this resource); with both set, `aud` must name one of
+    /// the resources *and* contain one of the audiences.
     ///
     /// `build()` refuses a URI that is not a resource identifier: not
     /// absolute, not `https` (plain `http` only on loopback or with
