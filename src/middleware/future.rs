@@ -13,9 +13,9 @@ use crate::error::AuthError;
 use crate::principal::Principal;
 use crate::rejection::{reject, RejectionBody};
 
-/// The verification of the token, yielding its [`Principal`]. Boxed because
-/// moka's lookup future cannot be named; kept small by boxing the miss path
-/// separately.
+/// The verification of a token that was not a cache hit, yielding its
+/// [`Principal`]. Boxed because the verifiers' futures cannot be named; hits
+/// never get here (`Introspection::call` answers them synchronously).
 pub(crate) type PendingPrincipal = Pin<Box<dyn Future<Output = Result<Principal, AuthError>> + Send>>;
 
 pin_project! {
