@@ -44,6 +44,7 @@ use crate::clock::{self, Now};
 use crate::principal::{Claims, Principal};
 use crate::read_index::ReadIndex;
 use crate::stats::{CacheStats, Counters};
+use crate::token::is_b64token;
 use crate::validate::since_epoch;
 
 /// The cache key: a 128-bit keyed hash of the token (see the module docs).
@@ -364,6 +365,7 @@ impl TokenCache {
         &self,
         active: &Cache<Key, Entry>,
         key: Key,
+        token: &str,
         ticket: &LoadTicket<'_>,
         load: impl std::future::Future<Output = Result<Entry, E>>,
     ) -> Result<Entry, Arc<E>> {
@@ -376,7 +378,7 @@ impl TokenCache {
         if !loaded.load(Ordering::Relaxed) {
             self.counters.coalesced_wait();
         } else if let Ok(entry) = &result {
-            self.admit(key, entry, ticket).await;
+            self.admit(key, token, entry, ticket).await;
         }
         result
     }
@@ -398,8 +400,15 @@ impl TokenCache {
     /// keep it fresh. Unless `ticket` was spoiled: the invalidation that
     /// spoiled it may have run before the answer was stored, so the check
     /// comes after, and takes the answer out of both again.
-    pub(crate) async fn admit(&self, key: Key, claims: &Entry, ticket: &LoadTicket<'_>) {
-        if let Some(index) = &self.index {
+    ///
+    /// Only tokens in the `b64token` grammar enter the index: the middleware
+    /// probes it with tokens whose grammar it has not checked (see
+    /// `ExtractToken::extract_for_cache_probe`), and a hit must mean the
+    /// same bytes passed that check. A token outside the grammar reaches a
+    /// verifier only through its public `validate`, never through the layer.
+    pub(crate) async fn admit(&self, key: Key, token: &str, claims: &Entry, ticket: &LoadTicket<'_>) {
+        let index = self.index.as_ref().filter(|_| is_b64token(token.as_bytes()));
+        if let Some(index) = index {
             let now = clock::now();
             let since_epoch = Duration::from_millis(u64::try_from(now.unix_ms).unwrap_or(0));
             if let Some(until_exp) = active_ttl(claims.expires_at.get(), since_epoch, Duration::MAX) {
@@ -691,7 +700,7 @@ mod tests {
                         let key = cache.key(&format!("{task}-{i}"));
                         let ticket = cache.invalidations.ticket(key);
                         let load = async { Ok::<_, ()>(cache.entry(Principal::from_shared(Arc::default()))) };
-                        let _ = cache.get_or_load(active, key, &ticket, load).await;
+                        let _ = cache.get_or_load(active, key, "t", &ticket, load).await;
                     }
                 })
             })

@@ -132,6 +132,20 @@ pub trait ExtractToken: Clone + Send + Sync + 'static {
     /// Extracts the token, if any.
     fn extract<B>(&self, request: &Request<B>) -> Result<Option<BearerToken>, TokenError>;
 
+    /// The middleware's cache probe: the token [`extract`](Self::extract)
+    /// would return, without the checks that depend on the token's bytes
+    /// alone (its grammar), or `None` to use `extract`. Anything else
+    /// `extract` refuses (no token, several, another scheme, too long) must
+    /// give `None`. The middleware uses it only to look the token up among
+    /// cached answers, which hold only tokens that passed those checks (see
+    /// `TokenCache::admit`); on a miss it calls `extract`. Not meant for
+    /// other implementations: the default declines.
+    #[doc(hidden)]
+    fn extract_for_cache_probe<B>(&self, request: &Request<B>) -> Option<BearerToken> {
+        let _ = request;
+        None
+    }
+
     /// Marks the headers this extractor reads tokens from as sensitive
     /// ([`HeaderValue::set_sensitive`]), so that inner layers which print
     /// headers (`Debug`, tracing) redact them. The middleware calls it before
@@ -438,6 +452,34 @@ impl ExtractToken for BearerExtractor {
         Ok(found)
     }
 
+    /// The default configuration only (the `Authorization` header alone, no
+    /// form-body token): exactly one header, the `Bearer` scheme, not too
+    /// long.
+    fn extract_for_cache_probe<B>(&self, request: &Request<B>) -> Option<BearerToken> {
+        if !self.authorization_header || self.query || self.custom_header.is_some() || self.cookie.is_some() {
+            return None;
+        }
+        if request.extensions().get::<FormToken>().is_some() {
+            return None;
+        }
+        let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
+        let value = values.next()?;
+        if values.next().is_some() {
+            return None;
+        }
+        let token = bearer_scheme(value.as_bytes()).ok().flatten()?;
+        if token.is_empty() || token.len() > self.max_length {
+            return None;
+        }
+        Some(BearerToken {
+            repr: Repr::Header {
+                value: value.clone(),
+                start: value.len() - token.len(),
+            },
+            source: TokenSource::AuthorizationHeader,
+        })
+    }
+
     fn mark_sensitive(&self, headers: &mut HeaderMap) {
         // Always, as the default does: even when not read for a token, it
         // holds credentials of some scheme.
@@ -479,6 +521,15 @@ pub(crate) fn without_query_token(uri: &Uri) -> Option<Uri> {
 /// Splits `Bearer <credentials>` (scheme matched case-insensitively) and checks
 /// the credentials' grammar. `Ok(None)` means another scheme.
 fn bearer_credentials(value: &[u8]) -> Result<Option<&[u8]>, TokenError> {
+    match bearer_scheme(value)? {
+        Some(token) if !is_b64token(token) => Err(TokenError::Malformed),
+        other => Ok(other),
+    }
+}
+
+/// Splits `Bearer <credentials>` (scheme matched case-insensitively), without
+/// looking at the credentials. `Ok(None)` means another scheme.
+fn bearer_scheme(value: &[u8]) -> Result<Option<&[u8]>, TokenError> {
     const SCHEME: &[u8] = b"bearer";
     if value.len() < SCHEME.len() || !value[..SCHEME.len()].eq_ignore_ascii_case(SCHEME) {
         return Ok(None);
@@ -492,11 +543,7 @@ fn bearer_credentials(value: &[u8]) -> Result<Option<&[u8]>, TokenError> {
         // `Bearerx …` is some other scheme.
         return Ok(None);
     }
-    let token = trim_leading_spaces(rest);
-    if !is_b64token(token) {
-        return Err(TokenError::Malformed);
-    }
-    Ok(Some(token))
+    Ok(Some(trim_leading_spaces(rest)))
 }
 
 fn trim_leading_spaces(mut bytes: &[u8]) -> &[u8] {
@@ -543,6 +590,48 @@ fn is_token_char(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cache probe takes what `extract` would, grammar aside, and
+    /// declines everything else `extract` refuses or reads elsewhere.
+    #[test]
+    fn the_cache_probe_declines_what_extract_would_refuse() {
+        let probe = |extractor: &BearerExtractor, req: &Request<()>| {
+            extractor
+                .extract_for_cache_probe(req)
+                .map(|t| t.secret().to_owned())
+        };
+        let default = BearerExtractor::new();
+        let one = request(&[("authorization", "Bearer  abc")], "/");
+        assert_eq!(probe(&default, &one).as_deref(), Some("abc"));
+        assert_eq!(default.extract(&one).unwrap().unwrap().secret(), "abc");
+        // Grammar is not its business: the cache decides (see `admit`).
+        let odd = request(&[("authorization", "Bearer a\"b")], "/");
+        assert_eq!(probe(&default, &odd).as_deref(), Some("a\"b"));
+        for headers in [
+            &[][..],
+            &[("authorization", "Bearer")],
+            &[("authorization", "Bearer ")],
+            &[("authorization", "Basic eDp5")],
+            &[("authorization", "Bearerx abc")],
+            &[("authorization", "Bearer abc"), ("authorization", "Bearer abc")],
+        ] {
+            assert_eq!(probe(&default, &request(headers, "/")), None, "{headers:?}");
+        }
+        let short = BearerExtractor::new().max_length(2);
+        assert_eq!(probe(&short, &one), None);
+        for other in [
+            BearerExtractor::new().allow_query(true),
+            BearerExtractor::new().cookie("at"),
+            BearerExtractor::new()
+                .header(HeaderName::from_static("x-token"))
+                .unwrap(),
+        ] {
+            assert_eq!(probe(&other, &one), None);
+        }
+        let mut form = request(&[("authorization", "Bearer abc")], "/");
+        form.extensions_mut().insert(FormToken(Ok("abc".into())));
+        assert_eq!(probe(&default, &form), None);
+    }
 
     /// Around the 16-byte blocks the check works in: a bad byte or a
     /// misplaced `=` is found at every position, in the last partial block

@@ -947,3 +947,22 @@ async fn inner_service_sees_a_sensitive_header_and_keeps_a_stronger_cache_contro
         "a stronger directive stays"
     );
 }
+
+/// The layer's hit path skips the `b64token` scan, because cached answers
+/// hold only tokens that passed it. A token outside the grammar that the
+/// introspector cached through its public `validate` is still malformed to
+/// the layer (400), not a cache hit.
+#[tokio::test]
+async fn a_cached_token_outside_the_grammar_is_still_malformed_at_the_layer() {
+    let s = Setup::new().await;
+    for token in ["a\"b", "abc,def", "tok(en)"] {
+        let token = s.auth.mint(TokenSpec::new().token_value(token));
+        s.introspector.validate(&token).await.unwrap();
+        let response = s.get("/ping", Some(&token)).await;
+        assert_eq!(response.status(), 400, "{token}");
+        assert_eq!(
+            param(&challenge_params(&challenge(&response)), "error"),
+            Some("invalid_request")
+        );
+    }
+}

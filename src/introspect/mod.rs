@@ -205,7 +205,7 @@ impl Introspector {
         let load = self.load_through(key, token, Some(&ticket));
         #[cfg(not(feature = "redis"))]
         let load = self.load(key, token, Some(&ticket));
-        let result = cache.get_or_load(active, key, &ticket, load).await;
+        let result = cache.get_or_load(active, key, token, &ticket, load).await;
         result.or_else(|error| error.uncached())
     }
 
@@ -240,7 +240,7 @@ impl Introspector {
                 if loaded.load(Ordering::Relaxed) {
                     if let Some(active) = &cache.active {
                         active.insert(key, fresh.clone()).await;
-                        cache.admit(key, &fresh, &ticket).await;
+                        cache.admit(key, token, &fresh, &ticket).await;
                     }
                     // `refreshing` only coalesces concurrent refreshes: the
                     // next one must reach the AS, however short `max_ttl`.

@@ -214,7 +214,7 @@ impl JwtVerifier {
         let ticket = cache.invalidations.ticket(key);
         let load = self.load(key, token, Some(&ticket));
         cache
-            .get_or_load(active, key, &ticket, load)
+            .get_or_load(active, key, token, &ticket, load)
             .await
             .or_else(LoadError::shared)
     }

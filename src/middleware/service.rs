@@ -58,6 +58,22 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let layer = &self.layer;
+        // The hit path: a fresh cached answer, checked and handed on with no
+        // boxed future, no clone of the inner service, no `await`, and no
+        // grammar scan (a cached token passed it when it was loaded).
+        if let Some(token) = layer.extractor.extract_for_cache_probe(&request) {
+            if let Some(outcome) = layer.verifier.cached(token.secret()) {
+                layer.extractor.mark_sensitive(request.headers_mut());
+                return match outcome {
+                    Ok(mut principal) => {
+                        principal.set_realm(layer.realm.0.clone());
+                        request.extensions_mut().insert(principal);
+                        ResponseFuture::calling(self.inner.call(request), false)
+                    }
+                    Err(error) => ResponseFuture::rejected(self.reject(error)),
+                };
+            }
+        }
         let token = match layer.extractor.extract(&request) {
             Ok(Some(token)) => token,
             Ok(None) if layer.anonymous => {
