@@ -719,3 +719,94 @@ async fn an_answer_from_redis_lives_in_process_no_longer_than_in_redis() {
         "kept past the shared entry's life"
     );
 }
+
+/// Puts each value back under its name and removes the tombstones, on
+/// `conn`, as a Redis that lost an invalidation's commands would hold them
+/// (a partition, or a failover to a copy that never got them). Sent while
+/// Redis is paused, it runs right after the invalidations' own buffered
+/// commands.
+fn lose_the_invalidations(
+    mut conn: redis::aio::MultiplexedConnection,
+    values: Vec<(String, Vec<u8>)>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (name, value) in values {
+            pipe.del(name.replace(":v:", ":gone:"))
+                .ignore()
+                .set_options(
+                    &name,
+                    value,
+                    redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(60_000)),
+                )
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut conn).await.unwrap();
+    })
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn a_revocation_redis_lost_is_not_undone_when_it_returns() {
+    let fleet = Fleet::with(2, |shared| shared.command_timeout(Duration::from_millis(100))).await;
+    let mut conn = redis_conn().await;
+    // `seen_by_1` is checked on replica 1 (the replay), `seen_by_0` on the
+    // invalidating replica (its memory).
+    let (seen_by_1, seen_by_0) = (fleet.auth.mint_token("read"), fleet.auth.mint_token("read"));
+    let mut values = Vec::new();
+    for token in [&seen_by_1, &seen_by_0] {
+        assert_eq!(fleet.status(0, token).await, 200);
+        assert_eq!(fleet.status(1, token).await, 200);
+        let before = fleet.value_names().await;
+        let name = before
+            .iter()
+            .find(|n| !values.iter().any(|(v, _)| v == *n))
+            .unwrap()
+            .clone();
+        let value: Vec<u8> = conn.get(&name).await.unwrap();
+        values.push((name, value));
+        fleet.auth.revoke(token);
+    }
+    assert_eq!(fleet.auth.introspection_calls(), 2);
+
+    harness("pause");
+    let resume = Undo("resume");
+    for token in [&seen_by_1, &seen_by_0] {
+        fleet.replicas[0].introspector.invalidate(token).await;
+    }
+    let replant = lose_the_invalidations(conn, values.clone());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(resume);
+    tokio::time::timeout(Duration::from_secs(5), replant)
+        .await
+        .expect("Redis answers again")
+        .unwrap();
+    assert_eq!(
+        fleet.value_names().await.len(),
+        2,
+        "Redis holds the revoked answers again"
+    );
+
+    // The invalidating replica remembers its revocation.
+    assert_eq!(
+        fleet.status(0, &seen_by_0).await,
+        401,
+        "revoked token served from Redis"
+    );
+    assert!(fleet.stats(0).refused_values >= 1, "{:?}", fleet.stats(0));
+    // And replays it when Redis is back, which the others see.
+    assert!(
+        eventually(Duration::from_secs(5), async || fleet.status(1, &seen_by_1).await
+            == 401)
+        .await,
+        "replica 1 serves the revoked token from what Redis kept"
+    );
+    let mut conn = redis_conn().await;
+    let now: Option<Vec<u8>> = conn.get(&values[0].0).await.unwrap();
+    assert_ne!(
+        now,
+        Some(values[0].1.clone()),
+        "the replay deleted it (an inactive answer may replace it)"
+    );
+}

@@ -166,11 +166,20 @@ pub(crate) async fn listen(
                     );
                     subscribed
                 };
+                if !ok && !lost && subscribed {
+                    // A paused or partitioned Redis drops no connection,
+                    // but notices stop all the same.
+                    tracing::warn!("shared cache (Redis) does not answer; invalidations from other replicas are not seen until it does");
+                    lost = true;
+                }
                 if ok && lost {
                     // Notices may have been missed meanwhile.
                     tracing::info!("shared cache (Redis) subscription back; dropping the in-process cache, as invalidations may have been missed");
                     sink.drop_all();
                     lost = false;
+                }
+                if ok {
+                    tier.replay().await;
                 }
             }
         }

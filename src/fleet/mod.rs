@@ -18,6 +18,7 @@ mod breaker;
 mod config;
 mod events;
 mod keys;
+mod revoked;
 mod seal;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +40,7 @@ pub(crate) use self::seal::{active_json, Opened, INACTIVE_JSON};
 use self::breaker::{Breaker, LogEvery};
 use self::events::Waiters;
 use self::keys::FleetKeys;
+use self::revoked::{Pending, Replay, Revoked};
 use self::seal::Refused;
 use crate::error::ConfigError;
 use crate::stats::SharedCacheStats;
@@ -94,6 +96,10 @@ pub(crate) struct TierInner {
     get_or_lock: Script,
     put: Script,
     push: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>>>,
+    /// This replica's recent invalidations, refused even if Redis lost them.
+    revoked: Revoked,
+    /// Invalidations Redis did not take, replayed when it answers again.
+    replay: Replay,
 }
 
 /// What the shared tier had for a token.
@@ -121,6 +127,7 @@ impl SharedTier {
         endpoint: &str,
         client_id: &str,
         as_timeout: Duration,
+        max_ttl: Duration,
         negative_ttl: Duration,
     ) -> Result<Self, ConfigError> {
         if tokio::runtime::Handle::try_current().is_err() {
@@ -174,6 +181,10 @@ impl SharedTier {
                 get_or_lock: Script::new(GET_OR_LOCK),
                 put: Script::new(PUT),
                 push: std::sync::Mutex::new(Some(push_rx)),
+                revoked: Revoked::new(
+                    u64::try_from(max_ttl.max(negative_ttl).as_millis()).unwrap_or(u64::MAX),
+                ),
+                replay: Replay::default(),
             }),
         })
     }
@@ -247,7 +258,15 @@ impl SharedTier {
                 else {
                     return inner.protocol_error();
                 };
-                match seal::open(&keys.aead, name, &value, now_ms()) {
+                let now = now_ms();
+                let cutoff = names.l1.first().map_or(0, |key| inner.revoked.cutoff(key, now));
+                match seal::open(&keys.aead, name, &value, now).and_then(|opened| {
+                    if opened.answered_ms <= cutoff {
+                        Err(Refused::Invalidated)
+                    } else {
+                        Ok(opened)
+                    }
+                }) {
                     Ok(opened) => {
                         inner.counters.hit();
                         Lookup::Found(opened)
@@ -261,6 +280,9 @@ impl SharedTier {
                                 ),
                                 Refused::Expired => tracing::warn!(
                                     "a shared cache value outlived the life sealed into it (replayed, or its TTL was stretched); treated as a miss (logged at most every 10 s)"
+                                ),
+                                Refused::Invalidated => tracing::warn!(
+                                    "a shared cache value was answered before the token's invalidation (Redis lost the deletion, or a flush is under way); treated as a miss (logged at most every 10 s)"
                                 ),
                             }
                         }
@@ -355,80 +377,35 @@ impl SharedTier {
     }
 
     /// Deletes the shared entry of a token, keeps loads in flight from
-    /// writing it back, and tells every replica to drop it.
+    /// writing it back, and tells every replica to drop it. This replica
+    /// remembers the invalidation whatever Redis does, and replays it when
+    /// Redis did not take it.
     pub(crate) async fn invalidate(&self, token: &str) {
         let inner = &*self.inner;
         let names = self.names(token);
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for name in &names.values {
-            pipe.del(name).ignore();
+        let at_ms = now_ms();
+        if let Some(key) = names.l1.first() {
+            inner.revoked.remember(*key, at_ms);
         }
-        pipe.set_options(
-            &names.tombstone,
-            1,
-            redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(
-                u64::try_from(inner.lock_ttl.as_millis()).unwrap_or(u64::MAX),
-            )),
-        )
-        .ignore()
-        .publish(inner.keys.channel(), events::invalidate_notice(&names.l1))
-        .ignore();
-        let mut conn = inner.conn.clone();
-        let _: Option<()> = inner.run_always(pipe.query_async::<()>(&mut conn)).await;
+        if !inner.invalidate_one(&names, at_ms).await {
+            inner.keep(Pending::One { names, at_ms });
+        }
     }
 
     /// Deletes every shared entry of this verifier (in the background) and
     /// tells every replica to drop its in-process entries.
     pub(crate) fn invalidate_all(&self) {
+        let at_ms = now_ms();
+        self.inner.revoked.raise_floor(at_ms);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!("invalidate_all outside a Tokio runtime: the shared cache was not flushed");
+            self.inner.keep(Pending::All { at_ms });
             return;
         };
         let inner = Arc::clone(&self.inner);
         runtime.spawn(async move {
-            let mut conn = inner.conn.clone();
-            let mark = redis::cmd("SET")
-                .arg(inner.keys.flush_marker())
-                .arg(1)
-                .arg("PX")
-                .arg(u64::try_from(inner.lock_ttl.as_millis()).unwrap_or(u64::MAX))
-                .clone();
-            if inner
-                .run_always(mark.query_async::<()>(&mut conn))
-                .await
-                .is_none()
-            {
-                return;
-            }
-            let publish = redis::cmd("PUBLISH")
-                .arg(inner.keys.channel())
-                .arg(events::INVALIDATE_ALL)
-                .clone();
-            let _: Option<i64> = inner.run_always(publish.query_async::<i64>(&mut conn)).await;
-            let mut cursor: u64 = 0;
-            loop {
-                let scan = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(inner.keys.value_pattern())
-                    .arg("COUNT")
-                    .arg(1000)
-                    .clone();
-                let Some((next, names)) = inner
-                    .run_always(scan.query_async::<(u64, Vec<String>)>(&mut conn))
-                    .await
-                else {
-                    return;
-                };
-                if !names.is_empty() {
-                    let unlink = redis::cmd("UNLINK").arg(&names).clone();
-                    let _: Option<i64> = inner.run_always(unlink.query_async::<i64>(&mut conn)).await;
-                }
-                if next == 0 {
-                    return;
-                }
-                cursor = next;
+            if !inner.flush(at_ms).await {
+                inner.keep(Pending::All { at_ms });
             }
         });
     }
@@ -442,6 +419,121 @@ impl SharedTier {
 }
 
 impl TierInner {
+    /// The commands of one invalidation; false when Redis did not take them.
+    async fn invalidate_one(&self, names: &Names, _at_ms: u64) -> bool {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for name in &names.values {
+            pipe.del(name).ignore();
+        }
+        pipe.set_options(
+            &names.tombstone,
+            1,
+            redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(
+                u64::try_from(self.lock_ttl.as_millis()).unwrap_or(u64::MAX),
+            )),
+        )
+        .ignore()
+        .publish(self.keys.channel(), events::invalidate_notice(&names.l1))
+        .ignore();
+        let mut conn = self.conn.clone();
+        self.run_always(pipe.query_async::<()>(&mut conn)).await.is_some()
+    }
+
+    /// The commands of one `invalidate_all`; false when Redis did not take
+    /// them all.
+    async fn flush(&self, _at_ms: u64) -> bool {
+        let mut conn = self.conn.clone();
+        let mark = redis::cmd("SET")
+            .arg(self.keys.flush_marker())
+            .arg(1)
+            .arg("PX")
+            .arg(u64::try_from(self.lock_ttl.as_millis()).unwrap_or(u64::MAX))
+            .clone();
+        if self.run_always(mark.query_async::<()>(&mut conn)).await.is_none() {
+            return false;
+        }
+        let publish = redis::cmd("PUBLISH")
+            .arg(self.keys.channel())
+            .arg(events::INVALIDATE_ALL)
+            .clone();
+        if self
+            .run_always(publish.query_async::<i64>(&mut conn))
+            .await
+            .is_none()
+        {
+            return false;
+        }
+        let mut cursor: u64 = 0;
+        loop {
+            let scan = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(self.keys.value_pattern())
+                .arg("COUNT")
+                .arg(1000)
+                .clone();
+            let Some((next, names)) = self
+                .run_always(scan.query_async::<(u64, Vec<String>)>(&mut conn))
+                .await
+            else {
+                return false;
+            };
+            if !names.is_empty() {
+                let unlink = redis::cmd("UNLINK").arg(&names).clone();
+                if self
+                    .run_always(unlink.query_async::<i64>(&mut conn))
+                    .await
+                    .is_none()
+                {
+                    return false;
+                }
+            }
+            if next == 0 {
+                return true;
+            }
+            cursor = next;
+        }
+    }
+
+    /// Keeps an invalidation Redis did not take, for [`replay`](Self::replay).
+    fn keep(&self, pending: Pending) {
+        if !self.replay.push(pending) {
+            tracing::warn!(
+                "too many invalidations wait for Redis; the oldest will not be replayed (this replica still refuses them)"
+            );
+        }
+    }
+
+    /// Sends again the invalidations Redis did not take; stops at the first
+    /// that fails again (kept for next time).
+    pub(crate) async fn replay(&self) {
+        if self.replay.is_empty() {
+            return;
+        }
+        let mut pending = self.replay.take().into_iter();
+        let mut replayed = 0usize;
+        while let Some(next) = pending.next() {
+            let done = match &next {
+                Pending::One { names, at_ms } => self.invalidate_one(names, *at_ms).await,
+                Pending::All { at_ms } => self.flush(*at_ms).await,
+            };
+            if !done {
+                let mut rest = vec![next];
+                rest.extend(pending);
+                self.replay.put_back(rest);
+                break;
+            }
+            replayed += 1;
+        }
+        if replayed > 0 {
+            tracing::info!(
+                replayed,
+                "shared cache (Redis) answers again; invalidations it missed were replayed"
+            );
+        }
+    }
+
     /// Runs one Redis operation through the breaker, bounded in time;
     /// `None` on any failure (counted, and logged once per interval).
     async fn run<T>(&self, op: impl std::future::Future<Output = redis::RedisResult<T>>) -> Option<T> {

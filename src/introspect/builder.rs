@@ -524,6 +524,7 @@ impl IntrospectorBuilder {
                     endpoint.as_str(),
                     auth.client_id(),
                     self.timeout,
+                    self.cache.max_ttl,
                     self.cache.negative_ttl,
                 )?;
                 // Every replica must compute the same in-process key.
