@@ -256,7 +256,13 @@ async fn invalidate_all_reaches_every_replica() {
         assert_eq!(fleet.status(0, token).await, 200);
         assert_eq!(fleet.status(1, token).await, 200);
     }
-    assert_eq!(fleet.value_names().await.len(), 3);
+    let names = fleet.value_names().await;
+    assert_eq!(names.len(), 3);
+    let mut conn = redis_conn().await;
+    let mut before = Vec::new();
+    for name in &names {
+        before.push(conn.get::<_, Vec<u8>>(name).await.unwrap());
+    }
     for token in &tokens {
         fleet.auth.revoke(token);
     }
@@ -268,11 +274,18 @@ async fn invalidate_all_reaches_every_replica() {
             .await
         );
     }
+    // Every value flushed (the fresh inactive answers may replace them).
+    let mut conn = redis_conn().await;
     assert!(
-        eventually(Duration::from_secs(1), async || fleet
-            .value_names()
-            .await
-            .is_empty())
+        eventually(Duration::from_secs(1), async || {
+            for (name, old) in names.iter().zip(&before) {
+                let now: Option<Vec<u8>> = conn.get(name).await.unwrap();
+                if now.as_ref() == Some(old) {
+                    return false;
+                }
+            }
+            true
+        })
         .await
     );
 }
@@ -809,4 +822,82 @@ async fn a_revocation_redis_lost_is_not_undone_when_it_returns() {
         Some(values[0].1.clone()),
         "the replay deleted it (an inactive answer may replace it)"
     );
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn a_load_queued_past_the_lock_life_does_not_write_a_revoked_answer_back() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let prefix = unique_prefix();
+    let shared = || {
+        SharedCache::builder(redis_url(), SECRET)
+            .key_prefix(&prefix)
+            .build()
+            .unwrap()
+    };
+    // One introspection at a time, each under its 300 ms timeout, a slot
+    // awaited up to 5 s: a queued load outlives 2 × timeout + 1 s, the
+    // life tombstones had. (The in-process invalidation spoils the load
+    // when the notice arrives; the tombstone's time covers a lost notice.)
+    let replica = || builder(&auth).timeout(Duration::from_millis(300));
+    let invalidator = replica().shared_cache(shared()).build().unwrap();
+    let reader = replica().shared_cache(shared()).build().unwrap();
+    let slow = builder(&auth)
+        .timeout(Duration::from_millis(300))
+        .max_concurrent_introspections(1, Duration::from_secs(5))
+        .shared_cache(shared())
+        .build()
+        .unwrap();
+    auth.set_fault(Fault::Delay(Duration::from_millis(250)));
+    let ahead: Vec<String> = (0..8).map(|_| auth.mint_token("read")).collect();
+    let token = auth.mint_token("read");
+    let busy = futures_util::future::join_all(ahead.iter().map(|t| slow.validate(t)));
+    let queued = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        slow.validate(&token).await
+    };
+    let invalidate = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        invalidator.invalidate(&token).await;
+    };
+    let (busy, queued, ()) = tokio::join!(busy, queued, invalidate);
+    assert!(busy.iter().all(Result::is_ok));
+    assert!(queued.is_ok(), "the answer in flight still serves its request");
+    auth.clear_fault();
+    let calls = auth.introspection_calls();
+    reader.validate(&token).await.unwrap();
+    assert_eq!(
+        (auth.introspection_calls(), reader.stats().shared.hits),
+        (calls + 1, 0),
+        "the load in flight wrote the invalidated answer back"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn a_value_the_flush_has_not_reached_is_refused() {
+    let fleet = Fleet::new(2).await;
+    let token = fleet.auth.mint_token("read");
+    assert_eq!(fleet.status(0, &token).await, 200);
+    assert_eq!(fleet.status(1, &token).await, 200);
+    let names = fleet.value_names().await;
+    let mut conn = redis_conn().await;
+    let value: Vec<u8> = conn.get(&names[0]).await.unwrap();
+    fleet.auth.revoke(&token);
+    fleet.replicas[0].introspector.invalidate_all();
+    assert!(
+        eventually(Duration::from_secs(1), async || fleet
+            .value_names()
+            .await
+            .is_empty())
+        .await
+    );
+    // As if the scan had not reached it yet (a large keyspace).
+    let _: () = conn.set_ex(&names[0], value, 60).await.unwrap();
+    assert_eq!(
+        fleet.status(1, &token).await,
+        401,
+        "refilled from a value older than the flush"
+    );
+    assert!(fleet.stats(1).refused_values >= 1);
 }

@@ -50,29 +50,59 @@ use crate::validate::since_epoch;
 /// notice be lost.
 const POLL: Duration = Duration::from_millis(25);
 
-/// Returns the stored value under one of `KEYS[2..]` as `{index, value}`,
-/// or else takes the lock `KEYS[1]` (`{0}`), or says it is held (`{-1}`).
+/// Returns `{index, value, cutoff}`: the stored value under one of
+/// `KEYS[4..]` (index from 1), or else takes the lock `KEYS[1]` (index 0),
+/// or says it is held (-1). `cutoff` is the latest invalidation time of
+/// the token (tombstone `KEYS[2]`) or of the verifier (flush marker
+/// `KEYS[3]`): a value answered at or before it is refused.
 const GET_OR_LOCK: &str = r"
-for i = 2, #KEYS do
-  local v = redis.call('GET', KEYS[i])
-  if v then return {i - 1, v} end
+local cut = 0
+for i = 2, 3 do
+  local t = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+  if t > cut then cut = t end
 end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
-return {-1}
+for i = 4, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if v then return {i - 3, v, cut} end
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, '', cut} end
+return {-1, '', cut}
 ";
 
-/// Writes `ARGV[1]` (unless empty) to `KEYS[1]` for `ARGV[2]` ms unless a
-/// tombstone (`KEYS[3]`, `KEYS[4]`) says an invalidation happened, releases
-/// our lock `KEYS[2]` (token `ARGV[3]`), and tells the waiters.
+/// Writes `ARGV[1]` (unless empty) to `KEYS[1]` for `ARGV[2]` ms unless it
+/// was answered (`ARGV[6]`, Unix ms) at or before an invalidation (the
+/// times in the flush marker and tombstones, `KEYS[3..]`), releases our
+/// lock `KEYS[2]` (token `ARGV[3]`), and tells the waiters.
 const PUT: &str = r"
 local written = 0
-if ARGV[1] ~= '' and redis.call('EXISTS', KEYS[3]) == 0 and redis.call('EXISTS', KEYS[4]) == 0 then
+local answered = tonumber(ARGV[6]) or 0
+local fresh = ARGV[1] ~= ''
+for i = 3, #KEYS do
+  local t = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+  if answered <= t then fresh = false end
+end
+if fresh then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   written = 1
 end
 if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return written
+";
+
+/// Deletes the values `KEYS[1..ARGV[1]]`, marks the rest (tombstones or the
+/// flush marker) with the invalidation time `ARGV[2]` for `ARGV[3]` ms
+/// unless they hold a later one, and publishes `ARGV[5]` on `ARGV[4]`.
+const INVALIDATE: &str = r"
+local n = tonumber(ARGV[1]) or 0
+local at = tonumber(ARGV[2]) or 0
+for i = 1, n do redis.call('DEL', KEYS[i]) end
+for i = n + 1, #KEYS do
+  local t = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+  if at > t then redis.call('SET', KEYS[i], ARGV[2], 'PX', ARGV[3]) end
+end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
 ";
 
 /// The shared tier of one introspector.
@@ -85,8 +115,12 @@ pub(crate) struct TierInner {
     keys: FleetKeys,
     command_timeout: Duration,
     lock_wait: Duration,
-    /// Lock life and tombstone life: longer than any load in flight.
+    /// Lock life: longer than any load in flight (token fetch, queue wait
+    /// and introspection).
     lock_ttl: Duration,
+    /// Tombstone and flush marker life: longer than any load in flight and
+    /// than any shared value.
+    retain: Duration,
     pub(crate) negative_ttl: Duration,
     breaker: Breaker,
     log: LogEvery,
@@ -95,6 +129,7 @@ pub(crate) struct TierInner {
     waiters: Waiters,
     get_or_lock: Script,
     put: Script,
+    invalidate: Script,
     push: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>>>,
     /// This replica's recent invalidations, refused even if Redis lost them.
     revoked: Revoked,
@@ -127,6 +162,7 @@ impl SharedTier {
         endpoint: &str,
         client_id: &str,
         as_timeout: Duration,
+        load_bound: Duration,
         max_ttl: Duration,
         negative_ttl: Duration,
     ) -> Result<Self, ConfigError> {
@@ -162,9 +198,8 @@ impl SharedTier {
             .set_automatic_resubscription();
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
             .map_err(|_| invalid("the Redis client could not be set up"))?;
-        let lock_ttl = as_timeout
-            .saturating_mul(2)
-            .saturating_add(Duration::from_secs(1));
+        let lock_ttl = load_bound.saturating_add(Duration::from_secs(1));
+        let retain = lock_ttl.max(max_ttl).max(negative_ttl);
         Ok(Self {
             inner: Arc::new(TierInner {
                 conn,
@@ -172,6 +207,7 @@ impl SharedTier {
                 command_timeout: config.command_timeout,
                 lock_wait: config.lock_wait.unwrap_or(as_timeout),
                 lock_ttl,
+                retain,
                 negative_ttl,
                 breaker: Breaker::new(config.breaker_threshold, config.breaker_open_for),
                 log: LogEvery::default(),
@@ -180,6 +216,7 @@ impl SharedTier {
                 waiters: Waiters::default(),
                 get_or_lock: Script::new(GET_OR_LOCK),
                 put: Script::new(PUT),
+                invalidate: Script::new(INVALIDATE),
                 push: std::sync::Mutex::new(Some(push_rx)),
                 revoked: Revoked::new(
                     u64::try_from(max_ttl.max(negative_ttl).as_millis()).unwrap_or(u64::MAX),
@@ -221,6 +258,7 @@ impl SharedTier {
         let inner = &*self.inner;
         let token = lock_token();
         let mut invocation = inner.get_or_lock.key(&names.lock);
+        invocation.key(&names.tombstone).key(inner.keys.flush_marker());
         for name in &names.values {
             invocation.key(name);
         }
@@ -231,7 +269,7 @@ impl SharedTier {
         let Some(reply) = inner.run(invocation.invoke_async::<Value>(&mut conn)).await else {
             return Lookup::Unavailable;
         };
-        let (index, value) = match reply {
+        let (index, value, invalidated) = match reply {
             Value::Array(items) => {
                 let mut items = items.into_iter();
                 let index = match items.next() {
@@ -239,10 +277,14 @@ impl SharedTier {
                     _ => return inner.protocol_error(),
                 };
                 let value = match items.next() {
-                    Some(Value::BulkString(bytes)) => Some(bytes),
+                    Some(Value::BulkString(bytes)) if !bytes.is_empty() => Some(bytes),
                     _ => None,
                 };
-                (index, value)
+                let invalidated = match items.next() {
+                    Some(Value::Int(at)) => u64::try_from(at).unwrap_or(0),
+                    _ => return inner.protocol_error(),
+                };
+                (index, value, invalidated)
             }
             _ => return inner.protocol_error(),
         };
@@ -259,7 +301,11 @@ impl SharedTier {
                     return inner.protocol_error();
                 };
                 let now = now_ms();
-                let cutoff = names.l1.first().map_or(0, |key| inner.revoked.cutoff(key, now));
+                let cutoff = names
+                    .l1
+                    .first()
+                    .map_or(0, |key| inner.revoked.cutoff(key, now))
+                    .max(invalidated);
                 match seal::open(&keys.aead, name, &value, now).and_then(|opened| {
                     if opened.answered_ms <= cutoff {
                         Err(Refused::Invalidated)
@@ -349,29 +395,43 @@ impl SharedTier {
         if sealed.is_none() && lock.is_none() {
             return;
         }
-        self.script_put(names, sealed.as_deref().unwrap_or_default(), ttl_ms, lock)
-            .await;
+        self.script_put(
+            names,
+            sealed.as_deref().unwrap_or_default(),
+            ttl_ms,
+            answered_ms,
+            lock,
+        )
+        .await;
     }
 
     /// Releases `lock` without writing, so the waiters try themselves.
     pub(crate) async fn release(&self, names: &Names, lock: Option<Lock>) {
         if lock.is_some() {
-            self.script_put(names, &[], 0, lock).await;
+            self.script_put(names, &[], 0, 0, lock).await;
         }
     }
 
-    async fn script_put(&self, names: &Names, sealed: &[u8], ttl_ms: u64, lock: Option<Lock>) {
+    async fn script_put(
+        &self,
+        names: &Names,
+        sealed: &[u8],
+        ttl_ms: u64,
+        answered_ms: u64,
+        lock: Option<Lock>,
+    ) {
         let inner = &*self.inner;
         let mut invocation = inner.put.key(names.values.first().map_or("", String::as_str));
         invocation
             .key(&names.lock)
-            .key(&names.tombstone)
             .key(inner.keys.flush_marker())
+            .key(&names.tombstone)
             .arg(sealed)
             .arg(ttl_ms.max(1))
             .arg(lock.map(|lock| lock.0).unwrap_or_default())
             .arg(inner.keys.channel())
-            .arg(events::fill_notice(names.id()));
+            .arg(events::fill_notice(names.id()))
+            .arg(answered_ms);
         let mut conn = inner.conn.clone();
         let _: Option<i64> = inner.run(invocation.invoke_async::<i64>(&mut conn)).await;
     }
@@ -420,45 +480,34 @@ impl SharedTier {
 
 impl TierInner {
     /// The commands of one invalidation; false when Redis did not take them.
-    async fn invalidate_one(&self, names: &Names, _at_ms: u64) -> bool {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for name in &names.values {
-            pipe.del(name).ignore();
-        }
-        pipe.set_options(
-            &names.tombstone,
-            1,
-            redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(
-                u64::try_from(self.lock_ttl.as_millis()).unwrap_or(u64::MAX),
-            )),
-        )
-        .ignore()
-        .publish(self.keys.channel(), events::invalidate_notice(&names.l1))
-        .ignore();
+    async fn invalidate_one(&self, names: &Names, at_ms: u64) -> bool {
+        let mut invocation = self.invalidate.key(&names.values);
+        invocation
+            .key(&names.tombstone)
+            .arg(names.values.len())
+            .arg(at_ms)
+            .arg(millis(self.retain))
+            .arg(self.keys.channel())
+            .arg(events::invalidate_notice(&names.l1));
         let mut conn = self.conn.clone();
-        self.run_always(pipe.query_async::<()>(&mut conn)).await.is_some()
+        self.run_always(invocation.invoke_async::<i64>(&mut conn))
+            .await
+            .is_some()
     }
 
     /// The commands of one `invalidate_all`; false when Redis did not take
-    /// them all.
-    async fn flush(&self, _at_ms: u64) -> bool {
+    /// them all. The flush marker carries the time, so values the scan has
+    /// not reached yet are refused by every replica meanwhile.
+    async fn flush(&self, at_ms: u64) -> bool {
         let mut conn = self.conn.clone();
-        let mark = redis::cmd("SET")
-            .arg(self.keys.flush_marker())
-            .arg(1)
-            .arg("PX")
-            .arg(u64::try_from(self.lock_ttl.as_millis()).unwrap_or(u64::MAX))
-            .clone();
-        if self.run_always(mark.query_async::<()>(&mut conn)).await.is_none() {
-            return false;
-        }
-        let publish = redis::cmd("PUBLISH")
+        let mut mark = self.invalidate.key(self.keys.flush_marker());
+        mark.arg(0)
+            .arg(at_ms)
+            .arg(millis(self.retain))
             .arg(self.keys.channel())
-            .arg(events::INVALIDATE_ALL)
-            .clone();
+            .arg(events::INVALIDATE_ALL);
         if self
-            .run_always(publish.query_async::<i64>(&mut conn))
+            .run_always(mark.invoke_async::<i64>(&mut conn))
             .await
             .is_none()
         {
@@ -613,6 +662,10 @@ fn lock_token() -> String {
         bytes[8..].copy_from_slice(&now_ms().to_be_bytes());
     }
     keys::hex(&bytes)
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 pub(crate) fn now_ms() -> u64 {
