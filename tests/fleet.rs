@@ -350,10 +350,11 @@ async fn a_forged_value_in_redis_is_refused() {
     let mut flipped: Vec<u8> = conn.get(&victim_name).await.unwrap();
     let last = flipped.len() - 1;
     flipped[last] ^= 1;
-    let forgeries: [(&str, Vec<u8>); 3] = [
+    let forgeries: [(&str, Vec<u8>); 4] = [
         ("another token's genuine value", genuine),
         ("a value with one bit flipped", flipped),
         ("plain JSON", br#"{"active":true,"scope":"read"}"#.to_vec()),
+        ("a 2 MiB value (not even read)", vec![1u8; 2 << 20]),
     ];
     for (what, forged) in forgeries {
         let _: () = conn.set_ex(&victim_name, forged, 60).await.unwrap();

@@ -46,13 +46,19 @@ use crate::error::ConfigError;
 use crate::stats::SharedCacheStats;
 use crate::validate::since_epoch;
 
+/// The largest shared value read: an answer is at most the introspection
+/// response limit (64 KiB by default, 1 MiB is generous), sealed with 41
+/// bytes more. Anything larger was not written by this fleet.
+const MAX_VALUE_BYTES: usize = 1 << 20;
+
 /// How often a replica waiting for another's fill looks again, should the
 /// notice be lost.
 const POLL: Duration = Duration::from_millis(25);
 
 /// Returns `{index, value, cutoff}`: the stored value under one of
 /// `KEYS[4..]` (index from 1), or else takes the lock `KEYS[1]` (index 0),
-/// or says it is held (-1). `cutoff` is the latest invalidation time of
+/// or says it is held (-1), or that a value is larger than `ARGV[3]`
+/// bytes (-2, not sent: nothing this fleet writes is). `cutoff` is the latest invalidation time of
 /// the token (tombstone `KEYS[2]`) or of the verifier (flush marker
 /// `KEYS[3]`): a value answered at or before it is refused.
 const GET_OR_LOCK: &str = r"
@@ -63,7 +69,10 @@ for i = 2, 3 do
 end
 for i = 4, #KEYS do
   local v = redis.call('GET', KEYS[i])
-  if v then return {i - 3, v, cut} end
+  if v then
+    if #v > tonumber(ARGV[3]) then return {-2, '', cut} end
+    return {i - 3, v, cut}
+  end
 end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, '', cut} end
 return {-1, '', cut}
@@ -264,7 +273,8 @@ impl SharedTier {
         }
         invocation
             .arg(&token)
-            .arg(u64::try_from(inner.lock_ttl.as_millis()).unwrap_or(u64::MAX));
+            .arg(u64::try_from(inner.lock_ttl.as_millis()).unwrap_or(u64::MAX))
+            .arg(MAX_VALUE_BYTES);
         let mut conn = inner.conn.clone();
         let Some(reply) = inner.run(invocation.invoke_async::<Value>(&mut conn)).await else {
             return Lookup::Unavailable;
@@ -294,8 +304,20 @@ impl SharedTier {
                 Lookup::Locked(Lock(token))
             }
             (-1, _) => Lookup::Busy,
+            (-2, _) => {
+                inner.counters.refused();
+                if inner.refused_log.allow() {
+                    tracing::warn!(
+                        "a shared cache value is larger than any this fleet writes; not read, treated as a miss (logged at most every 10 s)"
+                    );
+                }
+                Lookup::Unavailable
+            }
             (index, Some(value)) => {
-                let position = usize::try_from(index - 1).unwrap_or(usize::MAX);
+                let position = index
+                    .checked_sub(1)
+                    .and_then(|position| usize::try_from(position).ok())
+                    .unwrap_or(usize::MAX);
                 let (Some(name), Some(keys)) = (names.values.get(position), inner.keys.secrets.get(position))
                 else {
                     return inner.protocol_error();
@@ -392,6 +414,8 @@ impl SharedTier {
                 answer_json,
             )
         };
+        // Larger than readers accept: not shared (a huge `max_response_bytes`).
+        let sealed = sealed.filter(|value| value.len() <= MAX_VALUE_BYTES);
         if sealed.is_none() && lock.is_none() {
             return;
         }
