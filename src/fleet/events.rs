@@ -16,11 +16,13 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use redis::{PushInfo, PushKind, Value};
-use tokio::sync::{mpsc::UnboundedReceiver, Notify};
+use tokio::sync::mpsc::{error::TrySendError, Receiver, Sender};
+use tokio::sync::Notify;
 
 use super::keys::{hex, unhex16};
 use super::TierInner;
@@ -31,6 +33,31 @@ use crate::cache::Key;
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
 pub(crate) const INVALIDATE_ALL: &str = "a";
+
+/// Notices waiting for the listener, at most. Beyond, fill notices are
+/// dropped (waiters poll anyway), and anything else makes the replica drop
+/// its whole in-process cache: an invalidation is never lost.
+pub(crate) const QUEUED_NOTICES: usize = 4096;
+
+/// What the connection calls with each notice: queue it without blocking;
+/// when the queue is full, drop a fill notice, or raise `overflowed`.
+pub(crate) fn push_sender(
+    queue: Sender<PushInfo>,
+    overflowed: Arc<AtomicBool>,
+) -> impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static {
+    move |push| match queue.try_send(push) {
+        Ok(()) => Ok(()),
+        Err(TrySendError::Full(push)) => {
+            let fill = push.kind == PushKind::Message
+                && matches!(push.data.get(1), Some(Value::BulkString(payload)) if payload.starts_with(b"f "));
+            if !fill {
+                overflowed.store(true, Ordering::Release);
+            }
+            Ok(())
+        }
+        Err(TrySendError::Closed(_)) => Err(()),
+    }
+}
 
 /// Where notices are applied: the in-process cache of an introspector.
 pub(crate) trait L1Sink: Send + Sync {
@@ -115,7 +142,8 @@ impl Waiters {
 pub(crate) async fn listen(
     tier: Weak<TierInner>,
     sink: Weak<dyn L1Sink>,
-    mut pushes: UnboundedReceiver<PushInfo>,
+    mut pushes: Receiver<PushInfo>,
+    overflowed: Arc<AtomicBool>,
 ) {
     let mut subscribed = false;
     let mut lost = false;
@@ -134,6 +162,13 @@ pub(crate) async fn listen(
         let (Some(tier), Some(sink)) = (tier.upgrade(), sink.upgrade()) else {
             return;
         };
+        if overflowed.swap(false, Ordering::AcqRel) {
+            tracing::warn!("shared cache (Redis) notices came faster than they were applied; dropping the in-process cache, as an invalidation may have been among those dropped");
+            sink.drop_all();
+            // Dropped notices may include a disconnection: drop again once
+            // Redis answers.
+            lost = true;
+        }
         match push {
             Some(None) => return,
             Some(Some(push)) => match push.kind {
@@ -218,6 +253,41 @@ mod tests {
             format!("i {} {}", "00".repeat(16), "ff".repeat(16))
         );
         assert_eq!(fill_notice("ab"), "f ab");
+    }
+
+    fn message(payload: &str) -> PushInfo {
+        PushInfo {
+            kind: PushKind::Message,
+            data: vec![
+                Value::BulkString(b"channel".to_vec()),
+                Value::BulkString(payload.as_bytes().to_vec()),
+            ],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_fills_but_never_an_invalidation() {
+        let (queue, mut pushes) = tokio::sync::mpsc::channel(1);
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let send = push_sender(queue, Arc::clone(&overflowed));
+        assert!(send(message("f ab")).is_ok());
+        assert!(send(message("f cd")).is_ok(), "full: a fill is dropped");
+        assert!(!overflowed.load(Ordering::Acquire));
+        assert!(send(message("i 00")).is_ok());
+        assert!(
+            overflowed.load(Ordering::Acquire),
+            "an invalidation raises the flag"
+        );
+        overflowed.store(false, Ordering::Release);
+        assert!(send(PushInfo {
+            kind: PushKind::Disconnection,
+            data: vec![]
+        })
+        .is_ok());
+        assert!(overflowed.load(Ordering::Acquire), "so does a disconnection");
+        assert!(pushes.recv().await.is_some());
+        drop(pushes);
+        assert!(send(message("f ab")).is_err(), "closed");
     }
 
     #[test]

@@ -139,7 +139,9 @@ pub(crate) struct TierInner {
     get_or_lock: Script,
     put: Script,
     invalidate: Script,
-    push: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>>>,
+    push: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<redis::PushInfo>>>,
+    /// Raised when a notice other than a fill found the queue full.
+    overflowed: Arc<std::sync::atomic::AtomicBool>,
     /// This replica's recent invalidations, refused even if Redis lost them.
     revoked: Revoked,
     /// Invalidations Redis did not take, replayed when it answers again.
@@ -196,14 +198,15 @@ impl SharedTier {
         let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
         let info = info.set_redis_settings(settings);
         let client = redis::Client::open(info).map_err(|_| invalid("not a Redis URL"))?;
-        let (push_tx, push_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (push_tx, push_rx) = tokio::sync::mpsc::channel(events::QUEUED_NOTICES);
+        let overflowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let manager_config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(config.command_timeout))
             .set_connection_timeout(Some(config.command_timeout))
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(1))
-            .set_push_sender(push_tx)
+            .set_push_sender(events::push_sender(push_tx, Arc::clone(&overflowed)))
             .set_automatic_resubscription();
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
             .map_err(|_| invalid("the Redis client could not be set up"))?;
@@ -227,6 +230,7 @@ impl SharedTier {
                 put: Script::new(PUT),
                 invalidate: Script::new(INVALIDATE),
                 push: std::sync::Mutex::new(Some(push_rx)),
+                overflowed,
                 revoked: Revoked::new(
                     u64::try_from(max_ttl.max(negative_ttl).as_millis()).unwrap_or(u64::MAX),
                 ),
@@ -250,7 +254,12 @@ impl SharedTier {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         if let Some(receiver) = receiver {
-            tokio::spawn(events::listen(Arc::downgrade(&self.inner), sink, receiver));
+            tokio::spawn(events::listen(
+                Arc::downgrade(&self.inner),
+                sink,
+                receiver,
+                Arc::clone(&self.inner.overflowed),
+            ));
         }
     }
 
