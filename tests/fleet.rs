@@ -902,3 +902,37 @@ async fn a_value_the_flush_has_not_reached_is_refused() {
     );
     assert!(fleet.stats(1).refused_values >= 1);
 }
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn notices_without_the_fleets_tag_are_ignored() {
+    let fleet = Fleet::new(1).await;
+    let token = fleet.auth.mint_token("read");
+    assert_eq!(fleet.status(0, &token).await, 200);
+    let name = fleet.value_names().await.pop().unwrap();
+    let channel = format!("{}events", name.split(":v:").next().unwrap().to_owned() + ":");
+    let mut conn = redis_conn().await;
+    let far = "9".repeat(13);
+    for forged in [
+        "a".to_owned(),
+        format!("a {far}"),
+        format!("a {far} m:{}", "00".repeat(16)),
+    ] {
+        let receivers: i64 = conn.publish(&channel, &forged).await.unwrap();
+        assert_eq!(receivers, 1, "the replica listens on {channel}");
+    }
+    assert!(
+        eventually(Duration::from_secs(2), async || fleet.stats(0).refused_values
+            >= 3)
+        .await,
+        "{:?}",
+        fleet.stats(0)
+    );
+    let hits = fleet.replicas[0].introspector.stats().hits;
+    assert_eq!(fleet.status(0, &token).await, 200);
+    assert_eq!(
+        fleet.replicas[0].introspector.stats().hits,
+        hits + 1,
+        "a forged notice flushed the in-process cache"
+    );
+}

@@ -2,9 +2,15 @@
 //!
 //! - `i <key> [<key>…]`: drop these in-process cache keys (one per fleet
 //!   secret, so that replicas on either side of a rotation find theirs);
-//! - `a`: drop every in-process entry (`invalidate_all`);
+//! - `a <ms>`: drop every in-process entry (`invalidate_all` at Unix ms);
 //! - `f <id>`: the shared entry `id` was written or its lock released:
 //!   replicas waiting for it look again.
+//!
+//! Each ends with ` m:<tag>`, an HMAC-SHA-256 (128 bits) under a key derived
+//! from the fleet secret, over the channel and the notice: notices that do
+//! not verify are ignored, so Redis access alone cannot flush the fleet's
+//! in-process caches. A recorded `a` is not applied twice, nor when older
+//! than five minutes.
 //!
 //! Notices cost one sub-millisecond hop, so a replica drops an invalidated
 //! entry about when the invalidating call returns. While the subscription
@@ -32,7 +38,8 @@ use crate::cache::Key;
 /// connection manager reconnect and subscribe again after an outage).
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
-pub(crate) const INVALIDATE_ALL: &str = "a";
+/// An `a` notice older than this is not applied (a replay).
+const FLUSH_NOTICE_LIFE_MS: u64 = 5 * 60 * 1000;
 
 /// Notices waiting for the listener, at most. Beyond, fill notices are
 /// dropped (waiters poll anyway), and anything else makes the replica drop
@@ -74,6 +81,10 @@ pub(crate) fn invalidate_notice(keys: &[Key]) -> String {
         notice.push_str(&hex(key));
     }
     notice
+}
+
+pub(crate) fn invalidate_all_notice(at_ms: u64) -> String {
+    format!("a {at_ms}")
 }
 
 pub(crate) fn fill_notice(id: &str) -> String {
@@ -146,6 +157,7 @@ pub(crate) async fn listen(
     overflowed: Arc<AtomicBool>,
 ) {
     let mut subscribed = false;
+    let mut last_flush_ms = 0u64;
     let mut lost = false;
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -174,7 +186,7 @@ pub(crate) async fn listen(
             Some(Some(push)) => match push.kind {
                 PushKind::Message => {
                     if let Some(Value::BulkString(payload)) = push.data.get(1) {
-                        apply(&tier, &*sink, payload).await;
+                        apply(&tier, &*sink, payload, &mut last_flush_ms).await;
                     }
                 }
                 PushKind::Disconnection => {
@@ -221,18 +233,28 @@ pub(crate) async fn listen(
     }
 }
 
-async fn apply(tier: &TierInner, sink: &dyn L1Sink, payload: &[u8]) {
-    let Ok(text) = std::str::from_utf8(payload) else {
+async fn apply(tier: &TierInner, sink: &dyn L1Sink, payload: &[u8], last_flush_ms: &mut u64) {
+    let Some(body) = std::str::from_utf8(payload)
+        .ok()
+        .and_then(|text| tier.keys().open_notice(text))
+    else {
+        tier.unsigned_notice();
         return;
     };
-    let mut words = text.split(' ');
+    let mut words = body.split(' ');
     match words.next() {
         Some("i") => {
             for key in words.filter_map(unhex16) {
                 sink.drop_key(key).await;
             }
         }
-        Some(INVALIDATE_ALL) => sink.drop_all(),
+        Some("a") => {
+            let at_ms = words.next().and_then(|at| at.parse::<u64>().ok()).unwrap_or(0);
+            if at_ms > *last_flush_ms && at_ms.saturating_add(FLUSH_NOTICE_LIFE_MS) > super::now_ms() {
+                *last_flush_ms = at_ms;
+                sink.drop_all();
+            }
+        }
         Some("f") => {
             if let Some(id) = words.next() {
                 tier.waiters().wake(id);
@@ -253,6 +275,7 @@ mod tests {
             format!("i {} {}", "00".repeat(16), "ff".repeat(16))
         );
         assert_eq!(fill_notice("ab"), "f ab");
+        assert_eq!(invalidate_all_notice(7), "a 7");
     }
 
     fn message(payload: &str) -> PushInfo {

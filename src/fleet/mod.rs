@@ -463,7 +463,7 @@ impl SharedTier {
             .arg(ttl_ms.max(1))
             .arg(lock.map(|lock| lock.0).unwrap_or_default())
             .arg(inner.keys.channel())
-            .arg(events::fill_notice(names.id()))
+            .arg(inner.keys.sign_notice(&events::fill_notice(names.id())))
             .arg(answered_ms);
         let mut conn = inner.conn.clone();
         let _: Option<i64> = inner.run(invocation.invoke_async::<i64>(&mut conn)).await;
@@ -521,7 +521,7 @@ impl TierInner {
             .arg(at_ms)
             .arg(millis(self.retain))
             .arg(self.keys.channel())
-            .arg(events::invalidate_notice(&names.l1));
+            .arg(self.keys.sign_notice(&events::invalidate_notice(&names.l1)));
         let mut conn = self.conn.clone();
         self.run_always(invocation.invoke_async::<i64>(&mut conn))
             .await
@@ -538,7 +538,7 @@ impl TierInner {
             .arg(at_ms)
             .arg(millis(self.retain))
             .arg(self.keys.channel())
-            .arg(events::INVALIDATE_ALL);
+            .arg(self.keys.sign_notice(&events::invalidate_all_notice(at_ms)));
         if self
             .run_always(mark.invoke_async::<i64>(&mut conn))
             .await
@@ -679,6 +679,16 @@ impl TierInner {
 
     pub(crate) fn command_timeout(&self) -> Duration {
         self.command_timeout
+    }
+
+    /// Counts and logs (once per interval) a notice that did not verify.
+    pub(crate) fn unsigned_notice(&self) {
+        self.counters.refused();
+        if self.refused_log.allow() {
+            tracing::warn!(
+                "a notice on the fleet's channel did not verify under the fleet secret (sent by something with Redis access, or another secret); ignored (logged at most every 10 s)"
+            );
+        }
     }
 
     pub(crate) fn waiters(&self) -> &Waiters {
