@@ -932,3 +932,41 @@ async fn notices_without_the_fleets_tag_are_ignored() {
     );
     assert!(fleet.stats(0).refused_values >= 3, "{:?}", fleet.stats(0));
 }
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn a_tombstone_is_seen_on_both_sides_of_a_rotation() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let prefix = unique_prefix();
+    let shared = |secrets: &[&str]| {
+        let mut shared = SharedCache::builder(redis_url(), secrets[0]).key_prefix(&prefix);
+        for previous in &secrets[1..] {
+            shared = shared.previous_secret(previous);
+        }
+        builder(&auth)
+            .shared_cache(shared.build().unwrap())
+            .build()
+            .unwrap()
+    };
+    let not_yet_rotated = shared(&[SECRET]);
+    let rotated = shared(&[NEXT_SECRET, SECRET]);
+    let token = auth.mint_token("read");
+    not_yet_rotated.validate(&token).await.unwrap();
+    let mut conn = redis_conn().await;
+    let names: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*:v:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let value: Vec<u8> = conn.get(&names[0]).await.unwrap();
+    auth.revoke(&token);
+    rotated.invalidate(&token).await;
+    // A value under the old secret's name that outlived the invalidation
+    // (a deletion lost, a write-back from a load in flight).
+    let _: () = conn.set_ex(&names[0], value, 60).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        not_yet_rotated.validate(&token).await.is_err(),
+        "the tombstone was only under the new secret's name"
+    );
+}

@@ -103,7 +103,9 @@ pub(crate) struct Names {
     /// The fleet-wide single-flight lock (under the writing secret).
     pub(crate) lock: String,
     /// Marks a recent invalidation: a load in flight must not write back.
-    pub(crate) tombstone: String,
+    /// Under each secret, so that replicas on either side of a rotation
+    /// see it.
+    pub(crate) tombstones: Vec<String>,
     /// The in-process cache key under each secret, for invalidation notices.
     pub(crate) l1: Vec<Key>,
 }
@@ -162,7 +164,10 @@ impl FleetKeys {
                 .map(|d| format!("{}v:{d}", self.namespace))
                 .collect(),
             lock: format!("{}lock:{first}", self.namespace),
-            tombstone: format!("{}gone:{first}", self.namespace),
+            tombstones: digests
+                .iter()
+                .map(|d| format!("{}gone:{d}", self.namespace))
+                .collect(),
             l1: self
                 .secrets
                 .iter()
@@ -176,27 +181,33 @@ impl FleetKeys {
         format!("{}events", self.namespace)
     }
 
-    /// `body` with its tag under the writing secret appended (` m:<hex>`),
-    /// so that only a replica of the fleet can send notices.
+    /// `body` with a tag under each secret appended (` m:<hex>` each), so
+    /// that only a replica of the fleet can send notices, and replicas on
+    /// either side of a rotation accept them.
     pub(crate) fn sign_notice(&self, body: &str) -> String {
-        let tag = self
-            .secrets
-            .first()
-            .map(|keys| self.notice_tag(keys, body))
-            .unwrap_or_default();
-        format!("{body} m:{tag}")
+        let mut notice = body.to_owned();
+        for keys in &self.secrets {
+            notice.push_str(" m:");
+            notice.push_str(&self.notice_tag(keys, body));
+        }
+        notice
     }
 
-    /// The body of a signed notice whose tag verifies under any secret.
+    /// The body of a signed notice with a tag that verifies under one of
+    /// our secrets.
     pub(crate) fn open_notice<'a>(&self, notice: &'a str) -> Option<&'a str> {
-        let (body, tag) = notice.rsplit_once(" m:")?;
-        let tag = unhex(tag)?;
-        self.secrets
-            .iter()
-            .any(|keys| {
-                let mut mac = keys.notices.clone();
-                mac.update(&self.notice_context(body));
-                tag.len() == NOTICE_TAG_BYTES && mac.verify_truncated_left(&tag).is_ok()
+        let (body, tags) = notice.split_once(" m:")?;
+        let context = self.notice_context(body);
+        tags.split(" m:")
+            .take(MAX_NOTICE_TAGS)
+            .filter_map(unhex)
+            .filter(|tag| tag.len() == NOTICE_TAG_BYTES)
+            .any(|tag| {
+                self.secrets.iter().any(|keys| {
+                    let mut mac = keys.notices.clone();
+                    mac.update(&context);
+                    mac.verify_truncated_left(&tag).is_ok()
+                })
             })
             .then_some(body)
     }
@@ -235,6 +246,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// Bytes of a notice's tag: 128 bits.
 const NOTICE_TAG_BYTES: usize = 16;
+/// Tags looked at in one notice (one per secret of the sender).
+const MAX_NOTICE_TAGS: usize = 8;
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
     if text.len() % 2 != 0 || text.len() > 64 {
@@ -309,6 +322,14 @@ mod tests {
             vec![new.names("t").values[0].clone(), old.names("t").values[0].clone()]
         );
         assert_eq!(n.l1, vec![new.names("t").l1[0], old.names("t").l1[0]]);
+        assert_eq!(
+            n.tombstones,
+            vec![
+                new.names("t").tombstones[0].clone(),
+                old.names("t").tombstones[0].clone()
+            ],
+            "a tombstone each side of the rotation sees"
+        );
         assert_eq!(rotating.channel(), old.channel(), "one channel across a rotation");
         assert_eq!(rotating.l1_key(), new.l1_key());
     }
@@ -325,9 +346,12 @@ mod tests {
         );
         assert_eq!(
             old.open_notice(&rotating.sign_notice("a 1")),
-            None,
-            "new secret not yet known"
+            Some("a 1"),
+            "a rotated replica also tags under the old secret"
         );
+        let new = keys(&[S2], "e", "c");
+        assert_eq!(new.open_notice(&rotating.sign_notice("a 1")), Some("a 1"));
+        assert_eq!(new.open_notice(&signed), None, "a secret it does not have");
         assert_eq!(old.open_notice("i 00"), None, "unsigned");
         assert_eq!(old.open_notice(&signed.replace("i 00", "i 01")), None, "altered");
         assert_eq!(old.open_notice(&format!("{signed}0")), None);

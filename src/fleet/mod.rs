@@ -55,23 +55,25 @@ const MAX_VALUE_BYTES: usize = 1 << 20;
 /// notice be lost.
 const POLL: Duration = Duration::from_millis(25);
 
-/// Returns `{index, value, cutoff}`: the stored value under one of
-/// `KEYS[4..]` (index from 1), or else takes the lock `KEYS[1]` (index 0),
-/// or says it is held (-1), or that a value is larger than `ARGV[3]`
-/// bytes (-2, not sent: nothing this fleet writes is). `cutoff` is the latest invalidation time of
-/// the token (tombstone `KEYS[2]`) or of the verifier (flush marker
-/// `KEYS[3]`): a value answered at or before it is refused.
+/// Returns `{index, value, cutoff}`: the stored value under one of the
+/// value names (index from 1), or else takes the lock `KEYS[1]` (index 0),
+/// or says it is held (-1), or that a value is larger than `ARGV[3]` bytes
+/// (-2, not sent: nothing this fleet writes is). `KEYS[2..1+ARGV[4]]` are
+/// the token's tombstones and the flush marker, the value names follow;
+/// `cutoff` is the latest invalidation time they hold: a value answered at
+/// or before it is refused.
 const GET_OR_LOCK: &str = r"
+local m = tonumber(ARGV[4]) or 0
 local cut = 0
-for i = 2, 3 do
+for i = 2, 1 + m do
   local t = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
   if t > cut then cut = t end
 end
-for i = 4, #KEYS do
+for i = 2 + m, #KEYS do
   local v = redis.call('GET', KEYS[i])
   if v then
     if #v > tonumber(ARGV[3]) then return {-2, '', cut} end
-    return {i - 3, v, cut}
+    return {i - 1 - m, v, cut}
   end
 end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, '', cut} end
@@ -80,7 +82,8 @@ return {-1, '', cut}
 
 /// Writes `ARGV[1]` (unless empty) to `KEYS[1]` for `ARGV[2]` ms unless it
 /// was answered (`ARGV[6]`, Unix ms) at or before an invalidation (the
-/// times in the flush marker and tombstones, `KEYS[3..]`), releases our
+/// times in the flush marker and the tombstones under every secret,
+/// `KEYS[3..]`), releases our
 /// lock `KEYS[2]` (token `ARGV[3]`), and tells the waiters.
 const PUT: &str = r"
 local written = 0
@@ -276,14 +279,15 @@ impl SharedTier {
         let inner = &*self.inner;
         let token = lock_token();
         let mut invocation = inner.get_or_lock.key(&names.lock);
-        invocation.key(&names.tombstone).key(inner.keys.flush_marker());
+        invocation.key(&names.tombstones).key(inner.keys.flush_marker());
         for name in &names.values {
             invocation.key(name);
         }
         invocation
             .arg(&token)
             .arg(u64::try_from(inner.lock_ttl.as_millis()).unwrap_or(u64::MAX))
-            .arg(MAX_VALUE_BYTES);
+            .arg(MAX_VALUE_BYTES)
+            .arg(names.tombstones.len() + 1);
         let mut conn = inner.conn.clone();
         let Some(reply) = inner.run(invocation.invoke_async::<Value>(&mut conn)).await else {
             return Lookup::Unavailable;
@@ -458,7 +462,7 @@ impl SharedTier {
         invocation
             .key(&names.lock)
             .key(inner.keys.flush_marker())
-            .key(&names.tombstone)
+            .key(&names.tombstones)
             .arg(sealed)
             .arg(ttl_ms.max(1))
             .arg(lock.map(|lock| lock.0).unwrap_or_default())
@@ -516,7 +520,7 @@ impl TierInner {
     async fn invalidate_one(&self, names: &Names, at_ms: u64) -> bool {
         let mut invocation = self.invalidate.key(&names.values);
         invocation
-            .key(&names.tombstone)
+            .key(&names.tombstones)
             .arg(names.values.len())
             .arg(at_ms)
             .arg(millis(self.retain))
