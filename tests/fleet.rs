@@ -256,7 +256,13 @@ async fn invalidate_all_reaches_every_replica() {
         assert_eq!(fleet.status(0, token).await, 200);
         assert_eq!(fleet.status(1, token).await, 200);
     }
-    assert_eq!(fleet.value_names().await.len(), 3);
+    let names = fleet.value_names().await;
+    assert_eq!(names.len(), 3);
+    let mut conn = redis_conn().await;
+    let mut before = Vec::new();
+    for name in &names {
+        before.push(conn.get::<_, Vec<u8>>(name).await.unwrap());
+    }
     for token in &tokens {
         fleet.auth.revoke(token);
     }
@@ -268,11 +274,18 @@ async fn invalidate_all_reaches_every_replica() {
             .await
         );
     }
+    // Every value flushed (the fresh inactive answers may replace them).
+    let mut conn = redis_conn().await;
     assert!(
-        eventually(Duration::from_secs(1), async || fleet
-            .value_names()
-            .await
-            .is_empty())
+        eventually(Duration::from_secs(1), async || {
+            for (name, old) in names.iter().zip(&before) {
+                let now: Option<Vec<u8>> = conn.get(name).await.unwrap();
+                if now.as_ref() == Some(old) {
+                    return false;
+                }
+            }
+            true
+        })
         .await
     );
 }
@@ -337,10 +350,11 @@ async fn a_forged_value_in_redis_is_refused() {
     let mut flipped: Vec<u8> = conn.get(&victim_name).await.unwrap();
     let last = flipped.len() - 1;
     flipped[last] ^= 1;
-    let forgeries: [(&str, Vec<u8>); 3] = [
+    let forgeries: [(&str, Vec<u8>); 4] = [
         ("another token's genuine value", genuine),
         ("a value with one bit flipped", flipped),
         ("plain JSON", br#"{"active":true,"scope":"read"}"#.to_vec()),
+        ("a 2 MiB value (not even read)", vec![1u8; 2 << 20]),
     ];
     for (what, forged) in forgeries {
         let _: () = conn.set_ex(&victim_name, forged, 60).await.unwrap();
@@ -717,5 +731,242 @@ async fn an_answer_from_redis_lives_in_process_no_longer_than_in_redis() {
     assert!(
         reader.validate(&token).await.is_err(),
         "kept past the shared entry's life"
+    );
+}
+
+/// Puts each value back under its name and removes the tombstones, on
+/// `conn`, as a Redis that lost an invalidation's commands would hold them
+/// (a partition, or a failover to a copy that never got them). Sent while
+/// Redis is paused, it runs right after the invalidations' own buffered
+/// commands.
+fn lose_the_invalidations(
+    mut conn: redis::aio::MultiplexedConnection,
+    values: Vec<(String, Vec<u8>)>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (name, value) in values {
+            pipe.del(name.replace(":v:", ":gone:"))
+                .ignore()
+                .set_options(
+                    &name,
+                    value,
+                    redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(60_000)),
+                )
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut conn).await.unwrap();
+    })
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn a_revocation_redis_lost_is_not_undone_when_it_returns() {
+    let fleet = Fleet::with(2, |shared| shared.command_timeout(Duration::from_millis(100))).await;
+    let mut conn = redis_conn().await;
+    // `seen_by_1` is checked on replica 1 (the replay), `seen_by_0` on the
+    // invalidating replica (its memory).
+    let (seen_by_1, seen_by_0) = (fleet.auth.mint_token("read"), fleet.auth.mint_token("read"));
+    let mut values = Vec::new();
+    for token in [&seen_by_1, &seen_by_0] {
+        assert_eq!(fleet.status(0, token).await, 200);
+        assert_eq!(fleet.status(1, token).await, 200);
+        let before = fleet.value_names().await;
+        let name = before
+            .iter()
+            .find(|n| !values.iter().any(|(v, _)| v == *n))
+            .unwrap()
+            .clone();
+        let value: Vec<u8> = conn.get(&name).await.unwrap();
+        values.push((name, value));
+        fleet.auth.revoke(token);
+    }
+    assert_eq!(fleet.auth.introspection_calls(), 2);
+
+    harness("pause");
+    let resume = Undo("resume");
+    for token in [&seen_by_1, &seen_by_0] {
+        fleet.replicas[0].introspector.invalidate(token).await;
+    }
+    let replant = lose_the_invalidations(conn, values.clone());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(resume);
+    tokio::time::timeout(Duration::from_secs(5), replant)
+        .await
+        .expect("Redis answers again")
+        .unwrap();
+    assert_eq!(
+        fleet.value_names().await.len(),
+        2,
+        "Redis holds the revoked answers again"
+    );
+
+    // The invalidating replica remembers its revocation.
+    assert_eq!(
+        fleet.status(0, &seen_by_0).await,
+        401,
+        "revoked token served from Redis"
+    );
+    assert!(fleet.stats(0).refused_values >= 1, "{:?}", fleet.stats(0));
+    // And replays it when Redis is back, which the others see.
+    assert!(
+        eventually(Duration::from_secs(5), async || fleet.status(1, &seen_by_1).await
+            == 401)
+        .await,
+        "replica 1 serves the revoked token from what Redis kept"
+    );
+    let mut conn = redis_conn().await;
+    let now: Option<Vec<u8>> = conn.get(&values[0].0).await.unwrap();
+    assert_ne!(
+        now,
+        Some(values[0].1.clone()),
+        "the replay deleted it (an inactive answer may replace it)"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn a_load_queued_past_the_lock_life_does_not_write_a_revoked_answer_back() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let prefix = unique_prefix();
+    let shared = || {
+        SharedCache::builder(redis_url(), SECRET)
+            .key_prefix(&prefix)
+            .build()
+            .unwrap()
+    };
+    // One introspection at a time, each under its 300 ms timeout, a slot
+    // awaited up to 5 s: a queued load outlives 2 × timeout + 1 s, the
+    // life tombstones had. (The in-process invalidation spoils the load
+    // when the notice arrives; the tombstone's time covers a lost notice.)
+    let replica = || builder(&auth).timeout(Duration::from_millis(300));
+    let invalidator = replica().shared_cache(shared()).build().unwrap();
+    let reader = replica().shared_cache(shared()).build().unwrap();
+    let slow = builder(&auth)
+        .timeout(Duration::from_millis(300))
+        .max_concurrent_introspections(1, Duration::from_secs(5))
+        .shared_cache(shared())
+        .build()
+        .unwrap();
+    auth.set_fault(Fault::Delay(Duration::from_millis(250)));
+    let ahead: Vec<String> = (0..8).map(|_| auth.mint_token("read")).collect();
+    let token = auth.mint_token("read");
+    let busy = futures_util::future::join_all(ahead.iter().map(|t| slow.validate(t)));
+    let queued = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        slow.validate(&token).await
+    };
+    let invalidate = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        invalidator.invalidate(&token).await;
+    };
+    let (busy, queued, ()) = tokio::join!(busy, queued, invalidate);
+    assert!(busy.iter().all(Result::is_ok));
+    assert!(queued.is_ok(), "the answer in flight still serves its request");
+    auth.clear_fault();
+    let calls = auth.introspection_calls();
+    reader.validate(&token).await.unwrap();
+    assert_eq!(
+        (auth.introspection_calls(), reader.stats().shared.hits),
+        (calls + 1, 0),
+        "the load in flight wrote the invalidated answer back"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn a_value_the_flush_has_not_reached_is_refused() {
+    let fleet = Fleet::new(2).await;
+    let token = fleet.auth.mint_token("read");
+    assert_eq!(fleet.status(0, &token).await, 200);
+    assert_eq!(fleet.status(1, &token).await, 200);
+    let names = fleet.value_names().await;
+    let mut conn = redis_conn().await;
+    let value: Vec<u8> = conn.get(&names[0]).await.unwrap();
+    fleet.auth.revoke(&token);
+    fleet.replicas[0].introspector.invalidate_all();
+    assert!(
+        eventually(Duration::from_secs(1), async || fleet
+            .value_names()
+            .await
+            .is_empty())
+        .await
+    );
+    // As if the scan had not reached it yet (a large keyspace).
+    let _: () = conn.set_ex(&names[0], value, 60).await.unwrap();
+    assert_eq!(
+        fleet.status(1, &token).await,
+        401,
+        "refilled from a value older than the flush"
+    );
+    assert!(fleet.stats(1).refused_values >= 1);
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn notices_without_the_fleets_tag_are_ignored() {
+    let fleet = Fleet::new(1).await;
+    let token = fleet.auth.mint_token("read");
+    assert_eq!(fleet.status(0, &token).await, 200);
+    let name = fleet.value_names().await.pop().unwrap();
+    let channel = format!("{}events", name.split(":v:").next().unwrap().to_owned() + ":");
+    let mut conn = redis_conn().await;
+    let far = "9".repeat(13);
+    for forged in [
+        "a".to_owned(),
+        format!("a {far}"),
+        format!("a {far} m:{}", "00".repeat(16)),
+    ] {
+        let receivers: i64 = conn.publish(&channel, &forged).await.unwrap();
+        assert_eq!(receivers, 1, "the replica listens on {channel}");
+    }
+    // Notices take well under a millisecond on loopback.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let hits = fleet.replicas[0].introspector.stats().hits;
+    assert_eq!(fleet.status(0, &token).await, 200);
+    assert_eq!(
+        fleet.replicas[0].introspector.stats().hits,
+        hits + 1,
+        "a forged notice flushed the in-process cache"
+    );
+    assert!(fleet.stats(0).refused_values >= 3, "{:?}", fleet.stats(0));
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn a_tombstone_is_seen_on_both_sides_of_a_rotation() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let prefix = unique_prefix();
+    let shared = |secrets: &[&str]| {
+        let mut shared = SharedCache::builder(redis_url(), secrets[0]).key_prefix(&prefix);
+        for previous in &secrets[1..] {
+            shared = shared.previous_secret(previous);
+        }
+        builder(&auth)
+            .shared_cache(shared.build().unwrap())
+            .build()
+            .unwrap()
+    };
+    let not_yet_rotated = shared(&[SECRET]);
+    let rotated = shared(&[NEXT_SECRET, SECRET]);
+    let token = auth.mint_token("read");
+    not_yet_rotated.validate(&token).await.unwrap();
+    let mut conn = redis_conn().await;
+    let names: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*:v:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let value: Vec<u8> = conn.get(&names[0]).await.unwrap();
+    auth.revoke(&token);
+    rotated.invalidate(&token).await;
+    // A value under the old secret's name that outlived the invalidation
+    // (a deletion lost, a write-back from a load in flight).
+    let _: () = conn.set_ex(&names[0], value, 60).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        not_yet_rotated.validate(&token).await.is_err(),
+        "the tombstone was only under the new secret's name"
     );
 }

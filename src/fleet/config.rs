@@ -93,6 +93,9 @@ impl SharedCacheBuilder {
     /// How long a replica waits for another replica's introspection of the
     /// same token before calling the authorization server itself (default:
     /// the introspector's [`timeout`](crate::IntrospectorBuilder::timeout)).
+    /// A request that waits in vain then makes its own call, so its worst
+    /// case is `lock_wait` plus one introspection: about twice `timeout`
+    /// by default.
     pub fn lock_wait(mut self, wait: Duration) -> Self {
         self.config.lock_wait = Some(wait);
         self

@@ -2,9 +2,15 @@
 //!
 //! - `i <key> [<key>…]`: drop these in-process cache keys (one per fleet
 //!   secret, so that replicas on either side of a rotation find theirs);
-//! - `a`: drop every in-process entry (`invalidate_all`);
+//! - `a <ms>`: drop every in-process entry (`invalidate_all` at Unix ms);
 //! - `f <id>`: the shared entry `id` was written or its lock released:
 //!   replicas waiting for it look again.
+//!
+//! Each ends with ` m:<tag>`, an HMAC-SHA-256 (128 bits) under a key derived
+//! from the fleet secret, over the channel and the notice: notices that do
+//! not verify are ignored, so Redis access alone cannot flush the fleet's
+//! in-process caches. A recorded `a` is not applied twice, nor when older
+//! than five minutes.
 //!
 //! Notices cost one sub-millisecond hop, so a replica drops an invalidated
 //! entry about when the invalidating call returns. While the subscription
@@ -16,11 +22,13 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use redis::{PushInfo, PushKind, Value};
-use tokio::sync::{mpsc::UnboundedReceiver, Notify};
+use tokio::sync::mpsc::{error::TrySendError, Receiver, Sender};
+use tokio::sync::Notify;
 
 use super::keys::{hex, unhex16};
 use super::TierInner;
@@ -30,7 +38,33 @@ use crate::cache::Key;
 /// connection manager reconnect and subscribe again after an outage).
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
-pub(crate) const INVALIDATE_ALL: &str = "a";
+/// An `a` notice older than this is not applied (a replay).
+const FLUSH_NOTICE_LIFE_MS: u64 = 5 * 60 * 1000;
+
+/// Notices waiting for the listener, at most. Beyond, fill notices are
+/// dropped (waiters poll anyway), and anything else makes the replica drop
+/// its whole in-process cache: an invalidation is never lost.
+pub(crate) const QUEUED_NOTICES: usize = 4096;
+
+/// What the connection calls with each notice: queue it without blocking;
+/// when the queue is full, drop a fill notice, or raise `overflowed`.
+pub(crate) fn push_sender(
+    queue: Sender<PushInfo>,
+    overflowed: Arc<AtomicBool>,
+) -> impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static {
+    move |push| match queue.try_send(push) {
+        Ok(()) => Ok(()),
+        Err(TrySendError::Full(push)) => {
+            let fill = push.kind == PushKind::Message
+                && matches!(push.data.get(1), Some(Value::BulkString(payload)) if payload.starts_with(b"f "));
+            if !fill {
+                overflowed.store(true, Ordering::Release);
+            }
+            Ok(())
+        }
+        Err(TrySendError::Closed(_)) => Err(()),
+    }
+}
 
 /// Where notices are applied: the in-process cache of an introspector.
 pub(crate) trait L1Sink: Send + Sync {
@@ -47,6 +81,10 @@ pub(crate) fn invalidate_notice(keys: &[Key]) -> String {
         notice.push_str(&hex(key));
     }
     notice
+}
+
+pub(crate) fn invalidate_all_notice(at_ms: u64) -> String {
+    format!("a {at_ms}")
 }
 
 pub(crate) fn fill_notice(id: &str) -> String {
@@ -115,9 +153,11 @@ impl Waiters {
 pub(crate) async fn listen(
     tier: Weak<TierInner>,
     sink: Weak<dyn L1Sink>,
-    mut pushes: UnboundedReceiver<PushInfo>,
+    mut pushes: Receiver<PushInfo>,
+    overflowed: Arc<AtomicBool>,
 ) {
     let mut subscribed = false;
+    let mut last_flush_ms = 0u64;
     let mut lost = false;
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -134,12 +174,19 @@ pub(crate) async fn listen(
         let (Some(tier), Some(sink)) = (tier.upgrade(), sink.upgrade()) else {
             return;
         };
+        if overflowed.swap(false, Ordering::AcqRel) {
+            tracing::warn!("shared cache (Redis) notices came faster than they were applied; dropping the in-process cache, as an invalidation may have been among those dropped");
+            sink.drop_all();
+            // Dropped notices may include a disconnection: drop again once
+            // Redis answers.
+            lost = true;
+        }
         match push {
             Some(None) => return,
             Some(Some(push)) => match push.kind {
                 PushKind::Message => {
                     if let Some(Value::BulkString(payload)) = push.data.get(1) {
-                        apply(&tier, &*sink, payload).await;
+                        apply(&tier, &*sink, payload, &mut last_flush_ms).await;
                     }
                 }
                 PushKind::Disconnection => {
@@ -166,29 +213,48 @@ pub(crate) async fn listen(
                     );
                     subscribed
                 };
+                if !ok && !lost && subscribed {
+                    // A paused or partitioned Redis drops no connection,
+                    // but notices stop all the same.
+                    tracing::warn!("shared cache (Redis) does not answer; invalidations from other replicas are not seen until it does");
+                    lost = true;
+                }
                 if ok && lost {
                     // Notices may have been missed meanwhile.
                     tracing::info!("shared cache (Redis) subscription back; dropping the in-process cache, as invalidations may have been missed");
                     sink.drop_all();
                     lost = false;
                 }
+                if ok {
+                    tier.replay().await;
+                }
             }
         }
     }
 }
 
-async fn apply(tier: &TierInner, sink: &dyn L1Sink, payload: &[u8]) {
-    let Ok(text) = std::str::from_utf8(payload) else {
+async fn apply(tier: &TierInner, sink: &dyn L1Sink, payload: &[u8], last_flush_ms: &mut u64) {
+    let Some(body) = std::str::from_utf8(payload)
+        .ok()
+        .and_then(|text| tier.keys().open_notice(text))
+    else {
+        tier.unsigned_notice();
         return;
     };
-    let mut words = text.split(' ');
+    let mut words = body.split(' ');
     match words.next() {
         Some("i") => {
             for key in words.filter_map(unhex16) {
                 sink.drop_key(key).await;
             }
         }
-        Some(INVALIDATE_ALL) => sink.drop_all(),
+        Some("a") => {
+            let at_ms = words.next().and_then(|at| at.parse::<u64>().ok()).unwrap_or(0);
+            if at_ms > *last_flush_ms && at_ms.saturating_add(FLUSH_NOTICE_LIFE_MS) > super::now_ms() {
+                *last_flush_ms = at_ms;
+                sink.drop_all();
+            }
+        }
         Some("f") => {
             if let Some(id) = words.next() {
                 tier.waiters().wake(id);
@@ -209,6 +275,42 @@ mod tests {
             format!("i {} {}", "00".repeat(16), "ff".repeat(16))
         );
         assert_eq!(fill_notice("ab"), "f ab");
+        assert_eq!(invalidate_all_notice(7), "a 7");
+    }
+
+    fn message(payload: &str) -> PushInfo {
+        PushInfo {
+            kind: PushKind::Message,
+            data: vec![
+                Value::BulkString(b"channel".to_vec()),
+                Value::BulkString(payload.as_bytes().to_vec()),
+            ],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_fills_but_never_an_invalidation() {
+        let (queue, mut pushes) = tokio::sync::mpsc::channel(1);
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let send = push_sender(queue, Arc::clone(&overflowed));
+        assert!(send(message("f ab")).is_ok());
+        assert!(send(message("f cd")).is_ok(), "full: a fill is dropped");
+        assert!(!overflowed.load(Ordering::Acquire));
+        assert!(send(message("i 00")).is_ok());
+        assert!(
+            overflowed.load(Ordering::Acquire),
+            "an invalidation raises the flag"
+        );
+        overflowed.store(false, Ordering::Release);
+        assert!(send(PushInfo {
+            kind: PushKind::Disconnection,
+            data: vec![]
+        })
+        .is_ok());
+        assert!(overflowed.load(Ordering::Acquire), "so does a disconnection");
+        assert!(pushes.recv().await.is_some());
+        drop(pushes);
+        assert!(send(message("f ab")).is_err(), "closed");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub(crate) struct SecretKeys {
     names: HmacSha256,
     pub(crate) aead: XChaCha20Poly1305,
     pub(crate) l1: (u64, u64),
+    /// The HMAC key of the fleet's notices.
+    notices: HmacSha256,
 }
 
 impl SecretKeys {
@@ -49,6 +51,10 @@ impl SecretKeys {
                 .map_err(|_| ConfigError::InvalidSetting("the shared cache keys could not be derived"))
         };
         let (mut mac_key, mut aead_key, mut l1_key) = ([0u8; 32], [0u8; 32], [0u8; 16]);
+        let mut notice_key = [0u8; 32];
+        expand(b"fleet notices (HMAC-SHA-256)", &mut notice_key)?;
+        let notices = <HmacSha256 as hmac::Mac>::new_from_slice(&notice_key)
+            .map_err(|_| ConfigError::InvalidSetting("the shared cache keys could not be derived"))?;
         expand(b"entry names (HMAC-SHA-256)", &mut mac_key)?;
         expand(b"entry values (XChaCha20-Poly1305)", &mut aead_key)?;
         expand(b"in-process cache keys (SipHash-1-3)", &mut l1_key)?;
@@ -67,6 +73,7 @@ impl SecretKeys {
             names,
             aead,
             l1: (word(k0), word(k1)),
+            notices,
         })
     }
 
@@ -96,7 +103,9 @@ pub(crate) struct Names {
     /// The fleet-wide single-flight lock (under the writing secret).
     pub(crate) lock: String,
     /// Marks a recent invalidation: a load in flight must not write back.
-    pub(crate) tombstone: String,
+    /// Under each secret, so that replicas on either side of a rotation
+    /// see it.
+    pub(crate) tombstones: Vec<String>,
     /// The in-process cache key under each secret, for invalidation notices.
     pub(crate) l1: Vec<Key>,
 }
@@ -155,7 +164,10 @@ impl FleetKeys {
                 .map(|d| format!("{}v:{d}", self.namespace))
                 .collect(),
             lock: format!("{}lock:{first}", self.namespace),
-            tombstone: format!("{}gone:{first}", self.namespace),
+            tombstones: digests
+                .iter()
+                .map(|d| format!("{}gone:{d}", self.namespace))
+                .collect(),
             l1: self
                 .secrets
                 .iter()
@@ -167,6 +179,54 @@ impl FleetKeys {
     /// The channel of invalidation and fill notices.
     pub(crate) fn channel(&self) -> String {
         format!("{}events", self.namespace)
+    }
+
+    /// `body` with a tag under each secret appended (` m:<hex>` each), so
+    /// that only a replica of the fleet can send notices, and replicas on
+    /// either side of a rotation accept them.
+    pub(crate) fn sign_notice(&self, body: &str) -> String {
+        let mut notice = body.to_owned();
+        for keys in &self.secrets {
+            notice.push_str(" m:");
+            notice.push_str(&self.notice_tag(keys, body));
+        }
+        notice
+    }
+
+    /// The body of a signed notice with a tag that verifies under one of
+    /// our secrets.
+    pub(crate) fn open_notice<'a>(&self, notice: &'a str) -> Option<&'a str> {
+        let (body, tags) = notice.split_once(" m:")?;
+        let context = self.notice_context(body);
+        tags.split(" m:")
+            .take(MAX_NOTICE_TAGS)
+            .filter_map(unhex)
+            .filter(|tag| tag.len() == NOTICE_TAG_BYTES)
+            .any(|tag| {
+                self.secrets.iter().any(|keys| {
+                    let mut mac = keys.notices.clone();
+                    mac.update(&context);
+                    mac.verify_truncated_left(&tag).is_ok()
+                })
+            })
+            .then_some(body)
+    }
+
+    fn notice_tag(&self, keys: &SecretKeys, body: &str) -> String {
+        let mut mac = keys.notices.clone();
+        mac.update(&self.notice_context(body));
+        hex(&mac.finalize().into_bytes()[..NOTICE_TAG_BYTES])
+    }
+
+    /// What a notice's tag covers: the channel (so a notice is not replayed
+    /// on another verifier's) and the body.
+    fn notice_context(&self, body: &str) -> Vec<u8> {
+        let channel = self.channel();
+        let mut context = Vec::with_capacity(8 + channel.len() + body.len());
+        context.extend_from_slice(&(channel.len() as u64).to_be_bytes());
+        context.extend_from_slice(channel.as_bytes());
+        context.extend_from_slice(body.as_bytes());
+        context
     }
 
     /// Marks an `invalidate_all`: no load in flight writes back meanwhile.
@@ -182,6 +242,20 @@ impl FleetKeys {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Bytes of a notice's tag: 128 bits.
+const NOTICE_TAG_BYTES: usize = 16;
+/// Tags looked at in one notice (one per secret of the sender).
+const MAX_NOTICE_TAGS: usize = 8;
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 || text.len() > 64 {
+        return None;
+    }
+    (0..text.len() / 2)
+        .map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
 }
 
 pub(crate) fn unhex16(text: &str) -> Option<Key> {
@@ -248,8 +322,44 @@ mod tests {
             vec![new.names("t").values[0].clone(), old.names("t").values[0].clone()]
         );
         assert_eq!(n.l1, vec![new.names("t").l1[0], old.names("t").l1[0]]);
+        assert_eq!(
+            n.tombstones,
+            vec![
+                new.names("t").tombstones[0].clone(),
+                old.names("t").tombstones[0].clone()
+            ],
+            "a tombstone each side of the rotation sees"
+        );
         assert_eq!(rotating.channel(), old.channel(), "one channel across a rotation");
         assert_eq!(rotating.l1_key(), new.l1_key());
+    }
+
+    #[test]
+    fn notices_verify_under_any_secret_and_only_on_their_channel() {
+        let rotating = keys(&[S2, S1], "e", "c");
+        let old = keys(&[S1], "e", "c");
+        let signed = old.sign_notice("i 00");
+        assert_eq!(
+            rotating.open_notice(&signed),
+            Some("i 00"),
+            "old secret still read"
+        );
+        assert_eq!(
+            old.open_notice(&rotating.sign_notice("a 1")),
+            Some("a 1"),
+            "a rotated replica also tags under the old secret"
+        );
+        let new = keys(&[S2], "e", "c");
+        assert_eq!(new.open_notice(&rotating.sign_notice("a 1")), Some("a 1"));
+        assert_eq!(new.open_notice(&signed), None, "a secret it does not have");
+        assert_eq!(old.open_notice("i 00"), None, "unsigned");
+        assert_eq!(old.open_notice(&signed.replace("i 00", "i 01")), None, "altered");
+        assert_eq!(old.open_notice(&format!("{signed}0")), None);
+        assert_eq!(
+            keys(&[S1], "e2", "c").open_notice(&signed),
+            None,
+            "another channel"
+        );
     }
 
     #[test]

@@ -7,9 +7,12 @@
 //!   writes the sealed answer; the others wait for its fill notice (or poll)
 //!   up to `lock_wait`, then call the authorization server themselves.
 //! - What is stored: see [`keys`] (names) and [`seal`] (values).
-//! - Invalidation: the entry is deleted, a tombstone keeps loads in flight
-//!   from writing it back, and a notice on the tier's channel makes every
-//!   replica drop its in-process entry (see [`events`]).
+//! - Invalidation: the entry is deleted, tombstones holding the
+//!   invalidation time keep answers given before it from being written back
+//!   or read, a notice on the tier's channel makes every replica drop its
+//!   in-process entry (see [`events`]), and the invalidating replica
+//!   remembers it whatever Redis does, replaying it if Redis missed it
+//!   (see [`revoked`]).
 //! - Redis is never a single point of failure: every command is bounded by
 //!   `command_timeout`, failures feed a circuit breaker ([`breaker`]), and
 //!   any failure means "not in the shared tier".
@@ -18,6 +21,7 @@ mod breaker;
 mod config;
 mod events;
 mod keys;
+mod revoked;
 mod seal;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,38 +43,81 @@ pub(crate) use self::seal::{active_json, Opened, INACTIVE_JSON};
 use self::breaker::{Breaker, LogEvery};
 use self::events::Waiters;
 use self::keys::FleetKeys;
+use self::revoked::{Pending, Replay, Revoked};
 use self::seal::Refused;
 use crate::error::ConfigError;
 use crate::stats::SharedCacheStats;
 use crate::validate::since_epoch;
 
+/// The largest shared value read: an answer is at most the introspection
+/// response limit (64 KiB by default, 1 MiB is generous), sealed with 41
+/// bytes more. Anything larger was not written by this fleet.
+const MAX_VALUE_BYTES: usize = 1 << 20;
+
 /// How often a replica waiting for another's fill looks again, should the
 /// notice be lost.
 const POLL: Duration = Duration::from_millis(25);
 
-/// Returns the stored value under one of `KEYS[2..]` as `{index, value}`,
-/// or else takes the lock `KEYS[1]` (`{0}`), or says it is held (`{-1}`).
+/// Returns `{index, value, cutoff}`: the stored value under one of the
+/// value names (index from 1), or else takes the lock `KEYS[1]` (index 0),
+/// or says it is held (-1), or that a value is larger than `ARGV[3]` bytes
+/// (-2, not sent: nothing this fleet writes is). `KEYS[2..1+ARGV[4]]` are
+/// the token's tombstones and the flush marker, the value names follow;
+/// `cutoff` is the latest invalidation time they hold: a value answered at
+/// or before it is refused.
 const GET_OR_LOCK: &str = r"
-for i = 2, #KEYS do
-  local v = redis.call('GET', KEYS[i])
-  if v then return {i - 1, v} end
+local m = tonumber(ARGV[4]) or 0
+local cut = 0
+for i = 2, 1 + m do
+  local t = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+  if t > cut then cut = t end
 end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
-return {-1}
+for i = 2 + m, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if v then
+    if #v > tonumber(ARGV[3]) then return {-2, '', cut} end
+    return {i - 1 - m, v, cut}
+  end
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, '', cut} end
+return {-1, '', cut}
 ";
 
-/// Writes `ARGV[1]` (unless empty) to `KEYS[1]` for `ARGV[2]` ms unless a
-/// tombstone (`KEYS[3]`, `KEYS[4]`) says an invalidation happened, releases
-/// our lock `KEYS[2]` (token `ARGV[3]`), and tells the waiters.
+/// Writes `ARGV[1]` (unless empty) to `KEYS[1]` for `ARGV[2]` ms unless it
+/// was answered (`ARGV[6]`, Unix ms) at or before an invalidation (the
+/// times in the flush marker and the tombstones under every secret,
+/// `KEYS[3..]`), releases our
+/// lock `KEYS[2]` (token `ARGV[3]`), and tells the waiters.
 const PUT: &str = r"
 local written = 0
-if ARGV[1] ~= '' and redis.call('EXISTS', KEYS[3]) == 0 and redis.call('EXISTS', KEYS[4]) == 0 then
+local answered = tonumber(ARGV[6]) or 0
+local fresh = ARGV[1] ~= ''
+for i = 3, #KEYS do
+  local t = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+  if answered <= t then fresh = false end
+end
+if fresh then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   written = 1
 end
 if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return written
+";
+
+/// Deletes the values `KEYS[1..ARGV[1]]`, marks the rest (tombstones or the
+/// flush marker) with the invalidation time `ARGV[2]` for `ARGV[3]` ms
+/// unless they hold a later one, and publishes `ARGV[5]` on `ARGV[4]`.
+const INVALIDATE: &str = r"
+local n = tonumber(ARGV[1]) or 0
+local at = tonumber(ARGV[2]) or 0
+for i = 1, n do redis.call('DEL', KEYS[i]) end
+for i = n + 1, #KEYS do
+  local t = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+  if at > t then redis.call('SET', KEYS[i], ARGV[2], 'PX', ARGV[3]) end
+end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
 ";
 
 /// The shared tier of one introspector.
@@ -83,8 +130,12 @@ pub(crate) struct TierInner {
     keys: FleetKeys,
     command_timeout: Duration,
     lock_wait: Duration,
-    /// Lock life and tombstone life: longer than any load in flight.
+    /// Lock life: longer than any load in flight (token fetch, queue wait
+    /// and introspection).
     lock_ttl: Duration,
+    /// Tombstone and flush marker life: longer than any load in flight and
+    /// than any shared value.
+    retain: Duration,
     pub(crate) negative_ttl: Duration,
     breaker: Breaker,
     log: LogEvery,
@@ -93,7 +144,14 @@ pub(crate) struct TierInner {
     waiters: Waiters,
     get_or_lock: Script,
     put: Script,
-    push: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>>>,
+    invalidate: Script,
+    push: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<redis::PushInfo>>>,
+    /// Raised when a notice other than a fill found the queue full.
+    overflowed: Arc<std::sync::atomic::AtomicBool>,
+    /// This replica's recent invalidations, refused even if Redis lost them.
+    revoked: Revoked,
+    /// Invalidations Redis did not take, replayed when it answers again.
+    replay: Replay,
 }
 
 /// What the shared tier had for a token.
@@ -121,6 +179,8 @@ impl SharedTier {
         endpoint: &str,
         client_id: &str,
         as_timeout: Duration,
+        load_bound: Duration,
+        max_ttl: Duration,
         negative_ttl: Duration,
     ) -> Result<Self, ConfigError> {
         if tokio::runtime::Handle::try_current().is_err() {
@@ -144,20 +204,20 @@ impl SharedTier {
         let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
         let info = info.set_redis_settings(settings);
         let client = redis::Client::open(info).map_err(|_| invalid("not a Redis URL"))?;
-        let (push_tx, push_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (push_tx, push_rx) = tokio::sync::mpsc::channel(events::QUEUED_NOTICES);
+        let overflowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let manager_config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(config.command_timeout))
             .set_connection_timeout(Some(config.command_timeout))
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(1))
-            .set_push_sender(push_tx)
+            .set_push_sender(events::push_sender(push_tx, Arc::clone(&overflowed)))
             .set_automatic_resubscription();
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
             .map_err(|_| invalid("the Redis client could not be set up"))?;
-        let lock_ttl = as_timeout
-            .saturating_mul(2)
-            .saturating_add(Duration::from_secs(1));
+        let lock_ttl = load_bound.saturating_add(Duration::from_secs(1));
+        let retain = lock_ttl.max(max_ttl).max(negative_ttl);
         Ok(Self {
             inner: Arc::new(TierInner {
                 conn,
@@ -165,6 +225,7 @@ impl SharedTier {
                 command_timeout: config.command_timeout,
                 lock_wait: config.lock_wait.unwrap_or(as_timeout),
                 lock_ttl,
+                retain,
                 negative_ttl,
                 breaker: Breaker::new(config.breaker_threshold, config.breaker_open_for),
                 log: LogEvery::default(),
@@ -173,7 +234,13 @@ impl SharedTier {
                 waiters: Waiters::default(),
                 get_or_lock: Script::new(GET_OR_LOCK),
                 put: Script::new(PUT),
+                invalidate: Script::new(INVALIDATE),
                 push: std::sync::Mutex::new(Some(push_rx)),
+                overflowed,
+                revoked: Revoked::new(
+                    u64::try_from(max_ttl.max(negative_ttl).as_millis()).unwrap_or(u64::MAX),
+                ),
+                replay: Replay::default(),
             }),
         })
     }
@@ -193,7 +260,12 @@ impl SharedTier {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         if let Some(receiver) = receiver {
-            tokio::spawn(events::listen(Arc::downgrade(&self.inner), sink, receiver));
+            tokio::spawn(events::listen(
+                Arc::downgrade(&self.inner),
+                sink,
+                receiver,
+                Arc::clone(&self.inner.overflowed),
+            ));
         }
     }
 
@@ -210,17 +282,20 @@ impl SharedTier {
         let inner = &*self.inner;
         let token = lock_token();
         let mut invocation = inner.get_or_lock.key(&names.lock);
+        invocation.key(&names.tombstones).key(inner.keys.flush_marker());
         for name in &names.values {
             invocation.key(name);
         }
         invocation
             .arg(&token)
-            .arg(u64::try_from(inner.lock_ttl.as_millis()).unwrap_or(u64::MAX));
+            .arg(u64::try_from(inner.lock_ttl.as_millis()).unwrap_or(u64::MAX))
+            .arg(MAX_VALUE_BYTES)
+            .arg(names.tombstones.len() + 1);
         let mut conn = inner.conn.clone();
         let Some(reply) = inner.run(invocation.invoke_async::<Value>(&mut conn)).await else {
             return Lookup::Unavailable;
         };
-        let (index, value) = match reply {
+        let (index, value, invalidated) = match reply {
             Value::Array(items) => {
                 let mut items = items.into_iter();
                 let index = match items.next() {
@@ -228,10 +303,14 @@ impl SharedTier {
                     _ => return inner.protocol_error(),
                 };
                 let value = match items.next() {
-                    Some(Value::BulkString(bytes)) => Some(bytes),
+                    Some(Value::BulkString(bytes)) if !bytes.is_empty() => Some(bytes),
                     _ => None,
                 };
-                (index, value)
+                let invalidated = match items.next() {
+                    Some(Value::Int(at)) => u64::try_from(at).unwrap_or(0),
+                    _ => return inner.protocol_error(),
+                };
+                (index, value, invalidated)
             }
             _ => return inner.protocol_error(),
         };
@@ -241,13 +320,37 @@ impl SharedTier {
                 Lookup::Locked(Lock(token))
             }
             (-1, _) => Lookup::Busy,
+            (-2, _) => {
+                inner.counters.refused();
+                if inner.refused_log.allow() {
+                    tracing::warn!(
+                        "a shared cache value is larger than any this fleet writes; not read, treated as a miss (logged at most every 10 s)"
+                    );
+                }
+                Lookup::Unavailable
+            }
             (index, Some(value)) => {
-                let position = usize::try_from(index - 1).unwrap_or(usize::MAX);
+                let position = index
+                    .checked_sub(1)
+                    .and_then(|position| usize::try_from(position).ok())
+                    .unwrap_or(usize::MAX);
                 let (Some(name), Some(keys)) = (names.values.get(position), inner.keys.secrets.get(position))
                 else {
                     return inner.protocol_error();
                 };
-                match seal::open(&keys.aead, name, &value, now_ms()) {
+                let now = now_ms();
+                let cutoff = names
+                    .l1
+                    .first()
+                    .map_or(0, |key| inner.revoked.cutoff(key, now))
+                    .max(invalidated);
+                match seal::open(&keys.aead, name, &value, now).and_then(|opened| {
+                    if opened.answered_ms <= cutoff {
+                        Err(Refused::Invalidated)
+                    } else {
+                        Ok(opened)
+                    }
+                }) {
                     Ok(opened) => {
                         inner.counters.hit();
                         Lookup::Found(opened)
@@ -261,6 +364,9 @@ impl SharedTier {
                                 ),
                                 Refused::Expired => tracing::warn!(
                                     "a shared cache value outlived the life sealed into it (replayed, or its TTL was stretched); treated as a miss (logged at most every 10 s)"
+                                ),
+                                Refused::Invalidated => tracing::warn!(
+                                    "a shared cache value was answered before the token's invalidation (Redis lost the deletion, or a flush is under way); treated as a miss (logged at most every 10 s)"
                                 ),
                             }
                         }
@@ -324,111 +430,82 @@ impl SharedTier {
                 answer_json,
             )
         };
+        // Larger than readers accept: not shared (a huge `max_response_bytes`).
+        let sealed = sealed.filter(|value| value.len() <= MAX_VALUE_BYTES);
         if sealed.is_none() && lock.is_none() {
             return;
         }
-        self.script_put(names, sealed.as_deref().unwrap_or_default(), ttl_ms, lock)
-            .await;
+        self.script_put(
+            names,
+            sealed.as_deref().unwrap_or_default(),
+            ttl_ms,
+            answered_ms,
+            lock,
+        )
+        .await;
     }
 
     /// Releases `lock` without writing, so the waiters try themselves.
     pub(crate) async fn release(&self, names: &Names, lock: Option<Lock>) {
         if lock.is_some() {
-            self.script_put(names, &[], 0, lock).await;
+            self.script_put(names, &[], 0, 0, lock).await;
         }
     }
 
-    async fn script_put(&self, names: &Names, sealed: &[u8], ttl_ms: u64, lock: Option<Lock>) {
+    async fn script_put(
+        &self,
+        names: &Names,
+        sealed: &[u8],
+        ttl_ms: u64,
+        answered_ms: u64,
+        lock: Option<Lock>,
+    ) {
         let inner = &*self.inner;
         let mut invocation = inner.put.key(names.values.first().map_or("", String::as_str));
         invocation
             .key(&names.lock)
-            .key(&names.tombstone)
             .key(inner.keys.flush_marker())
+            .key(&names.tombstones)
             .arg(sealed)
             .arg(ttl_ms.max(1))
             .arg(lock.map(|lock| lock.0).unwrap_or_default())
             .arg(inner.keys.channel())
-            .arg(events::fill_notice(names.id()));
+            .arg(inner.keys.sign_notice(&events::fill_notice(names.id())))
+            .arg(answered_ms);
         let mut conn = inner.conn.clone();
         let _: Option<i64> = inner.run(invocation.invoke_async::<i64>(&mut conn)).await;
     }
 
     /// Deletes the shared entry of a token, keeps loads in flight from
-    /// writing it back, and tells every replica to drop it.
+    /// writing it back, and tells every replica to drop it. This replica
+    /// remembers the invalidation whatever Redis does, and replays it when
+    /// Redis did not take it.
     pub(crate) async fn invalidate(&self, token: &str) {
         let inner = &*self.inner;
         let names = self.names(token);
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for name in &names.values {
-            pipe.del(name).ignore();
+        let at_ms = now_ms();
+        if let Some(key) = names.l1.first() {
+            inner.revoked.remember(*key, at_ms);
         }
-        pipe.set_options(
-            &names.tombstone,
-            1,
-            redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(
-                u64::try_from(inner.lock_ttl.as_millis()).unwrap_or(u64::MAX),
-            )),
-        )
-        .ignore()
-        .publish(inner.keys.channel(), events::invalidate_notice(&names.l1))
-        .ignore();
-        let mut conn = inner.conn.clone();
-        let _: Option<()> = inner.run_always(pipe.query_async::<()>(&mut conn)).await;
+        if !inner.invalidate_one(&names, at_ms).await {
+            inner.keep(Pending::One { names, at_ms });
+        }
     }
 
     /// Deletes every shared entry of this verifier (in the background) and
     /// tells every replica to drop its in-process entries.
     pub(crate) fn invalidate_all(&self) {
+        let at_ms = now_ms();
+        self.inner.revoked.raise_floor(at_ms);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!("invalidate_all outside a Tokio runtime: the shared cache was not flushed");
+            self.inner.keep(Pending::All { at_ms });
             return;
         };
         let inner = Arc::clone(&self.inner);
         runtime.spawn(async move {
-            let mut conn = inner.conn.clone();
-            let mark = redis::cmd("SET")
-                .arg(inner.keys.flush_marker())
-                .arg(1)
-                .arg("PX")
-                .arg(u64::try_from(inner.lock_ttl.as_millis()).unwrap_or(u64::MAX))
-                .clone();
-            if inner
-                .run_always(mark.query_async::<()>(&mut conn))
-                .await
-                .is_none()
-            {
-                return;
-            }
-            let publish = redis::cmd("PUBLISH")
-                .arg(inner.keys.channel())
-                .arg(events::INVALIDATE_ALL)
-                .clone();
-            let _: Option<i64> = inner.run_always(publish.query_async::<i64>(&mut conn)).await;
-            let mut cursor: u64 = 0;
-            loop {
-                let scan = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(inner.keys.value_pattern())
-                    .arg("COUNT")
-                    .arg(1000)
-                    .clone();
-                let Some((next, names)) = inner
-                    .run_always(scan.query_async::<(u64, Vec<String>)>(&mut conn))
-                    .await
-                else {
-                    return;
-                };
-                if !names.is_empty() {
-                    let unlink = redis::cmd("UNLINK").arg(&names).clone();
-                    let _: Option<i64> = inner.run_always(unlink.query_async::<i64>(&mut conn)).await;
-                }
-                if next == 0 {
-                    return;
-                }
-                cursor = next;
+            if !inner.flush(at_ms).await {
+                inner.keep(Pending::All { at_ms });
             }
         });
     }
@@ -442,6 +519,110 @@ impl SharedTier {
 }
 
 impl TierInner {
+    /// The commands of one invalidation; false when Redis did not take them.
+    async fn invalidate_one(&self, names: &Names, at_ms: u64) -> bool {
+        let mut invocation = self.invalidate.key(&names.values);
+        invocation
+            .key(&names.tombstones)
+            .arg(names.values.len())
+            .arg(at_ms)
+            .arg(millis(self.retain))
+            .arg(self.keys.channel())
+            .arg(self.keys.sign_notice(&events::invalidate_notice(&names.l1)));
+        let mut conn = self.conn.clone();
+        self.run_always(invocation.invoke_async::<i64>(&mut conn))
+            .await
+            .is_some()
+    }
+
+    /// The commands of one `invalidate_all`; false when Redis did not take
+    /// them all. The flush marker carries the time, so values the scan has
+    /// not reached yet are refused by every replica meanwhile.
+    async fn flush(&self, at_ms: u64) -> bool {
+        let mut conn = self.conn.clone();
+        let mut mark = self.invalidate.key(self.keys.flush_marker());
+        mark.arg(0)
+            .arg(at_ms)
+            .arg(millis(self.retain))
+            .arg(self.keys.channel())
+            .arg(self.keys.sign_notice(&events::invalidate_all_notice(at_ms)));
+        if self
+            .run_always(mark.invoke_async::<i64>(&mut conn))
+            .await
+            .is_none()
+        {
+            return false;
+        }
+        let mut cursor: u64 = 0;
+        loop {
+            let scan = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(self.keys.value_pattern())
+                .arg("COUNT")
+                .arg(1000)
+                .clone();
+            let Some((next, names)) = self
+                .run_always(scan.query_async::<(u64, Vec<String>)>(&mut conn))
+                .await
+            else {
+                return false;
+            };
+            if !names.is_empty() {
+                let unlink = redis::cmd("UNLINK").arg(&names).clone();
+                if self
+                    .run_always(unlink.query_async::<i64>(&mut conn))
+                    .await
+                    .is_none()
+                {
+                    return false;
+                }
+            }
+            if next == 0 {
+                return true;
+            }
+            cursor = next;
+        }
+    }
+
+    /// Keeps an invalidation Redis did not take, for [`replay`](Self::replay).
+    fn keep(&self, pending: Pending) {
+        if !self.replay.push(pending) {
+            tracing::warn!(
+                "too many invalidations wait for Redis; the oldest will not be replayed (this replica still refuses them)"
+            );
+        }
+    }
+
+    /// Sends again the invalidations Redis did not take; stops at the first
+    /// that fails again (kept for next time).
+    pub(crate) async fn replay(&self) {
+        if self.replay.is_empty() {
+            return;
+        }
+        let mut pending = self.replay.take().into_iter();
+        let mut replayed = 0usize;
+        while let Some(next) = pending.next() {
+            let done = match &next {
+                Pending::One { names, at_ms } => self.invalidate_one(names, *at_ms).await,
+                Pending::All { at_ms } => self.flush(*at_ms).await,
+            };
+            if !done {
+                let mut rest = vec![next];
+                rest.extend(pending);
+                self.replay.put_back(rest);
+                break;
+            }
+            replayed += 1;
+        }
+        if replayed > 0 {
+            tracing::info!(
+                replayed,
+                "shared cache (Redis) answers again; invalidations it missed were replayed"
+            );
+        }
+    }
+
     /// Runs one Redis operation through the breaker, bounded in time;
     /// `None` on any failure (counted, and logged once per interval).
     async fn run<T>(&self, op: impl std::future::Future<Output = redis::RedisResult<T>>) -> Option<T> {
@@ -507,6 +688,16 @@ impl TierInner {
         self.command_timeout
     }
 
+    /// Counts and logs (once per interval) a notice that did not verify.
+    pub(crate) fn unsigned_notice(&self) {
+        self.counters.refused();
+        if self.refused_log.allow() {
+            tracing::warn!(
+                "a notice on the fleet's channel did not verify under the fleet secret (sent by something with Redis access, or another secret); ignored (logged at most every 10 s)"
+            );
+        }
+    }
+
     pub(crate) fn waiters(&self) -> &Waiters {
         &self.waiters
     }
@@ -521,6 +712,10 @@ fn lock_token() -> String {
         bytes[8..].copy_from_slice(&now_ms().to_be_bytes());
     }
     keys::hex(&bytes)
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 pub(crate) fn now_ms() -> u64 {

@@ -36,6 +36,8 @@ pub(crate) enum Refused {
     Forged,
     /// It opens, but its life has ended (a replay, or a stretched TTL).
     Expired,
+    /// It opens, but was answered at or before the token's invalidation.
+    Invalidated,
 }
 
 /// Seals `answer_json` for the entry `name`; `None` without a random source.

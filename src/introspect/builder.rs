@@ -529,6 +529,16 @@ impl IntrospectorBuilder {
                     endpoint.as_str(),
                     auth.client_id(),
                     self.timeout,
+                    // The longest a load can take: a token fetch, the queue
+                    // for a slot, the introspection.
+                    self.timeout
+                        .saturating_mul(2)
+                        .saturating_add(if self.max_concurrent > 0 {
+                            self.queue_wait.unwrap_or(self.timeout)
+                        } else {
+                            Duration::ZERO
+                        }),
+                    self.cache.max_ttl,
                     self.cache.negative_ttl,
                 )?;
                 // Every replica must compute the same in-process key.
