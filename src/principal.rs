@@ -59,6 +59,19 @@ pub(crate) struct Claims {
     /// answer came from, in milliseconds (0: none), which bounds its life in
     /// the in-process cache. It fits in padding: `Claims` does not grow.
     pub(crate) shared_ttl_ms: u32,
+    /// The answer names a confirmation key (`cnf.jkt`, RFC 9449 §6): the
+    /// token is DPoP-bound. A flag beside the padding, so the middleware's
+    /// hit path tests one byte rather than looking `cnf` up.
+    pub(crate) dpop_bound: bool,
+}
+
+impl Claims {
+    /// Whether the remaining members of an answer bind the token to a DPoP
+    /// key. A `cnf` whose `jkt` is not a string still counts: such a token
+    /// claims a binding that nothing can prove, so it fails closed.
+    pub(crate) fn names_dpop_key(extra: &Map<String, Value>) -> bool {
+        extra.get("cnf").and_then(|cnf| cnf.get("jkt")).is_some()
+    }
 }
 
 /// A token that is not an access token, as some authorization servers mark
@@ -235,6 +248,26 @@ impl Principal {
     /// Any other member of the answer, as JSON.
     pub fn claim_value(&self, name: &str) -> Option<&Value> {
         self.inner.extra.as_ref()?.get(name)
+    }
+
+    /// `cnf`: the token's confirmation (RFC 7800 §3.1), as JSON, when the
+    /// authorization server bound the token to a key. See
+    /// [`dpop_jkt`](Self::dpop_jkt) for DPoP.
+    pub fn confirmation(&self) -> Option<&Value> {
+        self.claim_value("cnf")
+    }
+
+    /// `cnf.jkt`: the RFC 7638 thumbprint of the key the token is bound to
+    /// (RFC 9449 §6). A token with one is sender-constrained: the layer
+    /// accepts it only with a DPoP proof signed by that key, never as a
+    /// plain bearer token.
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.confirmation()?.get("jkt")?.as_str()
+    }
+
+    /// Whether the token is DPoP-bound (its answer names `cnf.jkt`).
+    pub fn is_dpop_bound(&self) -> bool {
+        self.inner.dpop_bound
     }
 
     /// Every other member of the answer.

@@ -76,8 +76,10 @@ pub(crate) fn parse_answer(body: &[u8]) -> Result<Answer, AnswerError> {
     }
     let token_type = string(map.remove("token_type"), "`token_type` is not a string")?;
     let other_kind = OtherKind::declared(map.get("token_use"), map.get("typ"), token_type.as_deref());
+    let dpop_bound = Claims::names_dpop_key(&map);
     let claims = Claims {
         other_kind,
+        dpop_bound,
         scopes: scopes(map.remove("scope"))?,
         subject: string_or_number(map.remove("sub"), "`sub` is not a string")?,
         username: string(map.remove("username"), "`username` is not a string")?,

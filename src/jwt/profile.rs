@@ -146,7 +146,9 @@ impl Shape {
             client_id = audiences.first().cloned();
         }
         let other_kind = OtherKind::declared(map.get("token_use"), map.get("typ"), None);
+        let dpop_bound = Claims::names_dpop_key(&map);
         Ok(Claims {
+            dpop_bound,
             scopes,
             subject: string_or_number(map.remove("sub"), "the token's sub is not a string")
                 .map_err(reason)?,

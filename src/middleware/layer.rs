@@ -32,6 +32,7 @@ pub(crate) struct LayerRealm(pub(crate) HeaderValue);
 /// | no token, or another scheme | 401 | `Bearer realm="…"` |
 /// | malformed credentials, token in two places | 400 | `… error="invalid_request"` |
 /// | inactive, expired, unknown, wrong issuer or audience | 401 | `… error="invalid_token"` |
+/// | DPoP-bound token (`cnf.jkt`, RFC 9449) sent as a bearer token | 401 | `… error="invalid_token"` |
 /// | authorization server unreachable, slow, 5xx, unparsable | 503 | none; `Retry-After` |
 /// | authorization server refuses our credentials | 500 | none |
 ///

@@ -65,6 +65,10 @@ where
             if let Some(outcome) = layer.verifier.cached(token.secret()) {
                 layer.extractor.mark_sensitive(request.headers_mut());
                 return match outcome {
+                    // A DPoP-bound token without its proof (RFC 9449 §7.1).
+                    Ok(principal) if principal.is_dpop_bound() => {
+                        ResponseFuture::rejected(self.reject(bound_token_as_bearer()))
+                    }
                     Ok(mut principal) => {
                         principal.set_realm(layer.realm.0.clone());
                         request.extensions_mut().insert(principal);
@@ -102,6 +106,9 @@ where
         // no boxed future, no clone of the inner service, no `await`.
         if let Some(outcome) = layer.verifier.cached(token.secret()) {
             return match outcome {
+                Ok(principal) if principal.is_dpop_bound() => {
+                    ResponseFuture::rejected(self.reject(bound_token_as_bearer()))
+                }
                 Ok(mut principal) => {
                     principal.set_realm(layer.realm.0.clone());
                     request.extensions_mut().insert(principal);
@@ -111,7 +118,13 @@ where
             };
         }
         let verifier = layer.verifier.clone();
-        let principal = Box::pin(async move { verifier.validate(token.secret()).await });
+        let principal = Box::pin(async move {
+            let principal = verifier.validate(token.secret()).await?;
+            if principal.is_dpop_bound() {
+                return Err(bound_token_as_bearer());
+            }
+            Ok(principal)
+        });
         // Take the service that was driven to readiness; leave a clone behind.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
@@ -124,6 +137,14 @@ where
             private,
         )
     }
+}
+
+/// RFC 9449 §7.1: a token bound to a DPoP key is not a bearer token; whoever
+/// presents it without a proof of the key may have stolen it.
+fn bound_token_as_bearer() -> AuthError {
+    AuthError::invalid_token(
+        "the token is bound to a DPoP key and must be sent with the DPoP scheme and a proof",
+    )
 }
 
 impl<S, E, R> Introspection<S, E, R> {
