@@ -17,10 +17,17 @@ pub(crate) struct Challenge {
 }
 
 impl Challenge {
-    /// Starts a challenge with the `realm` parameter.
+    /// Starts a `Bearer` challenge with the `realm` parameter.
+    #[cfg(test)]
     pub(crate) fn new(realm: &str) -> Self {
+        Self::with_scheme("Bearer", realm)
+    }
+
+    /// Starts a challenge of another scheme (`DPoP`, RFC 9449 §7.1).
+    pub(crate) fn with_scheme(scheme: &str, realm: &str) -> Self {
         let mut value = String::with_capacity(64);
-        value.push_str("Bearer realm=\"");
+        value.push_str(scheme);
+        value.push_str(" realm=\"");
         push_sanitized(&mut value, realm, is_error_char);
         value.push('"');
         Self { value }
@@ -30,6 +37,12 @@ impl Challenge {
     /// resource's metadata, checked when it was configured.
     pub(crate) fn resource_metadata(self, url: &str) -> Self {
         self.param("resource_metadata", url, is_error_char)
+    }
+
+    /// Adds `algs` (RFC 9449 §7.1): the space-separated JWS algorithms
+    /// accepted for DPoP proofs, from configuration.
+    pub(crate) fn algs(self, algs: &str) -> Self {
+        self.param("algs", algs, is_error_char)
     }
 
     /// Adds the `error` parameter.

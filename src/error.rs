@@ -31,6 +31,9 @@ pub enum ErrorKind {
     InvalidToken,
     /// A valid token that lacks a required scope: 403 `insufficient_scope`.
     InsufficientScope,
+    /// A missing, malformed, replayed or mismatched DPoP proof (RFC 9449
+    /// §7.1): 401 `invalid_dpop_proof`.
+    InvalidDpopProof,
     /// The authorization server is unreachable, slow, failing or answered
     /// something unparsable: 503 with `Retry-After`, never cached.
     Unavailable,
@@ -43,7 +46,7 @@ impl ErrorKind {
     /// The HTTP status this kind is answered with.
     pub fn status(self) -> StatusCode {
         match self {
-            Self::MissingToken | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::MissingToken | Self::InvalidToken | Self::InvalidDpopProof => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest => StatusCode::BAD_REQUEST,
             Self::InsufficientScope => StatusCode::FORBIDDEN,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -58,6 +61,7 @@ impl ErrorKind {
             Self::InvalidRequest => Some("invalid_request"),
             Self::InvalidToken => Some("invalid_token"),
             Self::InsufficientScope => Some("insufficient_scope"),
+            Self::InvalidDpopProof => Some("invalid_dpop_proof"),
         }
     }
 
@@ -84,6 +88,21 @@ pub struct AuthError {
     description: Cow<'static, str>,
     required_scope: Option<Arc<str>>,
     realm: Option<HeaderValue>,
+    /// With DPoP configured: the challenges to send besides (or instead of)
+    /// `Bearer`.
+    #[cfg(feature = "jwt")]
+    dpop: Option<DpopAnswer>,
+}
+
+/// How a layer with DPoP answers (RFC 9449 §7.1): the `DPoP` challenge with
+/// its `algs`, beside a `Bearer` one when both schemes are accepted; the
+/// `error` goes in the challenge of the scheme the request used.
+#[cfg(feature = "jwt")]
+#[derive(Debug, Clone)]
+pub(crate) struct DpopAnswer {
+    pub(crate) algs: Arc<str>,
+    pub(crate) bearer: bool,
+    pub(crate) via_dpop: bool,
 }
 
 impl AuthError {
@@ -93,7 +112,25 @@ impl AuthError {
             description: description.into(),
             required_scope: None,
             realm: None,
+            #[cfg(feature = "jwt")]
+            dpop: None,
         }
+    }
+
+    /// [`with_dpop`](Self::with_dpop), unless the error already has its answer.
+    #[cfg(feature = "jwt")]
+    pub(crate) fn or_dpop(self, answer: impl FnOnce() -> DpopAnswer) -> Self {
+        if self.dpop.is_some() {
+            return self;
+        }
+        self.with_dpop(answer())
+    }
+
+    /// Answers with the DPoP challenges (see [`DpopAnswer`]).
+    #[cfg(feature = "jwt")]
+    pub(crate) fn with_dpop(mut self, answer: DpopAnswer) -> Self {
+        self.dpop = Some(answer);
+        self
     }
 
     pub(crate) fn missing_token() -> Self {
@@ -153,6 +190,24 @@ impl AuthError {
     /// §5.1); with a layer that names the scopes of its 401s, those carry
     /// `scope`. Without either, the forms of RFC 6750 §3 alone.
     pub fn challenge(&self) -> Option<HeaderValue> {
+        #[cfg(feature = "jwt")]
+        if let Some(dpop) = self
+            .dpop
+            .as_ref()
+            .filter(|_| self.status() == StatusCode::UNAUTHORIZED)
+        {
+            return if dpop.via_dpop || !dpop.bearer {
+                self.challenge_in("DPoP", true, Some(&dpop.algs))
+            } else {
+                self.challenge_in("Bearer", true, None)
+            };
+        }
+        self.challenge_in("Bearer", true, None)
+    }
+
+    /// The challenge of `scheme`, with this error's code and description
+    /// when `with_error`, and `algs` when given (RFC 9449 §7.1).
+    fn challenge_in(&self, scheme: &str, with_error: bool, algs: Option<&str>) -> Option<HeaderValue> {
         let base = match &self.realm {
             Some(value) => ChallengeBase::unpack(value),
             None => ChallengeBase {
@@ -161,7 +216,7 @@ impl AuthError {
                 scope: None,
             },
         };
-        let mut challenge = Challenge::new(base.realm);
+        let mut challenge = Challenge::with_scheme(scheme, base.realm);
         if let Some(url) = base.resource_metadata {
             challenge = challenge.resource_metadata(url);
         }
@@ -169,13 +224,20 @@ impl AuthError {
             Some(scope) => challenge.scope(scope),
             None => challenge,
         };
+        let with_algs = |challenge: Challenge| match algs {
+            Some(algs) => challenge.algs(algs),
+            None => challenge,
+        };
         Some(match self.kind {
-            ErrorKind::MissingToken => unauthorized_scope(challenge).into_header_value(),
-            ErrorKind::InvalidToken => unauthorized_scope(
+            ErrorKind::MissingToken => with_algs(unauthorized_scope(challenge)).into_header_value(),
+            ErrorKind::InvalidToken | ErrorKind::InvalidDpopProof if !with_error => {
+                with_algs(unauthorized_scope(challenge)).into_header_value()
+            }
+            ErrorKind::InvalidToken | ErrorKind::InvalidDpopProof => with_algs(unauthorized_scope(
                 challenge
                     .error(self.kind.error_code()?)
                     .description(&self.description),
-            )
+            ))
             .into_header_value(),
             ErrorKind::InvalidRequest => challenge
                 .error(self.kind.error_code()?)
@@ -195,6 +257,25 @@ impl AuthError {
 
     /// Writes the status-defining headers: the challenge, or `Retry-After`.
     pub(crate) fn write_headers(&self, headers: &mut HeaderMap) {
+        #[cfg(feature = "jwt")]
+        if let Some(dpop) = self
+            .dpop
+            .as_ref()
+            .filter(|_| self.status() == StatusCode::UNAUTHORIZED)
+        {
+            // Both schemes accepted: one challenge each, the error in the
+            // one the request used (RFC 9449 §7.1, RFC 9110 §11.6.1).
+            if dpop.bearer {
+                if let Some(bearer) = self.challenge_in("Bearer", !dpop.via_dpop, None) {
+                    headers.append(header::WWW_AUTHENTICATE, bearer);
+                }
+            }
+            let error_here = dpop.via_dpop || !dpop.bearer;
+            if let Some(challenge) = self.challenge_in("DPoP", error_here, Some(&dpop.algs)) {
+                headers.append(header::WWW_AUTHENTICATE, challenge);
+            }
+            return;
+        }
         if let Some(challenge) = self.challenge() {
             headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
@@ -230,6 +311,7 @@ impl fmt::Display for AuthError {
             ErrorKind::InvalidRequest => "invalid request",
             ErrorKind::InvalidToken => "invalid token",
             ErrorKind::InsufficientScope => "insufficient scope",
+            ErrorKind::InvalidDpopProof => "invalid DPoP proof",
             ErrorKind::Unavailable => "authorization server unavailable",
             ErrorKind::Misconfigured => "resource server misconfigured",
         };

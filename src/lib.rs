@@ -138,6 +138,8 @@
 mod cache;
 mod challenge;
 mod clock;
+#[cfg(feature = "jwt")]
+mod dpop;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
@@ -170,6 +172,8 @@ pub use crate::cache::{
     DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_TTL, DEFAULT_NEGATIVE_ENTRIES,
     DEFAULT_NEGATIVE_MAX_BYTES, DEFAULT_NEGATIVE_TTL, MAX_CACHE_TTL,
 };
+#[cfg(feature = "jwt")]
+pub use crate::dpop::{DpopConfig, DEFAULT_DPOP_MAX_AGE, DEFAULT_DPOP_REPLAY_CAPACITY};
 pub use crate::error::{AuthError, ConfigError, ErrorKind, DEFAULT_REALM};
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]

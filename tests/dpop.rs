@@ -1,6 +1,8 @@
 //! DPoP-bound tokens (RFC 9449) at the resource server, over real TCP with
 //! the test AS: a token whose answer or claims name `cnf.jkt` is refused as a
-//! bearer token, and its `Principal` shows the binding.
+//! bearer token, its `Principal` shows the binding, and with
+//! `IntrospectionLayer::dpop` every proof check has its refusal, with the
+//! exact status and challenges of RFC 9449 §7.1.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,8 +10,9 @@ mod common;
 
 use common::Setup;
 use serde_json::json;
-use tower_introspection::test_util::{JwtSpec, TokenSpec};
-use tower_introspection::{IntrospectionLayer, JwtVerifier};
+use serde_json::Value;
+use tower_introspection::test_util::{DpopKey, JwtSpec, TokenSpec};
+use tower_introspection::{Algorithm, DpopConfig, IntrospectionLayer, JwtVerifier};
 
 const JKT: &str = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
 const BOUND_AS_BEARER: &str = "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"the token is bound to a DPoP key and must be sent with the DPoP scheme and a proof\"";
@@ -87,4 +90,358 @@ async fn principal_exposes_the_confirmation() {
     let plain = s.introspector.validate(&s.auth.mint_token("read")).await.unwrap();
     assert!(!plain.is_dpop_bound());
     assert_eq!(plain.dpop_jkt(), None);
+}
+
+const ALGS: &str = "algs=\"ES256 ES384 EdDSA PS256 RS256\"";
+
+/// Every `WWW-Authenticate` value, in order.
+fn challenges(response: &reqwest::Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The DPoP challenge of a refusal, with `error` and its description.
+fn dpop_error(error: &str, description: &str) -> String {
+    format!("DPoP realm=\"api\", error=\"{error}\", error_description=\"{description}\", {ALGS}")
+}
+
+struct Dpop {
+    s: Setup,
+    key: DpopKey,
+    token: String,
+}
+
+impl Dpop {
+    async fn with(config: DpopConfig) -> Self {
+        let s = Setup::with(|b| b, |l| l.dpop(config)).await;
+        let key = DpopKey::generate();
+        let token = s
+            .auth
+            .mint(TokenSpec::new().scope("read").claim("cnf", key.cnf()));
+        Self { s, key, token }
+    }
+
+    async fn allowed() -> Self {
+        Self::with(DpopConfig::allowed()).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.s.base)
+    }
+
+    /// GET `path` with `Authorization: DPoP <token>` and these proofs.
+    async fn send(&self, path: &str, token: &str, proofs: &[&str]) -> reqwest::Response {
+        let mut request = self
+            .s
+            .http
+            .get(self.url(path))
+            .header("authorization", format!("DPoP {token}"));
+        for proof in proofs {
+            request = request.header("dpop", *proof);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// A proof with `claims` changed by `edit`.
+    fn edited(&self, edit: impl FnOnce(&mut Value)) -> String {
+        let mut claims = DpopKey::claims("GET", &self.url("/ping"), &self.token);
+        edit(&mut claims);
+        self.key.sign(&self.key.header(), &claims)
+    }
+
+    /// Asserts a 401 whose challenges are a bare Bearer one (both schemes
+    /// accepted) and this DPoP one.
+    async fn refused(&self, proofs: &[&str], error: &str, description: &str) {
+        let response = self.send("/ping", &self.token, proofs).await;
+        assert_eq!(response.status(), 401, "{description}");
+        assert_eq!(
+            challenges(&response),
+            ["Bearer realm=\"api\"".to_owned(), dpop_error(error, description)],
+        );
+    }
+}
+
+#[tokio::test]
+async fn fresh_proof_passes_and_a_replayed_one_is_refused() {
+    let d = Dpop::allowed().await;
+    let proof = d.key.proof("GET", &d.url("/whoami"), &d.token);
+    let response = d.send("/whoami", &d.token, &[&proof]).await;
+    assert_eq!(response.status(), 200);
+    // A second fresh proof passes too (the token is now a cache hit).
+    let again = d.key.proof("GET", &d.url("/whoami"), &d.token);
+    assert_eq!(d.send("/whoami", &d.token, &[&again]).await.status(), 200);
+    let response = d.send("/whoami", &d.token, &[&proof]).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        challenges(&response),
+        [
+            "Bearer realm=\"api\"".to_owned(),
+            dpop_error("invalid_dpop_proof", "the DPoP proof was used before (jti)")
+        ],
+    );
+}
+
+#[tokio::test]
+async fn proof_for_another_method_or_url_is_refused() {
+    let d = Dpop::allowed().await;
+    let post = d.key.proof("POST", &d.url("/ping"), &d.token);
+    d.refused(
+        &[&post],
+        "invalid_dpop_proof",
+        "the DPoP proof is for another HTTP method (htm)",
+    )
+    .await;
+    let other = d.key.proof("GET", &d.url("/items"), &d.token);
+    d.refused(
+        &[&other],
+        "invalid_dpop_proof",
+        "the DPoP proof is for another URL (htu)",
+    )
+    .await;
+    // The query is not part of htu.
+    let with_query = d.key.proof("GET", &format!("{}?a=1", d.url("/ping")), &d.token);
+    let response = d.send("/ping?b=2", &d.token, &[&with_query]).await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn proof_by_another_key_is_refused() {
+    let d = Dpop::allowed().await;
+    let other = DpopKey::generate().proof("GET", &d.url("/ping"), &d.token);
+    d.refused(
+        &[&other],
+        "invalid_token",
+        "the token is bound to another DPoP key",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn stale_future_and_missing_iat_are_refused() {
+    let d = Dpop::allowed().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let stale = d.edited(|c| c["iat"] = json!(now - 120));
+    d.refused(&[&stale], "invalid_dpop_proof", "the DPoP proof is too old (iat)")
+        .await;
+    let future = d.edited(|c| c["iat"] = json!(now + 60));
+    d.refused(
+        &[&future],
+        "invalid_dpop_proof",
+        "the DPoP proof was issued in the future (iat)",
+    )
+    .await;
+    let none = d.edited(|c| {
+        c.as_object_mut().unwrap().remove("iat");
+    });
+    d.refused(&[&none], "invalid_dpop_proof", "the DPoP proof has no iat")
+        .await;
+}
+
+#[tokio::test]
+async fn wrong_or_missing_ath_is_refused() {
+    let d = Dpop::allowed().await;
+    let other_token = d.key.proof("GET", &d.url("/ping"), "another-token");
+    d.refused(
+        &[&other_token],
+        "invalid_dpop_proof",
+        "the DPoP proof is for another access token (ath)",
+    )
+    .await;
+    let none = d.edited(|c| {
+        c.as_object_mut().unwrap().remove("ath");
+    });
+    d.refused(
+        &[&none],
+        "invalid_dpop_proof",
+        "the DPoP proof is for another access token (ath)",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_proofs_are_refused() {
+    let d = Dpop::allowed().await;
+    let claims = DpopKey::claims("GET", &d.url("/ping"), &d.token);
+    let mut header = d.key.header();
+    header["typ"] = json!("jwt");
+    let typ = d.key.sign(&header, &claims);
+    d.refused(
+        &[&typ],
+        "invalid_dpop_proof",
+        "the DPoP proof is not typed dpop+jwt",
+    )
+    .await;
+    let mut header = d.key.header();
+    header.as_object_mut().unwrap().remove("jwk");
+    let no_jwk = d.key.sign(&header, &claims);
+    d.refused(
+        &[&no_jwk],
+        "invalid_dpop_proof",
+        "the DPoP proof has no jwk header",
+    )
+    .await;
+    let mut header = d.key.header();
+    header["jwk"]["d"] = json!("c2VjcmV0");
+    let private = d.key.sign(&header, &claims);
+    d.refused(
+        &[&private],
+        "invalid_dpop_proof",
+        "the DPoP proof's jwk holds a private key",
+    )
+    .await;
+    // Signed, then the claims swapped: the signature no longer holds.
+    let good = d.key.proof("GET", &d.url("/ping"), &d.token);
+    let forged = d.key.proof("GET", &d.url("/items"), &d.token);
+    let mut parts: Vec<&str> = good.split('.').collect();
+    parts[1] = forged.split('.').nth(1).unwrap();
+    let tampered = parts.join(".");
+    d.refused(
+        &[&tampered],
+        "invalid_dpop_proof",
+        "the DPoP proof's signature is invalid",
+    )
+    .await;
+    d.refused(
+        &["not-a-jwt"],
+        "invalid_dpop_proof",
+        "the DPoP proof is not a well-formed signed JWT",
+    )
+    .await;
+    d.refused(&[], "invalid_dpop_proof", "no DPoP proof header").await;
+    let a = d.key.proof("GET", &d.url("/ping"), &d.token);
+    let b = d.key.proof("GET", &d.url("/ping"), &d.token);
+    d.refused(&[&a, &b], "invalid_dpop_proof", "more than one DPoP proof header")
+        .await;
+}
+
+#[tokio::test]
+async fn algorithm_outside_the_allow_list_is_refused() {
+    let d = Dpop::with(DpopConfig::allowed().algorithms([Algorithm::EdDsa])).await;
+    let proof = d.key.proof("GET", &d.url("/ping"), &d.token);
+    let response = d.send("/ping", &d.token, &[&proof]).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        challenges(&response),
+        [
+            "Bearer realm=\"api\"".to_owned(),
+            "DPoP realm=\"api\", error=\"invalid_dpop_proof\", error_description=\"the DPoP proof's algorithm is not accepted\", algs=\"EdDSA\"".to_owned()
+        ],
+    );
+}
+
+#[tokio::test]
+async fn unbound_token_as_dpop_is_refused_unless_configured() {
+    let d = Dpop::allowed().await;
+    let unbound = d.s.auth.mint_token("read");
+    let proof = d.key.proof("GET", &d.url("/ping"), &unbound);
+    let response = d.send("/ping", &unbound, &[&proof]).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        challenges(&response),
+        [
+            "Bearer realm=\"api\"".to_owned(),
+            dpop_error("invalid_token", "the token is not bound to a DPoP key")
+        ],
+    );
+    let d = Dpop::with(DpopConfig::allowed().accept_unbound_tokens(true)).await;
+    let unbound = d.s.auth.mint_token("read");
+    let proof = d.key.proof("GET", &d.url("/ping"), &unbound);
+    assert_eq!(d.send("/ping", &unbound, &[&proof]).await.status(), 200);
+}
+
+/// Both schemes accepted: a bound token as `Bearer` gets the error in the
+/// Bearer challenge and a bare DPoP one; an unbound bearer token passes.
+#[tokio::test]
+async fn allowed_bearer_use_of_a_bound_token_names_both_schemes() {
+    let d = Dpop::allowed().await;
+    let response = d.s.get("/ping", Some(&d.token)).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        challenges(&response),
+        [BOUND_AS_BEARER.to_owned(), format!("DPoP realm=\"api\", {ALGS}")],
+    );
+    let unbound = d.s.auth.mint_token("read");
+    assert_eq!(d.s.status("/ping", Some(&unbound)).await, 200);
+    let response = d.s.get("/ping", None).await;
+    assert_eq!(
+        challenges(&response),
+        [
+            "Bearer realm=\"api\"".to_owned(),
+            format!("DPoP realm=\"api\", {ALGS}")
+        ],
+    );
+}
+
+/// Only DPoP: any bearer token is refused with the DPoP challenge alone.
+#[tokio::test]
+async fn required_refuses_bearer_with_a_dpop_challenge() {
+    let d = Dpop::with(DpopConfig::required()).await;
+    let unbound = d.s.auth.mint_token("read");
+    let response = d.s.get("/ping", Some(&unbound)).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(challenges(&response), [format!("DPoP realm=\"api\", {ALGS}")]);
+    let proof = d.key.proof("GET", &d.url("/ping"), &d.token);
+    assert_eq!(d.send("/ping", &d.token, &[&proof]).await.status(), 200);
+    let replay = d.send("/ping", &d.token, &[&proof]).await;
+    assert_eq!(
+        challenges(&replay),
+        [dpop_error(
+            "invalid_dpop_proof",
+            "the DPoP proof was used before (jti)"
+        )],
+    );
+}
+
+/// Behind a proxy, `htu` names the external URL, not the one the server sees.
+#[tokio::test]
+async fn external_url_is_what_htu_must_name() {
+    let d = Dpop::with(DpopConfig::allowed().external_url("https://api.example").unwrap()).await;
+    let external = d.key.proof("GET", "https://api.example/ping", &d.token);
+    assert_eq!(d.send("/ping", &d.token, &[&external]).await.status(), 200);
+    let internal = d.key.proof("GET", &d.url("/ping"), &d.token);
+    d.refused(
+        &[&internal],
+        "invalid_dpop_proof",
+        "the DPoP proof is for another URL (htu)",
+    )
+    .await;
+}
+
+/// A JWT access token bound with `cnf.jkt` works with its proof too.
+#[tokio::test]
+async fn jwt_bound_token_with_its_proof_passes() {
+    let auth = tower_introspection::test_util::TestAuthServer::start()
+        .await
+        .unwrap();
+    let jwt = JwtVerifier::builder()
+        .issuer(auth.issuer())
+        .jwks_url(auth.jwks_url())
+        .expected_audience("https://api.example")
+        .build()
+        .unwrap();
+    let layer = IntrospectionLayer::new(jwt).dpop(DpopConfig::required());
+    let base = common::serve(common::app(layer)).await;
+    let key = DpopKey::generate();
+    let token = auth.mint_jwt(
+        JwtSpec::rfc9068()
+            .aud("https://api.example")
+            .claim("scope", json!("read"))
+            .claim("cnf", key.cnf()),
+    );
+    let url = format!("{base}/ping");
+    let response = reqwest::Client::new()
+        .get(&url)
+        .header("authorization", format!("DPoP {token}"))
+        .header("dpop", key.proof("GET", &url, &token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
 }

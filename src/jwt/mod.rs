@@ -47,9 +47,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use self::builder::JwtVerifierBuilder;
-pub(crate) use self::compact::peek_issuer;
+pub(crate) use self::compact::{peek_issuer, Compact as CompactJws};
 pub use self::jwks::{DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH_INTERVAL};
 pub use self::keys::{Algorithm, UnsupportedAlgorithm};
+pub(crate) use self::keys::{Jwk, PublicKey as JwkPublicKey};
 pub use self::profile::JwtProfile;
 
 use self::compact::Compact;

@@ -70,6 +70,10 @@ pub struct IntrospectionLayer<E = BearerExtractor, R = JsonBody> {
     pub(super) anonymous: bool,
     pub(super) extractor: E,
     pub(super) body: R,
+    /// DPoP verification, when configured: the only thing the hot path of
+    /// a `Bearer` request tests about it is that it is `None`.
+    #[cfg(feature = "jwt")]
+    pub(super) dpop: Option<std::sync::Arc<crate::dpop::Dpop>>,
 }
 
 impl IntrospectionLayer {
@@ -84,6 +88,8 @@ impl IntrospectionLayer {
             anonymous: false,
             extractor: BearerExtractor::new(),
             body: JsonBody,
+            #[cfg(feature = "jwt")]
+            dpop: None,
         }
     }
 }
@@ -226,6 +232,8 @@ impl<E, R> IntrospectionLayer<E, R> {
             anonymous: self.anonymous,
             extractor,
             body: self.body,
+            #[cfg(feature = "jwt")]
+            dpop: self.dpop,
         }
     }
 
@@ -237,7 +245,21 @@ impl<E, R> IntrospectionLayer<E, R> {
             anonymous: self.anonymous,
             extractor: self.extractor,
             body,
+            #[cfg(feature = "jwt")]
+            dpop: self.dpop,
         }
+    }
+
+    /// Accepts DPoP-bound tokens with the `DPoP` scheme and a proof (RFC
+    /// 9449), beside `Bearer` or instead of it; see [`DpopConfig`](crate::DpopConfig).
+    /// Off by default; a DPoP-bound token is refused as a bearer token
+    /// either way. Rejections of this layer then carry the `DPoP`
+    /// challenge (`algs`, `error="invalid_dpop_proof"`); the scope guards
+    /// further in answer with `Bearer` challenges as before.
+    #[cfg(feature = "jwt")]
+    pub fn dpop(mut self, config: crate::DpopConfig) -> Self {
+        self.dpop = Some(std::sync::Arc::new(crate::dpop::Dpop::new(config)));
+        self
     }
 
     /// The verifier, e.g. to validate a token outside a request.
@@ -270,13 +292,16 @@ impl<S, E: Clone, R: Clone> Layer<S> for IntrospectionLayer<E, R> {
 impl<E: fmt::Debug, R> fmt::Debug for IntrospectionLayer<E, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let challenge = ChallengeBase::unpack(&self.realm.0);
-        f.debug_struct("IntrospectionLayer")
+        let mut debug = f.debug_struct("IntrospectionLayer");
+        debug
             .field("verifier", &self.verifier)
             .field("realm", &challenge.realm)
             .field("resource_metadata", &challenge.resource_metadata)
             .field("challenge_scope", &challenge.scope)
             .field("anonymous", &self.anonymous)
-            .field("extractor", &self.extractor)
-            .finish_non_exhaustive()
+            .field("extractor", &self.extractor);
+        #[cfg(feature = "jwt")]
+        debug.field("dpop", &self.dpop);
+        debug.finish_non_exhaustive()
     }
 }

@@ -57,6 +57,14 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        // With DPoP off, this is the one branch DPoP adds to a request.
+        #[cfg(feature = "jwt")]
+        if self.layer.dpop.is_some() {
+            request = match self.call_dpop(request) {
+                Ok(future) => return future,
+                Err(bearer) => bearer,
+            };
+        }
         let layer = &self.layer;
         // The hit path: a fresh cached answer, checked and handed on with no
         // boxed future, no clone of the inner service, no `await`, and no
@@ -118,12 +126,19 @@ where
             };
         }
         let verifier = layer.verifier.clone();
+        #[cfg(feature = "jwt")]
+        let dpop_answer = layer.dpop.as_ref().map(|dpop| dpop.answer(false));
         let principal = Box::pin(async move {
-            let principal = verifier.validate(token.secret()).await?;
-            if principal.is_dpop_bound() {
-                return Err(bound_token_as_bearer());
-            }
-            Ok(principal)
+            let outcome = match verifier.validate(token.secret()).await {
+                Ok(principal) if principal.is_dpop_bound() => Err(bound_token_as_bearer()),
+                outcome => outcome,
+            };
+            #[cfg(feature = "jwt")]
+            let outcome = outcome.map_err(|error| match dpop_answer {
+                Some(answer) => error.with_dpop(answer),
+                None => error,
+            });
+            outcome
         });
         // Take the service that was driven to readiness; leave a clone behind.
         let clone = self.inner.clone();
@@ -152,7 +167,64 @@ impl<S, E, R> Introspection<S, E, R> {
     where
         R: RejectionBody<B>,
     {
-        reject(error.with_realm(Some(&self.layer.realm.0)), &self.layer.body)
+        let error = error.with_realm(Some(&self.layer.realm.0));
+        #[cfg(feature = "jwt")]
+        let error = match &self.layer.dpop {
+            Some(dpop) => error.or_dpop(|| dpop.answer(false)),
+            None => error,
+        };
+        reject(error, &self.layer.body)
+    }
+}
+
+#[cfg(feature = "jwt")]
+impl<S, E, R> Introspection<S, E, R> {
+    /// The slower path of a layer with DPoP: answers a request sent with
+    /// the `DPoP` scheme (or without `DPoP` where it is required), and hands
+    /// any other back (`Err`) to the usual `Bearer` path.
+    #[allow(clippy::result_large_err)] // the request itself, handed back
+    fn call_dpop<ReqBody, ResBody>(
+        &mut self,
+        mut request: Request<ReqBody>,
+    ) -> Result<ResponseFuture<S, ReqBody, R>, Request<ReqBody>>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+        R: RejectionBody<ResBody>,
+    {
+        let Some(dpop) = self.layer.dpop.clone() else {
+            return Err(request);
+        };
+        let presented = match dpop.presented(request.headers()) {
+            Ok(Some(presented)) => presented,
+            Ok(None) if dpop.required() => {
+                // Whatever else the request carries, it is not what is required.
+                crate::dpop::mark_sensitive(request.headers_mut());
+                return Ok(ResponseFuture::rejected(self.reject(dpop.scheme_required())));
+            }
+            Ok(None) => return Err(request),
+            Err(error) => {
+                crate::dpop::mark_sensitive(request.headers_mut());
+                return Ok(ResponseFuture::rejected(self.reject(error)));
+            }
+        };
+        crate::dpop::mark_sensitive(request.headers_mut());
+        let verification = dpop.verify(
+            self.layer.verifier.clone(),
+            presented,
+            request.method(),
+            request.uri(),
+            request.headers(),
+        );
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        Ok(ResponseFuture::validating(
+            Box::pin(verification),
+            request,
+            inner,
+            self.layer.realm.0.clone(),
+            self.layer.body.clone(),
+            false,
+        ))
     }
 }
 

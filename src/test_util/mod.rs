@@ -73,6 +73,7 @@
 
 mod alg;
 mod auth;
+mod dpop;
 mod fault;
 mod form;
 mod introspect;
@@ -102,6 +103,7 @@ use tokio::net::TcpListener;
 
 pub use alg::JwtAlg;
 pub use auth::client_secret_basic;
+pub use dpop::DpopKey;
 pub use jwt::JwtSpec;
 pub use spec::{AnswerShape, AuthFailure, ClientSpec, Fault, RecordedRequest, TokenSpec};
 
