@@ -24,6 +24,8 @@
 //! | `ALLOW_INSECURE_HTTP` | `1`/`true` to allow `http://` on non-loopback hosts |
 //! | `REDIS_URL` | share introspection answers with the other replicas through this Redis (feature `redis`; needs `CACHE_SHARED_SECRET`) |
 //! | `CACHE_SHARED_SECRET` | the fleet secret (at least 32 bytes, the same on every replica): names and seals the shared entries; never logged |
+//! | `DPOP` | `off` (default), `allowed` (`DPoP` beside `Bearer`) or `required` (`DPoP` only): DPoP-bound tokens with proofs (RFC 9449); a bound token is never accepted as `Bearer` |
+//! | `DPOP_EXTERNAL_URL` | the scheme and authority clients reach this server at (behind a proxy), which each proof's `htu` must name before the path |
 //! | `CACHE_SHARED_SECRET_PREVIOUS` | during a rotation of the fleet secret: the previous one, still accepted for reading |
 //!
 //! With a JWT source and `INTROSPECTION_URL` both set, JWTs from the JWT
@@ -40,7 +42,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use tower_introspection::{
-    Algorithm, IntrospectionLayer, Introspector, IntrospectorBuilder, JwtProfile, JwtVerifier, Verifier,
+    Algorithm, DpopConfig, IntrospectionLayer, Introspector, IntrospectorBuilder, JwtProfile, JwtVerifier,
+    Verifier,
 };
 
 #[tokio::main]
@@ -248,6 +251,28 @@ async fn verifier() -> Result<Verifier, String> {
     }
 }
 
+/// `DPOP` and `DPOP_EXTERNAL_URL`.
+fn dpop() -> Result<Option<DpopConfig>, String> {
+    let config = match var("DPOP").as_deref().map(str::trim) {
+        None | Some("off") => {
+            if var("DPOP_EXTERNAL_URL").is_some() {
+                return Err("DPOP_EXTERNAL_URL: set DPOP to allowed or required".into());
+            }
+            return Ok(None);
+        }
+        Some("allowed") => DpopConfig::allowed(),
+        Some("required") => DpopConfig::required(),
+        Some(other) => return Err(format!("DPOP: `{other}` is not off, allowed or required")),
+    };
+    match var("DPOP_EXTERNAL_URL") {
+        Some(url) => config
+            .external_url(url.trim())
+            .map(Some)
+            .map_err(|e| format!("DPOP_EXTERNAL_URL: {e}")),
+        None => Ok(Some(config)),
+    }
+}
+
 async fn run() -> Result<(), String> {
     let listen: SocketAddr = var("LISTEN_ADDR")
         .unwrap_or_else(|| "127.0.0.1:3000".into())
@@ -256,6 +281,9 @@ async fn run() -> Result<(), String> {
     let mut layer = IntrospectionLayer::new(verifier().await?);
     if let Some(realm) = var("REALM") {
         layer = layer.realm(realm).map_err(|e| format!("REALM: {e}"))?;
+    }
+    if let Some(dpop) = dpop()? {
+        layer = layer.dpop(dpop);
     }
     let app = common::app(layer);
     let listener = tokio::net::TcpListener::bind(listen)

@@ -445,3 +445,72 @@ async fn jwt_bound_token_with_its_proof_passes() {
         .unwrap();
     assert_eq!(response.status(), 200);
 }
+
+/// The `resource_server` example with `DPOP=required` and
+/// `DPOP_EXTERNAL_URL` (contract): a fresh proof passes, a replayed one and
+/// the token as `Bearer` are refused; a bad `DPOP` value stops it.
+#[tokio::test]
+async fn resource_server_example_dpop_settings() {
+    use std::io::{BufRead, BufReader};
+
+    let auth = tower_introspection::test_util::TestAuthServer::start()
+        .await
+        .unwrap();
+    let spawn = |dpop: &str| {
+        std::process::Command::new(common::example("resource_server"))
+            .env("INTROSPECTION_URL", auth.introspection_url())
+            .env("CLIENT_ID", common::RS_ID)
+            .env("CLIENT_SECRET", common::RS_SECRET)
+            .env("DPOP", dpop)
+            .env("DPOP_EXTERNAL_URL", "https://api.example")
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut bad = spawn("sometimes");
+    let mut exited = None;
+    for _ in 0..100 {
+        exited = bad.try_wait().unwrap();
+        if exited.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if exited.is_none() {
+        let _ = bad.kill();
+        let _ = bad.wait();
+    }
+    assert!(
+        exited.is_some_and(|status| !status.success()),
+        "DPOP=sometimes must stop it"
+    );
+
+    let mut child = spawn("required");
+    let stdout = child.stdout.take().unwrap();
+    let line = BufReader::new(stdout).lines().next().unwrap().unwrap();
+    let base = line.strip_prefix("listening on ").unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let key = DpopKey::generate();
+    let token = auth.mint(TokenSpec::new().scope("read").claim("cnf", key.cnf()));
+    let proof = key.proof("GET", "https://api.example/items", &token);
+    let send = |proof: Option<&str>| {
+        let mut request = http.get(format!("{base}/items"));
+        request = match proof {
+            Some(proof) => request
+                .header("authorization", format!("DPoP {token}"))
+                .header("dpop", proof),
+            None => request.bearer_auth(&token),
+        };
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let results = (
+        send(Some(&proof)).await,
+        send(Some(&proof)).await,
+        send(None).await,
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(results, (200, 401, 401));
+}
