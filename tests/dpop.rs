@@ -399,6 +399,18 @@ async fn required_refuses_bearer_with_a_dpop_challenge() {
     );
 }
 
+/// `allow_anonymous` still lets a request without any credentials through
+/// where DPoP is required; a bearer token is not "no credentials".
+#[tokio::test]
+async fn required_with_anonymous_lets_only_credential_free_requests_through() {
+    let s = Setup::with(|b| b, |l| l.dpop(DpopConfig::required()).allow_anonymous(true)).await;
+    let response = s.get("/maybe", None).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "anonymous");
+    let unbound = s.auth.mint_token("read");
+    assert_eq!(s.status("/maybe", Some(&unbound)).await, 401);
+}
+
 /// Behind a proxy, `htu` names the external URL, not the one the server sees.
 #[tokio::test]
 async fn external_url_is_what_htu_must_name() {

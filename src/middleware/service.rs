@@ -178,7 +178,7 @@ impl<S, E, R> Introspection<S, E, R> {
 }
 
 #[cfg(feature = "jwt")]
-impl<S, E, R> Introspection<S, E, R> {
+impl<S, E: ExtractToken, R> Introspection<S, E, R> {
     /// The slower path of a layer with DPoP: answers a request sent with
     /// the `DPoP` scheme (or without `DPoP` where it is required), and hands
     /// any other back (`Err`) to the usual `Bearer` path.
@@ -199,6 +199,12 @@ impl<S, E, R> Introspection<S, E, R> {
             Ok(None) if dpop.required() => {
                 // Whatever else the request carries, it is not what is required.
                 crate::dpop::mark_sensitive(request.headers_mut());
+                if self.layer.anonymous && matches!(self.layer.extractor.extract(&request), Ok(None)) {
+                    // No credentials at all: anonymous, as without DPoP.
+                    self.layer.extractor.mark_sensitive(request.headers_mut());
+                    request.extensions_mut().insert(self.layer.realm.clone());
+                    return Ok(ResponseFuture::calling(self.inner.call(request), false));
+                }
                 return Ok(ResponseFuture::rejected(self.reject(dpop.scheme_required())));
             }
             Ok(None) => return Err(request),
