@@ -7,33 +7,6 @@
 //! checked on the slower path (it is never cached); a `Bearer` request is
 //! untouched, except that a DPoP-bound token is never accepted as a bearer
 //! token, whether DPoP is configured or not.
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use axum::{routing::get, Router};
-//! use tower::ServiceExt;
-//! use tower_introspection::{DpopConfig, IntrospectionLayer, Introspector};
-//!
-//! let introspector = Introspector::builder("https://as.example/oauth2/introspect")
-//!     .client_secret_basic("my-api", "my-api-secret")
-//!     .build()?;
-//! let dpop = DpopConfig::required().external_url("https://api.example")?;
-//! let app = Router::new()
-//!     .route("/items", get(|| async { "items" }))
-//!     .route_layer(IntrospectionLayer::new(introspector).dpop(dpop));
-//!
-//! // No credentials: 401, and the challenge names the DPoP algorithms.
-//! let response = app
-//!     .oneshot(http::Request::get("/items").body(axum::body::Body::empty())?)
-//!     .await?;
-//! assert_eq!(response.status(), 401);
-//! assert_eq!(
-//!     response.headers()["www-authenticate"],
-//!     r#"DPoP realm="api", algs="ES256 ES384 EdDSA PS256 RS256""#,
-//! );
-//! # Ok(()) }
-//! ```
 
 mod proof;
 
@@ -72,6 +45,33 @@ pub const DEFAULT_DPOP_REPLAY_CAPACITY: u64 = 100_000;
 /// be issued within [`max_age`](Self::max_age) (`iat`), never be seen before
 /// within that window (`jti`), and carry the hash of the access token
 /// (`ath`). The key's RFC 7638 thumbprint must equal the token's `cnf.jkt`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use axum::{routing::get, Router};
+/// use tower::ServiceExt;
+/// use tower_introspection::{DpopConfig, IntrospectionLayer, Introspector};
+///
+/// let introspector = Introspector::builder("https://as.example/oauth2/introspect")
+///     .client_secret_basic("my-api", "my-api-secret")
+///     .build()?;
+/// let dpop = DpopConfig::required().external_url("https://api.example")?;
+/// let app = Router::new()
+///     .route("/items", get(|| async { "items" }))
+///     .route_layer(IntrospectionLayer::new(introspector).dpop(dpop));
+///
+/// // No credentials: 401, and the challenge names the DPoP algorithms.
+/// let response = app
+///     .oneshot(http::Request::get("/items").body(axum::body::Body::empty())?)
+///     .await?;
+/// assert_eq!(response.status(), 401);
+/// assert_eq!(
+///     response.headers()["www-authenticate"],
+///     r#"DPoP realm="api", algs="ES256 ES384 EdDSA PS256 RS256""#,
+/// );
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 #[must_use]
 pub struct DpopConfig {
