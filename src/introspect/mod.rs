@@ -175,14 +175,26 @@ impl Introspector {
     /// ask [`validate`](Self::validate).
     #[inline]
     pub(crate) fn cached(&self, token: &str, now: Now) -> Option<Result<Principal, AuthError>> {
+        let outcome = self.peek_cached(token, now)?;
+        self.count_hit();
+        Some(outcome)
+    }
+
+    /// As [`cached`](Self::cached), without counting a hit.
+    #[inline]
+    pub(crate) fn peek_cached(&self, token: &str, now: Now) -> Option<Result<Principal, AuthError>> {
         let inner = &*self.inner;
-        let principal = Principal::from_shared(inner.cache.hit(token, now)?);
+        let principal = Principal::from_shared(inner.cache.peek(token, now)?);
         Some(
             inner
                 .checks
                 .check(&principal, now.unix_secs())
                 .map(|()| principal),
         )
+    }
+
+    pub(crate) fn count_hit(&self) {
+        self.inner.cache.counters.hit();
     }
 
     /// Not in the active cache: the inactive cache, or one introspection
