@@ -5,7 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::auth::{basic_header, bearer_header, ClientAuth, Secret, TokenFetcher};
+#[cfg(feature = "jwt")]
+use super::assertion::{AssertionAudience, AssertionSigner, ClientKey};
+use super::auth::{basic_header, bearer_header, ClientAuth, Secret, TokenAuth, TokenFetcher};
 use super::client::{HttpSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
 use super::{Inner, Introspector, Limiter, RateLimit};
 
@@ -54,6 +56,11 @@ pub struct IntrospectorBuilder {
     token_scope: Option<String>,
     cache: CacheSettings,
     supported_auth_methods: Option<Vec<String>>,
+    /// The issuer named by discovery, the default assertion audience.
+    #[cfg_attr(not(feature = "jwt"), allow(dead_code))]
+    discovered_issuer: Option<String>,
+    #[cfg(feature = "jwt")]
+    assertion_audience: Option<AssertionAudience>,
     max_concurrent: usize,
     queue_wait: Option<Duration>,
     #[cfg(feature = "redis")]
@@ -73,10 +80,22 @@ enum PendingAuth {
     ClientCredentials {
         token_url: String,
         client_id: String,
-        secret: Secret,
+        secret: TokenSecret,
         scope: Option<String>,
     },
+    #[cfg(feature = "jwt")]
+    PrivateKeyJwt {
+        client_id: String,
+        key: ClientKey,
+    },
     Unauthenticated,
+}
+
+/// What authenticates the client-credentials grant.
+enum TokenSecret {
+    Secret(Secret),
+    #[cfg(feature = "jwt")]
+    Key(ClientKey),
 }
 
 impl PendingAuth {
@@ -87,6 +106,8 @@ impl PendingAuth {
             Self::Basic { .. } => Some("client_secret_basic"),
             Self::Post { .. } => Some("client_secret_post"),
             Self::Bearer(_) | Self::ClientCredentials { .. } => Some("bearer"),
+            #[cfg(feature = "jwt")]
+            Self::PrivateKeyJwt { .. } => Some("private_key_jwt"),
             Self::Unauthenticated => None,
         }
     }
@@ -112,6 +133,9 @@ impl IntrospectorBuilder {
             token_scope: None,
             cache: CacheSettings::default(),
             supported_auth_methods: None,
+            discovered_issuer: None,
+            #[cfg(feature = "jwt")]
+            assertion_audience: None,
             max_concurrent: DEFAULT_MAX_CONCURRENT_INTROSPECTIONS,
             queue_wait: None,
             #[cfg(feature = "redis")]
@@ -122,6 +146,12 @@ impl IntrospectorBuilder {
     /// From discovery: the methods the endpoint accepts, if the metadata said.
     pub(super) fn supported_auth_methods(mut self, methods: Option<Vec<String>>) -> Self {
         self.supported_auth_methods = methods;
+        self
+    }
+
+    /// From discovery: the issuer, the default `aud` of client assertions.
+    pub(super) fn discovered_issuer(mut self, issuer: String) -> Self {
+        self.discovered_issuer = Some(issuer);
         self
     }
 
@@ -168,9 +198,71 @@ impl IntrospectorBuilder {
         self.auth.push(PendingAuth::ClientCredentials {
             token_url: token_url.into(),
             client_id: client_id.into(),
-            secret: Secret::new(secret),
+            secret: TokenSecret::Secret(Secret::new(secret)),
             scope: None,
         });
+        self
+    }
+
+    /// Authenticate with `private_key_jwt` (RFC 7523 §2.2, OpenID Connect
+    /// Core §9): each call carries a new assertion signed with `key` — `iss`
+    /// and `sub` the client id, `aud` the authorization server (see
+    /// [`client_assertion_audience`](Self::client_assertion_audience)), a
+    /// random `jti`, `iat` now and `exp` a minute later. No shared secret
+    /// leaves the process; the key never reaches `Debug` output or logs.
+    ///
+    /// ```
+    /// use tower_introspection::{AssertionAudience, ClientKey, Introspector};
+    ///
+    /// let key = ClientKey::from_jwk(r#"{"kty":"OKP","crv":"Ed25519",
+    ///   "d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A",
+    ///   "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#)?;
+    /// let introspector = Introspector::builder("https://as.example/introspect")
+    ///     .private_key_jwt("my-api", key)
+    ///     .client_assertion_audience(AssertionAudience::Issuer("https://as.example".into()))
+    ///     .expected_audience("https://api.example")
+    ///     .build()?;
+    /// assert!(format!("{introspector:?}").contains("private_key_jwt"));
+    /// # Ok::<(), tower_introspection::ConfigError>(())
+    /// ```
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn private_key_jwt(mut self, client_id: impl Into<String>, key: ClientKey) -> Self {
+        self.auth.push(PendingAuth::PrivateKeyJwt {
+            client_id: client_id.into(),
+            key,
+        });
+        self
+    }
+
+    /// Like [`bearer_from_client_credentials`](Self::bearer_from_client_credentials),
+    /// but the token endpoint is called with `private_key_jwt` instead of a
+    /// client secret.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn bearer_from_client_credentials_with_key(
+        mut self,
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+        key: ClientKey,
+    ) -> Self {
+        self.auth.push(PendingAuth::ClientCredentials {
+            token_url: token_url.into(),
+            client_id: client_id.into(),
+            secret: TokenSecret::Key(key),
+            scope: None,
+        });
+        self
+    }
+
+    /// The `aud` of `private_key_jwt` assertions. Default: the issuer when
+    /// the builder came from discovery, else [`AssertionAudience::Endpoint`]
+    /// (the URL of the endpoint called). `build()` refuses it without
+    /// `private_key_jwt`.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn client_assertion_audience(mut self, audience: AssertionAudience) -> Self {
+        self.assertion_audience = Some(audience);
         self
     }
 
@@ -481,7 +573,31 @@ impl IntrospectorBuilder {
             }
             (auth, None) => auth,
         };
+        #[cfg(feature = "jwt")]
+        let audience = {
+            let uses_key = matches!(
+                auth,
+                PendingAuth::PrivateKeyJwt { .. }
+                    | PendingAuth::ClientCredentials {
+                        secret: TokenSecret::Key(_),
+                        ..
+                    }
+            );
+            if self.assertion_audience.is_some() && !uses_key {
+                return Err(ConfigError::InvalidSetting(
+                    "client_assertion_audience applies only to private_key_jwt",
+                ));
+            }
+            self.assertion_audience.unwrap_or(match self.discovered_issuer {
+                Some(issuer) => AssertionAudience::Issuer(issuer),
+                None => AssertionAudience::Endpoint,
+            })
+        };
         let auth = match auth {
+            #[cfg(feature = "jwt")]
+            PendingAuth::PrivateKeyJwt { client_id, key } => {
+                ClientAuth::PrivateKeyJwt(AssertionSigner::new(client_id, key, audience))
+            }
             PendingAuth::Basic { client_id, secret } => ClientAuth::Basic {
                 header: basic_header(&client_id, secret.expose()).ok_or(ConfigError::InvalidCredential {
                     what: "client secret",
@@ -504,11 +620,18 @@ impl IntrospectorBuilder {
                 scope,
             } => {
                 let token_url = checked_url("token endpoint", &token_url, self.allow_insecure_http)?;
-                let fetcher = TokenFetcher::new(token_url, &client_id, secret.expose(), scope).ok_or(
-                    ConfigError::InvalidCredential {
-                        what: "client secret",
-                    },
-                )?;
+                let auth = match secret {
+                    TokenSecret::Secret(secret) => TokenAuth::basic(&client_id, secret.expose()).ok_or(
+                        ConfigError::InvalidCredential {
+                            what: "client secret",
+                        },
+                    )?,
+                    #[cfg(feature = "jwt")]
+                    TokenSecret::Key(key) => {
+                        TokenAuth::PrivateKeyJwt(AssertionSigner::new(client_id.clone(), key, audience))
+                    }
+                };
+                let fetcher = TokenFetcher::new(token_url, &client_id, auth, scope);
                 ClientAuth::ClientCredentials(Box::new(fetcher))
             }
             PendingAuth::Unauthenticated => ClientAuth::Unauthenticated,

@@ -247,6 +247,11 @@ async fn send(
                     request = request.header(header::AUTHORIZATION, header);
                 }
             }
+            #[cfg(feature = "jwt")]
+            ClientAuth::PrivateKeyJwt(signer) => {
+                form.append_pair("client_assertion_type", super::assertion::JWT_BEARER_ASSERTION);
+                form.append_pair("client_assertion", &signer.assertion(endpoint)?);
+            }
             ClientAuth::Unauthenticated => {}
         }
         form.finish()

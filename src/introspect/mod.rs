@@ -19,6 +19,8 @@
 //! ```
 
 mod answer;
+#[cfg(feature = "jwt")]
+mod assertion;
 mod auth;
 mod builder;
 mod client;
@@ -37,6 +39,8 @@ pub use self::answer::AnswerError;
 #[cfg(feature = "jwt")]
 pub(crate) use self::answer::{audiences, extra, scopes, string, string_or_number, UniqueMembers};
 pub(crate) use self::answer::{parse_answer, Answer};
+#[cfg(feature = "jwt")]
+pub use self::assertion::{AssertionAudience, ClientKey};
 pub(crate) use self::builder::checked_url;
 #[cfg(any(feature = "jwt", feature = "redis"))]
 pub(crate) use self::builder::redact_url;
@@ -131,7 +135,8 @@ impl Introspector {
             ))
         })?;
         Ok(IntrospectorBuilder::new(endpoint)
-            .supported_auth_methods(metadata.introspection_endpoint_auth_methods_supported.clone()))
+            .supported_auth_methods(metadata.introspection_endpoint_auth_methods_supported.clone())
+            .discovered_issuer(metadata.issuer.clone()))
     }
 
     /// The introspection endpoint.

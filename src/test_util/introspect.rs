@@ -72,9 +72,18 @@ pub(crate) async fn introspect(
         Err(description) => return reply::invalid_request(description),
     };
     let now = unix_now();
-    let state = shared.lock();
+    let mut state = shared.lock();
     let style = state.auth_failure;
     match creds {
+        Credentials::Assertion(assertion) => {
+            let issuer = shared.issuer(&state);
+            let endpoint = format!("{}{}", shared.base_url, super::server::INTROSPECTION_PATH);
+            let allowed = super::assertion::verify(&mut state, &assertion, &[&issuer, &endpoint])
+                .is_some_and(|c| c.can_introspect);
+            if !allowed {
+                return client_rejected(style);
+            }
+        }
         Credentials::Client { id, secret } => {
             let allowed = state
                 .verify_client(&id, secret.as_deref())

@@ -1,7 +1,7 @@
 //! The server's shared state: registrations, tokens, answer controls and
 //! counters. The `Mutex` is never held across an `.await`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -137,6 +137,8 @@ pub(crate) struct State {
     pub(crate) jwks_fault: Option<Fault>,
     pub(crate) auth_failure: AuthFailure,
     pub(crate) last_introspection: Option<RecordedRequest>,
+    /// The `jti` of every client assertion accepted, so none is replayed.
+    pub(crate) seen_assertions: HashSet<String>,
 }
 
 impl State {
