@@ -61,6 +61,11 @@ pub struct IntrospectorBuilder {
     discovered_issuer: Option<String>,
     #[cfg(feature = "jwt")]
     assertion_audience: Option<AssertionAudience>,
+    /// RFC 9701: the issuer and JWK Set URL signed answers are checked against.
+    #[cfg(feature = "jwt")]
+    signed_answers: Option<(String, String)>,
+    #[cfg(feature = "jwt")]
+    accept_unsigned_answers: bool,
     max_concurrent: usize,
     queue_wait: Option<Duration>,
     #[cfg(feature = "redis")]
@@ -136,6 +141,10 @@ impl IntrospectorBuilder {
             discovered_issuer: None,
             #[cfg(feature = "jwt")]
             assertion_audience: None,
+            #[cfg(feature = "jwt")]
+            signed_answers: None,
+            #[cfg(feature = "jwt")]
+            accept_unsigned_answers: false,
             max_concurrent: DEFAULT_MAX_CONCURRENT_INTROSPECTIONS,
             queue_wait: None,
             #[cfg(feature = "redis")]
@@ -252,6 +261,36 @@ impl IntrospectorBuilder {
             secret: TokenSecret::Key(key),
             scope: None,
         });
+        self
+    }
+
+    /// Ask for signed introspection answers (RFC 9701): each call sends
+    /// `Accept: application/token-introspection+jwt`, and the answer must be
+    /// a JWT signed with a key from `jwks_uri` (fetched and refreshed as for
+    /// [`JwtVerifier`](crate::JwtVerifier)), with `typ`
+    /// `token-introspection+jwt`, `iss` equal to `issuer`, `aud` naming this
+    /// resource server's client id, and an `iat` at most a minute old (plus
+    /// the [`leeway`](Self::leeway)). Its `token_introspection` member is
+    /// then read as a plain answer. Anything else — an unsigned answer too,
+    /// unless [`accept_unsigned_answers`](Self::accept_unsigned_answers) —
+    /// is an unusable answer: 503, never cached.
+    ///
+    /// `build()` refuses it with a client authentication that has no client
+    /// id (a static bearer token, `unauthenticated`).
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn signed_answers(mut self, issuer: impl Into<String>, jwks_uri: impl Into<String>) -> Self {
+        self.signed_answers = Some((issuer.into(), jwks_uri.into()));
+        self
+    }
+
+    /// With [`signed_answers`](Self::signed_answers), still accept a plain
+    /// JSON answer from a server that ignores the request for a signed one
+    /// (default: refused). A signed answer is checked all the same.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn accept_unsigned_answers(mut self, accept: bool) -> Self {
+        self.accept_unsigned_answers = accept;
         self
     }
 
@@ -642,6 +681,32 @@ impl IntrospectorBuilder {
             self.timeout,
             self.max_response_bytes,
         )?;
+        #[cfg(feature = "jwt")]
+        let signed = match self.signed_answers {
+            Some((issuer, jwks_uri)) => {
+                if auth.client_id().is_empty() {
+                    return Err(ConfigError::InvalidSetting(
+                        "signed_answers needs a client authentication with a client id (their `aud`)",
+                    ));
+                }
+                let jwks_uri = checked_url("JWKS", &jwks_uri, self.allow_insecure_http)?;
+                Some(super::signed::SignedAnswers {
+                    issuer: issuer.into_boxed_str(),
+                    client_id: auth.client_id().into(),
+                    jwks: crate::jwt::Jwks::new(
+                        jwks_uri,
+                        http.clone(),
+                        crate::jwt::DEFAULT_JWKS_REFRESH_INTERVAL,
+                        crate::jwt::DEFAULT_JWKS_MAX_AGE,
+                    ),
+                    accept_unsigned: self.accept_unsigned_answers,
+                    leeway_secs: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
+                })
+            }
+            None => None,
+        };
+        #[cfg(not(feature = "jwt"))]
+        let signed = None;
         #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
         let mut cache = TokenCache::new(self.cache, endpoint.as_str(), auth.client_id());
         #[cfg(feature = "redis")]
@@ -703,6 +768,7 @@ impl IntrospectorBuilder {
                 limiter: (self.max_concurrent > 0)
                     .then(|| Limiter::new(self.max_concurrent, self.queue_wait.unwrap_or(self.timeout))),
                 config_error_log: RateLimit::default(),
+                signed,
                 #[cfg(feature = "redis")]
                 shared,
             }),

@@ -27,6 +27,7 @@ mod client;
 mod discovery;
 #[cfg(feature = "redis")]
 mod shared;
+mod signed;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -79,6 +80,8 @@ struct Inner {
     cache: TokenCache,
     limiter: Option<Limiter>,
     config_error_log: RateLimit,
+    /// RFC 9701: ask for signed answers and check them.
+    signed: Option<self::signed::SignedAnswers>,
     /// The second tier, shared by a fleet of replicas.
     #[cfg(feature = "redis")]
     shared: Option<crate::fleet::SharedTier>,
@@ -369,6 +372,7 @@ impl Introspector {
                 bearer,
                 inner.token_type_hint,
                 token,
+                inner.signed.as_ref(),
             );
             // Each request has this timeout already; this also bounds a
             // retry with a fresh credential after a 401.

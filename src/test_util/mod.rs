@@ -104,7 +104,7 @@ use tokio::net::TcpListener;
 pub use alg::JwtAlg;
 pub use auth::client_secret_basic;
 pub use jwt::JwtSpec;
-pub use spec::{AnswerShape, AuthFailure, ClientSpec, Fault, RecordedRequest, TokenSpec};
+pub use spec::{AnswerShape, AuthFailure, ClientSpec, Fault, RecordedRequest, SignedAnswerFault, TokenSpec};
 
 use keys::KeySet;
 use server::Serving;
@@ -304,6 +304,14 @@ impl TestAuthServer {
     /// Whether the server is serving (not shut down).
     pub fn is_running(&self) -> bool {
         self.inner.serving().is_some()
+    }
+
+    /// Spoils every signed introspection answer (RFC 9701) this way from
+    /// now on; `None` signs them properly again. The server signs an answer
+    /// whenever the request's `Accept` asks for
+    /// `application/token-introspection+jwt`, with its current RS256 key.
+    pub fn set_signed_answer_fault(&self, fault: Option<SignedAnswerFault>) {
+        self.inner.shared.lock().signed_answer_fault = fault;
     }
 
     /// Registers a client (replacing one with the same id).

@@ -391,3 +391,22 @@ impl RecordedRequest {
         self.form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
+
+/// How the server spoils its RFC 9701 signed introspection answers
+/// ([`TestAuthServer::set_signed_answer_fault`](super::TestAuthServer::set_signed_answer_fault)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignedAnswerFault {
+    /// A plain JSON answer although a signed one was asked for.
+    Unsigned,
+    /// One bit of the signature flipped.
+    BadSignature,
+    /// `aud` names another client.
+    WrongAudience,
+    /// `iss` names another server.
+    WrongIssuer,
+    /// `typ` is `JWT`.
+    WrongTyp,
+    /// `iat` an hour ago.
+    StaleIat,
+}

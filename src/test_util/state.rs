@@ -8,7 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::keys::KeySet;
 use super::random::{random_id, random_token};
-use super::spec::{AnswerShape, AuthFailure, ClientSpec, ExpSpec, Fault, RecordedRequest, TokenSpec};
+use super::spec::{
+    AnswerShape, AuthFailure, ClientSpec, ExpSpec, Fault, RecordedRequest, SignedAnswerFault, TokenSpec,
+};
 
 /// Now, in Unix seconds.
 pub(crate) fn unix_now() -> i64 {
@@ -139,6 +141,7 @@ pub(crate) struct State {
     pub(crate) last_introspection: Option<RecordedRequest>,
     /// The `jti` of every client assertion accepted, so none is replayed.
     pub(crate) seen_assertions: HashSet<String>,
+    pub(crate) signed_answer_fault: Option<SignedAnswerFault>,
 }
 
 impl State {
