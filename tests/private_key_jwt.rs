@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -186,4 +188,50 @@ fn the_audience_setting_needs_private_key_jwt() {
         .build()
         .unwrap_err();
     assert!(error.to_string().contains("private_key_jwt"), "{error}");
+}
+
+/// `examples/resource_server` with `CLIENT_AUTH=private_key_jwt`, a JWK key
+/// file and `SIGNED_INTROSPECTION=true`: a token is accepted through a signed
+/// answer, and a spoiled signed answer is a 503.
+#[tokio::test]
+async fn resource_server_example_with_a_key_file_and_signed_answers() {
+    use std::io::{BufRead, BufReader};
+    use tower_introspection::test_util::SignedAnswerFault;
+    let pem = client_private_key_pem(&JwtAlg::Es256, 0).unwrap();
+    let key = ClientKey::from_pkcs8_pem(&pem).unwrap();
+    let auth = server_with(&key).await;
+    let dir = std::env::temp_dir().join(format!("tower-introspection-pkjwt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("client-key.pem");
+    std::fs::write(&key_file, &pem).unwrap();
+    let mut child = std::process::Command::new(common::example("resource_server"))
+        .env("INTROSPECTION_URL", auth.introspection_url())
+        .env("CLIENT_AUTH", "private_key_jwt")
+        .env("CLIENT_ID", RS)
+        .env_remove("CLIENT_SECRET")
+        .env("CLIENT_KEY_FILE", &key_file)
+        .env("AS_ISSUER", auth.issuer())
+        .env("AS_JWKS_URL", auth.jwks_url())
+        .env("SIGNED_INTROSPECTION", "true")
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = BufReader::new(stdout).lines().next().unwrap().unwrap();
+    let base = line.strip_prefix("listening on ").unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let status = |token: String| {
+        let request = http.get(format!("{base}/items")).bearer_auth(token).send();
+        async move { request.await.unwrap().status().as_u16() }
+    };
+    let good = status(auth.mint_token("read")).await;
+    let aud = last_form(&auth, "client_assertion").map(|a| claims(&a)["aud"].clone());
+    auth.set_signed_answer_fault(Some(SignedAnswerFault::Unsigned));
+    let unsigned = status(auth.mint_token("read")).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!((good, unsigned), (200, 503));
+    assert_eq!(aud, Some(json!(auth.issuer())));
 }
