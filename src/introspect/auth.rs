@@ -328,7 +328,7 @@ async fn fetch(request: Arc<TokenRequest>, http: HttpSettings) -> Result<CachedT
         #[cfg(feature = "jwt")]
         if let TokenAuth::PrivateKeyJwt(signer) = &request.auth {
             form.append_pair("client_assertion_type", JWT_BEARER_ASSERTION);
-            form.append_pair("client_assertion", &signer.assertion(&request.token_url)?);
+            form.append_pair("client_assertion", &signer.assertion(request.token_url.as_str())?);
         }
         form.finish()
     };

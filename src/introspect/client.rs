@@ -289,7 +289,7 @@ async fn send(
             #[cfg(feature = "jwt")]
             ClientAuth::PrivateKeyJwt(signer) => {
                 form.append_pair("client_assertion_type", super::assertion::JWT_BEARER_ASSERTION);
-                form.append_pair("client_assertion", &signer.assertion(endpoint)?);
+                form.append_pair("client_assertion", &signer.assertion(endpoint.as_str())?);
             }
             ClientAuth::Unauthenticated => {}
         }
