@@ -47,14 +47,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use self::builder::JwtVerifierBuilder;
-pub(crate) use self::compact::peek_issuer;
+pub(crate) use self::compact::{peek_issuer, Compact};
+pub(crate) use self::jwks::{Jwks, Refresh};
 pub use self::jwks::{DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH_INTERVAL};
+#[cfg(any(test, feature = "test-util"))]
+pub(crate) use self::keys::Jwk;
+pub(crate) use self::keys::PublicKey;
 pub use self::keys::{Algorithm, UnsupportedAlgorithm};
 pub use self::profile::JwtProfile;
 
-use self::compact::Compact;
-use self::jwks::{Jwks, Refresh};
-use self::keys::PublicKey;
 use self::profile::Shape;
 use crate::cache::{key_prefix, Entry, Key, LoadTicket, TokenCache};
 use crate::clock::{self, Now};
