@@ -10,8 +10,12 @@
 //! |---|---|
 //! | `INTROSPECTION_URL` | the introspection endpoint (required unless a JWT source is set) |
 //! | `CLIENT_ID`, `CLIENT_SECRET` | the resource server's credentials |
-//! | `CLIENT_AUTH` | `basic` (default), `post`, or `bearer` |
+//! | `CLIENT_AUTH` | `basic` (default), `post`, `bearer`, or `private_key_jwt` |
 //! | `TOKEN_URL`, `TOKEN_SCOPE` | for `bearer`: where and with which scope the resource server gets its own token (client credentials grant) |
+//! | `CLIENT_KEY_FILE` | for `private_key_jwt` (and `bearer` without `CLIENT_SECRET`): the private key, PKCS #8 PEM or a private JWK; never logged |
+//! | `AS_ISSUER` | the authorization server's issuer: the `aud` of client assertions (default: the endpoint called) and the `iss` of signed answers |
+//! | `SIGNED_INTROSPECTION` | `true` to ask for RFC 9701 signed answers and refuse unsigned ones (needs `AS_ISSUER`, `AS_JWKS_URL`); default `false` |
+//! | `AS_JWKS_URL` | the JWK Set that signs introspection answers |
 //! | `LISTEN_ADDR` | default `127.0.0.1:3000` |
 //! | `REALM` | the challenge realm, default `api` |
 //! | `EXPECTED_ISSUER`, `EXPECTED_AUDIENCE` | optional checks, comma-separated for several; the audience applies to JWTs too (for Passport: the accepted client ids) |
@@ -42,8 +46,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use tower_introspection::{
-    Algorithm, DpopConfig, IntrospectionLayer, Introspector, IntrospectorBuilder, JwtProfile, JwtVerifier,
-    Verifier,
+    Algorithm, AssertionAudience, ClientKey, DpopConfig, IntrospectionLayer, Introspector,
+    IntrospectorBuilder, JwtProfile, JwtVerifier, Verifier,
 };
 
 #[tokio::main]
@@ -99,18 +103,39 @@ fn list(name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The private key in `CLIENT_KEY_FILE`: a JWK if it starts with `{`, else
+/// PKCS #8 PEM. Errors name the file, never its content.
+fn client_key() -> Result<ClientKey, String> {
+    let path = required("CLIENT_KEY_FILE")?;
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("CLIENT_KEY_FILE {path}: {e}"))?;
+    let key = if text.trim_start().starts_with('{') {
+        ClientKey::from_jwk(&text)
+    } else {
+        ClientKey::from_pkcs8_pem(&text)
+    };
+    key.map_err(|e| format!("CLIENT_KEY_FILE {path}: {e}"))
+}
+
 fn introspector(url: String) -> Result<Introspector, String> {
     let mut builder = Introspector::builder(url).allow_insecure_http(flag("ALLOW_INSECURE_HTTP")?);
     let auth = var("CLIENT_AUTH").unwrap_or_else(|| "basic".into());
     builder = match auth.as_str() {
         "basic" => builder.client_secret_basic(required("CLIENT_ID")?, required("CLIENT_SECRET")?),
         "post" => builder.client_secret_post(required("CLIENT_ID")?, required("CLIENT_SECRET")?),
+        "private_key_jwt" => builder.private_key_jwt(required("CLIENT_ID")?, client_key()?),
         "bearer" => {
-            let builder = builder.bearer_from_client_credentials(
-                required("TOKEN_URL")?,
-                required("CLIENT_ID")?,
-                required("CLIENT_SECRET")?,
-            );
+            let builder = match (var("CLIENT_SECRET"), var("CLIENT_KEY_FILE")) {
+                (None, Some(_)) => builder.bearer_from_client_credentials_with_key(
+                    required("TOKEN_URL")?,
+                    required("CLIENT_ID")?,
+                    client_key()?,
+                ),
+                _ => builder.bearer_from_client_credentials(
+                    required("TOKEN_URL")?,
+                    required("CLIENT_ID")?,
+                    required("CLIENT_SECRET")?,
+                ),
+            };
             match var("TOKEN_SCOPE") {
                 Some(scope) => builder.token_scope(scope),
                 None => builder,
@@ -118,10 +143,17 @@ fn introspector(url: String) -> Result<Introspector, String> {
         }
         other => {
             return Err(format!(
-                "CLIENT_AUTH must be basic, post or bearer, got {other:?}"
+                "CLIENT_AUTH must be basic, post, bearer or private_key_jwt, got {other:?}"
             ))
         }
     };
+    let uses_key = auth == "private_key_jwt" || (auth == "bearer" && var("CLIENT_SECRET").is_none());
+    if let (Some(issuer), true) = (var("AS_ISSUER"), uses_key) {
+        builder = builder.client_assertion_audience(AssertionAudience::Issuer(issuer));
+    }
+    if flag("SIGNED_INTROSPECTION")? {
+        builder = builder.signed_answers(required("AS_ISSUER")?, required("AS_JWKS_URL")?);
+    }
     for issuer in list("EXPECTED_ISSUER") {
         builder = builder.expected_issuer(issuer);
     }

@@ -115,9 +115,9 @@ impl UntilExp {
         let until_exp =
             active_ttl(claims.expires_at.get(), since_epoch(), Duration::MAX).unwrap_or(Duration::ZERO);
         // An answer from the shared tier lives no longer here than there.
-        Some(match claims.shared_ttl_ms {
+        Some(match claims.shared_until_ms {
             0 => until_exp,
-            ms => until_exp.min(Duration::from_millis(u64::from(ms))),
+            until => until_exp.min(Duration::from_millis(until.saturating_sub(clock::monotonic_ms()))),
         })
     }
 }
@@ -386,13 +386,12 @@ impl TokenCache {
     /// The usable answer cached for `token` at `now`, read from the index
     /// alone: no lock, no channel, no allocation (see
     /// [`ReadIndex`](crate::read_index)). `None` sends the caller to the
-    /// full path ([`get_or_load`](Self::get_or_load) and moka).
+    /// full path ([`get_or_load`](Self::get_or_load) and moka). Not counted:
+    /// the verifiers count a hit once they know the request is answered
+    /// from the caches.
     #[inline]
-    pub(crate) fn hit(&self, token: &str, now: Now) -> Option<Entry> {
-        let index = self.index.as_ref()?;
-        let entry = index.get(&self.key(token), now.monotonic_ms)?;
-        self.counters.hit();
-        Some(entry)
+    pub(crate) fn peek(&self, token: &str, now: Now) -> Option<Entry> {
+        self.index.as_ref()?.get(&self.key(token), now.monotonic_ms)
     }
 
     /// Shows an answer that this caller loaded, and that moka now holds, to
@@ -417,9 +416,9 @@ impl TokenCache {
                     .saturating_add(millis(self.max_ttl))
                     .min(now.monotonic_ms.saturating_add(millis(until_exp)));
                 // An answer from the shared tier: no longer than there.
-                let until = match claims.shared_ttl_ms {
+                let until = match claims.shared_until_ms {
                     0 => until,
-                    ms => until.min(now.monotonic_ms.saturating_add(u64::from(ms))),
+                    shared_until => until.min(shared_until),
                 };
                 index.insert(key, Arc::clone(claims), until);
                 // moka may have dropped the answer (size, admission, expiry)

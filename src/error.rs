@@ -368,6 +368,10 @@ pub enum ConfigError {
     /// A public key could not be read (PEM, DER or JWK).
     #[error("invalid public key: {0}")]
     InvalidKey(&'static str),
+    /// The client's private key for `private_key_jwt` could not be read or
+    /// cannot make the algorithm asked for. Never shows the key.
+    #[error("invalid private key: {0}")]
+    InvalidPrivateKey(&'static str),
     /// Discovery (RFC 8414 / OpenID Connect) failed.
     #[error("discovery failed: {0}")]
     Discovery(String),

@@ -55,10 +55,10 @@ pub(crate) struct Claims {
     /// When the answer arrived, in milliseconds on a monotonic clock (for
     /// stale-if-error).
     pub(crate) received_at_ms: u64,
-    /// With the shared tier: the remaining life of the shared entry this
-    /// answer came from, in milliseconds (0: none), which bounds its life in
-    /// the in-process cache. It fits in padding: `Claims` does not grow.
-    pub(crate) shared_ttl_ms: u32,
+    /// With the shared tier: when the shared entry this answer came from
+    /// expires, in milliseconds on the same monotonic clock (0: none), which
+    /// bounds its life in the in-process cache.
+    pub(crate) shared_until_ms: u64,
     /// The answer names a confirmation key (`cnf.jkt`, RFC 9449 §6): the
     /// token is DPoP-bound. A flag beside the padding, so the middleware's
     /// hit path tests one byte rather than looking `cnf` up.

@@ -89,6 +89,9 @@ impl Verifier {
 
     /// Verifies a token with the source it belongs to.
     pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
+        if let Some(outcome) = self.cached(token) {
+            return outcome;
+        }
         match &self.route {
             Route::Introspection(introspector) => introspector.validate(token).await,
             #[cfg(feature = "jwt")]
@@ -150,18 +153,16 @@ impl Sources {
         let Some(jwt) = self.jwt_source(token) else {
             return self.introspector.as_ref()?.cached(token, now);
         };
-        let principal = match jwt.cached(token, now)? {
-            Ok(principal) => principal,
-            Err(error) => return Some(Err(error)),
+        let Some(introspector) = self.introspector.as_ref().filter(|_| self.introspect_jwts) else {
+            return jwt.cached(token, now);
         };
-        if self.introspect_jwts {
-            if let Some(introspector) = &self.introspector {
-                if let Err(error) = introspector.cached(token, now)? {
-                    return Some(Err(error));
-                }
-            }
-        }
-        Some(Ok(principal))
+        // Both answers must be cached to answer here; each hit is counted
+        // only then, so that the full path does not count the JWT's twice.
+        let from_jwt = jwt.peek_cached(token, now)?;
+        let from_as = introspector.peek_cached(token, now)?;
+        jwt.count_hit();
+        introspector.count_hit();
+        Some(from_jwt.and_then(|principal| from_as.map(|_| principal)))
     }
 
     /// The JWT verifier for this token, if it is a JWT one of them takes.

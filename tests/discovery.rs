@@ -128,6 +128,17 @@ async fn d4_unlisted_auth_method_is_refused() {
         .client_secret_post("a", "b")
         .build()
         .expect("a listed method");
+    let key = tower_introspection::ClientKey::from_pkcs8_pem(
+        &tower_introspection::test_util::client_private_key_pem(
+            &tower_introspection::test_util::JwtAlg::EdDsa,
+            0,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let builder = Introspector::discover(&issuer).introspector().await.unwrap();
+    let error = builder.private_key_jwt("a", key).build().unwrap_err();
+    assert!(error.to_string().contains("private_key_jwt"), "{error}");
 }
 
 #[tokio::test]

@@ -383,3 +383,89 @@ async fn resource_server_example_with_jwt_issuer_alone() {
     let _ = child.wait();
     result.unwrap();
 }
+
+/// The resource server's second registration at oidc-provider (see
+/// `tests/interop/oidc/server.mjs`): `private_key_jwt` with the crate's
+/// committed test RSA key 3, signed introspection answers (RS256).
+const RS_KEY_CLIENT_ID: &str = "oidc-rs-key-client";
+
+fn rs_key() -> tower_introspection::ClientKey {
+    use tower_introspection::test_util::{client_private_key_pem, JwtAlg};
+    tower_introspection::ClientKey::from_pkcs8_pem(&client_private_key_pem(&JwtAlg::Rs256, 2).unwrap())
+        .unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs node-oidc-provider: eval \"$(tests/interop/oidc.sh start)\""]
+async fn private_key_jwt_authenticates_introspection() {
+    let oidc = Oidc::new();
+    let opaque = oidc.token(Some(oidc.var("OIDC_OPAQUE_RESOURCE")), "read").await;
+    // aud = the issuer, from discovery; oidc-provider checks the signature,
+    // iss/sub, aud, exp and the jti.
+    let introspector = Introspector::discover(oidc.issuer())
+        .introspector()
+        .await
+        .unwrap()
+        .private_key_jwt(RS_KEY_CLIENT_ID, rs_key())
+        .build()
+        .unwrap();
+    let principal = introspector.validate(&opaque).await.expect("introspected");
+    assert!(principal.scopes().contains("read"));
+    // Twice more: a new assertion each time (oidc-provider refuses a replayed jti).
+    introspector.invalidate(&opaque).await;
+    introspector.validate(&opaque).await.expect("a fresh assertion");
+    // A key oidc-provider does not know: its 401 is our configuration error.
+    let stranger = Introspector::discover(oidc.issuer())
+        .introspector()
+        .await
+        .unwrap()
+        .private_key_jwt(
+            RS_KEY_CLIENT_ID,
+            tower_introspection::ClientKey::from_pkcs8_pem(
+                &tower_introspection::test_util::client_private_key_pem(
+                    &tower_introspection::test_util::JwtAlg::Rs256,
+                    0,
+                )
+                .unwrap(),
+            )
+            .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let error = stranger.validate(&opaque).await.unwrap_err();
+    assert_eq!(error.status(), 500);
+}
+
+#[tokio::test]
+#[ignore = "needs node-oidc-provider: eval \"$(tests/interop/oidc.sh start)\""]
+async fn signed_introspection_answers_from_oidc_provider() {
+    let oidc = Oidc::new();
+    let opaque = oidc
+        .token(Some(oidc.var("OIDC_OPAQUE_RESOURCE")), "read write")
+        .await;
+    let introspector = Introspector::discover(oidc.issuer())
+        .introspector()
+        .await
+        .unwrap()
+        .private_key_jwt(RS_KEY_CLIENT_ID, rs_key())
+        .signed_answers(oidc.issuer(), oidc.var("OIDC_JWKS_URL"))
+        .build()
+        .unwrap();
+    let principal = introspector
+        .validate(&opaque)
+        .await
+        .expect("a signed, checked answer");
+    assert!(principal.scopes().contains_all(["read", "write"]));
+    // A real signed answer checked against another issuer: refused, 503.
+    let wrong_issuer = Introspector::discover(oidc.issuer())
+        .introspector()
+        .await
+        .unwrap()
+        .private_key_jwt(RS_KEY_CLIENT_ID, rs_key())
+        .signed_answers("https://not-the-issuer.example", oidc.var("OIDC_JWKS_URL"))
+        .build()
+        .unwrap();
+    let error = wrong_issuer.validate(&opaque).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unavailable);
+    assert_eq!(error.status(), 503);
+}

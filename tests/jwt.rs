@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use serde_json::json;
-use tower_introspection::test_util::{Fault, JwtAlg, JwtSpec, TestAuthServer};
+use tower_introspection::test_util::{Fault, JwtAlg, JwtSpec, TestAuthServer, TokenSpec};
 use tower_introspection::{
     Algorithm, IntrospectionLayer, JwtProfile, JwtVerifier, JwtVerifierBuilder, Verifier,
 };
@@ -501,9 +501,11 @@ async fn jwts_are_verified_locally_and_opaque_tokens_introspected() {
 #[tokio::test]
 async fn introspect_jwts_too_asks_the_as_as_well() {
     let auth = TestAuthServer::start().await.unwrap();
+    let jwt = rfc9068(&auth).build().unwrap();
+    let introspector = common::introspector(&auth);
     let verifier = Verifier::builder()
-        .jwt(rfc9068(&auth).build().unwrap())
-        .introspector(common::introspector(&auth))
+        .jwt(jwt.clone())
+        .introspector(introspector.clone())
         .introspect_jwts_too(true)
         .build()
         .unwrap();
@@ -512,9 +514,22 @@ async fn introspect_jwts_too_asks_the_as_as_well() {
     let token = auth.mint_jwt(good());
     assert_eq!(verifier.validate(&token).await.unwrap_err().status(), 401);
     assert_eq!(auth.introspection_calls(), 1);
-    // Again: the JWT's claims are cached now, and so is the AS's refusal.
+    // Again: the JWT's claims are cached now, and so is the AS's refusal;
+    // the JWT's hit is counted once.
     assert_eq!(verifier.validate(&token).await.unwrap_err().status(), 401);
     assert_eq!(auth.introspection_calls(), 1);
+    assert_eq!(jwt.stats().cache.hits, 1);
+
+    // A JWT the AS also knows as active: both answers cached, one hit each
+    // per request.
+    let known = auth.mint_jwt(good());
+    auth.mint(TokenSpec::new().token_value(known.as_str()).scope("read"));
+    verifier.validate(&known).await.unwrap();
+    verifier.validate(&known).await.unwrap();
+    verifier.validate(&known).await.unwrap();
+    assert_eq!(auth.introspection_calls(), 2);
+    assert_eq!(jwt.stats().cache.hits, 3);
+    assert_eq!(introspector.stats().hits, 2);
     assert!(Verifier::builder()
         .jwt(rfc9068(&auth).build().unwrap())
         .introspect_jwts_too(true)

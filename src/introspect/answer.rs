@@ -93,7 +93,7 @@ pub(crate) fn parse_answer(body: &[u8]) -> Result<Answer, AnswerError> {
         not_before: Timestamp::new(timestamp(map.remove("nbf"), "`nbf` is not a timestamp")?),
         extra: extra(map),
         received_at_ms: 0,
-        shared_ttl_ms: 0,
+        shared_until_ms: 0,
     };
     Ok(Answer::Active(Principal::from_claims(claims)))
 }

@@ -10,6 +10,8 @@ use futures_util::future::{BoxFuture, FutureExt as _, Shared};
 use http::HeaderValue;
 use serde::Deserialize;
 
+#[cfg(feature = "jwt")]
+use super::assertion::{AssertionSigner, JWT_BEARER_ASSERTION};
 use super::client::{read_capped, AsFault, HttpSettings};
 
 /// A secret whose `Debug` never shows it.
@@ -46,6 +48,9 @@ pub(crate) enum ClientAuth {
     StaticBearer(HeaderValue),
     /// A bearer token obtained with the client credentials grant.
     ClientCredentials(Box<TokenFetcher>),
+    /// `private_key_jwt`: a fresh signed assertion in the form body.
+    #[cfg(feature = "jwt")]
+    PrivateKeyJwt(AssertionSigner),
     /// No credentials: the endpoint is protected by the network.
     Unauthenticated,
 }
@@ -56,6 +61,8 @@ impl ClientAuth {
         match self {
             Self::Basic { client_id, .. } | Self::Post { client_id, .. } => client_id,
             Self::ClientCredentials(fetcher) => fetcher.client_id(),
+            #[cfg(feature = "jwt")]
+            Self::PrivateKeyJwt(signer) => &signer.client_id,
             Self::StaticBearer(_) | Self::Unauthenticated => "",
         }
     }
@@ -66,6 +73,8 @@ impl ClientAuth {
             Self::Post { .. } => "client_secret_post",
             Self::StaticBearer(_) => "bearer (static)",
             Self::ClientCredentials(_) => "bearer (client credentials)",
+            #[cfg(feature = "jwt")]
+            Self::PrivateKeyJwt(_) => "private_key_jwt",
             Self::Unauthenticated => "none",
         }
     }
@@ -105,8 +114,23 @@ pub(crate) struct TokenFetcher {
 struct TokenRequest {
     token_url: url::Url,
     client_id: Box<str>,
-    basic: HeaderValue,
+    auth: TokenAuth,
     scope: Option<Box<str>>,
+}
+
+/// How the resource server authenticates at the token endpoint.
+pub(crate) enum TokenAuth {
+    /// `client_secret_basic`: a precomputed, sensitive header.
+    Basic(HeaderValue),
+    /// `private_key_jwt`: a fresh assertion per fetch.
+    #[cfg(feature = "jwt")]
+    PrivateKeyJwt(AssertionSigner),
+}
+
+impl TokenAuth {
+    pub(crate) fn basic(client_id: &str, secret: &str) -> Option<Self> {
+        basic_header(client_id, secret).map(Self::Basic)
+    }
 }
 
 type SharedFetch = Shared<BoxFuture<'static, Result<CachedToken, AsFault>>>;
@@ -177,21 +201,16 @@ struct TokenResponse {
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
 impl TokenFetcher {
-    pub(crate) fn new(
-        token_url: url::Url,
-        client_id: &str,
-        secret: &str,
-        scope: Option<String>,
-    ) -> Option<Self> {
-        Some(Self {
+    pub(crate) fn new(token_url: url::Url, client_id: &str, auth: TokenAuth, scope: Option<String>) -> Self {
+        Self {
             request: Arc::new(TokenRequest {
                 token_url,
                 client_id: client_id.into(),
-                basic: basic_header(client_id, secret)?,
+                auth,
                 scope: scope.map(String::into_boxed_str),
             }),
             state: Mutex::new(FetcherState::default()),
-        })
+        }
     }
 
     pub(crate) fn client_id(&self) -> &str {
@@ -306,11 +325,20 @@ async fn fetch(request: Arc<TokenRequest>, http: HttpSettings) -> Result<CachedT
         if let Some(scope) = &request.scope {
             form.append_pair("scope", scope);
         }
+        #[cfg(feature = "jwt")]
+        if let TokenAuth::PrivateKeyJwt(signer) = &request.auth {
+            form.append_pair("client_assertion_type", JWT_BEARER_ASSERTION);
+            form.append_pair("client_assertion", &signer.assertion(request.token_url.as_str())?);
+        }
         form.finish()
     };
-    let response = http
-        .post(request.token_url.clone())
-        .header(http::header::AUTHORIZATION, request.basic.clone())
+    let mut post = http.post(request.token_url.clone());
+    match &request.auth {
+        TokenAuth::Basic(header) => post = post.header(http::header::AUTHORIZATION, header.clone()),
+        #[cfg(feature = "jwt")]
+        TokenAuth::PrivateKeyJwt(_) => {}
+    }
+    let response = post
         .body(body)
         .send()
         .await

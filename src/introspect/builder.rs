@@ -5,7 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::auth::{basic_header, bearer_header, ClientAuth, Secret, TokenFetcher};
+#[cfg(feature = "jwt")]
+use super::assertion::{AssertionAudience, AssertionSigner, ClientKey};
+use super::auth::{basic_header, bearer_header, ClientAuth, Secret, TokenAuth, TokenFetcher};
 use super::client::{HttpSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
 use super::{Inner, Introspector, Limiter, RateLimit};
 
@@ -54,6 +56,16 @@ pub struct IntrospectorBuilder {
     token_scope: Option<String>,
     cache: CacheSettings,
     supported_auth_methods: Option<Vec<String>>,
+    /// The issuer named by discovery, the default assertion audience.
+    #[cfg_attr(not(feature = "jwt"), allow(dead_code))]
+    discovered_issuer: Option<String>,
+    #[cfg(feature = "jwt")]
+    assertion_audience: Option<AssertionAudience>,
+    /// RFC 9701: the issuer and JWK Set URL signed answers are checked against.
+    #[cfg(feature = "jwt")]
+    signed_answers: Option<(String, String)>,
+    #[cfg(feature = "jwt")]
+    accept_unsigned_answers: bool,
     max_concurrent: usize,
     queue_wait: Option<Duration>,
     #[cfg(feature = "redis")]
@@ -73,10 +85,22 @@ enum PendingAuth {
     ClientCredentials {
         token_url: String,
         client_id: String,
-        secret: Secret,
+        secret: TokenSecret,
         scope: Option<String>,
     },
+    #[cfg(feature = "jwt")]
+    PrivateKeyJwt {
+        client_id: String,
+        key: ClientKey,
+    },
     Unauthenticated,
+}
+
+/// What authenticates the client-credentials grant.
+enum TokenSecret {
+    Secret(Secret),
+    #[cfg(feature = "jwt")]
+    Key(ClientKey),
 }
 
 impl PendingAuth {
@@ -87,6 +111,8 @@ impl PendingAuth {
             Self::Basic { .. } => Some("client_secret_basic"),
             Self::Post { .. } => Some("client_secret_post"),
             Self::Bearer(_) | Self::ClientCredentials { .. } => Some("bearer"),
+            #[cfg(feature = "jwt")]
+            Self::PrivateKeyJwt { .. } => Some("private_key_jwt"),
             Self::Unauthenticated => None,
         }
     }
@@ -112,6 +138,13 @@ impl IntrospectorBuilder {
             token_scope: None,
             cache: CacheSettings::default(),
             supported_auth_methods: None,
+            discovered_issuer: None,
+            #[cfg(feature = "jwt")]
+            assertion_audience: None,
+            #[cfg(feature = "jwt")]
+            signed_answers: None,
+            #[cfg(feature = "jwt")]
+            accept_unsigned_answers: false,
             max_concurrent: DEFAULT_MAX_CONCURRENT_INTROSPECTIONS,
             queue_wait: None,
             #[cfg(feature = "redis")]
@@ -122,6 +155,12 @@ impl IntrospectorBuilder {
     /// From discovery: the methods the endpoint accepts, if the metadata said.
     pub(super) fn supported_auth_methods(mut self, methods: Option<Vec<String>>) -> Self {
         self.supported_auth_methods = methods;
+        self
+    }
+
+    /// From discovery: the issuer, the default `aud` of client assertions.
+    pub(super) fn discovered_issuer(mut self, issuer: String) -> Self {
+        self.discovered_issuer = Some(issuer);
         self
     }
 
@@ -168,9 +207,101 @@ impl IntrospectorBuilder {
         self.auth.push(PendingAuth::ClientCredentials {
             token_url: token_url.into(),
             client_id: client_id.into(),
-            secret: Secret::new(secret),
+            secret: TokenSecret::Secret(Secret::new(secret)),
             scope: None,
         });
+        self
+    }
+
+    /// Authenticate with `private_key_jwt` (RFC 7523 §2.2, OpenID Connect
+    /// Core §9): each call carries a new assertion signed with `key` — `iss`
+    /// and `sub` the client id, `aud` the authorization server (see
+    /// [`client_assertion_audience`](Self::client_assertion_audience)), a
+    /// random `jti`, `iat` now and `exp` a minute later. No shared secret
+    /// leaves the process; the key never reaches `Debug` output or logs.
+    ///
+    /// ```
+    /// use tower_introspection::{AssertionAudience, ClientKey, Introspector};
+    ///
+    /// let key = ClientKey::from_jwk(r#"{"kty":"OKP","crv":"Ed25519",
+    ///   "d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A",
+    ///   "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#)?;
+    /// let introspector = Introspector::builder("https://as.example/introspect")
+    ///     .private_key_jwt("my-api", key)
+    ///     .client_assertion_audience(AssertionAudience::Issuer("https://as.example".into()))
+    ///     .expected_audience("https://api.example")
+    ///     .build()?;
+    /// assert!(format!("{introspector:?}").contains("private_key_jwt"));
+    /// # Ok::<(), tower_introspection::ConfigError>(())
+    /// ```
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn private_key_jwt(mut self, client_id: impl Into<String>, key: ClientKey) -> Self {
+        self.auth.push(PendingAuth::PrivateKeyJwt {
+            client_id: client_id.into(),
+            key,
+        });
+        self
+    }
+
+    /// Like [`bearer_from_client_credentials`](Self::bearer_from_client_credentials),
+    /// but the token endpoint is called with `private_key_jwt` instead of a
+    /// client secret.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn bearer_from_client_credentials_with_key(
+        mut self,
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+        key: ClientKey,
+    ) -> Self {
+        self.auth.push(PendingAuth::ClientCredentials {
+            token_url: token_url.into(),
+            client_id: client_id.into(),
+            secret: TokenSecret::Key(key),
+            scope: None,
+        });
+        self
+    }
+
+    /// Ask for signed introspection answers (RFC 9701): each call sends
+    /// `Accept: application/token-introspection+jwt`, and the answer must be
+    /// a JWT signed with a key from `jwks_uri` (fetched and refreshed as for
+    /// [`JwtVerifier`](crate::JwtVerifier)), with `typ`
+    /// `token-introspection+jwt`, `iss` equal to `issuer`, `aud` naming this
+    /// resource server's client id, and an `iat` at most a minute old (plus
+    /// the [`leeway`](Self::leeway)). Its `token_introspection` member is
+    /// then read as a plain answer. Anything else — an unsigned answer too,
+    /// unless [`accept_unsigned_answers`](Self::accept_unsigned_answers) —
+    /// is an unusable answer: 503, never cached.
+    ///
+    /// `build()` refuses it with a client authentication that has no client
+    /// id (a static bearer token, `unauthenticated`).
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn signed_answers(mut self, issuer: impl Into<String>, jwks_uri: impl Into<String>) -> Self {
+        self.signed_answers = Some((issuer.into(), jwks_uri.into()));
+        self
+    }
+
+    /// With [`signed_answers`](Self::signed_answers), still accept a plain
+    /// JSON answer from a server that ignores the request for a signed one
+    /// (default: refused). A signed answer is checked all the same.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn accept_unsigned_answers(mut self, accept: bool) -> Self {
+        self.accept_unsigned_answers = accept;
+        self
+    }
+
+    /// The `aud` of `private_key_jwt` assertions. Default: the issuer when
+    /// the builder came from discovery, else [`AssertionAudience::Endpoint`]
+    /// (the URL of the endpoint called). `build()` refuses it without
+    /// `private_key_jwt`.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn client_assertion_audience(mut self, audience: AssertionAudience) -> Self {
+        self.assertion_audience = Some(audience);
         self
     }
 
@@ -481,7 +612,31 @@ impl IntrospectorBuilder {
             }
             (auth, None) => auth,
         };
+        #[cfg(feature = "jwt")]
+        let audience = {
+            let uses_key = matches!(
+                auth,
+                PendingAuth::PrivateKeyJwt { .. }
+                    | PendingAuth::ClientCredentials {
+                        secret: TokenSecret::Key(_),
+                        ..
+                    }
+            );
+            if self.assertion_audience.is_some() && !uses_key {
+                return Err(ConfigError::InvalidSetting(
+                    "client_assertion_audience applies only to private_key_jwt",
+                ));
+            }
+            self.assertion_audience.unwrap_or(match self.discovered_issuer {
+                Some(issuer) => AssertionAudience::Issuer(issuer),
+                None => AssertionAudience::Endpoint,
+            })
+        };
         let auth = match auth {
+            #[cfg(feature = "jwt")]
+            PendingAuth::PrivateKeyJwt { client_id, key } => {
+                ClientAuth::PrivateKeyJwt(AssertionSigner::new(client_id, key, audience))
+            }
             PendingAuth::Basic { client_id, secret } => ClientAuth::Basic {
                 header: basic_header(&client_id, secret.expose()).ok_or(ConfigError::InvalidCredential {
                     what: "client secret",
@@ -504,11 +659,18 @@ impl IntrospectorBuilder {
                 scope,
             } => {
                 let token_url = checked_url("token endpoint", &token_url, self.allow_insecure_http)?;
-                let fetcher = TokenFetcher::new(token_url, &client_id, secret.expose(), scope).ok_or(
-                    ConfigError::InvalidCredential {
-                        what: "client secret",
-                    },
-                )?;
+                let auth = match secret {
+                    TokenSecret::Secret(secret) => TokenAuth::basic(&client_id, secret.expose()).ok_or(
+                        ConfigError::InvalidCredential {
+                            what: "client secret",
+                        },
+                    )?,
+                    #[cfg(feature = "jwt")]
+                    TokenSecret::Key(key) => {
+                        TokenAuth::PrivateKeyJwt(AssertionSigner::new(client_id.clone(), key, audience))
+                    }
+                };
+                let fetcher = TokenFetcher::new(token_url, &client_id, auth, scope);
                 ClientAuth::ClientCredentials(Box::new(fetcher))
             }
             PendingAuth::Unauthenticated => ClientAuth::Unauthenticated,
@@ -519,6 +681,32 @@ impl IntrospectorBuilder {
             self.timeout,
             self.max_response_bytes,
         )?;
+        #[cfg(feature = "jwt")]
+        let signed = match self.signed_answers {
+            Some((issuer, jwks_uri)) => {
+                if auth.client_id().is_empty() {
+                    return Err(ConfigError::InvalidSetting(
+                        "signed_answers needs a client authentication with a client id (their `aud`)",
+                    ));
+                }
+                let jwks_uri = checked_url("JWKS", &jwks_uri, self.allow_insecure_http)?;
+                Some(super::signed::SignedAnswers {
+                    issuer: issuer.into_boxed_str(),
+                    client_id: auth.client_id().into(),
+                    jwks: crate::jwt::Jwks::new(
+                        jwks_uri,
+                        http.clone(),
+                        crate::jwt::DEFAULT_JWKS_REFRESH_INTERVAL,
+                        crate::jwt::DEFAULT_JWKS_MAX_AGE,
+                    ),
+                    accept_unsigned: self.accept_unsigned_answers,
+                    leeway_secs: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
+                })
+            }
+            None => None,
+        };
+        #[cfg(not(feature = "jwt"))]
+        let signed = None;
         #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
         let mut cache = TokenCache::new(self.cache, endpoint.as_str(), auth.client_id());
         #[cfg(feature = "redis")]
@@ -580,6 +768,7 @@ impl IntrospectorBuilder {
                 limiter: (self.max_concurrent > 0)
                     .then(|| Limiter::new(self.max_concurrent, self.queue_wait.unwrap_or(self.timeout))),
                 config_error_log: RateLimit::default(),
+                signed,
                 #[cfg(feature = "redis")]
                 shared,
             }),

@@ -11,6 +11,7 @@ use http::{header, HeaderValue, StatusCode};
 
 use super::answer::{parse_answer, Answer};
 use super::auth::ClientAuth;
+use super::signed::{SignedAnswers, SIGNED_ANSWER_TYPE};
 
 /// The default limit on the size of an authorization server's answer.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -113,11 +114,16 @@ impl HttpSettings {
 impl HttpSettings {
     /// A form POST with `Accept: application/json` and the total timeout.
     pub(crate) fn post(&self, url: url::Url) -> reqwest::RequestBuilder {
+        self.post_accepting(url, "application/json")
+    }
+
+    /// A form POST that asks for this media type.
+    pub(crate) fn post_accepting(&self, url: url::Url, accept: &'static str) -> reqwest::RequestBuilder {
         self.client
             .post(url)
             .timeout(self.timeout)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::ACCEPT, "application/json")
+            .header(header::ACCEPT, accept)
     }
 }
 
@@ -161,8 +167,19 @@ pub(crate) async fn introspect(
     bearer: Option<HeaderValue>,
     token_type_hint: bool,
     token: &str,
+    signed: Option<&SignedAnswers>,
 ) -> Result<Answer, AsFault> {
-    let response = send(http, endpoint, auth, bearer.clone(), token_type_hint, token).await?;
+    let signed_asked = signed.is_some();
+    let response = send(
+        http,
+        endpoint,
+        auth,
+        bearer.clone(),
+        token_type_hint,
+        token,
+        signed_asked,
+    )
+    .await?;
     let response = match (response.status(), auth, bearer) {
         // Our token may have been revoked or expired early: fetch a new one,
         // once (and not again within a few seconds if it keeps happening).
@@ -172,7 +189,16 @@ pub(crate) async fn introspect(
             Some(used),
         ) if fetcher.invalidate(&used) => {
             let fresh = fetcher.header(http).await?;
-            send(http, endpoint, auth, Some(fresh), token_type_hint, token).await?
+            send(
+                http,
+                endpoint,
+                auth,
+                Some(fresh),
+                token_type_hint,
+                token,
+                signed_asked,
+            )
+            .await?
         }
         _ => response,
     };
@@ -204,8 +230,16 @@ pub(crate) async fn introspect(
         }
         status => return Err(AsFault::from_status("introspection endpoint", status)),
     }
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = read_capped(response, http.max_body).await?;
-    parse_answer(&body).map_err(|e| AsFault::Unusable(e.to_string()))
+    match signed {
+        Some(signed) => signed.read(content_type.as_deref(), &body).await,
+        None => parse_answer(&body).map_err(|e| AsFault::Unusable(e.to_string())),
+    }
 }
 
 /// Whether a 400 answer is the OAuth error `unsupported_token_type`
@@ -225,8 +259,13 @@ async fn send(
     bearer: Option<HeaderValue>,
     token_type_hint: bool,
     token: &str,
+    signed: bool,
 ) -> Result<reqwest::Response, AsFault> {
-    let mut request = http.post(endpoint.clone());
+    let mut request = if signed {
+        http.post_accepting(endpoint.clone(), SIGNED_ANSWER_TYPE)
+    } else {
+        http.post(endpoint.clone())
+    };
     // The serializer is not `Send`: finish the body before awaiting.
     let body = {
         let mut form = form_urlencoded::Serializer::new(String::with_capacity(token.len() + 64));
@@ -246,6 +285,11 @@ async fn send(
                 if let Some(header) = bearer {
                     request = request.header(header::AUTHORIZATION, header);
                 }
+            }
+            #[cfg(feature = "jwt")]
+            ClientAuth::PrivateKeyJwt(signer) => {
+                form.append_pair("client_assertion_type", super::assertion::JWT_BEARER_ASSERTION);
+                form.append_pair("client_assertion", &signer.assertion(endpoint.as_str())?);
             }
             ClientAuth::Unauthenticated => {}
         }

@@ -19,12 +19,15 @@
 //! ```
 
 mod answer;
+#[cfg(feature = "jwt")]
+mod assertion;
 mod auth;
 mod builder;
 mod client;
 mod discovery;
 #[cfg(feature = "redis")]
 mod shared;
+mod signed;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +40,8 @@ pub use self::answer::AnswerError;
 #[cfg(feature = "jwt")]
 pub(crate) use self::answer::{audiences, extra, scopes, string, string_or_number, UniqueMembers};
 pub(crate) use self::answer::{parse_answer, Answer};
+#[cfg(feature = "jwt")]
+pub use self::assertion::{AssertionAudience, ClientKey};
 pub(crate) use self::builder::checked_url;
 #[cfg(any(feature = "jwt", feature = "redis"))]
 pub(crate) use self::builder::redact_url;
@@ -75,6 +80,8 @@ struct Inner {
     cache: TokenCache,
     limiter: Option<Limiter>,
     config_error_log: RateLimit,
+    /// RFC 9701: ask for signed answers and check them.
+    signed: Option<self::signed::SignedAnswers>,
     /// The second tier, shared by a fleet of replicas.
     #[cfg(feature = "redis")]
     shared: Option<crate::fleet::SharedTier>,
@@ -131,7 +138,8 @@ impl Introspector {
             ))
         })?;
         Ok(IntrospectorBuilder::new(endpoint)
-            .supported_auth_methods(metadata.introspection_endpoint_auth_methods_supported.clone()))
+            .supported_auth_methods(metadata.introspection_endpoint_auth_methods_supported.clone())
+            .discovered_issuer(metadata.issuer.clone()))
     }
 
     /// The introspection endpoint.
@@ -175,14 +183,26 @@ impl Introspector {
     /// ask [`validate`](Self::validate).
     #[inline]
     pub(crate) fn cached(&self, token: &str, now: Now) -> Option<Result<Principal, AuthError>> {
+        let outcome = self.peek_cached(token, now)?;
+        self.count_hit();
+        Some(outcome)
+    }
+
+    /// As [`cached`](Self::cached), without counting a hit.
+    #[inline]
+    pub(crate) fn peek_cached(&self, token: &str, now: Now) -> Option<Result<Principal, AuthError>> {
         let inner = &*self.inner;
-        let principal = Principal::from_shared(inner.cache.hit(token, now)?);
+        let principal = Principal::from_shared(inner.cache.peek(token, now)?);
         Some(
             inner
                 .checks
                 .check(&principal, now.unix_secs())
                 .map(|()| principal),
         )
+    }
+
+    pub(crate) fn count_hit(&self) {
+        self.inner.cache.counters.hit();
     }
 
     /// Not in the active cache: the inactive cache, or one introspection
@@ -364,6 +384,7 @@ impl Introspector {
                 bearer,
                 inner.token_type_hint,
                 token,
+                inner.signed.as_ref(),
             );
             // Each request has this timeout already; this also bounds a
             // retry with a fresh credential after a 401.

@@ -85,8 +85,10 @@ impl Introspector {
                 let now = now_ms();
                 let age = now.saturating_sub(opened.answered_ms);
                 claims.received_at_ms = monotonic_ms().saturating_sub(age);
+                // An absolute deadline, so that the time the insert takes
+                // is not added to the entry's life.
                 let remaining = opened.until_ms.saturating_sub(now).max(1);
-                claims.shared_ttl_ms = u32::try_from(remaining).unwrap_or(u32::MAX);
+                claims.shared_until_ms = monotonic_ms().saturating_add(remaining);
             }
         }
         result

@@ -47,15 +47,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use self::builder::JwtVerifierBuilder;
-pub(crate) use self::compact::{peek_issuer, Compact as CompactJws};
+pub(crate) use self::compact::{peek_issuer, Compact};
+pub(crate) use self::jwks::{Jwks, Refresh};
 pub use self::jwks::{DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH_INTERVAL};
 pub use self::keys::{Algorithm, UnsupportedAlgorithm};
-pub(crate) use self::keys::{Jwk, PublicKey as JwkPublicKey};
+pub(crate) use self::keys::{Jwk, PublicKey};
 pub use self::profile::JwtProfile;
 
-use self::compact::Compact;
-use self::jwks::{Jwks, Refresh};
-use self::keys::PublicKey;
 use self::profile::Shape;
 use crate::cache::{key_prefix, Entry, Key, LoadTicket, TokenCache};
 use crate::clock::{self, Now};
@@ -190,14 +188,26 @@ impl JwtVerifier {
     /// ask [`validate`](Self::validate).
     #[inline]
     pub(crate) fn cached(&self, token: &str, now: Now) -> Option<Result<Principal, AuthError>> {
+        let outcome = self.peek_cached(token, now)?;
+        self.count_hit();
+        Some(outcome)
+    }
+
+    /// As [`cached`](Self::cached), without counting a hit.
+    #[inline]
+    pub(crate) fn peek_cached(&self, token: &str, now: Now) -> Option<Result<Principal, AuthError>> {
         let inner = &*self.inner;
-        let principal = Principal::from_shared(inner.cache.hit(token, now)?);
+        let principal = Principal::from_shared(inner.cache.peek(token, now)?);
         Some(
             inner
                 .checks
                 .check(&principal, now.unix_secs())
                 .map(|()| principal),
         )
+    }
+
+    pub(crate) fn count_hit(&self) {
+        self.inner.cache.counters.hit();
     }
 
     async fn miss(&self, key: Key, token: &str) -> Result<Entry, AuthError> {

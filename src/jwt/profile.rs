@@ -168,7 +168,7 @@ impl Shape {
             other_kind,
             extra: extra(map),
             received_at_ms: 0,
-            shared_ttl_ms: 0,
+            shared_until_ms: 0,
         })
     }
 }

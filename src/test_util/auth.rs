@@ -26,6 +26,8 @@ pub(crate) enum Credentials {
     Client { id: String, secret: Option<String> },
     /// `Authorization: Bearer <token>`.
     Bearer(String),
+    /// A `private_key_jwt` client assertion (RFC 7523 §2.2), not yet checked.
+    Assertion(String),
 }
 
 /// The credentials of a request, or the `invalid_request` description when
@@ -37,6 +39,15 @@ pub(crate) fn credentials(headers: &HeaderMap, form: &Form) -> Result<Credential
         return Err("more than one Authorization header");
     }
     let in_form = form.get("client_id").is_some() || form.get("client_secret").is_some();
+    if let Some(assertion) = form.get("client_assertion") {
+        if first.is_some() || form.get("client_secret").is_some() {
+            return Err("more than one client authentication method");
+        }
+        if form.get("client_assertion_type") != Some(super::assertion::JWT_BEARER) {
+            return Ok(Credentials::Malformed);
+        }
+        return Ok(Credentials::Assertion(assertion.to_owned()));
+    }
     match first {
         Some(_) if in_form => Err("more than one client authentication method"),
         Some(value) => Ok(value

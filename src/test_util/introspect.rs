@@ -14,7 +14,7 @@ use super::fault;
 use super::form::Form;
 use super::render;
 use super::reply;
-use super::spec::{AuthFailure, RecordedRequest};
+use super::spec::{AuthFailure, RecordedRequest, SignedAnswerFault};
 use super::state::{unix_now, InFlight, Shared};
 
 /// The scope a bearer token needs to call the introspection endpoint.
@@ -72,9 +72,18 @@ pub(crate) async fn introspect(
         Err(description) => return reply::invalid_request(description),
     };
     let now = unix_now();
-    let state = shared.lock();
+    let mut state = shared.lock();
     let style = state.auth_failure;
-    match creds {
+    // Who called: the `aud` of a signed answer.
+    let caller = match creds {
+        Credentials::Assertion(assertion) => {
+            let issuer = shared.issuer(&state);
+            let endpoint = format!("{}{}", shared.base_url, super::server::INTROSPECTION_PATH);
+            match super::assertion::verify(&mut state, &assertion, &[&issuer, &endpoint]) {
+                Some(client) if client.can_introspect => client.id,
+                _ => return client_rejected(style),
+            }
+        }
         Credentials::Client { id, secret } => {
             let allowed = state
                 .verify_client(&id, secret.as_deref())
@@ -82,16 +91,17 @@ pub(crate) async fn introspect(
             if !allowed {
                 return client_rejected(style);
             }
+            id
         }
         Credentials::Bearer(token) => match state.active_token(&token, now) {
             None => return bearer_rejected(style, "invalid_token"),
             Some(t) if !t.has_scope(INTROSPECTION_SCOPE) => {
                 return bearer_rejected(style, "insufficient_scope")
             }
-            Some(_) => {}
+            Some(t) => t.client_id.clone().unwrap_or_default(),
         },
         Credentials::None | Credentials::Malformed => return client_rejected(style),
-    }
+    };
     let Some(token) = form.get("token") else {
         return reply::invalid_request("missing `token` parameter");
     };
@@ -99,7 +109,68 @@ pub(crate) async fn introspect(
         Some(t) => render::answer(t, state.shape),
         None => json!({ "active": false }),
     };
-    reply::json(StatusCode::OK, &answer)
+    let wants_signed = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(SIGNED_ANSWER_TYPE));
+    let signed_fault = state.signed_answer_fault;
+    if !wants_signed || signed_fault == Some(SignedAnswerFault::Unsigned) {
+        return reply::json(StatusCode::OK, &answer);
+    }
+    let issuer = shared.issuer(&state);
+    drop(state);
+    signed_answer(&shared, answer, &issuer, &caller, signed_fault, now)
+}
+
+/// The media type of an RFC 9701 signed answer.
+const SIGNED_ANSWER_TYPE: &str = "application/token-introspection+jwt";
+
+/// `answer` as an RFC 9701 JWT signed with the server's RS256 key, spoiled
+/// as `fault` says.
+fn signed_answer(
+    shared: &Shared,
+    answer: serde_json::Value,
+    issuer: &str,
+    caller: &str,
+    fault: Option<SignedAnswerFault>,
+    now: i64,
+) -> Response {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let keys = shared.keys();
+    let typ = match fault {
+        Some(SignedAnswerFault::WrongTyp) => "JWT",
+        _ => "token-introspection+jwt",
+    };
+    let header = json!({"alg": "RS256", "kid": keys.rsa_kid(), "typ": typ});
+    let claims = json!({
+        "iss": if fault == Some(SignedAnswerFault::WrongIssuer) { "https://impostor.example" } else { issuer },
+        "aud": if fault == Some(SignedAnswerFault::WrongAudience) { "someone-else" } else { caller },
+        "iat": if fault == Some(SignedAnswerFault::StaleIat) { now - 3600 } else { now },
+        "token_introspection": answer,
+    });
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let Ok(mut signature) = keys.sign(&super::alg::JwtAlg::Rs256, input.as_bytes()) else {
+        return reply::empty(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+    if fault == Some(SignedAnswerFault::BadSignature) {
+        if let Some(byte) = signature.get_mut(7) {
+            *byte ^= 1;
+        }
+    }
+    let mut res = Response::new(Body::from(format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(signature)
+    )));
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(SIGNED_ANSWER_TYPE));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
 }
 
 fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {

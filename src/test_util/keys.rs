@@ -58,6 +58,11 @@ fn rsa_keys() -> io::Result<&'static [Arc<RsaKeyPair>]> {
     }
 }
 
+/// One of the committed RSA test keys as PKCS #8 PEM.
+pub(crate) fn rsa_pem(index: usize) -> Option<&'static str> {
+    RSA_PEMS.get(index).copied()
+}
+
 /// The DER bytes of a PEM document with this label.
 pub(crate) fn pem_der(pem: &str, label: &str) -> Result<Vec<u8>, String> {
     let begin = format!("-----BEGIN {label}-----");

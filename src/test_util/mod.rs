@@ -72,6 +72,7 @@
 //! ```
 
 mod alg;
+mod assertion;
 mod auth;
 mod dpop;
 mod fault;
@@ -105,7 +106,7 @@ pub use alg::JwtAlg;
 pub use auth::client_secret_basic;
 pub use dpop::DpopKey;
 pub use jwt::JwtSpec;
-pub use spec::{AnswerShape, AuthFailure, ClientSpec, Fault, RecordedRequest, TokenSpec};
+pub use spec::{AnswerShape, AuthFailure, ClientSpec, Fault, RecordedRequest, SignedAnswerFault, TokenSpec};
 
 use keys::KeySet;
 use server::Serving;
@@ -305,6 +306,14 @@ impl TestAuthServer {
     /// Whether the server is serving (not shut down).
     pub fn is_running(&self) -> bool {
         self.inner.serving().is_some()
+    }
+
+    /// Spoils every signed introspection answer (RFC 9701) this way from
+    /// now on; `None` signs them properly again. The server signs an answer
+    /// whenever the request's `Accept` asks for
+    /// `application/token-introspection+jwt`, with its current RS256 key.
+    pub fn set_signed_answer_fault(&self, fault: Option<SignedAnswerFault>) {
+        self.inner.shared.lock().signed_answer_fault = fault;
     }
 
     /// Registers a client (replacing one with the same id).
@@ -532,4 +541,34 @@ impl TestAuthServer {
     pub fn last_introspection_request(&self) -> Option<RecordedRequest> {
         self.inner.shared.lock().last_introspection.clone()
     }
+}
+
+/// A fresh private key as PKCS #8 PEM, for
+/// [`ClientKey::from_pkcs8_pem`](crate::ClientKey::from_pkcs8_pem) in tests:
+/// EC P-256 (`alg` [`JwtAlg::Es256`]), Ed25519 ([`JwtAlg::EdDsa`]), or one of
+/// the committed RSA-2048 test keys for any RSA algorithm (`index` 0 to 2
+/// picks which; other algorithms ignore it). `None` for the others.
+pub fn client_private_key_pem(alg: &JwtAlg, index: usize) -> Option<String> {
+    use base64::Engine as _;
+    let rng = ring::rand::SystemRandom::new();
+    let der = match alg {
+        JwtAlg::Es256 => ring::signature::EcdsaKeyPair::generate_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &rng,
+        )
+        .ok()?,
+        JwtAlg::EdDsa => ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).ok()?,
+        JwtAlg::Rs256 | JwtAlg::Rs384 | JwtAlg::Rs512 | JwtAlg::Ps256 | JwtAlg::Ps384 | JwtAlg::Ps512 => {
+            return keys::rsa_pem(index).map(str::to_owned)
+        }
+        _ => return None,
+    };
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    Some(pem)
 }

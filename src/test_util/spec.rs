@@ -15,6 +15,7 @@ pub struct ClientSpec {
     pub(crate) scopes: Vec<String>,
     pub(crate) grants: Vec<String>,
     pub(crate) can_introspect: bool,
+    pub(crate) public_jwk: Option<serde_json::Value>,
 }
 
 impl ClientSpec {
@@ -28,7 +29,17 @@ impl ClientSpec {
             scopes: Vec::new(),
             grants: vec!["client_credentials".to_owned()],
             can_introspect: false,
+            public_jwk: None,
         }
+    }
+
+    /// A client that authenticates with `private_key_jwt` (RFC 7523), its
+    /// assertions checked against this public JWK (for instance
+    /// [`ClientKey::public_jwk`](crate::ClientKey::public_jwk)). The secret
+    /// given to [`new`](Self::new) still works too.
+    pub fn public_jwk(mut self, jwk: serde_json::Value) -> Self {
+        self.public_jwk = Some(jwk);
+        self
     }
 
     /// The scopes the client may request, space separated (replaces earlier ones).
@@ -65,6 +76,7 @@ impl fmt::Debug for ClientSpec {
             .field("scopes", &self.scopes)
             .field("grants", &self.grants)
             .field("can_introspect", &self.can_introspect)
+            .field("public_jwk", &self.public_jwk.is_some())
             .finish()
     }
 }
@@ -378,4 +390,23 @@ impl RecordedRequest {
     pub fn form_value(&self, key: &str) -> Option<&str> {
         self.form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
+}
+
+/// How the server spoils its RFC 9701 signed introspection answers
+/// ([`TestAuthServer::set_signed_answer_fault`](super::TestAuthServer::set_signed_answer_fault)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignedAnswerFault {
+    /// A plain JSON answer although a signed one was asked for.
+    Unsigned,
+    /// One bit of the signature flipped.
+    BadSignature,
+    /// `aud` names another client.
+    WrongAudience,
+    /// `iss` names another server.
+    WrongIssuer,
+    /// `typ` is `JWT`.
+    WrongTyp,
+    /// `iat` an hour ago.
+    StaleIat,
 }

@@ -1,14 +1,16 @@
 //! The server's shared state: registrations, tokens, answer controls and
 //! counters. The `Mutex` is never held across an `.await`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::keys::KeySet;
 use super::random::{random_id, random_token};
-use super::spec::{AnswerShape, AuthFailure, ClientSpec, ExpSpec, Fault, RecordedRequest, TokenSpec};
+use super::spec::{
+    AnswerShape, AuthFailure, ClientSpec, ExpSpec, Fault, RecordedRequest, SignedAnswerFault, TokenSpec,
+};
 
 /// Now, in Unix seconds.
 pub(crate) fn unix_now() -> i64 {
@@ -137,6 +139,9 @@ pub(crate) struct State {
     pub(crate) jwks_fault: Option<Fault>,
     pub(crate) auth_failure: AuthFailure,
     pub(crate) last_introspection: Option<RecordedRequest>,
+    /// The `jti` of every client assertion accepted, so none is replayed.
+    pub(crate) seen_assertions: HashSet<String>,
+    pub(crate) signed_answer_fault: Option<SignedAnswerFault>,
 }
 
 impl State {

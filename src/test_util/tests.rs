@@ -601,7 +601,12 @@ async fn metadata_documents() {
     assert_eq!(meta["revocation_endpoint"], server.revocation_url());
     assert_eq!(
         meta["introspection_endpoint_auth_methods_supported"],
-        json!(["client_secret_basic", "client_secret_post", "bearer"])
+        json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+            "bearer"
+        ])
     );
     assert_eq!(
         meta["scopes_supported"],

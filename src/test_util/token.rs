@@ -44,6 +44,14 @@ pub(crate) async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap,
             Some(client) => client.clone(),
             None => return reply::invalid_client(),
         },
+        Credentials::Assertion(assertion) => {
+            let issuer = shared.issuer(&state);
+            let endpoint = format!("{}{}", shared.base_url, super::server::TOKEN_PATH);
+            match super::assertion::verify(&mut state, &assertion, &[&issuer, &endpoint]) {
+                Some(client) => client,
+                None => return reply::invalid_client(),
+            }
+        }
         _ => return reply::invalid_client(),
     };
 

@@ -6,7 +6,7 @@
 //
 // Client credentials only: no users, no interactions, no UI. The in-memory
 // adapter keeps opaque tokens until the process stops (a restart forgets them).
-import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 
@@ -17,6 +17,12 @@ const CLIENT_ID = 'oidc-cc-client';
 const CLIENT_SECRET = 'oidc-cc-secret';
 const RS_CLIENT_ID = 'oidc-rs-client';
 const RS_CLIENT_SECRET = 'oidc-rs-secret';
+// The resource server again, authenticating with private_key_jwt (RFC 7523)
+// and asking for signed introspection answers (RFC 9701). Its key is the
+// crate's committed test RSA key 3 (public test material; the tests sign
+// with its private half).
+const RS_KEY_CLIENT_ID = 'oidc-rs-key-client';
+const RS_KEY_FILE = new URL('../../../src/test_util/keys/test-only-rsa-3.spki.pem', import.meta.url);
 
 // The MCP interop (../mcp): a client allowed both notes scopes, and one
 // allowed only notes:read (a step-up to notes:write is refused).
@@ -85,8 +91,19 @@ async function serve() {
     scope,
   });
 
+  const rsPublicJwk = createPublicKey(readFileSync(RS_KEY_FILE)).export({ format: 'jwk' });
   const provider = new Provider(issuer, {
     clients: [
+      {
+        client_id: RS_KEY_CLIENT_ID,
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        token_endpoint_auth_method: 'private_key_jwt',
+        introspection_signed_response_alg: 'RS256',
+        jwks: { keys: [{ ...rsPublicJwk, alg: 'RS256', use: 'sig' }] },
+        scope: SCOPE,
+      },
       // Mints tokens.
       client(CLIENT_ID, CLIENT_SECRET, ['client_credentials']),
       // The resource server: introspects, gets no tokens.
@@ -111,8 +128,12 @@ async function serve() {
         // client only its own. (oidc-provider cannot introspect JWT access
         // tokens at all: it answers 400 unsupported_token_type.)
         allowedPolicy: (_ctx, caller, token) =>
-          caller.clientId === RS_CLIENT_ID || caller.clientId === token.clientId,
+          caller.clientId === RS_CLIENT_ID
+          || caller.clientId === RS_KEY_CLIENT_ID
+          || caller.clientId === token.clientId,
       },
+      // RFC 9701: signed answers for clients registered for them.
+      jwtIntrospection: { enabled: true },
       revocation: { enabled: false },
       resourceIndicators: {
         enabled: true,
