@@ -145,14 +145,16 @@ impl DpopConfig {
 
     /// How long after its `iat` a proof is accepted (default
     /// [`DEFAULT_DPOP_MAX_AGE`]); also how long its `jti` is remembered.
+    /// At most an hour (longer is taken as an hour).
     pub fn max_age(mut self, max_age: Duration) -> Self {
-        self.max_age = max_age;
+        self.max_age = max_age.min(MAX_WINDOW);
         self
     }
 
-    /// Clock skew allowed on `iat` either way (default 5 s).
+    /// Clock skew allowed on `iat` either way (default 5 s; at most an
+    /// hour).
     pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway;
+        self.leeway = leeway.min(MAX_WINDOW);
         self
     }
 
@@ -160,8 +162,9 @@ impl DpopConfig {
     /// [`DEFAULT_DPOP_REPLAY_CAPACITY`]). Past it the oldest are forgotten
     /// first, and could be replayed until their `iat` is too old: size it
     /// above the proofs one process sees within `max_age`.
+    /// At least 1 000: a smaller cache would hardly stop a replay.
     pub fn replay_capacity(mut self, capacity: u64) -> Self {
-        self.replay_capacity = capacity;
+        self.replay_capacity = capacity.max(1_000);
         self
     }
 
@@ -187,6 +190,10 @@ impl fmt::Debug for DpopConfig {
     }
 }
 
+/// The longest `max_age` or `leeway`: longer would let moka refuse the
+/// replay cache's lifetime, and no proof should live that long anyway.
+const MAX_WINDOW: Duration = Duration::from_secs(3600);
+
 /// A layer's DPoP state: its settings and its replay cache, shared by the
 /// layer's clones.
 pub(crate) struct Dpop {
@@ -206,7 +213,11 @@ pub(crate) struct Presented {
 impl Dpop {
     pub(crate) fn new(config: DpopConfig) -> Self {
         let algs: Vec<&str> = config.algorithms.iter().map(|a| a.as_str()).collect();
-        let window = config.max_age.saturating_add(config.leeway.saturating_mul(2));
+        // `iat` is compared in whole seconds: a second more on each side.
+        let window = config
+            .max_age
+            .saturating_add(config.leeway.saturating_mul(2))
+            .saturating_add(Duration::from_secs(2));
         let replay = Cache::builder()
             .max_capacity(config.replay_capacity)
             .time_to_live(window.max(Duration::from_secs(1)))
@@ -360,22 +371,28 @@ impl Dpop {
         key.update(checked.jti.as_bytes());
         let mut replay_key = [0u8; 32];
         replay_key.copy_from_slice(key.finish().as_ref());
-        if !self.replay.entry(replay_key).or_insert(()).await.is_fresh() {
-            return Err(proof_error("the DPoP proof was used before (jti)"));
-        }
         let principal = match verifier.cached(&presented.token) {
             Some(outcome) => outcome?,
             None => verifier.validate(&presented.token).await?,
         };
-        match principal.dpop_jkt() {
-            Some(jkt) if jkt == checked.jkt => Ok(principal),
-            Some(_) => Err(AuthError::invalid_token("the token is bound to another DPoP key")),
-            None if principal.is_dpop_bound() => Err(AuthError::invalid_token(
-                "the token's DPoP binding (cnf.jkt) is malformed",
-            )),
-            None if self.config.accept_unbound => Ok(principal),
-            None => Err(AuthError::invalid_token("the token is not bound to a DPoP key")),
+        let principal = match principal.dpop_jkt() {
+            Some(jkt) if jkt == checked.jkt => principal,
+            Some(_) => return Err(AuthError::invalid_token("the token is bound to another DPoP key")),
+            None if principal.is_dpop_bound() => {
+                return Err(AuthError::invalid_token(
+                    "the token's DPoP binding (cnf.jkt) is malformed",
+                ))
+            }
+            None if self.config.accept_unbound => principal,
+            None => return Err(AuthError::invalid_token("the token is not bound to a DPoP key")),
+        };
+        // Last, once the token is valid and bound to this key: proofs that
+        // anyone can sign with a key of their own, without a token, must
+        // not take places in the replay cache and push real ones out.
+        if !self.replay.entry(replay_key).or_insert(()).await.is_fresh() {
+            return Err(proof_error("the DPoP proof was used before (jti)"));
         }
+        Ok(principal)
     }
 }
 
