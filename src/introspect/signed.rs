@@ -1,10 +1,15 @@
 //! RFC 9701 signed introspection answers: asked for with
 //! `Accept: application/token-introspection+jwt`, the answer is a JWT signed
-//! by the authorization server, so it can be trusted even when it passed
-//! through a proxy. Checked here: the signature against the AS's JWK Set,
-//! `typ`, `iss`, `aud` and a fresh `iat`; then `token_introspection` is read
-//! as a plain RFC 7662 answer. Any failure is an unusable answer (503,
-//! never cached).
+//! by the authorization server, so its content cannot be altered on the
+//! way. Checked here: the signature against the AS's JWK Set, `typ`, `iss`,
+//! `aud` and a fresh `iat`; then `token_introspection` is read as a plain
+//! RFC 7662 answer. Any failure is an unusable answer (503, never cached).
+//!
+//! What it does not prove: that the answer is about *this* token. RFC 9701
+//! puts nothing of the token in the answer, so a man in the middle holding
+//! another fresh signed answer (within the `iat` window) could return it
+//! for a different token. Keep TLS to the AS; the signature adds integrity
+//! and origin, not binding.
 
 use super::answer::Answer;
 use super::client::AsFault;
