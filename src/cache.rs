@@ -41,11 +41,12 @@ use siphasher::sip128::{Hasher128 as _, SipHasher13};
 use std::hash::{BuildHasher as _, Hasher as _};
 
 use crate::clock::{self, Now};
+use crate::error::AuthError;
 use crate::principal::{Claims, Principal};
 use crate::read_index::ReadIndex;
 use crate::stats::{CacheStats, Counters};
 use crate::token::is_b64token;
-use crate::validate::since_epoch;
+use crate::validate::{since_epoch, Checks};
 
 /// The cache key: a 128-bit keyed hash of the token (see the module docs).
 pub(crate) type Key = [u8; 16];
@@ -392,6 +393,19 @@ impl TokenCache {
     #[inline]
     pub(crate) fn peek(&self, token: &str, now: Now) -> Option<Entry> {
         self.index.as_ref()?.get(&self.key(token), now.monotonic_ms)
+    }
+
+    /// [`peek`](Self::peek), then the local checks every read runs: the
+    /// outcome of a cached request, for both verifiers.
+    #[inline]
+    pub(crate) fn peek_checked(
+        &self,
+        checks: &Checks,
+        token: &str,
+        now: Now,
+    ) -> Option<Result<Principal, AuthError>> {
+        let principal = Principal::from_shared(self.peek(token, now)?);
+        Some(checks.check(&principal, now.unix_secs()).map(|()| principal))
     }
 
     /// Shows an answer that this caller loaded, and that moka now holds, to

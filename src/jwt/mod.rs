@@ -196,14 +196,7 @@ impl JwtVerifier {
     /// As [`cached`](Self::cached), without counting a hit.
     #[inline]
     pub(crate) fn peek_cached(&self, token: &str, now: Now) -> Option<Result<Principal, AuthError>> {
-        let inner = &*self.inner;
-        let principal = Principal::from_shared(inner.cache.peek(token, now)?);
-        Some(
-            inner
-                .checks
-                .check(&principal, now.unix_secs())
-                .map(|()| principal),
-        )
+        self.inner.cache.peek_checked(&self.inner.checks, token, now)
     }
 
     pub(crate) fn count_hit(&self) {
