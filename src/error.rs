@@ -191,11 +191,7 @@ impl AuthError {
     /// `scope`. Without either, the forms of RFC 6750 §3 alone.
     pub fn challenge(&self) -> Option<HeaderValue> {
         #[cfg(feature = "jwt")]
-        if let Some(dpop) = self
-            .dpop
-            .as_ref()
-            .filter(|_| self.status() == StatusCode::UNAUTHORIZED)
-        {
+        if let Some(dpop) = self.dpop.as_ref().filter(|_| self.takes_dpop_challenge()) {
             return if dpop.via_dpop || !dpop.bearer {
                 self.challenge_in("DPoP", true, Some(&dpop.algs))
             } else {
@@ -203,6 +199,14 @@ impl AuthError {
             };
         }
         self.challenge_in("Bearer", true, None)
+    }
+
+    /// Whether the DPoP answer applies: to the 401s and to the 403 of a
+    /// scope check (RFC 9449 §7.1 answers `insufficient_scope` in the
+    /// scheme the request used).
+    #[cfg(feature = "jwt")]
+    fn takes_dpop_challenge(&self) -> bool {
+        matches!(self.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
     }
 
     /// The challenge of `scheme`, with this error's code and description
@@ -243,12 +247,13 @@ impl AuthError {
                 .error(self.kind.error_code()?)
                 .description(&self.description)
                 .into_header_value(),
+            ErrorKind::InsufficientScope if !with_error => with_algs(challenge).into_header_value(),
             ErrorKind::InsufficientScope => {
                 let challenge = challenge.error("insufficient_scope");
-                match &self.required_scope {
+                with_algs(match &self.required_scope {
                     Some(scope) => challenge.scope(scope),
                     None => challenge,
-                }
+                })
                 .into_header_value()
             }
             ErrorKind::Unavailable | ErrorKind::Misconfigured => return None,
@@ -258,11 +263,7 @@ impl AuthError {
     /// Writes the status-defining headers: the challenge, or `Retry-After`.
     pub(crate) fn write_headers(&self, headers: &mut HeaderMap) {
         #[cfg(feature = "jwt")]
-        if let Some(dpop) = self
-            .dpop
-            .as_ref()
-            .filter(|_| self.status() == StatusCode::UNAUTHORIZED)
-        {
+        if let Some(dpop) = self.dpop.as_ref().filter(|_| self.takes_dpop_challenge()) {
             // Both schemes accepted: one challenge each, the error in the
             // one the request used (RFC 9449 §7.1, RFC 9110 §11.6.1).
             if dpop.bearer {

@@ -8,6 +8,8 @@ use http::HeaderValue;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::error::AuthError;
+
 /// The identity and grants of a validated token, as the authorization server
 /// described them in its introspection answer (RFC 7662 §2.2).
 ///
@@ -32,6 +34,11 @@ pub struct Principal {
     /// The realm of the layer that let the request through, for the
     /// challenges of scope checks further in.
     realm: Option<HeaderValue>,
+    /// With DPoP on the layer: how its challenges are answered, so the
+    /// scope checks further in answer 403 with the scheme the request used
+    /// (RFC 9449 §7.1).
+    #[cfg(feature = "jwt")]
+    dpop: Option<crate::error::DpopAnswer>,
 }
 
 /// The parsed answer, as cached: one allocation plus its strings. Boxed
@@ -157,6 +164,8 @@ impl Principal {
         Self {
             inner: claims,
             realm: None,
+            #[cfg(feature = "jwt")]
+            dpop: None,
         }
     }
 
@@ -170,6 +179,25 @@ impl Principal {
 
     pub(crate) fn realm(&self) -> Option<&HeaderValue> {
         self.realm.as_ref()
+    }
+
+    /// The principal of a bearer token: a DPoP-bound one is refused.
+    pub(crate) fn unless_dpop_bound(self) -> Result<Self, AuthError> {
+        if self.is_dpop_bound() {
+            Err(bound_token_as_bearer())
+        } else {
+            Ok(self)
+        }
+    }
+
+    #[cfg(feature = "jwt")]
+    pub(crate) fn set_dpop_answer(&mut self, answer: crate::error::DpopAnswer) {
+        self.dpop = Some(answer);
+    }
+
+    #[cfg(feature = "jwt")]
+    pub(crate) fn dpop_answer(&self) -> Option<&crate::error::DpopAnswer> {
+        self.dpop.as_ref()
     }
 
     pub(crate) fn other_kind(&self) -> Option<OtherKind> {
@@ -277,6 +305,14 @@ impl Principal {
             .iter()
             .flat_map(|map| map.iter().map(|(k, v)| (k.as_str(), v)))
     }
+}
+
+/// RFC 9449 §7.1: a token bound to a DPoP key is not a bearer token; whoever
+/// presents it without a proof of the key may have stolen it.
+pub(crate) fn bound_token_as_bearer() -> AuthError {
+    AuthError::invalid_token(
+        "the token is bound to a DPoP key and must be sent with the DPoP scheme and a proof",
+    )
 }
 
 impl fmt::Debug for Principal {

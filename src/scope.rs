@@ -171,17 +171,30 @@ where
     if satisfies(principal.scopes(), groups, matcher) {
         Ok(principal.clone())
     } else {
-        Err(AuthError::insufficient_scope(required()).with_realm(principal.realm()))
+        let error = AuthError::insufficient_scope(required()).with_realm(principal.realm());
+        #[cfg(feature = "jwt")]
+        let error = match principal.dpop_answer() {
+            Some(answer) => error.with_dpop(answer.clone()),
+            None => error,
+        };
+        Err(error)
     }
 }
 
 /// Why a request has no principal: let through anonymously (401 with the
 /// layer's realm), or no layer ran at all (500).
 pub(crate) fn unauthenticated(extensions: &Extensions) -> AuthError {
-    match extensions.get::<LayerRealm>() {
-        Some(LayerRealm(realm)) => AuthError::missing_token().with_realm(Some(realm)),
-        None => AuthError::missing_layer(),
-    }
+    let Some(LayerRealm(realm)) = extensions.get::<LayerRealm>() else {
+        return AuthError::missing_layer();
+    };
+    let error = AuthError::missing_token().with_realm(Some(realm));
+    // A layer with DPoP leaves its answer beside the realm.
+    #[cfg(feature = "jwt")]
+    let error = match extensions.get::<crate::error::DpopAnswer>() {
+        Some(answer) => error.with_dpop(answer.clone()),
+        None => error,
+    };
+    error
 }
 
 /// The `scope` value of a 403 challenge: the first group, space-separated.

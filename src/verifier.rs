@@ -88,14 +88,27 @@ impl Verifier {
     }
 
     /// Verifies a token with the source it belongs to.
+    ///
+    /// A DPoP-bound token (`cnf.jkt`, RFC 9449) is refused here with 401
+    /// `invalid_token`, as by the layer's `Bearer` path: this call sees no
+    /// proof of the key. Such tokens pass through
+    /// [`IntrospectionLayer::dpop`](crate::IntrospectionLayer::dpop).
     pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
+        self.validate_any(token)
+            .await
+            .and_then(Principal::unless_dpop_bound)
+    }
+
+    /// As [`validate`](Self::validate), DPoP-bound tokens included: the
+    /// layer decides what their binding requires.
+    pub(crate) async fn validate_any(&self, token: &str) -> Result<Principal, AuthError> {
         if let Some(outcome) = self.cached(token) {
             return outcome;
         }
         match &self.route {
-            Route::Introspection(introspector) => introspector.validate(token).await,
+            Route::Introspection(introspector) => introspector.validate_any(token).await,
             #[cfg(feature = "jwt")]
-            Route::Jwt(jwt) => jwt.validate(token).await,
+            Route::Jwt(jwt) => jwt.validate_any(token).await,
             #[cfg(feature = "jwt")]
             Route::Several(sources) => sources.validate(token).await,
         }
@@ -103,7 +116,7 @@ impl Verifier {
 
     /// The outcome for `token` if everything it needs is cached and fresh:
     /// no `await`, no allocation but the `Principal`'s. `None`: ask
-    /// [`validate`](Self::validate). The middleware's hit path.
+    /// [`validate_any`](Self::validate_any). The middleware's hit path.
     #[inline]
     pub(crate) fn cached(&self, token: &str) -> Option<Result<Principal, AuthError>> {
         let now = clock::now();
@@ -132,16 +145,17 @@ impl Verifier {
 impl Sources {
     async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
         if let Some(jwt) = self.jwt_source(token) {
-            let principal = jwt.validate(token).await?;
+            let principal = jwt.validate_any(token).await?;
             if self.introspect_jwts {
                 if let Some(introspector) = &self.introspector {
-                    introspector.validate(token).await?;
+                    let answer = introspector.validate_any(token).await?;
+                    return same_binding(principal, &answer);
                 }
             }
             return Ok(principal);
         }
         match &self.introspector {
-            Some(introspector) => introspector.validate(token).await,
+            Some(introspector) => introspector.validate_any(token).await,
             None => Err(AuthError::invalid_token(
                 "the token is not a JWT from a configured issuer",
             )),
@@ -162,7 +176,7 @@ impl Sources {
         let from_as = introspector.peek_cached(token, now)?;
         jwt.count_hit();
         introspector.count_hit();
-        Some(from_jwt.and_then(|principal| from_as.map(|_| principal)))
+        Some(from_jwt.and_then(|principal| same_binding(principal, &from_as?)))
     }
 
     /// The JWT verifier for this token, if it is a JWT one of them takes.
@@ -178,6 +192,20 @@ impl Sources {
                     .find(|jwt| jwt.issuer() == Some(iss.as_str()))
             })
             .or(self.without_issuer.as_ref())
+    }
+}
+
+/// A JWT also introspected: the principal comes from its claims, so the
+/// AS's answer must not bind it to a DPoP key the claims do not name (nor
+/// to another one). Otherwise a bound token would pass as a bearer token.
+#[cfg(feature = "jwt")]
+fn same_binding(principal: Principal, answer: &Principal) -> Result<Principal, AuthError> {
+    if principal.is_dpop_bound() == answer.is_dpop_bound() && principal.dpop_jkt() == answer.dpop_jkt() {
+        Ok(principal)
+    } else {
+        Err(AuthError::invalid_token(
+            "the token's DPoP binding differs between its claims and the introspection answer",
+        ))
     }
 }
 

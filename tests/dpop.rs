@@ -52,7 +52,7 @@ async fn jwt_bound_token_as_bearer_is_refused() {
         .expected_audience("https://api.example")
         .build()
         .unwrap();
-    let base = common::serve(common::app(IntrospectionLayer::new(jwt))).await;
+    let base = common::serve(common::app(IntrospectionLayer::new(jwt.clone()))).await;
     let http = reqwest::Client::new();
     let token = auth.mint_jwt(
         JwtSpec::rfc9068()
@@ -69,27 +69,99 @@ async fn jwt_bound_token_as_bearer_is_refused() {
             .unwrap();
         assert_eq!(response.status(), 401, "{round}");
         assert_eq!(common::challenge(&response), BOUND_AS_BEARER, "{round}");
+        let error = jwt.validate(&token).await.unwrap_err();
+        assert_eq!(
+            error.kind(),
+            tower_introspection::ErrorKind::InvalidToken,
+            "{round}"
+        );
     }
 }
 
-/// The `Principal` shows the confirmation; an unbound token shows none.
+/// A JWT that is introspected too (`introspect_jwts_too`): its principal
+/// comes from its claims, so an AS answer binding it to a key the claims do
+/// not name must not let it pass as a bearer token (nor the other way).
 #[tokio::test]
-async fn principal_exposes_the_confirmation() {
-    let s = Setup::new().await;
-    let bound = s
-        .introspector
-        .validate(
-            &s.auth
-                .mint(TokenSpec::new().scope("read").claim("cnf", json!({ "jkt": JKT }))),
-        )
+async fn jwt_and_introspection_must_agree_on_the_binding() {
+    let auth = tower_introspection::test_util::TestAuthServer::start()
         .await
         .unwrap();
-    assert!(bound.is_dpop_bound());
-    assert_eq!(bound.dpop_jkt(), Some(JKT));
-    assert_eq!(bound.confirmation(), Some(&json!({ "jkt": JKT })));
-    let plain = s.introspector.validate(&s.auth.mint_token("read")).await.unwrap();
-    assert!(!plain.is_dpop_bound());
-    assert_eq!(plain.dpop_jkt(), None);
+    let jwt = JwtVerifier::builder()
+        .issuer(auth.issuer())
+        .jwks_url(auth.jwks_url())
+        .expected_audience("https://api.example")
+        .build()
+        .unwrap();
+    let verifier = tower_introspection::Verifier::builder()
+        .jwt(jwt)
+        .introspector(common::introspector(&auth))
+        .introspect_jwts_too(true)
+        .build()
+        .unwrap();
+    let spec = || {
+        JwtSpec::rfc9068()
+            .aud("https://api.example")
+            .claim("scope", json!("read"))
+    };
+    let differs = "the token's DPoP binding differs between its claims and the introspection answer";
+    // Unbound claims, bound answer; then bound claims, unbound answer.
+    let unbound_jwt = auth.mint_jwt(spec());
+    auth.mint(
+        TokenSpec::new()
+            .token_value(unbound_jwt.as_str())
+            .scope("read")
+            .claim("cnf", json!({ "jkt": JKT })),
+    );
+    let bound_jwt = auth.mint_jwt(spec().claim("cnf", json!({ "jkt": JKT })));
+    auth.mint(TokenSpec::new().token_value(bound_jwt.as_str()).scope("read"));
+    for token in [&unbound_jwt, &bound_jwt] {
+        for round in ["miss", "hit"] {
+            let error = verifier.validate(token).await.unwrap_err();
+            assert_eq!(error.description(), differs, "{round}");
+        }
+    }
+    // Agreeing: a plain JWT the AS knows unbound passes.
+    let plain = auth.mint_jwt(spec());
+    auth.mint(TokenSpec::new().token_value(plain.as_str()).scope("read"));
+    assert!(verifier.validate(&plain).await.is_ok());
+}
+
+/// The `Principal` shows the confirmation; an unbound token shows none.
+/// Outside the layer, `validate` refuses a bound token as the layer's
+/// `Bearer` path does: it sees no proof of the key.
+#[tokio::test]
+async fn principal_exposes_the_confirmation() {
+    let d = Dpop::allowed().await;
+    let proof = d.key.proof("GET", &d.url("/confirmation"), &d.token);
+    let response = d.send("/confirmation", &d.token, &[&proof]).await;
+    assert_eq!(response.status(), 200);
+    let shown: Value = response.json().await.unwrap();
+    assert_eq!(
+        shown,
+        json!({ "bound": true, "jkt": d.key.jkt(), "cnf": { "jkt": d.key.jkt() } })
+    );
+    let plain = d.s.auth.mint_token("read");
+    let response = d.s.get("/confirmation", Some(&plain)).await;
+    let shown: Value = response.json().await.unwrap();
+    assert_eq!(shown, json!({ "bound": false, "jkt": null, "cnf": null }));
+
+    for round in ["cached", "fresh"] {
+        let error = d.s.introspector.validate(&d.token).await.unwrap_err();
+        assert_eq!(error.status(), 401, "{round}");
+        assert_eq!(
+            error.description(),
+            "the token is bound to a DPoP key and must be sent with the DPoP scheme and a proof",
+            "{round}"
+        );
+        let verifier = tower_introspection::Verifier::from(d.s.introspector.clone());
+        assert_eq!(
+            verifier.validate(&d.token).await.unwrap_err().status(),
+            401,
+            "{round}"
+        );
+        d.s.introspector.invalidate_all();
+    }
+    assert!(d.s.introspector.validate(&plain).await.is_ok());
 }
 
 const ALGS: &str = "algs=\"ES256 ES384 EdDSA PS256 RS256\"";
@@ -409,6 +481,22 @@ async fn required_with_anonymous_lets_only_credential_free_requests_through() {
     assert_eq!(response.text().await.unwrap(), "anonymous");
     let unbound = s.auth.mint_token("read");
     assert_eq!(s.status("/maybe", Some(&unbound)).await, 401);
+    // A scope guard further in refuses the anonymous request with the
+    // layer's challenge: DPoP alone.
+    let response = s.get("/a", None).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(challenges(&response), [format!("DPoP realm=\"api\", {ALGS}")]);
+    // Both schemes accepted: both challenges.
+    let s = Setup::with(|b| b, |l| l.dpop(DpopConfig::allowed()).allow_anonymous(true)).await;
+    let response = s.get("/a", None).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        challenges(&response),
+        [
+            "Bearer realm=\"api\"".to_owned(),
+            format!("DPoP realm=\"api\", {ALGS}")
+        ]
+    );
 }
 
 /// Behind a proxy, `htu` names the external URL, not the one the server sees.
@@ -525,4 +613,38 @@ async fn resource_server_example_dpop_settings() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(results, (200, 401, 401));
+}
+
+/// A scope check further in answers 403 in the scheme the request used
+/// (RFC 9449 §7.1): the error in the `DPoP` challenge after a proof (a
+/// bare Bearer one beside it, both schemes being accepted); after a bearer
+/// token on a layer accepting both, the error in the Bearer challenge and
+/// a bare DPoP one, as the layer's own 401s.
+#[tokio::test]
+async fn insufficient_scope_is_answered_in_the_scheme_used() {
+    let d = Dpop::allowed().await;
+    // The `/admin` route requires the `admin` scope; the tokens hold `read`.
+    let proof = d.key.proof("GET", &d.url("/admin"), &d.token);
+    let response = d.send("/admin", &d.token, &[&proof]).await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        challenges(&response),
+        [
+            "Bearer realm=\"api\"".to_owned(),
+            format!("DPoP realm=\"api\", error=\"insufficient_scope\", scope=\"admin\", {ALGS}"),
+        ],
+    );
+    let unbound = d.s.auth.mint_token("read");
+    for round in ["miss", "hit"] {
+        let response = d.s.get("/admin", Some(&unbound)).await;
+        assert_eq!(response.status(), 403, "{round}");
+        assert_eq!(
+            challenges(&response),
+            [
+                "Bearer realm=\"api\", error=\"insufficient_scope\", scope=\"admin\"".to_owned(),
+                format!("DPoP realm=\"api\", {ALGS}"),
+            ],
+            "{round}"
+        );
+    }
 }

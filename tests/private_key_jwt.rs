@@ -123,7 +123,7 @@ async fn a_key_the_as_does_not_know_is_a_server_error_not_a_token_error() {
 }
 
 #[tokio::test]
-async fn assertion_audience_is_the_issuer_after_discovery_and_configurable() {
+async fn assertion_audience_is_the_issuer_when_known_and_configurable() {
     let key = key(&JwtAlg::EdDsa);
     let auth = server_with(&key).await;
     let introspector = Introspector::discover(auth.issuer())
@@ -134,6 +134,15 @@ async fn assertion_audience_is_the_issuer_after_discovery_and_configurable() {
         .build()
         .unwrap();
     introspector.validate(&auth.mint_token("read")).await.unwrap();
+    let c = claims(&last_form(&auth, "client_assertion").unwrap());
+    assert_eq!(c["aud"], json!(auth.issuer()));
+    // Without discovery, the issuer that signs the answers is known too.
+    let signed = Introspector::builder(auth.introspection_url())
+        .private_key_jwt(RS, key.clone())
+        .signed_answers(auth.issuer(), auth.jwks_url())
+        .build()
+        .unwrap();
+    signed.validate(&auth.mint_token("read")).await.unwrap();
     let c = claims(&last_form(&auth, "client_assertion").unwrap());
     assert_eq!(c["aud"], json!(auth.issuer()));
     // An audience that names another server is refused by the AS.

@@ -124,7 +124,9 @@ impl DpopConfig {
     /// The scheme and authority clients use to reach this server (behind a
     /// proxy, the request itself does not say): `htu` must be this URL
     /// followed by the request's path. Without it, the request's own URI
-    /// (absolute in HTTP/2) or `http://` plus its `Host` header.
+    /// (absolute in HTTP/2) or `http://` plus its `Host` header — which the
+    /// client chooses: a proof made for another server that shares this
+    /// one's audience would then pass `htu` here too. Set it in production.
     ///
     /// # Errors
     ///
@@ -336,9 +338,14 @@ impl Dpop {
         let method = method.as_str().to_owned();
         async move {
             let answer = self.answer(true);
-            self.verify_inner(verifier, presented, &method, target)
-                .await
-                .map_err(|error| error.with_dpop(answer))
+            match self.verify_inner(verifier, presented, &method, target).await {
+                Ok(mut principal) => {
+                    // Scope checks further in answer in the DPoP scheme too.
+                    principal.set_dpop_answer(answer);
+                    Ok(principal)
+                }
+                Err(error) => Err(error.with_dpop(answer)),
+            }
         }
     }
 
@@ -373,7 +380,7 @@ impl Dpop {
         replay_key.copy_from_slice(key.finish().as_ref());
         let principal = match verifier.cached(&presented.token) {
             Some(outcome) => outcome?,
-            None => verifier.validate(&presented.token).await?,
+            None => verifier.validate_any(&presented.token).await?,
         };
         let principal = match principal.dpop_jkt() {
             Some(jkt) if jkt == checked.jkt => principal,

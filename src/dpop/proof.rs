@@ -139,7 +139,10 @@ pub(crate) fn thumbprint(jwk: &Map<String, Value>) -> Option<String> {
 
 /// `htu` against the request's URL, without query and fragment, after the
 /// normalization `url` applies (case of scheme and host, default port,
-/// dot segments): RFC 9449 §4.3 item 9.
+/// dot segments, also percent-encoded ones): RFC 9449 §4.3 item 9 asks for
+/// RFC 3986's syntax- and scheme-based normalization before comparing. The
+/// request's own path went through the same, so `/a/%2e%2e/b` matches a
+/// proof for `/b`; the router, not this check, decides what that path is.
 fn same_target(htu: &str, url: &url::Url) -> bool {
     let Ok(htu) = url::Url::parse(htu) else {
         return false;

@@ -295,8 +295,9 @@ impl IntrospectorBuilder {
     }
 
     /// The `aud` of `private_key_jwt` assertions. Default: the issuer when
-    /// the builder came from discovery, else [`AssertionAudience::Endpoint`]
-    /// (the URL of the endpoint called). `build()` refuses it without
+    /// it is known — from discovery, or from
+    /// [`signed_answers`](Self::signed_answers) — else
+    /// [`AssertionAudience::Endpoint`] (the URL of the endpoint called). `build()` refuses it without
     /// `private_key_jwt`.
     #[cfg(feature = "jwt")]
     #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
@@ -627,10 +628,22 @@ impl IntrospectorBuilder {
                     "client_assertion_audience applies only to private_key_jwt",
                 ));
             }
-            self.assertion_audience.unwrap_or(match self.discovered_issuer {
-                Some(issuer) => AssertionAudience::Issuer(issuer),
-                None => AssertionAudience::Endpoint,
-            })
+            // The issuer whenever we know it: from discovery, or the one
+            // that signs the answers.
+            let known_issuer = self
+                .discovered_issuer
+                .clone()
+                .or_else(|| self.signed_answers.as_ref().map(|(issuer, _)| issuer.clone()));
+            match (self.assertion_audience.clone(), known_issuer) {
+                (Some(audience), _) => audience,
+                (None, Some(issuer)) => AssertionAudience::Issuer(issuer),
+                (None, None) => {
+                    tracing::debug!(
+                        "private_key_jwt without a known issuer: assertions name the endpoint called as `aud`; set client_assertion_audience to name the issuer"
+                    );
+                    AssertionAudience::Endpoint
+                }
+            }
         };
         let auth = match auth {
             #[cfg(feature = "jwt")]

@@ -152,7 +152,20 @@ impl Introspector {
     ///
     /// Scopes are not checked here; see [`Scoped`](crate::Scoped) and
     /// [`RequireScope`](crate::RequireScope).
+    ///
+    /// A DPoP-bound token (`cnf.jkt`, RFC 9449) is refused here with 401
+    /// `invalid_token`, as by the layer's `Bearer` path: this call sees no
+    /// proof of the key. Such tokens pass through
+    /// [`IntrospectionLayer::dpop`](crate::IntrospectionLayer::dpop).
     pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
+        self.validate_any(token)
+            .await
+            .and_then(Principal::unless_dpop_bound)
+    }
+
+    /// As [`validate`](Self::validate), DPoP-bound tokens included: the
+    /// layer decides what their binding requires.
+    pub(crate) async fn validate_any(&self, token: &str) -> Result<Principal, AuthError> {
         if let Some(outcome) = self.cached(token, clock::now()) {
             return outcome;
         }

@@ -95,6 +95,15 @@ impl IntrospectionLayer {
 }
 
 impl<E, R> IntrospectionLayer<E, R> {
+    /// With DPoP on: tells the scope checks further in to answer a `Bearer`
+    /// request's 403 with both challenges, as this layer's 401s.
+    #[cfg(feature = "jwt")]
+    pub(super) fn answer_scopes_in_dpop(&self, principal: &mut crate::Principal) {
+        if let Some(dpop) = &self.dpop {
+            principal.set_dpop_answer(dpop.answer(false));
+        }
+    }
+
     /// The `realm` of every challenge (default `"api"`).
     ///
     /// # Errors
@@ -254,8 +263,9 @@ impl<E, R> IntrospectionLayer<E, R> {
     /// 9449), beside `Bearer` or instead of it; see [`DpopConfig`](crate::DpopConfig).
     /// Off by default; a DPoP-bound token is refused as a bearer token
     /// either way. Rejections of this layer then carry the `DPoP`
-    /// challenge (`algs`, `error="invalid_dpop_proof"`); the scope guards
-    /// further in answer with `Bearer` challenges as before.
+    /// challenge (`algs`, `error="invalid_dpop_proof"`), and so do the
+    /// 403s of the scope guards further in (`insufficient_scope` in the
+    /// challenge of the scheme the request used).
     #[cfg(feature = "jwt")]
     pub fn dpop(mut self, config: crate::DpopConfig) -> Self {
         self.dpop = Some(std::sync::Arc::new(crate::dpop::Dpop::new(config)));

@@ -75,10 +75,12 @@ where
                 return match outcome {
                     // A DPoP-bound token without its proof (RFC 9449 §7.1).
                     Ok(principal) if principal.is_dpop_bound() => {
-                        ResponseFuture::rejected(self.reject(bound_token_as_bearer()))
+                        ResponseFuture::rejected(self.reject(crate::principal::bound_token_as_bearer()))
                     }
                     Ok(mut principal) => {
                         principal.set_realm(layer.realm.0.clone());
+                        #[cfg(feature = "jwt")]
+                        layer.answer_scopes_in_dpop(&mut principal);
                         request.extensions_mut().insert(principal);
                         ResponseFuture::calling(self.inner.call(request), false)
                     }
@@ -92,6 +94,10 @@ where
                 // No token, but the headers may still hold other credentials.
                 layer.extractor.mark_sensitive(request.headers_mut());
                 request.extensions_mut().insert(layer.realm.clone());
+                #[cfg(feature = "jwt")]
+                if let Some(dpop) = &layer.dpop {
+                    request.extensions_mut().insert(dpop.answer(false));
+                }
                 return ResponseFuture::calling(self.inner.call(request), false);
             }
             Ok(None) => return ResponseFuture::rejected(self.reject(AuthError::missing_token())),
@@ -115,10 +121,12 @@ where
         if let Some(outcome) = layer.verifier.cached(token.secret()) {
             return match outcome {
                 Ok(principal) if principal.is_dpop_bound() => {
-                    ResponseFuture::rejected(self.reject(bound_token_as_bearer()))
+                    ResponseFuture::rejected(self.reject(crate::principal::bound_token_as_bearer()))
                 }
                 Ok(mut principal) => {
                     principal.set_realm(layer.realm.0.clone());
+                    #[cfg(feature = "jwt")]
+                    layer.answer_scopes_in_dpop(&mut principal);
                     request.extensions_mut().insert(principal);
                     ResponseFuture::calling(self.inner.call(request), private)
                 }
@@ -129,15 +137,21 @@ where
         #[cfg(feature = "jwt")]
         let dpop_answer = layer.dpop.as_ref().map(|dpop| dpop.answer(false));
         let principal = Box::pin(async move {
-            let outcome = match verifier.validate(token.secret()).await {
-                Ok(principal) if principal.is_dpop_bound() => Err(bound_token_as_bearer()),
+            let outcome = match verifier.validate_any(token.secret()).await {
+                Ok(principal) if principal.is_dpop_bound() => Err(crate::principal::bound_token_as_bearer()),
                 outcome => outcome,
             };
             #[cfg(feature = "jwt")]
-            let outcome = outcome.map_err(|error| match dpop_answer {
-                Some(answer) => error.with_dpop(answer),
-                None => error,
-            });
+            let outcome = match dpop_answer {
+                Some(answer) => match outcome {
+                    Ok(mut principal) => {
+                        principal.set_dpop_answer(answer);
+                        Ok(principal)
+                    }
+                    Err(error) => Err(error.with_dpop(answer)),
+                },
+                None => outcome,
+            };
             outcome
         });
         // Take the service that was driven to readiness; leave a clone behind.
@@ -152,14 +166,6 @@ where
             private,
         )
     }
-}
-
-/// RFC 9449 §7.1: a token bound to a DPoP key is not a bearer token; whoever
-/// presents it without a proof of the key may have stolen it.
-fn bound_token_as_bearer() -> AuthError {
-    AuthError::invalid_token(
-        "the token is bound to a DPoP key and must be sent with the DPoP scheme and a proof",
-    )
 }
 
 impl<S, E, R> Introspection<S, E, R> {
@@ -203,6 +209,7 @@ impl<S, E: ExtractToken, R> Introspection<S, E, R> {
                     // No credentials at all: anonymous, as without DPoP.
                     self.layer.extractor.mark_sensitive(request.headers_mut());
                     request.extensions_mut().insert(self.layer.realm.clone());
+                    request.extensions_mut().insert(dpop.answer(false));
                     return Ok(ResponseFuture::calling(self.inner.call(request), false));
                 }
                 return Ok(ResponseFuture::rejected(self.reject(dpop.scheme_required())));

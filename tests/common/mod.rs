@@ -48,6 +48,7 @@ pub fn app(layer: IntrospectionLayer) -> Router {
     let protected = Router::new()
         .route("/ping", get(|| async { "ok" }))
         .route("/whoami", get(whoami))
+        .route("/confirmation", get(confirmation))
         .route(
             "/items",
             get(|_: Scoped<Read>| async { "list" }).post(|_: Scoped<Write>| async { "created" }),
@@ -80,6 +81,15 @@ async fn whoami(principal: Principal) -> Json<Value> {
         "scope": principal.scopes().to_string(),
         "exp": principal.expires_at(),
         "aud": principal.audiences().collect::<Vec<_>>(),
+    }))
+}
+
+/// What the principal says of its DPoP binding (RFC 9449 §6).
+async fn confirmation(principal: Principal) -> Json<Value> {
+    Json(json!({
+        "bound": principal.is_dpop_bound(),
+        "jkt": principal.dpop_jkt(),
+        "cnf": principal.confirmation(),
     }))
 }
 
