@@ -31,34 +31,56 @@ pub(crate) struct Checks {
 
 impl Checks {
     pub(crate) fn check(&self, principal: &Principal, now: i64) -> Result<(), AuthError> {
-        if let Some(kind) = principal.other_kind() {
-            if !self.any_token_kind {
-                return Err(AuthError::invalid_token(kind.refusal()));
-            }
+        self.kind(principal)
+            .and_then(|()| self.times(principal, now))
+            .and_then(|()| self.lasting_after_kind(principal))
+            .map_err(AuthError::invalid_token)
+    }
+
+    /// The checks whose outcome never changes for a given answer (kind,
+    /// issuer, audience, resource, token type): a token failing one fails
+    /// for good, and a verifier may remember the refusal.
+    pub(crate) fn lasting(&self, principal: &Principal) -> Result<(), &'static str> {
+        self.kind(principal)?;
+        self.lasting_after_kind(principal)
+    }
+
+    #[inline]
+    fn kind(&self, principal: &Principal) -> Result<(), &'static str> {
+        match principal.other_kind() {
+            Some(kind) if !self.any_token_kind => Err(kind.refusal()),
+            _ => Ok(()),
         }
+    }
+
+    #[inline]
+    fn times(&self, principal: &Principal, now: i64) -> Result<(), &'static str> {
         if let Some(exp) = principal.expires_at() {
             if now >= exp.saturating_add(self.leeway_secs) {
-                return Err(AuthError::invalid_token("the token has expired"));
+                return Err("the token has expired");
             }
         }
         if let Some(nbf) = principal.not_before() {
             if nbf > now.saturating_add(self.leeway_secs) {
-                return Err(AuthError::invalid_token("the token is not valid yet"));
+                return Err("the token is not valid yet");
             }
         }
         // On every read, like `nbf`: a token from an AS whose clock runs
         // ahead becomes acceptable once ours catches up.
         if let Some(iat) = principal.issued_at().filter(|_| self.iat_not_in_future) {
             if iat > now.saturating_add(self.leeway_secs) {
-                return Err(AuthError::invalid_token(
-                    "the token was issued in the future (iat)",
-                ));
+                return Err("the token was issued in the future (iat)");
             }
         }
+        Ok(())
+    }
+
+    #[inline]
+    fn lasting_after_kind(&self, principal: &Principal) -> Result<(), &'static str> {
         if !self.issuers.is_empty() {
             let issuer = principal.issuer().unwrap_or_default();
             if !self.issuers.iter().any(|expected| **expected == *issuer) {
-                return Err(AuthError::invalid_token("the token was issued by another issuer"));
+                return Err("the token was issued by another issuer");
             }
         }
         // Each configured list must be matched on its own: an expected
@@ -69,25 +91,21 @@ impl Checks {
                 .audiences()
                 .any(|aud| self.audiences.iter().any(|expected| **expected == *aud))
         {
-            return Err(AuthError::invalid_token(
-                "the token is meant for another audience",
-            ));
+            return Err("the token is meant for another audience");
         }
         if !self.resources.is_empty()
             && !principal
                 .audiences()
                 .any(|aud| self.resources.iter().any(|resource| is_resource(aud, resource)))
         {
-            return Err(AuthError::invalid_token(
-                "the token is meant for another audience",
-            ));
+            return Err("the token is meant for another audience");
         }
         if let Some(required) = &self.token_type {
             let matches = principal
                 .token_type()
                 .is_some_and(|tt| tt.eq_ignore_ascii_case(required));
             if !matches {
-                return Err(AuthError::invalid_token("the token has another token type"));
+                return Err("the token has another token type");
             }
         }
         Ok(())

@@ -246,11 +246,17 @@ async fn a_wrong_typ_is_refused() {
 async fn audience_issuer_and_time_claims_are_checked() {
     let s = Jwt::new().await;
     let other_audience = s.token(good().aud("https://other.example"));
-    // Twice: the second time from the cache, where the checks run again.
-    for _ in 0..2 {
-        s.refused(&other_audience, "the token is meant for another audience")
-            .await;
-    }
+    s.refused(&other_audience, "the token is meant for another audience")
+        .await;
+    // A signed token for another audience fails for good: the second time
+    // the refusal is remembered (one signature check in all), and the
+    // token takes no place among the active entries.
+    s.refused(&other_audience, "the token was refused").await;
+    s.verifier.run_pending_tasks().await;
+    let stats = s.verifier.stats();
+    assert_eq!(stats.signature_checks, 1);
+    assert_eq!(stats.cache.negative_hits, 1);
+    assert_eq!(stats.cache.entries, 0);
     let both = s.token(good().claim("aud", json!(["https://other.example", API])));
     assert_eq!(s.status("/ping", &both).await, 200, "aud: any of");
     s.refused(

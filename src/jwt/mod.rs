@@ -242,6 +242,14 @@ impl JwtVerifier {
         let inner = &*self.inner;
         match result {
             Ok(principal) => {
+                // A signed token for another audience or issuer (or not an
+                // access token) fails for good: remembered with the
+                // refusals, it takes no place among the active entries.
+                if let Err(reason) = inner.checks.lasting(&principal) {
+                    tracing::debug!(key = %key_prefix(&key), reason, "JWT refused");
+                    self.remember_refusal(key).await;
+                    return Err(LoadError::Invalid(reason));
+                }
                 if !inner.cache.cacheable(&principal, since_epoch()) {
                     let exp = principal.expires_at().unwrap_or(i64::MIN);
                     if exp.saturating_add(inner.checks.leeway_secs) > unix_now() {
