@@ -18,6 +18,12 @@
 //! `scope` (what was asked for, absent if nothing was), `client_id`, `iss`,
 //! `aud` (a string: the resource indicator). Its introspection endpoint
 //! refuses JWTs (400 `unsupported_token_type`) and answers for opaque tokens.
+//! A token request with a DPoP proof gets a token bound to its key
+//! (`token_type` `DPoP`, `cnf.jkt`): the `dpop_*` tests run
+//! `examples/resource_server` against it with `DPOP=allowed` and `required`.
+//! They spawn the example binary: after a change to the crate, run
+//! `cargo build --all-features --examples` first (`cargo test --all-features`
+//! does it too), or they test a stale build.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
@@ -30,6 +36,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::{challenge, challenge_params, param};
 use serde_json::Value;
+use tower_introspection::test_util::DpopKey;
 use tower_introspection::{ErrorKind, IntrospectionLayer, Introspector, JwtVerifier, Verifier};
 
 const HARNESS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/oidc.sh");
@@ -468,4 +475,432 @@ async fn signed_introspection_answers_from_oidc_provider() {
     let error = wrong_issuer.validate(&opaque).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Unavailable);
     assert_eq!(error.status(), 503);
+}
+
+// ------------------------------------------------------------------ DPoP
+//
+// RFC 9449 end to end: oidc-provider (`features.dPoP`, no AS nonce) binds a
+// client credentials token to the key of the proof sent to its token
+// endpoint; `examples/resource_server` (`DPOP=allowed` / `required`) then
+// checks each request's proof against that binding, for an opaque token
+// (introspection answers `cnf.jkt`) and a JWT (`cnf.jkt` in its claims).
+
+const DPOP_ALGS: &str = "algs=\"ES256 ES384 EdDSA PS256 RS256\"";
+
+/// A proof for the token endpoint: RFC 9449 §4.2 puts `ath` only in
+/// proofs that present an access token, so none here.
+fn token_request_proof(key: &DpopKey, token_url: &str) -> String {
+    let mut claims = DpopKey::claims("POST", token_url, "");
+    claims
+        .as_object_mut()
+        .expect("claims are an object")
+        .remove("ath");
+    key.sign(&key.header(), &claims)
+}
+
+impl Oidc {
+    /// The token endpoint's answer to a client credentials grant carrying
+    /// `proof` in a `DPoP` header: (status, JSON body).
+    async fn token_with_proof(&self, proof: &str, resource: &str, scope: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.var("OIDC_TOKEN_URL"))
+            .basic_auth(self.var("OIDC_CLIENT_ID"), Some(self.var("OIDC_CLIENT_SECRET")))
+            .header("dpop", proof)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", scope),
+                ("resource", resource),
+            ])
+            .send()
+            .await
+            .expect("token endpoint reachable");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON answer"))
+    }
+
+    /// A token for `resource` bound to `key`: token_type `DPoP`.
+    async fn dpop_token(&self, key: &DpopKey, resource: &str, scope: &str) -> String {
+        let proof = token_request_proof(key, self.var("OIDC_TOKEN_URL"));
+        let (status, body) = self.token_with_proof(&proof, resource, scope).await;
+        assert_eq!(status, 200, "token endpoint with a DPoP proof: {body}");
+        assert_eq!(body["token_type"], "DPoP", "RFC 9449 §5: {body}");
+        body["access_token"].as_str().expect("access_token").to_owned()
+    }
+}
+
+/// `examples/resource_server` on a free loopback port; killed (its own PID)
+/// when dropped, so a failed assertion does not leave it running.
+struct ResourceServer {
+    child: std::process::Child,
+    base: String,
+}
+
+impl ResourceServer {
+    /// Starts the example with `vars` alone (and `LISTEN_ADDR=127.0.0.1:0`;
+    /// nothing from the test's environment, which may hold the example's
+    /// variables), reads its URL from the `listening on` line.
+    fn spawn(vars: &[(&str, &str)]) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::process::Stdio;
+
+        let mut command = Command::new(common::example("resource_server"));
+        command
+            .env_clear()
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let mut child = command
+            .spawn()
+            .expect("examples/resource_server is built (cargo build --all-features --examples)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("its first line");
+        let Some(base) = line.trim().strip_prefix("listening on ").map(str::to_owned) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the listening line, got {line:?} (bad configuration?)");
+        };
+        Self { child, base }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for ResourceServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every `WWW-Authenticate` value, in order.
+fn challenges(response: &reqwest::Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().expect("ASCII").to_owned())
+        .collect()
+}
+
+/// The DPoP challenge of a refusal in realm `interop`.
+fn dpop_error(error: &str, description: &str) -> String {
+    format!("DPoP realm=\"interop\", error=\"{error}\", error_description=\"{description}\", {DPOP_ALGS}")
+}
+
+/// `GET url` with `Authorization: DPoP token` and `DPoP: proof`.
+async fn dpop_get(http: &reqwest::Client, url: &str, token: &str, proof: &str) -> reqwest::Response {
+    http.get(url)
+        .header("authorization", format!("DPoP {token}"))
+        .header("dpop", proof)
+        .send()
+        .await
+        .expect("resource server reachable")
+}
+
+/// With `DPOP=allowed`: every check of a bound `token` (bound to `key`) at
+/// the resource server `rs`, with exact statuses and challenges.
+async fn check_allowed(oidc: &Oidc, rs: &ResourceServer, key: &DpopKey, token: &str, route: &str) {
+    let http = &oidc.http;
+    let whoami = rs.url("/whoami");
+    let refused = |error: &'static str, description: &'static str| {
+        vec![
+            "Bearer realm=\"interop\"".to_owned(),
+            dpop_error(error, description),
+        ]
+    };
+
+    let as_bearer = [
+        "Bearer realm=\"interop\", error=\"invalid_token\", error_description=\"the token is bound to a DPoP key and must be sent with the DPoP scheme and a proof\"".to_owned(),
+        format!("DPoP realm=\"interop\", {DPOP_ALGS}"),
+    ];
+    // First as a bearer token (its answer not cached yet): refused.
+    let response = oidc.get(whoami.clone(), token).await;
+    assert_eq!(response.status(), 401, "{route}: as Bearer, cache miss");
+    assert_eq!(challenges(&response), as_bearer, "{route}: as Bearer, cache miss");
+
+    // Two fresh proofs: 200 each.
+    let proof = key.proof("GET", &whoami, token);
+    let response = dpop_get(http, &whoami, token, &proof).await;
+    assert_eq!(response.status(), 200, "{route}: a fresh proof");
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["client_id"], oidc.var("OIDC_CLIENT_ID"), "{route}");
+    let again = key.proof("GET", &whoami, token);
+    let response = dpop_get(http, &whoami, token, &again).await;
+    assert_eq!(response.status(), 200, "{route}: a second fresh proof");
+
+    // The first proof again: a replay.
+    let response = dpop_get(http, &whoami, token, &proof).await;
+    assert_eq!(response.status(), 401, "{route}: replayed proof");
+    assert_eq!(
+        challenges(&response),
+        refused("invalid_dpop_proof", "the DPoP proof was used before (jti)"),
+        "{route}: replayed proof"
+    );
+
+    // A proof for POST, sent with GET.
+    let post = key.proof("POST", &whoami, token);
+    let response = dpop_get(http, &whoami, token, &post).await;
+    assert_eq!(response.status(), 401, "{route}: htm");
+    assert_eq!(
+        challenges(&response),
+        refused(
+            "invalid_dpop_proof",
+            "the DPoP proof is for another HTTP method (htm)"
+        ),
+        "{route}: htm"
+    );
+
+    // A proof for another URL of the same server, and for the AS's token
+    // endpoint (the proof the client sent there).
+    let items = key.proof("GET", &rs.url("/items"), token);
+    for (what, proof) in [
+        ("another path", items),
+        (
+            "the token endpoint",
+            key.proof("GET", oidc.var("OIDC_TOKEN_URL"), token),
+        ),
+    ] {
+        let response = dpop_get(http, &whoami, token, &proof).await;
+        assert_eq!(response.status(), 401, "{route}: htu of {what}");
+        assert_eq!(
+            challenges(&response),
+            refused("invalid_dpop_proof", "the DPoP proof is for another URL (htu)"),
+            "{route}: htu of {what}"
+        );
+    }
+
+    // A valid proof by another key: its thumbprint is not the token's cnf.jkt.
+    let stranger = DpopKey::generate().proof("GET", &whoami, token);
+    let response = dpop_get(http, &whoami, token, &stranger).await;
+    assert_eq!(response.status(), 401, "{route}: another key");
+    assert_eq!(
+        challenges(&response),
+        refused("invalid_token", "the token is bound to another DPoP key"),
+        "{route}: another key"
+    );
+
+    // ath: missing (a proof as for the token endpoint), or for another token.
+    let mut claims = DpopKey::claims("GET", &whoami, token);
+    claims.as_object_mut().expect("object").remove("ath");
+    let no_ath = key.sign(&key.header(), &claims);
+    let other_ath = key.proof("GET", &whoami, "another-access-token");
+    for (what, proof) in [("no ath", no_ath), ("another token's ath", other_ath)] {
+        let response = dpop_get(http, &whoami, token, &proof).await;
+        assert_eq!(response.status(), 401, "{route}: {what}");
+        assert_eq!(
+            challenges(&response),
+            refused(
+                "invalid_dpop_proof",
+                "the DPoP proof is for another access token (ath)"
+            ),
+            "{route}: {what}"
+        );
+    }
+
+    // The bound token as a bearer token again, its answer cached now.
+    let response = oidc.get(whoami.clone(), token).await;
+    assert_eq!(response.status(), 401, "{route}: as Bearer, cache hit");
+    assert_eq!(challenges(&response), as_bearer, "{route}: as Bearer, cache hit");
+
+    // And after all these refusals, a fresh proof still passes.
+    let fresh = key.proof("GET", &whoami, token);
+    assert_eq!(
+        dpop_get(http, &whoami, token, &fresh).await.status(),
+        200,
+        "{route}: fresh proof after the refusals"
+    );
+}
+
+/// What oidc-provider issues for a token request with a DPoP proof: a token
+/// bound to the proof's key, `cnf.jkt` in the introspection answer (opaque)
+/// or the claims (JWT); without a proof, an unbound bearer token; a
+/// replayed proof refused.
+#[tokio::test]
+#[ignore = "needs node-oidc-provider: eval \"$(tests/interop/oidc.sh start)\""]
+async fn dpop_oidc_provider_binds_tokens_to_the_proof_key() {
+    let oidc = Oidc::new();
+    let key = DpopKey::generate();
+
+    let opaque = oidc
+        .dpop_token(&key, oidc.var("OIDC_OPAQUE_RESOURCE"), "read")
+        .await;
+    assert_eq!(opaque.split('.').count(), 1, "opaque: {opaque}");
+    let principal = oidc
+        .introspector()
+        .await
+        .validate(&opaque)
+        .await
+        .expect("introspected");
+    assert!(principal.is_dpop_bound());
+    assert_eq!(principal.dpop_jkt(), Some(key.jkt().as_str()), "cnf.jkt");
+
+    let jwt = oidc.dpop_token(&key, oidc.var("OIDC_RESOURCE"), "read").await;
+    let (header, claims) = decode(&jwt);
+    assert_eq!(header["typ"], "at+jwt");
+    assert_eq!(claims["cnf"], serde_json::json!({ "jkt": key.jkt() }));
+    let principal = oidc.jwt_verifier().await.validate(&jwt).await.expect("verified");
+    assert_eq!(principal.dpop_jkt(), Some(key.jkt().as_str()));
+
+    // No proof: a bearer token, unbound.
+    let plain = oidc.token(Some(oidc.var("OIDC_OPAQUE_RESOURCE")), "read").await;
+    let principal = oidc.introspector().await.validate(&plain).await.unwrap();
+    assert!(!principal.is_dpop_bound());
+
+    // The AS keeps its own replay cache of token-request proofs.
+    let proof = token_request_proof(&key, oidc.var("OIDC_TOKEN_URL"));
+    let resource = oidc.var("OIDC_OPAQUE_RESOURCE");
+    assert_eq!(oidc.token_with_proof(&proof, resource, "read").await.0, 200);
+    let (status, body) = oidc.token_with_proof(&proof, resource, "read").await;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &Value::from("invalid_grant")),
+        "{body}"
+    );
+}
+
+/// `examples/resource_server` with `DPOP=allowed`, authenticating to
+/// oidc-provider with `private_key_jwt`, asking for signed introspection
+/// answers (RFC 9701) and verifying the AS's JWTs locally: both routes to
+/// `cnf.jkt`.
+fn allowed_resource_server(oidc: &Oidc) -> ResourceServer {
+    let key_file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("oidc-rs-key-client.pem");
+    std::fs::write(
+        &key_file,
+        tower_introspection::test_util::client_private_key_pem(
+            &tower_introspection::test_util::JwtAlg::Rs256,
+            2,
+        )
+        .expect("test RSA key 3"),
+    )
+    .expect("write the client key");
+    let audiences = format!(
+        "{},{}",
+        oidc.var("OIDC_RESOURCE"),
+        oidc.var("OIDC_OPAQUE_RESOURCE")
+    );
+    ResourceServer::spawn(&[
+        ("INTROSPECTION_URL", oidc.var("OIDC_INTROSPECTION_URL")),
+        ("CLIENT_AUTH", "private_key_jwt"),
+        ("CLIENT_ID", RS_KEY_CLIENT_ID),
+        ("CLIENT_KEY_FILE", key_file.to_str().expect("UTF-8 path")),
+        ("AS_ISSUER", oidc.issuer()),
+        ("SIGNED_INTROSPECTION", "true"),
+        ("AS_JWKS_URL", oidc.var("OIDC_JWKS_URL")),
+        ("JWT_ISSUER", oidc.issuer()),
+        ("EXPECTED_AUDIENCE", &audiences),
+        ("REALM", "interop"),
+        ("DPOP", "allowed"),
+    ])
+}
+
+/// An opaque DPoP-bound token: `cnf.jkt` from a signed introspection answer.
+#[tokio::test]
+#[ignore = "needs node-oidc-provider: eval \"$(tests/interop/oidc.sh start)\""]
+async fn dpop_allowed_opaque_token_through_signed_introspection() {
+    let oidc = Oidc::new();
+    let rs = allowed_resource_server(&oidc);
+    let key = DpopKey::generate();
+    let opaque = oidc
+        .dpop_token(&key, oidc.var("OIDC_OPAQUE_RESOURCE"), "read")
+        .await;
+    check_allowed(&oidc, &rs, &key, &opaque, "opaque (introspection)").await;
+
+    // An unbound bearer token from the same AS: fine as Bearer, refused
+    // with the DPoP scheme (nothing to bind the proof to).
+    let plain = oidc.token(Some(oidc.var("OIDC_OPAQUE_RESOURCE")), "read").await;
+    let whoami = rs.url("/whoami");
+    assert_eq!(oidc.get(whoami.clone(), &plain).await.status(), 200);
+    let response = dpop_get(&oidc.http, &whoami, &plain, &key.proof("GET", &whoami, &plain)).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        challenges(&response),
+        [
+            "Bearer realm=\"interop\"".to_owned(),
+            dpop_error("invalid_token", "the token is not bound to a DPoP key"),
+        ]
+    );
+}
+
+/// A DPoP-bound JWT access token: `cnf.jkt` from its claims, verified locally.
+#[tokio::test]
+#[ignore = "needs node-oidc-provider: eval \"$(tests/interop/oidc.sh start)\""]
+async fn dpop_allowed_jwt_verified_locally() {
+    let oidc = Oidc::new();
+    let rs = allowed_resource_server(&oidc);
+    let key = DpopKey::generate();
+    let jwt = oidc.dpop_token(&key, oidc.var("OIDC_RESOURCE"), "read").await;
+    check_allowed(&oidc, &rs, &key, &jwt, "JWT (local)").await;
+}
+
+/// `DPOP=required`, introspection with `client_secret_basic`: only the
+/// `DPoP` scheme, and only its challenge.
+#[tokio::test]
+#[ignore = "needs node-oidc-provider: eval \"$(tests/interop/oidc.sh start)\""]
+async fn dpop_required_at_the_resource_server() {
+    let oidc = Oidc::new();
+    let audiences = format!(
+        "{},{}",
+        oidc.var("OIDC_RESOURCE"),
+        oidc.var("OIDC_OPAQUE_RESOURCE")
+    );
+    let rs = ResourceServer::spawn(&[
+        ("INTROSPECTION_URL", oidc.var("OIDC_INTROSPECTION_URL")),
+        ("CLIENT_ID", oidc.var("OIDC_RS_CLIENT_ID")),
+        ("CLIENT_SECRET", oidc.var("OIDC_RS_CLIENT_SECRET")),
+        ("JWT_ISSUER", oidc.issuer()),
+        ("EXPECTED_AUDIENCE", &audiences),
+        ("REALM", "interop"),
+        ("DPOP", "required"),
+    ]);
+    let http = &oidc.http;
+    let bare = vec![format!("DPoP realm=\"interop\", {DPOP_ALGS}")];
+    let key = DpopKey::generate();
+    let items = rs.url("/items");
+    for resource in ["OIDC_RESOURCE", "OIDC_OPAQUE_RESOURCE"] {
+        let token = oidc.dpop_token(&key, oidc.var(resource), "read").await;
+        let proof = key.proof("GET", &items, &token);
+        let response = dpop_get(http, &items, &token, &proof).await;
+        assert_eq!(
+            (response.status().as_u16(), challenges(&response)),
+            (200, vec![]),
+            "{resource}: a fresh proof"
+        );
+        let response = dpop_get(http, &items, &token, &proof).await;
+        assert_eq!(response.status(), 401, "{resource}: replayed");
+        assert_eq!(
+            challenges(&response),
+            [dpop_error(
+                "invalid_dpop_proof",
+                "the DPoP proof was used before (jti)"
+            )],
+            "{resource}: replayed"
+        );
+        let stranger = DpopKey::generate().proof("GET", &items, &token);
+        let response = dpop_get(http, &items, &token, &stranger).await;
+        assert_eq!(response.status(), 401, "{resource}: another key");
+        assert_eq!(
+            challenges(&response),
+            [dpop_error(
+                "invalid_token",
+                "the token is bound to another DPoP key"
+            )],
+            "{resource}: another key"
+        );
+        let response = oidc.get(items.clone(), &token).await;
+        assert_eq!(response.status(), 401, "{resource}: as Bearer");
+        assert_eq!(challenges(&response), bare, "{resource}: as Bearer");
+    }
+    // An unbound bearer token: the Bearer scheme is not accepted at all.
+    let plain = oidc.token(Some(oidc.var("OIDC_OPAQUE_RESOURCE")), "read").await;
+    let response = oidc.get(items.clone(), &plain).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(challenges(&response), bare);
 }

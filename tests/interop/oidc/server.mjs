@@ -122,6 +122,13 @@ async function serve() {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      // RFC 9449: a token request with a `DPoP` proof gets a token bound to
+      // its key (`cnf.jkt` in the JWT or the introspection answer,
+      // token_type `DPoP`); without one, a bearer token as before. No AS
+      // nonce (`requireNonce` stays false): the resource server does not
+      // implement `use_dpop_nonce` either. (9.x enables it by default; set
+      // here so the tests do not depend on that.)
+      dPoP: { enabled: true, allowReplay: false },
       introspection: {
         enabled: true,
         // The resource server's client may introspect every token; any other
