@@ -9,15 +9,13 @@
 //! token, whether DPoP is configured or not.
 
 mod proof;
+mod replay;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{header, HeaderMap, Method, Uri};
-use moka::future::Cache;
-use moka::policy::EvictionPolicy;
-use ring::digest::{Context as Digest, SHA256};
 
 use crate::clock;
 use crate::error::{AuthError, ConfigError, DpopAnswer, ErrorKind};
@@ -25,6 +23,8 @@ use crate::jwt::Algorithm;
 use crate::principal::Principal;
 use crate::token::{is_b64token, DEFAULT_MAX_TOKEN_LENGTH};
 use crate::verifier::Verifier;
+
+use self::replay::ReplayCache;
 
 /// How long a proof is accepted after its `iat` by default (RFC 9449 §11.1
 /// leaves it to the server; a few seconds suffice for a fresh proof).
@@ -199,9 +199,9 @@ const MAX_WINDOW: Duration = Duration::from_secs(3600);
 pub(crate) struct Dpop {
     config: DpopConfig,
     algs: Arc<str>,
-    /// SHA-256 of (thumbprint, `jti`) of every proof accepted within
-    /// `max_age`; separate from the token cache.
-    replay: Cache<[u8; 32], ()>,
+    /// Every proof accepted within `max_age`, in this process and through
+    /// the fleet's shared tier; separate from the token cache.
+    replay: ReplayCache,
 }
 
 /// Credentials sent with the `DPoP` scheme.
@@ -213,18 +213,7 @@ pub(crate) struct Presented {
 impl Dpop {
     pub(crate) fn new(config: DpopConfig) -> Self {
         let algs: Vec<&str> = config.algorithms.iter().map(|a| a.as_str()).collect();
-        // `iat` is compared in whole seconds: a second more on each side.
-        let window = config
-            .max_age
-            .saturating_add(config.leeway.saturating_mul(2))
-            .saturating_add(Duration::from_secs(2));
-        let replay = Cache::builder()
-            .max_capacity(config.replay_capacity)
-            .time_to_live(window.max(Duration::from_secs(1)))
-            // Every new proof must be remembered: TinyLFU could refuse to
-            // admit it, LRU forgets the oldest instead.
-            .eviction_policy(EvictionPolicy::lru())
-            .build();
+        let replay = ReplayCache::new(config.replay_capacity, config.max_age, config.leeway);
         Self {
             algs: Arc::from(algs.join(" ")),
             config,
@@ -365,12 +354,6 @@ impl Dpop {
         };
         let checked =
             proof::check(&presented.proof, &self.config.algorithms, &expected).map_err(proof_error)?;
-        let mut key = Digest::new(&SHA256);
-        key.update(checked.jkt.as_bytes());
-        key.update(&[0]);
-        key.update(checked.jti.as_bytes());
-        let mut replay_key = [0u8; 32];
-        replay_key.copy_from_slice(key.finish().as_ref());
         let principal = match verifier.cached(&presented.token) {
             Some(outcome) => outcome?,
             None => verifier.validate(&presented.token).await?,
@@ -389,7 +372,7 @@ impl Dpop {
         // Last, once the token is valid and bound to this key: proofs that
         // anyone can sign with a key of their own, without a token, must
         // not take places in the replay cache and push real ones out.
-        if !self.replay.entry(replay_key).or_insert(()).await.is_fresh() {
+        if !self.replay.first_use(&verifier, &checked.jkt, &checked.jti).await {
             return Err(proof_error("the DPoP proof was used before (jti)"));
         }
         Ok(principal)
