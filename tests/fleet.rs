@@ -1221,6 +1221,8 @@ async fn a_paused_redis_delays_a_dpop_request_at_most_a_command_timeout() {
     finished.expect("DPoP requests hung on a paused Redis");
     let stats = d.fleet.stats(0);
     assert!(stats.breaker_open && stats.dpop_local_only == 10, "{stats:?}");
+    // Three timeouts opened the breaker; the other proofs did not wait.
+    assert!(stats.skipped >= 7, "the open breaker is respected: {stats:?}");
 }
 
 #[tokio::test]

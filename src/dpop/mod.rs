@@ -46,6 +46,13 @@ pub const DEFAULT_DPOP_REPLAY_CAPACITY: u64 = 100_000;
 /// within that window (`jti`), and carry the hash of the access token
 /// (`ath`). The key's RFC 7638 thumbprint must equal the token's `cnf.jkt`.
 ///
+/// The replay cache is this process's, and, when the layer's introspector
+/// has a shared cache (`IntrospectorBuilder::shared_cache`, feature
+/// `redis`), the fleet's too: a proof one replica accepted is refused by the
+/// others. While Redis cannot be used, each replica still refuses the
+/// replays it has seen, but a proof could be replayed once at each other
+/// replica within the window (counted in `SharedCacheStats::dpop_local_only`).
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
