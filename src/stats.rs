@@ -236,7 +236,7 @@ impl IntrospectionStats {
 /// The shared tier's counters (feature `redis`), in [`CacheStats::shared`].
 ///
 /// Exported with the `metrics` feature as
-/// `tower_introspection_shared_cache_{hits,misses,errors,refused_values,skipped,fleet_waits}_total`
+/// `tower_introspection_shared_cache_{hits,misses,errors,refused_values,skipped,fleet_waits,dpop_local_only}_total`
 /// and the gauge `tower_introspection_shared_cache_breaker_open` (0 or 1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -257,6 +257,11 @@ pub struct SharedCacheStats {
     pub skipped: u64,
     /// Misses that waited for another replica's introspection.
     pub fleet_waits: u64,
+    /// DPoP proofs accepted on this replica's replay cache alone, Redis
+    /// being unavailable (its failures are also in `errors` or `skipped`):
+    /// a replay of one at another replica within the DPoP window would not
+    /// have been seen.
+    pub dpop_local_only: u64,
     /// Whether the circuit breaker is open now.
     pub breaker_open: bool,
     /// How many times the breaker opened.

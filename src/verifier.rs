@@ -139,6 +139,14 @@ impl Verifier {
             Route::Jwt(_) => None,
         }
     }
+
+    /// The fleet's shared tier: its introspector's, if it has one with a
+    /// [shared cache](crate::IntrospectorBuilder::shared_cache). JWT
+    /// verifiers have none.
+    #[cfg(all(feature = "redis", feature = "jwt"))]
+    pub(crate) fn shared_tier(&self) -> Option<&crate::fleet::SharedTier> {
+        self.introspector()?.shared_tier()
+    }
 }
 
 #[cfg(feature = "jwt")]

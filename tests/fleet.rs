@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use common::{app, builder, serve};
 use redis::AsyncCommands as _;
-use tower_introspection::test_util::{Fault, TestAuthServer, TokenSpec};
-use tower_introspection::{IntrospectionLayer, Introspector, SharedCache, SharedCacheBuilder};
+use tower_introspection::test_util::{DpopKey, Fault, TestAuthServer, TokenSpec};
+use tower_introspection::{DpopConfig, IntrospectionLayer, Introspector, SharedCache, SharedCacheBuilder};
 
 const HARNESS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/redis.sh");
 const SECRET: &str = "the fleet secret: 32 bytes or more, never logged";
@@ -969,4 +969,327 @@ async fn a_tombstone_is_seen_on_both_sides_of_a_rotation() {
         not_yet_rotated.validate(&token).await.is_err(),
         "the tombstone was only under the new secret's name"
     );
+}
+
+// DPoP (RFC 9449 §11.1): a proof's `jti` is accepted once within the window
+// by the whole fleet, through the shared tier of the layer's introspector.
+
+/// The URL every replica is reached at, behind the fleet's load balancer.
+const API: &str = "https://api.example";
+const DPOP_ALGS: &str = "algs=\"ES256 ES384 EdDSA PS256 RS256\"";
+
+/// A replica whose layer accepts DPoP, at [`API`].
+async fn dpop_replica(auth: &TestAuthServer, shared: SharedCache) -> Replica {
+    let introspector = builder(auth).shared_cache(shared).build().unwrap();
+    let dpop = DpopConfig::allowed().external_url(API).unwrap();
+    let base = serve(app(IntrospectionLayer::new(introspector.clone()).dpop(dpop))).await;
+    Replica { introspector, base }
+}
+
+/// A fleet of `n` DPoP replicas, a key and a token bound to it.
+struct DpopFleet {
+    fleet: Fleet,
+    key: DpopKey,
+    token: String,
+}
+
+impl DpopFleet {
+    async fn new(n: usize, configure: impl Fn(SharedCacheBuilder) -> SharedCacheBuilder) -> Self {
+        let auth = TestAuthServer::start().await.expect("test AS");
+        let prefix = unique_prefix();
+        let mut replicas = Vec::new();
+        for _ in 0..n {
+            let shared = configure(SharedCache::builder(redis_url(), SECRET).key_prefix(&prefix))
+                .build()
+                .unwrap();
+            replicas.push(dpop_replica(&auth, shared).await);
+        }
+        let key = DpopKey::generate();
+        let token = auth.mint(TokenSpec::new().scope("read").claim("cnf", key.cnf()));
+        let fleet = Fleet {
+            auth,
+            replicas,
+            prefix,
+            http: reqwest::Client::new(),
+        };
+        Self { fleet, key, token }
+    }
+
+    /// A fresh proof for `GET /ping` whose `jti` is `jti`.
+    fn proof(&self, jti: &str) -> String {
+        proof_with_jti(&self.key, &self.token, jti)
+    }
+
+    async fn send(&self, replica: usize, proof: &str) -> reqwest::Response {
+        send_dpop(
+            &self.fleet.http,
+            &self.fleet.replicas[replica],
+            &self.token,
+            proof,
+        )
+        .await
+    }
+
+    async fn status(&self, replica: usize, proof: &str) -> u16 {
+        self.send(replica, proof).await.status().as_u16()
+    }
+
+    /// The fleet's replay markers in Redis.
+    async fn markers(&self) -> Vec<String> {
+        self.fleet
+            .names()
+            .await
+            .into_iter()
+            .filter(|n| n.contains(":dpop-jti:"))
+            .collect()
+    }
+}
+
+fn proof_with_jti(key: &DpopKey, token: &str, jti: &str) -> String {
+    let mut claims = DpopKey::claims("GET", &format!("{API}/ping"), token);
+    claims["jti"] = serde_json::Value::from(jti);
+    key.sign(&key.header(), &claims)
+}
+
+async fn send_dpop(http: &reqwest::Client, replica: &Replica, token: &str, proof: &str) -> reqwest::Response {
+    http.get(format!("{}/ping", replica.base))
+        .header("authorization", format!("DPoP {token}"))
+        .header("dpop", proof)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A random `jti`, recognisable in Redis if it were ever stored in clear.
+fn fresh_jti(label: &str) -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::getrandom(&mut bytes).unwrap();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("jti-{label}-{hex}")
+}
+
+/// Asserts the exact refusal of a replayed proof: 401, a bare Bearer
+/// challenge (both schemes allowed) and the DPoP one naming the `jti`.
+fn assert_replay_refused(response: &reqwest::Response, context: &str) {
+    assert_eq!(response.status(), 401, "{context}");
+    let challenges: Vec<&str> = response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(
+        challenges,
+        [
+            "Bearer realm=\"api\"".to_owned(),
+            format!(
+                "DPoP realm=\"api\", error=\"invalid_dpop_proof\", error_description=\"the DPoP proof was used before (jti)\", {DPOP_ALGS}"
+            ),
+        ],
+        "{context}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn a_dpop_proof_accepted_by_one_replica_is_refused_by_the_others() {
+    let d = DpopFleet::new(3, |shared| shared).await;
+    let jti = fresh_jti("replayed");
+    let proof = d.proof(&jti);
+    assert_eq!(d.status(0, &proof).await, 200);
+    // Replica 1 never saw it: only Redis can tell.
+    assert_replay_refused(&d.send(1, &proof).await, "replayed at another replica");
+    // Replica 0 refuses from its own cache.
+    assert_replay_refused(&d.send(0, &proof).await, "replayed at the same replica");
+    assert_replay_refused(&d.send(2, &proof).await, "and at a third");
+    // A fresh proof passes anywhere, once.
+    let other = d.proof(&fresh_jti("fresh"));
+    assert_eq!(d.status(1, &other).await, 200);
+    assert_replay_refused(&d.send(2, &other).await, "the fresh one, replayed");
+    for replica in 0..3 {
+        assert_eq!(d.fleet.stats(replica).dpop_local_only, 0);
+    }
+
+    // One marker per proof, apart from the token cache, and none of the
+    // proof's parts readable in Redis.
+    let markers = d.markers().await;
+    assert_eq!(markers.len(), 2, "{markers:?}");
+    let values = d.fleet.value_names().await;
+    assert_eq!(values.len(), 1, "the token's answer, shared once");
+    let everything = d.fleet.names().await.concat();
+    for part in [jti.as_str(), "jti-fresh", &d.key.jkt(), &d.token] {
+        assert!(!everything.contains(part), "{part:?} is readable in Redis");
+    }
+    // Remembered as long as a proof is accepted: max_age (60 s) plus the
+    // leeway (5 s) both ways and a second each side.
+    let mut conn = redis_conn().await;
+    for marker in &markers {
+        let value: String = conn.get(marker).await.unwrap();
+        assert_eq!(value, "1");
+        let ttl: i64 = conn.pttl(marker).await.unwrap();
+        assert!((60_000..=72_000).contains(&ttl), "{ttl}");
+    }
+
+    // Flushing the token cache leaves the replay cache alone.
+    d.fleet.replicas[0].introspector.invalidate_all();
+    assert!(
+        eventually(Duration::from_secs(5), async || d
+            .fleet
+            .value_names()
+            .await
+            .is_empty())
+        .await
+    );
+    assert_eq!(d.markers().await, markers);
+    let fresh_replica = dpop_replica(
+        &d.fleet.auth,
+        SharedCache::builder(redis_url(), SECRET)
+            .key_prefix(&d.fleet.prefix)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    assert_replay_refused(
+        &send_dpop(&d.fleet.http, &fresh_replica, &d.token, &proof).await,
+        "a replica started after the flush",
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn dpop_replays_are_refused_per_replica_while_redis_is_down() {
+    let d = DpopFleet::new(2, |shared| shared.circuit_breaker(2, Duration::from_millis(300))).await;
+    // Warm: the token's answer is cached on both replicas.
+    assert_eq!(d.status(0, &d.proof(&fresh_jti("warm"))).await, 200);
+    assert_eq!(d.status(1, &d.proof(&fresh_jti("warm"))).await, 200);
+
+    harness("stop-server");
+    let restart = Undo("start-server");
+    for round in 0..5 {
+        let proof = d.proof(&fresh_jti("outage"));
+        assert_eq!(d.status(0, &proof).await, 200, "round {round}");
+        assert_replay_refused(&d.send(0, &proof).await, "the same replica, Redis down");
+        // The documented loss: another replica cannot know of it.
+        assert_eq!(d.status(1, &proof).await, 200, "round {round}");
+        assert_replay_refused(&d.send(1, &proof).await, "replica 1's own cache");
+    }
+    let down = d.fleet.stats(0);
+    assert_eq!(down.dpop_local_only, 5, "{down:?}");
+    assert!(down.breaker_trips > 0 && down.skipped > 0, "{down:?}");
+    assert_eq!(d.fleet.stats(1).dpop_local_only, 5);
+
+    drop(restart);
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            let proof = d.proof(&fresh_jti("back"));
+            d.status(0, &proof).await == 200 && d.status(1, &proof).await == 401
+        })
+        .await,
+        "the replicas share their replay cache again"
+    );
+}
+
+/// A paused Redis (it accepts but never answers) costs a DPoP request at
+/// most the command timeout, then nothing once the breaker opens.
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn a_paused_redis_delays_a_dpop_request_at_most_a_command_timeout() {
+    let d = DpopFleet::new(1, |shared| {
+        shared
+            .command_timeout(Duration::from_millis(100))
+            .circuit_breaker(3, Duration::from_secs(30))
+    })
+    .await;
+    assert_eq!(d.status(0, &d.proof(&fresh_jti("warm"))).await, 200);
+    harness("pause");
+    let resume = Undo("resume");
+    let result = async {
+        for round in 0..10 {
+            let proof = d.proof(&fresh_jti("paused"));
+            let started = Instant::now();
+            assert_eq!(d.status(0, &proof).await, 200, "round {round}");
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{:?}",
+                started.elapsed()
+            );
+            assert_replay_refused(&d.send(0, &proof).await, "Redis paused");
+        }
+    };
+    let finished = tokio::time::timeout(Duration::from_secs(20), result).await;
+    drop(resume);
+    finished.expect("DPoP requests hung on a paused Redis");
+    let stats = d.fleet.stats(0);
+    assert!(stats.breaker_open && stats.dpop_local_only == 10, "{stats:?}");
+    // Three timeouts opened the breaker; the other proofs did not wait.
+    assert!(stats.skipped >= 7, "the open breaker is respected: {stats:?}");
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn dpop_replays_are_seen_on_both_sides_of_a_rotation() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let prefix = unique_prefix();
+    let old = dpop_replica(
+        &auth,
+        SharedCache::builder(redis_url(), SECRET)
+            .key_prefix(&prefix)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let rotated = dpop_replica(
+        &auth,
+        SharedCache::builder(redis_url(), NEXT_SECRET)
+            .previous_secret(SECRET)
+            .key_prefix(&prefix)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let key = DpopKey::generate();
+    let token = auth.mint(TokenSpec::new().scope("read").claim("cnf", key.cnf()));
+    let first = proof_with_jti(&key, &token, &fresh_jti("rotated-first"));
+    assert_eq!(send_dpop(&http, &rotated, &token, &first).await.status(), 200);
+    assert_replay_refused(
+        &send_dpop(&http, &old, &token, &first).await,
+        "marked under the old secret too",
+    );
+    let second = proof_with_jti(&key, &token, &fresh_jti("old-first"));
+    assert_eq!(send_dpop(&http, &old, &token, &second).await.status(), 200);
+    assert_replay_refused(
+        &send_dpop(&http, &rotated, &token, &second).await,
+        "the old secret's marker is read",
+    );
+}
+
+/// No Redis at all (not an ignored test): DPoP requests are served, each
+/// proof once per replica, and every such acceptance is counted.
+#[tokio::test]
+async fn without_redis_dpop_proofs_are_still_accepted_once_per_replica() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}/", listener.local_addr().unwrap());
+    drop(listener);
+    let auth = TestAuthServer::start().await.unwrap();
+    let shared = SharedCache::builder(url, SECRET)
+        .circuit_breaker(2, Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let replica = dpop_replica(&auth, shared).await;
+    let http = reqwest::Client::new();
+    let key = DpopKey::generate();
+    let token = auth.mint(TokenSpec::new().scope("read").claim("cnf", key.cnf()));
+    for round in 0..4 {
+        let proof = proof_with_jti(&key, &token, &fresh_jti("no-redis"));
+        let response = send_dpop(&http, &replica, &token, &proof).await;
+        assert_eq!(response.status(), 200, "round {round}");
+        assert_replay_refused(
+            &send_dpop(&http, &replica, &token, &proof).await,
+            "the replica's own cache",
+        );
+    }
+    let stats = replica.introspector.stats().shared;
+    assert_eq!(stats.dpop_local_only, 4, "{stats:?}");
+    assert!(stats.breaker_open, "{stats:?}");
 }

@@ -9,15 +9,13 @@
 //! token, whether DPoP is configured or not.
 
 mod proof;
+mod replay;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{header, HeaderMap, Method, Uri};
-use moka::future::Cache;
-use moka::policy::EvictionPolicy;
-use ring::digest::{Context as Digest, SHA256};
 
 use crate::clock;
 use crate::error::{AuthError, ConfigError, DpopAnswer, ErrorKind};
@@ -25,6 +23,8 @@ use crate::jwt::Algorithm;
 use crate::principal::Principal;
 use crate::token::{is_b64token, DEFAULT_MAX_TOKEN_LENGTH};
 use crate::verifier::Verifier;
+
+use self::replay::ReplayCache;
 
 /// How long a proof is accepted after its `iat` by default (RFC 9449 §11.1
 /// leaves it to the server; a few seconds suffice for a fresh proof).
@@ -45,6 +45,13 @@ pub const DEFAULT_DPOP_REPLAY_CAPACITY: u64 = 100_000;
 /// be issued within [`max_age`](Self::max_age) (`iat`), never be seen before
 /// within that window (`jti`), and carry the hash of the access token
 /// (`ath`). The key's RFC 7638 thumbprint must equal the token's `cnf.jkt`.
+///
+/// The replay cache is this process's, and, when the layer's introspector
+/// has a shared cache (`IntrospectorBuilder::shared_cache`, feature
+/// `redis`), the fleet's too: a proof one replica accepted is refused by the
+/// others. While Redis cannot be used, each replica still refuses the
+/// replays it has seen, but a proof could be replayed once at each other
+/// replica within the window (counted in `SharedCacheStats::dpop_local_only`).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -201,9 +208,9 @@ const MAX_WINDOW: Duration = Duration::from_secs(3600);
 pub(crate) struct Dpop {
     config: DpopConfig,
     algs: Arc<str>,
-    /// SHA-256 of (thumbprint, `jti`) of every proof accepted within
-    /// `max_age`; separate from the token cache.
-    replay: Cache<[u8; 32], ()>,
+    /// Every proof accepted within `max_age`, in this process and through
+    /// the fleet's shared tier; separate from the token cache.
+    replay: ReplayCache,
 }
 
 /// Credentials sent with the `DPoP` scheme.
@@ -215,18 +222,7 @@ pub(crate) struct Presented {
 impl Dpop {
     pub(crate) fn new(config: DpopConfig) -> Self {
         let algs: Vec<&str> = config.algorithms.iter().map(|a| a.as_str()).collect();
-        // `iat` is compared in whole seconds: a second more on each side.
-        let window = config
-            .max_age
-            .saturating_add(config.leeway.saturating_mul(2))
-            .saturating_add(Duration::from_secs(2));
-        let replay = Cache::builder()
-            .max_capacity(config.replay_capacity)
-            .time_to_live(window.max(Duration::from_secs(1)))
-            // Every new proof must be remembered: TinyLFU could refuse to
-            // admit it, LRU forgets the oldest instead.
-            .eviction_policy(EvictionPolicy::lru())
-            .build();
+        let replay = ReplayCache::new(config.replay_capacity, config.max_age, config.leeway);
         Self {
             algs: Arc::from(algs.join(" ")),
             config,
@@ -372,12 +368,6 @@ impl Dpop {
         };
         let checked =
             proof::check(&presented.proof, &self.config.algorithms, &expected).map_err(proof_error)?;
-        let mut key = Digest::new(&SHA256);
-        key.update(checked.jkt.as_bytes());
-        key.update(&[0]);
-        key.update(checked.jti.as_bytes());
-        let mut replay_key = [0u8; 32];
-        replay_key.copy_from_slice(key.finish().as_ref());
         let principal = match verifier.cached(&presented.token) {
             Some(outcome) => outcome?,
             None => verifier.validate_any(&presented.token).await?,
@@ -396,7 +386,7 @@ impl Dpop {
         // Last, once the token is valid and bound to this key: proofs that
         // anyone can sign with a key of their own, without a token, must
         // not take places in the replay cache and push real ones out.
-        if !self.replay.entry(replay_key).or_insert(()).await.is_fresh() {
+        if !self.replay.first_use(&verifier, &checked.jkt, &checked.jti).await {
             return Err(proof_error("the DPoP proof was used before (jti)"));
         }
         Ok(principal)

@@ -8,6 +8,10 @@
 //! - An entry's name is `HMAC-SHA-256(domain ‖ len ‖ endpoint ‖ len ‖ client_id ‖ token)`
 //!   in hex: without the secret it reveals nothing of the token and cannot
 //!   be computed for a token one knows.
+//! - A once marker (a DPoP proof's `jti`, see [`FleetKeys::marker_names`])
+//!   is named the same way under a key of its own: `HMAC-SHA-256(domain ‖
+//!   kind ‖ endpoint ‖ client_id ‖ parts)`, each part length-prefixed, so it
+//!   can never be a token's name and reveals none of its parts.
 //! - The first secret writes; the others (a previous secret during a
 //!   rotation) are read as well.
 
@@ -27,6 +31,8 @@ pub const MIN_SECRET_BYTES: usize = 32;
 
 const SALT: &[u8] = b"tower-introspection/fleet/v1";
 const NAME_DOMAIN: &[u8] = b"tower-introspection/l2-name/v1\0";
+#[cfg(feature = "jwt")]
+const MARKER_DOMAIN: &[u8] = b"tower-introspection/once-marker/v1\0";
 
 /// The keys derived from one fleet secret.
 pub(crate) struct SecretKeys {
@@ -36,6 +42,10 @@ pub(crate) struct SecretKeys {
     pub(crate) l1: (u64, u64),
     /// The HMAC key of the fleet's notices.
     notices: HmacSha256,
+    /// The HMAC state of once markers, after the domain (the kind, endpoint
+    /// and client id follow per marker).
+    #[cfg(feature = "jwt")]
+    markers: HmacSha256,
 }
 
 impl SecretKeys {
@@ -65,6 +75,15 @@ impl SecretKeys {
             names.update(&(part.len() as u64).to_be_bytes());
             names.update(part.as_bytes());
         }
+        #[cfg(feature = "jwt")]
+        let markers = {
+            let mut marker_key = [0u8; 32];
+            expand(b"once marker names (HMAC-SHA-256)", &mut marker_key)?;
+            let mut markers = <HmacSha256 as hmac::Mac>::new_from_slice(&marker_key)
+                .map_err(|_| ConfigError::InvalidSetting("the shared cache keys could not be derived"))?;
+            markers.update(MARKER_DOMAIN);
+            markers
+        };
         let aead = XChaCha20Poly1305::new_from_slice(&aead_key)
             .map_err(|_| ConfigError::InvalidSetting("the shared cache keys could not be derived"))?;
         let (k0, k1) = l1_key.split_at(8);
@@ -74,6 +93,8 @@ impl SecretKeys {
             aead,
             l1: (word(k0), word(k1)),
             notices,
+            #[cfg(feature = "jwt")]
+            markers,
         })
     }
 
@@ -174,6 +195,32 @@ impl FleetKeys {
                 .map(|keys| key_under(keys.l1, &self.endpoint, &self.client_id, token))
                 .collect(),
         }
+    }
+
+    /// The names of the once marker of `kind` for `parts` (e.g. a DPoP
+    /// proof's thumbprint and `jti`), one under each secret, the writing
+    /// one first: `{prefix}{tag}:{kind}:{hex}`. Outside the value pattern,
+    /// so `invalidate_all` leaves them alone.
+    #[cfg(feature = "jwt")]
+    pub(crate) fn marker_names(&self, kind: &str, parts: &[&[u8]]) -> Vec<String> {
+        self.secrets
+            .iter()
+            .map(|keys| {
+                let mut mac = keys.markers.clone();
+                for part in [
+                    kind.as_bytes(),
+                    self.endpoint.as_bytes(),
+                    self.client_id.as_bytes(),
+                ]
+                .into_iter()
+                .chain(parts.iter().copied())
+                {
+                    mac.update(&(part.len() as u64).to_be_bytes());
+                    mac.update(part);
+                }
+                format!("{}{kind}:{}", self.namespace, hex(&mac.finalize().into_bytes()))
+            })
+            .collect()
     }
 
     /// The channel of invalidation and fill notices.
@@ -359,6 +406,46 @@ mod tests {
             keys(&[S1], "e2", "c").open_notice(&signed),
             None,
             "another channel"
+        );
+    }
+
+    #[cfg(feature = "jwt")]
+    #[test]
+    fn marker_names_hide_their_parts_and_differ_from_token_names() {
+        let a = keys(&[S1], "https://as/i", "rs");
+        let parts: [&[u8]; 2] = [b"thumbprint-value", b"jti-value"];
+        let names = a.marker_names("dpop-jti", &parts);
+        assert_eq!(names.len(), 1);
+        let name = &names[0];
+        assert!(name.starts_with("p:") && name.contains(":dpop-jti:"), "{name}");
+        assert!(!name.contains("thumbprint") && !name.contains("jti-value"));
+        assert_eq!(a.marker_names("dpop-jti", &parts), names, "deterministic");
+        // Length prefixes: moving a byte between parts is another marker.
+        assert_ne!(
+            a.marker_names("dpop-jti", &[b"thumbprint-valuej", b"ti-value"]),
+            names
+        );
+        assert_ne!(
+            a.marker_names("other", &parts)[0].rsplit(':').next(),
+            name.rsplit(':').next()
+        );
+        assert_ne!(
+            keys(&[S2], "https://as/i", "rs").marker_names("dpop-jti", &parts),
+            names
+        );
+        assert_ne!(
+            keys(&[S1], "https://as/i", "rs2").marker_names("dpop-jti", &parts),
+            names
+        );
+        // Not the name a token with the same bytes would get.
+        let digest = name.rsplit(':').next().unwrap();
+        assert!(!a.names("thumbprint-valuejti-value").values[0].ends_with(digest));
+        // During a rotation: under both secrets, the writing one first.
+        let rotating = keys(&[S2, S1], "https://as/i", "rs").marker_names("dpop-jti", &parts);
+        assert_eq!(rotating[1], names[0]);
+        assert_eq!(
+            rotating[0],
+            keys(&[S2], "https://as/i", "rs").marker_names("dpop-jti", &parts)[0]
         );
     }
 

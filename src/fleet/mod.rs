@@ -120,6 +120,34 @@ redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 ";
 
+/// Sets every name in `KEYS` to 1 for `ARGV[1]` ms and returns 1, unless
+/// one of them exists (returns 0): `SET NX PX` over the names under every
+/// secret, so that replicas on either side of a rotation see each other's
+/// markers.
+#[cfg(feature = "jwt")]
+const MARK_ONCE: &str = r"
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
+end
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], '1', 'PX', ARGV[1])
+end
+return 1
+";
+
+/// What the fleet knows of a DPoP proof's `jti`.
+#[cfg(feature = "jwt")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FirstUse {
+    /// No replica saw it within the window; it is now marked.
+    Yes,
+    /// A replica saw it within the window: a replay.
+    No,
+    /// Redis could not be asked (down, slow, breaker open): only this
+    /// replica's replay cache vouches for it.
+    Unknown,
+}
+
 /// The shared tier of one introspector.
 pub(crate) struct SharedTier {
     inner: Arc<TierInner>,
@@ -145,6 +173,10 @@ pub(crate) struct TierInner {
     get_or_lock: Script,
     put: Script,
     invalidate: Script,
+    #[cfg(feature = "jwt")]
+    mark_once: Script,
+    #[cfg(feature = "jwt")]
+    dpop_log: LogEvery,
     push: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<redis::PushInfo>>>,
     /// Raised when a notice other than a fill found the queue full.
     overflowed: Arc<std::sync::atomic::AtomicBool>,
@@ -235,6 +267,10 @@ impl SharedTier {
                 get_or_lock: Script::new(GET_OR_LOCK),
                 put: Script::new(PUT),
                 invalidate: Script::new(INVALIDATE),
+                #[cfg(feature = "jwt")]
+                mark_once: Script::new(MARK_ONCE),
+                #[cfg(feature = "jwt")]
+                dpop_log: LogEvery::default(),
                 push: std::sync::Mutex::new(Some(push_rx)),
                 overflowed,
                 revoked: Revoked::new(
@@ -510,6 +546,38 @@ impl SharedTier {
         });
     }
 
+    /// Marks the DPoP proof `jti` by the key `jkt` as used for `window`,
+    /// fleet-wide, in one atomic command; says whether it was the first use.
+    /// Bounded by `command_timeout` and skipped while the breaker is open:
+    /// then [`FirstUse::Unknown`] (counted, and logged once per interval).
+    #[cfg(feature = "jwt")]
+    pub(crate) async fn first_dpop_use(&self, jkt: &str, jti: &str, window: Duration) -> FirstUse {
+        let inner = &*self.inner;
+        let names = inner
+            .keys
+            .marker_names("dpop-jti", &[jkt.as_bytes(), jti.as_bytes()]);
+        let mut invocation = inner.mark_once.key(&names);
+        invocation.arg(millis(window).max(1));
+        let mut conn = inner.conn.clone();
+        match inner.run(invocation.invoke_async::<i64>(&mut conn)).await {
+            Some(1) => FirstUse::Yes,
+            Some(0) => FirstUse::No,
+            unusable => {
+                if unusable.is_some() {
+                    // Not an answer the script gives: counted and logged.
+                    let _: Lookup = inner.protocol_error();
+                }
+                inner.counters.dpop_local_only();
+                if inner.dpop_log.allow() {
+                    tracing::warn!(
+                        "DPoP proof replays checked by this replica alone: the shared cache (Redis) cannot be used, so a proof could be replayed at another replica within the DPoP window (logged at most every 10 s)"
+                    );
+                }
+                FirstUse::Unknown
+            }
+        }
+    }
+
     pub(crate) fn stats(&self) -> SharedCacheStats {
         let inner = &*self.inner;
         inner
@@ -731,6 +799,7 @@ struct SharedCounters {
     refused: AtomicU64,
     skipped: AtomicU64,
     fleet_waits: AtomicU64,
+    dpop_local_only: AtomicU64,
 }
 
 macro_rules! export {
@@ -771,6 +840,12 @@ impl SharedCounters {
         export!(metrics::counter!("tower_introspection_shared_cache_fleet_waits_total").increment(1));
     }
 
+    #[cfg(feature = "jwt")]
+    fn dpop_local_only(&self) {
+        self.dpop_local_only.fetch_add(1, Ordering::Relaxed);
+        export!(metrics::counter!("tower_introspection_shared_cache_dpop_local_only_total").increment(1));
+    }
+
     fn snapshot(&self, breaker_open: bool, breaker_trips: u64) -> SharedCacheStats {
         export!(
             metrics::gauge!("tower_introspection_shared_cache_breaker_open").set(if breaker_open {
@@ -788,6 +863,7 @@ impl SharedCounters {
             refused_values: load(&self.refused),
             skipped: load(&self.skipped),
             fleet_waits: load(&self.fleet_waits),
+            dpop_local_only: load(&self.dpop_local_only),
             breaker_open,
             breaker_trips,
         }

@@ -326,6 +326,13 @@ impl Introspector {
         }
     }
 
+    /// The shared tier, if one is configured: DPoP proofs' `jti`s are
+    /// marked there too (a replay cache shared by the fleet).
+    #[cfg(all(feature = "redis", feature = "jwt"))]
+    pub(crate) fn shared_tier(&self) -> Option<&crate::fleet::SharedTier> {
+        self.inner.shared.as_ref()
+    }
+
     /// A snapshot of the cache counters.
     pub fn stats(&self) -> CacheStats {
         #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
