@@ -254,7 +254,8 @@ impl<E, R> IntrospectionLayer<E, R> {
     /// 9449), beside `Bearer` or instead of it; see [`DpopConfig`](crate::DpopConfig).
     /// Off by default; a DPoP-bound token is refused as a bearer token
     /// either way. Rejections of this layer then carry the `DPoP`
-    /// challenge (`algs`, `error="invalid_dpop_proof"`); the scope guards
+    /// challenge (`algs`, `error="invalid_dpop_proof"`, and with server
+    /// nonces `use_dpop_nonce` and a `DPoP-Nonce` header); the scope guards
     /// further in answer with `Bearer` challenges as before.
     #[cfg(feature = "jwt")]
     pub fn dpop(mut self, config: crate::DpopConfig) -> Self {

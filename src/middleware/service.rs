@@ -131,7 +131,8 @@ where
         let principal = Box::pin(async move {
             let outcome = match verifier.validate(token.secret()).await {
                 Ok(principal) if principal.is_dpop_bound() => Err(bound_token_as_bearer()),
-                outcome => outcome,
+                // A `Bearer` request is never handed a DPoP nonce.
+                outcome => outcome.map(|principal| (principal, None)),
             };
             #[cfg(feature = "jwt")]
             let outcome = outcome.map_err(|error| match dpop_answer {
