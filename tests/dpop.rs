@@ -757,8 +757,9 @@ async fn shared_nonces_work_across_replicas() {
 }
 
 /// The `resource_server` example with `DPOP_NONCE_SECS` (contract): a proof
-/// without a nonce is told to use one, the retry passes; a bad value, or
-/// the setting without `DPOP`, stops it.
+/// without a nonce is told to use one, the retry passes; a bad value, the
+/// setting without `DPOP`, a short `DPOP_NONCE_SECRET` or one without
+/// `DPOP_NONCE_SECS` stops it.
 #[tokio::test]
 async fn resource_server_example_dpop_nonce_setting() {
     use std::io::{BufRead, BufReader};
@@ -766,22 +767,32 @@ async fn resource_server_example_dpop_nonce_setting() {
     let auth = tower_introspection::test_util::TestAuthServer::start()
         .await
         .unwrap();
-    let spawn = |dpop: &str, secs: &str| {
-        std::process::Command::new(common::example("resource_server"))
+    let spawn = |dpop: &str, secs: &str, secret: &str| {
+        let mut command = std::process::Command::new(common::example("resource_server"));
+        command
             .env("INTROSPECTION_URL", auth.introspection_url())
             .env("CLIENT_ID", common::RS_ID)
             .env("CLIENT_SECRET", common::RS_SECRET)
             .env("DPOP", dpop)
             .env("DPOP_NONCE_SECS", secs)
-            .env("DPOP_EXTERNAL_URL", "https://api.example")
+            .env("DPOP_NONCE_SECRET", secret)
             .env("LISTEN_ADDR", "127.0.0.1:0")
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
+            .stderr(std::process::Stdio::null());
+        if dpop != "off" {
+            command.env("DPOP_EXTERNAL_URL", "https://api.example");
+        }
+        command.spawn().unwrap()
     };
-    for (dpop, secs) in [("required", "soon"), ("required", "0"), ("off", "300")] {
-        let mut bad = spawn(dpop, secs);
+    let bad_settings = [
+        ("required", "soon", ""),
+        ("required", "0", ""),
+        ("off", "300", ""),
+        ("required", "300", "shorter than 32 bytes"),
+        ("required", "", "a nonce secret without a rotation"),
+    ];
+    for (dpop, secs, secret) in bad_settings {
+        let mut bad = spawn(dpop, secs, secret);
         let mut exited = None;
         for _ in 0..100 {
             exited = bad.try_wait().unwrap();
@@ -796,11 +807,11 @@ async fn resource_server_example_dpop_nonce_setting() {
         }
         assert!(
             exited.is_some_and(|status| !status.success()),
-            "DPOP={dpop} DPOP_NONCE_SECS={secs} must stop it"
+            "DPOP={dpop} DPOP_NONCE_SECS={secs} DPOP_NONCE_SECRET={secret} must stop it"
         );
     }
 
-    let mut child = spawn("required", "300");
+    let mut child = spawn("required", "300", "");
     let stdout = child.stdout.take().unwrap();
     let line = BufReader::new(stdout).lines().next().unwrap().unwrap();
     let base = line.strip_prefix("listening on ").unwrap().to_owned();
