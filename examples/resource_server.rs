@@ -30,6 +30,8 @@
 //! | `CACHE_SHARED_SECRET` | the fleet secret (at least 32 bytes, the same on every replica): names and seals the shared entries; never logged |
 //! | `DPOP` | `off` (default), `allowed` (`DPoP` beside `Bearer`) or `required` (`DPoP` only): DPoP-bound tokens with proofs (RFC 9449); a bound token is never accepted as `Bearer` |
 //! | `DPOP_EXTERNAL_URL` | the scheme and authority clients reach this server at (behind a proxy), which each proof's `htu` must name before the path |
+//! | `DPOP_NONCE_SECS` | with `DPOP`: require server nonces in proofs (`use_dpop_nonce`, `DPoP-Nonce`), a new one every so many seconds (1 to 86400); unset: no nonces |
+//! | `DPOP_NONCE_SECRET` | with `DPOP_NONCE_SECS`: the nonce secret (at least 32 bytes, the same on every replica) so that replicas accept each other's nonces; unset: one of this process's own; never logged |
 //! | `CACHE_SHARED_SECRET_PREVIOUS` | during a rotation of the fleet secret: the previous one, still accepted for reading |
 //!
 //! With a JWT source and `INTROSPECTION_URL` both set, JWTs from the JWT
@@ -283,12 +285,16 @@ async fn verifier() -> Result<Verifier, String> {
     }
 }
 
-/// `DPOP` and `DPOP_EXTERNAL_URL`.
+/// `DPOP`, `DPOP_EXTERNAL_URL`, `DPOP_NONCE_SECS` and `DPOP_NONCE_SECRET`.
+/// The secret is read raw (not trimmed) and never printed.
 fn dpop() -> Result<Option<DpopConfig>, String> {
+    let nonce_secret = env::var_os("DPOP_NONCE_SECRET").filter(|v| !v.is_empty());
     let config = match var("DPOP").as_deref().map(str::trim) {
         None | Some("off") => {
-            if var("DPOP_EXTERNAL_URL").is_some() {
-                return Err("DPOP_EXTERNAL_URL: set DPOP to allowed or required".into());
+            for name in ["DPOP_EXTERNAL_URL", "DPOP_NONCE_SECS", "DPOP_NONCE_SECRET"] {
+                if var(name).is_some() {
+                    return Err(format!("{name}: set DPOP to allowed or required"));
+                }
             }
             return Ok(None);
         }
@@ -296,12 +302,25 @@ fn dpop() -> Result<Option<DpopConfig>, String> {
         Some("required") => DpopConfig::required(),
         Some(other) => return Err(format!("DPOP: `{other}` is not off, allowed or required")),
     };
-    match var("DPOP_EXTERNAL_URL") {
+    let config = match var("DPOP_EXTERNAL_URL") {
         Some(url) => config
             .external_url(url.trim())
+            .map_err(|e| format!("DPOP_EXTERNAL_URL: {e}"))?,
+        None => config,
+    };
+    let rotation = match secs("DPOP_NONCE_SECS")? {
+        Some(rotation) if (1..=86_400).contains(&rotation.as_secs()) => Some(rotation),
+        Some(_) => return Err("DPOP_NONCE_SECS must be between 1 and 86400".into()),
+        None => None,
+    };
+    match (rotation, nonce_secret) {
+        (None, None) => Ok(Some(config)),
+        (Some(rotation), None) => Ok(Some(config.nonces(rotation))),
+        (Some(rotation), Some(secret)) => config
+            .shared_nonces(rotation, secret.as_encoded_bytes())
             .map(Some)
-            .map_err(|e| format!("DPOP_EXTERNAL_URL: {e}")),
-        None => Ok(Some(config)),
+            .map_err(|e| format!("DPOP_NONCE_SECRET: {e}")),
+        (None, Some(_)) => Err("DPOP_NONCE_SECRET is set but DPOP_NONCE_SECS is not".into()),
     }
 }
 

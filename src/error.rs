@@ -34,6 +34,10 @@ pub enum ErrorKind {
     /// A missing, malformed, replayed or mismatched DPoP proof (RFC 9449
     /// §7.1): 401 `invalid_dpop_proof`.
     InvalidDpopProof,
+    /// A DPoP proof without the server's current nonce, where nonces are
+    /// required (RFC 9449 §8, §9): 401 `use_dpop_nonce`, with the nonce to
+    /// use in a `DPoP-Nonce` header.
+    UseDpopNonce,
     /// The authorization server is unreachable, slow, failing or answered
     /// something unparsable: 503 with `Retry-After`, never cached.
     Unavailable,
@@ -46,7 +50,9 @@ impl ErrorKind {
     /// The HTTP status this kind is answered with.
     pub fn status(self) -> StatusCode {
         match self {
-            Self::MissingToken | Self::InvalidToken | Self::InvalidDpopProof => StatusCode::UNAUTHORIZED,
+            Self::MissingToken | Self::InvalidToken | Self::InvalidDpopProof | Self::UseDpopNonce => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::InvalidRequest => StatusCode::BAD_REQUEST,
             Self::InsufficientScope => StatusCode::FORBIDDEN,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -62,6 +68,7 @@ impl ErrorKind {
             Self::InvalidToken => Some("invalid_token"),
             Self::InsufficientScope => Some("insufficient_scope"),
             Self::InvalidDpopProof => Some("invalid_dpop_proof"),
+            Self::UseDpopNonce => Some("use_dpop_nonce"),
         }
     }
 
@@ -94,6 +101,9 @@ pub struct AuthError {
     dpop: Option<DpopAnswer>,
 }
 
+/// The header that hands a client the server's DPoP nonce (RFC 9449 §8.1).
+pub(crate) const DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
+
 /// How a layer with DPoP answers (RFC 9449 §7.1): the `DPoP` challenge with
 /// its `algs`, beside a `Bearer` one when both schemes are accepted; the
 /// `error` goes in the challenge of the scheme the request used.
@@ -103,6 +113,9 @@ pub(crate) struct DpopAnswer {
     pub(crate) algs: Arc<str>,
     pub(crate) bearer: bool,
     pub(crate) via_dpop: bool,
+    /// With server nonces: the current one, sent as `DPoP-Nonce` (RFC 9449
+    /// §8.2, §9). Boxed to keep `AuthError` small: every `Result` carries it.
+    pub(crate) nonce: Option<Box<HeaderValue>>,
 }
 
 impl AuthError {
@@ -234,15 +247,19 @@ impl AuthError {
         };
         Some(match self.kind {
             ErrorKind::MissingToken => with_algs(unauthorized_scope(challenge)).into_header_value(),
-            ErrorKind::InvalidToken | ErrorKind::InvalidDpopProof if !with_error => {
+            ErrorKind::InvalidToken | ErrorKind::InvalidDpopProof | ErrorKind::UseDpopNonce
+                if !with_error =>
+            {
                 with_algs(unauthorized_scope(challenge)).into_header_value()
             }
-            ErrorKind::InvalidToken | ErrorKind::InvalidDpopProof => with_algs(unauthorized_scope(
-                challenge
-                    .error(self.kind.error_code()?)
-                    .description(&self.description),
-            ))
-            .into_header_value(),
+            ErrorKind::InvalidToken | ErrorKind::InvalidDpopProof | ErrorKind::UseDpopNonce => {
+                with_algs(unauthorized_scope(
+                    challenge
+                        .error(self.kind.error_code()?)
+                        .description(&self.description),
+                ))
+                .into_header_value()
+            }
             ErrorKind::InvalidRequest => challenge
                 .error(self.kind.error_code()?)
                 .description(&self.description)
@@ -274,6 +291,9 @@ impl AuthError {
             let error_here = dpop.via_dpop || !dpop.bearer;
             if let Some(challenge) = self.challenge_in("DPoP", error_here, Some(&dpop.algs)) {
                 headers.append(header::WWW_AUTHENTICATE, challenge);
+            }
+            if let Some(nonce) = &dpop.nonce {
+                headers.insert(DPOP_NONCE, HeaderValue::clone(nonce));
             }
             return;
         }
@@ -313,6 +333,7 @@ impl fmt::Display for AuthError {
             ErrorKind::InvalidToken => "invalid token",
             ErrorKind::InsufficientScope => "insufficient scope",
             ErrorKind::InvalidDpopProof => "invalid DPoP proof",
+            ErrorKind::UseDpopNonce => "DPoP nonce required",
             ErrorKind::Unavailable => "authorization server unavailable",
             ErrorKind::Misconfigured => "resource server misconfigured",
         };

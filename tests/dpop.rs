@@ -648,3 +648,322 @@ async fn insufficient_scope_is_answered_in_the_scheme_used() {
         );
     }
 }
+
+// --- Server nonces (RFC 9449 §8, §9) ---
+
+const NO_NONCE: &str = "the DPoP proof must carry the server's nonce (DPoP-Nonce)";
+const BAD_NONCE: &str = "the DPoP proof's nonce is unknown or expired; use the one in DPoP-Nonce";
+
+/// The `DPoP-Nonce` of a response (exactly one), if any.
+fn nonce_of(response: &reqwest::Response) -> Option<String> {
+    let mut values = response.headers().get_all("dpop-nonce").iter();
+    let nonce = values.next().map(|v| v.to_str().unwrap().to_owned());
+    assert!(values.next().is_none(), "one DPoP-Nonce at most");
+    nonce
+}
+
+impl Dpop {
+    fn proof_with_nonce(&self, nonce: &str) -> String {
+        self.key
+            .proof_with_nonce("GET", &self.url("/ping"), &self.token, nonce)
+    }
+
+    /// Sends `proof`; asserts a 401 `use_dpop_nonce` (`description`) with
+    /// both challenges and returns the nonce it hands out.
+    async fn told_to_use_a_nonce(&self, proof: &str, description: &str) -> String {
+        let response = self.send("/ping", &self.token, &[proof]).await;
+        assert_eq!(response.status(), 401, "{description}");
+        assert_eq!(
+            challenges(&response),
+            [
+                "Bearer realm=\"api\"".to_owned(),
+                dpop_error("use_dpop_nonce", description)
+            ],
+        );
+        let nonce = nonce_of(&response).expect("a DPoP-Nonce with use_dpop_nonce");
+        assert_eq!(nonce.len(), 22, "16 bytes, base64url");
+        nonce
+    }
+}
+
+/// Waits until `offset_ms` into the next whole second of the wall clock
+/// (the nonce periods of a 1 s rotation), and returns that second.
+async fn next_second(offset_ms: u64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let next = now.as_secs() + 1;
+    let target = std::time::Duration::from_millis(next * 1000 + offset_ms);
+    tokio::time::sleep(target - now).await;
+    next
+}
+
+/// Without a nonce, or with a wrong one: 401 `use_dpop_nonce` and the nonce
+/// to use; a new proof with it passes, and is handed no other nonce (it is
+/// the current one).
+#[tokio::test]
+async fn nonce_is_required_handed_out_and_then_accepted() {
+    let d = Dpop::with(DpopConfig::allowed().nonces(std::time::Duration::from_secs(300))).await;
+    let plain = d.key.proof("GET", &d.url("/ping"), &d.token);
+    let nonce = d.told_to_use_a_nonce(&plain, NO_NONCE).await;
+    let response = d.send("/ping", &d.token, &[&d.proof_with_nonce(&nonce)]).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(nonce_of(&response), None);
+    let again = d
+        .told_to_use_a_nonce(&d.proof_with_nonce("not-our-nonce"), BAD_NONCE)
+        .await;
+    assert_eq!(again, nonce, "the same period, the same nonce");
+    // A nonce that is not a string is no nonce.
+    let number = d.edited(|c| c["nonce"] = json!(42));
+    d.told_to_use_a_nonce(&number, NO_NONCE).await;
+}
+
+/// The nonce is checked after the signature and the other proof checks: a
+/// forged proof is `invalid_dpop_proof` whatever its nonce (the 401 still
+/// carries a nonce, as every 401 to a DPoP request does).
+#[tokio::test]
+async fn forged_proof_is_invalid_not_asked_for_a_nonce() {
+    let d = Dpop::with(DpopConfig::allowed().nonces(std::time::Duration::from_secs(300))).await;
+    let good = d.key.proof("GET", &d.url("/ping"), &d.token);
+    let forged = d.key.proof("GET", &d.url("/items"), &d.token);
+    let mut parts: Vec<&str> = good.split('.').collect();
+    parts[1] = forged.split('.').nth(1).unwrap();
+    let tampered = parts.join(".");
+    let response = d.send("/ping", &d.token, &[&tampered]).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        challenges(&response),
+        [
+            "Bearer realm=\"api\"".to_owned(),
+            dpop_error("invalid_dpop_proof", "the DPoP proof's signature is invalid")
+        ],
+    );
+    let nonce = nonce_of(&response).expect("every DPoP 401 carries the nonce");
+    // Signed by the right key with the right nonce, but for another method.
+    let post = d.key.proof_with_nonce("POST", &d.url("/ping"), &d.token, &nonce);
+    d.refused(
+        &[&post],
+        "invalid_dpop_proof",
+        "the DPoP proof is for another HTTP method (htm)",
+    )
+    .await;
+    // A valid nonce does not stand in for the key the token is bound to.
+    let other = DpopKey::generate().proof_with_nonce("GET", &d.url("/ping"), &d.token, &nonce);
+    let response = d.send("/ping", &d.token, &[&other]).await;
+    assert_eq!(
+        challenges(&response),
+        [
+            "Bearer realm=\"api\"".to_owned(),
+            dpop_error("invalid_token", "the token is bound to another DPoP key")
+        ],
+    );
+    assert_eq!(nonce_of(&response).as_deref(), Some(nonce.as_str()));
+}
+
+/// A proof refused for its nonce takes no replay-cache place: the same
+/// `jti`, signed again with the nonce, passes once (and only once).
+#[tokio::test]
+async fn nonce_refused_proof_does_not_spend_its_jti() {
+    let d = Dpop::with(DpopConfig::allowed().nonces(std::time::Duration::from_secs(300))).await;
+    let claims = DpopKey::claims("GET", &d.url("/ping"), &d.token);
+    let first = d.key.sign(&d.key.header(), &claims);
+    let nonce = d.told_to_use_a_nonce(&first, NO_NONCE).await;
+    let mut with_nonce = claims.clone();
+    with_nonce["nonce"] = json!(nonce);
+    let retried = d.key.sign(&d.key.header(), &with_nonce);
+    assert_eq!(d.send("/ping", &d.token, &[&retried]).await.status(), 200);
+    d.refused(
+        &[&retried],
+        "invalid_dpop_proof",
+        "the DPoP proof was used before (jti)",
+    )
+    .await;
+}
+
+/// 1 s rotation: a nonce of the previous period still passes, and the
+/// response hands out the current one; two periods old, it is refused.
+#[tokio::test]
+async fn previous_period_nonce_passes_and_is_renewed_older_is_refused() {
+    let d = Dpop::with(DpopConfig::allowed().nonces(std::time::Duration::from_secs(1))).await;
+    let plain = d.key.proof("GET", &d.url("/ping"), &d.token);
+    // 300 ms into a period: far from both of its ends.
+    next_second(300).await;
+    let nonce = d.told_to_use_a_nonce(&plain, NO_NONCE).await;
+    next_second(300).await;
+    let response = d.send("/ping", &d.token, &[&d.proof_with_nonce(&nonce)]).await;
+    assert_eq!(response.status(), 200);
+    let renewed = nonce_of(&response).expect("the current nonce, for the next proof");
+    assert_ne!(renewed, nonce);
+    next_second(300).await;
+    let current = d
+        .told_to_use_a_nonce(&d.proof_with_nonce(&nonce), BAD_NONCE)
+        .await;
+    assert_ne!(current, renewed);
+    // The renewed one is the previous period's now: still good.
+    let response = d.send("/ping", &d.token, &[&d.proof_with_nonce(&renewed)]).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(nonce_of(&response).as_deref(), Some(current.as_str()));
+}
+
+/// With `required`, every 401 carries a nonce, even to a `Bearer` request
+/// (the client must come back with DPoP); with `allowed`, a `Bearer`
+/// request is never handed one, refused or not.
+#[tokio::test]
+async fn bearer_requests_get_a_nonce_only_where_dpop_is_required() {
+    let rotation = std::time::Duration::from_secs(300);
+    let d = Dpop::with(DpopConfig::required().nonces(rotation)).await;
+    let unbound = d.s.auth.mint_token("read");
+    let response = d.s.get("/ping", Some(&unbound)).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(challenges(&response), [format!("DPoP realm=\"api\", {ALGS}")]);
+    let nonce = nonce_of(&response).expect("a nonce where DPoP is required");
+    let response = d.send("/ping", &d.token, &[&d.proof_with_nonce(&nonce)]).await;
+    assert_eq!(response.status(), 200);
+
+    let d = Dpop::with(DpopConfig::allowed().nonces(rotation)).await;
+    let unbound = d.s.auth.mint_token("read");
+    let response = d.s.get("/ping", Some(&unbound)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(nonce_of(&response), None);
+    for token in [Some("unknown-token"), Some(d.token.as_str()), None] {
+        let response = d.s.get("/ping", token).await;
+        assert_eq!(response.status(), 401);
+        assert_eq!(nonce_of(&response), None, "{token:?}");
+    }
+}
+
+/// Replicas given the same secret accept each other's nonces; with a
+/// secret of its own, each replica refuses the other's.
+#[tokio::test]
+async fn shared_nonces_work_across_replicas() {
+    let rotation = std::time::Duration::from_secs(300);
+    let secret = "a nonce secret shared by replicas";
+    let shared = DpopConfig::allowed().shared_nonces(rotation, secret).unwrap();
+    let d = Dpop::with(shared.clone()).await;
+    let replica = |config: DpopConfig| {
+        common::serve(common::app(
+            IntrospectionLayer::new(d.s.introspector.clone()).dpop(config),
+        ))
+    };
+    let sibling = replica(DpopConfig::allowed().shared_nonces(rotation, secret).unwrap()).await;
+    let stranger = replica(DpopConfig::allowed().nonces(rotation)).await;
+    let plain = d.key.proof("GET", &d.url("/ping"), &d.token);
+    let nonce = d.told_to_use_a_nonce(&plain, NO_NONCE).await;
+    let send = |base: &str, nonce: &str| {
+        let url = format!("{base}/ping");
+        let proof = d.key.proof_with_nonce("GET", &url, &d.token, nonce);
+        d.s.http
+            .get(url)
+            .header("authorization", format!("DPoP {}", d.token))
+            .header("dpop", proof)
+            .send()
+    };
+    assert_eq!(send(&sibling, &nonce).await.unwrap().status(), 200);
+    let refused = send(&stranger, &nonce).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let own = nonce_of(&refused).unwrap();
+    assert_ne!(own, nonce);
+    assert_eq!(send(&stranger, &own).await.unwrap().status(), 200);
+    // A short secret is refused, not weakened.
+    let error = DpopConfig::allowed()
+        .shared_nonces(rotation, "short")
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid setting: the DPoP nonce secret must be at least 32 bytes"
+    );
+    // The secret never shows in Debug.
+    let debug = format!("{shared:?}");
+    assert!(debug.contains("nonce_rotation: Some(300s)"), "{debug}");
+    assert!(!debug.contains("replicas"), "{debug}");
+}
+
+/// The `resource_server` example with `DPOP_NONCE_SECS` (contract): a proof
+/// without a nonce is told to use one, the retry passes; a bad value, the
+/// setting without `DPOP`, a short `DPOP_NONCE_SECRET` or one without
+/// `DPOP_NONCE_SECS` stops it.
+#[tokio::test]
+async fn resource_server_example_dpop_nonce_setting() {
+    use std::io::{BufRead, BufReader};
+
+    let auth = tower_introspection::test_util::TestAuthServer::start()
+        .await
+        .unwrap();
+    let spawn = |dpop: &str, secs: &str, secret: &str| {
+        let mut command = std::process::Command::new(common::example("resource_server"));
+        command
+            .env("INTROSPECTION_URL", auth.introspection_url())
+            .env("CLIENT_ID", common::RS_ID)
+            .env("CLIENT_SECRET", common::RS_SECRET)
+            .env("DPOP", dpop)
+            .env("DPOP_NONCE_SECS", secs)
+            .env("DPOP_NONCE_SECRET", secret)
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        if dpop != "off" {
+            command.env("DPOP_EXTERNAL_URL", "https://api.example");
+        }
+        command.spawn().unwrap()
+    };
+    let bad_settings = [
+        ("required", "soon", ""),
+        ("required", "0", ""),
+        ("off", "300", ""),
+        ("required", "300", "shorter than 32 bytes"),
+        ("required", "", "a nonce secret without a rotation"),
+    ];
+    for (dpop, secs, secret) in bad_settings {
+        let mut bad = spawn(dpop, secs, secret);
+        let mut exited = None;
+        for _ in 0..100 {
+            exited = bad.try_wait().unwrap();
+            if exited.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        if exited.is_none() {
+            let _ = bad.kill();
+            let _ = bad.wait();
+        }
+        assert!(
+            exited.is_some_and(|status| !status.success()),
+            "DPOP={dpop} DPOP_NONCE_SECS={secs} DPOP_NONCE_SECRET={secret} must stop it"
+        );
+    }
+
+    let mut child = spawn("required", "300", "");
+    let stdout = child.stdout.take().unwrap();
+    let line = BufReader::new(stdout).lines().next().unwrap().unwrap();
+    let base = line.strip_prefix("listening on ").unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let key = DpopKey::generate();
+    let token = auth.mint(TokenSpec::new().scope("read").claim("cnf", key.cnf()));
+    let send = |proof: String| {
+        let request = http
+            .get(format!("{base}/items"))
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", proof);
+        async move { request.send().await.unwrap() }
+    };
+    let url = "https://api.example/items";
+    let first = send(key.proof("GET", url, &token)).await;
+    let nonce = nonce_of(&first);
+    let retried = match &nonce {
+        Some(nonce) => send(key.proof_with_nonce("GET", url, &token, nonce))
+            .await
+            .status(),
+        None => reqwest::StatusCode::IM_A_TEAPOT,
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(first.status(), 401);
+    assert_eq!(
+        challenges(&first),
+        [format!(
+            "DPoP realm=\"api\", error=\"use_dpop_nonce\", error_description=\"{NO_NONCE}\", {ALGS}"
+        )]
+    );
+    assert_eq!(retried, 200);
+}

@@ -8,6 +8,7 @@
 //! untouched, except that a DPoP-bound token is never accepted as a bearer
 //! token, whether DPoP is configured or not.
 
+mod nonce;
 mod proof;
 mod replay;
 
@@ -15,7 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{header, HeaderMap, Method, Uri};
+use http::{header, HeaderMap, HeaderValue, Method, Uri};
 
 use crate::clock;
 use crate::error::{AuthError, ConfigError, DpopAnswer, ErrorKind};
@@ -89,6 +90,7 @@ pub struct DpopConfig {
     leeway: Duration,
     replay_capacity: u64,
     accept_unbound: bool,
+    nonces: Option<nonce::Nonces>,
 }
 
 impl DpopConfig {
@@ -108,6 +110,7 @@ impl DpopConfig {
             leeway: Duration::from_secs(5),
             replay_capacity: DEFAULT_DPOP_REPLAY_CAPACITY,
             accept_unbound: false,
+            nonces: None,
         }
     }
 
@@ -184,6 +187,101 @@ impl DpopConfig {
         self.accept_unbound = accept;
         self
     }
+
+    /// Requires every proof to carry a nonce this server handed out (RFC
+    /// 9449 §8, §9), a new one every `rotation`: a proof made ahead of time,
+    /// by a client's stolen key or a compromised client, stops working
+    /// within two rotations. Off by default.
+    ///
+    /// A proof without a nonce, or with one that is neither the current
+    /// period's nor the previous one's, is answered 401
+    /// `error="use_dpop_nonce"` with the nonce to use in a `DPoP-Nonce`
+    /// header; the client signs a new proof with it and retries. Every 401
+    /// to a `DPoP` request (and with [`required`](Self::required), every
+    /// 401) carries the current nonce, and so does the response to a proof
+    /// that used the previous period's. A `Bearer` request never gets one.
+    ///
+    /// Nonces are derived, not stored (HMAC-SHA-256 of the period under a
+    /// secret drawn from the operating system at this call): clones of this
+    /// configuration share them, but another process has its own, so a
+    /// client whose requests land on another replica is sent
+    /// `use_dpop_nonce` again; [`shared_nonces`](Self::shared_nonces)
+    /// gives replicas the same ones. `rotation` is counted in whole seconds,
+    /// at least 1 s and at most a day (outside, the nearest bound). A
+    /// browser client reads `DPoP-Nonce` only if CORS exposes it
+    /// (`Access-Control-Expose-Headers: DPoP-Nonce`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    ///
+    /// use axum::{body::Body, routing::get, Router};
+    /// use tower::ServiceExt;
+    /// use tower_introspection::test_util::{
+    ///     DpopKey, TestAuthServer, TokenSpec, RS_CLIENT_ID, RS_CLIENT_SECRET,
+    /// };
+    /// use tower_introspection::{DpopConfig, IntrospectionLayer, Introspector};
+    ///
+    /// let auth = TestAuthServer::start().await?;
+    /// let introspector = Introspector::builder(auth.introspection_url())
+    ///     .client_secret_basic(RS_CLIENT_ID, RS_CLIENT_SECRET)
+    ///     .build()?;
+    /// let dpop = DpopConfig::required().nonces(Duration::from_secs(300));
+    /// let app = Router::new()
+    ///     .route("/items", get(|| async { "items" }))
+    ///     .route_layer(IntrospectionLayer::new(introspector).dpop(dpop));
+    ///
+    /// let key = DpopKey::generate();
+    /// let token = auth.mint(TokenSpec::new().claim("cnf", key.cnf()));
+    /// let url = "http://api.example/items";
+    /// let request = |proof: String| {
+    ///     http::Request::get(url)
+    ///         .header("authorization", format!("DPoP {token}"))
+    ///         .header("dpop", proof)
+    ///         .body(Body::empty())
+    /// };
+    ///
+    /// // A proof without a nonce: 401, and the nonce to use.
+    /// let response = app.clone().oneshot(request(key.proof("GET", url, &token))?).await?;
+    /// assert_eq!(response.status(), 401);
+    /// assert_eq!(
+    ///     response.headers()["www-authenticate"],
+    ///     r#"DPoP realm="api", error="use_dpop_nonce", error_description="the DPoP proof must carry the server's nonce (DPoP-Nonce)", algs="ES256 ES384 EdDSA PS256 RS256""#,
+    /// );
+    /// let nonce = response.headers()["dpop-nonce"].to_str()?.to_owned();
+    ///
+    /// // A new proof with that nonce passes.
+    /// let proof = key.proof_with_nonce("GET", url, &token, &nonce);
+    /// let response = app.oneshot(request(proof)?).await?;
+    /// assert_eq!(response.status(), 200);
+    /// # Ok(()) }
+    /// ```
+    pub fn nonces(mut self, rotation: Duration) -> Self {
+        self.nonces = Some(nonce::Nonces::random(rotation));
+        self
+    }
+
+    /// [`nonces`](Self::nonces) under `secret`, so that every replica given
+    /// the same secret and rotation hands out and accepts the same nonces
+    /// (their clocks must agree to within a rotation). Use a secret of its
+    /// own, random, and keep it like a key; it is never printed.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSetting`] when `secret` is shorter than 32
+    /// bytes.
+    pub fn shared_nonces(
+        mut self,
+        rotation: Duration,
+        secret: impl AsRef<[u8]>,
+    ) -> Result<Self, ConfigError> {
+        let nonces = nonce::Nonces::shared(rotation, secret.as_ref()).ok_or(ConfigError::InvalidSetting(
+            "the DPoP nonce secret must be at least 32 bytes",
+        ))?;
+        self.nonces = Some(nonces);
+        Ok(self)
+    }
 }
 
 impl fmt::Debug for DpopConfig {
@@ -195,6 +293,10 @@ impl fmt::Debug for DpopConfig {
             .field("max_age", &self.max_age)
             .field("replay_capacity", &self.replay_capacity)
             .field("accept_unbound", &self.accept_unbound)
+            .field(
+                "nonce_rotation",
+                &self.nonces.as_ref().map(nonce::Nonces::rotation),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -234,12 +336,29 @@ impl Dpop {
         self.config.required
     }
 
-    /// What every rejection of a request with `via_dpop` scheme says.
+    /// What every rejection of a request with `via_dpop` scheme says; with
+    /// nonces, a 401 to a `DPoP` request or where `DPoP` is required also
+    /// carries the current one (RFC 9449 §8.2), a `Bearer` request's never.
     pub(crate) fn answer(&self, via_dpop: bool) -> DpopAnswer {
+        let nonce = match &self.config.nonces {
+            Some(nonces) if via_dpop || self.config.required => {
+                nonces.current(clock::now().unix_secs()).map(Box::new)
+            }
+            _ => None,
+        };
+        DpopAnswer {
+            nonce,
+            ..self.answer_without_nonce(via_dpop)
+        }
+    }
+
+    /// The challenges alone, for the 403s of scope checks further in.
+    pub(crate) fn answer_without_nonce(&self, via_dpop: bool) -> DpopAnswer {
         DpopAnswer {
             algs: self.algs.clone(),
             bearer: !self.config.required,
             via_dpop,
+            nonce: None,
         }
     }
 
@@ -320,8 +439,9 @@ impl Dpop {
         Some(url)
     }
 
-    /// Checks the proof, then the token, then the binding: the whole of a
-    /// `DPoP` request's authentication, on the slower path.
+    /// Checks the proof, its nonce, then the token, then the binding: the
+    /// whole of a `DPoP` request's authentication, on the slower path. With
+    /// the principal, the `DPoP-Nonce` the response must carry, if any.
     pub(crate) fn verify(
         self: Arc<Self>,
         verifier: Verifier,
@@ -329,18 +449,21 @@ impl Dpop {
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
-    ) -> impl std::future::Future<Output = Result<Principal, AuthError>> + Send + 'static {
+    ) -> impl std::future::Future<Output = Result<(Principal, Option<HeaderValue>), AuthError>> + Send + 'static
+    {
         let target = self.target(uri, headers);
         let method = method.as_str().to_owned();
         async move {
-            let answer = self.answer(true);
             match self.verify_inner(verifier, presented, &method, target).await {
-                Ok(mut principal) => {
-                    // Scope checks further in answer in the DPoP scheme too.
-                    principal.set_dpop_answer(answer);
-                    Ok(principal)
+                Ok((mut principal, nonce)) => {
+                    // Scope checks further in answer in the DPoP scheme too
+                    // (a 403 needs no nonce).
+                    principal.set_dpop_answer(self.answer_without_nonce(true));
+                    Ok((principal, nonce))
                 }
-                Err(error) => Err(error.with_dpop(answer)),
+                // Answered at the end, not the start: the nonce handed out
+                // is current even after a slow introspection.
+                Err(error) => Err(error.with_dpop(self.answer(true))),
             }
         }
     }
@@ -351,23 +474,36 @@ impl Dpop {
         presented: Presented,
         method: &str,
         target: Option<url::Url>,
-    ) -> Result<Principal, AuthError> {
+    ) -> Result<(Principal, Option<HeaderValue>), AuthError> {
         let target = target.ok_or_else(|| {
             AuthError::new(
                 ErrorKind::InvalidRequest,
                 "the request's URL cannot be determined",
             )
         })?;
+        let now = clock::now().unix_secs();
         let expected = proof::Expected {
             method,
             url: &target,
             access_token: &presented.token,
-            now: clock::now().unix_secs(),
+            now,
             max_age: secs(self.config.max_age),
             leeway: secs(self.config.leeway),
         };
         let checked =
             proof::check(&presented.proof, &self.config.algorithms, &expected).map_err(proof_error)?;
+        // After the signature and the other proof checks, so a forged proof
+        // is `invalid_dpop_proof`, never `use_dpop_nonce`; before the token
+        // is looked up, so a proof refused here costs no introspection and
+        // takes no replay-cache place (the client retries with a new one).
+        let fresh_nonce = match &self.config.nonces {
+            None => None,
+            Some(nonces) => match nonces.admit(checked.nonce.as_deref(), now) {
+                nonce::Admission::Current => None,
+                nonce::Admission::Previous => nonces.current(now),
+                nonce::Admission::Refused => return Err(nonce_error(checked.nonce.is_some())),
+            },
+        };
         let principal = match verifier.cached(&presented.token) {
             Some(outcome) => outcome?,
             None => verifier.validate_any(&presented.token).await?,
@@ -389,7 +525,7 @@ impl Dpop {
         if !self.replay.first_use(&verifier, &checked.jkt, &checked.jti).await {
             return Err(proof_error("the DPoP proof was used before (jti)"));
         }
-        Ok(principal)
+        Ok((principal, fresh_nonce))
     }
 }
 
@@ -401,6 +537,17 @@ impl fmt::Debug for Dpop {
 
 fn proof_error(reason: &'static str) -> AuthError {
     AuthError::new(ErrorKind::InvalidDpopProof, reason)
+}
+
+/// RFC 9449 §9: the client is to sign a new proof with the nonce in
+/// `DPoP-Nonce`.
+fn nonce_error(had_one: bool) -> AuthError {
+    let reason = if had_one {
+        "the DPoP proof's nonce is unknown or expired; use the one in DPoP-Nonce"
+    } else {
+        "the DPoP proof must carry the server's nonce (DPoP-Nonce)"
+    };
+    AuthError::new(ErrorKind::UseDpopNonce, reason)
 }
 
 fn secs(duration: Duration) -> i64 {

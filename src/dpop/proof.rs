@@ -26,6 +26,9 @@ pub(crate) struct Checked {
     /// The RFC 7638 thumbprint of the proof's key, base64url.
     pub(crate) jkt: String,
     pub(crate) jti: String,
+    /// The `nonce` claim, if a string: checked by the caller, against the
+    /// server's nonces when it hands them out (RFC 9449 §4.3 item 10).
+    pub(crate) nonce: Option<String>,
 }
 
 /// Members of a JWK that only a private key has (RFC 7518 §6): a proof
@@ -105,7 +108,8 @@ pub(crate) fn check(
         return Err("the DPoP proof is for another access token (ath)");
     }
     let jkt = thumbprint(jwk).ok_or("the DPoP proof's jwk is not a usable public key")?;
-    Ok(Checked { jkt, jti })
+    let nonce = text("nonce").map(str::to_owned);
+    Ok(Checked { jkt, jti, nonce })
 }
 
 /// `ath`: base64url of the SHA-256 of the access token (RFC 9449 §4.2).

@@ -9,14 +9,17 @@ use http::{header, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::error::AuthError;
+use crate::error::{AuthError, DPOP_NONCE};
 use crate::principal::Principal;
 use crate::rejection::{reject, RejectionBody};
 
 /// The verification of a token that was not a cache hit, yielding its
-/// [`Principal`]. Boxed because the verifiers' futures cannot be named; hits
-/// never get here (`Introspection::call` answers them synchronously).
-pub(crate) type PendingPrincipal = Pin<Box<dyn Future<Output = Result<Principal, AuthError>> + Send>>;
+/// [`Principal`] and, for a DPoP request, a `DPoP-Nonce` value for the
+/// response (RFC 9449 §8.2). Boxed because the verifiers' futures cannot be
+/// named; hits never get here (`Introspection::call` answers them
+/// synchronously).
+pub(crate) type PendingPrincipal =
+    Pin<Box<dyn Future<Output = Result<(Principal, Option<HeaderValue>), AuthError>> + Send>>;
 
 pin_project! {
     /// Response future of [`Introspection`](super::Introspection): a
@@ -57,6 +60,10 @@ pin_project! {
             #[pin]
             future: S::Future,
             private: bool,
+            // A DPoP nonce to hand the client; always `None` on the hit
+            // path. Boxed: unboxed, it would grow every response future by
+            // 40 bytes for a header a few DPoP responses carry.
+            dpop_nonce: Option<Box<HeaderValue>>,
         },
         Done,
     }
@@ -83,7 +90,11 @@ where
     /// `private`: as for [`validating`](Self::validating).
     pub(crate) fn calling(future: S::Future, private: bool) -> Self {
         Self {
-            state: State::Calling { future, private },
+            state: State::Calling {
+                future,
+                private,
+                dpop_nonce: None,
+            },
         }
     }
 
@@ -141,12 +152,16 @@ where
                     };
                     let private = *private;
                     match outcome {
-                        Ok(mut principal) => {
+                        Ok((mut principal, dpop_nonce)) => {
                             // This state is left now: move the realm out rather than clone it.
                             principal.set_realm(std::mem::replace(realm, HeaderValue::from_static("")));
                             request.extensions_mut().insert(principal);
                             let future = inner.call(request);
-                            state.set(State::Calling { future, private });
+                            state.set(State::Calling {
+                                future,
+                                private,
+                                dpop_nonce: dpop_nonce.map(Box::new),
+                            });
                         }
                         Err(error) => {
                             let response = reject(error.with_realm(Some(realm)), body);
@@ -155,15 +170,23 @@ where
                         }
                     }
                 }
-                StateProj::Calling { future, private } => {
+                StateProj::Calling {
+                    future,
+                    private,
+                    dpop_nonce,
+                } => {
                     let result = ready!(future.poll(cx));
                     let private = *private;
+                    let dpop_nonce = dpop_nonce.take();
                     // The inner future is done: drop it, so that a further
                     // poll panics here rather than polling it again.
                     state.set(State::Done);
                     let mut response = result?;
                     if private && response.status().is_success() {
                         mark_private(response.headers_mut());
+                    }
+                    if let Some(nonce) = dpop_nonce {
+                        response.headers_mut().insert(DPOP_NONCE, *nonce);
                     }
                     return Poll::Ready(Ok(response));
                 }
@@ -244,7 +267,7 @@ mod tests {
 
     fn validating(outcome: Result<Principal, AuthError>) -> Future200 {
         ResponseFuture::validating(
-            Box::pin(ready(outcome)),
+            Box::pin(ready(outcome.map(|principal| (principal, None)))),
             Request::new(()),
             Ok200,
             HeaderValue::from_static("api"),

@@ -100,7 +100,7 @@ impl<E, R> IntrospectionLayer<E, R> {
     #[cfg(feature = "jwt")]
     pub(super) fn answer_scopes_in_dpop(&self, principal: &mut crate::Principal) {
         if let Some(dpop) = &self.dpop {
-            principal.set_dpop_answer(dpop.answer(false));
+            principal.set_dpop_answer(dpop.answer_without_nonce(false));
         }
     }
 
@@ -263,7 +263,8 @@ impl<E, R> IntrospectionLayer<E, R> {
     /// 9449), beside `Bearer` or instead of it; see [`DpopConfig`](crate::DpopConfig).
     /// Off by default; a DPoP-bound token is refused as a bearer token
     /// either way. Rejections of this layer then carry the `DPoP`
-    /// challenge (`algs`, `error="invalid_dpop_proof"`), and so do the
+    /// challenge (`algs`, `error="invalid_dpop_proof"`, and with server
+    /// nonces `use_dpop_nonce` and a `DPoP-Nonce` header), and so do the
     /// 403s of the scope guards further in (`insufficient_scope` in the
     /// challenge of the scheme the request used).
     #[cfg(feature = "jwt")]

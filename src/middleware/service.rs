@@ -139,14 +139,15 @@ where
         let principal = Box::pin(async move {
             let outcome = match verifier.validate_any(token.secret()).await {
                 Ok(principal) if principal.is_dpop_bound() => Err(crate::principal::bound_token_as_bearer()),
-                outcome => outcome,
+                // A `Bearer` request is never handed a DPoP nonce.
+                outcome => outcome.map(|principal| (principal, None)),
             };
             #[cfg(feature = "jwt")]
             let outcome = match dpop_answer {
                 Some(answer) => match outcome {
-                    Ok(mut principal) => {
+                    Ok((mut principal, nonce)) => {
                         principal.set_dpop_answer(answer);
-                        Ok(principal)
+                        Ok((principal, nonce))
                     }
                     Err(error) => Err(error.with_dpop(answer)),
                 },

@@ -76,6 +76,14 @@ impl DpopKey {
         self.sign(&Self::header(self), &Self::claims(method, url, access_token))
     }
 
+    /// A fresh proof like [`proof`](Self::proof), carrying the server's
+    /// `nonce` (RFC 9449 §8: the value of a `DPoP-Nonce` header).
+    pub fn proof_with_nonce(&self, method: &str, url: &str, access_token: &str, nonce: &str) -> String {
+        let mut claims = Self::claims(method, url, access_token);
+        claims["nonce"] = Value::String(nonce.to_owned());
+        self.sign(&self.header(), &claims)
+    }
+
     /// The header of a proof by this key: `typ`, `alg` `ES256`, `jwk`.
     pub fn header(&self) -> Value {
         json!({ "typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk })
