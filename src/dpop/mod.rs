@@ -8,7 +8,7 @@
 //! untouched, except that a DPoP-bound token is never accepted as a bearer
 //! token, whether DPoP is configured or not.
 
-mod proof;
+pub(crate) mod proof;
 
 use std::fmt;
 use std::sync::Arc;
