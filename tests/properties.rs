@@ -663,3 +663,246 @@ fn deeply_nested_answer_is_an_error_not_a_stack_overflow() {
     );
     assert!(parse_answer(member.as_bytes()).is_err());
 }
+
+// ---------------------------------------------------------------------------
+// DPoP proofs (RFC 9449 §4.3) and compact JWS: `check_dpop_proof`,
+// `parse_jwt`, `peek_issuer`.
+// ---------------------------------------------------------------------------
+
+mod dpop_proof {
+    use std::sync::OnceLock;
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use proptest::prelude::*;
+    use proptest::sample::{select, Index};
+    use serde_json::{json, Value};
+    use tower_introspection::fuzzing::{
+        check_dpop_proof, parse_jwt, peek_issuer, DPOP_ACCESS_TOKEN, DPOP_METHOD, DPOP_NOW, DPOP_URL,
+    };
+    use tower_introspection::test_util::DpopKey;
+
+    use super::json_value;
+
+    /// The random, mutated and re-signed cases below run this many times
+    /// each: every case fails early, or costs one ES256 check.
+    const CASES: u32 = 4096;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: CASES,
+            ..super::config()
+        }
+    }
+
+    fn key() -> &'static DpopKey {
+        static KEY: OnceLock<DpopKey> = OnceLock::new();
+        KEY.get_or_init(DpopKey::generate)
+    }
+
+    fn ath() -> String {
+        URL_SAFE_NO_PAD.encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            DPOP_ACCESS_TOKEN.as_bytes(),
+        ))
+    }
+
+    /// The claims of a proof the fixed request accepts.
+    fn claims() -> Value {
+        json!({ "jti": "j-1", "htm": DPOP_METHOD, "htu": DPOP_URL, "iat": DPOP_NOW - 1, "ath": ath() })
+    }
+
+    fn valid_proof() -> &'static str {
+        static PROOF: OnceLock<String> = OnceLock::new();
+        PROOF.get_or_init(|| key().sign(&key().header(), &claims()))
+    }
+
+    /// A valid proof with up to eight byte edits: replace, insert, remove,
+    /// truncate.
+    fn mutated_proof() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec((any::<Index>(), 0u8..4, any::<u8>()), 1..8).prop_map(|edits| {
+            let mut bytes = valid_proof().as_bytes().to_vec();
+            for (at, op, byte) in edits {
+                let i = at.index(bytes.len() + 1);
+                match op {
+                    0 if i < bytes.len() => bytes[i] = byte,
+                    1 => bytes.insert(i, byte),
+                    2 if i < bytes.len() => {
+                        bytes.remove(i);
+                    }
+                    _ => bytes.truncate(i),
+                }
+            }
+            bytes
+        })
+    }
+
+    /// Members a proof's header or claims hold, or could.
+    fn member() -> impl Strategy<Value = (bool, &'static str)> {
+        (
+            any::<bool>(),
+            select(
+                &[
+                    "typ", "alg", "jwk", "crit", "kid", "jti", "htm", "htu", "iat", "ath", "nonce",
+                ][..],
+            ),
+        )
+    }
+
+    /// What may replace a member: any JSON, or a value near the right one.
+    fn replacement() -> impl Strategy<Value = Option<Value>> {
+        prop::option::of(prop_oneof![
+            json_value(),
+            (-100i64..100).prop_map(|d| json!(DPOP_NOW + d)),
+            (-100.0f64..100.0).prop_map(|d| json!(DPOP_NOW as f64 + d)),
+            Just(json!(1e308)),
+            Just(json!(-1e308)),
+            Just(json!(u64::MAX)),
+            Just(json!("dpop+JWT")),
+            Just(json!("ES384")),
+            Just(json!("EdDSA")),
+            Just(json!("none")),
+            Just(json!("x".repeat(257))),
+            Just(json!("https://api.example:443/items?q#f")),
+            Just(json!({"kty": "oct", "k": "AAAA"})),
+            Just(json!({"kty": "EC", "crv": "P-256", "x": "", "y": ""})),
+            Just(json!({"kty": "OKP", "crv": "Ed25519", "x": "AAAA"})),
+            Just(json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"})),
+        ])
+    }
+
+    /// A proof signed by the key after up to three members of its header or
+    /// claims were replaced (`Some`) or removed (`None`), with what was done.
+    fn resigned_proof() -> impl Strategy<Value = (String, Value, Value)> {
+        proptest::collection::vec((member(), replacement()), 0..4).prop_map(|edits| {
+            let mut header = key().header();
+            let mut claims = claims();
+            for ((in_header, name), value) in edits {
+                let target = if in_header { &mut header } else { &mut claims };
+                let object = target.as_object_mut().expect("an object");
+                match value {
+                    Some(Value::Null) if name == "jwk" => {
+                        // A private member beside the public key.
+                        if let Some(jwk) = object.get_mut("jwk").and_then(Value::as_object_mut) {
+                            jwk.insert("d".to_owned(), json!("AAAA"));
+                        }
+                    }
+                    Some(value) => {
+                        object.insert(name.to_owned(), value);
+                    }
+                    None => {
+                        object.remove(name);
+                    }
+                }
+            }
+            (key().sign(&header, &claims), header, claims)
+        })
+    }
+
+    /// What the checker must have verified if it accepted `header` and
+    /// `claims` (signed by the right key): RFC 9449 §4.3, read here.
+    fn acceptable(header: &Value, claims: &Value) -> Result<(), String> {
+        let text = |v: &Value, name: &str| v.get(name).and_then(Value::as_str).map(str::to_owned);
+        if !text(header, "typ").is_some_and(|t| t.eq_ignore_ascii_case("dpop+jwt")) {
+            return Err(format!("typ {:?}", header.get("typ")));
+        }
+        if text(header, "alg").as_deref() != Some("ES256") {
+            return Err(format!("alg {:?} with a P-256 key", header.get("alg")));
+        }
+        if header.get("jwk") != Some(key().jwk()) {
+            return Err(format!("jwk {:?}", header.get("jwk")));
+        }
+        if header.get("crit").is_some() {
+            return Err("crit".to_owned());
+        }
+        if header.get("kid").is_some_and(|kid| !kid.is_string()) {
+            return Err(format!("kid {:?}", header.get("kid")));
+        }
+        if text(claims, "htm").as_deref() != Some(DPOP_METHOD) {
+            return Err(format!("htm {:?}", claims.get("htm")));
+        }
+        let iat = claims.get("iat").and_then(Value::as_f64).map(f64::floor);
+        if !iat.is_some_and(|iat| iat >= (DPOP_NOW - 65) as f64 && iat <= (DPOP_NOW + 5) as f64) {
+            return Err(format!("iat {:?}", claims.get("iat")));
+        }
+        if !text(claims, "jti").is_some_and(|j| !j.is_empty() && j.len() <= 256) {
+            return Err(format!("jti {:?}", claims.get("jti")));
+        }
+        if text(claims, "ath") != Some(ath()) {
+            return Err(format!("ath {:?}", claims.get("ath")));
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn dpop_proof_never_panics(proof in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..400),
+            mutated_proof(),
+        ]) {
+            let _ = check_dpop_proof(&proof);
+            let _ = parse_jwt(&proof);
+            let _ = peek_issuer(&proof);
+        }
+
+        /// Accepted exactly when the edited header and claims still follow
+        /// the rules (a member changed to an equivalent `htu` may pass).
+        #[test]
+        fn dpop_proof_accepted_only_when_valid((proof, header, claims) in resigned_proof()) {
+            let got = check_dpop_proof(proof.as_bytes());
+            let htu_ok = claims.get("htu").and_then(Value::as_str).is_some_and(|htu| {
+                url::Url::parse(htu).is_ok_and(|u| {
+                    u.scheme() == "https" && u.host_str() == Some("api.example")
+                        && u.port_or_known_default() == Some(443) && u.path() == "/items"
+                })
+            });
+            let want = acceptable(&header, &claims).and_then(|()| htu_ok.then_some(()).ok_or_else(|| "htu".to_owned()));
+            match (&got, &want) {
+                (Ok((jkt, jti)), Ok(())) => {
+                    prop_assert_eq!(jkt, &key().jkt());
+                    prop_assert_eq!(Some(jti.as_str()), claims["jti"].as_str());
+                }
+                (Err(_), Err(_)) => {}
+                _ => {
+                    return Err(TestCaseError::fail(format!(
+                        "got {got:?}, expected {want:?}: header {header}, claims {claims}"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// The committed fuzz seeds: `valid_*` are accepted, the rest refused.
+    /// The valid ones were signed by Python's `cryptography`, not by this
+    /// crate, so they also check the verifier against another signer.
+    #[test]
+    fn fuzz_seeds() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/dpop_proof");
+        let mut valid = 0;
+        for entry in std::fs::read_dir(&dir).expect("fuzz/seeds/dpop_proof") {
+            let path = entry.expect("a seed").path();
+            let name = path.file_name().expect("a name").to_string_lossy().into_owned();
+            let got = check_dpop_proof(&std::fs::read(&path).expect("readable"));
+            if name.starts_with("valid_") {
+                assert!(got.is_ok(), "{name}: {got:?}");
+                valid += 1;
+            } else {
+                assert!(got.is_err(), "{name} accepted");
+            }
+        }
+        assert!(valid >= 4, "ES256, EdDSA, RS256 and PS256 seeds");
+    }
+
+    #[test]
+    fn a_fresh_proof_is_accepted_once_resigned_unchanged() {
+        assert_eq!(
+            check_dpop_proof(valid_proof().as_bytes()),
+            Ok((key().jkt(), "j-1".to_owned()))
+        );
+        let parsed = parse_jwt(valid_proof().as_bytes()).expect("a JWS");
+        assert_eq!((parsed.alg, parsed.typ.as_deref()), ("ES256", Some("dpop+jwt")));
+        assert_eq!(peek_issuer(valid_proof().as_bytes()), Some(None));
+    }
+}

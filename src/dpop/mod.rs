@@ -9,7 +9,7 @@
 //! token, whether DPoP is configured or not.
 
 mod nonce;
-mod proof;
+pub(crate) mod proof;
 mod replay;
 
 use std::fmt;
