@@ -214,12 +214,15 @@ impl AuthError {
         self.challenge_in("Bearer", true, None)
     }
 
-    /// Whether the DPoP answer applies: to the 401s and to the 403 of a
-    /// scope check (RFC 9449 §7.1 answers `insufficient_scope` in the
-    /// scheme the request used).
+    /// Whether the DPoP answer applies: to the 400s of malformed
+    /// credentials, the 401s and the 403 of a scope check (RFC 9449 §7.1:
+    /// the error goes in the challenge of the scheme the request used).
     #[cfg(feature = "jwt")]
     fn takes_dpop_challenge(&self) -> bool {
-        matches!(self.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+        matches!(
+            self.status(),
+            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        )
     }
 
     /// The challenge of `scheme`, with this error's code and description
@@ -260,10 +263,13 @@ impl AuthError {
                 ))
                 .into_header_value()
             }
-            ErrorKind::InvalidRequest => challenge
-                .error(self.kind.error_code()?)
-                .description(&self.description)
-                .into_header_value(),
+            ErrorKind::InvalidRequest if !with_error => with_algs(challenge).into_header_value(),
+            ErrorKind::InvalidRequest => with_algs(
+                challenge
+                    .error(self.kind.error_code()?)
+                    .description(&self.description),
+            )
+            .into_header_value(),
             ErrorKind::InsufficientScope if !with_error => with_algs(challenge).into_header_value(),
             ErrorKind::InsufficientScope => {
                 let challenge = challenge.error("insufficient_scope");

@@ -37,8 +37,9 @@ pub struct Principal {
     /// With DPoP on the layer: how its challenges are answered, so the
     /// scope checks further in answer 403 with the scheme the request used
     /// (RFC 9449 §7.1).
+    /// Shared per layer: one pointer here, one refcount per request.
     #[cfg(feature = "jwt")]
-    dpop: Option<crate::error::DpopAnswer>,
+    dpop: Option<Arc<crate::error::DpopAnswer>>,
 }
 
 /// The parsed answer, as cached: one allocation plus its strings. Boxed
@@ -191,13 +192,13 @@ impl Principal {
     }
 
     #[cfg(feature = "jwt")]
-    pub(crate) fn set_dpop_answer(&mut self, answer: crate::error::DpopAnswer) {
+    pub(crate) fn set_dpop_answer(&mut self, answer: Arc<crate::error::DpopAnswer>) {
         self.dpop = Some(answer);
     }
 
     #[cfg(feature = "jwt")]
     pub(crate) fn dpop_answer(&self) -> Option<&crate::error::DpopAnswer> {
-        self.dpop.as_ref()
+        self.dpop.as_deref()
     }
 
     pub(crate) fn other_kind(&self) -> Option<OtherKind> {

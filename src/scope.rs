@@ -190,8 +190,8 @@ pub(crate) fn unauthenticated(extensions: &Extensions) -> AuthError {
     let error = AuthError::missing_token().with_realm(Some(realm));
     // A layer with DPoP leaves its answer beside the realm.
     #[cfg(feature = "jwt")]
-    let error = match extensions.get::<crate::error::DpopAnswer>() {
-        Some(answer) => error.with_dpop(answer.clone()),
+    let error = match extensions.get::<crate::dpop::LayerDpop>() {
+        Some(dpop) => error.with_dpop(dpop.0.answer(false)),
         None => error,
     };
     error

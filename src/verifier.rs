@@ -206,9 +206,16 @@ impl Sources {
 /// A JWT also introspected: the principal comes from its claims, so the
 /// AS's answer must not bind it to a DPoP key the claims do not name (nor
 /// to another one). Otherwise a bound token would pass as a bearer token.
+/// Claims bound where the answer is silent need nothing more: the claims'
+/// binding is enforced already (RFC 9449 §6.2 does not oblige the AS to
+/// echo `cnf`).
 #[cfg(feature = "jwt")]
 fn same_binding(principal: Principal, answer: &Principal) -> Result<Principal, AuthError> {
-    if principal.is_dpop_bound() == answer.is_dpop_bound() && principal.dpop_jkt() == answer.dpop_jkt() {
+    if !answer.is_dpop_bound()
+        || (principal.is_dpop_bound()
+            && principal.dpop_jkt().is_some()
+            && principal.dpop_jkt() == answer.dpop_jkt())
+    {
         Ok(principal)
     } else {
         Err(AuthError::invalid_token(

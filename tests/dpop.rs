@@ -104,7 +104,7 @@ async fn jwt_and_introspection_must_agree_on_the_binding() {
             .claim("scope", json!("read"))
     };
     let differs = "the token's DPoP binding differs between its claims and the introspection answer";
-    // Unbound claims, bound answer; then bound claims, unbound answer.
+    // Unbound claims, bound answer; claims bound to another key.
     let unbound_jwt = auth.mint_jwt(spec());
     auth.mint(
         TokenSpec::new()
@@ -112,14 +112,29 @@ async fn jwt_and_introspection_must_agree_on_the_binding() {
             .scope("read")
             .claim("cnf", json!({ "jkt": JKT })),
     );
-    let bound_jwt = auth.mint_jwt(spec().claim("cnf", json!({ "jkt": JKT })));
-    auth.mint(TokenSpec::new().token_value(bound_jwt.as_str()).scope("read"));
-    for token in [&unbound_jwt, &bound_jwt] {
+    let other_key = DpopKey::generate();
+    let other_jwt = auth.mint_jwt(spec().claim("cnf", other_key.cnf()));
+    auth.mint(
+        TokenSpec::new()
+            .token_value(other_jwt.as_str())
+            .scope("read")
+            .claim("cnf", json!({ "jkt": JKT })),
+    );
+    for token in [&unbound_jwt, &other_jwt] {
         for round in ["miss", "hit"] {
             let error = verifier.validate(token).await.unwrap_err();
             assert_eq!(error.description(), differs, "{round}");
         }
     }
+    // Bound claims where the answer is silent: the claims' binding holds
+    // (refused as a bearer token, as any bound token).
+    let bound_jwt = auth.mint_jwt(spec().claim("cnf", json!({ "jkt": JKT })));
+    auth.mint(TokenSpec::new().token_value(bound_jwt.as_str()).scope("read"));
+    let error = verifier.validate(&bound_jwt).await.unwrap_err();
+    assert_eq!(
+        error.description(),
+        "the token is bound to a DPoP key and must be sent with the DPoP scheme and a proof"
+    );
     // Agreeing: a plain JWT the AS knows unbound passes.
     let plain = auth.mint_jwt(spec());
     auth.mint(TokenSpec::new().token_value(plain.as_str()).scope("read"));
@@ -900,20 +915,35 @@ async fn resource_server_example_dpop_nonce_setting() {
             .env("DPOP_NONCE_SECRET", secret)
             .env("LISTEN_ADDR", "127.0.0.1:0")
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null());
+            .stderr(std::process::Stdio::piped());
         if dpop != "off" {
             command.env("DPOP_EXTERNAL_URL", "https://api.example");
         }
         command.spawn().unwrap()
     };
     let bad_settings = [
-        ("required", "soon", ""),
-        ("required", "0", ""),
-        ("off", "300", ""),
-        ("required", "300", "shorter than 32 bytes"),
-        ("required", "", "a nonce secret without a rotation"),
+        (
+            "required",
+            "soon",
+            "",
+            "DPOP_NONCE_SECS must be a whole number of seconds",
+        ),
+        ("required", "0", "", "DPOP_NONCE_SECS must be between 1 and 86400"),
+        (
+            "off",
+            "300",
+            "",
+            "DPOP_NONCE_SECS: set DPOP to allowed or required",
+        ),
+        ("required", "300", "shorter than 32 bytes", "DPOP_NONCE_SECRET: "),
+        (
+            "required",
+            "",
+            "a nonce secret without a rotation",
+            "DPOP_NONCE_SECRET is set but DPOP_NONCE_SECS is not",
+        ),
     ];
-    for (dpop, secs, secret) in bad_settings {
+    for (dpop, secs, secret, reason) in bad_settings {
         let mut bad = spawn(dpop, secs, secret);
         let mut exited = None;
         for _ in 0..100 {
@@ -930,6 +960,13 @@ async fn resource_server_example_dpop_nonce_setting() {
         assert!(
             exited.is_some_and(|status| !status.success()),
             "DPOP={dpop} DPOP_NONCE_SECS={secs} DPOP_NONCE_SECRET={secret} must stop it"
+        );
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut bad.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(stderr.contains(reason), "{reason:?} not in {stderr:?}");
+        assert!(
+            secret.is_empty() || !stderr.contains(secret),
+            "the secret was printed"
         );
     }
 
@@ -966,4 +1003,37 @@ async fn resource_server_example_dpop_nonce_setting() {
         )]
     );
     assert_eq!(retried, 200);
+}
+
+/// Malformed `DPoP` credentials: 400 `invalid_request` in the DPoP
+/// challenge (the scheme the request used), a bare Bearer one beside it; a
+/// malformed `Bearer` header the other way round.
+#[tokio::test]
+async fn malformed_credentials_are_answered_in_the_scheme_used() {
+    let d = Dpop::allowed().await;
+    let proof = d.key.proof("GET", &d.url("/ping"), &d.token);
+    let response = d.send("/ping", "not a b64token", &[&proof]).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        challenges(&response),
+        [
+            "Bearer realm=\"api\"".to_owned(),
+            dpop_error("invalid_request", "the DPoP credentials are malformed"),
+        ],
+    );
+    let response =
+        d.s.http
+            .get(d.url("/ping"))
+            .header("authorization", "Bearer not a b64token")
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(response.status(), 400);
+    let all = challenges(&response);
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(
+        all[0].starts_with("Bearer realm=\"api\", error=\"invalid_request\""),
+        "{all:?}"
+    );
+    assert_eq!(all[1], format!("DPoP realm=\"api\", {ALGS}"));
 }

@@ -257,6 +257,15 @@ async fn audience_issuer_and_time_claims_are_checked() {
     assert_eq!(stats.signature_checks, 1);
     assert_eq!(stats.cache.negative_hits, 1);
     assert_eq!(stats.cache.entries, 0);
+    // Without a negative cache, such a token stays among the active entries,
+    // where each read refuses it without another signature check.
+    let s = Jwt::with(|b| b.negative_ttl(Duration::ZERO)).await;
+    let other_audience = s.token(good().aud("https://other.example"));
+    for _ in 0..3 {
+        s.refused(&other_audience, "the token is meant for another audience")
+            .await;
+    }
+    assert_eq!(s.verifier.stats().signature_checks, 1);
     let both = s.token(good().claim("aud", json!(["https://other.example", API])));
     assert_eq!(s.status("/ping", &both).await, 200, "aud: any of");
     s.refused(

@@ -199,7 +199,8 @@ impl DpopConfig {
     /// header; the client signs a new proof with it and retries. Every 401
     /// to a `DPoP` request (and with [`required`](Self::required), every
     /// 401) carries the current nonce, and so does the response to a proof
-    /// that used the previous period's. A `Bearer` request never gets one.
+    /// that used the previous period's. With `allowed`, a `Bearer` request never
+    /// gets one (with `required`, its 401 does: it must come back with DPoP).
     ///
     /// Nonces are derived, not stored (HMAC-SHA-256 of the period under a
     /// secret drawn from the operating system at this call): clones of this
@@ -313,7 +314,15 @@ pub(crate) struct Dpop {
     /// Every proof accepted within `max_age`, in this process and through
     /// the fleet's shared tier; separate from the token cache.
     replay: ReplayCache,
+    /// [`scope_answer`](Self::scope_answer)'s, `Bearer` then `DPoP`.
+    scope_answers: [Arc<DpopAnswer>; 2],
 }
+
+/// A layer's DPoP, left in the extensions of a request let through
+/// anonymously: a scope check that answers 401 further in answers as the
+/// layer would (its nonce computed then, only if needed).
+#[derive(Clone)]
+pub(crate) struct LayerDpop(pub(crate) Arc<Dpop>);
 
 /// Credentials sent with the `DPoP` scheme.
 pub(crate) struct Presented {
@@ -325,10 +334,14 @@ impl Dpop {
     pub(crate) fn new(config: DpopConfig) -> Self {
         let algs: Vec<&str> = config.algorithms.iter().map(|a| a.as_str()).collect();
         let replay = ReplayCache::new(config.replay_capacity, config.max_age, config.leeway);
+        let algs: Arc<str> = Arc::from(algs.join(" "));
+        let scope_answers = [false, true]
+            .map(|via_dpop| Arc::new(Self::answer_without_nonce(&algs, config.required, via_dpop)));
         Self {
-            algs: Arc::from(algs.join(" ")),
+            algs,
             config,
             replay,
+            scope_answers,
         }
     }
 
@@ -348,15 +361,20 @@ impl Dpop {
         };
         DpopAnswer {
             nonce,
-            ..self.answer_without_nonce(via_dpop)
+            ..Self::answer_without_nonce(&self.algs, self.config.required, via_dpop)
         }
     }
 
-    /// The challenges alone, for the 403s of scope checks further in.
-    pub(crate) fn answer_without_nonce(&self, via_dpop: bool) -> DpopAnswer {
+    /// The challenges alone, for the scope checks further in (a 403 needs
+    /// no nonce), built once: a principal holds a pointer to it.
+    pub(crate) fn scope_answer(&self, via_dpop: bool) -> Arc<DpopAnswer> {
+        self.scope_answers[usize::from(via_dpop)].clone()
+    }
+
+    fn answer_without_nonce(algs: &Arc<str>, required: bool, via_dpop: bool) -> DpopAnswer {
         DpopAnswer {
-            algs: self.algs.clone(),
-            bearer: !self.config.required,
+            algs: algs.clone(),
+            bearer: !required,
             via_dpop,
             nonce: None,
         }
@@ -458,7 +476,7 @@ impl Dpop {
                 Ok((mut principal, nonce)) => {
                     // Scope checks further in answer in the DPoP scheme too
                     // (a 403 needs no nonce).
-                    principal.set_dpop_answer(self.answer_without_nonce(true));
+                    principal.set_dpop_answer(self.scope_answer(true));
                     Ok((principal, nonce))
                 }
                 // Answered at the end, not the start: the nonce handed out
@@ -496,11 +514,11 @@ impl Dpop {
         // is `invalid_dpop_proof`, never `use_dpop_nonce`; before the token
         // is looked up, so a proof refused here costs no introspection and
         // takes no replay-cache place (the client retries with a new one).
-        let fresh_nonce = match &self.config.nonces {
-            None => None,
+        let renew_nonce = match &self.config.nonces {
+            None => false,
             Some(nonces) => match nonces.admit(checked.nonce.as_deref(), now) {
-                nonce::Admission::Current => None,
-                nonce::Admission::Previous => nonces.current(now),
+                nonce::Admission::Current => false,
+                nonce::Admission::Previous => true,
                 nonce::Admission::Refused => return Err(nonce_error(checked.nonce.is_some())),
             },
         };
@@ -525,6 +543,12 @@ impl Dpop {
         if !self.replay.first_use(&verifier, &checked.jkt, &checked.jti).await {
             return Err(proof_error("the DPoP proof was used before (jti)"));
         }
+        // Read the clock again: the nonce handed out must be current even
+        // after a slow introspection.
+        let fresh_nonce = match &self.config.nonces {
+            Some(nonces) if renew_nonce => nonces.current(clock::now().unix_secs()),
+            _ => None,
+        };
         Ok((principal, fresh_nonce))
     }
 }

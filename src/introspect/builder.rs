@@ -638,9 +638,11 @@ impl IntrospectorBuilder {
                 (Some(audience), _) => audience,
                 (None, Some(issuer)) => AssertionAudience::Issuer(issuer),
                 (None, None) => {
-                    tracing::debug!(
+                    if uses_key {
+                        tracing::debug!(
                         "private_key_jwt without a known issuer: assertions name the endpoint called as `aud`; set client_assertion_audience to name the issuer"
                     );
+                    }
                     AssertionAudience::Endpoint
                 }
             }

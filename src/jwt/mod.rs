@@ -245,7 +245,13 @@ impl JwtVerifier {
                 // A signed token for another audience or issuer (or not an
                 // access token) fails for good: remembered with the
                 // refusals, it takes no place among the active entries.
-                if let Err(reason) = inner.checks.lasting(&principal) {
+                // Without a negative cache it stays in the active one, where
+                // every read refuses it without a signature check.
+                let lasting = match inner.cache.inactive {
+                    Some(_) => inner.checks.lasting(&principal),
+                    None => Ok(()),
+                };
+                if let Err(reason) = lasting {
                     tracing::debug!(key = %key_prefix(&key), reason, "JWT refused");
                     self.remember_refusal(key).await;
                     return Err(LoadError::Invalid(reason));

@@ -100,7 +100,7 @@ impl<E, R> IntrospectionLayer<E, R> {
     #[cfg(feature = "jwt")]
     pub(super) fn answer_scopes_in_dpop(&self, principal: &mut crate::Principal) {
         if let Some(dpop) = &self.dpop {
-            principal.set_dpop_answer(dpop.answer_without_nonce(false));
+            principal.set_dpop_answer(dpop.scope_answer(false));
         }
     }
 

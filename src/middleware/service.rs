@@ -96,7 +96,9 @@ where
                 request.extensions_mut().insert(layer.realm.clone());
                 #[cfg(feature = "jwt")]
                 if let Some(dpop) = &layer.dpop {
-                    request.extensions_mut().insert(dpop.answer(false));
+                    request
+                        .extensions_mut()
+                        .insert(crate::dpop::LayerDpop(dpop.clone()));
                 }
                 return ResponseFuture::calling(self.inner.call(request), false);
             }
@@ -135,7 +137,7 @@ where
         }
         let verifier = layer.verifier.clone();
         #[cfg(feature = "jwt")]
-        let dpop_answer = layer.dpop.as_ref().map(|dpop| dpop.answer(false));
+        let dpop = layer.dpop.clone();
         let principal = Box::pin(async move {
             let outcome = match verifier.validate_any(token.secret()).await {
                 Ok(principal) if principal.is_dpop_bound() => Err(crate::principal::bound_token_as_bearer()),
@@ -143,13 +145,13 @@ where
                 outcome => outcome.map(|principal| (principal, None)),
             };
             #[cfg(feature = "jwt")]
-            let outcome = match dpop_answer {
-                Some(answer) => match outcome {
+            let outcome = match dpop {
+                Some(dpop) => match outcome {
                     Ok((mut principal, nonce)) => {
-                        principal.set_dpop_answer(answer);
+                        principal.set_dpop_answer(dpop.scope_answer(false));
                         Ok((principal, nonce))
                     }
-                    Err(error) => Err(error.with_dpop(answer)),
+                    Err(error) => Err(error.with_dpop(dpop.answer(false))),
                 },
                 None => outcome,
             };
@@ -210,7 +212,9 @@ impl<S, E: ExtractToken, R> Introspection<S, E, R> {
                     // No credentials at all: anonymous, as without DPoP.
                     self.layer.extractor.mark_sensitive(request.headers_mut());
                     request.extensions_mut().insert(self.layer.realm.clone());
-                    request.extensions_mut().insert(dpop.answer(false));
+                    request
+                        .extensions_mut()
+                        .insert(crate::dpop::LayerDpop(dpop.clone()));
                     return Ok(ResponseFuture::calling(self.inner.call(request), false));
                 }
                 return Ok(ResponseFuture::rejected(self.reject(dpop.scheme_required())));
