@@ -36,8 +36,8 @@ pub struct Principal {
     realm: Option<HeaderValue>,
     /// With DPoP on the layer: how its challenges are answered, so the
     /// scope checks further in answer 403 with the scheme the request used
-    /// (RFC 9449 §7.1).
-    /// Shared per layer: one pointer here, one refcount per request.
+    /// (RFC 9449 §7.1). Built once per layer: one pointer here, one
+    /// refcount per request.
     #[cfg(feature = "jwt")]
     dpop: Option<Arc<crate::error::DpopAnswer>>,
 }
