@@ -585,18 +585,7 @@ async fn resource_server_example_dpop_settings() {
             .unwrap()
     };
     let mut bad = spawn("sometimes");
-    let mut exited = None;
-    for _ in 0..100 {
-        exited = bad.try_wait().unwrap();
-        if exited.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    if exited.is_none() {
-        let _ = bad.kill();
-        let _ = bad.wait();
-    }
+    let exited = exit_within_10s(&mut bad).await;
     assert!(
         exited.is_some_and(|status| !status.success()),
         "DPOP=sometimes must stop it"
@@ -945,18 +934,7 @@ async fn resource_server_example_dpop_nonce_setting() {
     ];
     for (dpop, secs, secret, reason) in bad_settings {
         let mut bad = spawn(dpop, secs, secret);
-        let mut exited = None;
-        for _ in 0..100 {
-            exited = bad.try_wait().unwrap();
-            if exited.is_some() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        if exited.is_none() {
-            let _ = bad.kill();
-            let _ = bad.wait();
-        }
+        let exited = exit_within_10s(&mut bad).await;
         assert!(
             exited.is_some_and(|status| !status.success()),
             "DPOP={dpop} DPOP_NONCE_SECS={secs} DPOP_NONCE_SECRET={secret} must stop it"
@@ -1036,4 +1014,17 @@ async fn malformed_credentials_are_answered_in_the_scheme_used() {
         "{all:?}"
     );
     assert_eq!(all[1], format!("DPoP realm=\"api\", {ALGS}"));
+}
+
+/// How `child` exited, if it did within 10 s; killed otherwise (`None`).
+async fn exit_within_10s(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
 }
