@@ -41,15 +41,20 @@
 //! `tracing` (`RUST_LOG`); exits non-zero with a message on bad configuration.
 
 mod common;
+// The environment readers and the JWT source, shared with `mcp_server`;
+// the introspector is built here (private_key_jwt, signed answers, fleet),
+// so the module's own `verifier` goes unused.
+#[allow(dead_code)]
+#[path = "settings/mod.rs"]
+mod settings;
 
 use std::env;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
+use settings::{flag, list, required, secs, var};
 use tower_introspection::{
-    Algorithm, AssertionAudience, ClientKey, DpopConfig, IntrospectionLayer, Introspector,
-    IntrospectorBuilder, JwtProfile, JwtVerifier, Verifier,
+    AssertionAudience, ClientKey, DpopConfig, IntrospectionLayer, Introspector, IntrospectorBuilder, Verifier,
 };
 
 #[tokio::main]
@@ -65,44 +70,6 @@ async fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-fn var(name: &str) -> Option<String> {
-    env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn required(name: &str) -> Result<String, String> {
-    var(name).ok_or_else(|| format!("{name} is required"))
-}
-
-fn secs(name: &str) -> Result<Option<Duration>, String> {
-    var(name)
-        .map(|v| {
-            v.trim()
-                .parse::<u64>()
-                .map(Duration::from_secs)
-                .map_err(|_| format!("{name} must be a whole number of seconds, got {v:?}"))
-        })
-        .transpose()
-}
-
-fn flag(name: &str) -> Result<bool, String> {
-    match var(name).as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("0" | "false" | "no") => Ok(false),
-        Some("1" | "true" | "yes") => Ok(true),
-        Some(other) => Err(format!("{name} must be true or false, got {other:?}")),
-    }
-}
-
-fn list(name: &str) -> Vec<String> {
-    var(name)
-        .map(|v| {
-            v.split(',')
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The private key in `CLIENT_KEY_FILE`: a JWK if it starts with `{`, else
@@ -205,66 +172,8 @@ fn shared_cache(builder: IntrospectorBuilder) -> Result<IntrospectorBuilder, Str
     }
 }
 
-/// A JWT verifier, if `JWT_ISSUER`, `JWKS_URL` or `JWT_PUBLIC_KEY_FILE` is set.
-async fn jwt_verifier() -> Result<Option<JwtVerifier>, String> {
-    let (issuer, jwks, key_file) = (var("JWT_ISSUER"), var("JWKS_URL"), var("JWT_PUBLIC_KEY_FILE"));
-    if issuer.is_none() && jwks.is_none() && key_file.is_none() {
-        return Ok(None);
-    }
-    let insecure = flag("ALLOW_INSECURE_HTTP")?;
-    let mut builder = match (&issuer, &jwks) {
-        (Some(issuer), None) => tower_introspection::Introspector::discover(issuer.clone())
-            .allow_insecure_http(insecure)
-            .jwt_verifier()
-            .await
-            .map_err(|e| format!("JWT_ISSUER: {e}"))?,
-        (Some(issuer), Some(_)) => JwtVerifier::builder().issuer(issuer.clone()),
-        // Without JWT_ISSUER, EXPECTED_ISSUER (the first one) is the `iss`
-        // JWTs must carry.
-        (None, _) => match list("EXPECTED_ISSUER").into_iter().next() {
-            Some(issuer) => JwtVerifier::builder().issuer(issuer),
-            None => JwtVerifier::builder(),
-        },
-    };
-    builder = builder.allow_insecure_http(insecure);
-    if let Some(url) = jwks {
-        builder = builder.jwks_url(url);
-    }
-    if let Some(path) = key_file {
-        let pem = std::fs::read_to_string(&path).map_err(|e| format!("JWT_PUBLIC_KEY_FILE {path}: {e}"))?;
-        builder = builder.public_key_pem(pem);
-    }
-    builder = builder.profile(match var("JWT_PROFILE").as_deref() {
-        None | Some("rfc9068") => JwtProfile::Rfc9068,
-        Some("passport") => JwtProfile::Passport,
-        Some("generic") => JwtProfile::Generic,
-        Some(other) => {
-            return Err(format!(
-                "JWT_PROFILE must be rfc9068, passport or generic, got {other:?}"
-            ))
-        }
-    });
-    if var("JWT_ALGORITHMS").is_some() {
-        let algorithms = list("JWT_ALGORITHMS")
-            .iter()
-            .map(|alg| {
-                alg.parse::<Algorithm>()
-                    .map_err(|_| format!("JWT_ALGORITHMS: unsupported algorithm {alg:?}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        builder = builder.algorithms(algorithms);
-    }
-    for audience in list("EXPECTED_AUDIENCE") {
-        builder = builder.expected_audience(audience);
-    }
-    if let Some(ttl) = secs("CACHE_MAX_TTL_SECS")? {
-        builder = builder.max_ttl(ttl);
-    }
-    builder.build().map(Some).map_err(|e| e.to_string())
-}
-
 async fn verifier() -> Result<Verifier, String> {
-    let jwt = jwt_verifier().await?;
+    let jwt = settings::jwt_verifier(None).await?;
     let introspector = match (var("INTROSPECTION_URL"), &jwt) {
         (Some(url), _) => Some(introspector(url)?),
         (None, Some(_)) => None,

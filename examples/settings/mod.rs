@@ -5,8 +5,9 @@
 //! `JWT_PROFILE`, `JWT_ALGORITHMS`, `CACHE_MAX_TTL_SECS`,
 //! `CACHE_NEGATIVE_TTL_SECS`, `ALLOW_INSECURE_HTTP`; see
 //! `examples/resource_server.rs` for their meaning). Used by
-//! `examples/mcp_server.rs`; the same code as `resource_server`'s, plus the
-//! resource its tokens must be issued for.
+//! `examples/mcp_server.rs` (all of it, with the resource its tokens must be
+//! issued for) and `examples/resource_server.rs` (the readers and the JWT
+//! source; it builds its own introspector).
 
 use std::env;
 use std::time::Duration;
@@ -93,7 +94,7 @@ fn introspector(url: String, resource: Option<&str>) -> Result<Introspector, Str
 }
 
 /// A JWT verifier, if `JWT_ISSUER`, `JWKS_URL` or `JWT_PUBLIC_KEY_FILE` is set.
-async fn jwt_verifier(resource: Option<&str>) -> Result<Option<JwtVerifier>, String> {
+pub(crate) async fn jwt_verifier(resource: Option<&str>) -> Result<Option<JwtVerifier>, String> {
     let (issuer, jwks, key_file) = (var("JWT_ISSUER"), var("JWKS_URL"), var("JWT_PUBLIC_KEY_FILE"));
     if issuer.is_none() && jwks.is_none() && key_file.is_none() {
         return Ok(None);
