@@ -41,9 +41,9 @@
 //! `tracing` (`RUST_LOG`); exits non-zero with a message on bad configuration.
 
 mod common;
-// The environment readers and the JWT source, shared with `mcp_server`;
-// the introspector is built here (private_key_jwt, signed answers, fleet),
-// so the module's own `verifier` goes unused.
+// The environment readers and the verifier's assembly, shared with
+// `mcp_server`; the introspector is built here (private_key_jwt, signed
+// answers, fleet), so the module's own `introspector` goes unused.
 #[allow(dead_code)]
 #[path = "settings/mod.rs"]
 mod settings;
@@ -54,7 +54,7 @@ use std::process::ExitCode;
 
 use settings::{flag, list, required, secs, var};
 use tower_introspection::{
-    AssertionAudience, ClientKey, DpopConfig, IntrospectionLayer, Introspector, IntrospectorBuilder, Verifier,
+    AssertionAudience, ClientKey, DpopConfig, IntrospectionLayer, Introspector, IntrospectorBuilder,
 };
 
 #[tokio::main]
@@ -172,28 +172,6 @@ fn shared_cache(builder: IntrospectorBuilder) -> Result<IntrospectorBuilder, Str
     }
 }
 
-async fn verifier() -> Result<Verifier, String> {
-    let jwt = settings::jwt_verifier(None).await?;
-    let introspector = match (var("INTROSPECTION_URL"), &jwt) {
-        (Some(url), _) => Some(introspector(url)?),
-        (None, Some(_)) => None,
-        (None, None) => return Err(
-            "INTROSPECTION_URL is required (or a JWT source: JWT_ISSUER, JWKS_URL or JWT_PUBLIC_KEY_FILE)"
-                .into(),
-        ),
-    };
-    match (jwt, introspector) {
-        (Some(jwt), None) => Ok(jwt.into()),
-        (None, Some(introspector)) => Ok(introspector.into()),
-        (Some(jwt), Some(introspector)) => Verifier::builder()
-            .jwt(jwt)
-            .introspector(introspector)
-            .build()
-            .map_err(|e| e.to_string()),
-        (None, None) => Err("no verifier configured".into()),
-    }
-}
-
 /// `DPOP`, `DPOP_EXTERNAL_URL`, `DPOP_NONCE_SECS` and `DPOP_NONCE_SECRET`.
 /// The secret is read raw (not trimmed) and never printed.
 fn dpop() -> Result<Option<DpopConfig>, String> {
@@ -238,7 +216,7 @@ async fn run() -> Result<(), String> {
         .unwrap_or_else(|| "127.0.0.1:3000".into())
         .parse()
         .map_err(|e| format!("LISTEN_ADDR: {e}"))?;
-    let mut layer = IntrospectionLayer::new(verifier().await?);
+    let mut layer = IntrospectionLayer::new(settings::verifier_with(None, introspector).await?);
     if let Some(realm) = var("REALM") {
         layer = layer.realm(realm).map_err(|e| format!("REALM: {e}"))?;
     }

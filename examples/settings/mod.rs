@@ -6,8 +6,8 @@
 //! `CACHE_NEGATIVE_TTL_SECS`, `ALLOW_INSECURE_HTTP`; see
 //! `examples/resource_server.rs` for their meaning). Used by
 //! `examples/mcp_server.rs` (all of it, with the resource its tokens must be
-//! issued for) and `examples/resource_server.rs` (the readers and the JWT
-//! source; it builds its own introspector).
+//! issued for) and `examples/resource_server.rs` (all but the introspector,
+//! which it builds itself).
 
 use std::env;
 use std::time::Duration;
@@ -94,7 +94,7 @@ fn introspector(url: String, resource: Option<&str>) -> Result<Introspector, Str
 }
 
 /// A JWT verifier, if `JWT_ISSUER`, `JWKS_URL` or `JWT_PUBLIC_KEY_FILE` is set.
-pub(crate) async fn jwt_verifier(resource: Option<&str>) -> Result<Option<JwtVerifier>, String> {
+async fn jwt_verifier(resource: Option<&str>) -> Result<Option<JwtVerifier>, String> {
     let (issuer, jwks, key_file) = (var("JWT_ISSUER"), var("JWKS_URL"), var("JWT_PUBLIC_KEY_FILE"));
     if issuer.is_none() && jwks.is_none() && key_file.is_none() {
         return Ok(None);
@@ -158,9 +158,18 @@ pub(crate) async fn jwt_verifier(resource: Option<&str>) -> Result<Option<JwtVer
 /// `aud` must name it (RFC 8707), whichever source verified the token and
 /// whatever `EXPECTED_AUDIENCE` says (an extra condition, not an alternative).
 pub(crate) async fn verifier(resource: Option<&str>) -> Result<Verifier, String> {
+    verifier_with(resource, |url| introspector(url, resource)).await
+}
+
+/// As [`verifier`], with the introspector (when `INTROSPECTION_URL` is set)
+/// built by `introspector`.
+pub(crate) async fn verifier_with(
+    resource: Option<&str>,
+    introspector: impl FnOnce(String) -> Result<Introspector, String>,
+) -> Result<Verifier, String> {
     let jwt = jwt_verifier(resource).await?;
     let introspector = match (var("INTROSPECTION_URL"), &jwt) {
-        (Some(url), _) => Some(introspector(url, resource)?),
+        (Some(url), _) => Some(introspector(url)?),
         (None, Some(_)) => None,
         (None, None) => return Err(
             "INTROSPECTION_URL is required (or a JWT source: JWT_ISSUER, JWKS_URL or JWT_PUBLIC_KEY_FILE)"
