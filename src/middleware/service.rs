@@ -9,7 +9,6 @@ use tower_service::Service;
 use super::future::ResponseFuture;
 use super::layer::IntrospectionLayer;
 use crate::error::{AuthError, ErrorKind};
-use crate::principal::Principal;
 use crate::rejection::JsonBody;
 use crate::rejection::{reject, RejectionBody};
 use crate::token::{without_query_token, BearerExtractor, ExtractToken, TokenSource};
@@ -73,7 +72,20 @@ where
         if let Some(token) = layer.extractor.extract_for_cache_probe(&request) {
             if let Some(outcome) = layer.verifier.cached(token.secret()) {
                 layer.extractor.mark_sensitive(request.headers_mut());
-                return self.answer_hit(outcome, request, false);
+                return match outcome {
+                    // A DPoP-bound token without its proof (RFC 9449 §7.1).
+                    Ok(principal) if principal.is_dpop_bound() => {
+                        ResponseFuture::rejected(self.reject(crate::principal::bound_token_as_bearer()))
+                    }
+                    Ok(mut principal) => {
+                        principal.set_realm(layer.realm.0.clone());
+                        #[cfg(feature = "jwt")]
+                        layer.answer_scopes_in_dpop(&mut principal);
+                        request.extensions_mut().insert(principal);
+                        ResponseFuture::calling(self.inner.call(request), false)
+                    }
+                    Err(error) => ResponseFuture::rejected(self.reject(error)),
+                };
             }
         }
         let token = match layer.extractor.extract(&request) {
@@ -107,9 +119,24 @@ where
             }
         }
         // The hit path: a fresh cached answer, checked and handed on with
-        // no boxed future, no clone of the inner service, no `await`.
+        // no boxed future, no clone of the inner service, no `await`. The
+        // same match as the cache probe's above, written out on purpose: a
+        // shared method (even `#[inline(always)]`, taking the request by
+        // value) measured 30–50 more instructions per hit.
         if let Some(outcome) = layer.verifier.cached(token.secret()) {
-            return self.answer_hit(outcome, request, private);
+            return match outcome {
+                Ok(principal) if principal.is_dpop_bound() => {
+                    ResponseFuture::rejected(self.reject(crate::principal::bound_token_as_bearer()))
+                }
+                Ok(mut principal) => {
+                    principal.set_realm(layer.realm.0.clone());
+                    #[cfg(feature = "jwt")]
+                    layer.answer_scopes_in_dpop(&mut principal);
+                    request.extensions_mut().insert(principal);
+                    ResponseFuture::calling(self.inner.call(request), private)
+                }
+                Err(error) => ResponseFuture::rejected(self.reject(error)),
+            };
         }
         let verifier = layer.verifier.clone();
         #[cfg(feature = "jwt")]
@@ -148,35 +175,6 @@ where
 }
 
 impl<S, E, R> Introspection<S, E, R> {
-    /// A `Bearer` request whose outcome the caches gave: handed on, or
-    /// refused, synchronously.
-    #[inline]
-    fn answer_hit<ReqBody, ResBody>(
-        &mut self,
-        outcome: Result<Principal, AuthError>,
-        mut request: Request<ReqBody>,
-        private: bool,
-    ) -> ResponseFuture<S, ReqBody, R>
-    where
-        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-        R: RejectionBody<ResBody>,
-    {
-        match outcome {
-            // A DPoP-bound token without its proof (RFC 9449 §7.1).
-            Ok(principal) if principal.is_dpop_bound() => {
-                ResponseFuture::rejected(self.reject(crate::principal::bound_token_as_bearer()))
-            }
-            Ok(mut principal) => {
-                principal.set_realm(self.layer.realm.0.clone());
-                #[cfg(feature = "jwt")]
-                self.layer.answer_scopes_in_dpop(&mut principal);
-                request.extensions_mut().insert(principal);
-                ResponseFuture::calling(self.inner.call(request), private)
-            }
-            Err(error) => ResponseFuture::rejected(self.reject(error)),
-        }
-    }
-
     fn reject<B>(&self, error: AuthError) -> Response<B>
     where
         R: RejectionBody<B>,
