@@ -67,18 +67,50 @@ pub(crate) struct Claims {
     /// expires, in milliseconds on the same monotonic clock (0: none), which
     /// bounds its life in the in-process cache.
     pub(crate) shared_until_ms: u64,
-    /// The answer names a confirmation key (`cnf.jkt`, RFC 9449 §6): the
-    /// token is DPoP-bound. A flag beside the padding, so the middleware's
-    /// hit path tests one byte rather than looking `cnf` up.
-    pub(crate) dpop_bound: bool,
+    /// How the answer binds the token to its sender (`cnf`). A byte beside
+    /// the padding, so the middleware's hit path tests one byte rather than
+    /// looking `cnf` up.
+    pub(crate) binding: Binding,
 }
 
-impl Claims {
-    /// Whether the remaining members of an answer bind the token to a DPoP
-    /// key. A `cnf` whose `jkt` is not a string still counts: such a token
-    /// claims a binding that nothing can prove, so it fails closed.
-    pub(crate) fn names_dpop_key(extra: &Map<String, Value>) -> bool {
-        extra.get("cnf").and_then(|cnf| cnf.get("jkt")).is_some()
+/// The confirmation methods (RFC 7800 §3.1 `cnf`) an answer binds its token
+/// with, as bits: `jkt` (DPoP, RFC 9449 §6), which the layer can check, and
+/// anything else (RFC 8705's `x5t#S256`, RFC 7800's `jwk`, `kid`, …), which
+/// it cannot. A token with any binding is not a bearer token (RFC 8705 §3,
+/// RFC 9449 §7.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Binding(u8);
+
+impl Binding {
+    const DPOP: u8 = 1;
+    const OTHER: u8 = 2;
+
+    /// The binding the remaining members of an answer name. A `cnf` that is
+    /// not an object, is empty, or whose `jkt` is not a string still binds
+    /// the token: it claims a binding nothing can prove, so it fails closed.
+    pub(crate) fn of(extra: &Map<String, Value>) -> Self {
+        let Some(cnf) = extra.get("cnf") else {
+            return Self(0);
+        };
+        let Some(methods) = cnf.as_object().filter(|methods| !methods.is_empty()) else {
+            return Self(Self::OTHER);
+        };
+        Self(methods.keys().fold(0, |bits, method| {
+            bits | if method == "jkt" { Self::DPOP } else { Self::OTHER }
+        }))
+    }
+
+    pub(crate) fn is_bound(self) -> bool {
+        self.0 != 0
+    }
+
+    pub(crate) fn names_dpop(self) -> bool {
+        self.0 & Self::DPOP != 0
+    }
+
+    /// Whether it names a method the layer cannot check.
+    pub(crate) fn names_other(self) -> bool {
+        self.0 & Self::OTHER != 0
     }
 }
 
@@ -182,13 +214,57 @@ impl Principal {
         self.realm.as_ref()
     }
 
-    /// The principal of a bearer token: a DPoP-bound one is refused.
-    pub(crate) fn unless_dpop_bound(self) -> Result<Self, AuthError> {
-        if self.is_dpop_bound() {
-            Err(bound_token_as_bearer())
+    /// The principal of a bearer token seen outside a layer: a
+    /// sender-constrained one is refused (nothing here proves the sender).
+    pub(crate) fn unless_bound(self) -> Result<Self, AuthError> {
+        if self.inner.binding.is_bound() {
+            Err(self.bearer_refusal())
         } else {
             Ok(self)
         }
+    }
+
+    /// Whether the token is bound to its sender in any way (`cnf`): the
+    /// one-byte test of the middleware's hit path.
+    #[inline]
+    pub(crate) fn is_bound(&self) -> bool {
+        self.inner.binding.is_bound()
+    }
+
+    #[cfg(feature = "jwt")]
+    pub(crate) fn binding(&self) -> Binding {
+        self.inner.binding
+    }
+
+    /// Whether a bound token is refused as a bearer token: always when
+    /// DPoP-bound (the `DPoP` scheme proves that binding), and when bound
+    /// otherwise unless the layer accepts bindings it cannot check.
+    pub(crate) fn refused_as_bearer(&self, accept_unverifiable: bool) -> bool {
+        let binding = self.inner.binding;
+        binding.names_dpop() || (binding.names_other() && !accept_unverifiable)
+    }
+
+    /// Why a bound token is refused as a bearer token.
+    pub(crate) fn bearer_refusal(&self) -> AuthError {
+        if self.inner.binding.names_dpop() {
+            bound_token_as_bearer()
+        } else {
+            self.unverifiable_binding()
+        }
+    }
+
+    /// The refusal of a token bound by a method the layer cannot check
+    /// (RFC 8705 §3: without the proof of possession, it is refused).
+    pub(crate) fn unverifiable_binding(&self) -> AuthError {
+        let certificate = self
+            .confirmation()
+            .and_then(Value::as_object)
+            .is_some_and(|cnf| cnf.contains_key("x5t#S256"));
+        AuthError::invalid_token(if certificate {
+            "the token is bound to a client certificate (cnf x5t#S256), which this server does not check"
+        } else {
+            "the token is bound to its sender by a method (cnf) this server does not check"
+        })
     }
 
     #[cfg(feature = "jwt")]
@@ -296,7 +372,7 @@ impl Principal {
 
     /// Whether the token is DPoP-bound (its answer names `cnf.jkt`).
     pub fn is_dpop_bound(&self) -> bool {
-        self.inner.dpop_bound
+        self.inner.binding.names_dpop()
     }
 
     /// Every other member of the answer.

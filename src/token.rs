@@ -146,6 +146,13 @@ pub trait ExtractToken: Clone + Send + Sync + 'static {
         None
     }
 
+    /// The longest token accepted, in bytes. The layer applies it to a
+    /// token sent with the `DPoP` scheme too, which it reads itself. The
+    /// default is [`DEFAULT_MAX_TOKEN_LENGTH`].
+    fn max_length(&self) -> usize {
+        DEFAULT_MAX_TOKEN_LENGTH
+    }
+
     /// Marks the headers this extractor reads tokens from as sensitive
     /// ([`HeaderValue::set_sensitive`]), so that inner layers which print
     /// headers (`Debug`, tracing) redact them. The middleware calls it before
@@ -478,6 +485,10 @@ impl ExtractToken for BearerExtractor {
             },
             source: TokenSource::AuthorizationHeader,
         })
+    }
+
+    fn max_length(&self) -> usize {
+        self.max_length
     }
 
     fn mark_sensitive(&self, headers: &mut HeaderMap) {

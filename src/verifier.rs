@@ -94,9 +94,7 @@ impl Verifier {
     /// proof of the key. Such tokens pass through
     /// [`IntrospectionLayer::dpop`](crate::IntrospectionLayer::dpop).
     pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
-        self.validate_any(token)
-            .await
-            .and_then(Principal::unless_dpop_bound)
+        self.validate_any(token).await.and_then(Principal::unless_bound)
     }
 
     /// As [`validate`](Self::validate), DPoP-bound tokens included: the
@@ -205,22 +203,27 @@ impl Sources {
 
 /// A JWT also introspected: the principal comes from its claims, so the
 /// AS's answer must not bind it to a DPoP key the claims do not name (nor
-/// to another one). Otherwise a bound token would pass as a bearer token.
-/// Claims bound where the answer is silent need nothing more: the claims'
-/// binding is enforced already (RFC 9449 §6.2 does not oblige the AS to
-/// echo `cnf`).
+/// to another one), nor by a method the claims do not name. Otherwise a
+/// bound token would pass as a bearer token. Claims bound where the answer
+/// is silent need nothing more: the claims' binding is enforced already
+/// (RFC 9449 §6.2 does not oblige the AS to echo `cnf`).
 #[cfg(feature = "jwt")]
 fn same_binding(principal: Principal, answer: &Principal) -> Result<Principal, AuthError> {
-    if !answer.is_dpop_bound()
+    let same_dpop = !answer.is_dpop_bound()
         || (principal.is_dpop_bound()
             && principal.dpop_jkt().is_some()
-            && principal.dpop_jkt() == answer.dpop_jkt())
-    {
-        Ok(principal)
-    } else {
+            && principal.dpop_jkt() == answer.dpop_jkt());
+    let same_other = !answer.binding().names_other() || principal.binding().names_other();
+    if !same_dpop {
         Err(AuthError::invalid_token(
             "the token's DPoP binding differs between its claims and the introspection answer",
         ))
+    } else if !same_other {
+        Err(AuthError::invalid_token(
+            "the token's binding (cnf) differs between its claims and the introspection answer",
+        ))
+    } else {
+        Ok(principal)
     }
 }
 

@@ -31,13 +31,19 @@ async fn introspected_bound_token_as_bearer_is_refused() {
         assert_eq!(response.status(), 401, "{round}");
         assert_eq!(common::challenge(&response), BOUND_AS_BEARER, "{round}");
     }
-    // A `cnf` without `jkt` (e.g. an mTLS binding) is not a DPoP binding.
+    // A `cnf` without `jkt` (an mTLS binding) is not a DPoP binding, but
+    // still not a bearer token: the layer cannot check it (RFC 8705 §3).
     let other = s.auth.mint(
         TokenSpec::new()
             .scope("read")
             .claim("cnf", json!({ "x5t#S256": "abc" })),
     );
-    assert_eq!(s.status("/ping", Some(&other)).await, 200);
+    let response = s.get("/ping", Some(&other)).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        common::challenge(&response),
+        "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"the token is bound to a client certificate (cnf x5t#S256), which this server does not check\""
+    );
 }
 
 /// A JWT access token with `cnf.jkt` is refused the same way.

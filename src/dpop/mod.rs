@@ -22,10 +22,10 @@ use crate::clock;
 use crate::error::{AuthError, ConfigError, DpopAnswer, ErrorKind};
 use crate::jwt::Algorithm;
 use crate::principal::Principal;
-use crate::token::{is_b64token, DEFAULT_MAX_TOKEN_LENGTH};
+use crate::token::{is_b64token, TokenError, DEFAULT_MAX_TOKEN_LENGTH};
 use crate::verifier::Verifier;
 
-use self::replay::ReplayCache;
+use self::replay::{ReplayCache, Use};
 
 /// How long a proof is accepted after its `iat` by default (RFC 9449 §11.1
 /// leaves it to the server; a few seconds suffice for a fresh proof).
@@ -89,6 +89,7 @@ pub struct DpopConfig {
     max_age: Duration,
     leeway: Duration,
     replay_capacity: u64,
+    replay_capacity_per_key: Option<u64>,
     accept_unbound: bool,
     nonces: Option<nonce::Nonces>,
 }
@@ -109,6 +110,7 @@ impl DpopConfig {
             max_age: DEFAULT_DPOP_MAX_AGE,
             leeway: Duration::from_secs(5),
             replay_capacity: DEFAULT_DPOP_REPLAY_CAPACITY,
+            replay_capacity_per_key: None,
             accept_unbound: false,
             nonces: None,
         }
@@ -171,12 +173,36 @@ impl DpopConfig {
     }
 
     /// How many proofs the replay cache holds (default
-    /// [`DEFAULT_DPOP_REPLAY_CAPACITY`]). Past it the oldest are forgotten
-    /// first, and could be replayed until their `iat` is too old: size it
-    /// above the proofs one process sees within `max_age`.
-    /// At least 1 000: a smaller cache would hardly stop a replay.
+    /// [`DEFAULT_DPOP_REPLAY_CAPACITY`]); at least 1 000. Size it above the
+    /// proofs one process accepts within `max_age` (plus twice the
+    /// `leeway` and 2 s): each takes about 150 bytes.
+    ///
+    /// A proof is never forgotten before its window ends: were the oldest
+    /// forgotten to make room (an LRU), a client holding a bound token of
+    /// its own could flush the cache with fresh proofs and then replay one
+    /// it captured from another client. So a full cache **refuses** new
+    /// proofs instead, answered 503 with `Retry-After`
+    /// ([`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable)), until
+    /// older proofs expire; counted in [`DpopStats::refused_full`] and
+    /// logged. To keep one client from filling it for everyone, each key
+    /// holds at most a share of it
+    /// ([`replay_capacity_per_key`](Self::replay_capacity_per_key)).
     pub fn replay_capacity(mut self, capacity: u64) -> Self {
         self.replay_capacity = capacity.max(1_000);
+        self
+    }
+
+    /// How many proofs of one DPoP key the replay cache holds at most
+    /// (default: a quarter of [`replay_capacity`](Self::replay_capacity),
+    /// 25 000 at the defaults, some 340 requests a second per key and
+    /// replica; at least 1, at most the capacity). A key past its share has
+    /// its new proofs answered 503 with `Retry-After` until its older ones
+    /// expire (counted in [`DpopStats::refused_key_full`]); other keys are
+    /// unaffected. Only proofs of valid, bound tokens take places (they are
+    /// recorded last), so filling the whole cache takes bound tokens for
+    /// four keys at the default share.
+    pub fn replay_capacity_per_key(mut self, per_key: u64) -> Self {
+        self.replay_capacity_per_key = Some(per_key.max(1));
         self
     }
 
@@ -293,6 +319,7 @@ impl fmt::Debug for DpopConfig {
             .field("external_url", &self.external_url.as_ref().map(url::Url::as_str))
             .field("max_age", &self.max_age)
             .field("replay_capacity", &self.replay_capacity)
+            .field("replay_capacity_per_key", &self.replay_capacity_per_key)
             .field("accept_unbound", &self.accept_unbound)
             .field(
                 "nonce_rotation",
@@ -333,7 +360,11 @@ pub(crate) struct Presented {
 impl Dpop {
     pub(crate) fn new(config: DpopConfig) -> Self {
         let algs: Vec<&str> = config.algorithms.iter().map(|a| a.as_str()).collect();
-        let replay = ReplayCache::new(config.replay_capacity, config.max_age, config.leeway);
+        let capacity = usize::try_from(config.replay_capacity).unwrap_or(usize::MAX);
+        let per_key = config
+            .replay_capacity_per_key
+            .map_or(capacity / 4, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let replay = ReplayCache::new(capacity, per_key, config.max_age, config.leeway);
         let algs: Arc<str> = Arc::from(algs.join(" "));
         let scope_answers = [false, true]
             .map(|via_dpop| Arc::new(Self::answer_without_nonce(&algs, config.required, via_dpop)));
@@ -389,8 +420,13 @@ impl Dpop {
     }
 
     /// The `DPoP` credentials of a request, `None` for any other scheme or
-    /// none at all.
-    pub(crate) fn presented(&self, headers: &HeaderMap) -> Result<Option<Presented>, AuthError> {
+    /// none at all. `max_length` is the layer's extractor's: a token is as
+    /// long at most in either scheme.
+    pub(crate) fn presented(
+        &self,
+        headers: &HeaderMap,
+        max_length: usize,
+    ) -> Result<Option<Presented>, AuthError> {
         let mut authorizations = headers.get_all(header::AUTHORIZATION).iter();
         let Some(first) = authorizations.next() else {
             return Ok(None);
@@ -408,7 +444,11 @@ impl Dpop {
             )));
         }
         let token = &bytes[5..];
-        if token.len() > DEFAULT_MAX_TOKEN_LENGTH || !is_b64token(token) {
+        if token.len() > max_length {
+            // As the `Bearer` path answers it.
+            return Err(answer(TokenError::TooLong.into()));
+        }
+        if !is_b64token(token) {
             return Err(answer(AuthError::new(
                 ErrorKind::InvalidRequest,
                 "the DPoP credentials are malformed",
@@ -436,7 +476,8 @@ impl Dpop {
     }
 
     /// The URL `htu` must name: scheme and authority from the external URL,
-    /// the URI, or `http://` and `Host`; the path from the URI.
+    /// the URI, or `http://` and `Host`; the path from the URI (the one the
+    /// client called: see [`called_uri`]).
     fn target(&self, uri: &Uri, headers: &HeaderMap) -> Option<url::Url> {
         let path = uri.path();
         let mut url = match &self.config.external_url {
@@ -464,6 +505,7 @@ impl Dpop {
         self: Arc<Self>,
         verifier: Verifier,
         presented: Presented,
+        accept_unverifiable: bool,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
@@ -472,7 +514,10 @@ impl Dpop {
         let target = self.target(uri, headers);
         let method = method.as_str().to_owned();
         async move {
-            match self.verify_inner(verifier, presented, &method, target).await {
+            let outcome = self
+                .verify_inner(verifier, presented, accept_unverifiable, &method, target)
+                .await;
+            match outcome {
                 Ok((mut principal, nonce)) => {
                     // Scope checks further in answer in the DPoP scheme too
                     // (a 403 needs no nonce).
@@ -490,6 +535,7 @@ impl Dpop {
         &self,
         verifier: Verifier,
         presented: Presented,
+        accept_unverifiable: bool,
         method: &str,
         target: Option<url::Url>,
     ) -> Result<(Principal, Option<HeaderValue>), AuthError> {
@@ -537,11 +583,29 @@ impl Dpop {
             None if self.config.accept_unbound => principal,
             None => return Err(AuthError::invalid_token("the token is not bound to a DPoP key")),
         };
+        // A binding besides DPoP's that this layer cannot check (RFC 8705
+        // `x5t#S256`, say): the proof covers only part of it.
+        if principal.binding().names_other() && !accept_unverifiable {
+            return Err(principal.unverifiable_binding());
+        }
         // Last, once the token is valid and bound to this key: proofs that
         // anyone can sign with a key of their own, without a token, must
-        // not take places in the replay cache and push real ones out.
-        if !self.replay.first_use(&verifier, &checked.jkt, &checked.jti).await {
-            return Err(proof_error("the DPoP proof was used before (jti)"));
+        // not take places in the replay cache.
+        match self.replay.first_use(&verifier, &checked.jkt, &checked.jti).await {
+            Use::First => {}
+            Use::Replayed => return Err(proof_error("the DPoP proof was used before (jti)")),
+            Use::Full => {
+                return Err(AuthError::new(
+                    ErrorKind::Unavailable,
+                    "the DPoP replay cache is full; retry later",
+                ))
+            }
+            Use::KeyFull => {
+                return Err(AuthError::new(
+                    ErrorKind::Unavailable,
+                    "too many DPoP proofs by this key within the proof window; retry later",
+                ))
+            }
         }
         // Read the clock again: the nonce handed out must be current even
         // after a slow introspection.
@@ -550,6 +614,47 @@ impl Dpop {
             _ => None,
         };
         Ok((principal, fresh_nonce))
+    }
+}
+
+/// The URI the client called: axum's `OriginalUri` where a `Router` recorded
+/// it (inside `Router::nest`, the request's own URI has lost the prefix the
+/// client named in `htu`), else the request's URI.
+pub(crate) fn called_uri<B>(request: &http::Request<B>) -> &Uri {
+    #[cfg(feature = "axum")]
+    if let Some(axum::extract::OriginalUri(uri)) = request.extensions().get() {
+        return uri;
+    }
+    request.uri()
+}
+
+/// What a layer's DPoP replay cache has done (see
+/// [`IntrospectionLayer::dpop_stats`](crate::IntrospectionLayer::dpop_stats)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DpopStats {
+    /// Proofs this process remembers now (each until its window ends).
+    pub remembered: u64,
+    /// Proofs refused as replays (seen before within the window, here or
+    /// at another replica).
+    pub replays: u64,
+    /// Proofs refused (503) because the replay cache was full.
+    pub refused_full: u64,
+    /// Proofs refused (503) because their key held its whole share of the
+    /// replay cache.
+    pub refused_key_full: u64,
+}
+
+impl Dpop {
+    pub(crate) fn stats(&self) -> DpopStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let counters = &self.replay.counters;
+        DpopStats {
+            remembered: u64::try_from(self.replay.len()).unwrap_or(u64::MAX),
+            replays: counters.replays.load(Relaxed),
+            refused_full: counters.refused_full.load(Relaxed),
+            refused_key_full: counters.refused_key_full.load(Relaxed),
+        }
     }
 }
 

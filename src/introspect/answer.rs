@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::principal::{Claims, OtherKind, Principal, Scopes, Timestamp};
+use crate::principal::{Binding, Claims, OtherKind, Principal, Scopes, Timestamp};
 
 /// A parsed answer.
 #[derive(Debug, Clone)]
@@ -76,10 +76,10 @@ pub(crate) fn parse_answer(body: &[u8]) -> Result<Answer, AnswerError> {
     }
     let token_type = string(map.remove("token_type"), "`token_type` is not a string")?;
     let other_kind = OtherKind::declared(map.get("token_use"), map.get("typ"), token_type.as_deref());
-    let dpop_bound = Claims::names_dpop_key(&map);
+    let binding = Binding::of(&map);
     let claims = Claims {
         other_kind,
-        dpop_bound,
+        binding,
         scopes: scopes(map.remove("scope"))?,
         subject: string_or_number(map.remove("sub"), "`sub` is not a string")?,
         username: string(map.remove("username"), "`username` is not a string")?,

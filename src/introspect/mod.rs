@@ -158,9 +158,7 @@ impl Introspector {
     /// proof of the key. Such tokens pass through
     /// [`IntrospectionLayer::dpop`](crate::IntrospectionLayer::dpop).
     pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
-        self.validate_any(token)
-            .await
-            .and_then(Principal::unless_dpop_bound)
+        self.validate_any(token).await.and_then(Principal::unless_bound)
     }
 
     /// As [`validate`](Self::validate), DPoP-bound tokens included: the

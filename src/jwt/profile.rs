@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::introspect::{audiences, extra, scopes, string, string_or_number};
-use crate::principal::{Claims, OtherKind, Scopes, Timestamp};
+use crate::principal::{Binding, Claims, OtherKind, Scopes, Timestamp};
 
 /// The shape of the JWT access tokens a [`JwtVerifier`](super::JwtVerifier)
 /// accepts.
@@ -146,9 +146,9 @@ impl Shape {
             client_id = audiences.first().cloned();
         }
         let other_kind = OtherKind::declared(map.get("token_use"), map.get("typ"), None);
-        let dpop_bound = Claims::names_dpop_key(&map);
+        let binding = Binding::of(&map);
         Ok(Claims {
-            dpop_bound,
+            binding,
             scopes,
             subject: string_or_number(map.remove("sub"), "the token's sub is not a string")
                 .map_err(reason)?,

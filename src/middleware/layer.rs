@@ -68,6 +68,9 @@ pub struct IntrospectionLayer<E = BearerExtractor, R = JsonBody> {
     pub(super) verifier: Verifier,
     pub(super) realm: LayerRealm,
     pub(super) anonymous: bool,
+    /// Whether tokens bound by a method the layer cannot check pass as
+    /// bearer tokens (off by default).
+    pub(super) accept_unverifiable: bool,
     pub(super) extractor: E,
     pub(super) body: R,
     /// DPoP verification, when configured: the only thing the hot path of
@@ -86,6 +89,7 @@ impl IntrospectionLayer {
             verifier: verifier.into(),
             realm: LayerRealm(HeaderValue::from_static(DEFAULT_REALM)),
             anonymous: false,
+            accept_unverifiable: false,
             extractor: BearerExtractor::new(),
             body: JsonBody,
             #[cfg(feature = "jwt")]
@@ -233,12 +237,32 @@ impl<E, R> IntrospectionLayer<E, R> {
         self
     }
 
+    /// Accept tokens bound to their sender by a confirmation method this
+    /// layer cannot check, such as a client certificate (RFC 8705
+    /// `cnf.x5t#S256`), as plain bearer tokens. Off by default: such a
+    /// token is refused with 401 `invalid_token` and a description that
+    /// names the binding, because accepting it without its proof of
+    /// possession defeats the binding (RFC 8705 §3; RFC 9449 §7.1): whoever
+    /// stole it could use it. Turn it on only where something else checks
+    /// the binding (a TLS-terminating proxy that matches the client
+    /// certificate against the token), or where you accept that risk.
+    ///
+    /// DPoP bindings (`cnf.jkt`) are not affected: they are checked with
+    /// [`dpop`](Self::dpop) and never accepted as `Bearer`. A token bound
+    /// both ways passes the `DPoP` scheme only with this on. Calls to
+    /// `validate` outside a layer refuse every bound token.
+    pub fn accept_unverifiable_bindings(mut self, accept: bool) -> Self {
+        self.accept_unverifiable = accept;
+        self
+    }
+
     /// Where tokens are read from; see [`BearerExtractor`] for the options.
     pub fn token_extractor<E2: ExtractToken>(self, extractor: E2) -> IntrospectionLayer<E2, R> {
         IntrospectionLayer {
             verifier: self.verifier,
             realm: self.realm,
             anonymous: self.anonymous,
+            accept_unverifiable: self.accept_unverifiable,
             extractor,
             body: self.body,
             #[cfg(feature = "jwt")]
@@ -252,6 +276,7 @@ impl<E, R> IntrospectionLayer<E, R> {
             verifier: self.verifier,
             realm: self.realm,
             anonymous: self.anonymous,
+            accept_unverifiable: self.accept_unverifiable,
             extractor: self.extractor,
             body,
             #[cfg(feature = "jwt")]
@@ -271,6 +296,15 @@ impl<E, R> IntrospectionLayer<E, R> {
     pub fn dpop(mut self, config: crate::DpopConfig) -> Self {
         self.dpop = Some(std::sync::Arc::new(crate::dpop::Dpop::new(config)));
         self
+    }
+
+    /// What the DPoP replay cache of this layer (and its clones) has done,
+    /// if [`dpop`](Self::dpop) is on: proofs remembered, replays refused,
+    /// and proofs refused because the cache or a key's share of it was
+    /// full (see [`DpopConfig::replay_capacity`](crate::DpopConfig::replay_capacity)).
+    #[cfg(feature = "jwt")]
+    pub fn dpop_stats(&self) -> Option<crate::DpopStats> {
+        self.dpop.as_ref().map(|dpop| dpop.stats())
     }
 
     /// The verifier, e.g. to validate a token outside a request.
@@ -310,6 +344,7 @@ impl<E: fmt::Debug, R> fmt::Debug for IntrospectionLayer<E, R> {
             .field("resource_metadata", &challenge.resource_metadata)
             .field("challenge_scope", &challenge.scope)
             .field("anonymous", &self.anonymous)
+            .field("accept_unverifiable_bindings", &self.accept_unverifiable)
             .field("extractor", &self.extractor);
         #[cfg(feature = "jwt")]
         debug.field("dpop", &self.dpop);

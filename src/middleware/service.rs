@@ -73,9 +73,12 @@ where
             if let Some(outcome) = layer.verifier.cached(token.secret()) {
                 layer.extractor.mark_sensitive(request.headers_mut());
                 return match outcome {
-                    // A DPoP-bound token without its proof (RFC 9449 §7.1).
-                    Ok(principal) if principal.is_dpop_bound() => {
-                        ResponseFuture::rejected(self.reject(crate::principal::bound_token_as_bearer()))
+                    // A sender-constrained token without its proof (RFC 9449
+                    // §7.1, RFC 8705 §3).
+                    Ok(principal)
+                        if principal.is_bound() && principal.refused_as_bearer(layer.accept_unverifiable) =>
+                    {
+                        ResponseFuture::rejected(self.reject(principal.bearer_refusal()))
                     }
                     Ok(mut principal) => {
                         principal.set_realm(layer.realm.0.clone());
@@ -125,8 +128,10 @@ where
         // value) measured 30–50 more instructions per hit.
         if let Some(outcome) = layer.verifier.cached(token.secret()) {
             return match outcome {
-                Ok(principal) if principal.is_dpop_bound() => {
-                    ResponseFuture::rejected(self.reject(crate::principal::bound_token_as_bearer()))
+                Ok(principal)
+                    if principal.is_bound() && principal.refused_as_bearer(layer.accept_unverifiable) =>
+                {
+                    ResponseFuture::rejected(self.reject(principal.bearer_refusal()))
                 }
                 Ok(mut principal) => {
                     principal.set_realm(layer.realm.0.clone());
@@ -139,11 +144,14 @@ where
             };
         }
         let verifier = layer.verifier.clone();
+        let accept_unverifiable = layer.accept_unverifiable;
         #[cfg(feature = "jwt")]
         let dpop = layer.dpop.clone();
         let principal = Box::pin(async move {
             let outcome = match verifier.validate_any(token.secret()).await {
-                Ok(principal) if principal.is_dpop_bound() => Err(crate::principal::bound_token_as_bearer()),
+                Ok(principal) if principal.refused_as_bearer(accept_unverifiable) => {
+                    Err(principal.bearer_refusal())
+                }
                 // A `Bearer` request is never handed a DPoP nonce.
                 outcome => outcome.map(|principal| (principal, None)),
             };
@@ -206,7 +214,7 @@ impl<S, E: ExtractToken, R> Introspection<S, E, R> {
         let Some(dpop) = self.layer.dpop.clone() else {
             return Err(request);
         };
-        let presented = match dpop.presented(request.headers()) {
+        let presented = match dpop.presented(request.headers(), self.layer.extractor.max_length()) {
             Ok(Some(presented)) => presented,
             Ok(None) if dpop.required() => {
                 // Whatever else the request carries, it is not what is required.
@@ -228,12 +236,30 @@ impl<S, E: ExtractToken, R> Introspection<S, E, R> {
                 return Ok(ResponseFuture::rejected(self.reject(error)));
             }
         };
+        // One extraction for both schemes: whatever the extractor reads
+        // (a cookie, a custom header) is marked sensitive here too, and a
+        // token it finds besides the `DPoP` credentials is a second method
+        // (RFC 6750 §2), as it would be beside a `Bearer` header; so is an
+        // `access_token` query parameter, which therefore never reaches the
+        // inner service.
         crate::dpop::mark_sensitive(request.headers_mut());
+        self.layer.extractor.mark_sensitive(request.headers_mut());
+        let also = match self.layer.extractor.extract(&request) {
+            Ok(None) => None,
+            Ok(Some(_)) => Some(AuthError::from(crate::token::TokenError::MultipleMethods)),
+            Err(error) => Some(error.into()),
+        };
+        if let Some(error) = also {
+            return Ok(ResponseFuture::rejected(
+                self.reject(error.with_dpop(dpop.answer(true))),
+            ));
+        }
         let verification = dpop.verify(
             self.layer.verifier.clone(),
             presented,
+            self.layer.accept_unverifiable,
             request.method(),
-            request.uri(),
+            crate::dpop::called_uri(&request),
             request.headers(),
         );
         let clone = self.inner.clone();
