@@ -132,6 +132,20 @@ async fn jwt_and_introspection_must_agree_on_the_binding() {
             assert_eq!(error.description(), differs, "{round}");
         }
     }
+    // An answer that binds the token to a certificate the claims do not
+    // name: refused too (the layer cannot check that binding either).
+    let cert_jwt = auth.mint_jwt(spec());
+    auth.mint(
+        TokenSpec::new()
+            .token_value(cert_jwt.as_str())
+            .scope("read")
+            .claim("cnf", json!({ "x5t#S256": "abc" })),
+    );
+    let error = verifier.validate(&cert_jwt).await.unwrap_err();
+    assert_eq!(
+        error.description(),
+        "the token's binding (cnf) differs between its claims and the introspection answer"
+    );
     // Bound claims where the answer is silent: the claims' binding holds
     // (refused as a bearer token, as any bound token).
     let bound_jwt = auth.mint_jwt(spec().claim("cnf", json!({ "jkt": JKT })));
