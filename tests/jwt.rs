@@ -292,6 +292,28 @@ async fn audience_issuer_and_time_claims_are_checked() {
     .await;
 }
 
+/// A token without `aud` where an audience is expected gets the same words
+/// whether the profile requires `aud` or the audience check finds none.
+#[tokio::test]
+async fn a_missing_aud_is_refused_in_the_same_words_in_every_profile() {
+    let s = Jwt::new().await;
+    s.refused(&s.token(good().without("aud")), "the token has no audience (aud)")
+        .await;
+    let s = Jwt::with(|b| b.profile(JwtProfile::Generic)).await;
+    s.refused(&s.token(JwtSpec::new()), "the token has no audience (aud)")
+        .await;
+    s.refused(
+        &s.token(JwtSpec::new().claim("aud", json!([]))),
+        "the token has no audience (aud)",
+    )
+    .await;
+    s.refused(
+        &s.token(JwtSpec::new().aud("https://other.example")),
+        "the token is meant for another audience",
+    )
+    .await;
+}
+
 /// RFC 7519 §2: a NumericDate may have a fraction.
 #[tokio::test]
 async fn non_integer_numeric_dates_are_valid() {
