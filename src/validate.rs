@@ -92,14 +92,14 @@ impl Checks {
                 .audiences()
                 .any(|aud| self.audiences.iter().any(|expected| **expected == *aud))
         {
-            return Err("the token is meant for another audience");
+            return Err(audience_refusal(principal));
         }
         if !self.resources.is_empty()
             && !principal
                 .audiences()
                 .any(|aud| self.resources.iter().any(|resource| is_resource(aud, resource)))
         {
-            return Err("the token is meant for another audience");
+            return Err(audience_refusal(principal));
         }
         if let Some(required) = &self.token_type {
             let matches = principal
@@ -112,6 +112,26 @@ impl Checks {
         Ok(())
     }
 }
+
+/// Why a token was refused for its audience, in the same words whichever
+/// verifier refused it (a JWT profile that requires `aud` says
+/// [`NO_AUDIENCE`] too).
+#[cold]
+fn audience_refusal(principal: &Principal) -> &'static str {
+    // `aud` absent, or `[]` (Hydra's way of saying none): nothing to compare.
+    if principal.audiences().next().is_none() {
+        NO_AUDIENCE
+    } else {
+        OTHER_AUDIENCE
+    }
+}
+
+/// The refusal of a token without `aud` where an audience is expected.
+pub(crate) const NO_AUDIENCE: &str = "the token has no audience (aud)";
+
+/// The refusal of a token whose `aud` names none of the expected audiences
+/// (or resources).
+pub(crate) const OTHER_AUDIENCE: &str = "the token is meant for another audience";
 
 /// The current time as a duration since the Unix epoch.
 pub(crate) fn since_epoch() -> Duration {
@@ -177,7 +197,15 @@ mod tests {
         assert!(v
             .check(&principal(r#"{"active":true,"aud":"https://API.example"}"#), NOW)
             .is_err());
-        assert!(v.check(&principal(r#"{"active":true}"#), NOW).is_err());
+        let refusal = |answer: &str| {
+            v.check(&principal(answer), NOW)
+                .unwrap_err()
+                .description()
+                .to_owned()
+        };
+        assert_eq!(refusal(r#"{"active":true}"#), NO_AUDIENCE);
+        assert_eq!(refusal(r#"{"active":true,"aud":[]}"#), NO_AUDIENCE);
+        assert_eq!(refusal(r#"{"active":true,"aud":"x"}"#), OTHER_AUDIENCE);
     }
 
     #[test]
@@ -200,7 +228,17 @@ mod tests {
             let error = v.check(&principal(&answer), NOW).unwrap_err();
             assert_eq!(error.kind(), crate::ErrorKind::InvalidToken, "{aud}");
         }
-        assert!(v.check(&principal(r#"{"active":true}"#), NOW).is_err());
+        let refusal = |answer: &str| {
+            v.check(&principal(answer), NOW)
+                .unwrap_err()
+                .description()
+                .to_owned()
+        };
+        assert_eq!(refusal(r#"{"active":true}"#), NO_AUDIENCE);
+        assert_eq!(
+            refusal(r#"{"active":true,"aud":"https://other.example/mcp"}"#),
+            OTHER_AUDIENCE
+        );
     }
 
     /// An expected audience never stands in for the resource: with both

@@ -34,6 +34,11 @@ impl Jwt {
     async fn with(configure: impl FnOnce(JwtVerifierBuilder) -> JwtVerifierBuilder) -> Self {
         let auth = TestAuthServer::start().await.unwrap();
         let verifier = configure(rfc9068(&auth)).build().unwrap();
+        Self::serving(auth, verifier).await
+    }
+
+    /// The layer with `verifier`, for tokens of `auth`.
+    async fn serving(auth: TestAuthServer, verifier: JwtVerifier) -> Self {
         let base = common::serve(common::app(IntrospectionLayer::new(verifier.clone()))).await;
         Self {
             auth,
@@ -292,6 +297,28 @@ async fn audience_issuer_and_time_claims_are_checked() {
     .await;
 }
 
+/// A token without `aud` where an audience is expected gets the same words
+/// whether the profile requires `aud` or the audience check finds none.
+#[tokio::test]
+async fn a_missing_aud_is_refused_in_the_same_words_in_every_profile() {
+    let s = Jwt::new().await;
+    s.refused(&s.token(good().without("aud")), "the token has no audience (aud)")
+        .await;
+    let s = Jwt::with(|b| b.profile(JwtProfile::Generic)).await;
+    s.refused(&s.token(JwtSpec::new()), "the token has no audience (aud)")
+        .await;
+    s.refused(
+        &s.token(JwtSpec::new().claim("aud", json!([]))),
+        "the token has no audience (aud)",
+    )
+    .await;
+    s.refused(
+        &s.token(JwtSpec::new().aud("https://other.example")),
+        "the token is meant for another audience",
+    )
+    .await;
+}
+
 /// RFC 7519 §2: a NumericDate may have a fraction.
 #[tokio::test]
 async fn non_integer_numeric_dates_are_valid() {
@@ -335,6 +362,90 @@ async fn a_key_rotation_is_picked_up_with_one_fetch() {
     assert_eq!(s.status("/ping", &after).await, 200);
     assert_eq!(s.auth.jwks_calls(), 2, "one more fetch");
     assert_eq!(s.status("/ping", &before).await, 200, "still cached");
+}
+
+/// After a key rotation, a genuine token that no held key verifies and that
+/// names no `kid` the keys hold comes before the refresh interval allows a
+/// fetch: it is refused, but not remembered, so it passes once the new keys
+/// are fetched (not `negative_ttl` later).
+async fn refused_before_the_refresh_accepted_after(s: &Jwt, spec: impl FnOnce(JwtSpec) -> JwtSpec) {
+    assert_eq!(s.status("/ping", &s.token(good())).await, 200);
+    assert_eq!(s.auth.jwks_calls(), 1);
+    s.auth.rotate_keys();
+    let token = s.token(spec(good()));
+    s.refused(&token, "the token's signature is invalid").await;
+    assert_eq!(s.auth.jwks_calls(), 1, "too soon for a fetch");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(s.status("/ping", &token).await, 200);
+    assert_eq!(s.auth.jwks_calls(), 2);
+}
+
+#[tokio::test]
+async fn a_kid_less_token_after_a_rotation_passes_once_the_keys_are_fetched() {
+    let s = Jwt::with(|b| b.jwks_refresh_interval(Duration::from_secs(2))).await;
+    refused_before_the_refresh_accepted_after(&s, JwtSpec::no_kid).await;
+    // Forged kid-less tokens are refused without being remembered, and cost
+    // no fetch and one signature check each (the one RS256 key, not checked
+    // twice); should the interval pass meanwhile, one fetch more, and one
+    // check more against the keys it brings.
+    let checks = s.verifier.stats().signature_checks;
+    let forged = s.token(good().no_kid().sub("mallory").tamper());
+    for i in 0..20 {
+        assert_eq!(s.status("/ping", &forged).await, 401);
+        let other = s.token(good().no_kid().sub(format!("forged-{i}")).tamper());
+        assert_eq!(s.status("/ping", &other).await, 401);
+    }
+    assert!(s.auth.jwks_calls() <= 3, "{}", s.auth.jwks_calls());
+    let stats = s.verifier.stats();
+    assert!(stats.signature_checks - checks <= 40 + 1, "{stats:?}");
+}
+
+/// A kid-less forgery checked against keys fetched after it came is
+/// remembered: those keys could have verified it.
+#[tokio::test]
+async fn a_kid_less_forgery_failing_keys_fetched_for_it_is_remembered() {
+    let s = Jwt::new().await;
+    let forged = s.token(good().no_kid().tamper());
+    s.refused(&forged, "the token's signature is invalid").await;
+    s.refused(&forged, "the token was refused").await;
+    assert_eq!(s.auth.jwks_calls(), 1);
+    assert_eq!(s.verifier.stats().signature_checks, 1);
+}
+
+/// The same for a token naming a `kid` while the JWK Set's keys carry none:
+/// any of them may have signed it.
+#[tokio::test]
+async fn a_kid_the_jwks_does_not_name_passes_once_the_keys_are_fetched() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let jwks = jwks_without_kids(&auth).await;
+    let verifier = rfc9068(&auth)
+        .jwks_url(jwks)
+        .jwks_refresh_interval(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let s = Jwt::serving(auth, verifier).await;
+    refused_before_the_refresh_accepted_after(&s, |spec| spec).await;
+}
+
+/// A real server in front of the test AS's JWK Set that drops every `kid`.
+async fn jwks_without_kids(auth: &TestAuthServer) -> String {
+    let upstream = auth.jwks_url();
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(move || {
+            let (http, upstream) = (http.clone(), upstream.clone());
+            async move {
+                let response = http.get(upstream).send().await.unwrap();
+                let mut set: serde_json::Value = response.json().await.unwrap();
+                for key in set["keys"].as_array_mut().unwrap() {
+                    key.as_object_mut().unwrap().remove("kid");
+                }
+                axum::Json(set)
+            }
+        }),
+    );
+    format!("{}/jwks", common::serve(app).await)
 }
 
 /// A key the AS withdrew from its JWK Set stops being trusted once the set

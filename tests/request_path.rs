@@ -310,6 +310,29 @@ async fn wrong_issuer_or_audience_is_invalid_token() {
     assert_eq!(s.auth.introspection_calls(), 4, "the last two were cache hits");
 }
 
+/// An answer without `aud`, where an audience is expected, is refused in the
+/// words the JWT path uses; one naming another audience keeps its own words.
+/// Twice each: the second answer comes from the cache.
+#[tokio::test]
+async fn an_introspected_token_without_aud_is_refused_for_having_none() {
+    let s = Setup::with(|b| b.expected_audience("https://api.example"), |l| l).await;
+    let none = s.auth.mint(TokenSpec::new().scope("read"));
+    let other = s
+        .auth
+        .mint(TokenSpec::new().scope("read").aud("https://other.example"));
+    let no_audience =
+        "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"the token has no audience (aud)\"";
+    let other_audience = "Bearer realm=\"api\", error=\"invalid_token\", \
+        error_description=\"the token is meant for another audience\"";
+    for (token, expected) in [(&none, no_audience), (&other, other_audience)].repeat(2) {
+        let response = s.get("/ping", Some(token)).await;
+        assert_eq!(response.status(), 401);
+        // `HeaderValue == &str` compares the bytes.
+        assert_eq!(response.headers()["www-authenticate"], expected);
+    }
+    assert_eq!(s.auth.introspection_calls(), 2, "the last two were cache hits");
+}
+
 #[tokio::test]
 async fn i1_i2_c2_request_is_a_form_post_with_basic_only() {
     let s = Setup::new().await;

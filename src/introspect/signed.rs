@@ -139,7 +139,7 @@ mod checked {
                 }
             }
             match self.jwks.refresh().await {
-                Refresh::Fetched(keys) | Refresh::TooSoon(Some(keys)) | Refresh::Failed(_, Some(keys)) => {
+                Refresh::Fetched(keys, _) | Refresh::TooSoon(Some(keys)) | Refresh::Failed(_, Some(keys)) => {
                     if verifies(&keys, jws) {
                         Ok(())
                     } else {

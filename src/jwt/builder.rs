@@ -216,8 +216,10 @@ impl JwtVerifierBuilder {
     }
 
     /// The shortest time between two JWK Set fetches (default 30 s; from
-    /// 1 s to an hour): a flood of tokens with unknown `kid`s makes at most
-    /// one fetch per interval.
+    /// 1 s to an hour): a flood of tokens with unknown `kid`s (or none) makes
+    /// at most one fetch per interval. A token that comes meanwhile, names no
+    /// `kid` the keys hold, and fails them is refused without being
+    /// remembered: it may be signed with a key added since the last fetch.
     pub fn jwks_refresh_interval(mut self, interval: Duration) -> Self {
         self.refresh_interval = interval;
         self

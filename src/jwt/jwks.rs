@@ -45,13 +45,15 @@ struct State {
     /// When the last fetch started, successful or not.
     last_attempt: Option<Instant>,
     last_error: Option<AsFault>,
-    in_flight: Option<SharedFetch>,
+    /// The fetch under way, and when it started.
+    in_flight: Option<(SharedFetch, Instant)>,
 }
 
 /// What a refresh came to.
 pub(crate) enum Refresh {
-    /// A new key set.
-    Fetched(KeySet),
+    /// A new key set, from a fetch that started at this instant (perhaps
+    /// before this caller asked: concurrent callers share one fetch).
+    Fetched(KeySet, Instant),
     /// Too soon after the last fetch; the current keys, if any.
     TooSoon(Option<KeySet>),
     /// The fetch failed; the current keys, if any.
@@ -107,10 +109,10 @@ impl Jwks {
     /// refresh interval ago (then the current keys are the answer).
     /// Concurrent callers share one fetch.
     pub(crate) async fn refresh(&self) -> Refresh {
-        let fetch = {
+        let (fetch, started) = {
             let mut state = self.lock();
             match &state.in_flight {
-                Some(fetch) => fetch.clone(),
+                Some((fetch, started)) => (fetch.clone(), *started),
                 None => {
                     let gap = match state.keys {
                         Some(_) => self.interval,
@@ -127,17 +129,18 @@ impl Jwks {
                             };
                         }
                     }
-                    state.last_attempt = Some(Instant::now());
+                    let started = Instant::now();
+                    state.last_attempt = Some(started);
                     self.fetches.fetch_add(1, Ordering::Relaxed);
                     let fetch = fetch(self.url.clone(), self.http.clone()).boxed().shared();
-                    state.in_flight = Some(fetch.clone());
-                    fetch
+                    state.in_flight = Some((fetch.clone(), started));
+                    (fetch, started)
                 }
             }
         };
         let result = fetch.clone().await;
         let mut state = self.lock();
-        if state.in_flight.as_ref().is_some_and(|f| f.ptr_eq(&fetch)) {
+        if state.in_flight.as_ref().is_some_and(|(f, _)| f.ptr_eq(&fetch)) {
             state.in_flight = None;
             match &result {
                 Ok(keys) => {
@@ -156,7 +159,7 @@ impl Jwks {
             }
         }
         match result {
-            Ok(keys) => Refresh::Fetched(keys),
+            Ok(keys) => Refresh::Fetched(keys, started),
             Err(fault) => Refresh::Failed(fault, self.last_good(&state)),
         }
     }

@@ -6,7 +6,10 @@
 //! introspection answer costs. Every read re-runs the local checks (`exp`,
 //! `nbf`, `iss`, `aud`, token kind), and a token that fails verification is
 //! remembered in the bounded negative cache, so a flood of forged tokens
-//! costs one signature check each and evicts no good entry.
+//! costs one signature check each and evicts no good entry. A signature
+//! failure is remembered only when the keys tried could have verified the
+//! token (see `JwtVerifier::no_key`): a genuine token signed with a key the
+//! AS has just added is accepted as soon as the new keys are fetched.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -45,6 +48,7 @@ mod profile;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 pub use self::builder::JwtVerifierBuilder;
 pub(crate) use self::compact::{peek_issuer, Compact};
@@ -99,11 +103,15 @@ pub struct JwtStats {
     pub signature_checks: u64,
 }
 
+/// The refusal of a token whose signature no key verifies.
+const SIGNATURE_INVALID: &str = "the token's signature is invalid";
+
 /// Why a load did not give a cacheable entry.
 enum LoadError {
     /// Refused for good: remembered in the negative cache.
     Invalid(&'static str),
-    /// Refused for now (an unknown `kid`): not remembered.
+    /// Refused for now (an unknown `kid`, or a signature the keys at hand
+    /// fail but newer keys might verify): not remembered.
     Refused(&'static str),
     /// No key could be had: 503, not remembered.
     Unavailable(AsFault),
@@ -316,24 +324,38 @@ impl JwtVerifier {
             return Ok(());
         }
         let Some(jwks) = &inner.jwks else {
-            return Err(self.no_key(&inner.static_keys, kid));
+            // The static keys are all the keys there will ever be.
+            return Err(self.no_key(&inner.static_keys, kid, true));
         };
-        if let Some(current) = jwks.current() {
-            if self.any_key_verifies(&current, jws) {
+        // No fetch started before this instant can hold a key made for this
+        // token.
+        let seen = Instant::now();
+        let current = jwks.current();
+        if let Some(current) = &current {
+            if self.any_key_verifies(current, jws) {
                 return Ok(());
             }
             // A kid we hold whose signature fails: a forgery, which must not
             // make us fetch again.
             if kid.is_some_and(|kid| current.iter().any(|k| k.kid() == Some(kid))) {
-                return Err(LoadError::Invalid("the token's signature is invalid"));
+                return Err(LoadError::Invalid(SIGNATURE_INVALID));
             }
         }
         match jwks.refresh().await {
-            Refresh::Fetched(keys) | Refresh::TooSoon(Some(keys)) => {
+            Refresh::Fetched(keys, started) => {
                 if self.any_key_verifies(&keys, jws) {
                     Ok(())
                 } else {
-                    Err(self.no_key(&keys, kid))
+                    Err(self.no_key(&keys, kid, started >= seen))
+                }
+            }
+            Refresh::TooSoon(Some(keys)) => {
+                // The keys just tried, most often: no second check.
+                let tried = current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &keys));
+                if !tried && self.any_key_verifies(&keys, jws) {
+                    Ok(())
+                } else {
+                    Err(self.no_key(&keys, kid, false))
                 }
             }
             Refresh::TooSoon(None) | Refresh::Failed(_, None) => Err(LoadError::Unavailable(
@@ -370,16 +392,33 @@ impl JwtVerifier {
         })
     }
 
-    /// No key verified the token. An unknown `kid` is refused but not
-    /// remembered: the key may appear in the JWK Set at the next refresh.
-    fn no_key(&self, keys: &[PublicKey], kid: Option<&str>) -> LoadError {
+    /// No key verified the token: always 401, but remembered only when the
+    /// keys tried could have verified it, so that the refusal holds for good.
+    /// They could when they hold the `kid` the token names, or when they
+    /// are `current` — fetched after the token was seen, or static keys.
+    ///
+    /// Otherwise the refusal is not remembered: an unknown `kid` may appear
+    /// in the JWK Set at the next refresh, and a token without a `kid` (or
+    /// naming one while the keys carry none) may be signed with a key the AS
+    /// added since the last fetch. Remembered, such a genuine token would be
+    /// refused for `negative_ttl` after its key is fetched.
+    ///
+    /// Forged tokens refused this way are verified again each time they come,
+    /// and that is bounded: each costs what a new forgery costs (a check
+    /// against the candidate keys held, whose number the JWK Set's size cap
+    /// bounds), and no fetch, since one starts at most once per refresh
+    /// interval whatever the tokens. Remembering them would not stop an
+    /// attacker, who can mint a new forgery per request for the same price.
+    /// Remembering them until the next fetch is allowed would need a
+    /// lifetime per entry in the negative cache, for no gain.
+    fn no_key(&self, keys: &[PublicKey], kid: Option<&str>, current: bool) -> LoadError {
         match kid {
-            Some(kid)
-                if !keys.iter().any(|k| k.kid() == Some(kid)) && !keys.iter().any(|k| k.kid().is_none()) =>
-            {
+            Some(kid) if keys.iter().any(|k| k.kid() == Some(kid)) => LoadError::Invalid(SIGNATURE_INVALID),
+            Some(_) if !keys.iter().any(|k| k.kid().is_none()) => {
                 LoadError::Refused("the token is signed with an unknown key (kid)")
             }
-            _ => LoadError::Invalid("the token's signature is invalid"),
+            _ if current => LoadError::Invalid(SIGNATURE_INVALID),
+            _ => LoadError::Refused(SIGNATURE_INVALID),
         }
     }
 

@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::introspect::{audiences, extra, scopes, string, string_or_number};
 use crate::principal::{Binding, Claims, OtherKind, Scopes, Timestamp};
+use crate::validate::NO_AUDIENCE;
 
 /// The shape of the JWT access tokens a [`JwtVerifier`](super::JwtVerifier)
 /// accepts.
@@ -111,7 +112,7 @@ impl Shape {
             return Err(match *missing {
                 "iss" => "the token has no issuer (iss)",
                 "exp" => "the token has no expiry (exp)",
-                "aud" => "the token has no audience (aud)",
+                "aud" => NO_AUDIENCE,
                 "sub" => "the token has no subject (sub)",
                 "client_id" => "the token has no client_id",
                 "iat" => "the token has no issue time (iat)",
