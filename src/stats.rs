@@ -236,7 +236,7 @@ impl IntrospectionStats {
 /// The shared tier's counters (feature `redis`), in [`CacheStats::shared`].
 ///
 /// Exported with the `metrics` feature as
-/// `tower_introspection_shared_cache_{hits,misses,errors,refused_values,skipped,fleet_waits,dpop_local_only}_total`
+/// `tower_introspection_shared_cache_{hits,misses,errors,refused_values,skipped,fleet_waits,dpop_local_only,notice_flushes}_total`
 /// and the gauge `tower_introspection_shared_cache_breaker_open` (0 or 1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -251,7 +251,8 @@ pub struct SharedCacheStats {
     /// Redis commands that failed or timed out.
     pub errors: u64,
     /// Values that did not open under the fleet secret, or outlived the
-    /// life sealed into them: treated as misses.
+    /// life sealed into them, or were answered before an invalidation:
+    /// treated as misses. Also notices that did not verify.
     pub refused_values: u64,
     /// Lookups not tried because the circuit breaker was open.
     pub skipped: u64,
@@ -262,6 +263,15 @@ pub struct SharedCacheStats {
     /// a replay of one at another replica within the DPoP window would not
     /// have been seen.
     pub dpop_local_only: u64,
+    /// Whole in-process drops for invalidation notices that could not name
+    /// this replica's entry. Expected during step 1 of a fleet-secret
+    /// rotation: a replica not rotated yet names the entry under the old
+    /// secret only (refilled from Redis). Otherwise a notice that did not
+    /// verify (also in `refused_values`): a replica whose secrets this one
+    /// shares none of — a rotation that skipped a step — or a forgery; then
+    /// shared answers given before it are refused too (refilled from the
+    /// authorization server), at most once every 5 s.
+    pub notice_flushes: u64,
     /// Whether the circuit breaker is open now.
     pub breaker_open: bool,
     /// How many times the breaker opened.

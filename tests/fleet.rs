@@ -905,32 +905,79 @@ async fn a_value_the_flush_has_not_reached_is_refused() {
 
 #[tokio::test]
 #[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
-async fn notices_without_the_fleets_tag_are_ignored() {
+async fn notices_without_the_fleets_tag_cost_at_most_one_drop_per_window() {
     let fleet = Fleet::new(1).await;
     let token = fleet.auth.mint_token("read");
     assert_eq!(fleet.status(0, &token).await, 200);
     let name = fleet.value_names().await.pop().unwrap();
     let channel = format!("{}events", name.split(":v:").next().unwrap().to_owned() + ":");
     let mut conn = redis_conn().await;
-    let far = "9".repeat(13);
+    let tag = format!("m:{}", "00".repeat(16));
+    let processed = async |count: u64| {
+        assert!(
+            eventually(Duration::from_secs(10), async || fleet.stats(0).refused_values
+                >= count)
+            .await,
+            "the replica never saw the notices: {:?}",
+            fleet.stats(0)
+        );
+    };
+
+    // Not invalidations: counted, nothing dropped.
     for forged in [
-        "a".to_owned(),
-        format!("a {far}"),
-        format!("a {far} m:{}", "00".repeat(16)),
+        format!("f {} {tag}", "ab".repeat(32)),
+        "hello".to_owned(),
+        String::new(),
     ] {
         let receivers: i64 = conn.publish(&channel, &forged).await.unwrap();
         assert_eq!(receivers, 1, "the replica listens on {channel}");
     }
-    // Notices take well under a millisecond on loopback.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    processed(3).await;
     let hits = fleet.replicas[0].introspector.stats().hits;
     assert_eq!(fleet.status(0, &token).await, 200);
     assert_eq!(
         fleet.replicas[0].introspector.stats().hits,
         hits + 1,
-        "a forged notice flushed the in-process cache"
+        "a forged fill notice flushed the in-process cache"
     );
-    assert!(fleet.stats(0).refused_values >= 3, "{:?}", fleet.stats(0));
+    assert_eq!(fleet.stats(0).notice_flushes, 0);
+
+    // Invalidations that do not verify: from a replica with a secret this
+    // one does not have, or forged. Failing closed, each drops everything,
+    // but a flood costs one drop at once and one at the window's end.
+    let far = "9".repeat(13);
+    let started = Instant::now();
+    for i in 0..100 {
+        let forged = match i % 3 {
+            0 => format!("a {far}"),
+            1 => format!("a {far} {tag}"),
+            _ => format!("i {} {tag}", "00".repeat(16)),
+        };
+        let _: i64 = conn.publish(&channel, &forged).await.unwrap();
+    }
+    processed(103).await;
+    assert!(fleet.stats(0).notice_flushes >= 1);
+    let calls = fleet.auth.introspection_calls();
+    assert_eq!(fleet.status(0, &token).await, 200);
+    assert_eq!(
+        fleet.auth.introspection_calls(),
+        calls + 1,
+        "the value in Redis, given before the drop, was read: it must be refused"
+    );
+    // The notices after the first drop are not lost: one more drop, at the
+    // end of the window (5 s).
+    assert!(
+        eventually(Duration::from_secs(20), async || fleet.stats(0).notice_flushes
+            >= 2)
+        .await
+    );
+    let windows = started.elapsed().as_secs() / 5;
+    let flushes = fleet.stats(0).notice_flushes;
+    assert!(
+        flushes <= 2 + windows,
+        "{flushes} drops for 100 notices in {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -969,6 +1016,194 @@ async fn a_tombstone_is_seen_on_both_sides_of_a_rotation() {
         not_yet_rotated.validate(&token).await.is_err(),
         "the tombstone was only under the new secret's name"
     );
+}
+
+/// A replica's fleet secrets in each phase of a rotation (README, "Rotating
+/// the fleet secret"): the writing one first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Not redeployed yet.
+    OldOnly,
+    /// Step 1: the new secret beside `previous_secret(old)`.
+    NewAndOld,
+    /// Step 2: the previous secret dropped.
+    NewOnly,
+}
+
+const PHASES: [Phase; 3] = [Phase::OldOnly, Phase::NewAndOld, Phase::NewOnly];
+
+impl Phase {
+    fn secrets(self) -> &'static [&'static str] {
+        match self {
+            Phase::OldOnly => &[SECRET],
+            Phase::NewAndOld => &[NEXT_SECRET, SECRET],
+            Phase::NewOnly => &[NEXT_SECRET],
+        }
+    }
+
+    fn introspector(self, auth: &TestAuthServer, prefix: &str) -> Introspector {
+        let secrets = self.secrets();
+        let mut shared = SharedCache::builder(redis_url(), secrets[0]).key_prefix(prefix);
+        for previous in &secrets[1..] {
+            shared = shared.previous_secret(previous);
+        }
+        builder(auth)
+            .shared_cache(shared.build().unwrap())
+            .build()
+            .unwrap()
+    }
+}
+
+/// What an invalidation sent by one replica cost another, seen from a
+/// bystander token both had cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// The sender knows the secret of the receiver's in-process keys: that
+    /// one entry is dropped, the bystander is still an in-process hit.
+    Entry,
+    /// They share only the receiver's previous secret: the notice verifies
+    /// but cannot name the receiver's entry, so the receiver drops its whole
+    /// in-process cache; the bystander comes back from Redis.
+    InProcessCache,
+    /// They share no secret (old only and new only: the procedure never
+    /// lets them meet): the notice does not verify, and the receiver drops
+    /// its in-process cache and refuses every shared answer given before it;
+    /// the bystander comes back from the AS.
+    Everything,
+}
+
+impl Reach {
+    fn expected(sender: Phase, receiver: Phase) -> Self {
+        let sent_under = sender.secrets();
+        let known = receiver.secrets();
+        if sent_under.contains(&known[0]) {
+            Reach::Entry
+        } else if known.iter().any(|secret| sent_under.contains(secret)) {
+            Reach::InProcessCache
+        } else {
+            Reach::Everything
+        }
+    }
+}
+
+/// Waits until both replicas listen on the fleet's channel, so that the
+/// notice under test cannot be published before a replica subscribed.
+async fn both_listening(prefix: &str) {
+    let mut conn = redis_conn().await;
+    let listening = eventually(Duration::from_secs(10), async || {
+        let channels: Vec<String> = redis::cmd("PUBSUB")
+            .arg("CHANNELS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let Some(channel) = channels.first() else {
+            return false;
+        };
+        let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(channel)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        counts.first().is_some_and(|(_, subscribers)| *subscribers == 2)
+    })
+    .await;
+    assert!(listening, "the replicas never subscribed");
+}
+
+/// One invalidation (of `token`, or of everything) from a replica in phase
+/// `sender` to one in phase `receiver`: whether the receiver refused the
+/// revoked token (asking the AS again), and what it cost the bystander.
+async fn invalidate_across(
+    auth: &TestAuthServer,
+    sender: Phase,
+    receiver: Phase,
+    everything: bool,
+) -> (bool, Option<Reach>) {
+    let prefix = unique_prefix();
+    let from = sender.introspector(auth, &prefix);
+    let to = receiver.introspector(auth, &prefix);
+    let token = auth.mint_token("read");
+    let bystander = auth.mint_token("read");
+    to.validate(&token).await.unwrap();
+    to.validate(&bystander).await.unwrap();
+    from.validate(&token).await.unwrap();
+    both_listening(&prefix).await;
+
+    auth.revoke(&token);
+    let calls = auth.introspection_calls();
+    if everything {
+        from.invalidate_all();
+    } else {
+        from.invalidate(&token).await;
+    }
+    // The notice takes milliseconds; without it the receiver would keep
+    // the token until max_ttl (60 s).
+    let refused = eventually(Duration::from_secs(5), async || {
+        to.validate(&token).await.is_err()
+    })
+    .await
+        && auth.introspection_calls() > calls;
+    let flushes = to.stats().shared.notice_flushes;
+    let shares_a_secret = receiver
+        .secrets()
+        .iter()
+        .any(|secret| sender.secrets().contains(secret));
+    if everything {
+        // Only a notice that does not verify costs a drop of its own.
+        assert_eq!(flushes, u64::from(!shares_a_secret), "{sender:?} → {receiver:?}");
+        return (refused, None);
+    }
+
+    let (hits, shared_hits, calls) = (
+        to.stats().hits,
+        to.stats().shared.hits,
+        auth.introspection_calls(),
+    );
+    to.validate(&bystander).await.unwrap();
+    let reach = if auth.introspection_calls() > calls {
+        Reach::Everything
+    } else if to.stats().shared.hits > shared_hits {
+        Reach::InProcessCache
+    } else {
+        assert_eq!(to.stats().hits, hits + 1, "{sender:?} → {receiver:?}");
+        Reach::Entry
+    };
+    assert_eq!(
+        flushes,
+        u64::from(reach != Reach::Entry),
+        "{sender:?} → {receiver:?}: {:?}",
+        to.stats().shared
+    );
+    (refused, Some(reach))
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn every_invalidation_reaches_every_phase_of_a_rotation() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let mut wrong = Vec::new();
+    for everything in [false, true] {
+        for sender in PHASES {
+            for receiver in PHASES {
+                let (refused, reach) = invalidate_across(&auth, sender, receiver, everything).await;
+                let expected = (!everything).then(|| Reach::expected(sender, receiver));
+                let what = if everything {
+                    "invalidate_all"
+                } else {
+                    "invalidate"
+                };
+                eprintln!("{what:>14} {sender:?} → {receiver:?}: refused {refused}, cost {reach:?}");
+                if !refused || reach != expected {
+                    wrong.push(format!(
+                        "{what} {sender:?} → {receiver:?}: refused {refused}, cost {reach:?} (expected {expected:?})"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
 // DPoP (RFC 9449 §11.1): a proof's `jti` is accepted once within the window

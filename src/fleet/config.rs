@@ -69,7 +69,11 @@ impl SharedCache {
 
 impl SharedCacheBuilder {
     /// Also read entries written under a previous secret (a rotation): new
-    /// entries are written under the first secret only. Repeatable.
+    /// entries are written under the first secret only. Repeatable. Follow
+    /// the README's "Rotating the fleet secret": a replica with the old
+    /// secret alone and one with the new secret alone must never run
+    /// together (their invalidations reach each other only as a bounded
+    /// drop of everything).
     pub fn previous_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.config.secrets.push(secret.as_ref().to_vec());
         self

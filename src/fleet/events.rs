@@ -7,10 +7,30 @@
 //!   replicas waiting for it look again.
 //!
 //! Each ends with ` m:<tag>`, an HMAC-SHA-256 (128 bits) under a key derived
-//! from the fleet secret, over the channel and the notice: notices that do
-//! not verify are ignored, so Redis access alone cannot flush the fleet's
-//! in-process caches. A recorded `a` is not applied twice, nor when older
-//! than five minutes.
+//! from the fleet secret, over the channel and the notice, once per secret
+//! the sender has. A recorded `a` is not applied twice, nor when older than
+//! five minutes.
+//!
+//! During a rotation a receiver may not find its own entry in an `i`: its
+//! in-process keys derive from its first secret, which the sender may not
+//! have. Every invalidation still reaches it, failing closed:
+//!
+//! - tagged under the receiver's first secret: the sender has it, so one of
+//!   the keys is the receiver's; that entry is dropped;
+//! - tagged under a previous secret of the receiver only (a replica not
+//!   rotated yet, step 1 of a rotation): the receiver drops its whole
+//!   in-process cache, refilled from Redis, where the sender's tombstone
+//!   under the shared secret keeps the revoked answer from being read;
+//! - not verifying at all: the sender shares no secret with the receiver
+//!   (old only and new only; the rotation procedure never lets them meet,
+//!   see the README) or is a forgery, and the two cannot be told apart. An
+//!   `i` or `a` then makes the receiver drop its in-process cache and refuse
+//!   every shared answer given before it (the sender could delete or
+//!   tombstone no entry under the receiver's secrets), so refilled from the
+//!   authorization server: more calls, never a revoked token accepted.
+//!   Bounded, as anyone with Redis access can publish: at most one such
+//!   drop every [`UNVERIFIED_EVERY`]; notices within one are applied
+//!   together at its end. A fill notice that does not verify is ignored.
 //!
 //! Notices cost one sub-millisecond hop, so a replica drops an invalidated
 //! entry about when the invalidating call returns. While the subscription
@@ -30,7 +50,7 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc::{error::TrySendError, Receiver, Sender};
 use tokio::sync::Notify;
 
-use super::keys::{hex, unhex16};
+use super::keys::{hex, unhex16, Signer};
 use super::TierInner;
 use crate::cache::Key;
 
@@ -40,6 +60,10 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// An `a` notice older than this is not applied (a replay).
 const FLUSH_NOTICE_LIFE_MS: u64 = 5 * 60 * 1000;
+
+/// At most one whole drop for invalidation notices that do not verify, per
+/// this: what anyone able to publish on the channel can cost a replica.
+const UNVERIFIED_EVERY: Duration = Duration::from_secs(5);
 
 /// Notices waiting for the listener, at most. Beyond, fill notices are
 /// dropped (waiters poll anyway), and anything else makes the replica drop
@@ -158,6 +182,7 @@ pub(crate) async fn listen(
 ) {
     let mut subscribed = false;
     let mut last_flush_ms = 0u64;
+    let mut unverified = Unverified::default();
     let mut lost = false;
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -174,6 +199,9 @@ pub(crate) async fn listen(
         let (Some(tier), Some(sink)) = (tier.upgrade(), sink.upgrade()) else {
             return;
         };
+        if unverified.due(tokio::time::Instant::now()) {
+            drop_unverified(&tier, &*sink);
+        }
         if overflowed.swap(false, Ordering::AcqRel) {
             tracing::warn!("shared cache (Redis) notices came faster than they were applied; dropping the in-process cache, as an invalidation may have been among those dropped");
             sink.drop_all();
@@ -186,7 +214,7 @@ pub(crate) async fn listen(
             Some(Some(push)) => match push.kind {
                 PushKind::Message => {
                     if let Some(Value::BulkString(payload)) = push.data.get(1) {
-                        apply(&tier, &*sink, payload, &mut last_flush_ms).await;
+                        apply(&tier, &*sink, payload, &mut last_flush_ms, &mut unverified).await;
                     }
                 }
                 PushKind::Disconnection => {
@@ -233,21 +261,83 @@ pub(crate) async fn listen(
     }
 }
 
-async fn apply(tier: &TierInner, sink: &dyn L1Sink, payload: &[u8], last_flush_ms: &mut u64) {
-    let Some(body) = std::str::from_utf8(payload)
+/// Whole drops for invalidation notices that do not verify: at most one
+/// per [`UNVERIFIED_EVERY`], the rest put off to its end.
+#[derive(Debug, Default)]
+struct Unverified {
+    last: Option<tokio::time::Instant>,
+    pending: bool,
+}
+
+impl Unverified {
+    /// One more such notice: whether to drop now (else it is pending).
+    fn arrived(&mut self, now: tokio::time::Instant) -> bool {
+        self.pending = true;
+        self.due(now)
+    }
+
+    /// Whether a pending drop is due now; if so, it is no longer pending.
+    fn due(&mut self, now: tokio::time::Instant) -> bool {
+        let due = self.pending
+            && self
+                .last
+                .is_none_or(|last| now.saturating_duration_since(last) >= UNVERIFIED_EVERY);
+        if due {
+            self.pending = false;
+            self.last = Some(now);
+        }
+        due
+    }
+}
+
+/// Whether a payload is shaped like an invalidation (`i …` or `a …`).
+fn is_invalidation(payload: &[u8]) -> bool {
+    matches!(payload.split(|byte| *byte == b' ').next(), Some(b"i" | b"a"))
+}
+
+/// Fails closed on invalidations this replica cannot verify: shared answers
+/// given until now are refused first, so that nothing read from Redis
+/// between the two steps refills the in-process cache.
+fn drop_unverified(tier: &TierInner, sink: &dyn L1Sink) {
+    tier.refuse_shared_before(super::now_ms());
+    sink.drop_all();
+    tier.notice_flush();
+}
+
+async fn apply(
+    tier: &TierInner,
+    sink: &dyn L1Sink,
+    payload: &[u8],
+    last_flush_ms: &mut u64,
+    unverified: &mut Unverified,
+) {
+    let Some((body, signer)) = std::str::from_utf8(payload)
         .ok()
         .and_then(|text| tier.keys().open_notice(text))
     else {
         tier.unsigned_notice();
+        if is_invalidation(payload) && unverified.arrived(tokio::time::Instant::now()) {
+            drop_unverified(tier, sink);
+        }
         return;
     };
     let mut words = body.split(' ');
     match words.next() {
-        Some("i") => {
-            for key in words.filter_map(unhex16) {
-                sink.drop_key(key).await;
+        Some("i") => match signer {
+            Signer::InProcessSecret => {
+                for key in words.filter_map(unhex16) {
+                    sink.drop_key(key).await;
+                }
             }
-        }
+            // Its keys are under secrets ours are not derived from; the
+            // shared tier has the sender's tombstones under a secret we
+            // read, so only the in-process cache must go.
+            Signer::PreviousSecretOnly => {
+                tracing::debug!("an invalidation from a replica without this one's first fleet secret (a rotation under way): dropping the in-process cache");
+                sink.drop_all();
+                tier.notice_flush();
+            }
+        },
         Some("a") => {
             let at_ms = words.next().and_then(|at| at.parse::<u64>().ok()).unwrap_or(0);
             if at_ms > *last_flush_ms && at_ms.saturating_add(FLUSH_NOTICE_LIFE_MS) > super::now_ms() {
@@ -311,6 +401,36 @@ mod tests {
         assert!(pushes.recv().await.is_some());
         drop(pushes);
         assert!(send(message("f ab")).is_err(), "closed");
+    }
+
+    #[test]
+    fn unverified_invalidations_drop_at_once_then_once_per_window() {
+        let mut unverified = Unverified::default();
+        let start = tokio::time::Instant::now();
+        assert!(!unverified.due(start), "nothing pending");
+        assert!(unverified.arrived(start), "the first drops at once");
+        assert!(!unverified.due(start));
+        let soon = start + UNVERIFIED_EVERY / 2;
+        assert!(!unverified.arrived(soon), "within the window: put off");
+        assert!(!unverified.arrived(soon), "and coalesced");
+        assert!(!unverified.due(start + UNVERIFIED_EVERY - Duration::from_millis(1)));
+        let end = start + UNVERIFIED_EVERY;
+        assert!(unverified.due(end), "not lost: dropped at the window's end");
+        assert!(!unverified.due(end + UNVERIFIED_EVERY), "once");
+        assert!(
+            unverified.arrived(end + UNVERIFIED_EVERY),
+            "a window after the last drop: at once again"
+        );
+    }
+
+    #[test]
+    fn invalidations_are_told_from_other_notices_by_their_first_word() {
+        for payload in ["i 00 m:00", "a 1", "i", "a"] {
+            assert!(is_invalidation(payload.as_bytes()), "{payload}");
+        }
+        for payload in ["f ab m:00", "", "hello", "ia 1", " i 00"] {
+            assert!(!is_invalidation(payload.as_bytes()), "{payload}");
+        }
     }
 
     #[test]

@@ -106,6 +106,18 @@ impl SecretKeys {
     }
 }
 
+/// Which of our secrets a notice's sender has, as its tags tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signer {
+    /// The secret our in-process keys derive from: the notice names our
+    /// entry.
+    InProcessSecret,
+    /// Only a previous secret (a replica not rotated yet, during step 1 of
+    /// a rotation): the notice names the entry under secrets we do not key
+    /// our in-process cache with.
+    PreviousSecretOnly,
+}
+
 /// Every key and name of the tier, for one verifier.
 pub(crate) struct FleetKeys {
     /// The first one writes; all are read.
@@ -241,22 +253,34 @@ impl FleetKeys {
     }
 
     /// The body of a signed notice with a tag that verifies under one of
-    /// our secrets.
-    pub(crate) fn open_notice<'a>(&self, notice: &'a str) -> Option<&'a str> {
+    /// our secrets, and which: a sender tags under every secret it has and
+    /// names the entry under each, so a tag under our first secret (the
+    /// one our in-process keys derive from) means the notice names our
+    /// entry, and a tag under a previous secret only means it cannot.
+    pub(crate) fn open_notice<'a>(&self, notice: &'a str) -> Option<(&'a str, Signer)> {
         let (body, tags) = notice.split_once(" m:")?;
         let context = self.notice_context(body);
-        tags.split(" m:")
+        let tags: Vec<Vec<u8>> = tags
+            .split(" m:")
             .take(MAX_NOTICE_TAGS)
             .filter_map(unhex)
             .filter(|tag| tag.len() == NOTICE_TAG_BYTES)
-            .any(|tag| {
-                self.secrets.iter().any(|keys| {
-                    let mut mac = keys.notices.clone();
-                    mac.update(&context);
-                    mac.verify_truncated_left(&tag).is_ok()
-                })
+            .collect();
+        let verifies = |keys: &SecretKeys| {
+            tags.iter().any(|tag| {
+                let mut mac = keys.notices.clone();
+                mac.update(&context);
+                mac.verify_truncated_left(tag).is_ok()
             })
-            .then_some(body)
+        };
+        let mut secrets = self.secrets.iter();
+        if secrets.next().is_some_and(verifies) {
+            Some((body, Signer::InProcessSecret))
+        } else if secrets.any(verifies) {
+            Some((body, Signer::PreviousSecretOnly))
+        } else {
+            None
+        }
     }
 
     fn notice_tag(&self, keys: &SecretKeys, body: &str) -> String {
@@ -388,19 +412,31 @@ mod tests {
         let signed = old.sign_notice("i 00");
         assert_eq!(
             rotating.open_notice(&signed),
-            Some("i 00"),
-            "old secret still read"
+            Some(("i 00", Signer::PreviousSecretOnly)),
+            "old secret still read, but it is not the in-process keys' secret"
         );
         assert_eq!(
             old.open_notice(&rotating.sign_notice("a 1")),
-            Some("a 1"),
+            Some(("a 1", Signer::InProcessSecret)),
             "a rotated replica also tags under the old secret"
         );
         let new = keys(&[S2], "e", "c");
-        assert_eq!(new.open_notice(&rotating.sign_notice("a 1")), Some("a 1"));
+        assert_eq!(
+            new.open_notice(&rotating.sign_notice("a 1")),
+            Some(("a 1", Signer::InProcessSecret))
+        );
+        assert_eq!(
+            rotating.open_notice(&new.sign_notice("a 1")),
+            Some(("a 1", Signer::InProcessSecret))
+        );
+        assert_eq!(
+            rotating.open_notice(&rotating.sign_notice("a 1")),
+            Some(("a 1", Signer::InProcessSecret))
+        );
         assert_eq!(new.open_notice(&signed), None, "a secret it does not have");
         assert_eq!(old.open_notice("i 00"), None, "unsigned");
         assert_eq!(old.open_notice(&signed.replace("i 00", "i 01")), None, "altered");
+        assert_eq!(old.open_notice("i 00 m:zz"), None, "not hex");
         assert_eq!(old.open_notice(&format!("{signed}0")), None);
         assert_eq!(
             keys(&[S1], "e2", "c").open_notice(&signed),

@@ -10,7 +10,8 @@
 //! - Invalidation: the entry is deleted, tombstones holding the
 //!   invalidation time keep answers given before it from being written back
 //!   or read, a notice on the tier's channel makes every replica drop its
-//!   in-process entry (see [`events`]), and the invalidating replica
+//!   in-process entry — or, in a rotation, whatever it must to fail closed
+//!   (see [`events`]) — and the invalidating replica
 //!   remembers it whatever Redis does, replaying it if Redis missed it
 //!   (see [`revoked`]).
 //! - Redis is never a single point of failure: every command is bounded by
@@ -761,9 +762,21 @@ impl TierInner {
         self.counters.refused();
         if self.refused_log.allow() {
             tracing::warn!(
-                "a notice on the fleet's channel did not verify under the fleet secret (sent by something with Redis access, or another secret); ignored (logged at most every 10 s)"
+                "a notice on the fleet's channel did not verify under any of this replica's fleet secrets (a replica with a secret this one does not have, as when a rotation skips a step, or something with Redis access); an invalidation drops the in-process cache and refuses shared answers given before it, at most every 5 s (logged at most every 10 s)"
             );
         }
+    }
+
+    /// Refuses every shared value answered at or before `at_ms`, on this
+    /// replica, whatever Redis holds.
+    pub(crate) fn refuse_shared_before(&self, at_ms: u64) {
+        self.revoked.raise_floor(at_ms);
+    }
+
+    /// Counts a whole in-process drop for an invalidation notice that could
+    /// not name this replica's entry.
+    pub(crate) fn notice_flush(&self) {
+        self.counters.notice_flush();
     }
 
     pub(crate) fn waiters(&self) -> &Waiters {
@@ -800,6 +813,7 @@ struct SharedCounters {
     skipped: AtomicU64,
     fleet_waits: AtomicU64,
     dpop_local_only: AtomicU64,
+    notice_flushes: AtomicU64,
 }
 
 macro_rules! export {
@@ -840,6 +854,11 @@ impl SharedCounters {
         export!(metrics::counter!("tower_introspection_shared_cache_fleet_waits_total").increment(1));
     }
 
+    fn notice_flush(&self) {
+        self.notice_flushes.fetch_add(1, Ordering::Relaxed);
+        export!(metrics::counter!("tower_introspection_shared_cache_notice_flushes_total").increment(1));
+    }
+
     #[cfg(feature = "jwt")]
     fn dpop_local_only(&self) {
         self.dpop_local_only.fetch_add(1, Ordering::Relaxed);
@@ -864,6 +883,7 @@ impl SharedCounters {
             skipped: load(&self.skipped),
             fleet_waits: load(&self.fleet_waits),
             dpop_local_only: load(&self.dpop_local_only),
+            notice_flushes: load(&self.notice_flushes),
             breaker_open,
             breaker_trips,
         }
