@@ -839,3 +839,221 @@ async fn the_rmcp_example_server() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// `examples/mcp_server.rs` run as a process with the test AS's JWTs and
+/// `env`; its stderr (the log) comes line by line. Killed when dropped.
+struct McpExample {
+    child: std::process::Child,
+    url: String,
+    log: tokio::sync::mpsc::UnboundedReceiver<String>,
+    http: reqwest::Client,
+}
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+const TOOLS_LIST: &str = r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#;
+
+impl McpExample {
+    async fn start(auth: &TestAuthServer, env: &[(&str, &str)]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut command = std::process::Command::new(common::example("mcp_server"));
+        command
+            .env_remove("INTROSPECTION_URL")
+            .env("JWT_ISSUER", auth.issuer())
+            .env("AUTHORIZATION_SERVERS", auth.issuer())
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "warn,mcp_server=info")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (lines, log) = tokio::sync::mpsc::unbounded_channel();
+        // Drained all along, so the example never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        // Off the runtime: the example asks the test AS (on this runtime) for
+        // its metadata before it prints the line.
+        let line = tokio::task::spawn_blocking(move || BufReader::new(stdout).lines().next())
+            .await
+            .unwrap();
+        // Built first, so a failure below still kills the example.
+        let mut example = Self {
+            child,
+            url: String::new(),
+            log,
+            http: reqwest::Client::new(),
+        };
+        let line = line.expect("the listening line").unwrap();
+        example.url = line.strip_prefix("listening on ").unwrap().to_owned();
+        example
+    }
+
+    fn token(&self, auth: &TestAuthServer, sub: &str) -> String {
+        auth.mint_jwt(
+            JwtSpec::rfc9068()
+                .aud(self.url.as_str())
+                .sub(sub)
+                .client_id("app")
+                .scope("notes:read"),
+        )
+    }
+
+    /// A POST of `body` with `token`, in `session` if given.
+    async fn post(&self, token: &str, session: Option<&str>, body: &'static str) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(&self.url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body);
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Opens a session for `token`; its id.
+    async fn open(&self, token: &str) -> String {
+        let opened = self.post(token, None, INITIALIZE).await;
+        assert_eq!(opened.status(), 200);
+        let session = opened.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        assert_eq!(self.post(token, Some(&session), INITIALIZED).await.status(), 202);
+        session
+    }
+
+    /// The status of `tools/list` in `session` with `token`.
+    async fn list(&self, token: &str, session: &str) -> u16 {
+        self.post(token, Some(session), TOOLS_LIST)
+            .await
+            .status()
+            .as_u16()
+    }
+
+    /// Waits (a minute at most: the machine may be slow) for a log line
+    /// containing `needle`; returns it.
+    async fn logged(&mut self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match tokio::time::timeout_at(deadline, self.log.recv()).await {
+                Ok(Some(line)) if line.contains(needle) => return line,
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the example exited before logging {needle:?}"),
+                Err(_) => panic!("no {needle:?} in the example's log within a minute"),
+            }
+        }
+    }
+}
+
+impl Drop for McpExample {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A session left unused for the keep-alive (`MCP_SESSION_KEEP_ALIVE_SECS`,
+/// rmcp's and the owner record's) is forgotten: the example logs each one
+/// going, down to none held, and its id is 404 for its owner and everyone
+/// else from then on.
+#[tokio::test]
+async fn the_rmcp_example_forgets_sessions_unused_for_the_keep_alive() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let mut example = McpExample::start(&auth, &[("MCP_SESSION_KEEP_ALIVE_SECS", "3")]).await;
+    let (alice, bob) = (example.token(&auth, "alice"), example.token(&auth, "bob"));
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let session = example.open(&alice).await;
+        assert_eq!(example.list(&alice, &session).await, 200);
+        sessions.push(session);
+    }
+    // Abandoned: nothing is sent until all three are logged gone, the last
+    // leaving none held.
+    let mut line = String::new();
+    for _ in 0..3 {
+        line = example.logged("MCP session closed: unused for 3s").await;
+    }
+    assert!(line.ends_with("; 0 open"), "{line}");
+    for session in &sessions {
+        assert_eq!(example.list(&alice, session).await, 404);
+        assert_eq!(example.list(&bob, session).await, 404);
+    }
+    // A new session opens and works.
+    let session = example.open(&alice).await;
+    assert_eq!(example.list(&alice, &session).await, 200);
+    assert_eq!(example.list(&bob, &session).await, 404);
+}
+
+/// At `MCP_MAX_SESSIONS`, opening a session closes the least recently used
+/// one: its id is 404 for its owner as for everyone (a forgotten session is
+/// no one's), the others go on for their owner only.
+#[tokio::test]
+async fn the_rmcp_example_caps_sessions_and_fails_closed() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let mut example = McpExample::start(&auth, &[("MCP_MAX_SESSIONS", "2")]).await;
+    let (alice, bob) = (example.token(&auth, "alice"), example.token(&auth, "bob"));
+    let first = example.open(&alice).await;
+    let second = example.open(&alice).await;
+    // `second` is now the least recently used.
+    assert_eq!(example.list(&alice, &first).await, 200);
+    let third = example.open(&bob).await;
+    for token in [&alice, &bob] {
+        assert_eq!(example.list(token, &second).await, 404);
+    }
+    assert_eq!(example.list(&alice, &first).await, 200);
+    assert_eq!(example.list(&bob, &first).await, 404);
+    assert_eq!(example.list(&bob, &third).await, 200);
+    assert_eq!(example.list(&alice, &third).await, 404);
+    let line = example.logged("MCP_MAX_SESSIONS (2) reached").await;
+    assert!(line.ends_with("2 open"), "{line}");
+}
+
+/// A keep-alive or a cap the example cannot honour stops it with a message.
+#[tokio::test]
+async fn the_rmcp_example_refuses_bad_session_settings() {
+    let auth = TestAuthServer::start().await.unwrap();
+    for (name, value) in [
+        ("MCP_SESSION_KEEP_ALIVE_SECS", "0"),
+        ("MCP_SESSION_KEEP_ALIVE_SECS", "86401"),
+        ("MCP_SESSION_KEEP_ALIVE_SECS", "soon"),
+        ("MCP_MAX_SESSIONS", "0"),
+        ("MCP_MAX_SESSIONS", "-1"),
+        ("MCP_MAX_SESSIONS", "many"),
+    ] {
+        let mut child = std::process::Command::new(common::example("mcp_server"))
+            .env_remove("INTROSPECTION_URL")
+            .env("JWT_ISSUER", auth.issuer())
+            .env("AUTHORIZATION_SERVERS", auth.issuer())
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env(name, value)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        // The first line, or none once it exits (off the runtime, which the
+        // test AS needs if the example gets as far as asking it).
+        let line = tokio::task::spawn_blocking(move || {
+            use std::io::{BufRead, BufReader};
+            BufReader::new(stdout).lines().next()
+        })
+        .await
+        .unwrap();
+        if line.is_some() {
+            let _ = child.kill();
+        }
+        let output = child.wait_with_output().unwrap();
+        assert!(line.is_none(), "{name}={value}: it started: {line:?}");
+        assert_eq!(output.status.code(), Some(2), "{name}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(name), "{name}={value}: {stderr}");
+    }
+}
