@@ -3,7 +3,8 @@
 #
 # Install it once:   cargo install cargo-mutants --locked
 # Run:               bash .ci/mutants.sh [module…]
-#   module: token answer validate cache challenge scope (default: all)
+#   module: token answer validate cache challenge scope dpop jwt fleet
+#           jsonrpc resource read_index metadata (default: all)
 #
 # Results land in mutants.out/<module>/mutants.out/ (caught.txt, missed.txt,
 # unviable.txt, timeout.txt, one log per mutant). Too slow for .ci/run: on 2
@@ -35,7 +36,12 @@ read -r -a extra <<<"${MUTANTS_ARGS:-}"
 # src/introspect/mod.rs (the client code around them is not selected).
 cache_policy='^src/cache\.rs|Introspector::(validate|miss|refresh|invalidate|invalidate_all|negative_hit|load|active_entry)\b|LoadError::'
 
-# module -> "files;regex;test targets" (the regex may hold `|`)
+# module -> "files;regex;test targets;test binary arguments" (the regex may
+# hold `|`). The fleet's tests need a real redis-server (started here, our
+# own process on a free loopback port) and run the ignored tests one at a
+# time; the load test that counts AS calls across replicas is left out (it
+# is about timing, not about the code mutated). tests/mcp.rs's example test
+# needs the example binary, which the mutants' builds do not make.
 declare -A spec=(
     [token]="src/token.rs;;properties request_path review_middleware"
     [answer]="src/introspect/answer.rs;;properties request_path"
@@ -43,8 +49,15 @@ declare -A spec=(
     [cache]="src/cache.rs src/introspect/mod.rs;$cache_policy;cache hardening stale_if_error invalidation limits request_path"
     [challenge]="src/challenge.rs;;properties request_path scopes"
     [scope]="src/scope.rs;;scopes request_path"
+    [dpop]="src/dpop/mod.rs src/dpop/nonce.rs src/dpop/proof.rs src/dpop/replay.rs;;dpop review_dpop"
+    [jwt]="src/jwt/compact.rs src/jwt/keys.rs src/jwt/jwks.rs src/jwt/profile.rs;;jwt"
+    [fleet]="src/fleet/keys.rs src/fleet/seal.rs src/fleet/events.rs src/fleet/breaker.rs;;fleet;--include-ignored --test-threads=1 --skip three_hundred_requests_on_three_replicas_make_one_call"
+    [jsonrpc]="src/jsonrpc.rs;;mcp;--skip the_rmcp_example_server"
+    [resource]="src/resource.rs;;mcp request_path;--skip the_rmcp_example_server"
+    [read_index]="src/read_index.rs;;cache invalidation request_path"
+    [metadata]="src/resource_metadata.rs;;mcp;--skip the_rmcp_example_server"
 )
-all=(token answer validate cache challenge scope)
+all=(token answer validate cache challenge scope dpop jwt fleet jsonrpc resource read_index metadata)
 
 modules=("$@")
 [ ${#modules[@]} -gt 0 ] || modules=("${all[@]}")
@@ -57,7 +70,7 @@ done
 
 status=0
 for module in "${modules[@]}"; do
-    IFS=';' read -r files regex tests <<<"${spec[$module]}"
+    IFS=';' read -r files regex tests test_args <<<"${spec[$module]}"
     args=(--jobs "$jobs" --all-features --output "mutants.out/$module" --cargo-arg=--lib)
     for file in $files; do
         args+=(--file "$file")
@@ -68,9 +81,18 @@ for module in "${modules[@]}"; do
     done
     printf '\n==> mutants: %s\n' "$module"
     mkdir -p "mutants.out/$module"
+    if [ "$module" = fleet ] && ! bash tests/interop/redis.sh status >/dev/null 2>&1; then
+        eval "$(bash tests/interop/redis.sh start)"
+        trap 'bash tests/interop/redis.sh stop >/dev/null 2>&1 || true' EXIT
+    fi
+    # Arguments for the test binaries go after `-- --` (cargo test's own
+    # `--`); word splitting of $test_args is wanted.
+    binary_args=()
+    # shellcheck disable=SC2206
+    [ -z "$test_args" ] || binary_args=(-- -- $test_args)
     # Exit status 2 means missed mutants, 3 timeouts: report, go on with the
     # next module, and fail at the end.
-    cargo mutants "${args[@]}" "${extra[@]}" || status=$?
+    cargo mutants "${args[@]}" "${extra[@]}" "${binary_args[@]}" || status=$?
 done
 
 case " ${extra[*]} " in *" --list "*) exit "$status" ;; esac

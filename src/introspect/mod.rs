@@ -153,9 +153,10 @@ impl Introspector {
     /// Scopes are not checked here; see [`Scoped`](crate::Scoped) and
     /// [`RequireScope`](crate::RequireScope).
     ///
-    /// A DPoP-bound token (`cnf.jkt`, RFC 9449) is refused here with 401
-    /// `invalid_token`, as by the layer's `Bearer` path: this call sees no
-    /// proof of the key. Such tokens pass through
+    /// A sender-constrained token (any `cnf`: DPoP's `jkt`, RFC 8705's
+    /// `x5t#S256`, …) is refused here with 401 `invalid_token`, as by the
+    /// layer's `Bearer` path: this call sees no proof of possession.
+    /// DPoP-bound tokens pass through
     /// [`IntrospectionLayer::dpop`](crate::IntrospectionLayer::dpop).
     pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
         self.validate_any(token).await.and_then(Principal::unless_bound)
