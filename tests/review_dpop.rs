@@ -77,7 +77,11 @@ async fn htu_inside_nested_routers_is_the_url_the_client_called() {
             .await
             .unwrap();
         assert_eq!(response.status(), 401, "{path}");
-        assert_eq!(challenges(&response), std::slice::from_ref(&htu_refused), "{path}");
+        assert_eq!(
+            challenges(&response),
+            std::slice::from_ref(&htu_refused),
+            "{path}"
+        );
     }
 }
 

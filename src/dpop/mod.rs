@@ -702,8 +702,15 @@ mod tests {
     #[test]
     fn external_url_must_be_absolute_http_or_https() {
         assert!(DpopConfig::allowed().external_url("https://api.example").is_ok());
-        assert!(DpopConfig::allowed().external_url("http://api.example/base").is_ok());
-        for refused in ["ftp://api.example", "api.example", "data:text/plain,x", "unix:/run/api"] {
+        assert!(DpopConfig::allowed()
+            .external_url("http://api.example/base")
+            .is_ok());
+        for refused in [
+            "ftp://api.example",
+            "api.example",
+            "data:text/plain,x",
+            "unix:/run/api",
+        ] {
             assert!(
                 matches!(
                     DpopConfig::allowed().external_url(refused),
