@@ -401,3 +401,107 @@ async fn a_dpop_proof_does_not_cover_a_second_binding() {
         }
     }
 }
+
+// ---- Edges the mutation run found untested ----
+
+/// A layer requiring DPoP in front of one route, and a client with a
+/// bound token.
+async fn required_app() -> (Router, DpopKey, String, TestAuthServer) {
+    let auth = TestAuthServer::start().await.unwrap();
+    let layer = IntrospectionLayer::new(common::introspector(&auth))
+        .token_extractor(BearerExtractor::new().max_length(64))
+        .dpop(DpopConfig::required().external_url("http://api.example").unwrap());
+    let app = Router::new()
+        .route("/items", get(|| async { "items" }))
+        .route_layer(layer);
+    let key = DpopKey::generate();
+    let token = auth.mint(TokenSpec::new().scope("read").claim("cnf", key.cnf()));
+    (app, key, token, auth)
+}
+
+fn dpop_refusal(error: &str, description: &str) -> Vec<String> {
+    vec![format!(
+        "DPoP realm=\"api\", error=\"{error}\", error_description=\"{description}\", {ALGS}"
+    )]
+}
+
+/// `DPoP ` with no token is the `DPoP` scheme with malformed credentials
+/// (400), as `Bearer ` is; a token of exactly `max_length` bytes is not too
+/// long.
+#[tokio::test]
+async fn empty_dpop_credentials_and_a_token_of_exactly_max_length() {
+    let (app, key, _, _auth) = required_app().await;
+    let request = Request::get("/items")
+        .header("authorization", "DPoP ")
+        .header("dpop", key.proof("GET", URL, ""))
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        challenges(&response),
+        dpop_refusal("invalid_request", "the DPoP credentials are malformed")
+    );
+    let exact = "a".repeat(64);
+    let proof = key.proof("GET", URL, &exact);
+    let response = app.oneshot(dpop_request("/items", &exact, &proof)).await.unwrap();
+    assert_eq!(
+        challenges(&response),
+        dpop_refusal("invalid_token", "the token is not active")
+    );
+}
+
+/// A proof may be up to twice the token limit of the default extractor
+/// (8 192 bytes: a proof carries its key, and RSA keys are long); longer
+/// is refused before any signature check.
+#[tokio::test]
+async fn a_proof_of_up_to_8192_bytes_is_read() {
+    let (app, key, token, _auth) = required_app().await;
+    let proof_with = |padding: usize| {
+        let mut claims = DpopKey::claims("GET", URL, &token);
+        claims["pad"] = json!("p".repeat(padding));
+        key.sign(&key.header(), &claims)
+    };
+    let long = proof_with(5_000);
+    assert!((4_200..8_192).contains(&long.len()), "{}", long.len());
+    let response = app.clone().oneshot(dpop_request("/items", &token, &long)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let too_long = proof_with(6_200);
+    assert!(too_long.len() > 8_192, "{}", too_long.len());
+    let response = app.oneshot(dpop_request("/items", &token, &too_long)).await.unwrap();
+    assert_eq!(
+        challenges(&response),
+        dpop_refusal(
+            "invalid_dpop_proof",
+            "the DPoP proof is not a well-formed signed JWT"
+        )
+    );
+}
+
+/// A `cnf.jkt` that is not a string claims a binding nothing can prove:
+/// refused as malformed, not as unbound (which `accept_unbound_tokens`
+/// would let through).
+#[tokio::test]
+async fn a_jkt_that_is_not_a_string_is_a_malformed_binding() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let layer = IntrospectionLayer::new(common::introspector(&auth)).dpop(
+        DpopConfig::required()
+            .external_url("http://api.example")
+            .unwrap()
+            .accept_unbound_tokens(true),
+    );
+    let app = Router::new()
+        .route("/items", get(|| async { "items" }))
+        .route_layer(layer);
+    let key = DpopKey::generate();
+    let token = auth.mint(TokenSpec::new().scope("read").claim("cnf", json!({ "jkt": 5 })));
+    let proof = key.proof("GET", URL, &token);
+    let response = app.oneshot(dpop_request("/items", &token, &proof)).await.unwrap();
+    assert_eq!(
+        challenges(&response),
+        dpop_refusal(
+            "invalid_token",
+            "the token's DPoP binding (cnf.jkt) is malformed"
+        )
+    );
+}

@@ -432,7 +432,9 @@ impl Dpop {
             return Ok(None);
         };
         let bytes = first.as_bytes();
-        let is_dpop = bytes.len() > 5 && bytes[..5].eq_ignore_ascii_case(b"dpop ");
+        // `DPoP ` with nothing after it is our scheme with malformed
+        // credentials (400), as `Bearer ` is.
+        let is_dpop = bytes.len() >= 5 && bytes[..5].eq_ignore_ascii_case(b"dpop ");
         if !is_dpop {
             return Ok(None);
         }
