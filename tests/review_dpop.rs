@@ -254,7 +254,8 @@ async fn the_dpop_path_marks_and_refuses_what_the_extractor_reads() {
             "/items",
             get(|headers: HeaderMap, uri: Uri| async move {
                 let cookie = headers.get("cookie").map(|v| v.is_sensitive());
-                format!("{cookie:?} {uri}")
+                let dpop = headers["authorization"].is_sensitive() && headers["dpop"].is_sensitive();
+                format!("{cookie:?} {dpop} {uri}")
             }),
         )
         .route_layer(layer);
@@ -267,7 +268,7 @@ async fn the_dpop_path_marks_and_refuses_what_the_extractor_reads() {
         .insert("cookie", "theme=dark".parse().unwrap());
     let response = app.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(body_text(response).await, "Some(true) /items?a=1");
+    assert_eq!(body_text(response).await, "Some(true) true /items?a=1");
 
     let uri = format!("/items?a=1&access_token={token}");
     let request = dpop_request(&uri, &token, &key.proof("GET", URL, &token));
@@ -464,11 +465,18 @@ async fn a_proof_of_up_to_8192_bytes_is_read() {
     };
     let long = proof_with(5_000);
     assert!((4_200..8_192).contains(&long.len()), "{}", long.len());
-    let response = app.clone().oneshot(dpop_request("/items", &token, &long)).await.unwrap();
+    let response = app
+        .clone()
+        .oneshot(dpop_request("/items", &token, &long))
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let too_long = proof_with(6_200);
     assert!(too_long.len() > 8_192, "{}", too_long.len());
-    let response = app.oneshot(dpop_request("/items", &token, &too_long)).await.unwrap();
+    let response = app
+        .oneshot(dpop_request("/items", &token, &too_long))
+        .await
+        .unwrap();
     assert_eq!(
         challenges(&response),
         dpop_refusal(
@@ -499,9 +507,28 @@ async fn a_jkt_that_is_not_a_string_is_a_malformed_binding() {
     let response = app.oneshot(dpop_request("/items", &token, &proof)).await.unwrap();
     assert_eq!(
         challenges(&response),
-        dpop_refusal(
-            "invalid_token",
-            "the token's DPoP binding (cnf.jkt) is malformed"
-        )
+        dpop_refusal("invalid_token", "the token's DPoP binding (cnf.jkt) is malformed")
     );
+}
+
+/// `iat` is accepted within `max_age` in the past and `leeway` in the
+/// future, in whole seconds as configured.
+#[tokio::test]
+async fn iat_within_max_age_and_leeway_is_accepted() {
+    let (app, key, token, _auth) = required_app().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for (iat, status) in [(now - 40, 200), (now + 3, 200), (now - 90, 401), (now + 30, 401)] {
+        let mut claims = DpopKey::claims("GET", URL, &token);
+        claims["iat"] = json!(iat);
+        let proof = key.sign(&key.header(), &claims);
+        let response = app
+            .clone()
+            .oneshot(dpop_request("/items", &token, &proof))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "iat {}", iat as i64 - now as i64);
+    }
 }

@@ -701,6 +701,15 @@ pub(crate) fn mark_sensitive(headers: &mut HeaderMap) {
 mod tests {
     use super::*;
 
+    /// The layer's `Debug` shows its DPoP settings (never a secret).
+    #[test]
+    fn debug_shows_the_settings() {
+        let dpop = Dpop::new(DpopConfig::required().replay_capacity_per_key(7));
+        let debug = format!("{dpop:?}");
+        assert!(debug.starts_with("DpopConfig { required: true"), "{debug}");
+        assert!(debug.contains("replay_capacity_per_key: Some(7)"), "{debug}");
+    }
+
     #[test]
     fn external_url_must_be_absolute_http_or_https() {
         assert!(DpopConfig::allowed().external_url("https://api.example").is_ok());

@@ -185,6 +185,17 @@ mod tests {
         assert_eq!(nonces.admit(Some(&n[..21]), 100), Admission::Refused);
     }
 
+    /// A clock in the first period (before 1970 plus one rotation, or
+    /// stepped back that far) has no previous period: refused, no panic.
+    #[test]
+    fn the_first_period_has_no_previous_one() {
+        let nonces = shared(10);
+        let first = nonces.current(5).unwrap();
+        assert_eq!(nonces.admit(Some(first.to_str().unwrap()), 0), Admission::Current);
+        assert_eq!(nonces.admit(Some("an-unknown-nonce"), 0), Admission::Refused);
+        assert_eq!(nonces.admit(Some("an-unknown-nonce"), -5), Admission::Refused);
+    }
+
     #[test]
     fn secret_and_rotation_both_decide_the_nonce() {
         let other = Nonces::shared(Duration::from_secs(10), b"another nonce secret of 32 bytes").unwrap();
