@@ -174,6 +174,82 @@ mod tests {
         );
     }
 
+    /// RFC 8037 §A.3's Ed25519 key: an `OKP` key has a thumbprint too.
+    #[test]
+    fn thumbprint_of_an_okp_key() {
+        let jwk: Map<String, Value> = serde_json::from_str(
+            r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            thumbprint(&jwk).as_deref(),
+            Some("kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k")
+        );
+    }
+
+    /// The edges of `iat`, `jti` and the key's fit, against a fixed `now`.
+    #[cfg(feature = "test-util")]
+    mod edges {
+        use super::*;
+        use crate::test_util::DpopKey;
+
+        const NOW: i64 = 1_900_000_000;
+        const URL: &str = "https://api.example/items";
+
+        fn checked(key: &DpopKey, header: &Value, edit: impl FnOnce(&mut Value)) -> Result<Checked, Refusal> {
+            let mut claims = DpopKey::claims("GET", URL, "token");
+            edit(&mut claims);
+            let proof = key.sign(header, &claims);
+            let url = url::Url::parse(URL).unwrap();
+            let expected = Expected {
+                method: "GET",
+                url: &url,
+                access_token: "token",
+                now: NOW,
+                max_age: 60,
+                leeway: 5,
+            };
+            check(&proof, &[Algorithm::Es256, Algorithm::Es384], &expected)
+        }
+
+        #[test]
+        fn iat_is_accepted_up_to_its_bounds_inclusive() {
+            let key = DpopKey::generate();
+            let at = |iat: i64| checked(&key, &key.header(), |c| c["iat"] = iat.into()).err();
+            assert_eq!(at(NOW + 5), None);
+            assert_eq!(at(NOW + 6), Some("the DPoP proof was issued in the future (iat)"));
+            assert_eq!(at(NOW - 65), None);
+            assert_eq!(at(NOW - 66), Some("the DPoP proof is too old (iat)"));
+        }
+
+        #[test]
+        fn jti_must_be_present_and_at_most_256_bytes() {
+            let key = DpopKey::generate();
+            let with = |jti: Value| {
+                checked(&key, &key.header(), |c| {
+                    c["iat"] = NOW.into();
+                    c["jti"] = jti;
+                })
+                .err()
+            };
+            assert_eq!(with("j".repeat(256).into()), None);
+            for refused in [Value::from(""), "j".repeat(257).into(), Value::from(7)] {
+                assert_eq!(with(refused), Some("the DPoP proof has no usable jti"));
+            }
+        }
+
+        /// An ES256 key under an `ES384` header: refused for the key, before
+        /// any signature check.
+        #[test]
+        fn the_key_must_fit_the_algorithm() {
+            let key = DpopKey::generate();
+            let mut header = key.header();
+            header["alg"] = "ES384".into();
+            let refusal = checked(&key, &header, |c| c["iat"] = NOW.into()).err();
+            assert_eq!(refusal, Some("the DPoP proof's jwk is not a usable public key"));
+        }
+    }
+
     #[test]
     fn htu_ignores_query_and_default_port() {
         let url = url::Url::parse("https://API.example:443/a/b").unwrap();
