@@ -239,12 +239,15 @@ impl Principal {
     /// Whether a bound token is refused as a bearer token: always when
     /// DPoP-bound (the `DPoP` scheme proves that binding), and when bound
     /// otherwise unless the layer accepts bindings it cannot check.
+    #[inline]
     pub(crate) fn refused_as_bearer(&self, accept_unverifiable: bool) -> bool {
         let binding = self.inner.binding;
         binding.names_dpop() || (binding.names_other() && !accept_unverifiable)
     }
 
     /// Why a bound token is refused as a bearer token.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn bearer_refusal(&self) -> AuthError {
         if self.inner.binding.names_dpop() {
             bound_token_as_bearer()

@@ -203,6 +203,7 @@ impl<S, E: ExtractToken, R> Introspection<S, E, R> {
     /// the `DPoP` scheme (or without `DPoP` where it is required), and hands
     /// any other back (`Err`) to the usual `Bearer` path.
     #[allow(clippy::result_large_err)] // the request itself, handed back
+    #[inline(never)]
     fn call_dpop<ReqBody, ResBody>(
         &mut self,
         mut request: Request<ReqBody>,
