@@ -40,8 +40,8 @@ cache_policy='^src/cache\.rs|Introspector::(validate|miss|refresh|invalidate|inv
 # hold `|`). The fleet's tests need a real redis-server (started here, our
 # own process on a free loopback port) and run the ignored tests one at a
 # time; the load test that counts AS calls across replicas is left out (it
-# is about timing, not about the code mutated). tests/mcp.rs's example test
-# needs the example binary, which the mutants' builds do not make.
+# is about timing, not about the code mutated). tests/mcp.rs's example tests
+# need the example binary, which the mutants' builds do not make.
 declare -A spec=(
     [token]="src/token.rs;;properties request_path review_middleware"
     [answer]="src/introspect/answer.rs;;properties request_path"
@@ -52,10 +52,10 @@ declare -A spec=(
     [dpop]="src/dpop/mod.rs src/dpop/nonce.rs src/dpop/proof.rs src/dpop/replay.rs;;dpop review_dpop"
     [jwt]="src/jwt/compact.rs src/jwt/keys.rs src/jwt/jwks.rs src/jwt/profile.rs;;jwt"
     [fleet]="src/fleet/keys.rs src/fleet/seal.rs src/fleet/events.rs src/fleet/breaker.rs;;fleet;--include-ignored --test-threads=1 --skip three_hundred_requests_on_three_replicas_make_one_call"
-    [jsonrpc]="src/jsonrpc.rs;;mcp;--skip the_rmcp_example_server"
-    [resource]="src/resource.rs;;mcp request_path;--skip the_rmcp_example_server"
+    [jsonrpc]="src/jsonrpc.rs;;mcp;--skip the_rmcp_example"
+    [resource]="src/resource.rs;;mcp request_path;--skip the_rmcp_example"
     [read_index]="src/read_index.rs;;cache invalidation request_path"
-    [metadata]="src/resource_metadata.rs;;mcp;--skip the_rmcp_example_server"
+    [metadata]="src/resource_metadata.rs;;mcp;--skip the_rmcp_example"
 )
 all=(token answer validate cache challenge scope dpop jwt fleet jsonrpc resource read_index metadata)
 
