@@ -39,7 +39,9 @@ pub enum ErrorKind {
     /// use in a `DPoP-Nonce` header.
     UseDpopNonce,
     /// The authorization server is unreachable, slow, failing or answered
-    /// something unparsable: 503 with `Retry-After`, never cached.
+    /// something unparsable, or, with DPoP, the proof replay cache (or the
+    /// token's share of it) is full: 503 with `Retry-After`, never cached.
+    /// The description says which.
     Unavailable,
     /// The authorization server rejected the resource server's own
     /// credentials, or the middleware is wired wrongly: 500.
@@ -340,7 +342,7 @@ impl fmt::Display for AuthError {
             ErrorKind::InsufficientScope => "insufficient scope",
             ErrorKind::InvalidDpopProof => "invalid DPoP proof",
             ErrorKind::UseDpopNonce => "DPoP nonce required",
-            ErrorKind::Unavailable => "authorization server unavailable",
+            ErrorKind::Unavailable => "temporarily unavailable",
             ErrorKind::Misconfigured => "resource server misconfigured",
         };
         write!(f, "{what}: {}", self.description)

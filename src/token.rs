@@ -124,7 +124,10 @@ pub enum TokenSource {
 /// Finds the bearer token of a request.
 ///
 /// Implement it to read tokens from somewhere [`BearerExtractor`] does not
-/// look. Return `Ok(None)` when the request carries no token, and a
+/// look. With [`IntrospectionLayer::dpop`](crate::IntrospectionLayer::dpop),
+/// `extract` is called on `DPoP` requests too, to find a token sent a
+/// second way: it must answer `Ok(None)` for `Authorization: DPoP …`, as
+/// for any scheme other than `Bearer`. Return `Ok(None)` when the request carries no token, and a
 /// [`TokenError`] when it carries a malformed one (answered 400
 /// `invalid_request`; [`TokenError::TooLong`] is answered 401
 /// `invalid_token`).

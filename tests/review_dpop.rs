@@ -141,7 +141,7 @@ impl Replay {
 /// The attack of the review: a client with a bound token of its own sends
 /// three times the capacity in fresh proofs, then replays a proof it
 /// captured from another client. Nothing is forgotten before its window
-/// ends, so the replay is refused; the flooding key runs out of its share
+/// ends, so the replay is refused; the flooding token runs out of its share
 /// (503), and the other client's fresh proofs still pass.
 #[tokio::test]
 async fn a_flood_of_fresh_proofs_cannot_flush_a_captured_one() {
@@ -158,13 +158,13 @@ async fn a_flood_of_fresh_proofs_cannot_flush_a_captured_one() {
                 assert_eq!(response.headers()["retry-after"], "5");
                 assert_eq!(
                     body_text(response).await,
-                    r#"{"error":"temporarily_unavailable","error_description":"too many DPoP proofs by this key within the proof window; retry later"}"#
+                    r#"{"error":"temporarily_unavailable","error_description":"too many DPoP proofs with this token within the proof window; retry later"}"#
                 );
             }
             other => panic!("unexpected {other}"),
         }
     }
-    // A quarter of the capacity per key, by default.
+    // A quarter of the capacity per token, by default.
     assert_eq!((accepted, refused), (250, 2_750));
     let response = r.send(&r.victim, Some(&captured)).await;
     assert_eq!(response.status(), 401);
@@ -178,8 +178,40 @@ async fn a_flood_of_fresh_proofs_cannot_flush_a_captured_one() {
     let stats = r.layer.dpop_stats().unwrap();
     assert_eq!(stats.remembered, 252);
     assert_eq!(stats.replays, 1);
-    assert_eq!(stats.refused_key_full, 2_750);
+    assert_eq!(stats.refused_token_full, 2_750);
     assert_eq!(stats.refused_full, 0);
+}
+
+/// With unbound tokens accepted, one token may sign each proof with a new
+/// key: its share is still one share.
+#[tokio::test]
+async fn the_share_is_per_token_whatever_the_keys() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let layer = IntrospectionLayer::new(common::introspector(&auth)).dpop(
+        DpopConfig::required()
+            .external_url("http://api.example")
+            .unwrap()
+            .accept_unbound_tokens(true)
+            .replay_capacity(1_000),
+    );
+    let app = Router::new()
+        .route("/items", get(|| async { "items" }))
+        .route_layer(layer.clone());
+    let token = auth.mint(TokenSpec::new().scope("read"));
+    let mut statuses = Vec::new();
+    for _ in 0..300 {
+        let key = DpopKey::generate();
+        let proof = key.proof("GET", URL, &token);
+        let response = app
+            .clone()
+            .oneshot(dpop_request("/items", &token, &proof))
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 250);
+    assert_eq!(statuses.iter().filter(|s| **s == 503).count(), 50);
+    assert_eq!(layer.dpop_stats().unwrap().refused_token_full, 50);
 }
 
 /// When the whole cache is full, legitimate traffic gets 503 with
@@ -190,7 +222,7 @@ async fn a_full_replay_cache_refuses_new_proofs_and_forgets_none() {
     let r = Replay::with(
         DpopConfig::required()
             .replay_capacity(1_000)
-            .replay_capacity_per_key(1_000),
+            .replay_capacity_per_token(1_000),
     )
     .await;
     let captured = r.victim.0.proof("GET", URL, &r.victim.1);

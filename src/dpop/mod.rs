@@ -89,7 +89,7 @@ pub struct DpopConfig {
     max_age: Duration,
     leeway: Duration,
     replay_capacity: u64,
-    replay_capacity_per_key: Option<u64>,
+    replay_capacity_per_token: Option<u64>,
     accept_unbound: bool,
     nonces: Option<nonce::Nonces>,
 }
@@ -110,7 +110,7 @@ impl DpopConfig {
             max_age: DEFAULT_DPOP_MAX_AGE,
             leeway: Duration::from_secs(5),
             replay_capacity: DEFAULT_DPOP_REPLAY_CAPACITY,
-            replay_capacity_per_key: None,
+            replay_capacity_per_token: None,
             accept_unbound: false,
             nonces: None,
         }
@@ -184,25 +184,31 @@ impl DpopConfig {
     /// proofs instead, answered 503 with `Retry-After`
     /// ([`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable)), until
     /// older proofs expire; counted in [`DpopStats::refused_full`] and
-    /// logged. To keep one client from filling it for everyone, each key
-    /// holds at most a share of it
-    /// ([`replay_capacity_per_key`](Self::replay_capacity_per_key)).
+    /// logged (at most every 10 s). To keep one token from filling it for
+    /// everyone, the proofs of each access token hold at most a share of it
+    /// ([`replay_capacity_per_token`](Self::replay_capacity_per_token)).
     pub fn replay_capacity(mut self, capacity: u64) -> Self {
         self.replay_capacity = capacity.max(1_000);
         self
     }
 
-    /// How many proofs of one DPoP key the replay cache holds at most
-    /// (default: a quarter of [`replay_capacity`](Self::replay_capacity),
-    /// 25 000 at the defaults, some 340 requests a second per key and
-    /// replica; at least 1, at most the capacity). A key past its share has
-    /// its new proofs answered 503 with `Retry-After` until its older ones
-    /// expire (counted in [`DpopStats::refused_key_full`]); other keys are
-    /// unaffected. Only proofs of valid, bound tokens take places (they are
-    /// recorded last), so filling the whole cache takes bound tokens for
-    /// four keys at the default share.
-    pub fn replay_capacity_per_key(mut self, per_key: u64) -> Self {
-        self.replay_capacity_per_key = Some(per_key.max(1));
+    /// How many proofs sent with one access token the replay cache holds
+    /// at most (default: a quarter of
+    /// [`replay_capacity`](Self::replay_capacity), 25 000 at the defaults,
+    /// some 340 requests a second per token and replica; at least 1, at
+    /// most the capacity). A token past its share has its new proofs
+    /// answered 503 with `Retry-After` until its older ones expire (counted
+    /// in [`DpopStats::refused_token_full`]); other tokens are unaffected.
+    ///
+    /// The share is per token, not per key: with
+    /// [`accept_unbound_tokens`](Self::accept_unbound_tokens), one token
+    /// could sign each proof with a new key. Only proofs of valid tokens
+    /// take places (they are recorded last). A client holding several
+    /// tokens (at the default, four) can still fill the cache: the share
+    /// keeps one token from crowding out the others, and refusing when full
+    /// is what keeps every replay out; size the capacity for your traffic.
+    pub fn replay_capacity_per_token(mut self, per_token: u64) -> Self {
+        self.replay_capacity_per_token = Some(per_token.max(1));
         self
     }
 
@@ -319,7 +325,7 @@ impl fmt::Debug for DpopConfig {
             .field("external_url", &self.external_url.as_ref().map(url::Url::as_str))
             .field("max_age", &self.max_age)
             .field("replay_capacity", &self.replay_capacity)
-            .field("replay_capacity_per_key", &self.replay_capacity_per_key)
+            .field("replay_capacity_per_token", &self.replay_capacity_per_token)
             .field("accept_unbound", &self.accept_unbound)
             .field(
                 "nonce_rotation",
@@ -361,10 +367,10 @@ impl Dpop {
     pub(crate) fn new(config: DpopConfig) -> Self {
         let algs: Vec<&str> = config.algorithms.iter().map(|a| a.as_str()).collect();
         let capacity = usize::try_from(config.replay_capacity).unwrap_or(usize::MAX);
-        let per_key = config
-            .replay_capacity_per_key
+        let per_token = config
+            .replay_capacity_per_token
             .map_or(capacity / 4, |n| usize::try_from(n).unwrap_or(usize::MAX));
-        let replay = ReplayCache::new(capacity, per_key, config.max_age, config.leeway);
+        let replay = ReplayCache::new(capacity, per_token, config.max_age, config.leeway);
         let algs: Arc<str> = Arc::from(algs.join(" "));
         let scope_answers = [false, true]
             .map(|via_dpop| Arc::new(Self::answer_without_nonce(&algs, config.required, via_dpop)));
@@ -593,7 +599,10 @@ impl Dpop {
         // Last, once the token is valid and bound to this key: proofs that
         // anyone can sign with a key of their own, without a token, must
         // not take places in the replay cache.
-        match self.replay.first_use(&verifier, &checked.jkt, &checked.jti).await {
+        let first_use = self
+            .replay
+            .first_use(&verifier, &checked.jkt, &checked.jti, &presented.token);
+        match first_use.await {
             Use::First => {}
             Use::Replayed => return Err(proof_error("the DPoP proof was used before (jti)")),
             Use::Full => {
@@ -602,10 +611,10 @@ impl Dpop {
                     "the DPoP replay cache is full; retry later",
                 ))
             }
-            Use::KeyFull => {
+            Use::TokenFull => {
                 return Err(AuthError::new(
                     ErrorKind::Unavailable,
-                    "too many DPoP proofs by this key within the proof window; retry later",
+                    "too many DPoP proofs with this token within the proof window; retry later",
                 ))
             }
         }
@@ -642,9 +651,9 @@ pub struct DpopStats {
     pub replays: u64,
     /// Proofs refused (503) because the replay cache was full.
     pub refused_full: u64,
-    /// Proofs refused (503) because their key held its whole share of the
-    /// replay cache.
-    pub refused_key_full: u64,
+    /// Proofs refused (503) because their access token's proofs held its
+    /// whole share of the replay cache.
+    pub refused_token_full: u64,
 }
 
 impl Dpop {
@@ -655,7 +664,7 @@ impl Dpop {
             remembered: u64::try_from(self.replay.len()).unwrap_or(u64::MAX),
             replays: counters.replays.load(Relaxed),
             refused_full: counters.refused_full.load(Relaxed),
-            refused_key_full: counters.refused_key_full.load(Relaxed),
+            refused_token_full: counters.refused_token_full.load(Relaxed),
         }
     }
 }
@@ -704,10 +713,10 @@ mod tests {
     /// The layer's `Debug` shows its DPoP settings (never a secret).
     #[test]
     fn debug_shows_the_settings() {
-        let dpop = Dpop::new(DpopConfig::required().replay_capacity_per_key(7));
+        let dpop = Dpop::new(DpopConfig::required().replay_capacity_per_token(7));
         let debug = format!("{dpop:?}");
         assert!(debug.starts_with("DpopConfig { required: true"), "{debug}");
-        assert!(debug.contains("replay_capacity_per_key: Some(7)"), "{debug}");
+        assert!(debug.contains("replay_capacity_per_token: Some(7)"), "{debug}");
     }
 
     #[test]

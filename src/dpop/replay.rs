@@ -9,9 +9,14 @@
 //!   (by sending fresh proofs of its own) and then replay one it captured.
 //!   So the cache is bounded by refusing, not by forgetting: when it holds
 //!   `capacity` proofs, a new proof is answered 503 (`Retry-After`) until
-//!   older ones expire; and one key may hold at most `per_key` of them, so
-//!   that one busy or hostile client runs out of room before the others do.
-//!   Refusals are counted ([`DpopStats`](super::DpopStats)) and logged.
+//!   older ones expire; and the proofs of one access token may hold at most
+//!   `per_token` places, so that one busy or hostile token runs out of room
+//!   before the others do (per token, not per key: with unbound tokens
+//!   accepted, one token could sign with a new key per proof). A client
+//!   holding several tokens holds several shares: the share keeps one token
+//!   from crowding out the rest; refusing when full is what keeps every
+//!   replay out. Refusals are counted ([`DpopStats`](super::DpopStats)) and
+//!   logged at most every 10 s.
 //! - Then, when the layer's verifier has an introspector with a
 //!   [shared cache](crate::IntrospectorBuilder::shared_cache) (feature
 //!   `redis`), the fleet's replay cache: one atomic `SET NX PX` in Redis,
@@ -46,8 +51,9 @@ pub(crate) enum Use {
     Replayed,
     /// Not remembered, so refused: the cache holds `capacity` proofs.
     Full,
-    /// Not remembered, so refused: its key holds `per_key` proofs already.
-    KeyFull,
+    /// Not remembered, so refused: its token's proofs hold `per_token`
+    /// places already.
+    TokenFull,
 }
 
 /// The proofs accepted within the window: in this process, and through the
@@ -55,10 +61,12 @@ pub(crate) enum Use {
 pub(crate) struct ReplayCache {
     local: Mutex<Window>,
     capacity: usize,
-    per_key: usize,
+    per_token: usize,
     /// How long a `jti` is remembered.
     window: Duration,
     pub(crate) counters: Counters,
+    /// When a refusal was last logged (monotonic ms, plus one; 0: never).
+    logged_ms: AtomicU64,
 }
 
 /// The replay cache's counters, read by `DpopStats`.
@@ -66,7 +74,7 @@ pub(crate) struct ReplayCache {
 pub(crate) struct Counters {
     pub(crate) replays: AtomicU64,
     pub(crate) refused_full: AtomicU64,
-    pub(crate) refused_key_full: AtomicU64,
+    pub(crate) refused_token_full: AtomicU64,
 }
 
 /// Every proof remembered, in the order they were accepted (which is the
@@ -76,10 +84,10 @@ pub(crate) struct Counters {
 struct Window {
     /// Proof key → when it may be forgotten (monotonic ms).
     seen: HashMap<[u8; 32], u64>,
-    /// (proof key, key of its DPoP key, when it may be forgotten).
+    /// (proof key, key of its access token, when it may be forgotten).
     order: VecDeque<([u8; 32], [u8; 32], u64)>,
-    /// DPoP key → how many of its proofs are remembered.
-    per_key: HashMap<[u8; 32], usize>,
+    /// Access token → how many of its proofs are remembered.
+    per_token: HashMap<[u8; 32], usize>,
 }
 
 impl Window {
@@ -91,10 +99,10 @@ impl Window {
             }
             self.order.pop_front();
             self.seen.remove(&proof);
-            if let Some(count) = self.per_key.get_mut(&key) {
+            if let Some(count) = self.per_token.get_mut(&key) {
                 *count -= 1;
                 if *count == 0 {
-                    self.per_key.remove(&key);
+                    self.per_token.remove(&key);
                 }
             }
         }
@@ -102,22 +110,38 @@ impl Window {
 }
 
 impl ReplayCache {
-    /// Remembers up to `capacity` proofs, at most `per_key` of one DPoP
-    /// key, each for as long as a proof issued at its `iat` could be
-    /// accepted (`max_age` and `leeway`).
-    pub(crate) fn new(capacity: usize, per_key: usize, max_age: Duration, leeway: Duration) -> Self {
+    /// Remembers up to `capacity` proofs, at most `per_token` of one
+    /// access token, each for as long as a proof issued at its `iat` could
+    /// be accepted (`max_age` and `leeway`).
+    pub(crate) fn new(capacity: usize, per_token: usize, max_age: Duration, leeway: Duration) -> Self {
         Self {
             local: Mutex::new(Window::default()),
             capacity,
-            per_key: per_key.clamp(1, capacity.max(1)),
+            per_token: per_token.clamp(1, capacity.max(1)),
             window: window(max_age, leeway),
             counters: Counters::default(),
+            logged_ms: AtomicU64::new(0),
         }
     }
 
-    /// How many proofs this process remembers now.
+    /// How many proofs this process remembers now (those whose window has
+    /// ended are forgotten first).
     pub(crate) fn len(&self) -> usize {
-        self.lock().seen.len()
+        let mut window = self.lock();
+        window.expire(clock::now().monotonic_ms);
+        window.seen.len()
+    }
+
+    /// Whether a refusal may be logged now: at most one line every 10 s,
+    /// since whoever holds a token decides how many refusals there are.
+    fn may_log(&self, now_ms: u64) -> bool {
+        let now = now_ms.saturating_add(1);
+        let last = self.logged_ms.load(Ordering::Relaxed);
+        (last == 0 || now >= last.saturating_add(LOG_EVERY_MS))
+            && self
+                .logged_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
@@ -129,9 +153,11 @@ impl ReplayCache {
 
     /// Whether this is the first use of the proof `jti` by the key `jkt`
     /// within the window (as far as this process, and the fleet when it
-    /// answers, know); remembers it if it is.
-    pub(crate) async fn first_use(&self, verifier: &Verifier, jkt: &str, jti: &str) -> Use {
-        let local = self.remember(jkt, jti, clock::now().monotonic_ms);
+    /// answers, know); remembers it if it is. `token` is the access token
+    /// the proof came with, whose share it takes.
+    pub(crate) async fn first_use(&self, verifier: &Verifier, jkt: &str, jti: &str, token: &str) -> Use {
+        let now_ms = clock::now().monotonic_ms;
+        let local = self.remember(jkt, jti, token, now_ms);
         match local {
             Use::First => {}
             Use::Replayed => {
@@ -139,19 +165,25 @@ impl ReplayCache {
                 return local;
             }
             Use::Full => {
-                self.counters.refused_full.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    capacity = self.capacity,
-                    "the DPoP replay cache is full: new proofs are refused (503) until older ones expire; raise DpopConfig::replay_capacity"
-                );
+                let refused = self.counters.refused_full.fetch_add(1, Ordering::Relaxed) + 1;
+                if self.may_log(now_ms) {
+                    tracing::warn!(
+                        capacity = self.capacity,
+                        refused,
+                        "the DPoP replay cache is full: new proofs are refused (503) until older ones expire; raise DpopConfig::replay_capacity (logged at most every 10 s)"
+                    );
+                }
                 return local;
             }
-            Use::KeyFull => {
-                self.counters.refused_key_full.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    per_key = self.per_key,
-                    "a DPoP key holds its whole share of the replay cache: its new proofs are refused (503) until older ones expire; see DpopConfig::replay_capacity_per_key"
-                );
+            Use::TokenFull => {
+                let refused = self.counters.refused_token_full.fetch_add(1, Ordering::Relaxed) + 1;
+                if self.may_log(now_ms) {
+                    tracing::warn!(
+                        per_token = self.per_token,
+                        refused,
+                        "an access token's DPoP proofs hold its whole share of the replay cache: its new proofs are refused (503) until older ones expire; see DpopConfig::replay_capacity_per_token (logged at most every 10 s)"
+                    );
+                }
                 return local;
             }
         }
@@ -171,9 +203,9 @@ impl ReplayCache {
     }
 
     /// This process's part of [`first_use`](Self::first_use), at `now_ms`.
-    fn remember(&self, jkt: &str, jti: &str, now_ms: u64) -> Use {
+    fn remember(&self, jkt: &str, jti: &str, token: &str, now_ms: u64) -> Use {
         let proof = local_key(jkt, jti);
-        let key = key_of(jkt);
+        let key = token_key(token);
         let mut window = self.lock();
         window.expire(now_ms);
         if window.seen.contains_key(&proof) {
@@ -182,14 +214,14 @@ impl ReplayCache {
         if window.seen.len() >= self.capacity {
             return Use::Full;
         }
-        let held = window.per_key.get(&key).copied().unwrap_or(0);
-        if held >= self.per_key {
-            return Use::KeyFull;
+        let held = window.per_token.get(&key).copied().unwrap_or(0);
+        if held >= self.per_token {
+            return Use::TokenFull;
         }
         let until = now_ms.saturating_add(u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX));
         window.seen.insert(proof, until);
         window.order.push_back((proof, key, until));
-        window.per_key.insert(key, held + 1);
+        window.per_token.insert(key, held + 1);
         Use::First
     }
 }
@@ -214,11 +246,14 @@ fn local_key(jkt: &str, jti: &str) -> [u8; 32] {
     key
 }
 
-/// The in-process key of a DPoP key (its thumbprint hashed, so that a
-/// thumbprint of any length takes 32 bytes).
-fn key_of(jkt: &str) -> [u8; 32] {
+/// How often a refusal is logged at most.
+const LOG_EVERY_MS: u64 = 10_000;
+
+/// The in-process key of an access token's share: SHA-256 of the token (in
+/// memory only; the same hash `ath` carries, so it reveals nothing new).
+fn token_key(token: &str) -> [u8; 32] {
     let mut key = [0u8; 32];
-    key.copy_from_slice(ring::digest::digest(&SHA256, jkt.as_bytes()).as_ref());
+    key.copy_from_slice(ring::digest::digest(&SHA256, token.as_bytes()).as_ref());
     key
 }
 
@@ -226,8 +261,13 @@ fn key_of(jkt: &str) -> [u8; 32] {
 mod tests {
     use super::*;
 
-    fn cache(capacity: usize, per_key: usize) -> ReplayCache {
-        ReplayCache::new(capacity, per_key, Duration::from_secs(60), Duration::from_secs(5))
+    fn cache(capacity: usize, per_token: usize) -> ReplayCache {
+        ReplayCache::new(
+            capacity,
+            per_token,
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        )
     }
 
     #[test]
@@ -248,12 +288,12 @@ mod tests {
     #[test]
     fn a_proof_is_remembered_for_its_whole_window_and_then_forgotten() {
         let cache = cache(10, 10);
-        assert_eq!(cache.remember("k", "1", 1_000), Use::First);
-        assert_eq!(cache.remember("k", "1", 1_000 + 71_999), Use::Replayed);
+        assert_eq!(cache.remember("k", "1", "k", 1_000), Use::First);
+        assert_eq!(cache.remember("k", "1", "k", 1_000 + 71_999), Use::Replayed);
         assert_eq!(cache.len(), 1);
-        assert_eq!(cache.remember("k", "1", 1_000 + 72_000), Use::First);
+        assert_eq!(cache.remember("k", "1", "k", 1_000 + 72_000), Use::First);
         // The same `jti` of another key is another proof.
-        assert_eq!(cache.remember("other", "1", 1_000 + 72_000), Use::First);
+        assert_eq!(cache.remember("other", "1", "other", 1_000 + 72_000), Use::First);
     }
 
     /// A full cache refuses new proofs and forgets nothing: the flood that
@@ -262,32 +302,52 @@ mod tests {
     fn a_full_cache_refuses_rather_than_forgets() {
         let cache = cache(4, 4);
         for (i, key) in ["a", "a", "b", "c"].into_iter().enumerate() {
-            assert_eq!(cache.remember(key, &i.to_string(), 0), Use::First);
+            assert_eq!(cache.remember(key, &i.to_string(), key, 0), Use::First);
         }
-        assert_eq!(cache.remember("d", "x", 10), Use::Full);
-        assert_eq!(cache.remember("a", "0", 10), Use::Replayed);
+        assert_eq!(cache.remember("d", "x", "d", 10), Use::Full);
+        assert_eq!(cache.remember("a", "0", "a", 10), Use::Replayed);
         assert_eq!(cache.len(), 4);
         // Room again once the oldest expire, all at once here.
-        assert_eq!(cache.remember("d", "x", 72_000), Use::First);
+        assert_eq!(cache.remember("d", "x", "d", 72_000), Use::First);
         assert_eq!(cache.len(), 1);
     }
 
     #[test]
-    fn one_key_holds_at_most_its_share() {
+    fn one_token_holds_at_most_its_share() {
         let cache = cache(10, 2);
-        assert_eq!(cache.remember("a", "1", 0), Use::First);
-        assert_eq!(cache.remember("a", "2", 1), Use::First);
-        assert_eq!(cache.remember("a", "3", 2), Use::KeyFull);
-        assert_eq!(cache.remember("b", "1", 3), Use::First);
+        assert_eq!(cache.remember("a", "1", "a", 0), Use::First);
+        assert_eq!(cache.remember("a", "2", "a", 1), Use::First);
+        assert_eq!(cache.remember("a", "3", "a", 2), Use::TokenFull);
+        assert_eq!(cache.remember("b", "1", "b", 3), Use::First);
         // Its share comes back as its proofs expire, one by one.
-        assert_eq!(cache.remember("a", "3", 72_000), Use::First);
-        assert_eq!(cache.remember("a", "4", 72_000), Use::KeyFull);
-        assert_eq!(cache.remember("a", "4", 72_001), Use::First);
+        assert_eq!(cache.remember("a", "3", "a", 72_000), Use::First);
+        assert_eq!(cache.remember("a", "4", "a", 72_000), Use::TokenFull);
+        assert_eq!(cache.remember("a", "4", "a", 72_001), Use::First);
+    }
+
+    /// With unbound tokens accepted, one token may sign with a new key per
+    /// proof: the share is the token's, whatever the keys.
+    #[test]
+    fn the_share_is_the_tokens_whatever_the_key() {
+        let cache = cache(10, 2);
+        assert_eq!(cache.remember("k1", "1", "t", 0), Use::First);
+        assert_eq!(cache.remember("k2", "1", "t", 0), Use::First);
+        assert_eq!(cache.remember("k3", "1", "t", 0), Use::TokenFull);
+        assert_eq!(cache.remember("k3", "1", "u", 0), Use::First);
+    }
+
+    #[test]
+    fn refusals_are_logged_at_most_every_ten_seconds() {
+        let cache = cache(10, 2);
+        assert!(cache.may_log(0));
+        assert!(!cache.may_log(9_999));
+        assert!(cache.may_log(10_000));
+        assert!(!cache.may_log(10_001));
     }
 
     #[test]
     fn the_share_is_at_least_one_and_at_most_the_capacity() {
-        assert_eq!(cache(10, 0).per_key, 1);
-        assert_eq!(cache(10, 50).per_key, 10);
+        assert_eq!(cache(10, 0).per_token, 1);
+        assert_eq!(cache(10, 50).per_token, 10);
     }
 }

@@ -300,7 +300,7 @@ impl<E, R> IntrospectionLayer<E, R> {
 
     /// What the DPoP replay cache of this layer (and its clones) has done,
     /// if [`dpop`](Self::dpop) is on: proofs remembered, replays refused,
-    /// and proofs refused because the cache or a key's share of it was
+    /// and proofs refused because the cache or a token's share of it was
     /// full (see [`DpopConfig::replay_capacity`](crate::DpopConfig::replay_capacity)).
     #[cfg(feature = "jwt")]
     pub fn dpop_stats(&self) -> Option<crate::DpopStats> {
