@@ -175,7 +175,7 @@ impl DpopConfig {
     /// How many proofs the replay cache holds (default
     /// [`DEFAULT_DPOP_REPLAY_CAPACITY`]); at least 1 000. Size it above the
     /// proofs one process accepts within `max_age` (plus twice the
-    /// `leeway` and 2 s): each takes about 150 bytes.
+    /// `leeway` and 2 s): each takes 150 to 250 bytes.
     ///
     /// A proof is never forgotten before its window ends: were the oldest
     /// forgotten to make room (an LRU), a client holding a bound token of
