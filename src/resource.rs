@@ -183,6 +183,18 @@ mod tests {
         assert!(canonical_resource("resource", "http://mcp.example.com/mcp", true).is_ok());
     }
 
+    /// IPv6 literals: the brackets are part of the host, a default port is
+    /// ignored, another address is another resource.
+    #[test]
+    fn ipv6_literal_hosts() {
+        let resource = canonical("https://[::1]/mcp");
+        assert!(is_resource("https://[::1]:443/mcp", &resource));
+        assert!(is_resource("https://[::1]/mcp/", &resource));
+        assert!(!is_resource("https://[::2]/mcp", &resource));
+        assert!(!is_resource("https://[::1]:8443/mcp", &resource));
+        assert!(!is_resource("https://[::1]x/mcp", &resource));
+    }
+
     #[test]
     fn audiences_that_name_the_resource() {
         let resource = canonical("https://mcp.example.com/mcp");
