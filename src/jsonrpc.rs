@@ -695,6 +695,46 @@ mod tests {
         assert_eq!(required(Operation::default()), None);
     }
 
+    /// The default the README states: 4 MiB.
+    #[test]
+    fn the_default_body_limit_is_4_mib() {
+        assert_eq!(DEFAULT_MAX_JSONRPC_BODY, 4 << 20);
+    }
+
+    #[test]
+    fn debug_shows_the_rules() {
+        let layer = JsonRpcScopes::new().max_body(9);
+        assert!(format!("{layer:?}").starts_with("JsonRpcScopes {"), "{layer:?}");
+        assert!(format!("{layer:?}").contains("max_body: 9"), "{layer:?}");
+        let service = layer.layer(7u8);
+        assert!(
+            format!("{service:?}").starts_with("JsonRpcScopesService { inner: 7"),
+            "{service:?}"
+        );
+    }
+
+    /// Backpressure passes through: the guard is ready when the service
+    /// behind it is.
+    #[test]
+    fn poll_ready_is_the_inner_services() {
+        #[derive(Clone)]
+        struct NeverReady;
+        impl Service<Request<http_body_util::Full<Bytes>>> for NeverReady {
+            type Response = Response<http_body_util::Full<Bytes>>;
+            type Error = std::convert::Infallible;
+            type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+                Poll::Pending
+            }
+            fn call(&mut self, _: Request<http_body_util::Full<Bytes>>) -> Self::Future {
+                std::future::ready(Ok(Response::new(http_body_util::Full::default())))
+            }
+        }
+        let mut service = JsonRpcScopes::new().layer(NeverReady);
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        assert!(service.poll_ready(&mut cx).is_pending());
+    }
+
     #[test]
     fn accessors() {
         let mut service: JsonRpcScopesService<u8> = JsonRpcScopes::new().layer(7);
