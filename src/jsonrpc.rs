@@ -695,6 +695,24 @@ mod tests {
         assert_eq!(required(Operation::default()), None);
     }
 
+    /// serde's messages say what was expected (in logs of a custom
+    /// deserializer use; the guard itself answers with its own words).
+    #[test]
+    fn the_visitors_say_what_they_expect() {
+        let error = |json: &str| {
+            serde_json::from_str::<Envelope>(json)
+                .err()
+                .map(|e| e.to_string())
+        };
+        assert!(error("5").unwrap().contains("a JSON-RPC message or batch"));
+        assert!(error("[5]").unwrap().contains("a JSON-RPC message (an object)"));
+        let params = error(r#"{"jsonrpc":"2.0","method":"m","params":5}"#).unwrap();
+        assert!(
+            params.contains("JSON-RPC params (an object or an array)"),
+            "{params}"
+        );
+    }
+
     /// The default the README states: 4 MiB.
     #[test]
     fn the_default_body_limit_is_4_mib() {
