@@ -197,15 +197,18 @@ mod tests {
         assert!(v
             .check(&principal(r#"{"active":true,"aud":"https://API.example"}"#), NOW)
             .is_err());
-        let refusal = |answer: &str| {
-            v.check(&principal(answer), NOW)
-                .unwrap_err()
-                .description()
-                .to_owned()
-        };
+        let refusal = |answer: &str| refusal(&v, answer);
         assert_eq!(refusal(r#"{"active":true}"#), NO_AUDIENCE);
         assert_eq!(refusal(r#"{"active":true,"aud":[]}"#), NO_AUDIENCE);
         assert_eq!(refusal(r#"{"active":true,"aud":"x"}"#), OTHER_AUDIENCE);
+    }
+
+    /// Why `v` refuses `answer`.
+    fn refusal(v: &Checks, answer: &str) -> String {
+        v.check(&principal(answer), NOW)
+            .unwrap_err()
+            .description()
+            .to_owned()
     }
 
     #[test]
@@ -228,12 +231,7 @@ mod tests {
             let error = v.check(&principal(&answer), NOW).unwrap_err();
             assert_eq!(error.kind(), crate::ErrorKind::InvalidToken, "{aud}");
         }
-        let refusal = |answer: &str| {
-            v.check(&principal(answer), NOW)
-                .unwrap_err()
-                .description()
-                .to_owned()
-        };
+        let refusal = |answer: &str| refusal(&v, answer);
         assert_eq!(refusal(r#"{"active":true}"#), NO_AUDIENCE);
         assert_eq!(
             refusal(r#"{"active":true,"aud":"https://other.example/mcp"}"#),

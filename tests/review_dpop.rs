@@ -14,7 +14,7 @@ use http::{HeaderMap, Request, Response, Uri};
 use serde_json::json;
 use tower::ServiceExt;
 use tower_introspection::test_util::{DpopKey, JwtSpec, TestAuthServer, TokenSpec};
-use tower_introspection::{BearerExtractor, DpopConfig, IntrospectionLayer, JwtVerifier};
+use tower_introspection::{BearerExtractor, DpopConfig, ExtractToken, IntrospectionLayer, JwtVerifier};
 
 const ALGS: &str = "algs=\"ES256 ES384 EdDSA PS256 RS256\"";
 
@@ -29,6 +29,13 @@ fn dpop_request(uri: &str, token: &str, proof: &str) -> Request<Body> {
         .header("dpop", proof)
         .body(Body::empty())
         .unwrap()
+}
+
+/// One route, `/items`, behind `layer`.
+fn items<E: ExtractToken>(layer: IntrospectionLayer<E>) -> Router {
+    Router::new()
+        .route("/items", get(|| async { "items" }))
+        .route_layer(layer)
 }
 
 fn challenges<B>(response: &Response<B>) -> Vec<String> {
@@ -50,9 +57,7 @@ async fn htu_inside_nested_routers_is_the_url_the_client_called() {
     let auth = TestAuthServer::start().await.unwrap();
     let dpop = DpopConfig::required().external_url("http://api.example").unwrap();
     let layer = IntrospectionLayer::new(common::introspector(&auth)).dpop(dpop);
-    let api = Router::new()
-        .route("/items", get(|| async { "items" }))
-        .route_layer(layer);
+    let api = items(layer);
     let app = Router::new()
         .nest("/v1", api.clone())
         .nest("/outer", Router::new().nest("/v2", api));
@@ -104,9 +109,7 @@ impl Replay {
         let auth = TestAuthServer::start().await.unwrap();
         let layer = IntrospectionLayer::new(common::introspector(&auth))
             .dpop(config.external_url("http://api.example").unwrap());
-        let app = Router::new()
-            .route("/items", get(|| async { "items" }))
-            .route_layer(layer.clone());
+        let app = items(layer.clone());
         let client = || {
             let key = DpopKey::generate();
             let token = auth.mint(TokenSpec::new().scope("read").claim("cnf", key.cnf()));
@@ -194,9 +197,7 @@ async fn the_share_is_per_token_whatever_the_keys() {
             .accept_unbound_tokens(true)
             .replay_capacity(1_000),
     );
-    let app = Router::new()
-        .route("/items", get(|| async { "items" }))
-        .route_layer(layer.clone());
+    let app = items(layer.clone());
     let token = auth.mint(TokenSpec::new().scope("read"));
     let mut statuses = Vec::new();
     for _ in 0..300 {
@@ -255,9 +256,7 @@ async fn a_dpop_token_obeys_the_extractors_max_length() {
     let layer = IntrospectionLayer::new(common::introspector(&auth))
         .token_extractor(BearerExtractor::new().max_length(64))
         .dpop(DpopConfig::required().external_url("http://api.example").unwrap());
-    let app = Router::new()
-        .route("/items", get(|| async { "items" }))
-        .route_layer(layer);
+    let app = items(layer);
     let key = DpopKey::generate();
     let long = "a".repeat(65);
     let proof = key.proof("GET", URL, &long);
@@ -337,13 +336,8 @@ fn bearer(token: &str) -> Request<Body> {
 async fn introspected_tokens_with_unverifiable_bindings_are_refused() {
     let auth = TestAuthServer::start().await.unwrap();
     let introspector = common::introspector(&auth);
-    let app = |layer: IntrospectionLayer| {
-        Router::new()
-            .route("/items", get(|| async { "items" }))
-            .route_layer(layer)
-    };
-    let strict = app(IntrospectionLayer::new(introspector.clone()));
-    let lenient = app(IntrospectionLayer::new(introspector.clone()).accept_unverifiable_bindings(true));
+    let strict = items(IntrospectionLayer::new(introspector.clone()));
+    let lenient = items(IntrospectionLayer::new(introspector.clone()).accept_unverifiable_bindings(true));
     let mint = |cnf: serde_json::Value| auth.mint(TokenSpec::new().scope("read").claim("cnf", cnf));
     let cases = [
         (
@@ -383,9 +377,7 @@ async fn jwt_with_a_certificate_binding_is_refused() {
         .expected_audience("https://api.example")
         .build()
         .unwrap();
-    let app = Router::new()
-        .route("/items", get(|| async { "items" }))
-        .route_layer(IntrospectionLayer::new(jwt));
+    let app = items(IntrospectionLayer::new(jwt));
     let token = auth.mint_jwt(
         JwtSpec::rfc9068()
             .aud("https://api.example")
@@ -416,9 +408,7 @@ async fn a_dpop_proof_does_not_cover_a_second_binding() {
         let layer = IntrospectionLayer::new(common::introspector(&auth))
             .accept_unverifiable_bindings(accept)
             .dpop(DpopConfig::required().external_url("http://api.example").unwrap());
-        let app = Router::new()
-            .route("/items", get(|| async { "items" }))
-            .route_layer(layer);
+        let app = items(layer);
         let proof = key.proof("GET", URL, &token);
         let response = app.oneshot(dpop_request("/items", &token, &proof)).await.unwrap();
         if accept {
@@ -444,9 +434,7 @@ async fn required_app() -> (Router, DpopKey, String, TestAuthServer) {
     let layer = IntrospectionLayer::new(common::introspector(&auth))
         .token_extractor(BearerExtractor::new().max_length(64))
         .dpop(DpopConfig::required().external_url("http://api.example").unwrap());
-    let app = Router::new()
-        .route("/items", get(|| async { "items" }))
-        .route_layer(layer);
+    let app = items(layer);
     let key = DpopKey::generate();
     let token = auth.mint(TokenSpec::new().scope("read").claim("cnf", key.cnf()));
     (app, key, token, auth)
@@ -530,9 +518,7 @@ async fn a_jkt_that_is_not_a_string_is_a_malformed_binding() {
             .unwrap()
             .accept_unbound_tokens(true),
     );
-    let app = Router::new()
-        .route("/items", get(|| async { "items" }))
-        .route_layer(layer);
+    let app = items(layer);
     let key = DpopKey::generate();
     let token = auth.mint(TokenSpec::new().scope("read").claim("cnf", json!({ "jkt": 5 })));
     let proof = key.proof("GET", URL, &token);
