@@ -50,7 +50,7 @@ declare -A spec=(
     [challenge]="src/challenge.rs;;properties request_path scopes"
     [scope]="src/scope.rs;;scopes request_path"
     [dpop]="src/dpop/mod.rs src/dpop/nonce.rs src/dpop/proof.rs src/dpop/replay.rs;;dpop review_dpop"
-    [jwt]="src/jwt/compact.rs src/jwt/keys.rs src/jwt/jwks.rs src/jwt/profile.rs;;jwt"
+    [jwt]="src/jose/compact.rs src/jose/keys.rs src/jose/jwks.rs src/jwt/profile.rs;;jwt"
     [fleet]="src/fleet/keys.rs src/fleet/seal.rs src/fleet/events.rs src/fleet/breaker.rs;;fleet;--include-ignored --test-threads=1 --skip three_hundred_requests_on_three_replicas_make_one_call"
     [jsonrpc]="src/jsonrpc.rs;;mcp;--skip the_rmcp_example"
     [resource]="src/resource.rs;;mcp request_path;--skip the_rmcp_example"

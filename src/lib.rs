@@ -137,18 +137,23 @@
 
 mod cache;
 mod challenge;
+mod claims;
 mod clock;
+mod discovery;
 #[cfg(feature = "jwt")]
 mod dpop;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
+mod fetch;
 #[cfg(feature = "redis")]
 mod fleet;
 mod form;
 #[doc(hidden)]
 pub mod fuzzing;
 mod introspect;
+#[cfg(feature = "jwt")]
+mod jose;
 mod jsonrpc;
 #[cfg(feature = "jwt")]
 mod jwt;
@@ -172,12 +177,15 @@ pub use crate::cache::{
     DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_TTL, DEFAULT_NEGATIVE_ENTRIES,
     DEFAULT_NEGATIVE_MAX_BYTES, DEFAULT_NEGATIVE_TTL, MAX_CACHE_TTL,
 };
+pub use crate::claims::AnswerError;
+pub use crate::discovery::{AuthorizationServerMetadata, Discovery, DiscoveryKind};
 #[cfg(feature = "jwt")]
 pub use crate::dpop::{DpopConfig, DpopStats, DEFAULT_DPOP_MAX_AGE, DEFAULT_DPOP_REPLAY_CAPACITY};
 pub use crate::error::{AuthError, ConfigError, ErrorKind, DEFAULT_REALM};
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use crate::extract::Scoped;
+pub use crate::fetch::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use crate::fleet::{
@@ -185,21 +193,17 @@ pub use crate::fleet::{
     DEFAULT_SHARED_COMMAND_TIMEOUT, DEFAULT_SHARED_KEY_PREFIX, MIN_SECRET_BYTES,
 };
 pub use crate::form::{FormBodyToken, FormBodyTokenLayer, DEFAULT_MAX_FORM_BODY};
-pub use crate::introspect::{
-    AnswerError, AuthorizationServerMetadata, Discovery, DiscoveryKind, Introspector, IntrospectorBuilder,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONCURRENT_INTROSPECTIONS, DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_TIMEOUT,
-};
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use crate::introspect::{AssertionAudience, ClientKey};
+pub use crate::introspect::{Introspector, IntrospectorBuilder, DEFAULT_MAX_CONCURRENT_INTROSPECTIONS};
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use crate::jose::{Algorithm, UnsupportedAlgorithm, DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH_INTERVAL};
 pub use crate::jsonrpc::{JsonRpcScopes, JsonRpcScopesService, DEFAULT_MAX_JSONRPC_BODY};
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use crate::jwt::{
-    Algorithm, JwtProfile, JwtStats, JwtVerifier, JwtVerifierBuilder, UnsupportedAlgorithm,
-    DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH_INTERVAL,
-};
+pub use crate::jwt::{JwtProfile, JwtStats, JwtVerifier, JwtVerifierBuilder};
 pub use crate::middleware::{Introspection, IntrospectionLayer, ResponseFuture};
 pub use crate::principal::{Principal, Scopes};
 pub use crate::rejection::{JsonBody, RejectionBody};

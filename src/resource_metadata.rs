@@ -365,7 +365,7 @@ impl ProtectedResourceMetadataBuilder {
         }
         let resource = canonical_resource("resource", &self.resource, self.allow_insecure_http)?;
         for (name, url) in &self.urls {
-            crate::introspect::checked_url(name, url, self.allow_insecure_http)?;
+            crate::resource::checked_url(name, url, self.allow_insecure_http)?;
         }
         if self
             .bearer_methods

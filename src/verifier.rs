@@ -11,7 +11,9 @@ use crate::clock::Now;
 use crate::error::{AuthError, ConfigError};
 use crate::introspect::Introspector;
 #[cfg(feature = "jwt")]
-use crate::jwt::{peek_issuer, JwtVerifier};
+use crate::jose::peek_issuer;
+#[cfg(feature = "jwt")]
+use crate::jwt::JwtVerifier;
 use crate::principal::Principal;
 
 /// The token verification behind [`IntrospectionLayer`](crate::IntrospectionLayer):

@@ -20,7 +20,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Uri};
 
 use crate::clock;
 use crate::error::{AuthError, ConfigError, DpopAnswer, ErrorKind};
-use crate::jwt::Algorithm;
+use crate::jose::Algorithm;
 use crate::principal::Principal;
 use crate::token::{is_b64token, TokenError, DEFAULT_MAX_TOKEN_LENGTH};
 use crate::verifier::Verifier;

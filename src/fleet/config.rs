@@ -174,7 +174,7 @@ impl SharedCacheBuilder {
 impl fmt::Debug for SharedCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SharedCache")
-            .field("url", &crate::introspect::redact_url(&self.url))
+            .field("url", &crate::resource::redact_url(&self.url))
             .field("secrets", &format_args!("[{} redacted]", self.secrets.len()))
             .field("key_prefix", &self.key_prefix)
             .field("command_timeout", &self.command_timeout)

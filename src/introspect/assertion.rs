@@ -15,9 +15,9 @@ use ring::signature::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::client::AsFault;
 use crate::error::ConfigError;
-use crate::jwt::Algorithm;
+use crate::fetch::AsFault;
+use crate::jose::Algorithm;
 use crate::validate::unix_now;
 
 /// `client_assertion_type` for a JWT assertion (RFC 7523 §2.2).
@@ -366,12 +366,12 @@ impl AssertionSigner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jwt::{Compact, PublicKey};
+    use crate::jose::{Compact, PublicKey};
 
     const RSA_PEM: &str = include_str!("../test_util/keys/test-only-rsa-1.pkcs8.pem");
 
     fn check(key: ClientKey) {
-        let public: crate::jwt::Jwk = serde_json::from_value(key.public_jwk()).unwrap();
+        let public: crate::jose::Jwk = serde_json::from_value(key.public_jwk()).unwrap();
         let public = PublicKey::from_jwk(&public).unwrap().unwrap();
         let signer = AssertionSigner::new("rs".into(), key.clone(), AssertionAudience::Endpoint);
         let url = "https://as.example/introspect";

@@ -8,8 +8,9 @@ use std::time::Duration;
 #[cfg(feature = "jwt")]
 use super::assertion::{AssertionAudience, AssertionSigner, ClientKey};
 use super::auth::{basic_header, bearer_header, ClientAuth, Secret, TokenAuth, TokenFetcher};
-use super::client::{HttpSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
 use super::{Inner, Introspector, Limiter, RateLimit};
+use crate::fetch::{HttpSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
+use crate::resource::{checked_url, redact_url};
 
 /// The default bound on concurrent introspection calls per introspector.
 pub const DEFAULT_MAX_CONCURRENT_INTROSPECTIONS: usize = 64;
@@ -708,11 +709,11 @@ impl IntrospectorBuilder {
                 Some(super::signed::SignedAnswers {
                     issuer: issuer.into_boxed_str(),
                     client_id: auth.client_id().into(),
-                    jwks: crate::jwt::Jwks::new(
+                    jwks: crate::jose::Jwks::new(
                         jwks_uri,
                         http.clone(),
-                        crate::jwt::DEFAULT_JWKS_REFRESH_INTERVAL,
-                        crate::jwt::DEFAULT_JWKS_MAX_AGE,
+                        crate::jose::DEFAULT_JWKS_REFRESH_INTERVAL,
+                        crate::jose::DEFAULT_JWKS_MAX_AGE,
                     ),
                     accept_unsigned: self.accept_unsigned_answers,
                     leeway_secs: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
@@ -805,52 +806,6 @@ impl fmt::Debug for IntrospectorBuilder {
             .field("timeout", &self.timeout)
             .field("cache", &self.cache)
             .finish_non_exhaustive()
-    }
-}
-
-/// A URL for `Debug` output: without any user or password (which `build()`
-/// refuses, but the builder may still hold).
-pub(crate) fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut url) => {
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            url.into()
-        }
-        Err(_) => "[not a URL]".to_owned(),
-    }
-}
-
-/// Parses an endpoint URL and enforces TLS outside loopback (I10).
-pub(crate) fn checked_url(
-    what: &'static str,
-    raw: &str,
-    allow_insecure_http: bool,
-) -> Result<url::Url, ConfigError> {
-    let invalid = |reason: &str| ConfigError::InvalidUrl {
-        what,
-        reason: reason.to_owned(),
-    };
-    let url = url::Url::parse(raw).map_err(|e| invalid(&e.to_string()))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid(
-            "credentials in the URL are not allowed; use the builder's client authentication",
-        ));
-    }
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if allow_insecure_http || is_loopback(&url) => Ok(url),
-        "http" => Err(ConfigError::InsecureUrl { what }),
-        _ => Err(invalid("the scheme must be https or http")),
-    }
-}
-
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
-        None => false,
     }
 }
 

@@ -18,13 +18,11 @@
 //! # Ok(()) }
 //! ```
 
-mod answer;
 #[cfg(feature = "jwt")]
 mod assertion;
 mod auth;
 mod builder;
 mod client;
-mod discovery;
 #[cfg(feature = "redis")]
 mod shared;
 mod signed;
@@ -36,26 +34,17 @@ use std::time::Duration;
 
 use tracing::Instrument as _;
 
-pub use self::answer::AnswerError;
-#[cfg(feature = "jwt")]
-pub(crate) use self::answer::{audiences, extra, scopes, string, string_or_number, UniqueMembers};
-pub(crate) use self::answer::{parse_answer, Answer};
 #[cfg(feature = "jwt")]
 pub use self::assertion::{AssertionAudience, ClientKey};
-pub(crate) use self::builder::checked_url;
-#[cfg(any(feature = "jwt", feature = "redis"))]
-pub(crate) use self::builder::redact_url;
 pub use self::builder::{IntrospectorBuilder, DEFAULT_MAX_CONCURRENT_INTROSPECTIONS};
-#[cfg(feature = "jwt")]
-pub(crate) use self::client::read_capped;
-pub(crate) use self::client::{AsFault, HttpSettings};
-pub use self::client::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
-pub use self::discovery::{AuthorizationServerMetadata, Discovery, DiscoveryKind};
 
 use self::auth::ClientAuth;
 use crate::cache::{key_prefix, Entry, Key, LoadTicket, TokenCache};
+use crate::claims::Answer;
 use crate::clock::{self, Now};
+use crate::discovery::{AuthorizationServerMetadata, Discovery};
 use crate::error::{AuthError, ConfigError, ErrorKind};
+use crate::fetch::{AsFault, HttpSettings};
 use crate::principal::Principal;
 use crate::stats::{CacheStats, Outcome};
 use crate::validate::{since_epoch, unix_now, Checks};
@@ -477,6 +466,18 @@ impl Introspector {
             return Err(LoadError::Uncacheable(entry));
         }
         Ok(entry)
+    }
+}
+
+impl Discovery {
+    /// Fetches the metadata and starts an introspector builder for its
+    /// introspection endpoint. Set the client authentication on the builder;
+    /// `build()` refuses a method the metadata says the endpoint does not
+    /// accept (RFC 8414 §2).
+    pub async fn introspector(&self) -> Result<IntrospectorBuilder, ConfigError> {
+        let metadata = self.metadata().await?;
+        Introspector::builder_from_metadata(&metadata)
+            .map(|b| b.allow_insecure_http(self.allows_insecure_http()))
     }
 }
 

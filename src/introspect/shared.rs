@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use super::{Inner, Introspector, LoadError};
 use crate::cache::{active_ttl, Entry, Key, LoadTicket};
+use crate::claims::Answer;
 use crate::clock::monotonic_ms;
 use crate::fleet::{active_json, now_ms, L1Sink, Lookup, Opened, INACTIVE_JSON};
-use crate::introspect::Answer;
 use crate::validate::since_epoch;
 
 impl Introspector {

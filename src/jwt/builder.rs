@@ -6,16 +6,13 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::jwks::{Jwks, DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH_INTERVAL};
-use super::keys::{Algorithm, PublicKey};
 use super::profile::{JwtProfile, Shape};
 use super::{Inner, JwtVerifier};
 use crate::cache::{CacheSettings, TokenCache};
 use crate::error::ConfigError;
-use crate::introspect::{
-    checked_url, redact_url, HttpSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_TIMEOUT,
-};
+use crate::fetch::{HttpSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
+use crate::jose::{Algorithm, Jwks, PublicKey, DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH_INTERVAL};
+use crate::resource::{checked_url, redact_url};
 use crate::validate::Checks;
 
 /// The longest timeout, leeway or refresh interval accepted.

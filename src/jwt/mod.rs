@@ -40,9 +40,6 @@
 //! ```
 
 mod builder;
-mod compact;
-mod jwks;
-mod keys;
 mod profile;
 
 use std::fmt;
@@ -51,18 +48,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use self::builder::JwtVerifierBuilder;
-pub(crate) use self::compact::{peek_issuer, Compact};
-pub(crate) use self::jwks::{Jwks, Refresh};
-pub use self::jwks::{DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH_INTERVAL};
-pub use self::keys::{Algorithm, UnsupportedAlgorithm};
-pub(crate) use self::keys::{Jwk, PublicKey};
 pub use self::profile::JwtProfile;
 
 use self::profile::Shape;
 use crate::cache::{key_prefix, Entry, Key, LoadTicket, TokenCache};
 use crate::clock::{self, Now};
+use crate::discovery::Discovery;
 use crate::error::{AuthError, ConfigError, ErrorKind};
-use crate::introspect::AsFault;
+use crate::fetch::AsFault;
+use crate::jose::{Algorithm, Compact, Jwks, PublicKey, Refresh};
 use crate::principal::Principal;
 use crate::stats::CacheStats;
 use crate::validate::{since_epoch, unix_now, Checks};
@@ -155,7 +149,7 @@ impl JwtVerifier {
     /// `iss`. For other discovery settings, use
     /// [`Discovery::jwt_verifier`](crate::Discovery::jwt_verifier).
     pub async fn discover(issuer: impl Into<String>) -> Result<JwtVerifierBuilder, ConfigError> {
-        crate::Introspector::discover(issuer).jwt_verifier().await
+        Discovery::new(issuer.into()).jwt_verifier().await
     }
 
     /// The issuer tokens must name, if one is configured.
@@ -447,6 +441,29 @@ impl JwtVerifier {
     /// Runs moka's pending maintenance, so that entry counts are exact.
     pub async fn run_pending_tasks(&self) {
         self.inner.cache.run_pending_tasks().await;
+    }
+}
+
+impl Discovery {
+    /// Fetches the metadata and starts a [`JwtVerifierBuilder`] with its
+    /// `jwks_uri` and its issuer (which tokens must then carry as `iss`, per
+    /// RFC 9068 §4). A metadata document without `jwks_uri` is an error.
+    pub async fn jwt_verifier(&self) -> Result<JwtVerifierBuilder, ConfigError> {
+        let metadata = self.metadata().await?;
+        let jwks_uri = metadata.jwks_uri.ok_or_else(|| {
+            ConfigError::Discovery(format!(
+                "the metadata of {} has no jwks_uri (RFC 8414 §2)",
+                metadata.issuer
+            ))
+        })?;
+        let mut builder = JwtVerifier::builder()
+            .issuer(metadata.issuer)
+            .jwks_url(jwks_uri)
+            .allow_insecure_http(self.allows_insecure_http());
+        if let Some(client) = self.client() {
+            builder = builder.http_client(client.clone());
+        }
+        Ok(builder)
     }
 }
 

@@ -13,12 +13,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::builder::checked_url;
-use super::client::{
+use crate::error::ConfigError;
+use crate::fetch::{
     read_capped, AsFault, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
 };
-use super::{Introspector, IntrospectorBuilder};
-use crate::error::ConfigError;
+use crate::resource::{checked_url, redact_url};
 
 /// Which discovery document to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,7 +73,7 @@ pub struct Discovery {
 impl std::fmt::Debug for Discovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Discovery")
-            .field("issuer", &super::builder::redact_url(&self.issuer))
+            .field("issuer", &redact_url(&self.issuer))
             .field("kind", &self.kind)
             .field("attempts", &self.attempts)
             .finish_non_exhaustive()
@@ -82,7 +81,7 @@ impl std::fmt::Debug for Discovery {
 }
 
 impl Discovery {
-    pub(super) fn new(issuer: String) -> Self {
+    pub(crate) fn new(issuer: String) -> Self {
         Self {
             issuer,
             kind: DiscoveryKind::Any,
@@ -158,37 +157,16 @@ impl Discovery {
         Err(ConfigError::Discovery(last_error))
     }
 
-    /// Fetches the metadata and starts an introspector builder for its
-    /// introspection endpoint. Set the client authentication on the builder;
-    /// `build()` refuses a method the metadata says the endpoint does not
-    /// accept (RFC 8414 §2).
-    pub async fn introspector(&self) -> Result<IntrospectorBuilder, ConfigError> {
-        let metadata = self.metadata().await?;
-        Introspector::builder_from_metadata(&metadata)
-            .map(|b| b.allow_insecure_http(self.allow_insecure_http))
+    /// Whether plain `http` outside loopback is allowed, for the builders
+    /// this discovery starts.
+    pub(crate) fn allows_insecure_http(&self) -> bool {
+        self.allow_insecure_http
     }
 
-    /// Fetches the metadata and starts a [`JwtVerifierBuilder`](crate::JwtVerifierBuilder)
-    /// with its `jwks_uri` and its issuer (which tokens must then carry as
-    /// `iss`, per RFC 9068 §4). A metadata document without `jwks_uri` is an
-    /// error.
+    /// The HTTP client set with [`http_client`](Self::http_client).
     #[cfg(feature = "jwt")]
-    pub async fn jwt_verifier(&self) -> Result<crate::JwtVerifierBuilder, ConfigError> {
-        let metadata = self.metadata().await?;
-        let jwks_uri = metadata.jwks_uri.ok_or_else(|| {
-            ConfigError::Discovery(format!(
-                "the metadata of {} has no jwks_uri (RFC 8414 §2)",
-                metadata.issuer
-            ))
-        })?;
-        let mut builder = crate::JwtVerifier::builder()
-            .issuer(metadata.issuer)
-            .jwks_url(jwks_uri)
-            .allow_insecure_http(self.allow_insecure_http);
-        if let Some(client) = &self.client {
-            builder = builder.http_client(client.clone());
-        }
-        Ok(builder)
+    pub(crate) fn client(&self) -> Option<&reqwest::Client> {
+        self.client.as_ref()
     }
 
     fn checked(
