@@ -56,7 +56,7 @@ async fn fixture() -> Fixture {
     let token = auth.mint_token("read write");
     introspector.validate(&token).await.expect("warm the cache");
     let jwt = JwtVerifier::builder()
-        .issuer(auth.issuer())
+        .expected_issuer(auth.issuer())
         .jwks_url(auth.jwks_url())
         .expected_audience("https://api.example")
         .max_ttl(Duration::from_secs(3600))
@@ -248,7 +248,7 @@ fn jwt_cold(c: &mut Criterion) {
         .expect("runtime");
     let auth = runtime.block_on(TestAuthServer::start()).expect("test AS");
     let uncached = JwtVerifier::builder()
-        .issuer(auth.issuer())
+        .expected_issuer(auth.issuer())
         .jwks_url(auth.jwks_url())
         .expected_audience("https://api.example")
         .algorithms([Algorithm::Rs256, Algorithm::Es256, Algorithm::EdDsa])

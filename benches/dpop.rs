@@ -286,7 +286,7 @@ fn cold(c: &mut Criterion) {
     let runtime = runtime();
     let auth = runtime.block_on(TestAuthServer::start()).expect("test AS");
     let jwt = JwtVerifier::builder()
-        .issuer(auth.issuer())
+        .expected_issuer(auth.issuer())
         .jwks_url(auth.jwks_url())
         .expected_audience("https://api.example")
         .max_ttl(Duration::from_secs(3600))

@@ -90,7 +90,7 @@ fn main() {
         let token = auth.mint_token("read write");
         introspector.validate(&token).await.unwrap();
         let jwt = JwtVerifier::builder()
-            .issuer(auth.issuer())
+            .expected_issuer(auth.issuer())
             .jwks_url(auth.jwks_url())
             .expected_audience("https://api.example")
             .max_ttl(Duration::from_secs(3600))

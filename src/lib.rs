@@ -135,13 +135,14 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod cache;
+mod cache_key;
 mod challenge;
 mod claims;
 mod clock;
 mod discovery;
 #[cfg(feature = "jwt")]
 mod dpop;
+mod engine;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
@@ -159,11 +160,12 @@ mod jsonrpc;
 mod jwt;
 mod middleware;
 mod principal;
-mod read_index;
 mod rejection;
 mod resource;
 mod resource_metadata;
 mod scope;
+mod settings;
+pub mod source;
 mod stats;
 mod token;
 mod validate;
@@ -173,7 +175,7 @@ mod verifier;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod test_util;
 
-pub use crate::cache::{
+pub use crate::engine::{
     DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_TTL, DEFAULT_NEGATIVE_ENTRIES,
     DEFAULT_NEGATIVE_MAX_BYTES, DEFAULT_NEGATIVE_TTL, MAX_CACHE_TTL,
 };

@@ -46,6 +46,11 @@ pub(crate) struct Counters {
     misses: AtomicU64,
     coalesced_waits: AtomicU64,
     stale_served: AtomicU64,
+}
+
+/// Introspection calls by outcome: the introspection source's own counters.
+#[derive(Debug, Default)]
+pub(crate) struct Outcomes {
     active: AtomicU64,
     inactive: AtomicU64,
     as_fault: AtomicU64,
@@ -133,7 +138,25 @@ impl Counters {
         export!(metrics::counter!("tower_introspection_stale_served_total").increment(1));
     }
 
-    pub(crate) fn introspection(&self, outcome: Outcome, elapsed: Duration) {
+    pub(crate) fn snapshot(&self, entries: u64, bytes: u64, negative_entries: u64) -> CacheStats {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        CacheStats {
+            hits: self.hits.sum(),
+            negative_hits: load(&self.negative_hits),
+            misses: load(&self.misses),
+            coalesced_waits: load(&self.coalesced_waits),
+            stale_served: load(&self.stale_served),
+            introspections: IntrospectionStats::default(),
+            entries,
+            bytes,
+            negative_entries,
+            shared: SharedCacheStats::default(),
+        }
+    }
+}
+
+impl Outcomes {
+    pub(crate) fn count(&self, outcome: Outcome, elapsed: Duration) {
         bump(match outcome {
             Outcome::Active => &self.active,
             Outcome::Inactive => &self.inactive,
@@ -149,25 +172,14 @@ impl Counters {
         let _ = elapsed;
     }
 
-    pub(crate) fn snapshot(&self, entries: u64, bytes: u64, negative_entries: u64) -> CacheStats {
+    pub(crate) fn snapshot(&self) -> IntrospectionStats {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        CacheStats {
-            hits: self.hits.sum(),
-            negative_hits: load(&self.negative_hits),
-            misses: load(&self.misses),
-            coalesced_waits: load(&self.coalesced_waits),
-            stale_served: load(&self.stale_served),
-            introspections: IntrospectionStats {
-                active: load(&self.active),
-                inactive: load(&self.inactive),
-                as_fault: load(&self.as_fault),
-                config_error: load(&self.config_error),
-                throttled: load(&self.throttled),
-            },
-            entries,
-            bytes,
-            negative_entries,
-            shared: SharedCacheStats::default(),
+        IntrospectionStats {
+            active: load(&self.active),
+            inactive: load(&self.inactive),
+            as_fault: load(&self.as_fault),
+            config_error: load(&self.config_error),
+            throttled: load(&self.throttled),
         }
     }
 }

@@ -2,12 +2,12 @@
 //! JWT verifier, or several of them keyed by issuer.
 
 use std::fmt;
-#[cfg(feature = "jwt")]
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::clock;
-#[cfg(feature = "jwt")]
-use crate::clock::Now;
+use crate::clock::{self, Now};
+use crate::engine::{Engine, LoadToken};
 use crate::error::{AuthError, ConfigError};
 use crate::introspect::Introspector;
 #[cfg(feature = "jwt")]
@@ -15,6 +15,7 @@ use crate::jose::peek_issuer;
 #[cfg(feature = "jwt")]
 use crate::jwt::JwtVerifier;
 use crate::principal::Principal;
+use crate::source::CachedSource;
 
 /// The token verification behind [`IntrospectionLayer`](crate::IntrospectionLayer):
 /// one source, or several routed by the token's issuer.
@@ -69,6 +70,8 @@ pub struct Verifier {
 #[derive(Clone)]
 enum Route {
     Introspection(Introspector),
+    /// A source of the user's ([`CachedSource`]).
+    Custom(Arc<dyn DynSource>),
     #[cfg(feature = "jwt")]
     Jwt(JwtVerifier),
     #[cfg(feature = "jwt")]
@@ -107,9 +110,10 @@ impl Verifier {
             return outcome;
         }
         match &self.route {
-            Route::Introspection(introspector) => introspector.validate_any(token).await,
+            Route::Introspection(introspector) => introspector.engine().validate(token).await,
+            Route::Custom(source) => source.validate(token).await,
             #[cfg(feature = "jwt")]
-            Route::Jwt(jwt) => jwt.validate_any(token).await,
+            Route::Jwt(jwt) => jwt.engine().validate(token).await,
             #[cfg(feature = "jwt")]
             Route::Several(sources) => sources.validate(token).await,
         }
@@ -122,9 +126,10 @@ impl Verifier {
     pub(crate) fn cached(&self, token: &str) -> Option<Result<Principal, AuthError>> {
         let now = clock::now();
         match &self.route {
-            Route::Introspection(introspector) => introspector.cached(token, now),
+            Route::Introspection(introspector) => introspector.engine().cached(token, now),
+            Route::Custom(source) => source.cached(token, now),
             #[cfg(feature = "jwt")]
-            Route::Jwt(jwt) => jwt.cached(token, now),
+            Route::Jwt(jwt) => jwt.engine().cached(token, now),
             #[cfg(feature = "jwt")]
             Route::Several(sources) => sources.cached(token, now),
         }
@@ -138,6 +143,7 @@ impl Verifier {
             Route::Several(sources) => sources.introspector.as_ref(),
             #[cfg(feature = "jwt")]
             Route::Jwt(_) => None,
+            Route::Custom(_) => None,
         }
     }
 
@@ -146,7 +152,10 @@ impl Verifier {
     /// verifiers have none.
     #[cfg(all(feature = "redis", feature = "jwt"))]
     pub(crate) fn shared_tier(&self) -> Option<&crate::fleet::SharedTier> {
-        self.introspector()?.shared_tier()
+        match &self.route {
+            Route::Custom(source) => source.shared_tier(),
+            _ => self.introspector()?.engine().shared_tier(),
+        }
     }
 }
 
@@ -154,17 +163,17 @@ impl Verifier {
 impl Sources {
     async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
         if let Some(jwt) = self.jwt_source(token) {
-            let principal = jwt.validate_any(token).await?;
+            let principal = jwt.engine().validate(token).await?;
             if self.introspect_jwts {
                 if let Some(introspector) = &self.introspector {
-                    let answer = introspector.validate_any(token).await?;
+                    let answer = introspector.engine().validate(token).await?;
                     return same_binding(principal, &answer);
                 }
             }
             return Ok(principal);
         }
         match &self.introspector {
-            Some(introspector) => introspector.validate_any(token).await,
+            Some(introspector) => introspector.engine().validate(token).await,
             None => Err(AuthError::invalid_token(
                 "the token is not a JWT from a configured issuer",
             )),
@@ -174,17 +183,17 @@ impl Sources {
     /// As [`validate`](Self::validate), from the caches alone.
     fn cached(&self, token: &str, now: Now) -> Option<Result<Principal, AuthError>> {
         let Some(jwt) = self.jwt_source(token) else {
-            return self.introspector.as_ref()?.cached(token, now);
+            return self.introspector.as_ref()?.engine().cached(token, now);
         };
         let Some(introspector) = self.introspector.as_ref().filter(|_| self.introspect_jwts) else {
-            return jwt.cached(token, now);
+            return jwt.engine().cached(token, now);
         };
         // Both answers must be cached to answer here; each hit is counted
         // only then, so that the full path does not count the JWT's twice.
-        let from_jwt = jwt.peek_cached(token, now)?;
-        let from_as = introspector.peek_cached(token, now)?;
-        jwt.count_hit();
-        introspector.count_hit();
+        let from_jwt = jwt.engine().peek_cached(token, now)?;
+        let from_as = introspector.engine().peek_cached(token, now)?;
+        jwt.engine().count_hit();
+        introspector.engine().count_hit();
         Some(from_jwt.and_then(|principal| same_binding(principal, &from_as?)))
     }
 
@@ -230,6 +239,47 @@ fn same_binding(principal: Principal, answer: &Principal) -> Result<Principal, A
     }
 }
 
+/// A user's source behind the verifier: its engine, with the source's type
+/// erased.
+trait DynSource: Send + Sync {
+    fn cached(&self, token: &str, now: Now) -> Option<Result<Principal, AuthError>>;
+
+    fn validate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Principal, AuthError>> + Send + 'a>>;
+
+    #[cfg(all(feature = "redis", feature = "jwt"))]
+    fn shared_tier(&self) -> Option<&crate::fleet::SharedTier>;
+}
+
+impl<L: LoadToken> DynSource for Engine<L> {
+    #[inline]
+    fn cached(&self, token: &str, now: Now) -> Option<Result<Principal, AuthError>> {
+        Engine::cached(self, token, now)
+    }
+
+    fn validate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Principal, AuthError>> + Send + 'a>> {
+        Box::pin(Engine::validate(self, token))
+    }
+
+    #[cfg(all(feature = "redis", feature = "jwt"))]
+    fn shared_tier(&self) -> Option<&crate::fleet::SharedTier> {
+        Engine::shared_tier(self)
+    }
+}
+
+impl<L: LoadToken> From<CachedSource<L>> for Verifier {
+    fn from(source: CachedSource<L>) -> Self {
+        Self {
+            route: Route::Custom(source.engine()),
+        }
+    }
+}
+
 impl From<Introspector> for Verifier {
     fn from(introspector: Introspector) -> Self {
         Self {
@@ -251,6 +301,7 @@ impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.route {
             Route::Introspection(introspector) => f.debug_tuple("Verifier").field(introspector).finish(),
+            Route::Custom(_) => f.debug_tuple("Verifier").field(&"CachedSource").finish(),
             #[cfg(feature = "jwt")]
             Route::Jwt(jwt) => f.debug_tuple("Verifier").field(jwt).finish(),
             #[cfg(feature = "jwt")]

@@ -53,7 +53,7 @@ async fn jwt_bound_token_as_bearer_is_refused() {
         .await
         .unwrap();
     let jwt = JwtVerifier::builder()
-        .issuer(auth.issuer())
+        .expected_issuer(auth.issuer())
         .jwks_url(auth.jwks_url())
         .expected_audience("https://api.example")
         .build()
@@ -93,7 +93,7 @@ async fn jwt_and_introspection_must_agree_on_the_binding() {
         .await
         .unwrap();
     let jwt = JwtVerifier::builder()
-        .issuer(auth.issuer())
+        .expected_issuer(auth.issuer())
         .jwks_url(auth.jwks_url())
         .expected_audience("https://api.example")
         .build()
@@ -556,7 +556,7 @@ async fn jwt_bound_token_with_its_proof_passes() {
         .await
         .unwrap();
     let jwt = JwtVerifier::builder()
-        .issuer(auth.issuer())
+        .expected_issuer(auth.issuer())
         .jwks_url(auth.jwks_url())
         .expected_audience("https://api.example")
         .build()

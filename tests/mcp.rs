@@ -365,7 +365,7 @@ async fn introspected_tokens_must_name_the_resource() {
 async fn local_jwts_must_name_the_resource() {
     let auth = TestAuthServer::start().await.unwrap();
     let jwt = JwtVerifier::builder()
-        .issuer(auth.issuer())
+        .expected_issuer(auth.issuer())
         .jwks_url(auth.jwks_url())
         .expected_resource(RESOURCE)
         .build()
@@ -399,7 +399,7 @@ async fn an_expected_audience_never_stands_in_for_the_resource() {
         .build()
         .unwrap();
     let jwt = JwtVerifier::builder()
-        .issuer(auth.issuer())
+        .expected_issuer(auth.issuer())
         .jwks_url(auth.jwks_url())
         .expected_audience("mcp-client")
         .expected_resource(RESOURCE)

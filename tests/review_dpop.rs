@@ -372,7 +372,7 @@ async fn introspected_tokens_with_unverifiable_bindings_are_refused() {
 async fn jwt_with_a_certificate_binding_is_refused() {
     let auth = TestAuthServer::start().await.unwrap();
     let jwt = JwtVerifier::builder()
-        .issuer(auth.issuer())
+        .expected_issuer(auth.issuer())
         .jwks_url(auth.jwks_url())
         .expected_audience("https://api.example")
         .build()

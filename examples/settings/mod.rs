@@ -106,11 +106,11 @@ async fn jwt_verifier(resource: Option<&str>) -> Result<Option<JwtVerifier>, Str
             .jwt_verifier()
             .await
             .map_err(|e| format!("JWT_ISSUER: {e}"))?,
-        (Some(issuer), Some(_)) => JwtVerifier::builder().issuer(issuer.clone()),
+        (Some(issuer), Some(_)) => JwtVerifier::builder().expected_issuer(issuer.clone()),
         // Without JWT_ISSUER, EXPECTED_ISSUER (the first one) is the `iss`
         // JWTs must carry.
         (None, _) => match list("EXPECTED_ISSUER").into_iter().next() {
-            Some(issuer) => JwtVerifier::builder().issuer(issuer),
+            Some(issuer) => JwtVerifier::builder().expected_issuer(issuer),
             None => JwtVerifier::builder(),
         },
     };

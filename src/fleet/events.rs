@@ -52,7 +52,7 @@ use tokio::sync::Notify;
 
 use super::keys::{hex, unhex16, Signer};
 use super::TierInner;
-use crate::cache::Key;
+use crate::cache_key::Key;
 
 /// How often the listener checks the connection (which makes the
 /// connection manager reconnect and subscribe again after an outage).

@@ -1,22 +1,8 @@
 //! The answer cache: moka, keyed by a keyed hash of the token, bounded by
 //! the token's `exp`, with inactive answers kept apart.
 //!
-//! - Keys are `SipHash-1-3-128_k(domain ‖ len ‖ endpoint ‖ len ‖ client_id ‖ token)`
-//!   under a secret key `k` drawn once per process from the operating
-//!   system's random source. The length prefixes make the encoding
-//!   injective (the token is the last field, so it needs none), and the
-//!   endpoint and `client_id` keep answers given to one resource server from
-//!   being used by another (RFC 7662 §2.2, I14). The hasher state after the
-//!   prefix is kept, so a key costs one pass over the token. Raw tokens are
-//!   never stored.
-//! - Why a keyed hash suffices: the only harmful collision is a token the
-//!   attacker makes that lands on the key of a token they do not know. SipHash
-//!   is a pseudorandom function of its key; without `k` (which never leaves
-//!   the process, and is never logged: log lines carry 4 bytes of a key, an
-//!   output), each guess hits one of `n` cached keys with probability
-//!   `n / 2^128`, whatever the attacker knows of the algorithm. It is 3×
-//!   cheaper than SHA-256 on a 800-byte JWT, which keeps a cached JWT close to
-//!   a cached opaque token.
+//! - Keys are keyed hashes of the token (see [`cache_key`](crate::cache_key));
+//!   raw tokens are never stored.
 //! - Active answers live `min(exp − now, max_ttl)` (RFC 7662 §4, I9); reads
 //!   never extend that.
 //! - Both caches are bounded in bytes as well as in entries: an entry weighs
@@ -27,53 +13,25 @@
 //! - Faults are never cached.
 //! - An invalidation is per key: it spoils only the loads in flight for that
 //!   token (see [`Invalidations`]).
-//! - Hits read the [`ReadIndex`](crate::read_index), which mirrors moka's
-//!   active entries without moka's per-read bookkeeping; misses go to moka.
+//! - Hits read the [`ReadIndex`], which mirrors moka's active entries
+//!   without moka's per-read bookkeeping; misses go to moka.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use moka::Expiry;
-use siphasher::sip128::{Hasher128 as _, SipHasher13};
-use std::hash::{BuildHasher as _, Hasher as _};
 
+use super::index::ReadIndex;
+use super::tickets::{Invalidations, LoadTicket};
+use crate::cache_key::{Key, KeyScheme};
 use crate::clock::{self, Now};
 use crate::error::AuthError;
 use crate::principal::{Claims, Principal};
-use crate::read_index::ReadIndex;
 use crate::stats::{CacheStats, Counters};
 use crate::token::is_b64token;
 use crate::validate::{since_epoch, Checks};
-
-/// The cache key: a 128-bit keyed hash of the token (see the module docs).
-pub(crate) type Key = [u8; 16];
-
-/// The secret key of every cache key in this process: 128 bits from the
-/// operating system's random source, drawn once.
-fn process_key() -> (u64, u64) {
-    static KEY: OnceLock<(u64, u64)> = OnceLock::new();
-    *KEY.get_or_init(|| {
-        let mut bytes = [0u8; 16];
-        if getrandom::getrandom(&mut bytes).is_err() {
-            // No OS source (exotic targets): the standard library's hasher
-            // seed, which std draws from whatever source it has.
-            tracing::warn!(
-                "no OS random source; the cache key secret comes from the standard library's hasher seed"
-            );
-            let draw = |label: &str| std::collections::hash_map::RandomState::new().hash_one(label);
-            bytes[..8].copy_from_slice(&draw("tower-introspection k0").to_le_bytes());
-            bytes[8..].copy_from_slice(&draw("tower-introspection k1").to_le_bytes());
-        }
-        let (k0, k1) = bytes.split_at(8);
-        let word = |half: &[u8]| half.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
-        (word(k0), word(k1))
-    })
-}
-
-const DOMAIN: &[u8] = b"tower-introspection/v1\0";
 
 /// Default capacity of the active cache, in entries.
 pub const DEFAULT_MAX_ENTRIES: u64 = 100_000;
@@ -207,24 +165,24 @@ pub(crate) fn active_ttl(exp: Option<i64>, now: Duration, max_ttl: Duration) -> 
 
 /// The caches of one introspector.
 pub(crate) struct TokenCache {
-    pub(crate) active: Option<Cache<Key, Entry>>,
+    active: Option<Cache<Key, Entry>>,
     /// What hits read; present with `active`, holding only what it holds.
     index: Option<Arc<ReadIndex>>,
-    pub(crate) inactive: Option<Cache<Key, ()>>,
-    pub(crate) max_ttl: Duration,
+    inactive: Option<Cache<Key, ()>>,
+    max_ttl: Duration,
     /// With stale-if-error: how long after its arrival an answer may still be
     /// used while the authorization server is unavailable.
     stale_grace: Option<Duration>,
     /// With stale-if-error: one refresh per key at a time (single flight).
-    pub(crate) refreshing: Option<Cache<Key, Entry>>,
+    refreshing: Option<Cache<Key, Entry>>,
     /// With stale-if-error: keys whose refresh just failed; their stale
     /// answer is served without asking the AS again until this entry expires.
-    pub(crate) refresh_failed: Option<Cache<Key, ()>>,
+    refresh_failed: Option<Cache<Key, ()>>,
     /// Invalidations that loads in flight must see.
-    pub(crate) invalidations: Invalidations,
-    /// The hasher state after the domain, endpoint and client id.
-    prefix: SipHasher13,
-    pub(crate) counters: Counters,
+    invalidations: Invalidations,
+    /// How keys are made (under the process's secret, or the fleet's).
+    keys: KeyScheme,
+    counters: Counters,
 }
 
 /// Cache settings, as given to the builder.
@@ -294,7 +252,7 @@ impl CacheSettings {
 }
 
 impl TokenCache {
-    pub(crate) fn new(settings: CacheSettings, endpoint: &str, client_id: &str) -> Self {
+    pub(crate) fn new(settings: CacheSettings, keys: KeyScheme) -> Self {
         let enabled = !settings.max_ttl.is_zero() && settings.max_entries > 0;
         let stale_grace =
             (enabled && settings.stale_if_error > settings.max_ttl).then_some(settings.stale_if_error);
@@ -323,7 +281,6 @@ impl TokenCache {
                 .time_to_live(settings.negative_ttl)
                 .build()
         });
-        let prefix = key_prefix_hasher(process_key(), endpoint, client_id);
         Self {
             active,
             index,
@@ -345,15 +302,102 @@ impl TokenCache {
                     .build()
             }),
             invalidations: Invalidations::default(),
-            prefix,
+            keys,
             counters: Counters::default(),
         }
     }
 
+    /// The active cache, unless caching is off.
+    pub(crate) fn active(&self) -> Option<&Cache<Key, Entry>> {
+        self.active.as_ref()
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub(crate) fn max_ttl(&self) -> Duration {
+        self.max_ttl
+    }
+
+    /// Whether refusals are remembered at all.
+    pub(crate) fn has_negative(&self) -> bool {
+        self.inactive.is_some()
+    }
+
+    /// Whether `key` is remembered as refused.
+    pub(crate) async fn negative_hit(&self, key: &Key) -> bool {
+        match &self.inactive {
+            Some(inactive) => inactive.get(key).await.is_some(),
+            None => false,
+        }
+    }
+
+    /// Remembers `key` as refused, for `negative_ttl`.
+    pub(crate) async fn remember_refusal(&self, key: Key) {
+        if let Some(inactive) = &self.inactive {
+            inactive.insert(key, ()).await;
+        }
+    }
+
+    /// Registers a load of `key` that invalidations must spoil.
+    pub(crate) fn ticket(&self, key: Key) -> LoadTicket<'_> {
+        self.invalidations.ticket(key)
+    }
+
+    /// Whether a refresh of `key` failed within the last
+    /// [`REFRESH_BACKOFF`].
+    pub(crate) fn refresh_failed_recently(&self, key: &Key) -> bool {
+        match &self.refresh_failed {
+            Some(failed) => failed.contains_key(key),
+            None => false,
+        }
+    }
+
+    /// Notes that a refresh of `key` failed: its stale answer is served
+    /// without asking again for [`REFRESH_BACKOFF`].
+    pub(crate) async fn refresh_failed(&self, key: Key) {
+        if let Some(failed) = &self.refresh_failed {
+            failed.insert(key, ()).await;
+        }
+    }
+
+    /// Runs `load` as the one refresh of `key` in flight; concurrent
+    /// refreshes of the key get its outcome.
+    pub(crate) async fn refresh_once<E: Send + Sync + 'static>(
+        &self,
+        key: Key,
+        load: impl std::future::Future<Output = Result<Entry, E>>,
+    ) -> Result<Entry, Arc<E>> {
+        match &self.refreshing {
+            Some(refreshing) => refreshing.try_get_with(key, load).await,
+            None => load.await.map_err(Arc::new),
+        }
+    }
+
+    /// Stores the answer of a refresh this caller made.
+    pub(crate) async fn store_refreshed(&self, key: Key, token: &str, fresh: &Entry, ticket: &LoadTicket<'_>) {
+        if let Some(active) = &self.active {
+            active.insert(key, fresh.clone()).await;
+            self.admit(key, token, fresh, ticket).await;
+        }
+        // `refreshing` only coalesces concurrent refreshes: the next one
+        // must reach the source, however short `max_ttl`.
+        if let Some(refreshing) = &self.refreshing {
+            refreshing.invalidate(&key).await;
+        }
+    }
+
+    #[inline]
     pub(crate) fn key(&self, token: &str) -> Key {
-        let mut hasher = self.prefix;
-        hasher.write(token.as_bytes());
-        hasher.finish128().as_bytes()
+        self.keys.key(token)
+    }
+
+    /// Makes keys the fleet's way (see [`KeyScheme::under`]), so every
+    /// replica's key for a token is the same.
+    #[cfg(feature = "redis")]
+    pub(crate) fn set_keys(&mut self, keys: KeyScheme) {
+        self.keys = keys;
     }
 
     /// The entry for `key` from `load`, shared by every concurrent caller for
@@ -544,38 +588,6 @@ impl TokenCache {
     }
 }
 
-/// The hasher state after the domain, endpoint and client id, under the
-/// SipHash key `k`.
-fn key_prefix_hasher(k: (u64, u64), endpoint: &str, client_id: &str) -> SipHasher13 {
-    let mut prefix = SipHasher13::new_with_keys(k.0, k.1);
-    prefix.write(DOMAIN);
-    for part in [endpoint, client_id] {
-        prefix.write(&(part.len() as u64).to_be_bytes());
-        prefix.write(part.as_bytes());
-    }
-    prefix
-}
-
-/// What a fleet of replicas shares so that they compute the same cache key
-/// for a token, and can name an entry to drop in each other's cache.
-#[cfg(feature = "redis")]
-impl TokenCache {
-    /// Replaces the per-process SipHash key with `k` (derived from the fleet
-    /// secret), so every replica's key for a token is the same.
-    pub(crate) fn set_fleet_key(&mut self, k: (u64, u64), endpoint: &str, client_id: &str) {
-        self.prefix = key_prefix_hasher(k, endpoint, client_id);
-    }
-}
-
-/// The cache key of `token` under the SipHash key `k`: what a replica whose
-/// fleet secret derives `k` uses.
-#[cfg(feature = "redis")]
-pub(crate) fn key_under(k: (u64, u64), endpoint: &str, client_id: &str, token: &str) -> Key {
-    let mut hasher = key_prefix_hasher(k, endpoint, client_id);
-    hasher.write(token.as_bytes());
-    hasher.finish128().as_bytes()
-}
-
 /// Runs moka's maintenance until the entry count settles: with an eviction
 /// listener, moka removes what `invalidate_all` dropped a batch per run.
 async fn run_until_settled<V: Clone + Send + Sync + 'static>(cache: &Cache<Key, V>) {
@@ -588,105 +600,6 @@ async fn run_until_settled<V: Clone + Send + Sync + 'static>(cache: &Cache<Key, 
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Invalidations, as the loads in flight must see them.
-///
-/// A load registers a [`LoadTicket`] for its key before it starts; an
-/// invalidation of that key (or of everything) spoils the tickets in flight,
-/// and a spoiled load's answer is not cached, or removed again if it already
-/// was. Only keys with a load in flight are tracked, so the map stays as
-/// small as the number of concurrent loads, and invalidating one token never
-/// spoils the loads of another.
-#[derive(Debug, Default)]
-pub(crate) struct Invalidations {
-    /// Bumped by `invalidate_all`.
-    epoch: AtomicU64,
-    in_flight: Mutex<HashMap<Key, InFlight>>,
-}
-
-#[derive(Debug, Default)]
-struct InFlight {
-    tickets: usize,
-    invalidations: u64,
-}
-
-impl Invalidations {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Key, InFlight>> {
-        // Every update is a single step: a poisoned map is still consistent.
-        self.in_flight.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Registers a load of `key`; dropping the ticket unregisters it.
-    pub(crate) fn ticket(&self, key: Key) -> LoadTicket<'_> {
-        let epoch = self.epoch.load(Ordering::Acquire);
-        let mut map = self.lock();
-        let entry = map.entry(key).or_default();
-        entry.tickets += 1;
-        LoadTicket {
-            owner: self,
-            key,
-            epoch,
-            seen: entry.invalidations,
-        }
-    }
-
-    /// Spoils the loads in flight for `key`. Call before removing entries.
-    pub(crate) fn invalidate(&self, key: &Key) {
-        if let Some(entry) = self.lock().get_mut(key) {
-            entry.invalidations += 1;
-        }
-    }
-
-    /// Spoils every load in flight. Call before removing entries.
-    pub(crate) fn invalidate_all(&self) {
-        // Under the lock, as `ticket` and `spoiled` read it: the lock's
-        // ordering (not only the atomic's) makes a load that stored its
-        // answer before this bump see it, whatever the memory model allows.
-        let _in_flight = self.lock();
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-/// A load in flight for one key; see [`Invalidations`].
-#[derive(Debug)]
-pub(crate) struct LoadTicket<'a> {
-    owner: &'a Invalidations,
-    key: Key,
-    epoch: u64,
-    seen: u64,
-}
-
-impl LoadTicket<'_> {
-    /// Whether the key (or everything) was invalidated since the ticket was
-    /// taken: the load's answer must not stay cached.
-    pub(crate) fn spoiled(&self) -> bool {
-        // The epoch is read under the lock that `invalidate_all` bumps it
-        // under (see there).
-        let in_flight = self.owner.lock();
-        self.owner.epoch.load(Ordering::Acquire) != self.epoch
-            || in_flight
-                .get(&self.key)
-                .is_some_and(|entry| entry.invalidations != self.seen)
-    }
-}
-
-impl Drop for LoadTicket<'_> {
-    fn drop(&mut self) {
-        let mut map = self.owner.lock();
-        if let Some(entry) = map.get_mut(&self.key) {
-            entry.tickets -= 1;
-            if entry.tickets == 0 {
-                map.remove(&self.key);
-            }
-        }
-    }
-}
-
-/// The first bytes of a key in hex: enough to correlate log lines, useless
-/// for recovering the token.
-pub(crate) fn key_prefix(key: &Key) -> String {
-    key[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -703,7 +616,7 @@ mod tests {
             max_ttl: Duration::from_secs(3600),
             ..CacheSettings::default()
         };
-        let cache = Arc::new(TokenCache::new(settings, "https://as/introspect", "rs"));
+        let cache = Arc::new(TokenCache::new(settings, KeyScheme::new("https://as/introspect", "rs")));
         let tasks: Vec<_> = (0..8u8)
             .map(|task| {
                 let cache = Arc::clone(&cache);
@@ -764,39 +677,10 @@ mod tests {
     }
 
     fn cache(endpoint: &str, client_id: &str) -> TokenCache {
-        TokenCache::new(CacheSettings::default(), endpoint, client_id)
+        TokenCache::new(CacheSettings::default(), KeyScheme::new(endpoint, client_id))
     }
 
-    #[test]
-    fn keys_separate_endpoint_client_and_token() {
-        let a = cache("https://as/introspect", "rs");
-        assert_eq!(a.key("t"), a.key("t"));
-        assert_ne!(a.key("t"), a.key("u"));
-        assert_ne!(a.key("t"), cache("https://as/introspect", "rs2").key("t"));
-        assert_ne!(a.key("t"), cache("https://as2/introspect", "rs").key("t"));
-        // Shifting bytes between the parts must not collide.
-        assert_ne!(cache("ab", "c").key("t"), cache("a", "bc").key("t"));
-        assert_ne!(cache("a", "bc").key("t"), cache("a", "b").key("ct"));
-        assert_ne!(cache("a", "b").key("\0t"), cache("a", "b").key("t"));
-    }
 
-    #[test]
-    fn keys_are_keyed_by_a_process_secret() {
-        // Not SipHash under the zero key: the key is secret and random.
-        let unkeyed = {
-            let mut hasher = SipHasher13::new_with_keys(0, 0);
-            hasher.write(DOMAIN);
-            for part in ["e", "c"] {
-                hasher.write(&(part.len() as u64).to_be_bytes());
-                hasher.write(part.as_bytes());
-            }
-            hasher.write(b"t");
-            hasher.finish128().as_bytes()
-        };
-        assert_ne!(cache("e", "c").key("t"), unkeyed);
-        assert_ne!(process_key(), (0, 0));
-        assert_eq!(process_key(), process_key(), "one key per process");
-    }
 
     #[test]
     fn weight_bounds_bytes_and_entries_at_once() {
@@ -827,24 +711,6 @@ mod tests {
         assert!((60_001..61_000).contains(&large), "{large}");
     }
 
-    #[test]
-    fn invalidation_spoils_only_its_own_key() {
-        let invalidations = Invalidations::default();
-        let (a, b) = ([1; 16], [2; 16]);
-        let ticket_a = invalidations.ticket(a);
-        let ticket_b = invalidations.ticket(b);
-        invalidations.invalidate(&b);
-        assert!(!ticket_a.spoiled());
-        assert!(ticket_b.spoiled());
-        invalidations.invalidate_all();
-        assert!(ticket_a.spoiled());
-        drop((ticket_a, ticket_b));
-        assert!(invalidations.lock().is_empty(), "dropped tickets are forgotten");
-        // An invalidation with no load in flight leaves nothing behind.
-        invalidations.invalidate(&a);
-        assert!(invalidations.lock().is_empty());
-        assert!(!invalidations.ticket(a).spoiled());
-    }
 
     #[test]
     fn settings_out_of_range_are_refused() {
@@ -1063,7 +929,7 @@ mod tests {
             stale_if_error: Duration::from_millis(50),
             ..CacheSettings::default()
         };
-        let cache = TokenCache::new(settings, "e", "c");
+        let cache = TokenCache::new(settings, KeyScheme::new("e", "c"));
         // The monotonic clock must have run long enough to express the ages.
         let _ = clock::monotonic_ms();
         std::thread::sleep(Duration::from_millis(100));
@@ -1089,19 +955,12 @@ mod tests {
                 max_ttl: Duration::from_millis(20),
                 ..CacheSettings::default()
             },
-            "e",
-            "c",
+            KeyScheme::new("e", "c"),
         );
         assert!(!at_age(30, |c| plain.is_stale(c)));
         assert!(!at_age(0, |c| plain.within_grace(c)));
     }
 
-    #[test]
-    fn key_prefix_is_four_bytes_in_hex() {
-        let mut key = [0xff; 16];
-        key[..4].copy_from_slice(&[0x01, 0xab, 0x00, 0x7f]);
-        assert_eq!(key_prefix(&key), "01ab007f");
-    }
 
     #[test]
     fn zero_max_ttl_disables_caching() {
@@ -1109,7 +968,7 @@ mod tests {
             max_ttl: Duration::ZERO,
             ..CacheSettings::default()
         };
-        let cache = TokenCache::new(settings, "e", "c");
+        let cache = TokenCache::new(settings, KeyScheme::new("e", "c"));
         assert!(cache.active.is_none() && cache.inactive.is_none());
     }
 }
