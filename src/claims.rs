@@ -10,7 +10,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::principal::{Binding, Claims, OtherKind, Principal, Scopes, Timestamp};
+use crate::binding::Binding;
+use crate::principal::{Claims, OtherKind, Principal, Scopes, Timestamp};
 
 /// A parsed answer.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use http::HeaderValue;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::error::AuthError;
+use crate::binding::Binding;
 
 /// The identity and grants of a validated token, as the authorization server
 /// described them in its introspection answer (RFC 7662 §2.2).
@@ -71,47 +71,6 @@ pub(crate) struct Claims {
     /// the padding, so the middleware's hit path tests one byte rather than
     /// looking `cnf` up.
     pub(crate) binding: Binding,
-}
-
-/// The confirmation methods (RFC 7800 §3.1 `cnf`) an answer binds its token
-/// with, as bits: `jkt` (DPoP, RFC 9449 §6), which the layer can check, and
-/// anything else (RFC 8705's `x5t#S256`, RFC 7800's `jwk`, `kid`, …), which
-/// it cannot. A token with any binding is not a bearer token (RFC 8705 §3,
-/// RFC 9449 §7.1).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Binding(u8);
-
-impl Binding {
-    const DPOP: u8 = 1;
-    const OTHER: u8 = 2;
-
-    /// The binding the remaining members of an answer name. A `cnf` that is
-    /// not an object, is empty, or whose `jkt` is not a string still binds
-    /// the token: it claims a binding nothing can prove, so it fails closed.
-    pub(crate) fn of(extra: &Map<String, Value>) -> Self {
-        let Some(cnf) = extra.get("cnf") else {
-            return Self(0);
-        };
-        let Some(methods) = cnf.as_object().filter(|methods| !methods.is_empty()) else {
-            return Self(Self::OTHER);
-        };
-        Self(methods.keys().fold(0, |bits, method| {
-            bits | if method == "jkt" { Self::DPOP } else { Self::OTHER }
-        }))
-    }
-
-    pub(crate) fn is_bound(self) -> bool {
-        self.0 != 0
-    }
-
-    pub(crate) fn names_dpop(self) -> bool {
-        self.0 & Self::DPOP != 0
-    }
-
-    /// Whether it names a method the layer cannot check.
-    pub(crate) fn names_other(self) -> bool {
-        self.0 & Self::OTHER != 0
-    }
 }
 
 /// A token that is not an access token, as some authorization servers mark
@@ -214,16 +173,6 @@ impl Principal {
         self.realm.as_ref()
     }
 
-    /// The principal of a bearer token seen outside a layer: a
-    /// sender-constrained one is refused (nothing here proves the sender).
-    pub(crate) fn unless_bound(self) -> Result<Self, AuthError> {
-        if self.inner.binding.is_bound() {
-            Err(self.bearer_refusal())
-        } else {
-            Ok(self)
-        }
-    }
-
     /// Whether the token is bound to its sender in any way (`cnf`): the
     /// one-byte test of the middleware's hit path.
     #[inline]
@@ -231,43 +180,10 @@ impl Principal {
         self.inner.binding.is_bound()
     }
 
-    #[cfg(feature = "jwt")]
+    /// The confirmation methods the token is bound with.
+    #[inline]
     pub(crate) fn binding(&self) -> Binding {
         self.inner.binding
-    }
-
-    /// Whether a bound token is refused as a bearer token: always when
-    /// DPoP-bound (the `DPoP` scheme proves that binding), and when bound
-    /// otherwise unless the layer accepts bindings it cannot check.
-    #[inline]
-    pub(crate) fn refused_as_bearer(&self, accept_unverifiable: bool) -> bool {
-        let binding = self.inner.binding;
-        binding.names_dpop() || (binding.names_other() && !accept_unverifiable)
-    }
-
-    /// Why a bound token is refused as a bearer token.
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn bearer_refusal(&self) -> AuthError {
-        if self.inner.binding.names_dpop() {
-            bound_token_as_bearer()
-        } else {
-            self.unverifiable_binding()
-        }
-    }
-
-    /// The refusal of a token bound by a method the layer cannot check
-    /// (RFC 8705 §3: without the proof of possession, it is refused).
-    pub(crate) fn unverifiable_binding(&self) -> AuthError {
-        let certificate = self
-            .confirmation()
-            .and_then(Value::as_object)
-            .is_some_and(|cnf| cnf.contains_key("x5t#S256"));
-        AuthError::invalid_token(if certificate {
-            "the token is bound to a client certificate (cnf x5t#S256), which this server does not check"
-        } else {
-            "the token is bound to its sender by a method (cnf) this server does not check"
-        })
     }
 
     #[cfg(feature = "jwt")]
@@ -385,14 +301,6 @@ impl Principal {
             .iter()
             .flat_map(|map| map.iter().map(|(k, v)| (k.as_str(), v)))
     }
-}
-
-/// RFC 9449 §7.1: a token bound to a DPoP key is not a bearer token; whoever
-/// presents it without a proof of the key may have stolen it.
-pub(crate) fn bound_token_as_bearer() -> AuthError {
-    AuthError::invalid_token(
-        "the token is bound to a DPoP key and must be sent with the DPoP scheme and a proof",
-    )
 }
 
 impl fmt::Debug for Principal {

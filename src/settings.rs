@@ -99,7 +99,10 @@ impl HttpOptions {
                 "timeouts and the response size limit must be greater than zero",
             ));
         }
-        for (setting, value) in [("timeout", self.timeout), ("connect_timeout", self.connect_timeout)] {
+        for (setting, value) in [
+            ("timeout", self.timeout),
+            ("connect_timeout", self.connect_timeout),
+        ] {
             if value > MAX_DURATION {
                 return Err(ConfigError::OutOfRange {
                     setting,
@@ -341,7 +344,10 @@ mod tests {
         assert!(with(|o| o.timeout = MAX_DURATION).is_ok());
         assert!(matches!(
             with(|o| o.timeout = MAX_DURATION + Duration::from_secs(1)),
-            Err(ConfigError::OutOfRange { setting: "timeout", .. })
+            Err(ConfigError::OutOfRange {
+                setting: "timeout",
+                ..
+            })
         ));
         assert!(matches!(
             with(|o| o.connect_timeout = MAX_DURATION + Duration::from_secs(1)),
@@ -365,7 +371,10 @@ mod tests {
         claims.leeway += Duration::from_secs(1);
         assert!(matches!(
             claims.checks(None, false, false),
-            Err(ConfigError::OutOfRange { setting: "leeway", .. })
+            Err(ConfigError::OutOfRange {
+                setting: "leeway",
+                ..
+            })
         ));
         let insecure = ClaimSettings {
             resources: vec!["http://mcp.example/mcp".into()],

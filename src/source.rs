@@ -124,7 +124,10 @@ impl<L: LoadToken> CachedSource<L> {
     /// sender-constrained token (any `cnf`) is refused, as by the layer's
     /// `Bearer` path.
     pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
-        self.engine.validate(token).await.and_then(Principal::unless_bound)
+        self.engine
+            .validate(token)
+            .await
+            .and_then(crate::binding::unless_bound)
     }
 
     /// Forgets what is cached for `token` (an answer or a refusal), here

@@ -100,7 +100,9 @@ impl Verifier {
     /// DPoP-bound tokens pass through
     /// [`IntrospectionLayer::dpop`](crate::IntrospectionLayer::dpop).
     pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
-        self.validate_any(token).await.and_then(Principal::unless_bound)
+        self.validate_any(token)
+            .await
+            .and_then(crate::binding::unless_bound)
     }
 
     /// As [`validate`](Self::validate), DPoP-bound tokens included: the
@@ -167,7 +169,7 @@ impl Sources {
             if self.introspect_jwts {
                 if let Some(introspector) = &self.introspector {
                     let answer = introspector.engine().validate(token).await?;
-                    return same_binding(principal, &answer);
+                    return crate::binding::same_in_both(principal, &answer);
                 }
             }
             return Ok(principal);
@@ -194,7 +196,7 @@ impl Sources {
         let from_as = introspector.engine().peek_cached(token, now)?;
         jwt.engine().count_hit();
         introspector.engine().count_hit();
-        Some(from_jwt.and_then(|principal| same_binding(principal, &from_as?)))
+        Some(from_jwt.and_then(|principal| crate::binding::same_in_both(principal, &from_as?)))
     }
 
     /// The JWT verifier for this token, if it is a JWT one of them takes.
@@ -210,32 +212,6 @@ impl Sources {
                     .find(|jwt| jwt.issuer() == Some(iss.as_str()))
             })
             .or(self.without_issuer.as_ref())
-    }
-}
-
-/// A JWT also introspected: the principal comes from its claims, so the
-/// AS's answer must not bind it to a DPoP key the claims do not name (nor
-/// to another one), nor by a method the claims do not name. Otherwise a
-/// bound token would pass as a bearer token. Claims bound where the answer
-/// is silent need nothing more: the claims' binding is enforced already
-/// (RFC 9449 §6.2 does not oblige the AS to echo `cnf`).
-#[cfg(feature = "jwt")]
-fn same_binding(principal: Principal, answer: &Principal) -> Result<Principal, AuthError> {
-    let same_dpop = !answer.is_dpop_bound()
-        || (principal.is_dpop_bound()
-            && principal.dpop_jkt().is_some()
-            && principal.dpop_jkt() == answer.dpop_jkt());
-    let same_other = !answer.binding().names_other() || principal.binding().names_other();
-    if !same_dpop {
-        Err(AuthError::invalid_token(
-            "the token's DPoP binding differs between its claims and the introspection answer",
-        ))
-    } else if !same_other {
-        Err(AuthError::invalid_token(
-            "the token's binding (cnf) differs between its claims and the introspection answer",
-        ))
-    } else {
-        Ok(principal)
     }
 }
 

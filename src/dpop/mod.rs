@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use http::{header, HeaderMap, HeaderValue, Method, Uri};
 
+use crate::binding::{Proof, Rules};
 use crate::clock;
 use crate::error::{AuthError, ConfigError, DpopAnswer, ErrorKind};
 use crate::jose::Algorithm;
@@ -580,22 +581,14 @@ impl Dpop {
             Some(outcome) => outcome?,
             None => verifier.validate_any(&presented.token).await?,
         };
-        let principal = match principal.dpop_jkt() {
-            Some(jkt) if jkt == checked.jkt => principal,
-            Some(_) => return Err(AuthError::invalid_token("the token is bound to another DPoP key")),
-            None if principal.is_dpop_bound() => {
-                return Err(AuthError::invalid_token(
-                    "the token's DPoP binding (cnf.jkt) is malformed",
-                ))
-            }
-            None if self.config.accept_unbound => principal,
-            None => return Err(AuthError::invalid_token("the token is not bound to a DPoP key")),
+        let proof = Proof {
+            dpop_jkt: Some(&checked.jkt),
         };
-        // A binding besides DPoP's that this layer cannot check (RFC 8705
-        // `x5t#S256`, say): the proof covers only part of it.
-        if principal.binding().names_other() && !accept_unverifiable {
-            return Err(principal.unverifiable_binding());
-        }
+        let rules = Rules {
+            accept_unverifiable,
+            accept_unbound: self.config.accept_unbound,
+        };
+        crate::binding::check(&principal, proof, rules)?;
         // Last, once the token is valid and bound to this key: proofs that
         // anyone can sign with a key of their own, without a token, must
         // not take places in the replay cache.

@@ -376,7 +376,13 @@ impl TokenCache {
     }
 
     /// Stores the answer of a refresh this caller made.
-    pub(crate) async fn store_refreshed(&self, key: Key, token: &str, fresh: &Entry, ticket: &LoadTicket<'_>) {
+    pub(crate) async fn store_refreshed(
+        &self,
+        key: Key,
+        token: &str,
+        fresh: &Entry,
+        ticket: &LoadTicket<'_>,
+    ) {
         if let Some(active) = &self.active {
             active.insert(key, fresh.clone()).await;
             self.admit(key, token, fresh, ticket).await;
@@ -616,7 +622,10 @@ mod tests {
             max_ttl: Duration::from_secs(3600),
             ..CacheSettings::default()
         };
-        let cache = Arc::new(TokenCache::new(settings, KeyScheme::new("https://as/introspect", "rs")));
+        let cache = Arc::new(TokenCache::new(
+            settings,
+            KeyScheme::new("https://as/introspect", "rs"),
+        ));
         let tasks: Vec<_> = (0..8u8)
             .map(|task| {
                 let cache = Arc::clone(&cache);
@@ -680,8 +689,6 @@ mod tests {
         TokenCache::new(CacheSettings::default(), KeyScheme::new(endpoint, client_id))
     }
 
-
-
     #[test]
     fn weight_bounds_bytes_and_entries_at_once() {
         // 1000 bytes for at most 10 entries: every entry weighs at least 100.
@@ -710,7 +717,6 @@ mod tests {
         assert!((ENTRY_OVERHEAD..1024).contains(&small), "{small}");
         assert!((60_001..61_000).contains(&large), "{large}");
     }
-
 
     #[test]
     fn settings_out_of_range_are_refused() {
@@ -960,7 +966,6 @@ mod tests {
         assert!(!at_age(30, |c| plain.is_stale(c)));
         assert!(!at_age(0, |c| plain.within_grace(c)));
     }
-
 
     #[test]
     fn zero_max_ttl_disables_caching() {

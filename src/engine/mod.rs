@@ -212,7 +212,9 @@ impl<L: LoadToken> Engine<L> {
             },
             None => {
                 cache.counters().miss();
-                self.load(key, token, None).await.or_else(Failure::into_uncached)?
+                self.load(key, token, None)
+                    .await
+                    .or_else(Failure::into_uncached)?
             }
         };
         let principal = Principal::from_shared(claims);
@@ -299,7 +301,9 @@ impl<L: LoadToken> Engine<L> {
             // Only a transient fault of the source: a local overload or a
             // source that answers but not usably (a 4xx for a revoked
             // token, say) must not stretch a revoked token's life.
-            Failure::Refused(fault) if fault.kind() == LoadErrorKind::Unavailable && cache.within_grace(&stale) => {
+            Failure::Refused(fault)
+                if fault.kind() == LoadErrorKind::Unavailable && cache.within_grace(&stale) =>
+            {
                 cache.refresh_failed(key).await;
                 cache.counters().stale_served();
                 tracing::debug!(key = %key_prefix(&key), "serving a stale answer while the source is unavailable");

@@ -16,9 +16,9 @@ pub const DEFAULT_MAX_CONCURRENT_INTROSPECTIONS: usize = 64;
 #[cfg(feature = "redis")]
 use crate::engine::SharedTimes;
 use crate::engine::{CacheSettings, Engine, Parts, Policy};
-use crate::stats::Outcomes;
 use crate::error::ConfigError;
 use crate::settings::{ClaimSettings, HttpOptions, MAX_DURATION};
+use crate::stats::Outcomes;
 
 /// Configures an [`Introspector`]; see [`Introspector::builder`].
 ///
@@ -363,7 +363,11 @@ impl IntrospectorBuilder {
     /// Logs a `warn` when neither an audience nor an issuer is expected: any
     /// token the authorization server issued, for any API, is then accepted.
     pub fn build(self) -> Result<Introspector, ConfigError> {
-        let endpoint = checked_url("introspection endpoint", &self.endpoint, self.http.allow_insecure_http)?;
+        let endpoint = checked_url(
+            "introspection endpoint",
+            &self.endpoint,
+            self.http.allow_insecure_http,
+        )?;
         if self.max_concurrent > tokio::sync::Semaphore::MAX_PERMITS {
             return Err(ConfigError::InvalidSetting(
                 "max_concurrent_introspections is too large",
@@ -549,16 +553,19 @@ impl IntrospectorBuilder {
             scope: (&endpoint, &client_id),
             #[cfg(feature = "redis")]
             shared: self.shared.as_ref().map(|config| {
-                let times = SharedTimes {
-                    call: self.http.timeout,
-                    // The longest a load can take: a token fetch, the queue
-                    // for a slot, the introspection.
-                    load: self.http.timeout.saturating_mul(2).saturating_add(if self.max_concurrent > 0 {
-                        self.queue_wait.unwrap_or(self.http.timeout)
-                    } else {
-                        Duration::ZERO
-                    }),
-                };
+                let times =
+                    SharedTimes {
+                        call: self.http.timeout,
+                        // The longest a load can take: a token fetch, the queue
+                        // for a slot, the introspection.
+                        load: self.http.timeout.saturating_mul(2).saturating_add(
+                            if self.max_concurrent > 0 {
+                                self.queue_wait.unwrap_or(self.http.timeout)
+                            } else {
+                                Duration::ZERO
+                            },
+                        ),
+                    };
                 (config, times)
             }),
         };

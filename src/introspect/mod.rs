@@ -134,7 +134,10 @@ impl Introspector {
     /// DPoP-bound tokens pass through
     /// [`IntrospectionLayer::dpop`](crate::IntrospectionLayer::dpop).
     pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
-        self.engine.validate(token).await.and_then(Principal::unless_bound)
+        self.engine
+            .validate(token)
+            .await
+            .and_then(crate::binding::unless_bound)
     }
 
     /// The engine, for the verifier that routes to it.

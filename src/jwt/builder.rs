@@ -13,7 +13,6 @@ use crate::jose::{Algorithm, Jwks, PublicKey, DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS
 use crate::resource::{checked_url, redact_url};
 use crate::settings::{ClaimSettings, HttpOptions, MAX_DURATION};
 
-
 /// Configures a [`JwtVerifier`]; see [`JwtVerifier::builder`].
 ///
 /// At least one key source is needed: a JWK Set URL
@@ -76,7 +75,6 @@ impl JwtVerifierBuilder {
             cache: CacheSettings::default(),
         }
     }
-
 
     /// Fetch keys from this JWK Set URL: on first use, and again when a token
     /// names an unknown `kid` (at most once per
@@ -141,10 +139,6 @@ impl JwtVerifierBuilder {
         self.generic_settings = Some("scope_claims");
         self
     }
-
-
-
-
 
     /// The shortest time between two JWK Set fetches (default 30 s; from
     /// 1 s to an hour): a flood of tokens with unknown `kid`s (or none) makes

@@ -51,8 +51,8 @@ pub use self::builder::JwtVerifierBuilder;
 pub use self::profile::JwtProfile;
 
 use self::profile::Shape;
-use crate::engine::{Engine, LoadError, LoadToken};
 use crate::discovery::Discovery;
+use crate::engine::{Engine, LoadError, LoadToken};
 use crate::error::{AuthError, ConfigError};
 use crate::fetch::AsFault;
 use crate::jose::{Algorithm, Compact, Jwks, PublicKey, Refresh};
@@ -139,7 +139,10 @@ impl JwtVerifier {
     /// DPoP-bound tokens pass through
     /// [`IntrospectionLayer::dpop`](crate::IntrospectionLayer::dpop).
     pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
-        self.engine.validate(token).await.and_then(Principal::unless_bound)
+        self.engine
+            .validate(token)
+            .await
+            .and_then(crate::binding::unless_bound)
     }
 
     /// The engine, for the verifier that routes to it.
@@ -195,7 +198,7 @@ impl LoadToken for JwtSource {
 impl JwtSource {
     /// The signature check and the profile's rules, uncached.
     async fn verify(&self, token: &str) -> Result<Principal, Refusal> {
-                let jws = Compact::parse(token).map_err(Refusal::Invalid)?;
+        let jws = Compact::parse(token).map_err(Refusal::Invalid)?;
         if let Some(allowed) = &self.algorithms {
             if !allowed.contains(&jws.alg) {
                 return Err(Refusal::Invalid("the token's algorithm is not allowed"));
@@ -214,7 +217,7 @@ impl JwtSource {
     /// a `kid` it does not hold (or has none and no key fits): one fetch at a
     /// time, at most one per refresh interval.
     async fn check_signature(&self, jws: &Compact<'_>) -> Result<(), Refusal> {
-                let kid = jws.kid.as_deref();
+        let kid = jws.kid.as_deref();
         if self.any_key_verifies(&self.static_keys, jws) {
             return Ok(());
         }

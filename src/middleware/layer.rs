@@ -256,6 +256,15 @@ impl<E, R> IntrospectionLayer<E, R> {
         self
     }
 
+    /// What the layer accepts besides proven bindings, on the `Bearer` path.
+    #[inline]
+    pub(super) fn binding_rules(&self) -> crate::binding::Rules {
+        crate::binding::Rules {
+            accept_unverifiable: self.accept_unverifiable,
+            accept_unbound: false,
+        }
+    }
+
     /// Where tokens are read from; see [`BearerExtractor`] for the options.
     pub fn token_extractor<E2: ExtractToken>(self, extractor: E2) -> IntrospectionLayer<E2, R> {
         IntrospectionLayer {
