@@ -192,8 +192,9 @@ pub use crate::fetch::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFA
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use crate::fleet::{
-    SharedCache, SharedCacheBuilder, DEFAULT_SHARED_BREAKER_OPEN_FOR, DEFAULT_SHARED_BREAKER_THRESHOLD,
-    DEFAULT_SHARED_COMMAND_TIMEOUT, DEFAULT_SHARED_KEY_PREFIX, MIN_SECRET_BYTES,
+    MemoryStore, SharedCache, SharedCacheBuilder, DEFAULT_SHARED_BREAKER_OPEN_FOR,
+    DEFAULT_SHARED_BREAKER_THRESHOLD, DEFAULT_SHARED_COMMAND_TIMEOUT, DEFAULT_SHARED_KEY_PREFIX,
+    MIN_SECRET_BYTES,
 };
 pub use crate::form::{FormBodyToken, FormBodyTokenLayer, DEFAULT_MAX_FORM_BODY};
 #[cfg(feature = "jwt")]

@@ -5,7 +5,8 @@
 //! the cache, single flight, the negative cache, stale-if-error, RFC 6750
 //! answers and, with `shared_cache`, the fleet tier in a real Redis
 //! (ignored by default, as in `tests/fleet.rs`; `.ci/run` runs them with
-//! `--ignored` against its `redis-server`).
+//! `--ignored` against its `redis-server`) or in memory (`MemoryStore`:
+//! the same fleet logic, no server).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
@@ -86,11 +87,19 @@ async fn serve(source: CachedSource<Sessions>) -> String {
 }
 
 async fn get_with(url: &str, token: &str) -> reqwest::Response {
-    reqwest::Client::new().get(url).bearer_auth(token).send().await.unwrap()
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
 }
 
 fn challenge(response: &reqwest::Response) -> String {
-    response.headers()["www-authenticate"].to_str().unwrap().to_owned()
+    response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// The JSON body's `error_description` (a 503 carries no challenge).
@@ -205,7 +214,10 @@ async fn a_store_slower_than_the_timeout_is_503() {
     let url = serve(source).await;
     let response = get_with(&url, "s-alice").await;
     assert_eq!(response.status(), 503);
-    assert_eq!(description(response).await, "the token source did not answer in time");
+    assert_eq!(
+        description(response).await,
+        "the token source did not answer in time"
+    );
 }
 
 #[tokio::test]
@@ -226,7 +238,10 @@ async fn the_claim_checks_apply_to_the_sources_answers() {
 async fn settings_out_of_range_are_refused() {
     let sessions = Sessions::default();
     assert!(builder(&sessions).timeout(Duration::ZERO).build().is_err());
-    assert!(builder(&sessions).timeout(Duration::from_secs(7200)).build().is_err());
+    assert!(builder(&sessions)
+        .timeout(Duration::from_secs(7200))
+        .build()
+        .is_err());
     assert!(builder(&sessions)
         .max_ttl(Duration::from_secs(60))
         .stale_if_error(Duration::from_secs(30))
@@ -311,5 +326,76 @@ mod fleet {
         assert_eq!(get_with(&url_a, "s-mallory").await.status(), 401);
         assert_eq!(get_with(&url_b, "s-mallory").await.status(), 401);
         assert_eq!(sessions.lookups(), 1);
+    }
+}
+
+/// The same fleet, its store in memory: replicas in one process sharing a
+/// `MemoryStore`.
+#[cfg(feature = "redis")]
+mod memory_fleet {
+    use super::*;
+    use tower_introspection::{MemoryStore, SharedCache};
+
+    const SECRET: &str = "the fleet secret: 32 bytes or more, never logged";
+
+    async fn replica(sessions: &Sessions, store: &MemoryStore) -> (CachedSource<Sessions>, String) {
+        let shared = SharedCache::in_memory(store, SECRET).build().unwrap();
+        let source = builder(sessions).shared_cache(shared).build().unwrap();
+        let url = serve(source.clone()).await;
+        (source, url)
+    }
+
+    #[tokio::test]
+    async fn two_replicas_share_one_lookup_and_one_invalidation() {
+        let sessions = Sessions::default();
+        sessions.open("s-alice", "alice");
+        let store = MemoryStore::new();
+        let (a, url_a) = replica(&sessions, &store).await;
+        let (b, url_b) = replica(&sessions, &store).await;
+        assert_eq!(get_with(&url_a, "s-alice").await.status(), 200);
+        assert_eq!(get_with(&url_b, "s-alice").await.status(), 200);
+        assert_eq!(sessions.lookups(), 1, "replica b read replica a's answer");
+        assert_eq!(b.stats().shared.hits, 1);
+        assert!(!store.is_empty(), "the sealed answer is in the store");
+
+        sessions.close("s-alice");
+        a.invalidate("s-alice").await;
+        let mut status = 200;
+        for _ in 0..50 {
+            status = get_with(&url_b, "s-alice").await.status().as_u16();
+            if status == 401 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(status, 401, "the invalidation reached replica b");
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_on_two_replicas_make_one_lookup() {
+        let sessions = Sessions::default();
+        sessions.open("s-alice", "alice");
+        let store = MemoryStore::new();
+        let (_a, url_a) = replica(&sessions, &store).await;
+        let (_b, url_b) = replica(&sessions, &store).await;
+        let requests = (0..10).flat_map(|_| [get_with(&url_a, "s-alice"), get_with(&url_b, "s-alice")]);
+        for response in futures_util::future::join_all(requests).await {
+            assert_eq!(response.status(), 200);
+        }
+        assert_eq!(sessions.lookups(), 1, "one lookup for the fleet");
+    }
+
+    #[tokio::test]
+    async fn a_store_that_is_down_costs_lookups_never_answers() {
+        let sessions = Sessions::default();
+        sessions.open("s-alice", "alice");
+        let store = MemoryStore::new();
+        store.set_available(false);
+        let (a, url_a) = replica(&sessions, &store).await;
+        let (_b, url_b) = replica(&sessions, &store).await;
+        assert_eq!(get_with(&url_a, "s-alice").await.status(), 200);
+        assert_eq!(get_with(&url_b, "s-alice").await.status(), 200);
+        assert_eq!(sessions.lookups(), 2, "each replica asked the source itself");
+        assert!(a.stats().shared.errors > 0, "{:?}", a.stats().shared);
     }
 }

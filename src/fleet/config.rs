@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::memory::MemoryStore;
 use crate::error::ConfigError;
 
 /// Default bound on one Redis command, connection included.
@@ -32,7 +33,7 @@ pub const DEFAULT_SHARED_KEY_PREFIX: &str = "tower-introspection:";
 /// ```
 #[derive(Clone)]
 pub struct SharedCache {
-    pub(crate) url: String,
+    pub(crate) backend: Backend,
     pub(crate) secrets: Vec<Vec<u8>>,
     pub(crate) key_prefix: String,
     pub(crate) command_timeout: Duration,
@@ -55,7 +56,7 @@ impl SharedCache {
     pub fn builder(url: impl Into<String>, secret: impl AsRef<[u8]>) -> SharedCacheBuilder {
         SharedCacheBuilder {
             config: SharedCache {
-                url: url.into(),
+                backend: Backend::Redis(url.into()),
                 secrets: vec![secret.as_ref().to_vec()],
                 key_prefix: DEFAULT_SHARED_KEY_PREFIX.to_owned(),
                 command_timeout: DEFAULT_SHARED_COMMAND_TIMEOUT,
@@ -64,6 +65,16 @@ impl SharedCache {
                 breaker_open_for: DEFAULT_SHARED_BREAKER_OPEN_FOR,
             },
         }
+    }
+
+    /// Starts configuring a shared tier held in `store`, in this process's
+    /// memory, instead of Redis: for tests, where verifiers given the same
+    /// store behave as replicas sharing one Redis. Every other setting
+    /// means what it means with Redis.
+    pub fn in_memory(store: &MemoryStore, secret: impl AsRef<[u8]>) -> SharedCacheBuilder {
+        let mut builder = Self::builder(String::new(), secret);
+        builder.config.backend = Backend::Memory(store.clone());
+        builder
     }
 }
 
@@ -126,24 +137,8 @@ impl SharedCacheBuilder {
                 "the shared cache secret must be at least 32 bytes",
             ));
         }
-        let url = url::Url::parse(&config.url).map_err(|_| ConfigError::InvalidUrl {
-            what: "shared cache (Redis)",
-            reason: "not a URL".into(),
-        })?;
-        match url.scheme() {
-            "redis" | "valkey" => {}
-            "rediss" | "valkeys" => {
-                return Err(ConfigError::InvalidUrl {
-                    what: "shared cache (Redis)",
-                    reason: "TLS to Redis (rediss://) is not supported yet; reach Redis over a private network or a TLS tunnel".into(),
-                })
-            }
-            _ => {
-                return Err(ConfigError::InvalidUrl {
-                    what: "shared cache (Redis)",
-                    reason: "the scheme must be redis".into(),
-                })
-            }
+        if let Backend::Redis(url) = &config.backend {
+            check_url(url)?;
         }
         let max = Duration::from_secs(10);
         if config.command_timeout.is_zero() || config.command_timeout > max {
@@ -171,10 +166,49 @@ impl SharedCacheBuilder {
     }
 }
 
+/// A Redis URL this crate can use.
+fn check_url(raw: &str) -> Result<(), ConfigError> {
+    let url = url::Url::parse(raw).map_err(|_| ConfigError::InvalidUrl {
+        what: "shared cache (Redis)",
+        reason: "not a URL".into(),
+    })?;
+    match url.scheme() {
+            "redis" | "valkey" => {}
+            "rediss" | "valkeys" => {
+                return Err(ConfigError::InvalidUrl {
+                    what: "shared cache (Redis)",
+                    reason: "TLS to Redis (rediss://) is not supported yet; reach Redis over a private network or a TLS tunnel".into(),
+                })
+            }
+            _ => {
+                return Err(ConfigError::InvalidUrl {
+                    what: "shared cache (Redis)",
+                    reason: "the scheme must be redis".into(),
+                })
+            }
+        }
+    Ok(())
+}
+
+/// Where the shared values live.
+#[derive(Clone)]
+pub(crate) enum Backend {
+    /// A Redis (or Valkey) server at this URL.
+    Redis(String),
+    /// This process's memory (tests).
+    Memory(MemoryStore),
+}
+
 impl fmt::Debug for SharedCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SharedCache")
-            .field("url", &crate::resource::redact_url(&self.url))
+            .field(
+                "url",
+                &match &self.backend {
+                    Backend::Redis(url) => crate::resource::redact_url(url),
+                    Backend::Memory(_) => "memory".to_owned(),
+                },
+            )
             .field("secrets", &format_args!("[{} redacted]", self.secrets.len()))
             .field("key_prefix", &self.key_prefix)
             .field("command_timeout", &self.command_timeout)
