@@ -29,7 +29,9 @@ use http::{Request, Response};
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 use tower_introspection::test_util::{JwtAlg, JwtSpec, TestAuthServer};
 use tower_introspection::{
-    Algorithm, BearerExtractor, ExtractToken, IntrospectionLayer, Introspector, JwtVerifier, Principal,
+    jwt::{Algorithm, JwtVerifier},
+    token::{BearerExtractor, ExtractToken},
+    IntrospectionLayer, Introspector, Principal,
 };
 
 type Body = bytes::Bytes;

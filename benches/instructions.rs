@@ -27,7 +27,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use tower::{service_fn, Service, ServiceBuilder};
 use tower_introspection::test_util::{JwtSpec, TestAuthServer};
-use tower_introspection::{IntrospectionLayer, Introspector, JwtVerifier};
+use tower_introspection::{jwt::JwtVerifier, IntrospectionLayer, Introspector};
 
 type Body = bytes::Bytes;
 

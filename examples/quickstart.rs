@@ -15,7 +15,7 @@ mod common;
 use std::net::SocketAddr;
 
 use tower_introspection::test_util::{JwtSpec, TestAuthServer, TokenSpec};
-use tower_introspection::{IntrospectionLayer, Introspector, JwtVerifier, Verifier};
+use tower_introspection::{jwt::JwtVerifier, IntrospectionLayer, Introspector, Verifier};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -10,7 +10,7 @@
 //! - a body of at most `max_body` bytes (default 16 KiB), entirely ASCII.
 //!
 //! The body is handed on unchanged. The token then counts as one more
-//! source for [`BearerExtractor`](crate::BearerExtractor): sent together with
+//! source for [`BearerExtractor`](crate::token::BearerExtractor): sent together with
 //! an `Authorization` header, the request is answered 400 `invalid_request`.
 //! A body without `Content-Length` that turns out larger than `max_body` is
 //! answered 400 by this layer itself, with its own realm and rejection body
@@ -56,7 +56,7 @@ pub const DEFAULT_MAX_FORM_BODY: usize = 16 * 1024;
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use axum::{routing::post, Router};
 /// use tower::ServiceExt;
-/// use tower_introspection::{FormBodyTokenLayer, IntrospectionLayer, Introspector};
+/// use tower_introspection::{form::FormBodyTokenLayer, IntrospectionLayer, Introspector};
 ///
 /// # let introspector = Introspector::builder("https://as.example/introspect")
 /// #     .client_secret_basic("api", "secret").build()?;
@@ -130,7 +130,7 @@ impl<R> FormBodyTokenLayer<R> {
     }
 
     /// Replaces the body of this layer's 400; see
-    /// [`RejectionBody`](crate::RejectionBody). Use the one given to
+    /// [`RejectionBody`](crate::middleware::RejectionBody). Use the one given to
     /// [`IntrospectionLayer::rejection_body`](crate::IntrospectionLayer::rejection_body).
     pub fn rejection_body<R2>(self, body: R2) -> FormBodyTokenLayer<R2> {
         FormBodyTokenLayer {

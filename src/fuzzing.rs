@@ -24,7 +24,7 @@ pub fn is_b64token(bytes: &[u8]) -> bool {
 }
 
 /// Parses an introspection answer: `Ok(true)` active, `Ok(false)` inactive.
-pub fn parse_answer(body: &[u8]) -> Result<bool, crate::AnswerError> {
+pub fn parse_answer(body: &[u8]) -> Result<bool, crate::introspection::AnswerError> {
     crate::claims::parse_answer(body).map(|answer| matches!(answer, crate::claims::Answer::Active(_)))
 }
 

@@ -47,8 +47,8 @@ pub const DEFAULT_MAX_JSONRPC_BODY: usize = 4 * 1024 * 1024;
 ///   for `tools/call` of that tool, else a [`method`](JsonRpcScopes::method)
 ///   rule, else the [`default_scopes`](JsonRpcScopes::default_scopes) (none
 ///   unless set). Scopes are matched with the
-///   [`matcher`](JsonRpcScopes::matcher) (default [`Exact`]; [`Hierarchical`](crate::Hierarchical)
-///   and [`Wildcard`](crate::Wildcard) account for scope hierarchies).
+///   [`matcher`](JsonRpcScopes::matcher) (default [`Exact`]; [`Hierarchical`](crate::scope::Hierarchical)
+///   and [`Wildcard`](crate::scope::Wildcard) account for scope hierarchies).
 /// - **Bodies are bounded**: a `POST` body is read up to
 ///   [`max_body`](JsonRpcScopes::max_body) bytes (default 4 MiB) and handed
 ///   on unchanged; a larger one is answered 400 `invalid_request`.
@@ -67,7 +67,7 @@ pub const DEFAULT_MAX_JSONRPC_BODY: usize = 4 * 1024 * 1024;
 /// - **Other methods** (`GET` for a server-sent event stream, `DELETE` to end
 ///   a session) carry no JSON-RPC message: they need the default scopes.
 /// - No [`Principal`] (no introspection layer in front, or an anonymous
-///   request): 500 or 401, as [`RequireScope`](crate::RequireScope) answers.
+///   request): 500 or 401, as [`RequireScope`](crate::scope::RequireScope) answers.
 /// - **A rule with a scope no token can hold** (empty, or not printable
 ///   ASCII without spaces, `"` and `\\`, RFC 6749 §3.3): the `try_` methods
 ///   ([`try_tool`](JsonRpcScopes::try_tool), …) return a
@@ -80,7 +80,7 @@ pub const DEFAULT_MAX_JSONRPC_BODY: usize = 4 * 1024 * 1024;
 /// use axum::{routing::post, Router};
 /// use tower::ServiceExt;
 /// use tower_introspection::test_util::TestAuthServer;
-/// use tower_introspection::{IntrospectionLayer, Introspector, JsonRpcScopes};
+/// use tower_introspection::{IntrospectionLayer, Introspector, jsonrpc::JsonRpcScopes};
 ///
 /// let auth_server = TestAuthServer::start().await?;
 /// let introspector = Introspector::builder(auth_server.introspection_url())

@@ -88,7 +88,7 @@
 //! use axum::{routing::{get, post}, Router};
 //! use tower::ServiceExt;
 //! use tower_introspection::test_util::TestAuthServer;
-//! use tower_introspection::{scope_requirement, IntrospectionLayer, Introspector, RequireScope, Scoped};
+//! use tower_introspection::{scope_requirement, IntrospectionLayer, Introspector, Scoped, scope::RequireScope};
 //!
 //! scope_requirement! {
 //!     pub WriteItems: "write";
@@ -136,39 +136,43 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod binding;
+pub mod cache;
 mod cache_key;
 mod challenge;
 mod claims;
 mod clock;
 mod discovery;
 #[cfg(feature = "jwt")]
-mod dpop;
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub mod dpop;
 mod engine;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
 mod fetch;
 #[cfg(feature = "redis")]
-mod fleet;
-mod form;
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod fleet;
+pub mod form;
 #[doc(hidden)]
 pub mod fuzzing;
-mod introspect;
+pub mod introspection;
 #[cfg(feature = "jwt")]
 mod jose;
-mod jsonrpc;
+pub mod jsonrpc;
 #[cfg(feature = "jwt")]
-mod jwt;
-mod middleware;
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub mod jwt;
+pub mod metadata;
+pub mod middleware;
 mod principal;
 mod rejection;
 mod resource;
-mod resource_metadata;
-mod scope;
+pub mod scope;
 mod settings;
 pub mod source;
 mod stats;
-mod token;
+pub mod token;
 mod validate;
 mod verifier;
 
@@ -176,51 +180,11 @@ mod verifier;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod test_util;
 
-pub use crate::claims::AnswerError;
-pub use crate::discovery::{AuthorizationServerMetadata, Discovery, DiscoveryKind};
-#[cfg(feature = "jwt")]
-pub use crate::dpop::{DpopConfig, DpopStats, DEFAULT_DPOP_MAX_AGE, DEFAULT_DPOP_REPLAY_CAPACITY};
-pub use crate::engine::{
-    DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_TTL, DEFAULT_NEGATIVE_ENTRIES,
-    DEFAULT_NEGATIVE_MAX_BYTES, DEFAULT_NEGATIVE_TTL, MAX_CACHE_TTL,
-};
-pub use crate::error::{AuthError, ConfigError, ErrorKind, DEFAULT_REALM};
+pub use crate::error::{AuthError, ConfigError, ErrorKind};
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use crate::extract::Scoped;
-pub use crate::fetch::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use crate::fleet::{
-    MemoryStore, SharedCache, SharedCacheBuilder, DEFAULT_SHARED_BREAKER_OPEN_FOR,
-    DEFAULT_SHARED_BREAKER_THRESHOLD, DEFAULT_SHARED_COMMAND_TIMEOUT, DEFAULT_SHARED_KEY_PREFIX,
-    MIN_SECRET_BYTES,
-};
-pub use crate::form::{FormBodyToken, FormBodyTokenLayer, DEFAULT_MAX_FORM_BODY};
-#[cfg(feature = "jwt")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use crate::introspect::{AssertionAudience, ClientKey};
-pub use crate::introspect::{Introspector, IntrospectorBuilder, DEFAULT_MAX_CONCURRENT_INTROSPECTIONS};
-#[cfg(feature = "jwt")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use crate::jose::{Algorithm, UnsupportedAlgorithm, DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH_INTERVAL};
-pub use crate::jsonrpc::{JsonRpcScopes, JsonRpcScopesService, DEFAULT_MAX_JSONRPC_BODY};
-#[cfg(feature = "jwt")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use crate::jwt::{JwtProfile, JwtStats, JwtVerifier, JwtVerifierBuilder};
-pub use crate::middleware::{Introspection, IntrospectionLayer, ResponseFuture};
+pub use crate::introspection::Introspector;
+pub use crate::middleware::{Introspection, IntrospectionLayer};
 pub use crate::principal::{Principal, Scopes};
-pub use crate::rejection::{JsonBody, RejectionBody};
-pub use crate::resource_metadata::{
-    ProtectedResourceMetadata, ProtectedResourceMetadataBuilder, ProtectedResourceMetadataService,
-    DEFAULT_METADATA_MAX_AGE, WELL_KNOWN_PATH,
-};
-pub use crate::scope::{
-    Exact, Hierarchical, RequireScope, RequireScopeFuture, RequireScopeService, ScopeMatcher,
-    ScopeRequirement, Wildcard,
-};
-pub use crate::stats::{CacheStats, IntrospectionStats, SharedCacheStats};
-pub use crate::token::{
-    BearerExtractor, BearerToken, ExtractToken, TokenError, TokenSource, DEFAULT_MAX_TOKEN_LENGTH,
-};
 pub use crate::verifier::{Verifier, VerifierBuilder};

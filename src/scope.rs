@@ -87,7 +87,7 @@ pub trait ScopeRequirement: Send + Sync + 'static {
 /// Declares [`ScopeRequirement`] marker types, one per line.
 ///
 /// ```
-/// use tower_introspection::{scope_requirement, ScopeRequirement, Hierarchical};
+/// use tower_introspection::{scope_requirement, scope::{ScopeRequirement, Hierarchical}};
 ///
 /// scope_requirement! {
 ///     /// `GET /items`.
@@ -130,10 +130,10 @@ macro_rules! scope_requirement {
         #[derive(Debug, Clone, Copy, Default)]
         $vis struct $name;
 
-        impl $crate::ScopeRequirement for $name {
+        impl $crate::scope::ScopeRequirement for $name {
             const GROUPS: &'static [&'static [&'static str]] = &[$(&[$($scope),+]),+];
             $(
-                fn matcher() -> &'static dyn $crate::ScopeMatcher {
+                fn matcher() -> &'static dyn $crate::scope::ScopeMatcher {
                     &$matcher
                 }
             )?
@@ -220,7 +220,7 @@ where
 /// use axum::{routing::get, Router};
 /// use tower::ServiceExt;
 /// use tower_introspection::test_util::TestAuthServer;
-/// use tower_introspection::{IntrospectionLayer, Introspector, RequireScope};
+/// use tower_introspection::{IntrospectionLayer, Introspector, scope::RequireScope};
 ///
 /// let auth_server = TestAuthServer::start().await?;
 /// let introspector = Introspector::builder(auth_server.introspection_url())

@@ -207,7 +207,7 @@ impl<L: LoadToken> CachedSourceBuilder<L> {
     crate::settings::cache_setters!();
 
     /// Adds the fleet tier in Redis (see
-    /// [`IntrospectorBuilder::shared_cache`](crate::IntrospectorBuilder::shared_cache)):
+    /// [`IntrospectorBuilder::shared_cache`](crate::introspection::IntrospectorBuilder::shared_cache)):
     /// one load per token for the whole fleet, and invalidations that reach
     /// every replica. Needs a Tokio runtime at `build()`.
     #[cfg(feature = "redis")]

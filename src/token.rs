@@ -3,7 +3,7 @@
 //! [`BearerExtractor`] reads `Authorization: Bearer <b64token>` (§2.1) and, when
 //! enabled, the `access_token` query parameter (§2.3), a custom header, a
 //! cookie, or the form body (§2.2, with
-//! [`FormBodyTokenLayer`](crate::FormBodyTokenLayer)). Whatever the sources, a
+//! [`FormBodyTokenLayer`](crate::form::FormBodyTokenLayer)). Whatever the sources, a
 //! request must carry the token in exactly one of them: two are answered 400
 //! `invalid_request` (§3.1).
 //!
@@ -29,7 +29,7 @@ use crate::error::{AuthError, ConfigError, ErrorKind};
 /// The default maximum token length, in bytes.
 pub const DEFAULT_MAX_TOKEN_LENGTH: usize = 4096;
 
-/// The `access_token` parameter that [`FormBodyTokenLayer`](crate::FormBodyTokenLayer)
+/// The `access_token` parameter that [`FormBodyTokenLayer`](crate::form::FormBodyTokenLayer)
 /// found in a form body (RFC 6750 §2.2), left in the request extensions for
 /// the extractor; an error when the parameter was repeated.
 #[derive(Clone)]
@@ -117,7 +117,7 @@ pub enum TokenSource {
     /// A cookie configured with [`BearerExtractor::cookie`].
     Cookie,
     /// The `access_token` form parameter, read by
-    /// [`FormBodyTokenLayer`](crate::FormBodyTokenLayer) (RFC 6750 §2.2).
+    /// [`FormBodyTokenLayer`](crate::form::FormBodyTokenLayer) (RFC 6750 §2.2).
     FormBody,
 }
 
@@ -224,7 +224,7 @@ impl From<TokenError> for AuthError {
 ///
 /// ```
 /// use http::HeaderName;
-/// use tower_introspection::{BearerExtractor, ConfigError};
+/// use tower_introspection::{token::BearerExtractor, ConfigError};
 ///
 /// let extractor = BearerExtractor::new()
 ///     .max_length(2048)
@@ -296,7 +296,7 @@ impl BearerExtractor {
     ///
     /// ```
     /// use http::header::{HeaderName, AUTHORIZATION};
-    /// use tower_introspection::{BearerExtractor, ConfigError};
+    /// use tower_introspection::{token::BearerExtractor, ConfigError};
     ///
     /// let extractor = BearerExtractor::new().header(HeaderName::from_static("x-api-token"))?;
     /// # let _ = extractor;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::clock::{self, Now};
 use crate::engine::{Engine, LoadToken};
 use crate::error::{AuthError, ConfigError};
-use crate::introspect::Introspector;
+use crate::introspection::Introspector;
 #[cfg(feature = "jwt")]
 use crate::jose::peek_issuer;
 #[cfg(feature = "jwt")]
@@ -43,14 +43,14 @@ use crate::source::CachedSource;
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use tower_introspection::{IntrospectionLayer, Introspector, JwtVerifier, Verifier};
+/// use tower_introspection::{IntrospectionLayer, Introspector, Verifier, jwt::JwtVerifier};
 ///
 /// let introspector = Introspector::builder("https://as.example/oauth2/introspect")
 ///     .client_secret_basic("my-api", "my-api-secret")
 ///     .expected_audience("https://api.example")
 ///     .build()?;
 /// let jwt = JwtVerifier::builder()
-///     .issuer("https://as.example")
+///     .expected_issuer("https://as.example")
 ///     .jwks_url("https://as.example/jwks")
 ///     .expected_audience("https://api.example")
 ///     .build()?;
@@ -150,7 +150,7 @@ impl Verifier {
     }
 
     /// The fleet's shared tier: its introspector's, if it has one with a
-    /// [shared cache](crate::IntrospectorBuilder::shared_cache). JWT
+    /// [shared cache](crate::introspection::IntrospectorBuilder::shared_cache). JWT
     /// verifiers have none.
     #[cfg(all(feature = "redis", feature = "jwt"))]
     pub(crate) fn shared_tier(&self) -> Option<&crate::fleet::SharedTier> {

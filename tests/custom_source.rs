@@ -254,7 +254,7 @@ async fn settings_out_of_range_are_refused() {
 #[cfg(feature = "redis")]
 mod fleet {
     use super::*;
-    use tower_introspection::SharedCache;
+    use tower_introspection::fleet::SharedCache;
 
     const SECRET: &str = "the fleet secret: 32 bytes or more, never logged";
 
@@ -334,7 +334,7 @@ mod fleet {
 #[cfg(feature = "redis")]
 mod memory_fleet {
     use super::*;
-    use tower_introspection::{MemoryStore, SharedCache};
+    use tower_introspection::fleet::{MemoryStore, SharedCache};
 
     const SECRET: &str = "the fleet secret: 32 bytes or more, never logged";
 

@@ -12,7 +12,11 @@ use common::Setup;
 use serde_json::json;
 use serde_json::Value;
 use tower_introspection::test_util::{DpopKey, JwtSpec, TokenSpec};
-use tower_introspection::{Algorithm, DpopConfig, IntrospectionLayer, JwtVerifier};
+use tower_introspection::{
+    dpop::DpopConfig,
+    jwt::{Algorithm, JwtVerifier},
+    IntrospectionLayer,
+};
 
 const JKT: &str = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
 const BOUND_AS_BEARER: &str = "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"the token is bound to a DPoP key and must be sent with the DPoP scheme and a proof\"";

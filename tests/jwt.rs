@@ -11,7 +11,8 @@ use std::time::Duration;
 use serde_json::json;
 use tower_introspection::test_util::{Fault, JwtAlg, JwtSpec, TestAuthServer, TokenSpec};
 use tower_introspection::{
-    Algorithm, IntrospectionLayer, JwtProfile, JwtVerifier, JwtVerifierBuilder, Verifier,
+    jwt::{Algorithm, JwtProfile, JwtVerifier, JwtVerifierBuilder},
+    IntrospectionLayer, Verifier,
 };
 
 const API: &str = "https://api.example";

@@ -14,7 +14,12 @@ use http::{HeaderMap, Request, Response, Uri};
 use serde_json::json;
 use tower::ServiceExt;
 use tower_introspection::test_util::{DpopKey, JwtSpec, TestAuthServer, TokenSpec};
-use tower_introspection::{BearerExtractor, DpopConfig, ExtractToken, IntrospectionLayer, JwtVerifier};
+use tower_introspection::{
+    dpop::DpopConfig,
+    jwt::JwtVerifier,
+    token::{BearerExtractor, ExtractToken},
+    IntrospectionLayer,
+};
 
 const ALGS: &str = "algs=\"ES256 ES384 EdDSA PS256 RS256\"";
 

@@ -12,7 +12,10 @@
 use std::env;
 use std::time::Duration;
 
-use tower_introspection::{Algorithm, Introspector, JwtProfile, JwtVerifier, Verifier};
+use tower_introspection::{
+    jwt::{Algorithm, JwtProfile, JwtVerifier},
+    Introspector, Verifier,
+};
 
 pub(crate) fn var(name: &str) -> Option<String> {
     env::var(name).ok().filter(|v| !v.trim().is_empty())

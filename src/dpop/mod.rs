@@ -60,7 +60,7 @@ pub const DEFAULT_DPOP_REPLAY_CAPACITY: u64 = 100_000;
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use axum::{routing::get, Router};
 /// use tower::ServiceExt;
-/// use tower_introspection::{DpopConfig, IntrospectionLayer, Introspector};
+/// use tower_introspection::{dpop::DpopConfig, IntrospectionLayer, Introspector};
 ///
 /// let introspector = Introspector::builder("https://as.example/oauth2/introspect")
 ///     .client_secret_basic("my-api", "my-api-secret")
@@ -255,7 +255,7 @@ impl DpopConfig {
     /// use tower_introspection::test_util::{
     ///     DpopKey, TestAuthServer, TokenSpec, RS_CLIENT_ID, RS_CLIENT_SECRET,
     /// };
-    /// use tower_introspection::{DpopConfig, IntrospectionLayer, Introspector};
+    /// use tower_introspection::{dpop::DpopConfig, IntrospectionLayer, Introspector};
     ///
     /// let auth = TestAuthServer::start().await?;
     /// let introspector = Introspector::builder(auth.introspection_url())

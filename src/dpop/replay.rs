@@ -18,7 +18,7 @@
 //!   replay out. Refusals are counted ([`DpopStats`](super::DpopStats)) and
 //!   logged at most every 10 s.
 //! - Then, when the layer's verifier has an introspector with a
-//!   [shared cache](crate::IntrospectorBuilder::shared_cache) (feature
+//!   [shared cache](crate::introspection::IntrospectorBuilder::shared_cache) (feature
 //!   `redis`), the fleet's replay cache: one atomic `SET NX PX` in Redis,
 //!   under a name keyed with the fleet secret (neither the `jti` nor the
 //!   thumbprint is readable there), living as long as the window. A proof

@@ -1,5 +1,5 @@
 //! [`SharedCache`]: the settings of the shared tier, given to
-//! [`IntrospectorBuilder::shared_cache`](crate::IntrospectorBuilder::shared_cache).
+//! [`IntrospectorBuilder::shared_cache`](crate::introspection::IntrospectorBuilder::shared_cache).
 
 use std::fmt;
 use std::time::Duration;
@@ -21,7 +21,7 @@ pub const DEFAULT_SHARED_KEY_PREFIX: &str = "tower-introspection:";
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_introspection::SharedCache;
+/// use tower_introspection::fleet::SharedCache;
 ///
 /// let shared = SharedCache::builder("redis://127.0.0.1:6379/", "a fleet secret of at least 32 bytes!")
 ///     .command_timeout(Duration::from_millis(50))
@@ -107,7 +107,7 @@ impl SharedCacheBuilder {
 
     /// How long a replica waits for another replica's introspection of the
     /// same token before calling the authorization server itself (default:
-    /// the introspector's [`timeout`](crate::IntrospectorBuilder::timeout)).
+    /// the introspector's [`timeout`](crate::introspection::IntrospectorBuilder::timeout)).
     /// A request that waits in vain then makes its own call, so its worst
     /// case is `lock_wait` plus one introspection: about twice `timeout`
     /// by default.

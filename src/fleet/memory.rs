@@ -14,7 +14,7 @@ use super::store::{
 
 /// A shared store held in memory: what a fleet's replicas share, without a
 /// Redis server. Give one store (cloning is a pointer copy) to several
-/// verifiers through [`SharedCache::in_memory`](crate::SharedCache::in_memory),
+/// verifiers through [`SharedCache::in_memory`](crate::fleet::SharedCache::in_memory),
 /// and they share answers, the single flight and invalidations as replicas
 /// sharing one Redis do. For tests: it lives as long as the process, and
 /// one process is not a fleet.
@@ -23,7 +23,7 @@ use super::store::{
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use tower_introspection::test_util::TestAuthServer;
-/// use tower_introspection::{Introspector, MemoryStore, SharedCache};
+/// use tower_introspection::{Introspector, fleet::{MemoryStore, SharedCache}};
 ///
 /// let auth_server = TestAuthServer::start().await?;
 /// let store = MemoryStore::new();

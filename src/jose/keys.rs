@@ -20,7 +20,7 @@ use serde::Deserialize;
 /// server verifying with public keys must never accept them.
 ///
 /// ```
-/// use tower_introspection::Algorithm;
+/// use tower_introspection::jwt::Algorithm;
 ///
 /// let alg: Algorithm = "ES256".parse().unwrap();
 /// assert_eq!(alg, Algorithm::Es256);

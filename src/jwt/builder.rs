@@ -25,10 +25,10 @@ use crate::settings::{ClaimSettings, HttpOptions, MAX_DURATION};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
-/// use tower_introspection::{Algorithm, JwtVerifier};
+/// use tower_introspection::jwt::{Algorithm, JwtVerifier};
 ///
 /// let verifier = JwtVerifier::builder()
-///     .issuer("https://as.example")
+///     .expected_issuer("https://as.example")
 ///     .jwks_url("https://as.example/.well-known/jwks.json")
 ///     .expected_audience("https://api.example")
 ///     .algorithms([Algorithm::Rs256, Algorithm::Es256])
@@ -37,7 +37,7 @@ use crate::settings::{ClaimSettings, HttpOptions, MAX_DURATION};
 /// assert_eq!(verifier.issuer(), Some("https://as.example"));
 ///
 /// // No key source: refused at build.
-/// assert!(JwtVerifier::builder().issuer("https://as.example").build().is_err());
+/// assert!(JwtVerifier::builder().expected_issuer("https://as.example").build().is_err());
 /// # Ok(()) }
 /// ```
 #[must_use]

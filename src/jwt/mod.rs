@@ -15,7 +15,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use tower_introspection::test_util::{JwtSpec, TestAuthServer};
-//! use tower_introspection::{JwtProfile, JwtVerifier};
+//! use tower_introspection::jwt::{JwtProfile, JwtVerifier};
 //!
 //! // A Laravel Passport stand-in: RS256, no `kid`, no `iss`, scopes in an array.
 //! let passport = TestAuthServer::start().await?;
@@ -49,13 +49,14 @@ use std::time::Instant;
 
 pub use self::builder::JwtVerifierBuilder;
 pub use self::profile::JwtProfile;
+pub use crate::jose::{Algorithm, UnsupportedAlgorithm, DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH_INTERVAL};
 
 use self::profile::Shape;
 use crate::discovery::Discovery;
 use crate::engine::{Engine, LoadError, LoadToken};
 use crate::error::{AuthError, ConfigError};
 use crate::fetch::AsFault;
-use crate::jose::{Algorithm, Compact, Jwks, PublicKey, Refresh};
+use crate::jose::{Compact, Jwks, PublicKey, Refresh};
 use crate::principal::Principal;
 use crate::stats::CacheStats;
 
@@ -120,7 +121,7 @@ impl JwtVerifier {
     /// Starts from an issuer's metadata (RFC 8414, else OpenID Connect
     /// discovery): its `jwks_uri` gives the keys, and tokens must carry this
     /// `iss`. For other discovery settings, use
-    /// [`Discovery::jwt_verifier`](crate::Discovery::jwt_verifier).
+    /// [`Discovery::jwt_verifier`](crate::introspection::Discovery::jwt_verifier).
     pub async fn discover(issuer: impl Into<String>) -> Result<JwtVerifierBuilder, ConfigError> {
         Discovery::new(issuer.into()).jwt_verifier().await
     }

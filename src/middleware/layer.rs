@@ -82,7 +82,7 @@ pub struct IntrospectionLayer<E = BearerExtractor, R = JsonBody> {
 impl IntrospectionLayer {
     /// A layer validating `Authorization: Bearer` tokens with `verifier` —
     /// an [`Introspector`](crate::Introspector), a
-    /// [`JwtVerifier`](crate::JwtVerifier), or a [`Verifier`] combining
+    /// [`JwtVerifier`](crate::jwt::JwtVerifier), or a [`Verifier`] combining
     /// several — with realm `"api"` and JSON rejection bodies.
     pub fn new(verifier: impl Into<Verifier>) -> Self {
         Self {
@@ -141,7 +141,7 @@ impl<E, R> IntrospectionLayer<E, R> {
     /// sent as `resource_metadata="…"` in every challenge of this layer, and
     /// of the scope guards and extractors behind it (RFC 9728 §5.1; the MCP
     /// authorization specification requires it in 401s and asks for it in
-    /// 403s). Usually [`ProtectedResourceMetadata::url`](crate::ProtectedResourceMetadata::url).
+    /// 403s). Usually [`ProtectedResourceMetadata::url`](crate::metadata::ProtectedResourceMetadata::url).
     /// Without it, challenges are exactly RFC 6750's.
     ///
     /// # Errors
@@ -155,7 +155,7 @@ impl<E, R> IntrospectionLayer<E, R> {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use axum::{routing::post, Router};
     /// use tower::ServiceExt;
-    /// use tower_introspection::{IntrospectionLayer, Introspector, ProtectedResourceMetadata};
+    /// use tower_introspection::{IntrospectionLayer, Introspector, metadata::ProtectedResourceMetadata};
     ///
     /// let metadata = ProtectedResourceMetadata::builder("https://api.example/mcp")
     ///     .authorization_server("https://as.example")
@@ -279,7 +279,7 @@ impl<E, R> IntrospectionLayer<E, R> {
         }
     }
 
-    /// Replaces the body of rejection responses; see [`RejectionBody`](crate::RejectionBody).
+    /// Replaces the body of rejection responses; see [`RejectionBody`](crate::middleware::RejectionBody).
     pub fn rejection_body<R2>(self, body: R2) -> IntrospectionLayer<E, R2> {
         IntrospectionLayer {
             verifier: self.verifier,
@@ -294,7 +294,7 @@ impl<E, R> IntrospectionLayer<E, R> {
     }
 
     /// Accepts DPoP-bound tokens with the `DPoP` scheme and a proof (RFC
-    /// 9449), beside `Bearer` or instead of it; see [`DpopConfig`](crate::DpopConfig).
+    /// 9449), beside `Bearer` or instead of it; see [`DpopConfig`](crate::dpop::DpopConfig).
     /// Off by default; a DPoP-bound token is refused as a bearer token
     /// either way. Rejections of this layer then carry the `DPoP`
     /// challenge (`algs`, `error="invalid_dpop_proof"`, and with server
@@ -302,7 +302,7 @@ impl<E, R> IntrospectionLayer<E, R> {
     /// 403s of the scope guards further in (`insufficient_scope` in the
     /// challenge of the scheme the request used).
     #[cfg(feature = "jwt")]
-    pub fn dpop(mut self, config: crate::DpopConfig) -> Self {
+    pub fn dpop(mut self, config: crate::dpop::DpopConfig) -> Self {
         self.dpop = Some(std::sync::Arc::new(crate::dpop::Dpop::new(config)));
         self
     }
@@ -310,9 +310,9 @@ impl<E, R> IntrospectionLayer<E, R> {
     /// What the DPoP replay cache of this layer (and its clones) has done,
     /// if [`dpop`](Self::dpop) is on: proofs remembered, replays refused,
     /// and proofs refused because the cache or a token's share of it was
-    /// full (see [`DpopConfig::replay_capacity`](crate::DpopConfig::replay_capacity)).
+    /// full (see [`DpopConfig::replay_capacity`](crate::dpop::DpopConfig::replay_capacity)).
     #[cfg(feature = "jwt")]
-    pub fn dpop_stats(&self) -> Option<crate::DpopStats> {
+    pub fn dpop_stats(&self) -> Option<crate::dpop::DpopStats> {
         self.dpop.as_ref().map(|dpop| dpop.stats())
     }
 

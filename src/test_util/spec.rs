@@ -35,7 +35,7 @@ impl ClientSpec {
 
     /// A client that authenticates with `private_key_jwt` (RFC 7523), its
     /// assertions checked against this public JWK (for instance
-    /// [`ClientKey::public_jwk`](crate::ClientKey::public_jwk)). The secret
+    /// [`ClientKey::public_jwk`](crate::introspection::ClientKey::public_jwk)). The secret
     /// given to [`new`](Self::new) still works too.
     pub fn public_jwk(mut self, jwk: serde_json::Value) -> Self {
         self.public_jwk = Some(jwk);

@@ -34,7 +34,7 @@ const ASSERTION_LIFETIME_SECS: i64 = 60;
 /// [`public_jwk`](Self::public_jwk) with the authorization server.
 ///
 /// ```
-/// use tower_introspection::{Algorithm, ClientKey};
+/// use tower_introspection::{jwt::Algorithm, introspection::ClientKey};
 ///
 /// let jwk = r#"{"kty":"OKP","crv":"Ed25519","kid":"rs-1",
 ///   "d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A",

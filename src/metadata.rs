@@ -49,7 +49,7 @@ pub const DEFAULT_METADATA_MAX_AGE: Duration = Duration::from_secs(3600);
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use axum::Router;
 /// use tower::ServiceExt;
-/// use tower_introspection::ProtectedResourceMetadata;
+/// use tower_introspection::metadata::ProtectedResourceMetadata;
 ///
 /// let metadata = ProtectedResourceMetadata::builder("https://api.example/mcp")
 ///     .authorization_server("https://as.example")

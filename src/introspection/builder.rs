@@ -205,7 +205,7 @@ impl IntrospectorBuilder {
     /// leaves the process; the key never reaches `Debug` output or logs.
     ///
     /// ```
-    /// use tower_introspection::{AssertionAudience, ClientKey, Introspector};
+    /// use tower_introspection::{introspection::{AssertionAudience, ClientKey}, Introspector};
     ///
     /// let key = ClientKey::from_jwk(r#"{"kty":"OKP","crv":"Ed25519",
     ///   "d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A",
@@ -251,7 +251,7 @@ impl IntrospectorBuilder {
     /// Ask for signed introspection answers (RFC 9701): each call sends
     /// `Accept: application/token-introspection+jwt`, and the answer must be
     /// a JWT signed with a key from `jwks_uri` (fetched and refreshed as for
-    /// [`JwtVerifier`](crate::JwtVerifier)), with `typ`
+    /// [`JwtVerifier`](crate::jwt::JwtVerifier)), with `typ`
     /// `token-introspection+jwt`, `iss` equal to `issuer`, `aud` naming this
     /// resource server's client id, and an `iat` at most a minute old (plus
     /// the [`leeway`](Self::leeway)). Its `token_introspection` member is
@@ -339,7 +339,7 @@ impl IntrospectorBuilder {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use tower_introspection::{Introspector, SharedCache};
+    /// use tower_introspection::{Introspector, fleet::SharedCache};
     ///
     /// let shared = SharedCache::builder("redis://127.0.0.1:6379/", "a fleet secret of at least 32 bytes!")
     ///     .build()?;

@@ -35,10 +35,12 @@ use tracing::Instrument as _;
 #[cfg(feature = "jwt")]
 pub use self::assertion::{AssertionAudience, ClientKey};
 pub use self::builder::{IntrospectorBuilder, DEFAULT_MAX_CONCURRENT_INTROSPECTIONS};
+pub use crate::claims::AnswerError;
+pub use crate::discovery::{AuthorizationServerMetadata, Discovery, DiscoveryKind};
+pub use crate::fetch::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
 
 use self::auth::ClientAuth;
 use crate::claims::Answer;
-use crate::discovery::{AuthorizationServerMetadata, Discovery};
 use crate::engine::{Engine, LoadError, LoadToken};
 use crate::error::{AuthError, ConfigError};
 use crate::fetch::{AsFault, HttpSettings};
@@ -126,7 +128,7 @@ impl Introspector {
     /// the local checks (expiry, `nbf`, issuer, audience, token type).
     ///
     /// Scopes are not checked here; see [`Scoped`](crate::Scoped) and
-    /// [`RequireScope`](crate::RequireScope).
+    /// [`RequireScope`](crate::scope::RequireScope).
     ///
     /// A sender-constrained token (any `cnf`: DPoP's `jkt`, RFC 8705's
     /// `x5t#S256`, …) is refused here with 401 `invalid_token`, as by the
