@@ -136,6 +136,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod binding;
+mod buffered;
 pub mod cache;
 mod cache_key;
 mod challenge;

@@ -233,7 +233,7 @@ impl JwtVerifierBuilder {
         let issuer: Option<Box<str>> = checks.issuers.first().cloned();
         if checks.issuers.is_empty() && self.jwks_url.is_some() {
             tracing::warn!(
-                "a JWK Set without an expected issuer: tokens are not checked for `iss`, so a key set shared by several tenants or issuers accepts them all; set `issuer`"
+                "a JWK Set without an expected issuer: tokens are not checked for `iss`, so a key set shared by several tenants or issuers accepts them all; set `expected_issuer`"
             );
         }
         if checks.audiences.is_empty() && checks.resources.is_empty() {
