@@ -135,20 +135,6 @@ pub trait ExtractToken: Clone + Send + Sync + 'static {
     /// Extracts the token, if any.
     fn extract<B>(&self, request: &Request<B>) -> Result<Option<BearerToken>, TokenError>;
 
-    /// The middleware's cache probe: the token [`extract`](Self::extract)
-    /// would return, without the checks that depend on the token's bytes
-    /// alone (its grammar), or `None` to use `extract`. Anything else
-    /// `extract` refuses (no token, several, another scheme, too long) must
-    /// give `None`. The middleware uses it only to look the token up among
-    /// cached answers, which hold only tokens that passed those checks (see
-    /// `TokenCache::admit`); on a miss it calls `extract`. Not meant for
-    /// other implementations: the default declines.
-    #[doc(hidden)]
-    fn extract_for_cache_probe<B>(&self, request: &Request<B>) -> Option<BearerToken> {
-        let _ = request;
-        None
-    }
-
     /// The longest token accepted, in bytes. The layer applies it to a
     /// token sent with the `DPoP` scheme too, which it reads itself. The
     /// default is [`DEFAULT_MAX_TOKEN_LENGTH`].
@@ -430,6 +416,43 @@ impl BearerExtractor {
     }
 }
 
+impl BearerExtractor {
+    /// The middleware's cache probe: the token [`extract`](ExtractToken::extract)
+    /// would return, without the checks that depend on the token's bytes
+    /// alone (its grammar), or `None` to use `extract`. Anything else
+    /// `extract` refuses (no token, several, another scheme, too long)
+    /// gives `None`. The middleware uses it only to look the token up among
+    /// cached answers, which hold only tokens that passed those checks (see
+    /// `TokenCache::admit`); on a miss it calls `extract`. Only the default
+    /// configuration (the `Authorization` header alone, no form-body token)
+    /// is probed: exactly one header, the `Bearer` scheme, not too long.
+    #[inline]
+    pub(crate) fn cache_probe<B>(&self, request: &Request<B>) -> Option<BearerToken> {
+        if !self.authorization_header || self.query || self.custom_header.is_some() || self.cookie.is_some() {
+            return None;
+        }
+        if request.extensions().get::<FormToken>().is_some() {
+            return None;
+        }
+        let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
+        let value = values.next()?;
+        if values.next().is_some() {
+            return None;
+        }
+        let token = bearer_scheme(value.as_bytes()).ok().flatten()?;
+        if token.is_empty() || token.len() > self.max_length {
+            return None;
+        }
+        Some(BearerToken {
+            repr: Repr::Header {
+                value: value.clone(),
+                start: value.len() - token.len(),
+            },
+            source: TokenSource::AuthorizationHeader,
+        })
+    }
+}
+
 impl ExtractToken for BearerExtractor {
     fn extract<B>(&self, request: &Request<B>) -> Result<Option<BearerToken>, TokenError> {
         let mut found: Option<BearerToken> = None;
@@ -460,34 +483,6 @@ impl ExtractToken for BearerExtractor {
             take(Some(self.checked(token, TokenSource::FormBody)?))?;
         }
         Ok(found)
-    }
-
-    /// The default configuration only (the `Authorization` header alone, no
-    /// form-body token): exactly one header, the `Bearer` scheme, not too
-    /// long.
-    fn extract_for_cache_probe<B>(&self, request: &Request<B>) -> Option<BearerToken> {
-        if !self.authorization_header || self.query || self.custom_header.is_some() || self.cookie.is_some() {
-            return None;
-        }
-        if request.extensions().get::<FormToken>().is_some() {
-            return None;
-        }
-        let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
-        let value = values.next()?;
-        if values.next().is_some() {
-            return None;
-        }
-        let token = bearer_scheme(value.as_bytes()).ok().flatten()?;
-        if token.is_empty() || token.len() > self.max_length {
-            return None;
-        }
-        Some(BearerToken {
-            repr: Repr::Header {
-                value: value.clone(),
-                start: value.len() - token.len(),
-            },
-            source: TokenSource::AuthorizationHeader,
-        })
     }
 
     fn max_length(&self) -> usize {
@@ -610,9 +605,7 @@ mod tests {
     #[test]
     fn the_cache_probe_declines_what_extract_would_refuse() {
         let probe = |extractor: &BearerExtractor, req: &Request<()>| {
-            extractor
-                .extract_for_cache_probe(req)
-                .map(|t| t.secret().to_owned())
+            extractor.cache_probe(req).map(|t| t.secret().to_owned())
         };
         let default = BearerExtractor::new();
         let one = request(&[("authorization", "Bearer  abc")], "/");

@@ -466,7 +466,7 @@ impl TokenCache {
     ///
     /// Only tokens in the `b64token` grammar enter the index: the middleware
     /// probes it with tokens whose grammar it has not checked (see
-    /// `ExtractToken::extract_for_cache_probe`), and a hit must mean the
+    /// `BearerExtractor::cache_probe`), and a hit must mean the
     /// same bytes passed that check. A token outside the grammar reaches a
     /// verifier only through its public `validate`, never through the layer.
     pub(crate) async fn admit(&self, key: Key, token: &str, claims: &Entry, ticket: &LoadTicket<'_>) {

@@ -70,7 +70,7 @@ where
         // The hit path: a fresh cached answer, checked and handed on with no
         // boxed future, no clone of the inner service, no `await`, and no
         // grammar scan (a cached token passed it when it was loaded).
-        if let Some(token) = layer.extractor.extract_for_cache_probe(&request) {
+        if let Some(token) = cache_probe(&layer.extractor, &request) {
             if let Some(outcome) = layer.verifier.cached(token.secret()) {
                 layer.extractor.mark_sensitive(request.headers_mut());
                 // A sender-constrained token needs its proof (RFC 9449
@@ -170,6 +170,16 @@ where
             private,
         )
     }
+}
+
+/// The token to look up among cached answers before the full extraction:
+/// only with [`BearerExtractor`], whose probe skips the grammar scan (a
+/// cached token passed it). The type test is resolved at compile time: a
+/// layer with another extractor has no probe at all.
+#[inline]
+fn cache_probe<E: ExtractToken, B>(extractor: &E, request: &Request<B>) -> Option<crate::token::BearerToken> {
+    let extractor: &dyn std::any::Any = extractor;
+    extractor.downcast_ref::<BearerExtractor>()?.cache_probe(request)
 }
 
 impl<S, E, R> Introspection<S, E, R> {
