@@ -91,3 +91,54 @@ where
         inner.call(Request::from_parts(parts, B::from(bytes))).await
     })
 }
+
+/// The `Debug` and `Service` impls of a buffered-body service `$name<S, R>`
+/// with fields `inner` and `layer`, whose layer holds `$guard` and `body`.
+macro_rules! impl_buffered_service {
+    ($name:ident, $guard:ident) => {
+        impl<S: std::fmt::Debug, R> std::fmt::Debug for $name<S, R> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("inner", &self.inner)
+                    .field("layer", &self.layer)
+                    .finish()
+            }
+        }
+
+        impl<S, R, B, ResBody> tower_service::Service<http::Request<B>> for $name<S, R>
+        where
+            S: tower_service::Service<http::Request<B>, Response = http::Response<ResBody>>
+                + Clone
+                + Send
+                + 'static,
+            S::Future: Send,
+            R: crate::rejection::RejectionBody<ResBody>,
+            B: http_body::Body + From<bytes::Bytes> + Send + 'static,
+            B::Data: Send,
+            B::Error: std::error::Error + Send + Sync + 'static,
+            ResBody: Send + 'static,
+        {
+            type Response = http::Response<ResBody>;
+            type Error = S::Error;
+            type Future = crate::buffered::BoxFuture<Result<http::Response<ResBody>, S::Error>>;
+
+            fn poll_ready(
+                &mut self,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Result<(), Self::Error>> {
+                self.inner.poll_ready(cx)
+            }
+
+            fn call(&mut self, request: http::Request<B>) -> Self::Future {
+                crate::buffered::call(
+                    &mut self.inner,
+                    &self.layer.$guard,
+                    &self.layer.body,
+                    request,
+                )
+            }
+        }
+    };
+}
+
+pub(crate) use impl_buffered_service;

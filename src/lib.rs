@@ -164,6 +164,7 @@ pub mod jsonrpc;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub mod jwt;
+mod macros;
 pub mod metadata;
 pub mod middleware;
 mod principal;

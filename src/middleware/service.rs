@@ -27,20 +27,7 @@ impl<S, E, R> Introspection<S, E, R> {
         Self { inner, layer }
     }
 
-    /// Gets a reference to the wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// Gets a mutable reference to the wrapped service.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes `self`, returning the wrapped service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::define_inner_service_accessors!();
 }
 
 impl<S, E, R, ReqBody, ResBody> Service<Request<ReqBody>> for Introspection<S, E, R>
