@@ -1,5 +1,5 @@
 //! Sender constraints (RFC 7800 `cnf`): what a token is bound to
-//! ([`Binding`]), what a request proved ([`Proof`]), and the one check
+//! ([`Binding`](crate::principal::Binding)), what a request proved ([`Proof`]), and the one check
 //! between them ([`check`]) that every path runs: the layer's hit and miss
 //! paths, the `DPoP` scheme, and `validate` outside a layer.
 //!
@@ -13,51 +13,10 @@
 //! A new method (certificate thumbprints) adds a bit here, a member to
 //! [`Proof`], and its arm in [`check`].
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::AuthError;
 use crate::principal::Principal;
-
-/// The confirmation methods (RFC 7800 §3.1 `cnf`) an answer binds its token
-/// with, as bits: `jkt` (DPoP, RFC 9449 §6), which the layer can check, and
-/// anything else (RFC 8705's `x5t#S256`, RFC 7800's `jwk`, `kid`, …), which
-/// it cannot. A token with any binding is not a bearer token (RFC 8705 §3,
-/// RFC 9449 §7.1).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Binding(u8);
-
-impl Binding {
-    const DPOP: u8 = 1;
-    const OTHER: u8 = 2;
-
-    /// The binding the remaining members of an answer name. A `cnf` that is
-    /// not an object, is empty, or whose `jkt` is not a string still binds
-    /// the token: it claims a binding nothing can prove, so it fails closed.
-    pub(crate) fn of(extra: &Map<String, Value>) -> Self {
-        let Some(cnf) = extra.get("cnf") else {
-            return Self(0);
-        };
-        let Some(methods) = cnf.as_object().filter(|methods| !methods.is_empty()) else {
-            return Self(Self::OTHER);
-        };
-        Self(methods.keys().fold(0, |bits, method| {
-            bits | if method == "jkt" { Self::DPOP } else { Self::OTHER }
-        }))
-    }
-
-    pub(crate) fn is_bound(self) -> bool {
-        self.0 != 0
-    }
-
-    pub(crate) fn names_dpop(self) -> bool {
-        self.0 & Self::DPOP != 0
-    }
-
-    /// Whether it names a method the layer cannot check.
-    pub(crate) fn names_other(self) -> bool {
-        self.0 & Self::OTHER != 0
-    }
-}
 
 /// What a request proved possession of.
 #[derive(Debug, Clone, Copy, Default)]

@@ -10,8 +10,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::binding::Binding;
-use crate::principal::{Claims, OtherKind, Principal, Scopes, Timestamp};
+use crate::principal::{Binding, Claims, OtherKind, Principal, Scopes, Timestamp};
 
 /// A parsed answer.
 #[derive(Debug, Clone)]

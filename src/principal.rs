@@ -8,8 +8,6 @@ use http::HeaderValue;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::binding::Binding;
-
 /// The identity and grants of a validated token, as the authorization server
 /// described them in its introspection answer (RFC 7662 §2.2).
 ///
@@ -71,6 +69,47 @@ pub(crate) struct Claims {
     /// the padding, so the middleware's hit path tests one byte rather than
     /// looking `cnf` up.
     pub(crate) binding: Binding,
+}
+
+/// The confirmation methods (RFC 7800 §3.1 `cnf`) an answer binds its token
+/// with, as bits: `jkt` (DPoP, RFC 9449 §6), which the layer can check, and
+/// anything else (RFC 8705's `x5t#S256`, RFC 7800's `jwk`, `kid`, …), which
+/// it cannot. A token with any binding is not a bearer token (RFC 8705 §3,
+/// RFC 9449 §7.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Binding(u8);
+
+impl Binding {
+    const DPOP: u8 = 1;
+    const OTHER: u8 = 2;
+
+    /// The binding the remaining members of an answer name. A `cnf` that is
+    /// not an object, is empty, or whose `jkt` is not a string still binds
+    /// the token: it claims a binding nothing can prove, so it fails closed.
+    pub(crate) fn of(extra: &Map<String, Value>) -> Self {
+        let Some(cnf) = extra.get("cnf") else {
+            return Self(0);
+        };
+        let Some(methods) = cnf.as_object().filter(|methods| !methods.is_empty()) else {
+            return Self(Self::OTHER);
+        };
+        Self(methods.keys().fold(0, |bits, method| {
+            bits | if method == "jkt" { Self::DPOP } else { Self::OTHER }
+        }))
+    }
+
+    pub(crate) fn is_bound(self) -> bool {
+        self.0 != 0
+    }
+
+    pub(crate) fn names_dpop(self) -> bool {
+        self.0 & Self::DPOP != 0
+    }
+
+    /// Whether it names a method the layer cannot check.
+    pub(crate) fn names_other(self) -> bool {
+        self.0 & Self::OTHER != 0
+    }
 }
 
 /// A token that is not an access token, as some authorization servers mark

@@ -3,9 +3,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::binding::Binding;
 use crate::claims::{audiences, extra, scopes, string, string_or_number};
-use crate::principal::{Claims, OtherKind, Scopes, Timestamp};
+use crate::principal::{Binding, Claims, OtherKind, Scopes, Timestamp};
 use crate::validate::NO_AUDIENCE;
 
 /// The shape of the JWT access tokens a [`JwtVerifier`](super::JwtVerifier)
