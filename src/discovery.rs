@@ -53,11 +53,11 @@ pub struct AuthorizationServerMetadata {
     pub jwks_uri: Option<String>,
 }
 
-/// Fetches an authorization server's metadata; see [`Introspector::discover`].
+/// Fetches an authorization server's metadata; see [`Introspector::discover`](crate::Introspector::discover).
 ///
 /// The verified issuer is not turned into an `expected_issuer` check on
 /// tokens: some servers (Django OAuth Toolkit) send no `iss` in their
-/// answers. Add [`expected_issuer`](IntrospectorBuilder::expected_issuer)
+/// answers. Add [`expected_issuer`](crate::introspection::IntrospectorBuilder::expected_issuer)
 /// yourself where the server sends it.
 #[derive(Clone)]
 #[must_use]

@@ -8,14 +8,14 @@
 //! - [`Introspector`] is the cached introspection client, shared by all
 //!   layers of a process; it also offers [`invalidate`](Introspector::invalidate)
 //!   and [`stats`](Introspector::stats).
-//! - [`ProtectedResourceMetadata`] publishes RFC 9728 metadata at its
+//! - [`ProtectedResourceMetadata`](metadata::ProtectedResourceMetadata) publishes RFC 9728 metadata at its
 //!   well-known URL, which [`IntrospectionLayer::resource_metadata`] puts in
 //!   every challenge; `expected_resource` on the verifier builders requires
-//!   tokens issued for this resource (RFC 8707); [`JsonRpcScopes`] requires
+//!   tokens issued for this resource (RFC 8707); [`JsonRpcScopes`](jsonrpc::JsonRpcScopes) requires
 //!   scopes per JSON-RPC operation (MCP tools). The README's "MCP servers"
 //!   section shows an `rmcp` server protected this way.
 //! - With the `axum` feature, [`Principal`], `Option<Principal>` and
-//!   [`Scoped<R>`] are extractors; [`RequireScope`] guards groups of routes.
+//!   [`Scoped<R>`] are extractors; [`RequireScope`](scope::RequireScope) guards groups of routes.
 //! - With the `test-util` feature, [`test_util::TestAuthServer`] is an
 //!   in-process authorization server for tests.
 //! - With the `metrics` feature, cache and introspection counters and a
@@ -79,8 +79,8 @@
 //! [`Scoped<R>`] in the handler: the signature says which scopes the handler
 //! needs, and a token lacking them never reaches it (403
 //! `insufficient_scope`, with the *required* scopes in the challenge). For a
-//! group of routes, use the [`RequireScope`] route layer. Matching is exact
-//! by default; [`Hierarchical`] and [`Wildcard`] are opt-in.
+//! group of routes, use the [`RequireScope`](scope::RequireScope) route layer. Matching is exact
+//! by default; [`Hierarchical`](scope::Hierarchical) and [`Wildcard`](scope::Wildcard) are opt-in.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]

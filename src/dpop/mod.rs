@@ -183,7 +183,7 @@ impl DpopConfig {
     /// its own could flush the cache with fresh proofs and then replay one
     /// it captured from another client. So a full cache **refuses** new
     /// proofs instead, answered 503 with `Retry-After`
-    /// ([`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable)), until
+    /// ([`ErrorKind::Unavailable`]), until
     /// older proofs expire; counted in [`DpopStats::refused_full`] and
     /// logged (at most every 10 s). To keep one token from filling it for
     /// everyone, the proofs of each access token hold at most a share of it

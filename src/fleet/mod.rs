@@ -6,16 +6,16 @@
 //!   for the token (`SET NX PX`). Whoever holds the lock introspects and
 //!   writes the sealed answer; the others wait for its fill notice (or poll)
 //!   up to `lock_wait`, then call the authorization server themselves.
-//! - What is stored: see [`keys`] (names) and [`seal`] (values).
+//! - What is stored: see `keys` (names) and `seal` (values).
 //! - Invalidation: the entry is deleted, tombstones holding the
 //!   invalidation time keep answers given before it from being written back
 //!   or read, a notice on the tier's channel makes every replica drop its
 //!   in-process entry — or, in a rotation, whatever it must to fail closed
-//!   (see [`events`]) — and the invalidating replica
+//!   (see `events`) — and the invalidating replica
 //!   remembers it whatever Redis does, replaying it if Redis missed it
-//!   (see [`revoked`]).
+//!   (see `revoked`).
 //! - Redis is never a single point of failure: every command is bounded by
-//!   `command_timeout`, failures feed a circuit breaker ([`breaker`]), and
+//!   `command_timeout`, failures feed a circuit breaker (`breaker`), and
 //!   any failure means "not in the shared tier".
 
 mod breaker;

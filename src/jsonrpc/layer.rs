@@ -46,7 +46,7 @@ use crate::scope::{Exact, ScopeMatcher};
 ///   empty batch is handed on (the server answers it).
 /// - **Other methods** (`GET` for a server-sent event stream, `DELETE` to end
 ///   a session) carry no JSON-RPC message: they need the default scopes.
-/// - No [`Principal`] (no introspection layer in front, or an anonymous
+/// - No [`Principal`](crate::Principal) (no introspection layer in front, or an anonymous
 ///   request): 500 or 401, as [`RequireScope`](crate::scope::RequireScope) answers.
 /// - **A rule with a scope no token can hold** (empty, or not printable
 ///   ASCII without spaces, `"` and `\\`, RFC 6749 §3.3): the `try_` methods
@@ -241,7 +241,7 @@ impl<R> JsonRpcScopes<R> {
     }
 
     /// Replaces the body of this layer's 400 and 403 responses; see
-    /// [`RejectionBody`].
+    /// [`RejectionBody`](crate::middleware::RejectionBody).
     pub fn rejection_body<R2>(self, body: R2) -> JsonRpcScopes<R2> {
         JsonRpcScopes {
             rules: self.rules,

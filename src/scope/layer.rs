@@ -137,7 +137,7 @@ impl<R> RequireScope<R> {
         self
     }
 
-    /// Replaces the body of 403 responses; see [`RejectionBody`].
+    /// Replaces the body of 403 responses; see [`RejectionBody`](crate::middleware::RejectionBody).
     pub fn rejection_body<R2>(self, body: R2) -> RequireScope<R2> {
         RequireScope {
             requirement: self.requirement,
