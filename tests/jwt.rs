@@ -362,7 +362,52 @@ async fn a_key_rotation_is_picked_up_with_one_fetch() {
     assert!(after.len() > 10 && !new_kid.is_empty());
     assert_eq!(s.status("/ping", &after).await, 200);
     assert_eq!(s.auth.jwks_calls(), 2, "one more fetch");
+    assert_eq!(s.verifier.stats().jwks_fetches, 2, "and counted");
     assert_eq!(s.status("/ping", &before).await, 200, "still cached");
+}
+
+/// A token whose `kid` the held keys name but whose signature they refuse
+/// is a forgery: refused at once, with no fetch, even once the refresh
+/// interval would allow one (the keys are within their maximum age).
+#[tokio::test]
+async fn a_forgery_naming_a_held_kid_makes_no_fetch() {
+    let s = Jwt::with(|b| b.jwks_refresh_interval(Duration::from_secs(1))).await;
+    assert_eq!(s.status("/ping", &s.token(good())).await, 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    s.refused(
+        &s.token(good().sub("mallory").tamper()),
+        "the token's signature is invalid",
+    )
+    .await;
+    assert_eq!(s.auth.jwks_calls(), 1, "no fetch for a forgery");
+    assert_eq!(s.verifier.stats().jwks_fetches, 1);
+}
+
+/// While the JWK Set cannot be fetched again, the keys fetched last keep
+/// verifying tokens up to twice their maximum age, and no longer: then a
+/// token is 503 (the keys are unavailable), not accepted on keys nobody
+/// vouches for any more.
+#[tokio::test]
+async fn the_last_keys_serve_an_outage_up_to_twice_their_max_age() {
+    let s = Jwt::with(|b| {
+        b.jwks_refresh_interval(Duration::from_secs(1))
+            .jwks_max_age(Duration::from_secs(2))
+    })
+    .await;
+    assert_eq!(s.status("/ping", &s.token(good())).await, 200);
+    s.auth.set_jwks_fault(Some(Fault::Status(502)));
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    assert_eq!(
+        s.status("/ping", &s.token(good().sub("within"))).await,
+        200,
+        "older than max_age, younger than twice that: still used"
+    );
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(
+        s.status("/ping", &s.token(good().sub("beyond"))).await,
+        503,
+        "older than twice max_age: no longer used"
+    );
 }
 
 /// The refresh interval of the rotation tests: long enough that the few

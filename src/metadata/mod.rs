@@ -318,6 +318,42 @@ mod tests {
             body(root),
             &br#"{"resource":"https://api.example","bearer_methods_supported":["header"]}"#[..]
         );
+        // Served at the root, it still answers no other path.
+        let other: Response<Full<Bytes>> = at_root.service().answer(&Method::GET, "/other");
+        assert_eq!(other.status(), 404);
+    }
+
+    /// A day is the longest `cache_max_age`, and it is accepted.
+    #[test]
+    fn cache_max_age_is_at_most_a_day() {
+        let day = Duration::from_secs(24 * 3600);
+        let with = |max_age| {
+            ProtectedResourceMetadata::builder("https://api.example")
+                .cache_max_age(max_age)
+                .build()
+        };
+        assert!(with(day).is_ok());
+        assert!(matches!(
+            with(day + Duration::from_secs(1)),
+            Err(ConfigError::OutOfRange {
+                setting: "cache_max_age",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn debug_names_the_resource() {
+        let builder = ProtectedResourceMetadata::builder("https://api.example/mcp");
+        assert!(
+            format!("{builder:?}").contains(r#"resource: "https://api.example/mcp""#),
+            "{builder:?}"
+        );
+        let metadata = builder.build().unwrap();
+        let debug = format!("{metadata:?}");
+        assert!(debug.starts_with("ProtectedResourceMetadata {"), "{debug}");
+        assert!(debug.contains("https://api.example/mcp"), "{debug}");
+        assert!(debug.contains(metadata.url()), "{debug}");
     }
 
     /// The root form describes the origin: a document for a resource with a
