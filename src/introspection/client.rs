@@ -4,32 +4,26 @@
 use http::{header, HeaderValue, StatusCode};
 
 use super::auth::ClientAuth;
-use super::signed::{SignedAnswers, SIGNED_ANSWER_TYPE};
+use super::signed::SIGNED_ANSWER_TYPE;
+use super::IntrospectionSource;
 use crate::claims::{parse_answer, Answer};
-use crate::fetch::{read_capped, AsFault, HttpSettings};
+use crate::fetch::{read_capped, AsFault};
 
 /// One introspection call with the given client authentication. `bearer` is
 /// the credential obtained beforehand in the client-credentials mode.
-pub(crate) async fn introspect(
-    http: &HttpSettings,
-    endpoint: &url::Url,
-    auth: &ClientAuth,
+pub(super) async fn introspect(
+    source: &IntrospectionSource,
     bearer: Option<HeaderValue>,
-    token_type_hint: bool,
     token: &str,
-    signed: Option<&SignedAnswers>,
 ) -> Result<Answer, AsFault> {
-    let signed_asked = signed.is_some();
-    let response = send(
+    let IntrospectionSource {
         http,
         endpoint,
         auth,
-        bearer.clone(),
-        token_type_hint,
-        token,
-        signed_asked,
-    )
-    .await?;
+        signed,
+        ..
+    } = source;
+    let response = send(source, bearer.clone(), token).await?;
     let response = match (response.status(), auth, bearer) {
         // Our token may have been revoked or expired early: fetch a new one,
         // once (and not again within a few seconds if it keeps happening).
@@ -39,16 +33,7 @@ pub(crate) async fn introspect(
             Some(used),
         ) if fetcher.invalidate(&used) => {
             let fresh = fetcher.header(http).await?;
-            send(
-                http,
-                endpoint,
-                auth,
-                Some(fresh),
-                token_type_hint,
-                token,
-                signed_asked,
-            )
-            .await?
+            send(source, Some(fresh), token).await?
         }
         _ => response,
     };
@@ -103,15 +88,18 @@ fn is_unsupported_token_type(body: &[u8]) -> bool {
 }
 
 async fn send(
-    http: &HttpSettings,
-    endpoint: &url::Url,
-    auth: &ClientAuth,
+    source: &IntrospectionSource,
     bearer: Option<HeaderValue>,
-    token_type_hint: bool,
     token: &str,
-    signed: bool,
 ) -> Result<reqwest::Response, AsFault> {
-    let mut request = if signed {
+    let IntrospectionSource {
+        http,
+        endpoint,
+        auth,
+        token_type_hint,
+        ..
+    } = source;
+    let mut request = if source.signed.is_some() {
         http.post_accepting(endpoint.clone(), SIGNED_ANSWER_TYPE)
     } else {
         http.post(endpoint.clone())
@@ -120,7 +108,7 @@ async fn send(
     let body = {
         let mut form = form_urlencoded::Serializer::new(String::with_capacity(token.len() + 64));
         form.append_pair("token", token);
-        if token_type_hint {
+        if *token_type_hint {
             form.append_pair("token_type_hint", "access_token");
         }
         match auth {

@@ -267,15 +267,7 @@ impl IntrospectionSource {
             Some(limiter) => Some(limiter.acquire().await.ok_or(Call::Throttled)?),
             None => None,
         };
-        let call = self::client::introspect(
-            &self.http,
-            &self.endpoint,
-            &self.auth,
-            bearer,
-            self.token_type_hint,
-            token,
-            self.signed.as_ref(),
-        );
+        let call = self::client::introspect(self, bearer, token);
         // Each request has this timeout already; this also bounds a
         // retry with a fresh credential after a 401.
         match tokio::time::timeout(self.http.timeout, call).await {
