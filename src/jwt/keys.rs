@@ -528,6 +528,7 @@ mod tests {
     fn algorithms_round_trip_and_refuse_none_and_hmac() {
         for alg in Algorithm::ALL {
             assert_eq!(alg.as_str().parse::<Algorithm>(), Ok(alg));
+            assert_eq!(alg.to_string(), alg.as_str(), "Display is the `alg` value");
         }
         for refused in ["none", "None", "HS256", "HS384", "HS512", "rs256", "ES512", ""] {
             assert!(refused.parse::<Algorithm>().is_err(), "{refused}");
@@ -542,6 +543,11 @@ mod tests {
         ))
         .unwrap();
         let key = PublicKey::from_jwk(&rsa).unwrap().unwrap();
+        // Debug names the key, never its material.
+        assert_eq!(
+            format!("{key:?}"),
+            r#"PublicKey { kid: Some("r"), alg: Some(Ps256), kind: "RSA-2048" }"#
+        );
         assert!(key.fits(Algorithm::Ps256));
         assert!(!key.fits(Algorithm::Rs256), "declared for PS256 only");
         assert!(!key.fits(Algorithm::Es256));
