@@ -578,6 +578,96 @@ mod tests {
         assert!(PublicKey::from_jwk(&short).is_err());
     }
 
+    /// A DER element: `tag`, the length (short or long form), `content`.
+    fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        match content.len() {
+            len @ 0..=127 => out.push(len as u8),
+            len @ 128..=255 => out.extend([0x81, len as u8]),
+            len => out.extend([0x82, (len >> 8) as u8, len as u8]),
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    /// A PKCS #1 RSA public key: `SEQUENCE { n, e }`, plus `inside` after
+    /// `e`.
+    fn pkcs1(n: &[u8], e: &[u8], inside: &[u8]) -> Vec<u8> {
+        let mut fields = der(INTEGER, n);
+        fields.extend(der(INTEGER, e));
+        fields.extend_from_slice(inside);
+        der(SEQUENCE, &fields)
+    }
+
+    /// A 2048-bit modulus, as DER writes it (a leading zero: positive).
+    fn modulus() -> Vec<u8> {
+        let mut n = vec![0x00];
+        n.extend([0xC5; 256]);
+        n
+    }
+
+    #[test]
+    fn pkcs1_keys_are_read_from_pem_and_der_and_malformed_ones_refused() {
+        let good = pkcs1(&modulus(), &[0x01, 0x00, 0x01], &[]);
+        let key = PublicKey::from_der(&good).unwrap();
+        assert_eq!(format!("{key:?}"), r#"PublicKey { kid: None, alg: None, kind: "RSA-2048" }"#);
+        let pem = format!(
+            "-----BEGIN RSA PUBLIC KEY-----\n{}\n-----END RSA PUBLIC KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(&good)
+        );
+        assert!(PublicKey::from_pem(&pem).is_ok(), "the PKCS #1 PEM label");
+        // Each defect alone is refused.
+        let zero_n = pkcs1(&[0x00], &[0x01, 0x00, 0x01], &[]);
+        let zero_e = pkcs1(&modulus(), &[0x00], &[]);
+        let extra_field = pkcs1(&modulus(), &[0x01, 0x00, 0x01], &der(INTEGER, &[1]));
+        let mut trailing = good.clone();
+        trailing.push(0);
+        for (what, der) in [
+            ("an empty modulus", zero_n),
+            ("an empty exponent", zero_e),
+            ("a third field", extra_field),
+            ("bytes after the key", trailing),
+        ] {
+            assert!(PublicKey::from_pkcs1_der(&der).is_err(), "{what}");
+        }
+    }
+
+    #[test]
+    fn spki_with_anything_more_is_refused() {
+        const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+        let spki = |after_bits: &[u8]| {
+            let mut algorithm = der(OID, RSA);
+            algorithm.extend(der(0x05, &[]));
+            let mut bits = vec![0];
+            bits.extend(pkcs1(&modulus(), &[0x01, 0x00, 0x01], &[]));
+            let mut fields = der(SEQUENCE, &algorithm);
+            fields.extend(der(BIT_STRING, &bits));
+            fields.extend_from_slice(after_bits);
+            der(SEQUENCE, &fields)
+        };
+        assert!(PublicKey::from_spki_der(&spki(&[])).is_ok());
+        assert!(PublicKey::from_spki_der(&spki(&der(INTEGER, &[1]))).is_err(), "a field after the key");
+        let mut trailing = spki(&[]);
+        trailing.push(0);
+        assert!(PublicKey::from_spki_der(&trailing).is_err(), "bytes after the SPKI");
+    }
+
+    #[test]
+    fn ec_jwks_need_both_coordinates_of_the_curves_length() {
+        let b64 = |len: usize| URL_SAFE_NO_PAD.encode(vec![7u8; len]);
+        let jwk = |x: usize, y: usize| -> Jwk {
+            serde_json::from_str(&format!(
+                r#"{{"kty":"EC","crv":"P-256","x":"{}","y":"{}"}}"#,
+                b64(x),
+                b64(y)
+            ))
+            .unwrap()
+        };
+        assert!(PublicKey::from_jwk(&jwk(32, 32)).unwrap().is_some());
+        assert!(PublicKey::from_jwk(&jwk(31, 32)).is_err(), "x short");
+        assert!(PublicKey::from_jwk(&jwk(32, 33)).is_err(), "y long");
+    }
+
     #[test]
     fn der_reader_refuses_truncation() {
         assert!(PublicKey::from_der(&[]).is_err());
