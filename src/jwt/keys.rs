@@ -652,6 +652,35 @@ mod tests {
         assert!(PublicKey::from_spki_der(&trailing).is_err(), "bytes after the SPKI");
     }
 
+    /// An SPKI for the algorithm identifier `oids` and the key bytes `key`.
+    fn spki_of(oids: &[&[u8]], key: &[u8]) -> Vec<u8> {
+        let algorithm: Vec<u8> = oids.iter().flat_map(|oid| der(OID, oid)).collect();
+        let mut bits = vec![0];
+        bits.extend_from_slice(key);
+        let mut fields = der(SEQUENCE, &algorithm);
+        fields.extend(der(BIT_STRING, &bits));
+        der(SEQUENCE, &fields)
+    }
+
+    #[test]
+    fn ec_and_ed25519_spki_keys_are_read_by_curve_and_length() {
+        const EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+        const P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+        const P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+        const ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+        let point = |len: usize| {
+            let mut point = vec![4];
+            point.resize(len, 9);
+            point
+        };
+        let kind = |der: &[u8]| PublicKey::from_spki_der(der).map(|key| format!("{key:?}"));
+        assert!(kind(&spki_of(&[EC, P256], &point(65))).unwrap().contains(r#"kind: "EC P256""#));
+        assert!(kind(&spki_of(&[EC, P384], &point(97))).unwrap().contains(r#"kind: "EC P384""#));
+        assert!(kind(&spki_of(&[EC, P256], &point(97))).is_err(), "a P-384 point for P-256");
+        assert!(kind(&spki_of(&[ED25519], &[5; 32])).unwrap().contains(r#"kind: "Ed25519""#));
+        assert!(kind(&spki_of(&[ED25519], &[5; 31])).is_err(), "not 32 bytes");
+    }
+
     #[test]
     fn ec_jwks_need_both_coordinates_of_the_curves_length() {
         let b64 = |len: usize| URL_SAFE_NO_PAD.encode(vec![7u8; len]);
