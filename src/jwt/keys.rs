@@ -677,6 +677,9 @@ mod tests {
         assert!(kind(&spki_of(&[EC, P256], &point(65))).unwrap().contains(r#"kind: "EC P256""#));
         assert!(kind(&spki_of(&[EC, P384], &point(97))).unwrap().contains(r#"kind: "EC P384""#));
         assert!(kind(&spki_of(&[EC, P256], &point(97))).is_err(), "a P-384 point for P-256");
+        let mut compressed = point(65);
+        compressed[0] = 3;
+        assert!(kind(&spki_of(&[EC, P256], &compressed)).is_err(), "not uncompressed");
         assert!(kind(&spki_of(&[ED25519], &[5; 32])).unwrap().contains(r#"kind: "Ed25519""#));
         assert!(kind(&spki_of(&[ED25519], &[5; 31])).is_err(), "not 32 bytes");
     }
