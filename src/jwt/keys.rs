@@ -701,6 +701,23 @@ mod tests {
     }
 
     #[test]
+    fn der_reader_reads_long_lengths_and_refuses_bad_ones() {
+        let read = |bytes: &[u8]| Der::new(bytes).expect(INTEGER).map(<[u8]>::to_vec);
+        assert_eq!(read(&[0x02, 0x01, 0x07]), Ok(vec![7]));
+        // Long form, one to four length bytes, a zero length included.
+        assert_eq!(read(&[0x02, 0x81, 0x00]), Ok(vec![]));
+        assert_eq!(read(&[0x02, 0x84, 0, 0, 0, 1, 0x07]), Ok(vec![7]));
+        // Five length bytes, or none (BER's indefinite length): refused,
+        // even with the content a misreading would find.
+        assert!(read(&[0x02, 0x85, 0, 0, 0, 0, 1, 0x07]).is_err());
+        let mut indefinite = vec![0x02, 0x80];
+        indefinite.extend([0; 128]);
+        assert!(read(&indefinite).is_err());
+        assert!(read(&[0x02, 0x82, 0x01]).is_err(), "length bytes cut short");
+        assert!(read(&[0x04, 0x01, 0x07]).is_err(), "another tag");
+    }
+
+    #[test]
     fn der_reader_refuses_truncation() {
         assert!(PublicKey::from_der(&[]).is_err());
         assert!(PublicKey::from_der(&[0x30, 0x05, 0x02]).is_err());
