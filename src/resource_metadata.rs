@@ -708,7 +708,10 @@ mod tests {
     #[test]
     fn debug_names_the_resource() {
         let builder = ProtectedResourceMetadata::builder("https://api.example/mcp");
-        assert!(format!("{builder:?}").contains(r#"resource: "https://api.example/mcp""#), "{builder:?}");
+        assert!(
+            format!("{builder:?}").contains(r#"resource: "https://api.example/mcp""#),
+            "{builder:?}"
+        );
         let metadata = builder.build().unwrap();
         let debug = format!("{metadata:?}");
         assert!(debug.starts_with("ProtectedResourceMetadata {"), "{debug}");

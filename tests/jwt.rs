@@ -373,8 +373,11 @@ async fn a_forgery_naming_a_held_kid_makes_no_fetch() {
     let s = Jwt::with(|b| b.jwks_refresh_interval(Duration::from_secs(1))).await;
     assert_eq!(s.status("/ping", &s.token(good())).await, 200);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    s.refused(&s.token(good().sub("mallory").tamper()), "the token's signature is invalid")
-        .await;
+    s.refused(
+        &s.token(good().sub("mallory").tamper()),
+        "the token's signature is invalid",
+    )
+    .await;
     assert_eq!(s.auth.jwks_calls(), 1, "no fetch for a forgery");
     assert_eq!(s.verifier.stats().jwks_fetches, 1);
 }

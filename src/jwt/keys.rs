@@ -610,7 +610,10 @@ mod tests {
     fn pkcs1_keys_are_read_from_pem_and_der_and_malformed_ones_refused() {
         let good = pkcs1(&modulus(), &[0x01, 0x00, 0x01], &[]);
         let key = PublicKey::from_der(&good).unwrap();
-        assert_eq!(format!("{key:?}"), r#"PublicKey { kid: None, alg: None, kind: "RSA-2048" }"#);
+        assert_eq!(
+            format!("{key:?}"),
+            r#"PublicKey { kid: None, alg: None, kind: "RSA-2048" }"#
+        );
         let pem = format!(
             "-----BEGIN RSA PUBLIC KEY-----\n{}\n-----END RSA PUBLIC KEY-----\n",
             base64::engine::general_purpose::STANDARD.encode(&good)
@@ -646,10 +649,16 @@ mod tests {
             der(SEQUENCE, &fields)
         };
         assert!(PublicKey::from_spki_der(&spki(&[])).is_ok());
-        assert!(PublicKey::from_spki_der(&spki(&der(INTEGER, &[1]))).is_err(), "a field after the key");
+        assert!(
+            PublicKey::from_spki_der(&spki(&der(INTEGER, &[1]))).is_err(),
+            "a field after the key"
+        );
         let mut trailing = spki(&[]);
         trailing.push(0);
-        assert!(PublicKey::from_spki_der(&trailing).is_err(), "bytes after the SPKI");
+        assert!(
+            PublicKey::from_spki_der(&trailing).is_err(),
+            "bytes after the SPKI"
+        );
     }
 
     /// An SPKI for the algorithm identifier `oids` and the key bytes `key`.
@@ -674,13 +683,25 @@ mod tests {
             point
         };
         let kind = |der: &[u8]| PublicKey::from_spki_der(der).map(|key| format!("{key:?}"));
-        assert!(kind(&spki_of(&[EC, P256], &point(65))).unwrap().contains(r#"kind: "EC P256""#));
-        assert!(kind(&spki_of(&[EC, P384], &point(97))).unwrap().contains(r#"kind: "EC P384""#));
-        assert!(kind(&spki_of(&[EC, P256], &point(97))).is_err(), "a P-384 point for P-256");
+        assert!(kind(&spki_of(&[EC, P256], &point(65)))
+            .unwrap()
+            .contains(r#"kind: "EC P256""#));
+        assert!(kind(&spki_of(&[EC, P384], &point(97)))
+            .unwrap()
+            .contains(r#"kind: "EC P384""#));
+        assert!(
+            kind(&spki_of(&[EC, P256], &point(97))).is_err(),
+            "a P-384 point for P-256"
+        );
         let mut compressed = point(65);
         compressed[0] = 3;
-        assert!(kind(&spki_of(&[EC, P256], &compressed)).is_err(), "not uncompressed");
-        assert!(kind(&spki_of(&[ED25519], &[5; 32])).unwrap().contains(r#"kind: "Ed25519""#));
+        assert!(
+            kind(&spki_of(&[EC, P256], &compressed)).is_err(),
+            "not uncompressed"
+        );
+        assert!(kind(&spki_of(&[ED25519], &[5; 32]))
+            .unwrap()
+            .contains(r#"kind: "Ed25519""#));
         assert!(kind(&spki_of(&[ED25519], &[5; 31])).is_err(), "not 32 bytes");
     }
 
