@@ -528,6 +528,7 @@ mod tests {
     fn algorithms_round_trip_and_refuse_none_and_hmac() {
         for alg in Algorithm::ALL {
             assert_eq!(alg.as_str().parse::<Algorithm>(), Ok(alg));
+            assert_eq!(alg.to_string(), alg.as_str(), "Display is the `alg` value");
         }
         for refused in ["none", "None", "HS256", "HS384", "HS512", "rs256", "ES512", ""] {
             assert!(refused.parse::<Algorithm>().is_err(), "{refused}");
@@ -542,6 +543,11 @@ mod tests {
         ))
         .unwrap();
         let key = PublicKey::from_jwk(&rsa).unwrap().unwrap();
+        // Debug names the key, never its material.
+        assert_eq!(
+            format!("{key:?}"),
+            r#"PublicKey { kid: Some("r"), alg: Some(Ps256), kind: "RSA-2048" }"#
+        );
         assert!(key.fits(Algorithm::Ps256));
         assert!(!key.fits(Algorithm::Rs256), "declared for PS256 only");
         assert!(!key.fits(Algorithm::Es256));
@@ -570,6 +576,166 @@ mod tests {
         assert!(JwkSet { keys: vec![] }.public_keys().is_err());
         let short: Jwk = serde_json::from_str(r#"{"kty":"EC","crv":"P-256","x":"AQAB","y":"AQAB"}"#).unwrap();
         assert!(PublicKey::from_jwk(&short).is_err());
+    }
+
+    /// A DER element: `tag`, the length (short or long form), `content`.
+    fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        match content.len() {
+            len @ 0..=127 => out.push(len as u8),
+            len @ 128..=255 => out.extend([0x81, len as u8]),
+            len => out.extend([0x82, (len >> 8) as u8, len as u8]),
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    /// A PKCS #1 RSA public key: `SEQUENCE { n, e }`, plus `inside` after
+    /// `e`.
+    fn pkcs1(n: &[u8], e: &[u8], inside: &[u8]) -> Vec<u8> {
+        let mut fields = der(INTEGER, n);
+        fields.extend(der(INTEGER, e));
+        fields.extend_from_slice(inside);
+        der(SEQUENCE, &fields)
+    }
+
+    /// A 2048-bit modulus, as DER writes it (a leading zero: positive).
+    fn modulus() -> Vec<u8> {
+        let mut n = vec![0x00];
+        n.extend([0xC5; 256]);
+        n
+    }
+
+    #[test]
+    fn pkcs1_keys_are_read_from_pem_and_der_and_malformed_ones_refused() {
+        let good = pkcs1(&modulus(), &[0x01, 0x00, 0x01], &[]);
+        let key = PublicKey::from_der(&good).unwrap();
+        assert_eq!(
+            format!("{key:?}"),
+            r#"PublicKey { kid: None, alg: None, kind: "RSA-2048" }"#
+        );
+        let pem = format!(
+            "-----BEGIN RSA PUBLIC KEY-----\n{}\n-----END RSA PUBLIC KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(&good)
+        );
+        assert!(PublicKey::from_pem(&pem).is_ok(), "the PKCS #1 PEM label");
+        // Each defect alone is refused.
+        let zero_n = pkcs1(&[0x00], &[0x01, 0x00, 0x01], &[]);
+        let zero_e = pkcs1(&modulus(), &[0x00], &[]);
+        let extra_field = pkcs1(&modulus(), &[0x01, 0x00, 0x01], &der(INTEGER, &[1]));
+        let mut trailing = good.clone();
+        trailing.push(0);
+        for (what, der) in [
+            ("an empty modulus", zero_n),
+            ("an empty exponent", zero_e),
+            ("a third field", extra_field),
+            ("bytes after the key", trailing),
+        ] {
+            assert!(PublicKey::from_pkcs1_der(&der).is_err(), "{what}");
+        }
+    }
+
+    #[test]
+    fn spki_with_anything_more_is_refused() {
+        const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+        let spki = |after_bits: &[u8]| {
+            let mut algorithm = der(OID, RSA);
+            algorithm.extend(der(0x05, &[]));
+            let mut bits = vec![0];
+            bits.extend(pkcs1(&modulus(), &[0x01, 0x00, 0x01], &[]));
+            let mut fields = der(SEQUENCE, &algorithm);
+            fields.extend(der(BIT_STRING, &bits));
+            fields.extend_from_slice(after_bits);
+            der(SEQUENCE, &fields)
+        };
+        assert!(PublicKey::from_spki_der(&spki(&[])).is_ok());
+        assert!(
+            PublicKey::from_spki_der(&spki(&der(INTEGER, &[1]))).is_err(),
+            "a field after the key"
+        );
+        let mut trailing = spki(&[]);
+        trailing.push(0);
+        assert!(
+            PublicKey::from_spki_der(&trailing).is_err(),
+            "bytes after the SPKI"
+        );
+    }
+
+    /// An SPKI for the algorithm identifier `oids` and the key bytes `key`.
+    fn spki_of(oids: &[&[u8]], key: &[u8]) -> Vec<u8> {
+        let algorithm: Vec<u8> = oids.iter().flat_map(|oid| der(OID, oid)).collect();
+        let mut bits = vec![0];
+        bits.extend_from_slice(key);
+        let mut fields = der(SEQUENCE, &algorithm);
+        fields.extend(der(BIT_STRING, &bits));
+        der(SEQUENCE, &fields)
+    }
+
+    #[test]
+    fn ec_and_ed25519_spki_keys_are_read_by_curve_and_length() {
+        const EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+        const P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+        const P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+        const ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+        let point = |len: usize| {
+            let mut point = vec![4];
+            point.resize(len, 9);
+            point
+        };
+        let kind = |der: &[u8]| PublicKey::from_spki_der(der).map(|key| format!("{key:?}"));
+        assert!(kind(&spki_of(&[EC, P256], &point(65)))
+            .unwrap()
+            .contains(r#"kind: "EC P256""#));
+        assert!(kind(&spki_of(&[EC, P384], &point(97)))
+            .unwrap()
+            .contains(r#"kind: "EC P384""#));
+        assert!(
+            kind(&spki_of(&[EC, P256], &point(97))).is_err(),
+            "a P-384 point for P-256"
+        );
+        let mut compressed = point(65);
+        compressed[0] = 3;
+        assert!(
+            kind(&spki_of(&[EC, P256], &compressed)).is_err(),
+            "not uncompressed"
+        );
+        assert!(kind(&spki_of(&[ED25519], &[5; 32]))
+            .unwrap()
+            .contains(r#"kind: "Ed25519""#));
+        assert!(kind(&spki_of(&[ED25519], &[5; 31])).is_err(), "not 32 bytes");
+    }
+
+    #[test]
+    fn ec_jwks_need_both_coordinates_of_the_curves_length() {
+        let b64 = |len: usize| URL_SAFE_NO_PAD.encode(vec![7u8; len]);
+        let jwk = |x: usize, y: usize| -> Jwk {
+            serde_json::from_str(&format!(
+                r#"{{"kty":"EC","crv":"P-256","x":"{}","y":"{}"}}"#,
+                b64(x),
+                b64(y)
+            ))
+            .unwrap()
+        };
+        assert!(PublicKey::from_jwk(&jwk(32, 32)).unwrap().is_some());
+        assert!(PublicKey::from_jwk(&jwk(31, 32)).is_err(), "x short");
+        assert!(PublicKey::from_jwk(&jwk(32, 33)).is_err(), "y long");
+    }
+
+    #[test]
+    fn der_reader_reads_long_lengths_and_refuses_bad_ones() {
+        let read = |bytes: &[u8]| Der::new(bytes).expect(INTEGER).map(<[u8]>::to_vec);
+        assert_eq!(read(&[0x02, 0x01, 0x07]), Ok(vec![7]));
+        // Long form, one to four length bytes, a zero length included.
+        assert_eq!(read(&[0x02, 0x81, 0x00]), Ok(vec![]));
+        assert_eq!(read(&[0x02, 0x84, 0, 0, 0, 1, 0x07]), Ok(vec![7]));
+        // Five length bytes, or none (BER's indefinite length): refused,
+        // even with the content a misreading would find.
+        assert!(read(&[0x02, 0x85, 0, 0, 0, 0, 1, 0x07]).is_err());
+        let mut indefinite = vec![0x02, 0x80];
+        indefinite.extend([0; 128]);
+        assert!(read(&indefinite).is_err());
+        assert!(read(&[0x02, 0x82, 0x01]).is_err(), "length bytes cut short");
+        assert!(read(&[0x04, 0x01, 0x07]).is_err(), "another tag");
     }
 
     #[test]

@@ -269,6 +269,14 @@ mod tests {
             generic.claims(map(r#"{"scope":"a"}"#)).is_err(),
             "exp is required"
         );
+        // Only Passport takes the client from `aud`, and only without
+        // `client_id`.
+        let no_client = generic.claims(map(r#"{"exp":2,"aud":"x"}"#)).unwrap();
+        assert_eq!(no_client.client_id, None);
+        let passport = shape(JwtProfile::Passport)
+            .claims(map(r#"{"exp":2,"aud":"3","client_id":"7"}"#))
+            .unwrap();
+        assert_eq!(passport.client_id.as_deref(), Some("7"));
     }
 
     #[test]
