@@ -236,30 +236,37 @@ mod tests {
     }
 
     #[test]
-    fn d1_rfc8414_inserts_before_the_path() {
-        assert_eq!(
-            rfc8414_url(&url("https://as/tenant1")).as_str(),
-            "https://as/.well-known/oauth-authorization-server/tenant1"
-        );
-        assert_eq!(
-            rfc8414_url(&url("https://as")).as_str(),
-            "https://as/.well-known/oauth-authorization-server"
-        );
-        assert_eq!(
-            rfc8414_url(&url("https://as:8443/a/b/")).as_str(),
-            "https://as:8443/.well-known/oauth-authorization-server/a/b"
-        );
-    }
-
-    #[test]
-    fn d1_oidc_appends() {
-        assert_eq!(
-            oidc_url(&url("https://as/tenant1")).as_str(),
-            "https://as/tenant1/.well-known/openid-configuration"
-        );
-        assert_eq!(
-            oidc_url(&url("https://as/")).as_str(),
-            "https://as/.well-known/openid-configuration"
-        );
+    fn d1_rfc8414_inserts_before_the_path_and_oidc_appends() {
+        type Make = fn(&url::Url) -> url::Url;
+        let cases: [(Make, &str, &str); 5] = [
+            (
+                rfc8414_url,
+                "https://as/tenant1",
+                "https://as/.well-known/oauth-authorization-server/tenant1",
+            ),
+            (
+                rfc8414_url,
+                "https://as",
+                "https://as/.well-known/oauth-authorization-server",
+            ),
+            (
+                rfc8414_url,
+                "https://as:8443/a/b/",
+                "https://as:8443/.well-known/oauth-authorization-server/a/b",
+            ),
+            (
+                oidc_url,
+                "https://as/tenant1",
+                "https://as/tenant1/.well-known/openid-configuration",
+            ),
+            (
+                oidc_url,
+                "https://as/",
+                "https://as/.well-known/openid-configuration",
+            ),
+        ];
+        for (make, issuer, expected) in cases {
+            assert_eq!(make(&url(issuer)).as_str(), expected, "{issuer}");
+        }
     }
 }

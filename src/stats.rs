@@ -111,6 +111,24 @@ macro_rules! export {
     };
 }
 
+/// Counting methods: each adds one to its field and exports the same
+/// event as a `metrics` counter of that name.
+macro_rules! counting {
+    ($($(#[$attr:meta])* $vis:vis fn $name:ident => $field:ident, $metric:literal;)*) => {
+        $(
+            $(#[$attr])*
+            $vis fn $name(&self) {
+                self.$field.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                $crate::stats::export!(metrics::counter!($metric).increment(1));
+            }
+        )*
+    };
+}
+
+// By path: `counting!` expands `export!` wherever it is used (the fleet).
+#[allow(unused_imports)]
+pub(crate) use {counting, export};
+
 impl Counters {
     #[inline]
     pub(crate) fn hit(&self) {
@@ -118,24 +136,11 @@ impl Counters {
         export!(metrics::counter!("tower_introspection_cache_hits_total").increment(1));
     }
 
-    pub(crate) fn negative_hit(&self) {
-        bump(&self.negative_hits);
-        export!(metrics::counter!("tower_introspection_cache_negative_hits_total").increment(1));
-    }
-
-    pub(crate) fn miss(&self) {
-        bump(&self.misses);
-        export!(metrics::counter!("tower_introspection_cache_misses_total").increment(1));
-    }
-
-    pub(crate) fn coalesced_wait(&self) {
-        bump(&self.coalesced_waits);
-        export!(metrics::counter!("tower_introspection_cache_coalesced_waits_total").increment(1));
-    }
-
-    pub(crate) fn stale_served(&self) {
-        bump(&self.stale_served);
-        export!(metrics::counter!("tower_introspection_stale_served_total").increment(1));
+    counting! {
+        pub(crate) fn negative_hit => negative_hits, "tower_introspection_cache_negative_hits_total";
+        pub(crate) fn miss => misses, "tower_introspection_cache_misses_total";
+        pub(crate) fn coalesced_wait => coalesced_waits, "tower_introspection_cache_coalesced_waits_total";
+        pub(crate) fn stale_served => stale_served, "tower_introspection_stale_served_total";
     }
 
     pub(crate) fn snapshot(&self, entries: u64, bytes: u64, negative_entries: u64) -> CacheStats {

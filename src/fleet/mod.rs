@@ -677,63 +677,22 @@ struct SharedCounters {
     notice_flushes: AtomicU64,
 }
 
-macro_rules! export {
-    ($($tt:tt)*) => {
-        #[cfg(feature = "metrics")]
-        { $($tt)* }
-    };
-}
-
 impl SharedCounters {
-    fn hit(&self) {
-        self.hits.fetch_add(1, Ordering::Relaxed);
-        export!(metrics::counter!("tower_introspection_shared_cache_hits_total").increment(1));
-    }
-
-    fn miss(&self) {
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        export!(metrics::counter!("tower_introspection_shared_cache_misses_total").increment(1));
-    }
-
-    fn error(&self) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        export!(metrics::counter!("tower_introspection_shared_cache_errors_total").increment(1));
-    }
-
-    fn refused(&self) {
-        self.refused.fetch_add(1, Ordering::Relaxed);
-        export!(metrics::counter!("tower_introspection_shared_cache_refused_values_total").increment(1));
-    }
-
-    fn skipped(&self) {
-        self.skipped.fetch_add(1, Ordering::Relaxed);
-        export!(metrics::counter!("tower_introspection_shared_cache_skipped_total").increment(1));
-    }
-
-    fn fleet_wait(&self) {
-        self.fleet_waits.fetch_add(1, Ordering::Relaxed);
-        export!(metrics::counter!("tower_introspection_shared_cache_fleet_waits_total").increment(1));
-    }
-
-    fn notice_flush(&self) {
-        self.notice_flushes.fetch_add(1, Ordering::Relaxed);
-        export!(metrics::counter!("tower_introspection_shared_cache_notice_flushes_total").increment(1));
-    }
-
-    #[cfg(feature = "jwt")]
-    fn dpop_local_only(&self) {
-        self.dpop_local_only.fetch_add(1, Ordering::Relaxed);
-        export!(metrics::counter!("tower_introspection_shared_cache_dpop_local_only_total").increment(1));
+    crate::stats::counting! {
+        fn hit => hits, "tower_introspection_shared_cache_hits_total";
+        fn miss => misses, "tower_introspection_shared_cache_misses_total";
+        fn error => errors, "tower_introspection_shared_cache_errors_total";
+        fn refused => refused, "tower_introspection_shared_cache_refused_values_total";
+        fn skipped => skipped, "tower_introspection_shared_cache_skipped_total";
+        fn fleet_wait => fleet_waits, "tower_introspection_shared_cache_fleet_waits_total";
+        fn notice_flush => notice_flushes, "tower_introspection_shared_cache_notice_flushes_total";
+        #[cfg(feature = "jwt")]
+        fn dpop_local_only => dpop_local_only, "tower_introspection_shared_cache_dpop_local_only_total";
     }
 
     fn snapshot(&self, breaker_open: bool, breaker_trips: u64) -> SharedCacheStats {
-        export!(
-            metrics::gauge!("tower_introspection_shared_cache_breaker_open").set(if breaker_open {
-                1.0
-            } else {
-                0.0
-            })
-        );
+        crate::stats::export!(metrics::gauge!("tower_introspection_shared_cache_breaker_open")
+            .set(if breaker_open { 1.0 } else { 0.0 }));
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         SharedCacheStats {
             enabled: true,

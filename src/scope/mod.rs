@@ -223,33 +223,33 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// Each matcher against `(granted, required, grants)` cases.
     #[test]
-    fn exact() {
-        assert!(Exact.grants(&scopes("items:read"), "items:read"));
-        assert!(!Exact.grants(&scopes("items"), "items:read"));
-    }
-
-    #[test]
-    fn hierarchical() {
-        let m = Hierarchical;
-        assert!(m.grants(&scopes("items"), "items:read"));
-        assert!(m.grants(&scopes("items"), "items:read:own"));
-        assert!(m.grants(&scopes("items:read"), "items:read:own"));
-        assert!(m.grants(&scopes("items"), "items"));
-        assert!(!m.grants(&scopes("items:read"), "items"));
-        assert!(!m.grants(&scopes("item"), "items:read"));
-        assert!(!m.grants(&scopes("items:write"), "items:read"));
-    }
-
-    #[test]
-    fn wildcard() {
-        let m = Wildcard;
-        assert!(m.grants(&scopes("items:*"), "items:read"));
-        assert!(m.grants(&scopes("items:*"), "items:read:own"));
-        assert!(!m.grants(&scopes("items:*"), "items"));
-        assert!(!m.grants(&scopes("items:*"), "itemsx:read"));
-        assert!(!m.grants(&scopes("*"), "items:read"));
-        assert!(m.grants(&scopes("items:read"), "items:read"));
+    fn matchers() {
+        let cases: [(&dyn ScopeMatcher, &str, &str, bool); 15] = [
+            (&Exact, "items:read", "items:read", true),
+            (&Exact, "items", "items:read", false),
+            (&Hierarchical, "items", "items:read", true),
+            (&Hierarchical, "items", "items:read:own", true),
+            (&Hierarchical, "items:read", "items:read:own", true),
+            (&Hierarchical, "items", "items", true),
+            (&Hierarchical, "items:read", "items", false),
+            (&Hierarchical, "item", "items:read", false),
+            (&Hierarchical, "items:write", "items:read", false),
+            (&Wildcard, "items:*", "items:read", true),
+            (&Wildcard, "items:*", "items:read:own", true),
+            (&Wildcard, "items:*", "items", false),
+            (&Wildcard, "items:*", "itemsx:read", false),
+            (&Wildcard, "*", "items:read", false),
+            (&Wildcard, "items:read", "items:read", true),
+        ];
+        for (matcher, granted, required, grants) in cases {
+            assert_eq!(
+                matcher.grants(&scopes(granted), required),
+                grants,
+                "{granted} for {required}"
+            );
+        }
     }
 
     #[test]
