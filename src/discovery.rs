@@ -211,18 +211,21 @@ async fn fetch(
 
 /// RFC 8414 §3.1: `https://as/tenant` → `https://as/.well-known/oauth-authorization-server/tenant`.
 pub(crate) fn rfc8414_url(issuer: &url::Url) -> url::Url {
-    let mut url = issuer.clone();
-    let path = issuer.path().trim_end_matches('/');
-    url.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
-    url.set_query(None);
-    url
+    with_path(issuer, |path| {
+        format!("/.well-known/oauth-authorization-server{path}")
+    })
 }
 
 /// OpenID Connect Discovery §4: the issuer plus `/.well-known/openid-configuration`.
 pub(crate) fn oidc_url(issuer: &url::Url) -> url::Url {
+    with_path(issuer, |path| format!("{path}/.well-known/openid-configuration"))
+}
+
+/// The issuer with its path (without a trailing slash) made into another,
+/// and no query.
+fn with_path(issuer: &url::Url, path: impl FnOnce(&str) -> String) -> url::Url {
     let mut url = issuer.clone();
-    let path = issuer.path().trim_end_matches('/');
-    url.set_path(&format!("{path}/.well-known/openid-configuration"));
+    url.set_path(&path(issuer.path().trim_end_matches('/')));
     url.set_query(None);
     url
 }

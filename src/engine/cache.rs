@@ -718,13 +718,15 @@ mod tests {
         assert!((60_001..61_000).contains(&large), "{large}");
     }
 
+    /// The default settings, changed by `f`, checked.
+    fn with(f: fn(&mut CacheSettings)) -> Result<(), crate::error::ConfigError> {
+        let mut settings = CacheSettings::default();
+        f(&mut settings);
+        settings.check()
+    }
+
     #[test]
     fn settings_out_of_range_are_refused() {
-        let with = |f: fn(&mut CacheSettings)| {
-            let mut settings = CacheSettings::default();
-            f(&mut settings);
-            settings.check()
-        };
         assert!(with(|_| {}).is_ok());
         assert!(with(|s| s.max_ttl = Duration::from_secs(40_000_000_000)).is_err());
         assert!(with(|s| s.negative_ttl = Duration::MAX).is_err());
@@ -756,11 +758,6 @@ mod tests {
 
     #[test]
     fn a_budget_of_one_entry_overhead_is_enough() {
-        let with = |f: fn(&mut CacheSettings)| {
-            let mut settings = CacheSettings::default();
-            f(&mut settings);
-            settings.check()
-        };
         assert!(with(|s| s.max_bytes = 336).is_ok());
         assert!(with(|s| s.max_bytes = 335).is_err());
         assert!(with(|s| s.negative_max_bytes = 336).is_ok());
