@@ -186,6 +186,19 @@ impl Default for Timestamp {
     }
 }
 
+/// The accessors of the claims held as text: one method per field, named
+/// after it.
+macro_rules! text_claims {
+    ($($(#[$doc:meta])* $field:ident;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $field(&self) -> Option<&str> {
+                self.inner.$field.as_deref()
+            }
+        )*
+    };
+}
+
 impl Principal {
     pub(crate) fn from_claims(claims: Claims) -> Self {
         Self::from_shared(Arc::new(claims))
@@ -239,34 +252,19 @@ impl Principal {
         self.inner.other_kind
     }
 
-    /// `sub`: the subject of the token, usually the resource owner.
-    pub fn subject(&self) -> Option<&str> {
-        self.inner.subject.as_deref()
-    }
-
-    /// `username`: a human-readable identifier of the resource owner.
-    pub fn username(&self) -> Option<&str> {
-        self.inner.username.as_deref()
-    }
-
-    /// `client_id`: the client the token was issued to.
-    pub fn client_id(&self) -> Option<&str> {
-        self.inner.client_id.as_deref()
-    }
-
-    /// `token_type`, e.g. `Bearer`.
-    pub fn token_type(&self) -> Option<&str> {
-        self.inner.token_type.as_deref()
-    }
-
-    /// `iss`: the issuer of the token.
-    pub fn issuer(&self) -> Option<&str> {
-        self.inner.issuer.as_deref()
-    }
-
-    /// `jti`: the token's identifier.
-    pub fn jwt_id(&self) -> Option<&str> {
-        self.inner.jwt_id.as_deref()
+    text_claims! {
+        /// `sub`: the subject of the token, usually the resource owner.
+        subject;
+        /// `username`: a human-readable identifier of the resource owner.
+        username;
+        /// `client_id`: the client the token was issued to.
+        client_id;
+        /// `token_type`, e.g. `Bearer`.
+        token_type;
+        /// `iss`: the issuer of the token.
+        issuer;
+        /// `jti`: the token's identifier.
+        jwt_id;
     }
 
     /// `aud`: the audiences, whether the answer sent a string or an array.
