@@ -594,7 +594,7 @@ impl Dpop {
         // not take places in the replay cache.
         let first_use = self
             .replay
-            .first_use(&verifier, &checked.jkt, &checked.jti, &presented.token);
+            .first_use(&verifier, &checked.jkt, &checked.jti, &checked.token_digest);
         match first_use.await {
             Use::First => {}
             Use::Replayed => return Err(proof_error("the DPoP proof was used before (jti)")),

@@ -29,6 +29,9 @@ pub(crate) struct Checked {
     /// The `nonce` claim, if a string: checked by the caller, against the
     /// server's nonces when it hands them out (RFC 9449 §4.3 item 10).
     pub(crate) nonce: Option<String>,
+    /// SHA-256 of the access token (what `ath` names): the replay cache
+    /// counts the token's share under it, without hashing the token again.
+    pub(crate) token_digest: [u8; 32],
 }
 
 /// Members of a JWK that only a private key has (RFC 7518 §6): a proof
@@ -104,17 +107,25 @@ pub(crate) fn check(
         Some(jti) if !jti.is_empty() && jti.len() <= MAX_JTI => jti.to_owned(),
         _ => return Err("the DPoP proof has no usable jti"),
     };
-    if text("ath") != Some(access_token_hash(expected.access_token).as_str()) {
+    let token_digest = token_digest(expected.access_token);
+    if text("ath") != Some(URL_SAFE_NO_PAD.encode(token_digest).as_str()) {
         return Err("the DPoP proof is for another access token (ath)");
     }
     let jkt = thumbprint(jwk).ok_or("the DPoP proof's jwk is not a usable public key")?;
     let nonce = text("nonce").map(str::to_owned);
-    Ok(Checked { jkt, jti, nonce })
+    Ok(Checked {
+        jkt,
+        jti,
+        nonce,
+        token_digest,
+    })
 }
 
-/// `ath`: base64url of the SHA-256 of the access token (RFC 9449 §4.2).
-pub(crate) fn access_token_hash(token: &str) -> String {
-    URL_SAFE_NO_PAD.encode(digest(&SHA256, token.as_bytes()))
+/// SHA-256 of the access token; `ath` is its base64url (RFC 9449 §4.2).
+pub(crate) fn token_digest(token: &str) -> [u8; 32] {
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
+    hash
 }
 
 /// The RFC 7638 thumbprint: SHA-256 over the required members in

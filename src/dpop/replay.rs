@@ -153,9 +153,9 @@ impl ReplayCache {
 
     /// Whether this is the first use of the proof `jti` by the key `jkt`
     /// within the window (as far as this process, and the fleet when it
-    /// answers, know); remembers it if it is. `token` is the access token
-    /// the proof came with, whose share it takes.
-    pub(crate) async fn first_use(&self, verifier: &Verifier, jkt: &str, jti: &str, token: &str) -> Use {
+    /// answers, know); remembers it if it is. `token` is the SHA-256 of the
+    /// access token the proof came with, whose share it takes.
+    pub(crate) async fn first_use(&self, verifier: &Verifier, jkt: &str, jti: &str, token: &[u8; 32]) -> Use {
         let now_ms = clock::now().monotonic_ms;
         let local = self.remember(jkt, jti, token, now_ms);
         match local {
@@ -203,9 +203,9 @@ impl ReplayCache {
     }
 
     /// This process's part of [`first_use`](Self::first_use), at `now_ms`.
-    fn remember(&self, jkt: &str, jti: &str, token: &str, now_ms: u64) -> Use {
+    fn remember(&self, jkt: &str, jti: &str, token: &[u8; 32], now_ms: u64) -> Use {
         let proof = local_key(jkt, jti);
-        let key = token_key(token);
+        let key = *token;
         let mut window = self.lock();
         window.expire(now_ms);
         if window.seen.contains_key(&proof) {
@@ -249,17 +249,10 @@ fn local_key(jkt: &str, jti: &str) -> [u8; 32] {
 /// How often a refusal is logged at most.
 const LOG_EVERY_MS: u64 = 10_000;
 
-/// The in-process key of an access token's share: SHA-256 of the token (in
-/// memory only; the same hash `ath` carries, so it reveals nothing new).
-fn token_key(token: &str) -> [u8; 32] {
-    let mut key = [0u8; 32];
-    key.copy_from_slice(ring::digest::digest(&SHA256, token.as_bytes()).as_ref());
-    key
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dpop::proof::token_digest;
 
     fn cache(capacity: usize, per_token: usize) -> ReplayCache {
         ReplayCache::new(
@@ -288,12 +281,21 @@ mod tests {
     #[test]
     fn a_proof_is_remembered_for_its_whole_window_and_then_forgotten() {
         let cache = cache(10, 10);
-        assert_eq!(cache.remember("k", "1", "k", 1_000), Use::First);
-        assert_eq!(cache.remember("k", "1", "k", 1_000 + 71_999), Use::Replayed);
+        assert_eq!(cache.remember("k", "1", &token_digest("k"), 1_000), Use::First);
+        assert_eq!(
+            cache.remember("k", "1", &token_digest("k"), 1_000 + 71_999),
+            Use::Replayed
+        );
         assert_eq!(cache.len(), 1);
-        assert_eq!(cache.remember("k", "1", "k", 1_000 + 72_000), Use::First);
+        assert_eq!(
+            cache.remember("k", "1", &token_digest("k"), 1_000 + 72_000),
+            Use::First
+        );
         // The same `jti` of another key is another proof.
-        assert_eq!(cache.remember("other", "1", "other", 1_000 + 72_000), Use::First);
+        assert_eq!(
+            cache.remember("other", "1", &token_digest("other"), 1_000 + 72_000),
+            Use::First
+        );
     }
 
     /// A full cache refuses new proofs and forgets nothing: the flood that
@@ -302,27 +304,33 @@ mod tests {
     fn a_full_cache_refuses_rather_than_forgets() {
         let cache = cache(4, 4);
         for (i, key) in ["a", "a", "b", "c"].into_iter().enumerate() {
-            assert_eq!(cache.remember(key, &i.to_string(), key, 0), Use::First);
+            assert_eq!(
+                cache.remember(key, &i.to_string(), &token_digest(key), 0),
+                Use::First
+            );
         }
-        assert_eq!(cache.remember("d", "x", "d", 10), Use::Full);
-        assert_eq!(cache.remember("a", "0", "a", 10), Use::Replayed);
+        assert_eq!(cache.remember("d", "x", &token_digest("d"), 10), Use::Full);
+        assert_eq!(cache.remember("a", "0", &token_digest("a"), 10), Use::Replayed);
         assert_eq!(cache.len(), 4);
         // Room again once the oldest expire, all at once here.
-        assert_eq!(cache.remember("d", "x", "d", 72_000), Use::First);
+        assert_eq!(cache.remember("d", "x", &token_digest("d"), 72_000), Use::First);
         assert_eq!(cache.len(), 1);
     }
 
     #[test]
     fn one_token_holds_at_most_its_share() {
         let cache = cache(10, 2);
-        assert_eq!(cache.remember("a", "1", "a", 0), Use::First);
-        assert_eq!(cache.remember("a", "2", "a", 1), Use::First);
-        assert_eq!(cache.remember("a", "3", "a", 2), Use::TokenFull);
-        assert_eq!(cache.remember("b", "1", "b", 3), Use::First);
+        assert_eq!(cache.remember("a", "1", &token_digest("a"), 0), Use::First);
+        assert_eq!(cache.remember("a", "2", &token_digest("a"), 1), Use::First);
+        assert_eq!(cache.remember("a", "3", &token_digest("a"), 2), Use::TokenFull);
+        assert_eq!(cache.remember("b", "1", &token_digest("b"), 3), Use::First);
         // Its share comes back as its proofs expire, one by one.
-        assert_eq!(cache.remember("a", "3", "a", 72_000), Use::First);
-        assert_eq!(cache.remember("a", "4", "a", 72_000), Use::TokenFull);
-        assert_eq!(cache.remember("a", "4", "a", 72_001), Use::First);
+        assert_eq!(cache.remember("a", "3", &token_digest("a"), 72_000), Use::First);
+        assert_eq!(
+            cache.remember("a", "4", &token_digest("a"), 72_000),
+            Use::TokenFull
+        );
+        assert_eq!(cache.remember("a", "4", &token_digest("a"), 72_001), Use::First);
     }
 
     /// With unbound tokens accepted, one token may sign with a new key per
@@ -330,10 +338,10 @@ mod tests {
     #[test]
     fn the_share_is_the_tokens_whatever_the_key() {
         let cache = cache(10, 2);
-        assert_eq!(cache.remember("k1", "1", "t", 0), Use::First);
-        assert_eq!(cache.remember("k2", "1", "t", 0), Use::First);
-        assert_eq!(cache.remember("k3", "1", "t", 0), Use::TokenFull);
-        assert_eq!(cache.remember("k3", "1", "u", 0), Use::First);
+        assert_eq!(cache.remember("k1", "1", &token_digest("t"), 0), Use::First);
+        assert_eq!(cache.remember("k2", "1", &token_digest("t"), 0), Use::First);
+        assert_eq!(cache.remember("k3", "1", &token_digest("t"), 0), Use::TokenFull);
+        assert_eq!(cache.remember("k3", "1", &token_digest("u"), 0), Use::First);
     }
 
     #[test]
