@@ -22,3 +22,32 @@ macro_rules! define_inner_service_accessors {
 }
 
 pub(crate) use define_inner_service_accessors;
+
+/// Builder setters that only store their argument, one line each:
+///
+/// ```ignore
+/// setters! {
+///     /// Longest reuse of an answer.
+///     pub fn max_ttl(ttl: Duration) => cache.max_ttl = ttl;
+/// }
+/// ```
+///
+/// is `pub fn max_ttl(mut self, ttl: Duration) -> Self` setting
+/// `self.cache.max_ttl` and returning `self`, with its docs. Setters that
+/// check or combine their arguments are written out.
+macro_rules! setters {
+    ($(
+        $(#[$attr:meta])*
+        $vis:vis fn $name:ident($arg:ident: $ty:ty) => $($field:ident).+ = $value:expr;
+    )*) => {
+        $(
+            $(#[$attr])*
+            $vis fn $name(mut self, $arg: $ty) -> Self {
+                self.$($field).+ = $value;
+                self
+            }
+        )*
+    };
+}
+
+pub(crate) use setters;
