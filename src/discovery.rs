@@ -17,6 +17,7 @@ use crate::error::ConfigError;
 use crate::fetch::{
     read_capped, AsFault, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
 };
+use crate::macros::setters;
 use crate::resource::{checked_url, redact_url};
 
 /// Which discovery document to read.
@@ -92,10 +93,9 @@ impl Discovery {
         }
     }
 
-    /// Which document to read (default: RFC 8414, then OpenID Connect).
-    pub fn kind(mut self, kind: DiscoveryKind) -> Self {
-        self.kind = kind;
-        self
+    setters! {
+        /// Which document to read (default: RFC 8414, then OpenID Connect).
+        pub fn kind(kind: DiscoveryKind) => kind = kind;
     }
 
     /// How many times a failed fetch is tried (default 3), and the pause
@@ -106,16 +106,12 @@ impl Discovery {
         self
     }
 
-    /// Allow an `http://` issuer on a non-loopback host.
-    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.allow_insecure_http = allow;
-        self
-    }
+    setters! {
+        /// Allow an `http://` issuer on a non-loopback host.
+        pub fn allow_insecure_http(allow: bool) => allow_insecure_http = allow;
 
-    /// Use this client for the metadata fetch.
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.client = Some(client);
-        self
+        /// Use this client for the metadata fetch.
+        pub fn http_client(client: reqwest::Client) => client = Some(client);
     }
 
     /// Fetches and checks the metadata.

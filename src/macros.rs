@@ -1,4 +1,4 @@
-//! Macros the crate's services share.
+//! Macros the crate's services and builders share.
 
 /// The accessors of a service wrapping `inner: S`, as tower-http's services
 /// have them.
@@ -38,11 +38,11 @@ pub(crate) use define_inner_service_accessors;
 macro_rules! setters {
     ($(
         $(#[$attr:meta])*
-        $vis:vis fn $name:ident($arg:ident: $ty:ty) => $($field:ident).+ = $value:expr;
+        $vis:vis fn $name:ident($($arg:ident: $ty:ty),+) => $($field:ident).+ = $value:expr;
     )*) => {
         $(
             $(#[$attr])*
-            $vis fn $name(mut self, $arg: $ty) -> Self {
+            $vis fn $name(mut self, $($arg: $ty),+) -> Self {
                 self.$($field).+ = $value;
                 self
             }

@@ -127,68 +127,49 @@ impl HttpOptions {
 /// The cache setters, for a builder with a field `cache: CacheSettings`.
 macro_rules! cache_setters {
     () => {
-        /// Longest reuse of an answer (default 60 s, at most a year); `exp`
-        /// shortens it. `Duration::ZERO` disables caching.
-        pub fn max_ttl(mut self, ttl: std::time::Duration) -> Self {
-            self.cache.max_ttl = ttl;
-            self
-        }
+        crate::macros::setters! {
+            /// Longest reuse of an answer (default 60 s, at most a year); `exp`
+            /// shortens it. `Duration::ZERO` disables caching.
+            pub fn max_ttl(ttl: std::time::Duration) => cache.max_ttl = ttl;
 
-        /// Capacity of the answer cache (default 100 000 entries); `0`
-        /// disables caching, like `max_ttl(Duration::ZERO)`.
-        pub fn max_entries(mut self, entries: u64) -> Self {
-            self.cache.max_entries = entries;
-            self
-        }
+            /// Capacity of the answer cache (default 100 000 entries); `0`
+            /// disables caching, like `max_ttl(Duration::ZERO)`.
+            pub fn max_entries(entries: u64) => cache.max_entries = entries;
 
-        /// Capacity of the answer cache in bytes (default 64 MiB), beside
-        /// [`max_entries`](Self::max_entries): whichever bound is reached
-        /// first evicts. An entry counts its estimated heap size — the
-        /// claims, extra ones included, and about 384 bytes of the cache's
-        /// own — so answers carrying large claims cannot grow the cache past
-        /// the budget, however many tokens are minted. At least 336.
-        pub fn max_bytes(mut self, bytes: u64) -> Self {
-            self.cache.max_bytes = bytes;
-            self
-        }
+            /// Capacity of the answer cache in bytes (default 64 MiB), beside
+            /// [`max_entries`](Self::max_entries): whichever bound is reached
+            /// first evicts. An entry counts its estimated heap size — the
+            /// claims, extra ones included, and about 384 bytes of the cache's
+            /// own — so answers carrying large claims cannot grow the cache past
+            /// the budget, however many tokens are minted. At least 336.
+            pub fn max_bytes(bytes: u64) => cache.max_bytes = bytes;
 
-        /// Capacity of the negative cache (default 10 000 entries), which
-        /// remembers refused tokens apart, so that random tokens cannot
-        /// evict good entries.
-        pub fn negative_entries(mut self, entries: u64) -> Self {
-            self.cache.negative_entries = entries;
-            self
-        }
+            /// Capacity of the negative cache (default 10 000 entries), which
+            /// remembers refused tokens apart, so that random tokens cannot
+            /// evict good entries.
+            pub fn negative_entries(entries: u64) => cache.negative_entries = entries;
 
-        /// Capacity of the negative cache in bytes (default 4 MiB), beside
-        /// [`negative_entries`](Self::negative_entries): each entry counts
-        /// about 336 bytes. At least 336.
-        pub fn negative_max_bytes(mut self, bytes: u64) -> Self {
-            self.cache.negative_max_bytes = bytes;
-            self
-        }
+            /// Capacity of the negative cache in bytes (default 4 MiB), beside
+            /// [`negative_entries`](Self::negative_entries): each entry counts
+            /// about 336 bytes. At least 336.
+            pub fn negative_max_bytes(bytes: u64) => cache.negative_max_bytes = bytes;
 
-        /// How long a refusal is remembered (default 10 s, at most a year);
-        /// `Duration::ZERO` disables the negative cache.
-        pub fn negative_ttl(mut self, ttl: std::time::Duration) -> Self {
-            self.cache.negative_ttl = ttl;
-            self
-        }
+            /// How long a refusal is remembered (default 10 s, at most a year);
+            /// `Duration::ZERO` disables the negative cache.
+            pub fn negative_ttl(ttl: std::time::Duration) => cache.negative_ttl = ttl;
 
-        /// Keep accepting a token whose answer arrived less than `grace` ago
-        /// while the source is unavailable (for an authorization server:
-        /// connection refused or broken off, timeout, 5xx, 429), never past
-        /// its `exp`. A source that answers, but unusably (a redirect,
-        /// another 4xx, an unreadable body), gets no such grace: that may be
-        /// how it refuses a revoked token. Off by default
-        /// (`Duration::ZERO`).
-        ///
-        /// `grace` must be longer than `max_ttl` (`build()` refuses it
-        /// otherwise), and at most a year: answers older than `max_ttl` are
-        /// refreshed on use, and only a failed refresh falls back to them.
-        pub fn stale_if_error(mut self, grace: std::time::Duration) -> Self {
-            self.cache.stale_if_error = grace;
-            self
+            /// Keep accepting a token whose answer arrived less than `grace` ago
+            /// while the source is unavailable (for an authorization server:
+            /// connection refused or broken off, timeout, 5xx, 429), never past
+            /// its `exp`. A source that answers, but unusably (a redirect,
+            /// another 4xx, an unreadable body), gets no such grace: that may be
+            /// how it refuses a revoked token. Off by default
+            /// (`Duration::ZERO`).
+            ///
+            /// `grace` must be longer than `max_ttl` (`build()` refuses it
+            /// otherwise), and at most a year: answers older than `max_ttl` are
+            /// refreshed on use, and only a failed refresh falls back to them.
+            pub fn stale_if_error(grace: std::time::Duration) => cache.stale_if_error = grace;
         }
     };
 }
@@ -196,11 +177,10 @@ macro_rules! cache_setters {
 /// The claim setters, for a builder with a field `claims: ClaimSettings`.
 macro_rules! claim_setters {
     () => {
-        /// Clock skew tolerated on `exp` and `nbf` (default: none, at most
-        /// an hour).
-        pub fn leeway(mut self, leeway: std::time::Duration) -> Self {
-            self.claims.leeway = leeway;
-            self
+        crate::macros::setters! {
+            /// Clock skew tolerated on `exp` and `nbf` (default: none, at most
+            /// an hour).
+            pub fn leeway(leeway: std::time::Duration) => claims.leeway = leeway;
         }
 
         /// Accept only tokens whose `iss` equals this issuer exactly.
@@ -241,23 +221,22 @@ macro_rules! claim_setters {
             self
         }
 
-        /// Accept answers that say they describe a refresh, ID or logout
-        /// token (default: refused with 401 `invalid_token`).
-        ///
-        /// An authorization server may introspect every token it issued, and
-        /// a client may present a refresh token as if it were an access
-        /// token; `token_type_hint` is only a hint. So, by default, an answer
-        /// is refused when it declares another kind of token by any of these
-        /// conventions:
-        ///
-        /// | member | values refused | used by |
-        /// |---|---|---|
-        /// | `token_use` | `refresh_token`, `refresh`, `id_token`, `id` | Ory Hydra, Amazon Cognito |
-        /// | `typ` | `Refresh`, `Offline`, `ID`, `Logout` (any case) | Keycloak |
-        /// | `token_type` | `refresh_token` | |
-        pub fn accept_any_token_kind(mut self, accept: bool) -> Self {
-            self.claims.any_token_kind = accept;
-            self
+        crate::macros::setters! {
+            /// Accept answers that say they describe a refresh, ID or logout
+            /// token (default: refused with 401 `invalid_token`).
+            ///
+            /// An authorization server may introspect every token it issued, and
+            /// a client may present a refresh token as if it were an access
+            /// token; `token_type_hint` is only a hint. So, by default, an answer
+            /// is refused when it declares another kind of token by any of these
+            /// conventions:
+            ///
+            /// | member | values refused | used by |
+            /// |---|---|---|
+            /// | `token_use` | `refresh_token`, `refresh`, `id_token`, `id` | Ory Hydra, Amazon Cognito |
+            /// | `typ` | `Refresh`, `Offline`, `ID`, `Logout` (any case) | Keycloak |
+            /// | `token_type` | `refresh_token` | |
+            pub fn accept_any_token_kind(accept: bool) => claims.any_token_kind = accept;
         }
     };
 }
@@ -265,52 +244,39 @@ macro_rules! claim_setters {
 /// The HTTP setters, for a builder with a field `http: HttpOptions`.
 macro_rules! http_setters {
     () => {
-        /// Use this `reqwest::Client` instead of building one (e.g. to trust
-        /// a private root certificate). Its own timeouts apply; the total
-        /// [`timeout`](Self::timeout) set here is applied per request as
-        /// well, but [`connect_timeout`](Self::connect_timeout) is not: a
-        /// connect timeout belongs to the client, so set it when building
-        /// yours.
-        ///
-        /// **Build it with `redirect(reqwest::redirect::Policy::none())`.**
-        /// reqwest follows redirects by default, and on 307/308 it sends the
-        /// body — a token, a client secret — to the new location before this
-        /// crate can refuse the answer (an answer from another URL than the
-        /// one called is refused, but too late for that).
-        pub fn http_client(mut self, client: reqwest::Client) -> Self {
-            self.http.client = Some(client);
-            self
-        }
+        crate::macros::setters! {
+            /// Use this `reqwest::Client` instead of building one (e.g. to trust
+            /// a private root certificate). Its own timeouts apply; the total
+            /// [`timeout`](Self::timeout) set here is applied per request as
+            /// well, but [`connect_timeout`](Self::connect_timeout) is not: a
+            /// connect timeout belongs to the client, so set it when building
+            /// yours.
+            ///
+            /// **Build it with `redirect(reqwest::redirect::Policy::none())`.**
+            /// reqwest follows redirects by default, and on 307/308 it sends the
+            /// body — a token, a client secret — to the new location before this
+            /// crate can refuse the answer (an answer from another URL than the
+            /// one called is refused, but too late for that).
+            pub fn http_client(client: reqwest::Client) => http.client = Some(client);
 
-        /// Connect timeout toward the authorization server (default 2 s, at
-        /// most an hour). Ignored with a custom
-        /// [`http_client`](Self::http_client), whose own connect timeout
-        /// applies.
-        pub fn connect_timeout(mut self, timeout: std::time::Duration) -> Self {
-            self.http.connect_timeout = timeout;
-            self
-        }
+            /// Connect timeout toward the authorization server (default 2 s, at
+            /// most an hour). Ignored with a custom
+            /// [`http_client`](Self::http_client), whose own connect timeout
+            /// applies.
+            pub fn connect_timeout(timeout: std::time::Duration) => http.connect_timeout = timeout;
 
-        /// Total timeout of one call to the authorization server (default
-        /// 5 s, at most an hour). A slow server is answered 503.
-        pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
-            self.http.timeout = timeout;
-            self
-        }
+            /// Total timeout of one call to the authorization server (default
+            /// 5 s, at most an hour). A slow server is answered 503.
+            pub fn timeout(timeout: std::time::Duration) => http.timeout = timeout;
 
-        /// Largest answer read from the authorization server (default
-        /// 64 KiB).
-        pub fn max_response_bytes(mut self, max: usize) -> Self {
-            self.http.max_response_bytes = max;
-            self
-        }
+            /// Largest answer read from the authorization server (default
+            /// 64 KiB).
+            pub fn max_response_bytes(max: usize) => http.max_response_bytes = max;
 
-        /// Allow `http://` URLs on non-loopback hosts (default: refused;
-        /// RFC 7662 §4 and RFC 8414 require TLS). Loopback hosts are always
-        /// allowed.
-        pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-            self.http.allow_insecure_http = allow;
-            self
+            /// Allow `http://` URLs on non-loopback hosts (default: refused;
+            /// RFC 7662 §4 and RFC 8414 require TLS). Loopback hosts are always
+            /// allowed.
+            pub fn allow_insecure_http(allow: bool) => http.allow_insecure_http = allow;
         }
     };
 }

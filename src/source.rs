@@ -58,6 +58,7 @@ pub use crate::engine::{LoadError, LoadErrorKind, LoadToken};
 
 use crate::engine::{CacheSettings, Engine, Parts, Policy};
 use crate::error::{AuthError, ConfigError};
+use crate::macros::setters;
 use crate::principal::Principal;
 use crate::settings::{ClaimSettings, MAX_DURATION};
 use crate::stats::CacheStats;
@@ -181,40 +182,32 @@ pub struct CachedSourceBuilder<L> {
 }
 
 impl<L: LoadToken> CachedSourceBuilder<L> {
-    /// A name for the source (default: empty). Keys are scoped to it: two
-    /// sources that share a fleet cache must have different names, and the
-    /// replicas of one source the same.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
-    }
+    setters! {
+        /// A name for the source (default: empty). Keys are scoped to it: two
+        /// sources that share a fleet cache must have different names, and the
+        /// replicas of one source the same.
+        pub fn name(name: impl Into<String>) => name = name.into();
 
-    /// The longest one load may take (default 5 s, at most an hour); a
-    /// source slower than that is answered 503.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
+        /// The longest one load may take (default 5 s, at most an hour); a
+        /// source slower than that is answered 503.
+        pub fn timeout(timeout: Duration) => timeout = timeout;
 
-    /// Allow `http://` resource identifiers on non-loopback hosts in
-    /// [`expected_resource`](Self::expected_resource) (default: refused).
-    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.allow_insecure_http = allow;
-        self
+        /// Allow `http://` resource identifiers on non-loopback hosts in
+        /// [`expected_resource`](Self::expected_resource) (default: refused).
+        pub fn allow_insecure_http(allow: bool) => allow_insecure_http = allow;
     }
 
     crate::settings::claim_setters!();
     crate::settings::cache_setters!();
 
-    /// Adds the fleet tier in Redis (see
-    /// [`IntrospectorBuilder::shared_cache`](crate::introspection::IntrospectorBuilder::shared_cache)):
-    /// one load per token for the whole fleet, and invalidations that reach
-    /// every replica. Needs a Tokio runtime at `build()`.
-    #[cfg(feature = "redis")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn shared_cache(mut self, shared: crate::fleet::SharedCache) -> Self {
-        self.shared = Some(shared);
-        self
+    setters! {
+        /// Adds the fleet tier in Redis (see
+        /// [`IntrospectorBuilder::shared_cache`](crate::introspection::IntrospectorBuilder::shared_cache)):
+        /// one load per token for the whole fleet, and invalidations that reach
+        /// every replica. Needs a Tokio runtime at `build()`.
+        #[cfg(feature = "redis")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+        pub fn shared_cache(shared: crate::fleet::SharedCache) => shared = Some(shared);
     }
 
     /// Checks the settings and builds the cached source.

@@ -25,6 +25,7 @@ use http::uri::PathAndQuery;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Uri};
 
 use crate::error::{AuthError, ConfigError, ErrorKind};
+use crate::macros::setters;
 
 /// The default maximum token length, in bytes.
 pub const DEFAULT_MAX_TOKEN_LENGTH: usize = 4096;
@@ -249,25 +250,21 @@ impl BearerExtractor {
         }
     }
 
-    /// Longest token accepted, in bytes; longer ones are answered 401
-    /// `invalid_token` without an introspection call.
-    pub fn max_length(mut self, max_length: usize) -> Self {
-        self.max_length = max_length;
-        self
-    }
+    setters! {
+        /// Longest token accepted, in bytes; longer ones are answered 401
+        /// `invalid_token` without an introspection call.
+        pub fn max_length(max_length: usize) => max_length = max_length;
 
-    /// Also accept the `access_token` query parameter (RFC 6750 §2.3; off by
-    /// default, and the RFC advises against it). Successful responses to such
-    /// requests get `Cache-Control: private`.
-    ///
-    /// The parameter is removed from the request URI before the inner
-    /// service is called (the other parameters keep their order and
-    /// encoding), so inner layers that log URIs never see the token. Layers
-    /// outside this one, and axum's `OriginalUri` extension (recorded by the
-    /// `Router` before its route layers run), still hold the full URI.
-    pub fn allow_query(mut self, allow: bool) -> Self {
-        self.query = allow;
-        self
+        /// Also accept the `access_token` query parameter (RFC 6750 §2.3; off by
+        /// default, and the RFC advises against it). Successful responses to such
+        /// requests get `Cache-Control: private`.
+        ///
+        /// The parameter is removed from the request URI before the inner
+        /// service is called (the other parameters keep their order and
+        /// encoding), so inner layers that log URIs never see the token. Layers
+        /// outside this one, and axum's `OriginalUri` extension (recorded by the
+        /// `Router` before its route layers run), still hold the full URI.
+        pub fn allow_query(allow: bool) => query = allow;
     }
 
     /// Also accept the raw token (no scheme) in this header. Its values are
@@ -307,11 +304,10 @@ impl BearerExtractor {
         Ok(self)
     }
 
-    /// Also accept the token in the cookie with this name. The `Cookie`
-    /// headers are then marked sensitive for inner layers.
-    pub fn cookie(mut self, name: impl Into<String>) -> Self {
-        self.cookie = Some(name.into().into_boxed_str());
-        self
+    setters! {
+        /// Also accept the token in the cookie with this name. The `Cookie`
+        /// headers are then marked sensitive for inner layers.
+        pub fn cookie(name: impl Into<String>) => cookie = Some(name.into().into_boxed_str());
     }
 
     /// Stop reading the `Authorization` header (for APIs that take tokens only

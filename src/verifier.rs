@@ -14,6 +14,7 @@ use crate::introspection::Introspector;
 use crate::jose::peek_issuer;
 #[cfg(feature = "jwt")]
 use crate::jwt::JwtVerifier;
+use crate::macros::setters;
 use crate::principal::Principal;
 use crate::source::CachedSource;
 
@@ -327,12 +328,11 @@ impl VerifierBuilder {
         self
     }
 
-    /// Also ask the introspection endpoint about JWTs that verified locally
-    /// (both must accept the token). Needs an introspector.
-    #[cfg(feature = "jwt")]
-    pub fn introspect_jwts_too(mut self, yes: bool) -> Self {
-        self.introspect_jwts = yes;
-        self
+    setters! {
+        /// Also ask the introspection endpoint about JWTs that verified locally
+        /// (both must accept the token). Needs an introspector.
+        #[cfg(feature = "jwt")]
+        pub fn introspect_jwts_too(yes: bool) => introspect_jwts = yes;
     }
 
     /// Checks the combination and builds the verifier.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::memory::MemoryStore;
 use crate::error::ConfigError;
+use crate::macros::setters;
 
 /// Default bound on one Redis command, connection included.
 pub const DEFAULT_SHARED_COMMAND_TIMEOUT: Duration = Duration::from_millis(100);
@@ -90,30 +91,23 @@ impl SharedCacheBuilder {
         self
     }
 
-    /// The prefix of every Redis name (default `tower-introspection:`), to
-    /// share one Redis between unrelated fleets.
-    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.config.key_prefix = prefix.into();
-        self
-    }
+    setters! {
+        /// The prefix of every Redis name (default `tower-introspection:`), to
+        /// share one Redis between unrelated fleets.
+        pub fn key_prefix(prefix: impl Into<String>) => config.key_prefix = prefix.into();
 
-    /// Bound on one Redis command, connection included (default 100 ms, at
-    /// most 10 s). A slower Redis counts as failed: the request goes on
-    /// without it.
-    pub fn command_timeout(mut self, timeout: Duration) -> Self {
-        self.config.command_timeout = timeout;
-        self
-    }
+        /// Bound on one Redis command, connection included (default 100 ms, at
+        /// most 10 s). A slower Redis counts as failed: the request goes on
+        /// without it.
+        pub fn command_timeout(timeout: Duration) => config.command_timeout = timeout;
 
-    /// How long a replica waits for another replica's introspection of the
-    /// same token before calling the authorization server itself (default:
-    /// the introspector's [`timeout`](crate::introspection::IntrospectorBuilder::timeout)).
-    /// A request that waits in vain then makes its own call, so its worst
-    /// case is `lock_wait` plus one introspection: about twice `timeout`
-    /// by default.
-    pub fn lock_wait(mut self, wait: Duration) -> Self {
-        self.config.lock_wait = Some(wait);
-        self
+        /// How long a replica waits for another replica's introspection of the
+        /// same token before calling the authorization server itself (default:
+        /// the introspector's [`timeout`](crate::introspection::IntrospectorBuilder::timeout)).
+        /// A request that waits in vain then makes its own call, so its worst
+        /// case is `lock_wait` plus one introspection: about twice `timeout`
+        /// by default.
+        pub fn lock_wait(wait: Duration) => config.lock_wait = Some(wait);
     }
 
     /// Open the circuit breaker after `failures` consecutive Redis failures,

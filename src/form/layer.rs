@@ -8,6 +8,7 @@ use tower_layer::Layer;
 use super::{FormBodyToken, FormGuard, DEFAULT_MAX_FORM_BODY};
 use crate::challenge::realm_value;
 use crate::error::{ConfigError, DEFAULT_REALM};
+use crate::macros::setters;
 use crate::rejection::JsonBody;
 
 /// Reads `access_token` from form-encoded bodies (RFC 6750 §2.2), opt-in.
@@ -81,10 +82,9 @@ impl FormBodyTokenLayer {
 }
 
 impl<R> FormBodyTokenLayer<R> {
-    /// Largest form body read for a token; a larger one is answered 400.
-    pub fn max_body(mut self, max_body: usize) -> Self {
-        self.guard.max_body = max_body;
-        self
+    setters! {
+        /// Largest form body read for a token; a larger one is answered 400.
+        pub fn max_body(max_body: usize) => guard.max_body = max_body;
     }
 
     /// The `realm` of the challenge this layer's 400 carries (default

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use crate::error::ConfigError;
 use crate::fetch::AsFault;
 use crate::jose::Algorithm;
+use crate::macros::setters;
 use crate::validate::unix_now;
 
 /// `client_assertion_type` for a JWT assertion (RFC 7523 §2.2).
@@ -215,11 +216,10 @@ impl ClientKey {
         Ok(self)
     }
 
-    /// The `kid` put in each assertion's header, so that the authorization
-    /// server knows which of the client's keys to check.
-    pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
-        self.kid = Some(kid.into().into_boxed_str());
-        self
+    setters! {
+        /// The `kid` put in each assertion's header, so that the authorization
+        /// server knows which of the client's keys to check.
+        pub fn with_kid(kid: impl Into<String>) => kid = Some(kid.into().into_boxed_str());
     }
 
     /// The algorithm assertions are signed with.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::assertion::{AssertionAudience, AssertionSigner, ClientKey};
 use super::auth::{basic_header, bearer_header, ClientAuth, Secret, TokenAuth, TokenFetcher};
 use super::{IntrospectionSource, Introspector, Limiter, RateLimit};
+use crate::macros::setters;
 use crate::resource::{checked_url, redact_url};
 
 /// The default bound on concurrent introspection calls per introspector.
@@ -136,16 +137,12 @@ impl IntrospectorBuilder {
         }
     }
 
-    /// From discovery: the methods the endpoint accepts, if the metadata said.
-    pub(super) fn supported_auth_methods(mut self, methods: Option<Vec<String>>) -> Self {
-        self.supported_auth_methods = methods;
-        self
-    }
+    setters! {
+        /// From discovery: the methods the endpoint accepts, if the metadata said.
+        pub(super) fn supported_auth_methods(methods: Option<Vec<String>>) => supported_auth_methods = methods;
 
-    /// From discovery: the issuer, the default `aud` of client assertions.
-    pub(super) fn discovered_issuer(mut self, issuer: String) -> Self {
-        self.discovered_issuer = Some(issuer);
-        self
+        /// From discovery: the issuer, the default `aud` of client assertions.
+        pub(super) fn discovered_issuer(issuer: String) => discovered_issuer = Some(issuer);
     }
 
     /// Authenticate with HTTP Basic (`client_secret_basic`, RFC 6749 §2.3.1).
@@ -248,54 +245,44 @@ impl IntrospectorBuilder {
         self
     }
 
-    /// Ask for signed introspection answers (RFC 9701): each call sends
-    /// `Accept: application/token-introspection+jwt`, and the answer must be
-    /// a JWT signed with a key from `jwks_uri` (fetched and refreshed as for
-    /// [`JwtVerifier`](crate::jwt::JwtVerifier)), with `typ`
-    /// `token-introspection+jwt`, `iss` equal to `issuer`, `aud` naming this
-    /// resource server's client id, and an `iat` at most a minute old (plus
-    /// the [`leeway`](Self::leeway)). Its `token_introspection` member is
-    /// then read as a plain answer. Anything else — an unsigned answer too,
-    /// unless [`accept_unsigned_answers`](Self::accept_unsigned_answers) —
-    /// is an unusable answer: 503, never cached.
-    ///
-    /// `build()` refuses it with a client authentication that has no client
-    /// id (a static bearer token, `unauthenticated`).
-    #[cfg(feature = "jwt")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-    pub fn signed_answers(mut self, issuer: impl Into<String>, jwks_uri: impl Into<String>) -> Self {
-        self.signed_answers = Some((issuer.into(), jwks_uri.into()));
-        self
-    }
+    setters! {
+        /// Ask for signed introspection answers (RFC 9701): each call sends
+        /// `Accept: application/token-introspection+jwt`, and the answer must be
+        /// a JWT signed with a key from `jwks_uri` (fetched and refreshed as for
+        /// [`JwtVerifier`](crate::jwt::JwtVerifier)), with `typ`
+        /// `token-introspection+jwt`, `iss` equal to `issuer`, `aud` naming this
+        /// resource server's client id, and an `iat` at most a minute old (plus
+        /// the [`leeway`](Self::leeway)). Its `token_introspection` member is
+        /// then read as a plain answer. Anything else — an unsigned answer too,
+        /// unless [`accept_unsigned_answers`](Self::accept_unsigned_answers) —
+        /// is an unusable answer: 503, never cached.
+        ///
+        /// `build()` refuses it with a client authentication that has no client
+        /// id (a static bearer token, `unauthenticated`).
+        #[cfg(feature = "jwt")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+        pub fn signed_answers(issuer: impl Into<String>, jwks_uri: impl Into<String>) => signed_answers = Some((issuer.into(), jwks_uri.into()));
 
-    /// With [`signed_answers`](Self::signed_answers), still accept a plain
-    /// JSON answer from a server that ignores the request for a signed one
-    /// (default: refused). A signed answer is checked all the same.
-    #[cfg(feature = "jwt")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-    pub fn accept_unsigned_answers(mut self, accept: bool) -> Self {
-        self.accept_unsigned_answers = accept;
-        self
-    }
+        /// With [`signed_answers`](Self::signed_answers), still accept a plain
+        /// JSON answer from a server that ignores the request for a signed one
+        /// (default: refused). A signed answer is checked all the same.
+        #[cfg(feature = "jwt")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+        pub fn accept_unsigned_answers(accept: bool) => accept_unsigned_answers = accept;
 
-    /// The `aud` of `private_key_jwt` assertions. Default: the issuer when
-    /// it is known — from discovery, or from
-    /// [`signed_answers`](Self::signed_answers) — else
-    /// [`AssertionAudience::Endpoint`] (the URL of the endpoint called). `build()` refuses it without
-    /// `private_key_jwt`.
-    #[cfg(feature = "jwt")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-    pub fn client_assertion_audience(mut self, audience: AssertionAudience) -> Self {
-        self.assertion_audience = Some(audience);
-        self
-    }
+        /// The `aud` of `private_key_jwt` assertions. Default: the issuer when
+        /// it is known — from discovery, or from
+        /// [`signed_answers`](Self::signed_answers) — else
+        /// [`AssertionAudience::Endpoint`] (the URL of the endpoint called). `build()` refuses it without
+        /// `private_key_jwt`.
+        #[cfg(feature = "jwt")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+        pub fn client_assertion_audience(audience: AssertionAudience) => assertion_audience = Some(audience);
 
-    /// The `scope` requested with [`bearer_from_client_credentials`](Self::bearer_from_client_credentials),
-    /// before or after it in the chain. `build()` refuses it with any other
-    /// client authentication method, where it would mean nothing.
-    pub fn token_scope(mut self, scope: impl Into<String>) -> Self {
-        self.token_scope = Some(scope.into());
-        self
+        /// The `scope` requested with [`bearer_from_client_credentials`](Self::bearer_from_client_credentials),
+        /// before or after it in the chain. `build()` refuses it with any other
+        /// client authentication method, where it would mean nothing.
+        pub fn token_scope(scope: impl Into<String>) => token_scope = Some(scope.into());
     }
 
     /// Send no credentials. RFC 7662 requires the endpoint to be protected;
@@ -305,16 +292,12 @@ impl IntrospectorBuilder {
         self
     }
 
-    /// Send `token_type_hint=access_token` (default: on).
-    pub fn token_type_hint(mut self, send: bool) -> Self {
-        self.token_type_hint = send;
-        self
-    }
+    setters! {
+        /// Send `token_type_hint=access_token` (default: on).
+        pub fn token_type_hint(send: bool) => token_type_hint = send;
 
-    /// Accept only tokens whose `token_type` is this one (case-insensitive).
-    pub fn required_token_type(mut self, token_type: impl Into<String>) -> Self {
-        self.token_type = Some(token_type.into().into_boxed_str());
-        self
+        /// Accept only tokens whose `token_type` is this one (case-insensitive).
+        pub fn required_token_type(token_type: impl Into<String>) => token_type = Some(token_type.into().into_boxed_str());
     }
 
     crate::settings::http_setters!();
@@ -331,31 +314,30 @@ impl IntrospectorBuilder {
         self
     }
 
-    /// Share answers with the other replicas of a fleet through Redis, as a
-    /// second tier behind the in-process cache (feature `redis`; see the
-    /// README's "Running a fleet"). `build()` must then run inside a Tokio
-    /// runtime; it does not wait for Redis, which may be down.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use tower_introspection::{Introspector, fleet::SharedCache};
-    ///
-    /// let shared = SharedCache::builder("redis://127.0.0.1:6379/", "a fleet secret of at least 32 bytes!")
-    ///     .build()?;
-    /// let introspector = Introspector::builder("https://as.example/introspect")
-    ///     .client_secret_basic("my-api", "my-api-secret")
-    ///     .expected_audience("https://api.example")
-    ///     .shared_cache(shared)
-    ///     .build()?;
-    /// assert!(introspector.stats().shared.enabled);
-    /// # Ok(()) }
-    /// ```
-    #[cfg(feature = "redis")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn shared_cache(mut self, shared: crate::fleet::SharedCache) -> Self {
-        self.shared = Some(shared);
-        self
+    setters! {
+        /// Share answers with the other replicas of a fleet through Redis, as a
+        /// second tier behind the in-process cache (feature `redis`; see the
+        /// README's "Running a fleet"). `build()` must then run inside a Tokio
+        /// runtime; it does not wait for Redis, which may be down.
+        ///
+        /// ```
+        /// # #[tokio::main(flavor = "current_thread")]
+        /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// use tower_introspection::{Introspector, fleet::SharedCache};
+        ///
+        /// let shared = SharedCache::builder("redis://127.0.0.1:6379/", "a fleet secret of at least 32 bytes!")
+        ///     .build()?;
+        /// let introspector = Introspector::builder("https://as.example/introspect")
+        ///     .client_secret_basic("my-api", "my-api-secret")
+        ///     .expected_audience("https://api.example")
+        ///     .shared_cache(shared)
+        ///     .build()?;
+        /// assert!(introspector.stats().shared.enabled);
+        /// # Ok(()) }
+        /// ```
+        #[cfg(feature = "redis")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+        pub fn shared_cache(shared: crate::fleet::SharedCache) => shared = Some(shared);
     }
 
     /// Checks the settings and builds the introspector.

@@ -10,6 +10,7 @@ use super::{JwtSource, JwtVerifier};
 use crate::engine::{CacheSettings, Engine, Parts, Policy};
 use crate::error::ConfigError;
 use crate::jose::{Algorithm, Jwks, PublicKey, DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH_INTERVAL};
+use crate::macros::setters;
 use crate::resource::{checked_url, redact_url};
 use crate::settings::{ClaimSettings, HttpOptions, MAX_DURATION};
 
@@ -76,12 +77,11 @@ impl JwtVerifierBuilder {
         }
     }
 
-    /// Fetch keys from this JWK Set URL: on first use, and again when a token
-    /// names an unknown `kid` (at most once per
-    /// [`jwks_refresh_interval`](Self::jwks_refresh_interval)).
-    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
-        self.jwks_url = Some(url.into());
-        self
+    setters! {
+        /// Fetch keys from this JWK Set URL: on first use, and again when a token
+        /// names an unknown `kid` (at most once per
+        /// [`jwks_refresh_interval`](Self::jwks_refresh_interval)).
+        pub fn jwks_url(url: impl Into<String>) => jwks_url = Some(url.into());
     }
 
     /// A static public key in PEM: `BEGIN PUBLIC KEY` (RSA, P-256, P-384 or
@@ -106,18 +106,14 @@ impl JwtVerifierBuilder {
         self
     }
 
-    /// The accepted algorithms. Default: for each key, the one it declares
-    /// (a JWK's `alg`), or the usual one for its type (RS256 for RSA, ES256
-    /// or ES384 by curve, EdDSA). `none` and HMAC are never accepted.
-    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
-        self.algorithms = Some(algorithms.into_iter().collect());
-        self
-    }
+    setters! {
+        /// The accepted algorithms. Default: for each key, the one it declares
+        /// (a JWK's `alg`), or the usual one for its type (RS256 for RSA, ES256
+        /// or ES384 by curve, EdDSA). `none` and HMAC are never accepted.
+        pub fn algorithms(algorithms: impl IntoIterator<Item = Algorithm>) => algorithms = Some(algorithms.into_iter().collect());
 
-    /// The token profile (default [`JwtProfile::Rfc9068`]).
-    pub fn profile(mut self, profile: JwtProfile) -> Self {
-        self.profile = profile;
-        self
+        /// The token profile (default [`JwtProfile::Rfc9068`]).
+        pub fn profile(profile: JwtProfile) => profile = profile;
     }
 
     /// With [`JwtProfile::Generic`]: require this `typ` header
@@ -140,24 +136,20 @@ impl JwtVerifierBuilder {
         self
     }
 
-    /// The shortest time between two JWK Set fetches (default 30 s; from
-    /// 1 s to an hour): a flood of tokens with unknown `kid`s (or none) makes
-    /// at most one fetch per interval. A token that comes meanwhile, names no
-    /// `kid` the keys hold, and fails them is refused without being
-    /// remembered: it may be signed with a key added since the last fetch.
-    pub fn jwks_refresh_interval(mut self, interval: Duration) -> Self {
-        self.refresh_interval = interval;
-        self
-    }
+    setters! {
+        /// The shortest time between two JWK Set fetches (default 30 s; from
+        /// 1 s to an hour): a flood of tokens with unknown `kid`s (or none) makes
+        /// at most one fetch per interval. A token that comes meanwhile, names no
+        /// `kid` the keys hold, and fails them is refused without being
+        /// remembered: it may be signed with a key added since the last fetch.
+        pub fn jwks_refresh_interval(interval: Duration) => refresh_interval = interval;
 
-    /// The longest a fetched JWK Set is used before it is fetched again
-    /// (default 10 min; from the refresh interval to a day), so that a key
-    /// the authorization server withdrew stops being trusted even if no
-    /// token names a new `kid`. While a fetch fails, the last key set is
-    /// used up to twice this age; then tokens get 503.
-    pub fn jwks_max_age(mut self, max_age: Duration) -> Self {
-        self.max_age = max_age;
-        self
+        /// The longest a fetched JWK Set is used before it is fetched again
+        /// (default 10 min; from the refresh interval to a day), so that a key
+        /// the authorization server withdrew stops being trusted even if no
+        /// token names a new `kid`. While a fetch fails, the last key set is
+        /// used up to twice this age; then tokens get 503.
+        pub fn jwks_max_age(max_age: Duration) => max_age = max_age;
     }
 
     crate::settings::claim_setters!();

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::{Inner, ProtectedResourceMetadata, DEFAULT_METADATA_MAX_AGE, WELL_KNOWN_PATH};
 use crate::error::ConfigError;
+use crate::macros::setters;
 use crate::resource::canonical_resource;
 
 /// Builds a [`ProtectedResourceMetadata`]; see
@@ -42,14 +43,21 @@ impl ProtectedResourceMetadataBuilder {
         }
     }
 
-    fn push_string(&mut self, name: &'static str, value: String) {
+    /// Adds `values` to the array field `name`.
+    fn strings(mut self, name: &'static str, values: impl IntoIterator<Item = impl Into<String>>) -> Self {
         let entry = self
             .fields
             .entry(name)
             .or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(values) = entry {
-            values.push(Value::String(value));
+        if let Value::Array(array) = entry {
+            array.extend(values.into_iter().map(|value| Value::String(value.into())));
         }
+        self
+    }
+
+    fn flag(mut self, name: &'static str, yes: bool) -> Self {
+        self.fields.insert(name.to_owned(), Value::Bool(yes));
+        self
     }
 
     fn url_field(mut self, name: &'static str, url: String) -> Self {
@@ -64,32 +72,20 @@ impl ProtectedResourceMetadataBuilder {
     pub fn authorization_server(mut self, issuer: impl Into<String>) -> Self {
         let issuer = issuer.into();
         self.urls.push(("authorization_servers", issuer.clone()));
-        self.push_string("authorization_servers", issuer);
-        self
+        self.strings("authorization_servers", [issuer])
     }
 
     /// `scopes_supported`: the scopes clients may request for this
     /// resource.
-    pub fn scopes_supported<I, S>(mut self, scopes: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        for scope in scopes {
-            self.push_string("scopes_supported", scope.into());
-        }
-        self
+    pub fn scopes_supported(self, scopes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.strings("scopes_supported", scopes)
     }
 
     /// `bearer_methods_supported`: how the resource accepts tokens, among
     /// `header`, `body` and `query` (RFC 6750 §2). Default `["header"]`, the
     /// only one the layer reads without opting in; an empty list omits the
     /// field (which RFC 9728 reads as "no preference stated").
-    pub fn bearer_methods_supported<I, S>(mut self, methods: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
+    pub fn bearer_methods_supported(mut self, methods: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.bearer_methods = methods.into_iter().map(Into::into).collect();
         self
     }
@@ -102,15 +98,11 @@ impl ProtectedResourceMetadataBuilder {
 
     /// `resource_signing_alg_values_supported`: JWS algorithms the resource
     /// signs responses with.
-    pub fn resource_signing_alg_values_supported<I, S>(mut self, algorithms: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        for alg in algorithms {
-            self.push_string("resource_signing_alg_values_supported", alg.into());
-        }
-        self
+    pub fn resource_signing_alg_values_supported(
+        self,
+        algorithms: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.strings("resource_signing_alg_values_supported", algorithms)
     }
 
     /// `resource_name`: a human-readable name for end users.
@@ -136,43 +128,29 @@ impl ProtectedResourceMetadataBuilder {
     }
 
     /// `tls_client_certificate_bound_access_tokens` (RFC 8705).
-    pub fn tls_client_certificate_bound_access_tokens(mut self, yes: bool) -> Self {
-        self.fields.insert(
-            "tls_client_certificate_bound_access_tokens".to_owned(),
-            Value::Bool(yes),
-        );
-        self
+    pub fn tls_client_certificate_bound_access_tokens(self, yes: bool) -> Self {
+        self.flag("tls_client_certificate_bound_access_tokens", yes)
     }
 
     /// `authorization_details_types_supported` (RFC 9396).
-    pub fn authorization_details_types_supported<I, S>(mut self, types: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        for kind in types {
-            self.push_string("authorization_details_types_supported", kind.into());
-        }
-        self
+    pub fn authorization_details_types_supported(
+        self,
+        types: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.strings("authorization_details_types_supported", types)
     }
 
     /// `dpop_signing_alg_values_supported` (RFC 9449).
-    pub fn dpop_signing_alg_values_supported<I, S>(mut self, algorithms: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        for alg in algorithms {
-            self.push_string("dpop_signing_alg_values_supported", alg.into());
-        }
-        self
+    pub fn dpop_signing_alg_values_supported(
+        self,
+        algorithms: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.strings("dpop_signing_alg_values_supported", algorithms)
     }
 
     /// `dpop_bound_access_tokens_required` (RFC 9449).
-    pub fn dpop_bound_access_tokens_required(mut self, yes: bool) -> Self {
-        self.fields
-            .insert("dpop_bound_access_tokens_required".to_owned(), Value::Bool(yes));
-        self
+    pub fn dpop_bound_access_tokens_required(self, yes: bool) -> Self {
+        self.flag("dpop_bound_access_tokens_required", yes)
     }
 
     /// Another member, such as one registered after RFC 9728 or
@@ -187,30 +165,23 @@ impl ProtectedResourceMetadataBuilder {
         self
     }
 
-    /// Allow `http://` URLs on hosts other than loopback (for the resource
-    /// and every URL field). Default: refused.
-    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.allow_insecure_http = allow;
-        self
-    }
+    setters! {
+        /// Allow `http://` URLs on hosts other than loopback (for the resource
+        /// and every URL field). Default: refused.
+        pub fn allow_insecure_http(allow: bool) => allow_insecure_http = allow;
 
-    /// Also answer at the root form of the well-known URI,
-    /// [`WELL_KNOWN_PATH`]. Only for a resource without a path, whose
-    /// well-known URI that already is (RFC 9728 §3.1): `build()` refuses it
-    /// for a resource with a path, because a client that fetched the root
-    /// form must reject a document whose `resource` is not the bare origin
-    /// (RFC 9728 §3.3). An MCP client that falls back to the root form
-    /// finds nothing and uses the `resource_metadata` of the challenge.
-    pub fn also_at_root(mut self, yes: bool) -> Self {
-        self.at_root = yes;
-        self
-    }
+        /// Also answer at the root form of the well-known URI,
+        /// [`WELL_KNOWN_PATH`]. Only for a resource without a path, whose
+        /// well-known URI that already is (RFC 9728 §3.1): `build()` refuses it
+        /// for a resource with a path, because a client that fetched the root
+        /// form must reject a document whose `resource` is not the bare origin
+        /// (RFC 9728 §3.3). An MCP client that falls back to the root form
+        /// finds nothing and uses the `resource_metadata` of the challenge.
+        pub fn also_at_root(yes: bool) => at_root = yes;
 
-    /// The `max-age` of `Cache-Control: public, max-age=…` (default one
-    /// hour, at most a day).
-    pub fn cache_max_age(mut self, max_age: Duration) -> Self {
-        self.max_age = max_age;
-        self
+        /// The `max-age` of `Cache-Control: public, max-age=…` (default one
+        /// hour, at most a day).
+        pub fn cache_max_age(max_age: Duration) => max_age = max_age;
     }
 
     /// Checks the fields and builds the document.

@@ -8,6 +8,7 @@ use tower_layer::Layer;
 use super::service::Introspection;
 use crate::challenge::{realm_value, resource_metadata_value, scope_value, ChallengeBase};
 use crate::error::{ConfigError, DEFAULT_REALM};
+use crate::macros::setters;
 use crate::rejection::JsonBody;
 use crate::token::{BearerExtractor, ExtractToken};
 use crate::verifier::Verifier;
@@ -229,31 +230,27 @@ impl<E, R> IntrospectionLayer<E, R> {
         Ok(self)
     }
 
-    /// Let requests without any token through without a `Principal` (for
-    /// routes that read `Option<Principal>`). A request with a malformed or
-    /// invalid token is still rejected. Off by default.
-    pub fn allow_anonymous(mut self, allow: bool) -> Self {
-        self.anonymous = allow;
-        self
-    }
+    setters! {
+        /// Let requests without any token through without a `Principal` (for
+        /// routes that read `Option<Principal>`). A request with a malformed or
+        /// invalid token is still rejected. Off by default.
+        pub fn allow_anonymous(allow: bool) => anonymous = allow;
 
-    /// Accept tokens bound to their sender by a confirmation method this
-    /// layer cannot check, such as a client certificate (RFC 8705
-    /// `cnf.x5t#S256`), as plain bearer tokens. Off by default: such a
-    /// token is refused with 401 `invalid_token` and a description that
-    /// names the binding, because accepting it without its proof of
-    /// possession defeats the binding (RFC 8705 §3; RFC 9449 §7.1): whoever
-    /// stole it could use it. Turn it on only where something else checks
-    /// the binding (a TLS-terminating proxy that matches the client
-    /// certificate against the token), or where you accept that risk.
-    ///
-    /// DPoP bindings (`cnf.jkt`) are not affected: they are checked with
-    /// [`dpop`](Self::dpop) and never accepted as `Bearer`. A token bound
-    /// both ways passes the `DPoP` scheme only with this on. Calls to
-    /// `validate` outside a layer refuse every bound token.
-    pub fn accept_unverifiable_bindings(mut self, accept: bool) -> Self {
-        self.accept_unverifiable = accept;
-        self
+        /// Accept tokens bound to their sender by a confirmation method this
+        /// layer cannot check, such as a client certificate (RFC 8705
+        /// `cnf.x5t#S256`), as plain bearer tokens. Off by default: such a
+        /// token is refused with 401 `invalid_token` and a description that
+        /// names the binding, because accepting it without its proof of
+        /// possession defeats the binding (RFC 8705 §3; RFC 9449 §7.1): whoever
+        /// stole it could use it. Turn it on only where something else checks
+        /// the binding (a TLS-terminating proxy that matches the client
+        /// certificate against the token), or where you accept that risk.
+        ///
+        /// DPoP bindings (`cnf.jkt`) are not affected: they are checked with
+        /// [`dpop`](Self::dpop) and never accepted as `Bearer`. A token bound
+        /// both ways passes the `DPoP` scheme only with this on. Calls to
+        /// `validate` outside a layer refuse every bound token.
+        pub fn accept_unverifiable_bindings(accept: bool) => accept_unverifiable = accept;
     }
 
     /// What the layer accepts besides proven bindings, on the `Bearer` path.
@@ -293,18 +290,17 @@ impl<E, R> IntrospectionLayer<E, R> {
         }
     }
 
-    /// Accepts DPoP-bound tokens with the `DPoP` scheme and a proof (RFC
-    /// 9449), beside `Bearer` or instead of it; see [`DpopConfig`](crate::dpop::DpopConfig).
-    /// Off by default; a DPoP-bound token is refused as a bearer token
-    /// either way. Rejections of this layer then carry the `DPoP`
-    /// challenge (`algs`, `error="invalid_dpop_proof"`, and with server
-    /// nonces `use_dpop_nonce` and a `DPoP-Nonce` header), and so do the
-    /// 403s of the scope guards further in (`insufficient_scope` in the
-    /// challenge of the scheme the request used).
-    #[cfg(feature = "jwt")]
-    pub fn dpop(mut self, config: crate::dpop::DpopConfig) -> Self {
-        self.dpop = Some(std::sync::Arc::new(crate::dpop::Dpop::new(config)));
-        self
+    setters! {
+        /// Accepts DPoP-bound tokens with the `DPoP` scheme and a proof (RFC
+        /// 9449), beside `Bearer` or instead of it; see [`DpopConfig`](crate::dpop::DpopConfig).
+        /// Off by default; a DPoP-bound token is refused as a bearer token
+        /// either way. Rejections of this layer then carry the `DPoP`
+        /// challenge (`algs`, `error="invalid_dpop_proof"`, and with server
+        /// nonces `use_dpop_nonce` and a `DPoP-Nonce` header), and so do the
+        /// 403s of the scope guards further in (`insufficient_scope` in the
+        /// challenge of the scheme the request used).
+        #[cfg(feature = "jwt")]
+        pub fn dpop(config: crate::dpop::DpopConfig) => dpop = Some(std::sync::Arc::new(crate::dpop::Dpop::new(config)));
     }
 
     /// What the DPoP replay cache of this layer (and its clones) has done,
