@@ -51,3 +51,40 @@ macro_rules! setters {
 }
 
 pub(crate) use setters;
+
+/// The service of a guard layer that holds its settings and a rejection
+/// body `R` ([`RequireScope`], [`JsonRpcScopes`], [`FormBodyTokenLayer`]):
+/// the service wrapping `inner: S` beside a copy of the layer, its
+/// accessors, and the layer's [`Layer`] impl.
+///
+/// [`RequireScope`]: crate::scope::RequireScope
+/// [`JsonRpcScopes`]: crate::jsonrpc::JsonRpcScopes
+/// [`FormBodyTokenLayer`]: crate::form::FormBodyTokenLayer
+/// [`Layer`]: tower_layer::Layer
+macro_rules! define_guard_service {
+    ($(#[$attr:meta])* pub struct $service:ident for $layer:ident;) => {
+        $(#[$attr])*
+        #[derive(Clone)]
+        pub struct $service<S, R = crate::rejection::JsonBody> {
+            pub(super) inner: S,
+            pub(super) layer: $layer<R>,
+        }
+
+        impl<S, R> $service<S, R> {
+            crate::macros::define_inner_service_accessors!();
+        }
+
+        impl<S, R: Clone> tower_layer::Layer<S> for $layer<R> {
+            type Service = $service<S, R>;
+
+            fn layer(&self, inner: S) -> Self::Service {
+                $service {
+                    inner,
+                    layer: self.clone(),
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use define_guard_service;

@@ -3,9 +3,8 @@
 use std::fmt;
 
 use http::HeaderValue;
-use tower_layer::Layer;
 
-use super::{FormBodyToken, FormGuard, DEFAULT_MAX_FORM_BODY};
+use super::{FormGuard, DEFAULT_MAX_FORM_BODY};
 use crate::challenge::realm_value;
 use crate::error::{ConfigError, DEFAULT_REALM};
 use crate::macros::setters;
@@ -111,17 +110,6 @@ impl<R> FormBodyTokenLayer<R> {
         FormBodyTokenLayer {
             guard: self.guard,
             body,
-        }
-    }
-}
-
-impl<S, R: Clone> Layer<S> for FormBodyTokenLayer<R> {
-    type Service = FormBodyToken<S, R>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        FormBodyToken {
-            inner,
-            layer: self.clone(),
         }
     }
 }

@@ -1,17 +1,10 @@
 //! [`FormBodyToken`]: the service of [`FormBodyTokenLayer`].
 
 use super::FormBodyTokenLayer;
-use crate::rejection::JsonBody;
 
-/// The service of [`FormBodyTokenLayer`].
-#[derive(Clone)]
-pub struct FormBodyToken<S, R = JsonBody> {
-    pub(super) inner: S,
-    pub(super) layer: FormBodyTokenLayer<R>,
-}
-
-impl<S, R> FormBodyToken<S, R> {
-    crate::macros::define_inner_service_accessors!();
+crate::macros::define_guard_service! {
+    /// The service of [`FormBodyTokenLayer`].
+    pub struct FormBodyToken for FormBodyTokenLayer;
 }
 
 crate::buffered::impl_buffered_service!(FormBodyToken, guard);

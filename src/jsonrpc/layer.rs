@@ -4,9 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use tower_layer::Layer;
-
-use super::{JsonRpcScopesService, Rule, Rules, DEFAULT_MAX_JSONRPC_BODY};
+use super::{Rule, Rules, DEFAULT_MAX_JSONRPC_BODY};
 use crate::error::ConfigError;
 use crate::rejection::JsonBody;
 use crate::scope::{Exact, ScopeMatcher};
@@ -259,16 +257,5 @@ impl<R> fmt::Debug for JsonRpcScopes<R> {
             .field("max_body", &self.rules.max_body)
             .field("invalid_scope", &self.rules.invalid_scope)
             .finish_non_exhaustive()
-    }
-}
-
-impl<S, R: Clone> Layer<S> for JsonRpcScopes<R> {
-    type Service = JsonRpcScopesService<S, R>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        JsonRpcScopesService {
-            inner,
-            layer: self.clone(),
-        }
     }
 }

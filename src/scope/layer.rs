@@ -3,9 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use tower_layer::Layer;
-
-use super::{required_scope, Exact, RequireScopeService, ScopeMatcher, ScopeRequirement};
+use super::{required_scope, Exact, ScopeMatcher, ScopeRequirement};
 use crate::principal::Scopes;
 use crate::rejection::JsonBody;
 
@@ -142,17 +140,6 @@ impl<R> RequireScope<R> {
         RequireScope {
             requirement: self.requirement,
             body,
-        }
-    }
-}
-
-impl<S, R: Clone> Layer<S> for RequireScope<R> {
-    type Service = RequireScopeService<S, R>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RequireScopeService {
-            inner,
-            layer: self.clone(),
         }
     }
 }

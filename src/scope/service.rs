@@ -7,17 +7,11 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::{authorize, RequireScope, RequireScopeFuture};
-use crate::rejection::{reject, JsonBody, RejectionBody};
+use crate::rejection::{reject, RejectionBody};
 
-/// The service of [`RequireScope`].
-#[derive(Clone)]
-pub struct RequireScopeService<S, R = JsonBody> {
-    pub(super) inner: S,
-    pub(super) layer: RequireScope<R>,
-}
-
-impl<S, R> RequireScopeService<S, R> {
-    crate::macros::define_inner_service_accessors!();
+crate::macros::define_guard_service! {
+    /// The service of [`RequireScope`].
+    pub struct RequireScopeService for RequireScope;
 }
 
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScopeService<S, R>
