@@ -79,8 +79,13 @@ fn applies<B>(request: &Request<B>, max_body: usize) -> bool {
     if announced.is_some_and(|len| len > max_body as u64) {
         return false;
     }
-    request
-        .headers()
+    is_form(request.headers())
+}
+
+/// Whether the content type is `application/x-www-form-urlencoded`
+/// (parameters such as `charset` allowed).
+pub(crate) fn is_form(headers: &http::HeaderMap) -> bool {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())

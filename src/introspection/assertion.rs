@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::error::ConfigError;
 use crate::fetch::AsFault;
-use crate::jose::Algorithm;
+use crate::jose::{Algorithm, Jwk};
 use crate::macros::setters;
 use crate::validate::unix_now;
 
@@ -68,20 +68,12 @@ impl fmt::Debug for ClientKey {
     }
 }
 
-/// The private members a JWK may carry.
+/// A private JWK: the public members, and the private ones RFC 7518 §6
+/// adds.
 #[derive(Deserialize)]
 struct PrivateJwk {
-    kty: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    alg: Option<String>,
-    #[serde(default)]
-    crv: Option<String>,
-    #[serde(default)]
-    n: Option<String>,
-    #[serde(default)]
-    e: Option<String>,
+    #[serde(flatten)]
+    public: Jwk,
     #[serde(default)]
     d: Option<String>,
     #[serde(default)]
@@ -94,10 +86,6 @@ struct PrivateJwk {
     dq: Option<String>,
     #[serde(default)]
     qi: Option<String>,
-    #[serde(default)]
-    x: Option<String>,
-    #[serde(default)]
-    y: Option<String>,
 }
 
 fn invalid(reason: &'static str) -> ConfigError {
@@ -141,12 +129,12 @@ impl ClientKey {
                 .ok_or(invalid(missing))
         };
         let rng = SystemRandom::new();
-        let (default_alg, material) = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
+        let (default_alg, material) = match (jwk.public.kty.as_str(), jwk.public.crv.as_deref()) {
             ("RSA", _) => {
                 let components = ring::rsa::KeyPairComponents {
                     public_key: RsaPublicKeyComponents {
-                        n: member(&jwk.n, "an RSA JWK without `n`")?,
-                        e: member(&jwk.e, "an RSA JWK without `e`")?,
+                        n: member(&jwk.public.n, "an RSA JWK without `n`")?,
+                        e: member(&jwk.public.e, "an RSA JWK without `e`")?,
                     },
                     d: member(&jwk.d, "an RSA JWK without the private `d`")?,
                     p: member(&jwk.p, "an RSA JWK without `p`")?,
@@ -161,8 +149,8 @@ impl ClientKey {
             }
             ("EC", Some("P-256")) => {
                 let mut point = vec![4];
-                point.extend(member(&jwk.x, "an EC JWK without `x`")?);
-                point.extend(member(&jwk.y, "an EC JWK without `y`")?);
+                point.extend(member(&jwk.public.x, "an EC JWK without `x`")?);
+                point.extend(member(&jwk.public.y, "an EC JWK without `y`")?);
                 let d = member(&jwk.d, "an EC JWK without the private `d`")?;
                 let key = EcdsaKeyPair::from_private_key_and_public_key(
                     &ECDSA_P256_SHA256_FIXED_SIGNING,
@@ -175,7 +163,7 @@ impl ClientKey {
             }
             ("OKP", Some("Ed25519")) => {
                 let d = member(&jwk.d, "an OKP JWK without the private `d`")?;
-                let x = member(&jwk.x, "an OKP JWK without `x`")?;
+                let x = member(&jwk.public.x, "an OKP JWK without `x`")?;
                 let key = Ed25519KeyPair::from_seed_and_public_key(&d, &x)
                     .map_err(|_| invalid("an inconsistent Ed25519 JWK"))?;
                 (Algorithm::EdDsa, Material::Ed25519(key))
@@ -184,10 +172,10 @@ impl ClientKey {
         };
         let key = Self {
             alg: default_alg,
-            kid: jwk.kid.map(String::into_boxed_str),
+            kid: jwk.public.kid.map(String::into_boxed_str),
             material: Arc::new(material),
         };
-        match jwk.alg.as_deref() {
+        match jwk.public.alg.as_deref() {
             None => Ok(key),
             Some(alg) => {
                 let alg = alg

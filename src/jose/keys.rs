@@ -386,23 +386,23 @@ impl PublicKey {
 /// A JSON Web Key, with the members this crate reads.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Jwk {
-    kty: String,
+    pub(crate) kty: String,
     #[serde(default)]
-    kid: Option<String>,
+    pub(crate) kid: Option<String>,
     #[serde(default, rename = "use")]
-    use_: Option<String>,
+    pub(crate) use_: Option<String>,
     #[serde(default)]
-    alg: Option<String>,
+    pub(crate) alg: Option<String>,
     #[serde(default)]
-    crv: Option<String>,
+    pub(crate) crv: Option<String>,
     #[serde(default)]
-    n: Option<String>,
+    pub(crate) n: Option<String>,
     #[serde(default)]
-    e: Option<String>,
+    pub(crate) e: Option<String>,
     #[serde(default)]
-    x: Option<String>,
+    pub(crate) x: Option<String>,
     #[serde(default)]
-    y: Option<String>,
+    pub(crate) y: Option<String>,
 }
 
 /// A JWK Set (RFC 7517 §5).

@@ -30,6 +30,26 @@ impl<S, E, R> Introspection<S, E, R> {
     crate::macros::define_inner_service_accessors!();
 }
 
+/// Hands a cached outcome on: the principal to the inner service, checked
+/// against the token's binding (a sender-constrained token needs its proof,
+/// RFC 9449 §7.1, RFC 8705 §3), or the refusal. A macro so that both hit
+/// paths in `call` get it inline: a shared method (even `#[inline(always)]`,
+/// taking the request by value) measured 30–50 more instructions per hit.
+macro_rules! answer_from_cache {
+    ($service:ident, $layer:ident, $request:ident, $outcome:ident, $private:expr) => {
+        match $outcome.and_then(|principal| as_bearer(principal, $layer.binding_rules())) {
+            Ok(mut principal) => {
+                principal.set_realm($layer.realm.0.clone());
+                #[cfg(feature = "jwt")]
+                $layer.answer_scopes_in_dpop(&mut principal);
+                $request.extensions_mut().insert(principal);
+                ResponseFuture::calling($service.inner.call($request), $private)
+            }
+            Err(error) => ResponseFuture::rejected($service.reject(error)),
+        }
+    };
+}
+
 impl<S, E, R, ReqBody, ResBody> Service<Request<ReqBody>> for Introspection<S, E, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
@@ -60,18 +80,7 @@ where
         if let Some(token) = cache_probe(&layer.extractor, &request) {
             if let Some(outcome) = layer.verifier.cached(token.secret()) {
                 layer.extractor.mark_sensitive(request.headers_mut());
-                // A sender-constrained token needs its proof (RFC 9449
-                // §7.1, RFC 8705 §3).
-                return match outcome.and_then(|principal| as_bearer(principal, layer.binding_rules())) {
-                    Ok(mut principal) => {
-                        principal.set_realm(layer.realm.0.clone());
-                        #[cfg(feature = "jwt")]
-                        layer.answer_scopes_in_dpop(&mut principal);
-                        request.extensions_mut().insert(principal);
-                        ResponseFuture::calling(self.inner.call(request), false)
-                    }
-                    Err(error) => ResponseFuture::rejected(self.reject(error)),
-                };
+                return answer_from_cache!(self, layer, request, outcome, false);
             }
         }
         let token = match layer.extractor.extract(&request) {
@@ -104,22 +113,10 @@ where
                 }
             }
         }
-        // The hit path: a fresh cached answer, checked and handed on with
-        // no boxed future, no clone of the inner service, no `await`. The
-        // same match as the cache probe's above, written out on purpose: a
-        // shared method (even `#[inline(always)]`, taking the request by
-        // value) measured 30–50 more instructions per hit.
+        // The hit path again, for a token the probe could not read (from
+        // the query, a cookie, another header).
         if let Some(outcome) = layer.verifier.cached(token.secret()) {
-            return match outcome.and_then(|principal| as_bearer(principal, layer.binding_rules())) {
-                Ok(mut principal) => {
-                    principal.set_realm(layer.realm.0.clone());
-                    #[cfg(feature = "jwt")]
-                    layer.answer_scopes_in_dpop(&mut principal);
-                    request.extensions_mut().insert(principal);
-                    ResponseFuture::calling(self.inner.call(request), private)
-                }
-                Err(error) => ResponseFuture::rejected(self.reject(error)),
-            };
+            return answer_from_cache!(self, layer, request, outcome, private);
         }
         let verifier = layer.verifier.clone();
         let rules = layer.binding_rules();

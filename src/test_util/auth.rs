@@ -7,7 +7,10 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 
+use axum::response::Response;
+
 use super::form::Form;
+use super::reply;
 
 /// Standard base64 that accepts both padded and unpadded input.
 const LENIENT: GeneralPurpose = GeneralPurpose::new(
@@ -64,6 +67,18 @@ pub(crate) fn credentials(headers: &HeaderMap, form: &Form) -> Result<Credential
             None => Credentials::None,
         }),
     }
+}
+
+/// The credentials of a request whose form holds each parameter once, or
+/// the 400 `invalid_request` that refuses it (RFC 6749 §3.1: a parameter
+/// must not be repeated).
+pub(crate) fn form_credentials(headers: &HeaderMap, form: &Form) -> Result<Credentials, Response> {
+    if let Some(key) = form.duplicate() {
+        return Err(reply::invalid_request(&format!(
+            "parameter `{key}` included more than once"
+        )));
+    }
+    credentials(headers, form).map_err(reply::invalid_request)
 }
 
 fn parse_authorization(value: &str) -> Option<Credentials> {
