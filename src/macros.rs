@@ -52,17 +52,18 @@ macro_rules! setters {
 
 pub(crate) use setters;
 
-/// The service of a guard layer that holds its settings and a rejection
-/// body `R` ([`RequireScope`], [`JsonRpcScopes`], [`FormBodyTokenLayer`]):
-/// the service wrapping `inner: S` beside a copy of the layer, its
-/// accessors, and the layer's [`Layer`] impl.
+/// The service of a guard layer that holds its settings (in the named
+/// field) and a rejection body `R` ([`RequireScope`], [`JsonRpcScopes`],
+/// [`FormBodyTokenLayer`]): the service wrapping `inner: S` beside a copy
+/// of the layer, its accessors, the layer's [`Layer`] impl and its
+/// `rejection_body` setter.
 ///
 /// [`RequireScope`]: crate::scope::RequireScope
 /// [`JsonRpcScopes`]: crate::jsonrpc::JsonRpcScopes
 /// [`FormBodyTokenLayer`]: crate::form::FormBodyTokenLayer
 /// [`Layer`]: tower_layer::Layer
 macro_rules! define_guard_service {
-    ($(#[$attr:meta])* pub struct $service:ident for $layer:ident;) => {
+    ($(#[$attr:meta])* pub struct $service:ident for $layer:ident($settings:ident);) => {
         $(#[$attr])*
         #[derive(Clone)]
         pub struct $service<S, R = crate::rejection::JsonBody> {
@@ -72,6 +73,20 @@ macro_rules! define_guard_service {
 
         impl<S, R> $service<S, R> {
             crate::macros::define_inner_service_accessors!();
+        }
+
+        impl<R> $layer<R> {
+            /// Replaces the body of this layer's refusals; see
+            /// [`RejectionBody`](crate::middleware::RejectionBody). Pass the
+            /// one given to
+            /// [`IntrospectionLayer::rejection_body`](crate::IntrospectionLayer::rejection_body),
+            /// so that every refusal reads alike.
+            pub fn rejection_body<R2>(self, body: R2) -> $layer<R2> {
+                $layer {
+                    $settings: self.$settings,
+                    body,
+                }
+            }
         }
 
         impl<S, R: Clone> tower_layer::Layer<S> for $layer<R> {

@@ -102,16 +102,6 @@ impl<R> FormBodyTokenLayer<R> {
         ))?;
         Ok(self)
     }
-
-    /// Replaces the body of this layer's 400; see
-    /// [`RejectionBody`](crate::middleware::RejectionBody). Use the one given to
-    /// [`IntrospectionLayer::rejection_body`](crate::IntrospectionLayer::rejection_body).
-    pub fn rejection_body<R2>(self, body: R2) -> FormBodyTokenLayer<R2> {
-        FormBodyTokenLayer {
-            guard: self.guard,
-            body,
-        }
-    }
 }
 
 impl<R> fmt::Debug for FormBodyTokenLayer<R> {

@@ -4,7 +4,7 @@ use super::FormBodyTokenLayer;
 
 crate::macros::define_guard_service! {
     /// The service of [`FormBodyTokenLayer`].
-    pub struct FormBodyToken for FormBodyTokenLayer;
+    pub struct FormBodyToken for FormBodyTokenLayer(guard);
 }
 
 crate::buffered::impl_buffered_service!(FormBodyToken, guard);

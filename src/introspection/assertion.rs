@@ -74,17 +74,11 @@ impl fmt::Debug for ClientKey {
 struct PrivateJwk {
     #[serde(flatten)]
     public: Jwk,
-    #[serde(default)]
     d: Option<String>,
-    #[serde(default)]
     p: Option<String>,
-    #[serde(default)]
     q: Option<String>,
-    #[serde(default)]
     dp: Option<String>,
-    #[serde(default)]
     dq: Option<String>,
-    #[serde(default)]
     qi: Option<String>,
 }
 

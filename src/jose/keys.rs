@@ -387,21 +387,14 @@ impl PublicKey {
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Jwk {
     pub(crate) kty: String,
-    #[serde(default)]
     pub(crate) kid: Option<String>,
-    #[serde(default, rename = "use")]
+    #[serde(rename = "use")]
     pub(crate) use_: Option<String>,
-    #[serde(default)]
     pub(crate) alg: Option<String>,
-    #[serde(default)]
     pub(crate) crv: Option<String>,
-    #[serde(default)]
     pub(crate) n: Option<String>,
-    #[serde(default)]
     pub(crate) e: Option<String>,
-    #[serde(default)]
     pub(crate) x: Option<String>,
-    #[serde(default)]
     pub(crate) y: Option<String>,
 }
 

@@ -237,15 +237,6 @@ impl<R> JsonRpcScopes<R> {
         self.rules_mut().max_body = bytes;
         self
     }
-
-    /// Replaces the body of this layer's 400 and 403 responses; see
-    /// [`RejectionBody`](crate::middleware::RejectionBody).
-    pub fn rejection_body<R2>(self, body: R2) -> JsonRpcScopes<R2> {
-        JsonRpcScopes {
-            rules: self.rules,
-            body,
-        }
-    }
 }
 
 impl<R> fmt::Debug for JsonRpcScopes<R> {

@@ -134,14 +134,6 @@ impl<R> RequireScope<R> {
         self.requirement = Arc::new(requirement);
         self
     }
-
-    /// Replaces the body of 403 responses; see [`RejectionBody`](crate::middleware::RejectionBody).
-    pub fn rejection_body<R2>(self, body: R2) -> RequireScope<R2> {
-        RequireScope {
-            requirement: self.requirement,
-            body,
-        }
-    }
 }
 
 impl<R> fmt::Debug for RequireScope<R> {

@@ -11,7 +11,7 @@ use crate::rejection::{reject, RejectionBody};
 
 crate::macros::define_guard_service! {
     /// The service of [`RequireScope`].
-    pub struct RequireScopeService for RequireScope;
+    pub struct RequireScopeService for RequireScope(requirement);
 }
 
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScopeService<S, R>
