@@ -109,9 +109,7 @@ impl Verifier {
     /// As [`validate`](Self::validate), DPoP-bound tokens included: the
     /// layer decides what their binding requires.
     pub(crate) async fn validate_any(&self, token: &str) -> Result<Principal, AuthError> {
-        if let Some(outcome) = self.cached(token) {
-            return outcome;
-        }
+        // Each source's engine probes its cache first.
         match &self.route {
             Route::Introspection(introspector) => introspector.engine().validate(token).await,
             Route::Custom(source) => source.validate(token).await,

@@ -441,8 +441,8 @@ impl TokenCache {
     /// the verifiers count a hit once they know the request is answered
     /// from the caches.
     #[inline]
-    pub(crate) fn peek(&self, token: &str, now: Now) -> Option<Entry> {
-        self.index.as_ref()?.get(&self.key(token), now.monotonic_ms)
+    pub(crate) fn peek(&self, key: &Key, now: Now) -> Option<Entry> {
+        self.index.as_ref()?.get(key, now.monotonic_ms)
     }
 
     /// [`peek`](Self::peek), then the local checks every read runs: the
@@ -451,10 +451,10 @@ impl TokenCache {
     pub(crate) fn peek_checked(
         &self,
         checks: &Checks,
-        token: &str,
+        key: &Key,
         now: Now,
     ) -> Option<Result<Principal, AuthError>> {
-        let principal = Principal::from_shared(self.peek(token, now)?);
+        let principal = Principal::from_shared(self.peek(key, now)?);
         Some(checks.check(&principal, now.unix_secs()).map(|()| principal))
     }
 

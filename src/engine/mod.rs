@@ -189,17 +189,19 @@ impl<L: LoadToken> Engine<L> {
     /// checks. Bound tokens are not refused here: the caller decides what
     /// their binding requires.
     pub(crate) async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
-        if let Some(outcome) = self.cached(token, clock::now()) {
+        // One key for the probe and the load.
+        let key = self.cache.key(token);
+        if let Some(outcome) = self.cache.peek_checked(&self.checks, &key, clock::now()) {
+            self.count_hit();
             return outcome;
         }
-        self.validate_uncached(token).await
+        self.validate_uncached(key, token).await
     }
 
     /// As [`validate`](Self::validate) after the read index had nothing:
     /// moka, then a load.
-    pub(crate) async fn validate_uncached(&self, token: &str) -> Result<Principal, AuthError> {
+    async fn validate_uncached(&self, key: Key, token: &str) -> Result<Principal, AuthError> {
         let cache = &self.cache;
-        let key = cache.key(token);
         let claims = match cache.active() {
             Some(active) => match active.get(&key).await {
                 Some(claims) if !cache.is_stale(&claims) => {
@@ -224,7 +226,7 @@ impl<L: LoadToken> Engine<L> {
 
     /// The outcome for `token` if its answer is cached and fresh at `now`:
     /// the read index and the local checks, with no `await`. `None`: ask
-    /// [`validate_uncached`](Self::validate_uncached).
+    /// [`validate`](Self::validate).
     #[inline]
     pub(crate) fn cached(&self, token: &str, now: Now) -> Option<Result<Principal, AuthError>> {
         let outcome = self.peek_cached(token, now)?;
@@ -235,7 +237,7 @@ impl<L: LoadToken> Engine<L> {
     /// As [`cached`](Self::cached), without counting a hit.
     #[inline]
     pub(crate) fn peek_cached(&self, token: &str, now: Now) -> Option<Result<Principal, AuthError>> {
-        self.cache.peek_checked(&self.checks, token, now)
+        self.cache.peek_checked(&self.checks, &self.cache.key(token), now)
     }
 
     #[inline]

@@ -77,7 +77,8 @@ where
         // The hit path: a fresh cached answer, checked and handed on with no
         // boxed future, no clone of the inner service, no `await`, and no
         // grammar scan (a cached token passed it when it was loaded).
-        if let Some(token) = cache_probe(&layer.extractor, &request) {
+        let probed = cache_probe(&layer.extractor, &request);
+        if let Some(token) = &probed {
             if let Some(outcome) = layer.verifier.cached(token.secret()) {
                 layer.extractor.mark_sensitive(request.headers_mut());
                 return answer_from_cache!(self, layer, request, outcome, false);
@@ -114,9 +115,11 @@ where
             }
         }
         // The hit path again, for a token the probe could not read (from
-        // the query, a cookie, another header).
-        if let Some(outcome) = layer.verifier.cached(token.secret()) {
-            return answer_from_cache!(self, layer, request, outcome, private);
+        // the query, a cookie, another header); one it read has just missed.
+        if probed.is_none_or(|probed| probed.secret() != token.secret()) {
+            if let Some(outcome) = layer.verifier.cached(token.secret()) {
+                return answer_from_cache!(self, layer, request, outcome, private);
+            }
         }
         let verifier = layer.verifier.clone();
         let rules = layer.binding_rules();

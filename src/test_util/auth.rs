@@ -72,13 +72,12 @@ pub(crate) fn credentials(headers: &HeaderMap, form: &Form) -> Result<Credential
 /// The credentials of a request whose form holds each parameter once, or
 /// the 400 `invalid_request` that refuses it (RFC 6749 §3.1: a parameter
 /// must not be repeated).
-pub(crate) fn form_credentials(headers: &HeaderMap, form: &Form) -> Result<Credentials, Response> {
+pub(crate) fn form_credentials(headers: &HeaderMap, form: &Form) -> Result<Credentials, Box<Response>> {
     if let Some(key) = form.duplicate() {
-        return Err(reply::invalid_request(&format!(
-            "parameter `{key}` included more than once"
-        )));
+        let description = format!("parameter `{key}` included more than once");
+        return Err(Box::new(reply::invalid_request(&description)));
     }
-    credentials(headers, form).map_err(reply::invalid_request)
+    credentials(headers, form).map_err(|description| Box::new(reply::invalid_request(description)))
 }
 
 fn parse_authorization(value: &str) -> Option<Credentials> {

@@ -66,7 +66,7 @@ pub(crate) async fn introspect(
 
     let creds = match form_credentials(&headers, &form) {
         Ok(creds) => creds,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let now = unix_now();
     let mut state = shared.lock();

@@ -18,7 +18,7 @@ pub(crate) async fn revoke(State(shared): State<Arc<Shared>>, headers: HeaderMap
     let form = Form::from_request(&headers, &body);
     let creds = match form_credentials(&headers, &form) {
         Ok(creds) => creds,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let mut state = shared.lock();
     let authenticated = match creds {
