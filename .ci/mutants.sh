@@ -44,9 +44,6 @@ export CARGO_PROFILE_TEST_DEBUG="${CARGO_PROFILE_TEST_DEBUG:-0}"
 jobs="${MUTANTS_JOBS:-1}"
 read -r -a extra <<<"${MUTANTS_ARGS:-}"
 
-# The cache policy lives in src/cache.rs and in these functions of
-# src/introspect/mod.rs (the client code around them is not selected).
-cache_policy='^src/cache\.rs|Introspector::(validate|miss|refresh|invalidate|invalidate_all|negative_hit|load|active_entry)\b|LoadError::'
 
 # module -> "files;regex;test targets;test binary arguments" (the regex may
 # hold `|`). The fleet's tests need a real redis-server (started here, our
@@ -57,18 +54,18 @@ cache_policy='^src/cache\.rs|Introspector::(validate|miss|refresh|invalidate|inv
 # tests/jwt.rs's resource_server_example).
 declare -A spec=(
     [token]="src/token.rs;;properties request_path review_middleware"
-    [answer]="src/introspect/answer.rs;;properties request_path"
+    [answer]="src/claims.rs;;properties request_path"
     [validate]="src/validate.rs;;token_kinds request_path cache"
-    [cache]="src/cache.rs src/introspect/mod.rs;$cache_policy;cache hardening stale_if_error invalidation limits request_path"
+    [cache]="src/engine/mod.rs src/engine/cache.rs src/engine/tickets.rs src/cache_key.rs;;cache hardening stale_if_error invalidation limits request_path"
     [challenge]="src/challenge.rs;;properties request_path scopes"
-    [scope]="src/scope.rs;;scopes request_path"
+    [scope]="src/scope/mod.rs src/scope/layer.rs src/scope/service.rs src/scope/future.rs;;scopes request_path"
     [dpop]="src/dpop/mod.rs src/dpop/nonce.rs src/dpop/proof.rs src/dpop/replay.rs;;dpop review_dpop"
-    [jwt]="src/jwt/compact.rs src/jwt/keys.rs src/jwt/jwks.rs src/jwt/profile.rs;;jwt;--skip resource_server_example"
-    [fleet]="src/fleet/keys.rs src/fleet/seal.rs src/fleet/events.rs src/fleet/breaker.rs;;fleet;--include-ignored --test-threads=1 --skip three_hundred_requests_on_three_replicas_make_one_call"
-    [jsonrpc]="src/jsonrpc.rs;;mcp;--skip the_rmcp_example"
-    [resource]="src/resource.rs;;mcp request_path;--skip the_rmcp_example"
-    [read_index]="src/read_index.rs;;cache invalidation request_path"
-    [metadata]="src/resource_metadata.rs;;mcp;--skip the_rmcp_example"
+    [jwt]="src/jose/compact.rs src/jose/keys.rs src/jose/jwks.rs src/jwt/profile.rs;;jwt;--skip resource_server_example"
+    [fleet]="src/fleet/keys.rs src/fleet/seal.rs src/fleet/events.rs src/fleet/breaker.rs src/fleet/store.rs src/fleet/memory.rs;;fleet;--include-ignored --test-threads=1 --skip three_hundred_requests_on_three_replicas_make_one_call"
+    [jsonrpc]="src/jsonrpc/mod.rs src/jsonrpc/message.rs src/jsonrpc/layer.rs src/jsonrpc/service.rs src/buffered.rs;;mcp;--skip the_rmcp_example"
+    [resource]="src/resource/mod.rs src/resource/url.rs;;mcp request_path;--skip the_rmcp_example"
+    [read_index]="src/engine/index.rs;;cache invalidation request_path"
+    [metadata]="src/metadata/mod.rs src/metadata/builder.rs src/metadata/service.rs;;mcp;--skip the_rmcp_example"
 )
 all=(token answer validate cache challenge scope dpop jwt fleet jsonrpc resource read_index metadata)
 

@@ -14,7 +14,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tower_introspection::test_util::{client_private_key_pem, ClientSpec, JwtAlg, TestAuthServer};
-use tower_introspection::{Algorithm, ClientKey, Introspector};
+use tower_introspection::{introspection::ClientKey, jwt::Algorithm, Introspector};
 
 fn key(alg: &JwtAlg) -> ClientKey {
     let key = ClientKey::from_pkcs8_pem(&client_private_key_pem(alg, 0).unwrap()).unwrap();

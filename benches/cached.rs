@@ -29,7 +29,9 @@ use http::{Request, Response};
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 use tower_introspection::test_util::{JwtAlg, JwtSpec, TestAuthServer};
 use tower_introspection::{
-    Algorithm, BearerExtractor, ExtractToken, IntrospectionLayer, Introspector, JwtVerifier, Principal,
+    jwt::{Algorithm, JwtVerifier},
+    token::{BearerExtractor, ExtractToken},
+    IntrospectionLayer, Introspector, Principal,
 };
 
 type Body = bytes::Bytes;
@@ -56,7 +58,7 @@ async fn fixture() -> Fixture {
     let token = auth.mint_token("read write");
     introspector.validate(&token).await.expect("warm the cache");
     let jwt = JwtVerifier::builder()
-        .issuer(auth.issuer())
+        .expected_issuer(auth.issuer())
         .jwks_url(auth.jwks_url())
         .expected_audience("https://api.example")
         .max_ttl(Duration::from_secs(3600))
@@ -248,7 +250,7 @@ fn jwt_cold(c: &mut Criterion) {
         .expect("runtime");
     let auth = runtime.block_on(TestAuthServer::start()).expect("test AS");
     let uncached = JwtVerifier::builder()
-        .issuer(auth.issuer())
+        .expected_issuer(auth.issuer())
         .jwks_url(auth.jwks_url())
         .expected_audience("https://api.example")
         .algorithms([Algorithm::Rs256, Algorithm::Es256, Algorithm::EdDsa])

@@ -42,7 +42,7 @@ use ring::signature::{Ed25519KeyPair, KeyPair as _, RsaKeyPair, RSA_PKCS1_SHA256
 use serde_json::{json, Value};
 use tower::{service_fn, Service, ServiceBuilder};
 use tower_introspection::test_util::{DpopKey, JwtAlg, JwtSpec, TestAuthServer, TokenSpec};
-use tower_introspection::{DpopConfig, IntrospectionLayer, Introspector, JwtVerifier};
+use tower_introspection::{dpop::DpopConfig, jwt::JwtVerifier, IntrospectionLayer, Introspector};
 
 type Body = bytes::Bytes;
 
@@ -286,7 +286,7 @@ fn cold(c: &mut Criterion) {
     let runtime = runtime();
     let auth = runtime.block_on(TestAuthServer::start()).expect("test AS");
     let jwt = JwtVerifier::builder()
-        .issuer(auth.issuer())
+        .expected_issuer(auth.issuer())
         .jwks_url(auth.jwks_url())
         .expected_audience("https://api.example")
         .max_ttl(Duration::from_secs(3600))

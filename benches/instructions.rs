@@ -27,7 +27,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use tower::{service_fn, Service, ServiceBuilder};
 use tower_introspection::test_util::{JwtSpec, TestAuthServer};
-use tower_introspection::{IntrospectionLayer, Introspector, JwtVerifier};
+use tower_introspection::{jwt::JwtVerifier, IntrospectionLayer, Introspector};
 
 type Body = bytes::Bytes;
 
@@ -90,7 +90,7 @@ fn main() {
         let token = auth.mint_token("read write");
         introspector.validate(&token).await.unwrap();
         let jwt = JwtVerifier::builder()
-            .issuer(auth.issuer())
+            .expected_issuer(auth.issuer())
             .jwks_url(auth.jwks_url())
             .expected_audience("https://api.example")
             .max_ttl(Duration::from_secs(3600))

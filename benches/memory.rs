@@ -116,7 +116,7 @@ const BLOB_BYTES: usize = 60_000;
 
 /// The default 64 MiB budget against 3 000 answers of ~60 KB.
 async fn byte_budget(auth: &TestAuthServer) {
-    let budget = tower_introspection::DEFAULT_MAX_BYTES;
+    let budget = tower_introspection::cache::DEFAULT_MAX_BYTES;
     // Every member of the answer, the large one included.
     auth.set_shape(AnswerShape::Full);
     let introspector = Introspector::builder(auth.introspection_url())

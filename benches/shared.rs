@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tower_introspection::test_util::{Fault, TestAuthServer};
-use tower_introspection::{Introspector, SharedCache};
+use tower_introspection::{fleet::SharedCache, Introspector};
 
 const SECRET: &str = "the fleet secret of the benchmark, 32+ bytes";
 

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use axum::routing::get;
 use axum::Router;
 use tower_introspection::test_util::TestAuthServer;
-use tower_introspection::{IntrospectionLayer, Introspector, IntrospectorBuilder};
+use tower_introspection::{introspection::IntrospectorBuilder, IntrospectionLayer, Introspector};
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -373,7 +373,7 @@ fn with_shared_cache(
 ) -> Result<IntrospectorBuilder, Box<dyn std::error::Error>> {
     Ok(match &o.redis {
         Some(url) => builder.shared_cache(
-            tower_introspection::SharedCache::builder(url.clone(), secret)
+            tower_introspection::fleet::SharedCache::builder(url.clone(), secret)
                 .key_prefix(prefix.clone())
                 .build()?,
         ),

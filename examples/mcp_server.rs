@@ -69,7 +69,9 @@ use rmcp::transport::streamable_http_server::{
 };
 use rmcp::{schemars, tool, tool_handler, tool_router, ServerHandler};
 use serde_json::json;
-use tower_introspection::{IntrospectionLayer, JsonRpcScopes, Principal, ProtectedResourceMetadata};
+use tower_introspection::{
+    jsonrpc::JsonRpcScopes, metadata::ProtectedResourceMetadata, IntrospectionLayer, Principal,
+};
 
 use settings::{list, var};
 

@@ -15,7 +15,7 @@ mod common;
 use std::net::SocketAddr;
 
 use tower_introspection::test_util::{JwtSpec, TestAuthServer, TokenSpec};
-use tower_introspection::{IntrospectionLayer, Introspector, JwtVerifier, Verifier};
+use tower_introspection::{jwt::JwtVerifier, IntrospectionLayer, Introspector, Verifier};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,7 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     // JWTs from the same AS: verified locally with its JWK Set (RFC 9068).
     let jwt = JwtVerifier::builder()
-        .issuer(auth_server.issuer())
+        .expected_issuer(auth_server.issuer())
         .jwks_url(auth_server.jwks_url())
         .expected_audience("https://api.example")
         .build()?;

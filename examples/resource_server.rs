@@ -54,7 +54,9 @@ use std::process::ExitCode;
 
 use settings::{flag, list, required, secs, var};
 use tower_introspection::{
-    AssertionAudience, ClientKey, DpopConfig, IntrospectionLayer, Introspector, IntrospectorBuilder,
+    dpop::DpopConfig,
+    introspection::{AssertionAudience, ClientKey, IntrospectorBuilder},
+    IntrospectionLayer, Introspector,
 };
 
 #[tokio::main]
@@ -147,7 +149,8 @@ fn shared_cache(builder: IntrospectorBuilder) -> Result<IntrospectorBuilder, Str
     match (var("REDIS_URL"), secret("CACHE_SHARED_SECRET")) {
         (None, None) => Ok(builder),
         (Some(url), Some(current)) => {
-            let mut shared = tower_introspection::SharedCache::builder(url, current.as_encoded_bytes());
+            let mut shared =
+                tower_introspection::fleet::SharedCache::builder(url, current.as_encoded_bytes());
             if let Some(previous) = secret("CACHE_SHARED_SECRET_PREVIOUS") {
                 shared = shared.previous_secret(previous.as_encoded_bytes());
             }

@@ -13,7 +13,8 @@ use axum::Router;
 use tower::ServiceExt;
 use tower_introspection::test_util::TestAuthServer;
 use tower_introspection::{
-    scope_requirement, Hierarchical, IntrospectionLayer, Introspector, RequireScope, Scoped, Wildcard,
+    scope::{Hierarchical, RequireScope, Wildcard},
+    scope_requirement, IntrospectionLayer, Introspector, Scoped,
 };
 
 scope_requirement! {

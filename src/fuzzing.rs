@@ -24,8 +24,8 @@ pub fn is_b64token(bytes: &[u8]) -> bool {
 }
 
 /// Parses an introspection answer: `Ok(true)` active, `Ok(false)` inactive.
-pub fn parse_answer(body: &[u8]) -> Result<bool, crate::AnswerError> {
-    crate::introspect::parse_answer(body).map(|answer| matches!(answer, crate::introspect::Answer::Active(_)))
+pub fn parse_answer(body: &[u8]) -> Result<bool, crate::introspection::AnswerError> {
+    crate::claims::parse_answer(body).map(|answer| matches!(answer, crate::claims::Answer::Active(_)))
 }
 
 /// The `WWW-Authenticate` value the crate sends for an `invalid_token` and an
@@ -66,7 +66,7 @@ pub const DPOP_NOW: i64 = 1_700_000_000;
 #[cfg(feature = "jwt")]
 pub fn check_dpop_proof(proof: &[u8]) -> Result<(String, String), &'static str> {
     use crate::dpop::proof;
-    use crate::jwt::Algorithm;
+    use crate::jose::Algorithm;
 
     let malformed = "the DPoP proof is not a well-formed signed JWT";
     let proof = std::str::from_utf8(proof).map_err(|_| malformed)?;
@@ -113,7 +113,7 @@ pub struct ParsedJwt {
 #[cfg(feature = "jwt")]
 pub fn parse_jwt(token: &[u8]) -> Result<ParsedJwt, &'static str> {
     let token = std::str::from_utf8(token).map_err(|_| "the token is not a well-formed JWT")?;
-    crate::jwt::Compact::parse(token).map(|jws| ParsedJwt {
+    crate::jose::Compact::parse(token).map(|jws| ParsedJwt {
         alg: jws.alg.as_str(),
         kid: jws.kid,
         typ: jws.typ,
@@ -127,5 +127,5 @@ pub fn parse_jwt(token: &[u8]) -> Result<ParsedJwt, &'static str> {
 /// that is not JWT-shaped, `Some(None)` for a JWT without a string `iss`.
 #[cfg(feature = "jwt")]
 pub fn peek_issuer(token: &[u8]) -> Option<Option<String>> {
-    crate::jwt::peek_issuer(std::str::from_utf8(token).ok()?)
+    crate::jose::peek_issuer(std::str::from_utf8(token).ok()?)
 }

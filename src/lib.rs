@@ -8,14 +8,14 @@
 //! - [`Introspector`] is the cached introspection client, shared by all
 //!   layers of a process; it also offers [`invalidate`](Introspector::invalidate)
 //!   and [`stats`](Introspector::stats).
-//! - [`ProtectedResourceMetadata`] publishes RFC 9728 metadata at its
+//! - [`ProtectedResourceMetadata`](metadata::ProtectedResourceMetadata) publishes RFC 9728 metadata at its
 //!   well-known URL, which [`IntrospectionLayer::resource_metadata`] puts in
 //!   every challenge; `expected_resource` on the verifier builders requires
-//!   tokens issued for this resource (RFC 8707); [`JsonRpcScopes`] requires
+//!   tokens issued for this resource (RFC 8707); [`JsonRpcScopes`](jsonrpc::JsonRpcScopes) requires
 //!   scopes per JSON-RPC operation (MCP tools). The README's "MCP servers"
 //!   section shows an `rmcp` server protected this way.
 //! - With the `axum` feature, [`Principal`], `Option<Principal>` and
-//!   [`Scoped<R>`] are extractors; [`RequireScope`] guards groups of routes.
+//!   [`Scoped<R>`] are extractors; [`RequireScope`](scope::RequireScope) guards groups of routes.
 //! - With the `test-util` feature, [`test_util::TestAuthServer`] is an
 //!   in-process authorization server for tests.
 //! - With the `metrics` feature, cache and introspection counters and a
@@ -79,8 +79,8 @@
 //! [`Scoped<R>`] in the handler: the signature says which scopes the handler
 //! needs, and a token lacking them never reaches it (403
 //! `insufficient_scope`, with the *required* scopes in the challenge). For a
-//! group of routes, use the [`RequireScope`] route layer. Matching is exact
-//! by default; [`Hierarchical`] and [`Wildcard`] are opt-in.
+//! group of routes, use the [`RequireScope`](scope::RequireScope) route layer. Matching is exact
+//! by default; [`Hierarchical`](scope::Hierarchical) and [`Wildcard`](scope::Wildcard) are opt-in.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -88,7 +88,7 @@
 //! use axum::{routing::{get, post}, Router};
 //! use tower::ServiceExt;
 //! use tower_introspection::test_util::TestAuthServer;
-//! use tower_introspection::{scope_requirement, IntrospectionLayer, Introspector, RequireScope, Scoped};
+//! use tower_introspection::{scope_requirement, IntrospectionLayer, Introspector, Scoped, scope::RequireScope};
 //!
 //! scope_requirement! {
 //!     pub WriteItems: "write";
@@ -135,32 +135,46 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod cache;
+mod binding;
+mod buffered;
+pub mod cache;
+mod cache_key;
 mod challenge;
+mod claims;
 mod clock;
+mod discovery;
 #[cfg(feature = "jwt")]
-mod dpop;
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub mod dpop;
+mod engine;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
+mod fetch;
 #[cfg(feature = "redis")]
-mod fleet;
-mod form;
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod fleet;
+pub mod form;
 #[doc(hidden)]
 pub mod fuzzing;
-mod introspect;
-mod jsonrpc;
+pub mod introspection;
 #[cfg(feature = "jwt")]
-mod jwt;
-mod middleware;
+mod jose;
+pub mod jsonrpc;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub mod jwt;
+mod macros;
+pub mod metadata;
+pub mod middleware;
 mod principal;
-mod read_index;
 mod rejection;
 mod resource;
-mod resource_metadata;
-mod scope;
+pub mod scope;
+mod settings;
+pub mod source;
 mod stats;
-mod token;
+pub mod token;
 mod validate;
 mod verifier;
 
@@ -168,51 +182,11 @@ mod verifier;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod test_util;
 
-pub use crate::cache::{
-    DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_TTL, DEFAULT_NEGATIVE_ENTRIES,
-    DEFAULT_NEGATIVE_MAX_BYTES, DEFAULT_NEGATIVE_TTL, MAX_CACHE_TTL,
-};
-#[cfg(feature = "jwt")]
-pub use crate::dpop::{DpopConfig, DpopStats, DEFAULT_DPOP_MAX_AGE, DEFAULT_DPOP_REPLAY_CAPACITY};
-pub use crate::error::{AuthError, ConfigError, ErrorKind, DEFAULT_REALM};
+pub use crate::error::{AuthError, ConfigError, ErrorKind};
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use crate::extract::Scoped;
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use crate::fleet::{
-    SharedCache, SharedCacheBuilder, DEFAULT_SHARED_BREAKER_OPEN_FOR, DEFAULT_SHARED_BREAKER_THRESHOLD,
-    DEFAULT_SHARED_COMMAND_TIMEOUT, DEFAULT_SHARED_KEY_PREFIX, MIN_SECRET_BYTES,
-};
-pub use crate::form::{FormBodyToken, FormBodyTokenLayer, DEFAULT_MAX_FORM_BODY};
-pub use crate::introspect::{
-    AnswerError, AuthorizationServerMetadata, Discovery, DiscoveryKind, Introspector, IntrospectorBuilder,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONCURRENT_INTROSPECTIONS, DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_TIMEOUT,
-};
-#[cfg(feature = "jwt")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use crate::introspect::{AssertionAudience, ClientKey};
-pub use crate::jsonrpc::{JsonRpcScopes, JsonRpcScopesService, DEFAULT_MAX_JSONRPC_BODY};
-#[cfg(feature = "jwt")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use crate::jwt::{
-    Algorithm, JwtProfile, JwtStats, JwtVerifier, JwtVerifierBuilder, UnsupportedAlgorithm,
-    DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH_INTERVAL,
-};
-pub use crate::middleware::{Introspection, IntrospectionLayer, ResponseFuture};
+pub use crate::introspection::Introspector;
+pub use crate::middleware::{Introspection, IntrospectionLayer};
 pub use crate::principal::{Principal, Scopes};
-pub use crate::rejection::{JsonBody, RejectionBody};
-pub use crate::resource_metadata::{
-    ProtectedResourceMetadata, ProtectedResourceMetadataBuilder, ProtectedResourceMetadataService,
-    DEFAULT_METADATA_MAX_AGE, WELL_KNOWN_PATH,
-};
-pub use crate::scope::{
-    Exact, Hierarchical, RequireScope, RequireScopeFuture, RequireScopeService, ScopeMatcher,
-    ScopeRequirement, Wildcard,
-};
-pub use crate::stats::{CacheStats, IntrospectionStats, SharedCacheStats};
-pub use crate::token::{
-    BearerExtractor, BearerToken, ExtractToken, TokenError, TokenSource, DEFAULT_MAX_TOKEN_LENGTH,
-};
 pub use crate::verifier::{Verifier, VerifierBuilder};

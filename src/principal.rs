@@ -8,8 +8,6 @@ use http::HeaderValue;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::error::AuthError;
-
 /// The identity and grants of a validated token, as the authorization server
 /// described them in its introspection answer (RFC 7662 §2.2).
 ///
@@ -188,6 +186,19 @@ impl Default for Timestamp {
     }
 }
 
+/// The accessors of the claims held as text: one method per field, named
+/// after it.
+macro_rules! text_claims {
+    ($($(#[$doc:meta])* $field:ident;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $field(&self) -> Option<&str> {
+                self.inner.$field.as_deref()
+            }
+        )*
+    };
+}
+
 impl Principal {
     pub(crate) fn from_claims(claims: Claims) -> Self {
         Self::from_shared(Arc::new(claims))
@@ -214,16 +225,6 @@ impl Principal {
         self.realm.as_ref()
     }
 
-    /// The principal of a bearer token seen outside a layer: a
-    /// sender-constrained one is refused (nothing here proves the sender).
-    pub(crate) fn unless_bound(self) -> Result<Self, AuthError> {
-        if self.inner.binding.is_bound() {
-            Err(self.bearer_refusal())
-        } else {
-            Ok(self)
-        }
-    }
-
     /// Whether the token is bound to its sender in any way (`cnf`): the
     /// one-byte test of the middleware's hit path.
     #[inline]
@@ -231,43 +232,10 @@ impl Principal {
         self.inner.binding.is_bound()
     }
 
-    #[cfg(feature = "jwt")]
+    /// The confirmation methods the token is bound with.
+    #[inline]
     pub(crate) fn binding(&self) -> Binding {
         self.inner.binding
-    }
-
-    /// Whether a bound token is refused as a bearer token: always when
-    /// DPoP-bound (the `DPoP` scheme proves that binding), and when bound
-    /// otherwise unless the layer accepts bindings it cannot check.
-    #[inline]
-    pub(crate) fn refused_as_bearer(&self, accept_unverifiable: bool) -> bool {
-        let binding = self.inner.binding;
-        binding.names_dpop() || (binding.names_other() && !accept_unverifiable)
-    }
-
-    /// Why a bound token is refused as a bearer token.
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn bearer_refusal(&self) -> AuthError {
-        if self.inner.binding.names_dpop() {
-            bound_token_as_bearer()
-        } else {
-            self.unverifiable_binding()
-        }
-    }
-
-    /// The refusal of a token bound by a method the layer cannot check
-    /// (RFC 8705 §3: without the proof of possession, it is refused).
-    pub(crate) fn unverifiable_binding(&self) -> AuthError {
-        let certificate = self
-            .confirmation()
-            .and_then(Value::as_object)
-            .is_some_and(|cnf| cnf.contains_key("x5t#S256"));
-        AuthError::invalid_token(if certificate {
-            "the token is bound to a client certificate (cnf x5t#S256), which this server does not check"
-        } else {
-            "the token is bound to its sender by a method (cnf) this server does not check"
-        })
     }
 
     #[cfg(feature = "jwt")]
@@ -284,34 +252,19 @@ impl Principal {
         self.inner.other_kind
     }
 
-    /// `sub`: the subject of the token, usually the resource owner.
-    pub fn subject(&self) -> Option<&str> {
-        self.inner.subject.as_deref()
-    }
-
-    /// `username`: a human-readable identifier of the resource owner.
-    pub fn username(&self) -> Option<&str> {
-        self.inner.username.as_deref()
-    }
-
-    /// `client_id`: the client the token was issued to.
-    pub fn client_id(&self) -> Option<&str> {
-        self.inner.client_id.as_deref()
-    }
-
-    /// `token_type`, e.g. `Bearer`.
-    pub fn token_type(&self) -> Option<&str> {
-        self.inner.token_type.as_deref()
-    }
-
-    /// `iss`: the issuer of the token.
-    pub fn issuer(&self) -> Option<&str> {
-        self.inner.issuer.as_deref()
-    }
-
-    /// `jti`: the token's identifier.
-    pub fn jwt_id(&self) -> Option<&str> {
-        self.inner.jwt_id.as_deref()
+    text_claims! {
+        /// `sub`: the subject of the token, usually the resource owner.
+        subject;
+        /// `username`: a human-readable identifier of the resource owner.
+        username;
+        /// `client_id`: the client the token was issued to.
+        client_id;
+        /// `token_type`, e.g. `Bearer`.
+        token_type;
+        /// `iss`: the issuer of the token.
+        issuer;
+        /// `jti`: the token's identifier.
+        jwt_id;
     }
 
     /// `aud`: the audiences, whether the answer sent a string or an array.
@@ -385,14 +338,6 @@ impl Principal {
             .iter()
             .flat_map(|map| map.iter().map(|(k, v)| (k.as_str(), v)))
     }
-}
-
-/// RFC 9449 §7.1: a token bound to a DPoP key is not a bearer token; whoever
-/// presents it without a proof of the key may have stolen it.
-pub(crate) fn bound_token_as_bearer() -> AuthError {
-    AuthError::invalid_token(
-        "the token is bound to a DPoP key and must be sent with the DPoP scheme and a proof",
-    )
 }
 
 impl fmt::Debug for Principal {

@@ -46,6 +46,11 @@ pub(crate) struct Counters {
     misses: AtomicU64,
     coalesced_waits: AtomicU64,
     stale_served: AtomicU64,
+}
+
+/// Introspection calls by outcome: the introspection source's own counters.
+#[derive(Debug, Default)]
+pub(crate) struct Outcomes {
     active: AtomicU64,
     inactive: AtomicU64,
     as_fault: AtomicU64,
@@ -106,6 +111,24 @@ macro_rules! export {
     };
 }
 
+/// Counting methods: each adds one to its field and exports the same
+/// event as a `metrics` counter of that name.
+macro_rules! counting {
+    ($($(#[$attr:meta])* $vis:vis fn $name:ident => $field:ident, $metric:literal;)*) => {
+        $(
+            $(#[$attr])*
+            $vis fn $name(&self) {
+                self.$field.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                $crate::stats::export!(metrics::counter!($metric).increment(1));
+            }
+        )*
+    };
+}
+
+// By path: `counting!` expands `export!` wherever it is used (the fleet).
+#[allow(unused_imports)]
+pub(crate) use {counting, export};
+
 impl Counters {
     #[inline]
     pub(crate) fn hit(&self) {
@@ -113,27 +136,32 @@ impl Counters {
         export!(metrics::counter!("tower_introspection_cache_hits_total").increment(1));
     }
 
-    pub(crate) fn negative_hit(&self) {
-        bump(&self.negative_hits);
-        export!(metrics::counter!("tower_introspection_cache_negative_hits_total").increment(1));
+    counting! {
+        pub(crate) fn negative_hit => negative_hits, "tower_introspection_cache_negative_hits_total";
+        pub(crate) fn miss => misses, "tower_introspection_cache_misses_total";
+        pub(crate) fn coalesced_wait => coalesced_waits, "tower_introspection_cache_coalesced_waits_total";
+        pub(crate) fn stale_served => stale_served, "tower_introspection_stale_served_total";
     }
 
-    pub(crate) fn miss(&self) {
-        bump(&self.misses);
-        export!(metrics::counter!("tower_introspection_cache_misses_total").increment(1));
+    pub(crate) fn snapshot(&self, entries: u64, bytes: u64, negative_entries: u64) -> CacheStats {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        CacheStats {
+            hits: self.hits.sum(),
+            negative_hits: load(&self.negative_hits),
+            misses: load(&self.misses),
+            coalesced_waits: load(&self.coalesced_waits),
+            stale_served: load(&self.stale_served),
+            introspections: IntrospectionStats::default(),
+            entries,
+            bytes,
+            negative_entries,
+            shared: SharedCacheStats::default(),
+        }
     }
+}
 
-    pub(crate) fn coalesced_wait(&self) {
-        bump(&self.coalesced_waits);
-        export!(metrics::counter!("tower_introspection_cache_coalesced_waits_total").increment(1));
-    }
-
-    pub(crate) fn stale_served(&self) {
-        bump(&self.stale_served);
-        export!(metrics::counter!("tower_introspection_stale_served_total").increment(1));
-    }
-
-    pub(crate) fn introspection(&self, outcome: Outcome, elapsed: Duration) {
+impl Outcomes {
+    pub(crate) fn count(&self, outcome: Outcome, elapsed: Duration) {
         bump(match outcome {
             Outcome::Active => &self.active,
             Outcome::Inactive => &self.inactive,
@@ -149,25 +177,14 @@ impl Counters {
         let _ = elapsed;
     }
 
-    pub(crate) fn snapshot(&self, entries: u64, bytes: u64, negative_entries: u64) -> CacheStats {
+    pub(crate) fn snapshot(&self) -> IntrospectionStats {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        CacheStats {
-            hits: self.hits.sum(),
-            negative_hits: load(&self.negative_hits),
-            misses: load(&self.misses),
-            coalesced_waits: load(&self.coalesced_waits),
-            stale_served: load(&self.stale_served),
-            introspections: IntrospectionStats {
-                active: load(&self.active),
-                inactive: load(&self.inactive),
-                as_fault: load(&self.as_fault),
-                config_error: load(&self.config_error),
-                throttled: load(&self.throttled),
-            },
-            entries,
-            bytes,
-            negative_entries,
-            shared: SharedCacheStats::default(),
+        IntrospectionStats {
+            active: load(&self.active),
+            inactive: load(&self.inactive),
+            as_fault: load(&self.as_fault),
+            config_error: load(&self.config_error),
+            throttled: load(&self.throttled),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! [`BearerExtractor`] reads `Authorization: Bearer <b64token>` (§2.1) and, when
 //! enabled, the `access_token` query parameter (§2.3), a custom header, a
 //! cookie, or the form body (§2.2, with
-//! [`FormBodyTokenLayer`](crate::FormBodyTokenLayer)). Whatever the sources, a
+//! [`FormBodyTokenLayer`](crate::form::FormBodyTokenLayer)). Whatever the sources, a
 //! request must carry the token in exactly one of them: two are answered 400
 //! `invalid_request` (§3.1).
 //!
@@ -25,11 +25,12 @@ use http::uri::PathAndQuery;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Uri};
 
 use crate::error::{AuthError, ConfigError, ErrorKind};
+use crate::macros::setters;
 
 /// The default maximum token length, in bytes.
 pub const DEFAULT_MAX_TOKEN_LENGTH: usize = 4096;
 
-/// The `access_token` parameter that [`FormBodyTokenLayer`](crate::FormBodyTokenLayer)
+/// The `access_token` parameter that [`FormBodyTokenLayer`](crate::form::FormBodyTokenLayer)
 /// found in a form body (RFC 6750 §2.2), left in the request extensions for
 /// the extractor; an error when the parameter was repeated.
 #[derive(Clone)]
@@ -117,7 +118,7 @@ pub enum TokenSource {
     /// A cookie configured with [`BearerExtractor::cookie`].
     Cookie,
     /// The `access_token` form parameter, read by
-    /// [`FormBodyTokenLayer`](crate::FormBodyTokenLayer) (RFC 6750 §2.2).
+    /// [`FormBodyTokenLayer`](crate::form::FormBodyTokenLayer) (RFC 6750 §2.2).
     FormBody,
 }
 
@@ -134,20 +135,6 @@ pub enum TokenSource {
 pub trait ExtractToken: Clone + Send + Sync + 'static {
     /// Extracts the token, if any.
     fn extract<B>(&self, request: &Request<B>) -> Result<Option<BearerToken>, TokenError>;
-
-    /// The middleware's cache probe: the token [`extract`](Self::extract)
-    /// would return, without the checks that depend on the token's bytes
-    /// alone (its grammar), or `None` to use `extract`. Anything else
-    /// `extract` refuses (no token, several, another scheme, too long) must
-    /// give `None`. The middleware uses it only to look the token up among
-    /// cached answers, which hold only tokens that passed those checks (see
-    /// `TokenCache::admit`); on a miss it calls `extract`. Not meant for
-    /// other implementations: the default declines.
-    #[doc(hidden)]
-    fn extract_for_cache_probe<B>(&self, request: &Request<B>) -> Option<BearerToken> {
-        let _ = request;
-        None
-    }
 
     /// The longest token accepted, in bytes. The layer applies it to a
     /// token sent with the `DPoP` scheme too, which it reads itself. The
@@ -224,7 +211,7 @@ impl From<TokenError> for AuthError {
 ///
 /// ```
 /// use http::HeaderName;
-/// use tower_introspection::{BearerExtractor, ConfigError};
+/// use tower_introspection::{token::BearerExtractor, ConfigError};
 ///
 /// let extractor = BearerExtractor::new()
 ///     .max_length(2048)
@@ -263,25 +250,21 @@ impl BearerExtractor {
         }
     }
 
-    /// Longest token accepted, in bytes; longer ones are answered 401
-    /// `invalid_token` without an introspection call.
-    pub fn max_length(mut self, max_length: usize) -> Self {
-        self.max_length = max_length;
-        self
-    }
+    setters! {
+        /// Longest token accepted, in bytes; longer ones are answered 401
+        /// `invalid_token` without an introspection call.
+        pub fn max_length(max_length: usize) => max_length = max_length;
 
-    /// Also accept the `access_token` query parameter (RFC 6750 §2.3; off by
-    /// default, and the RFC advises against it). Successful responses to such
-    /// requests get `Cache-Control: private`.
-    ///
-    /// The parameter is removed from the request URI before the inner
-    /// service is called (the other parameters keep their order and
-    /// encoding), so inner layers that log URIs never see the token. Layers
-    /// outside this one, and axum's `OriginalUri` extension (recorded by the
-    /// `Router` before its route layers run), still hold the full URI.
-    pub fn allow_query(mut self, allow: bool) -> Self {
-        self.query = allow;
-        self
+        /// Also accept the `access_token` query parameter (RFC 6750 §2.3; off by
+        /// default, and the RFC advises against it). Successful responses to such
+        /// requests get `Cache-Control: private`.
+        ///
+        /// The parameter is removed from the request URI before the inner
+        /// service is called (the other parameters keep their order and
+        /// encoding), so inner layers that log URIs never see the token. Layers
+        /// outside this one, and axum's `OriginalUri` extension (recorded by the
+        /// `Router` before its route layers run), still hold the full URI.
+        pub fn allow_query(allow: bool) => query = allow;
     }
 
     /// Also accept the raw token (no scheme) in this header. Its values are
@@ -296,7 +279,7 @@ impl BearerExtractor {
     ///
     /// ```
     /// use http::header::{HeaderName, AUTHORIZATION};
-    /// use tower_introspection::{BearerExtractor, ConfigError};
+    /// use tower_introspection::{token::BearerExtractor, ConfigError};
     ///
     /// let extractor = BearerExtractor::new().header(HeaderName::from_static("x-api-token"))?;
     /// # let _ = extractor;
@@ -321,11 +304,10 @@ impl BearerExtractor {
         Ok(self)
     }
 
-    /// Also accept the token in the cookie with this name. The `Cookie`
-    /// headers are then marked sensitive for inner layers.
-    pub fn cookie(mut self, name: impl Into<String>) -> Self {
-        self.cookie = Some(name.into().into_boxed_str());
-        self
+    setters! {
+        /// Also accept the token in the cookie with this name. The `Cookie`
+        /// headers are then marked sensitive for inner layers.
+        pub fn cookie(name: impl Into<String>) => cookie = Some(name.into().into_boxed_str());
     }
 
     /// Stop reading the `Authorization` header (for APIs that take tokens only
@@ -430,6 +412,43 @@ impl BearerExtractor {
     }
 }
 
+impl BearerExtractor {
+    /// The middleware's cache probe: the token [`extract`](ExtractToken::extract)
+    /// would return, without the checks that depend on the token's bytes
+    /// alone (its grammar), or `None` to use `extract`. Anything else
+    /// `extract` refuses (no token, several, another scheme, too long)
+    /// gives `None`. The middleware uses it only to look the token up among
+    /// cached answers, which hold only tokens that passed those checks (see
+    /// `TokenCache::admit`); on a miss it calls `extract`. Only the default
+    /// configuration (the `Authorization` header alone, no form-body token)
+    /// is probed: exactly one header, the `Bearer` scheme, not too long.
+    #[inline]
+    pub(crate) fn cache_probe<B>(&self, request: &Request<B>) -> Option<BearerToken> {
+        if !self.authorization_header || self.query || self.custom_header.is_some() || self.cookie.is_some() {
+            return None;
+        }
+        if request.extensions().get::<FormToken>().is_some() {
+            return None;
+        }
+        let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
+        let value = values.next()?;
+        if values.next().is_some() {
+            return None;
+        }
+        let token = bearer_scheme(value.as_bytes()).ok().flatten()?;
+        if token.is_empty() || token.len() > self.max_length {
+            return None;
+        }
+        Some(BearerToken {
+            repr: Repr::Header {
+                value: value.clone(),
+                start: value.len() - token.len(),
+            },
+            source: TokenSource::AuthorizationHeader,
+        })
+    }
+}
+
 impl ExtractToken for BearerExtractor {
     fn extract<B>(&self, request: &Request<B>) -> Result<Option<BearerToken>, TokenError> {
         let mut found: Option<BearerToken> = None;
@@ -460,34 +479,6 @@ impl ExtractToken for BearerExtractor {
             take(Some(self.checked(token, TokenSource::FormBody)?))?;
         }
         Ok(found)
-    }
-
-    /// The default configuration only (the `Authorization` header alone, no
-    /// form-body token): exactly one header, the `Bearer` scheme, not too
-    /// long.
-    fn extract_for_cache_probe<B>(&self, request: &Request<B>) -> Option<BearerToken> {
-        if !self.authorization_header || self.query || self.custom_header.is_some() || self.cookie.is_some() {
-            return None;
-        }
-        if request.extensions().get::<FormToken>().is_some() {
-            return None;
-        }
-        let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
-        let value = values.next()?;
-        if values.next().is_some() {
-            return None;
-        }
-        let token = bearer_scheme(value.as_bytes()).ok().flatten()?;
-        if token.is_empty() || token.len() > self.max_length {
-            return None;
-        }
-        Some(BearerToken {
-            repr: Repr::Header {
-                value: value.clone(),
-                start: value.len() - token.len(),
-            },
-            source: TokenSource::AuthorizationHeader,
-        })
     }
 
     fn max_length(&self) -> usize {
@@ -610,9 +601,7 @@ mod tests {
     #[test]
     fn the_cache_probe_declines_what_extract_would_refuse() {
         let probe = |extractor: &BearerExtractor, req: &Request<()>| {
-            extractor
-                .extract_for_cache_probe(req)
-                .map(|t| t.secret().to_owned())
+            extractor.cache_probe(req).map(|t| t.secret().to_owned())
         };
         let default = BearerExtractor::new();
         let one = request(&[("authorization", "Bearer  abc")], "/");

@@ -40,7 +40,6 @@ impl Checks {
     /// The checks whose outcome never changes for a given answer (kind,
     /// issuer, audience, resource, token type): a token failing one fails
     /// for good, and a verifier may remember the refusal.
-    #[cfg(feature = "jwt")]
     pub(crate) fn lasting(&self, principal: &Principal) -> Result<(), &'static str> {
         self.kind(principal)?;
         self.lasting_after_kind(principal)

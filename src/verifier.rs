@@ -2,17 +2,21 @@
 //! JWT verifier, or several of them keyed by issuer.
 
 use std::fmt;
-#[cfg(feature = "jwt")]
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::clock;
-#[cfg(feature = "jwt")]
-use crate::clock::Now;
+use crate::clock::{self, Now};
+use crate::engine::{Engine, LoadToken};
 use crate::error::{AuthError, ConfigError};
-use crate::introspect::Introspector;
+use crate::introspection::Introspector;
 #[cfg(feature = "jwt")]
-use crate::jwt::{peek_issuer, JwtVerifier};
+use crate::jose::peek_issuer;
+#[cfg(feature = "jwt")]
+use crate::jwt::JwtVerifier;
+use crate::macros::setters;
 use crate::principal::Principal;
+use crate::source::CachedSource;
 
 /// The token verification behind [`IntrospectionLayer`](crate::IntrospectionLayer):
 /// one source, or several routed by the token's issuer.
@@ -40,14 +44,14 @@ use crate::principal::Principal;
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use tower_introspection::{IntrospectionLayer, Introspector, JwtVerifier, Verifier};
+/// use tower_introspection::{IntrospectionLayer, Introspector, Verifier, jwt::JwtVerifier};
 ///
 /// let introspector = Introspector::builder("https://as.example/oauth2/introspect")
 ///     .client_secret_basic("my-api", "my-api-secret")
 ///     .expected_audience("https://api.example")
 ///     .build()?;
 /// let jwt = JwtVerifier::builder()
-///     .issuer("https://as.example")
+///     .expected_issuer("https://as.example")
 ///     .jwks_url("https://as.example/jwks")
 ///     .expected_audience("https://api.example")
 ///     .build()?;
@@ -67,6 +71,8 @@ pub struct Verifier {
 #[derive(Clone)]
 enum Route {
     Introspection(Introspector),
+    /// A source of the user's ([`CachedSource`]).
+    Custom(Arc<dyn DynSource>),
     #[cfg(feature = "jwt")]
     Jwt(JwtVerifier),
     #[cfg(feature = "jwt")]
@@ -95,19 +101,20 @@ impl Verifier {
     /// DPoP-bound tokens pass through
     /// [`IntrospectionLayer::dpop`](crate::IntrospectionLayer::dpop).
     pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
-        self.validate_any(token).await.and_then(Principal::unless_bound)
+        self.validate_any(token)
+            .await
+            .and_then(crate::binding::unless_bound)
     }
 
     /// As [`validate`](Self::validate), DPoP-bound tokens included: the
     /// layer decides what their binding requires.
     pub(crate) async fn validate_any(&self, token: &str) -> Result<Principal, AuthError> {
-        if let Some(outcome) = self.cached(token) {
-            return outcome;
-        }
+        // Each source's engine probes its cache first.
         match &self.route {
-            Route::Introspection(introspector) => introspector.validate_any(token).await,
+            Route::Introspection(introspector) => introspector.engine().validate(token).await,
+            Route::Custom(source) => source.validate(token).await,
             #[cfg(feature = "jwt")]
-            Route::Jwt(jwt) => jwt.validate_any(token).await,
+            Route::Jwt(jwt) => jwt.engine().validate(token).await,
             #[cfg(feature = "jwt")]
             Route::Several(sources) => sources.validate(token).await,
         }
@@ -120,9 +127,10 @@ impl Verifier {
     pub(crate) fn cached(&self, token: &str) -> Option<Result<Principal, AuthError>> {
         let now = clock::now();
         match &self.route {
-            Route::Introspection(introspector) => introspector.cached(token, now),
+            Route::Introspection(introspector) => introspector.engine().cached(token, now),
+            Route::Custom(source) => source.cached(token, now),
             #[cfg(feature = "jwt")]
-            Route::Jwt(jwt) => jwt.cached(token, now),
+            Route::Jwt(jwt) => jwt.engine().cached(token, now),
             #[cfg(feature = "jwt")]
             Route::Several(sources) => sources.cached(token, now),
         }
@@ -136,15 +144,19 @@ impl Verifier {
             Route::Several(sources) => sources.introspector.as_ref(),
             #[cfg(feature = "jwt")]
             Route::Jwt(_) => None,
+            Route::Custom(_) => None,
         }
     }
 
     /// The fleet's shared tier: its introspector's, if it has one with a
-    /// [shared cache](crate::IntrospectorBuilder::shared_cache). JWT
+    /// [shared cache](crate::introspection::IntrospectorBuilder::shared_cache). JWT
     /// verifiers have none.
     #[cfg(all(feature = "redis", feature = "jwt"))]
     pub(crate) fn shared_tier(&self) -> Option<&crate::fleet::SharedTier> {
-        self.introspector()?.shared_tier()
+        match &self.route {
+            Route::Custom(source) => source.shared_tier(),
+            _ => self.introspector()?.engine().shared_tier(),
+        }
     }
 }
 
@@ -152,17 +164,17 @@ impl Verifier {
 impl Sources {
     async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
         if let Some(jwt) = self.jwt_source(token) {
-            let principal = jwt.validate_any(token).await?;
+            let principal = jwt.engine().validate(token).await?;
             if self.introspect_jwts {
                 if let Some(introspector) = &self.introspector {
-                    let answer = introspector.validate_any(token).await?;
-                    return same_binding(principal, &answer);
+                    let answer = introspector.engine().validate(token).await?;
+                    return crate::binding::same_in_both(principal, &answer);
                 }
             }
             return Ok(principal);
         }
         match &self.introspector {
-            Some(introspector) => introspector.validate_any(token).await,
+            Some(introspector) => introspector.engine().validate(token).await,
             None => Err(AuthError::invalid_token(
                 "the token is not a JWT from a configured issuer",
             )),
@@ -172,18 +184,18 @@ impl Sources {
     /// As [`validate`](Self::validate), from the caches alone.
     fn cached(&self, token: &str, now: Now) -> Option<Result<Principal, AuthError>> {
         let Some(jwt) = self.jwt_source(token) else {
-            return self.introspector.as_ref()?.cached(token, now);
+            return self.introspector.as_ref()?.engine().cached(token, now);
         };
         let Some(introspector) = self.introspector.as_ref().filter(|_| self.introspect_jwts) else {
-            return jwt.cached(token, now);
+            return jwt.engine().cached(token, now);
         };
         // Both answers must be cached to answer here; each hit is counted
         // only then, so that the full path does not count the JWT's twice.
-        let from_jwt = jwt.peek_cached(token, now)?;
-        let from_as = introspector.peek_cached(token, now)?;
-        jwt.count_hit();
-        introspector.count_hit();
-        Some(from_jwt.and_then(|principal| same_binding(principal, &from_as?)))
+        let from_jwt = jwt.engine().peek_cached(token, now)?;
+        let from_as = introspector.engine().peek_cached(token, now)?;
+        jwt.engine().count_hit();
+        introspector.engine().count_hit();
+        Some(from_jwt.and_then(|principal| crate::binding::same_in_both(principal, &from_as?)))
     }
 
     /// The JWT verifier for this token, if it is a JWT one of them takes.
@@ -202,29 +214,44 @@ impl Sources {
     }
 }
 
-/// A JWT also introspected: the principal comes from its claims, so the
-/// AS's answer must not bind it to a DPoP key the claims do not name (nor
-/// to another one), nor by a method the claims do not name. Otherwise a
-/// bound token would pass as a bearer token. Claims bound where the answer
-/// is silent need nothing more: the claims' binding is enforced already
-/// (RFC 9449 §6.2 does not oblige the AS to echo `cnf`).
-#[cfg(feature = "jwt")]
-fn same_binding(principal: Principal, answer: &Principal) -> Result<Principal, AuthError> {
-    let same_dpop = !answer.is_dpop_bound()
-        || (principal.is_dpop_bound()
-            && principal.dpop_jkt().is_some()
-            && principal.dpop_jkt() == answer.dpop_jkt());
-    let same_other = !answer.binding().names_other() || principal.binding().names_other();
-    if !same_dpop {
-        Err(AuthError::invalid_token(
-            "the token's DPoP binding differs between its claims and the introspection answer",
-        ))
-    } else if !same_other {
-        Err(AuthError::invalid_token(
-            "the token's binding (cnf) differs between its claims and the introspection answer",
-        ))
-    } else {
-        Ok(principal)
+/// A user's source behind the verifier: its engine, with the source's type
+/// erased.
+trait DynSource: Send + Sync {
+    fn cached(&self, token: &str, now: Now) -> Option<Result<Principal, AuthError>>;
+
+    fn validate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Principal, AuthError>> + Send + 'a>>;
+
+    #[cfg(all(feature = "redis", feature = "jwt"))]
+    fn shared_tier(&self) -> Option<&crate::fleet::SharedTier>;
+}
+
+impl<L: LoadToken> DynSource for Engine<L> {
+    #[inline]
+    fn cached(&self, token: &str, now: Now) -> Option<Result<Principal, AuthError>> {
+        Engine::cached(self, token, now)
+    }
+
+    fn validate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Principal, AuthError>> + Send + 'a>> {
+        Box::pin(Engine::validate(self, token))
+    }
+
+    #[cfg(all(feature = "redis", feature = "jwt"))]
+    fn shared_tier(&self) -> Option<&crate::fleet::SharedTier> {
+        Engine::shared_tier(self)
+    }
+}
+
+impl<L: LoadToken> From<CachedSource<L>> for Verifier {
+    fn from(source: CachedSource<L>) -> Self {
+        Self {
+            route: Route::Custom(source.engine()),
+        }
     }
 }
 
@@ -249,6 +276,7 @@ impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.route {
             Route::Introspection(introspector) => f.debug_tuple("Verifier").field(introspector).finish(),
+            Route::Custom(_) => f.debug_tuple("Verifier").field(&"CachedSource").finish(),
             #[cfg(feature = "jwt")]
             Route::Jwt(jwt) => f.debug_tuple("Verifier").field(jwt).finish(),
             #[cfg(feature = "jwt")]
@@ -298,12 +326,11 @@ impl VerifierBuilder {
         self
     }
 
-    /// Also ask the introspection endpoint about JWTs that verified locally
-    /// (both must accept the token). Needs an introspector.
-    #[cfg(feature = "jwt")]
-    pub fn introspect_jwts_too(mut self, yes: bool) -> Self {
-        self.introspect_jwts = yes;
-        self
+    setters! {
+        /// Also ask the introspection endpoint about JWTs that verified locally
+        /// (both must accept the token). Needs an introspector.
+        #[cfg(feature = "jwt")]
+        pub fn introspect_jwts_too(yes: bool) => introspect_jwts = yes;
     }
 
     /// Checks the combination and builds the verifier.

@@ -3,7 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use tower_introspection::test_util::{ClientSpec, TestAuthServer, TokenSpec};
-use tower_introspection::{BearerExtractor, BearerToken, IntrospectionLayer, Introspector, TokenSource};
+use tower_introspection::{
+    token::{BearerExtractor, BearerToken, TokenSource},
+    IntrospectionLayer, Introspector,
+};
 
 const SECRET: &str = "s3cret-Ab+/c%:d";
 

@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use tower_introspection::test_util::TestAuthServer;
-use tower_introspection::{ConfigError, DiscoveryKind, Introspector};
+use tower_introspection::{introspection::DiscoveryKind, ConfigError, Introspector};
 
 #[tokio::test]
 async fn rfc8414_and_oidc_discovery_configure_the_endpoint() {
@@ -128,7 +128,7 @@ async fn d4_unlisted_auth_method_is_refused() {
         .client_secret_post("a", "b")
         .build()
         .expect("a listed method");
-    let key = tower_introspection::ClientKey::from_pkcs8_pem(
+    let key = tower_introspection::introspection::ClientKey::from_pkcs8_pem(
         &tower_introspection::test_util::client_private_key_pem(
             &tower_introspection::test_util::JwtAlg::EdDsa,
             0,

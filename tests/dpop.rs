@@ -12,7 +12,11 @@ use common::Setup;
 use serde_json::json;
 use serde_json::Value;
 use tower_introspection::test_util::{DpopKey, JwtSpec, TokenSpec};
-use tower_introspection::{Algorithm, DpopConfig, IntrospectionLayer, JwtVerifier};
+use tower_introspection::{
+    dpop::DpopConfig,
+    jwt::{Algorithm, JwtVerifier},
+    IntrospectionLayer,
+};
 
 const JKT: &str = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
 const BOUND_AS_BEARER: &str = "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"the token is bound to a DPoP key and must be sent with the DPoP scheme and a proof\"";
@@ -53,7 +57,7 @@ async fn jwt_bound_token_as_bearer_is_refused() {
         .await
         .unwrap();
     let jwt = JwtVerifier::builder()
-        .issuer(auth.issuer())
+        .expected_issuer(auth.issuer())
         .jwks_url(auth.jwks_url())
         .expected_audience("https://api.example")
         .build()
@@ -93,7 +97,7 @@ async fn jwt_and_introspection_must_agree_on_the_binding() {
         .await
         .unwrap();
     let jwt = JwtVerifier::builder()
-        .issuer(auth.issuer())
+        .expected_issuer(auth.issuer())
         .jwks_url(auth.jwks_url())
         .expected_audience("https://api.example")
         .build()
@@ -556,7 +560,7 @@ async fn jwt_bound_token_with_its_proof_passes() {
         .await
         .unwrap();
     let jwt = JwtVerifier::builder()
-        .issuer(auth.issuer())
+        .expected_issuer(auth.issuer())
         .jwks_url(auth.jwks_url())
         .expected_audience("https://api.example")
         .build()

@@ -25,7 +25,11 @@ use std::time::{Duration, Instant};
 use common::{app, builder, serve};
 use redis::AsyncCommands as _;
 use tower_introspection::test_util::{DpopKey, Fault, TestAuthServer, TokenSpec};
-use tower_introspection::{DpopConfig, IntrospectionLayer, Introspector, SharedCache, SharedCacheBuilder};
+use tower_introspection::{
+    dpop::DpopConfig,
+    fleet::{SharedCache, SharedCacheBuilder},
+    IntrospectionLayer, Introspector,
+};
 
 const HARNESS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/redis.sh");
 const SECRET: &str = "the fleet secret: 32 bytes or more, never logged";
@@ -120,7 +124,7 @@ impl Fleet {
             .as_u16()
     }
 
-    fn stats(&self, replica: usize) -> tower_introspection::SharedCacheStats {
+    fn stats(&self, replica: usize) -> tower_introspection::cache::SharedCacheStats {
         self.replicas[replica].introspector.stats().shared
     }
 

@@ -21,7 +21,10 @@ use std::time::Duration;
 
 use common::{challenge, challenge_params, param};
 use serde_json::Value;
-use tower_introspection::{DiscoveryKind, IntrospectionLayer, Introspector, IntrospectorBuilder};
+use tower_introspection::{
+    introspection::{DiscoveryKind, IntrospectorBuilder},
+    IntrospectionLayer, Introspector,
+};
 
 const HARNESS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/dot.sh");
 

@@ -37,7 +37,7 @@ use base64::Engine as _;
 use common::{challenge, challenge_params, param};
 use serde_json::Value;
 use tower_introspection::test_util::DpopKey;
-use tower_introspection::{ErrorKind, IntrospectionLayer, Introspector, JwtVerifier, Verifier};
+use tower_introspection::{jwt::JwtVerifier, ErrorKind, IntrospectionLayer, Introspector, Verifier};
 
 const HARNESS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/oidc.sh");
 
@@ -396,10 +396,12 @@ async fn resource_server_example_with_jwt_issuer_alone() {
 /// committed test RSA key 3, signed introspection answers (RS256).
 const RS_KEY_CLIENT_ID: &str = "oidc-rs-key-client";
 
-fn rs_key() -> tower_introspection::ClientKey {
+fn rs_key() -> tower_introspection::introspection::ClientKey {
     use tower_introspection::test_util::{client_private_key_pem, JwtAlg};
-    tower_introspection::ClientKey::from_pkcs8_pem(&client_private_key_pem(&JwtAlg::Rs256, 2).unwrap())
-        .unwrap()
+    tower_introspection::introspection::ClientKey::from_pkcs8_pem(
+        &client_private_key_pem(&JwtAlg::Rs256, 2).unwrap(),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -428,7 +430,7 @@ async fn private_key_jwt_authenticates_introspection() {
         .unwrap()
         .private_key_jwt(
             RS_KEY_CLIENT_ID,
-            tower_introspection::ClientKey::from_pkcs8_pem(
+            tower_introspection::introspection::ClientKey::from_pkcs8_pem(
                 &tower_introspection::test_util::client_private_key_pem(
                     &tower_introspection::test_util::JwtAlg::Rs256,
                     0,

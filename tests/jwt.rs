@@ -11,14 +11,15 @@ use std::time::Duration;
 use serde_json::json;
 use tower_introspection::test_util::{Fault, JwtAlg, JwtSpec, TestAuthServer, TokenSpec};
 use tower_introspection::{
-    Algorithm, IntrospectionLayer, JwtProfile, JwtVerifier, JwtVerifierBuilder, Verifier,
+    jwt::{Algorithm, JwtProfile, JwtVerifier, JwtVerifierBuilder},
+    IntrospectionLayer, Verifier,
 };
 
 const API: &str = "https://api.example";
 
 fn rfc9068(auth: &TestAuthServer) -> JwtVerifierBuilder {
     JwtVerifier::builder()
-        .issuer(auth.issuer())
+        .expected_issuer(auth.issuer())
         .jwks_url(auth.jwks_url())
         .expected_audience(API)
 }
@@ -130,14 +131,14 @@ async fn a_static_rsa_key_verifies_every_listed_rsa_algorithm() {
         JwtAlg::Ps512,
     ];
     let listed = JwtVerifier::builder()
-        .issuer(auth.issuer())
+        .expected_issuer(auth.issuer())
         .public_key_pem(auth.rsa_public_key_pem())
         .algorithms(Algorithm::ALL)
         .expected_audience(API)
         .build()
         .unwrap();
     let default = JwtVerifier::builder()
-        .issuer(auth.issuer())
+        .expected_issuer(auth.issuer())
         .public_key_der(auth.rsa_public_key_der())
         .expected_audience(API)
         .build()

@@ -14,7 +14,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use tower_introspection::test_util::{JwtSpec, TestAuthServer, TokenSpec};
 use tower_introspection::{
-    Hierarchical, IntrospectionLayer, JsonRpcScopes, JwtVerifier, ProtectedResourceMetadata, Scoped, Verifier,
+    jsonrpc::JsonRpcScopes, jwt::JwtVerifier, metadata::ProtectedResourceMetadata, scope::Hierarchical,
+    IntrospectionLayer, Scoped, Verifier,
 };
 
 use common::{challenge, challenge_params};
@@ -59,7 +60,7 @@ fn app(
         .route_layer(layer(IntrospectionLayer::new(verifier)));
     protected
         .route_service(metadata.path(), metadata.service())
-        .route_service(tower_introspection::WELL_KNOWN_PATH, metadata.service())
+        .route_service(tower_introspection::metadata::WELL_KNOWN_PATH, metadata.service())
 }
 
 fn mcp_layer(layer: IntrospectionLayer) -> IntrospectionLayer {
@@ -167,9 +168,10 @@ async fn metadata_is_served_at_the_path_aware_and_the_root_url() {
         .also_at_root(true)
         .build()
         .unwrap();
-    let base =
-        common::serve(Router::new().route_service(tower_introspection::WELL_KNOWN_PATH, origin.service()))
-            .await;
+    let base = common::serve(
+        Router::new().route_service(tower_introspection::metadata::WELL_KNOWN_PATH, origin.service()),
+    )
+    .await;
     let response = s
         .http
         .get(format!("{base}/.well-known/oauth-protected-resource"))
@@ -365,7 +367,7 @@ async fn introspected_tokens_must_name_the_resource() {
 async fn local_jwts_must_name_the_resource() {
     let auth = TestAuthServer::start().await.unwrap();
     let jwt = JwtVerifier::builder()
-        .issuer(auth.issuer())
+        .expected_issuer(auth.issuer())
         .jwks_url(auth.jwks_url())
         .expected_resource(RESOURCE)
         .build()
@@ -399,7 +401,7 @@ async fn an_expected_audience_never_stands_in_for_the_resource() {
         .build()
         .unwrap();
     let jwt = JwtVerifier::builder()
-        .issuer(auth.issuer())
+        .expected_issuer(auth.issuer())
         .jwks_url(auth.jwks_url())
         .expected_audience("mcp-client")
         .expected_resource(RESOURCE)

@@ -11,7 +11,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use tower_introspection::test_util::{client_private_key_pem, ClientSpec, JwtAlg, TestAuthServer};
-use tower_introspection::{Algorithm, AssertionAudience, ClientKey, Introspector};
+use tower_introspection::{
+    introspection::{AssertionAudience, ClientKey},
+    jwt::Algorithm,
+    Introspector,
+};
 
 const RS: &str = "rs-keyed";
 

@@ -23,7 +23,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{FileFailurePersistence, TestRunner};
 use serde_json::{Map, Number, Value};
 use tower_introspection::fuzzing::{challenges, is_b64token, parse_answer, parse_authorization};
-use tower_introspection::TokenError;
+use tower_introspection::token::TokenError;
 
 const CASES: u32 = 512;
 
@@ -73,7 +73,7 @@ fn expected_for_bearer(t: &[u8]) -> Result<Option<String>, TokenError> {
     if !reference_b64token(credentials) {
         return Err(TokenError::Malformed);
     }
-    if credentials.len() > tower_introspection::DEFAULT_MAX_TOKEN_LENGTH {
+    if credentials.len() > tower_introspection::token::DEFAULT_MAX_TOKEN_LENGTH {
         return Err(TokenError::TooLong);
     }
     Ok(Some(String::from_utf8(credentials.to_vec()).unwrap()))
@@ -433,7 +433,7 @@ proptest! {
         for params in &parsed {
             let got = param(params, "realm");
             prop_assert!(
-                got == Some(realm_out.as_str()) || got == Some(tower_introspection::DEFAULT_REALM),
+                got == Some(realm_out.as_str()) || got == Some(tower_introspection::middleware::DEFAULT_REALM),
                 "realm {:?} from {:?}", got, realm
             );
         }
@@ -568,7 +568,7 @@ fn authorization_edge_cases() {
 
 #[test]
 fn token_length_limit() {
-    let max = tower_introspection::DEFAULT_MAX_TOKEN_LENGTH;
+    let max = tower_introspection::token::DEFAULT_MAX_TOKEN_LENGTH;
     let at_limit = "a".repeat(max);
     assert_eq!(
         parse_authorization(format!("Bearer {at_limit}").as_bytes()),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{challenge, challenge_params, param, Setup, RS_ID, RS_SECRET};
 use serde_json::{json, Value};
 use tower_introspection::test_util::{AuthFailure, ClientSpec, Fault, TestAuthServer, TokenSpec};
-use tower_introspection::{BearerExtractor, ConfigError, IntrospectionLayer, Introspector};
+use tower_introspection::{token::BearerExtractor, ConfigError, IntrospectionLayer, Introspector};
 
 fn far_future() -> i64 {
     4_102_444_800 // 2100-01-01
@@ -847,7 +847,7 @@ async fn hydra_shaped_answer_is_read_fully() {
 async fn serve_with_form_layer() -> (TestAuthServer, String) {
     let auth = TestAuthServer::start().await.unwrap();
     let layer = IntrospectionLayer::new(common::introspector(&auth));
-    let app = common::app(layer).layer(tower_introspection::FormBodyTokenLayer::new().max_body(1024));
+    let app = common::app(layer).layer(tower_introspection::form::FormBodyTokenLayer::new().max_body(1024));
     (auth, common::serve(app).await)
 }
 

@@ -14,7 +14,12 @@ use http::{HeaderMap, Request, Response, Uri};
 use serde_json::json;
 use tower::ServiceExt;
 use tower_introspection::test_util::{DpopKey, JwtSpec, TestAuthServer, TokenSpec};
-use tower_introspection::{BearerExtractor, DpopConfig, ExtractToken, IntrospectionLayer, JwtVerifier};
+use tower_introspection::{
+    dpop::DpopConfig,
+    jwt::JwtVerifier,
+    token::{BearerExtractor, ExtractToken},
+    IntrospectionLayer,
+};
 
 const ALGS: &str = "algs=\"ES256 ES384 EdDSA PS256 RS256\"";
 
@@ -372,7 +377,7 @@ async fn introspected_tokens_with_unverifiable_bindings_are_refused() {
 async fn jwt_with_a_certificate_binding_is_refused() {
     let auth = TestAuthServer::start().await.unwrap();
     let jwt = JwtVerifier::builder()
-        .issuer(auth.issuer())
+        .expected_issuer(auth.issuer())
         .jwks_url(auth.jwks_url())
         .expected_audience("https://api.example")
         .build()

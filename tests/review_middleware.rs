@@ -13,7 +13,7 @@ use axum::Router;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower_introspection::test_util::TestAuthServer;
-use tower_introspection::{AuthError, BearerExtractor, FormBodyTokenLayer, IntrospectionLayer};
+use tower_introspection::{form::FormBodyTokenLayer, token::BearerExtractor, AuthError, IntrospectionLayer};
 
 /// Sends `request` as raw bytes on a new connection to `base`
 /// (`http://host:port`) and reads the answer until the server closes it.

@@ -110,7 +110,7 @@ async fn require_scope_route_layer() {
 #[tokio::test]
 async fn require_scope_without_introspection_layer_is_500() {
     use tower::ServiceExt;
-    use tower_introspection::RequireScope;
+    use tower_introspection::scope::RequireScope;
     let app = axum::Router::new()
         .route("/", axum::routing::get(|| async { "ok" }))
         .route_layer(RequireScope::all(["read"]));
@@ -143,7 +143,7 @@ async fn option_principal_anonymous_and_authenticated() {
 async fn require_scope_on_a_single_method_router() {
     use axum::routing::get;
     use tower::ServiceExt;
-    use tower_introspection::{IntrospectionLayer, RequireScope};
+    use tower_introspection::{scope::RequireScope, IntrospectionLayer};
 
     let auth = tower_introspection::test_util::TestAuthServer::start()
         .await

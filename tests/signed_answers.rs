@@ -8,7 +8,7 @@
 mod common;
 
 use tower_introspection::test_util::{SignedAnswerFault, TestAuthServer};
-use tower_introspection::{ErrorKind, Introspector, IntrospectorBuilder};
+use tower_introspection::{introspection::IntrospectorBuilder, ErrorKind, Introspector};
 
 fn signed(auth: &TestAuthServer) -> IntrospectorBuilder {
     common::builder(auth).signed_answers(auth.issuer(), auth.jwks_url())

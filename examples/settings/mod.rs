@@ -12,7 +12,10 @@
 use std::env;
 use std::time::Duration;
 
-use tower_introspection::{Algorithm, Introspector, JwtProfile, JwtVerifier, Verifier};
+use tower_introspection::{
+    jwt::{Algorithm, JwtProfile, JwtVerifier},
+    Introspector, Verifier,
+};
 
 pub(crate) fn var(name: &str) -> Option<String> {
     env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -106,11 +109,11 @@ async fn jwt_verifier(resource: Option<&str>) -> Result<Option<JwtVerifier>, Str
             .jwt_verifier()
             .await
             .map_err(|e| format!("JWT_ISSUER: {e}"))?,
-        (Some(issuer), Some(_)) => JwtVerifier::builder().issuer(issuer.clone()),
+        (Some(issuer), Some(_)) => JwtVerifier::builder().expected_issuer(issuer.clone()),
         // Without JWT_ISSUER, EXPECTED_ISSUER (the first one) is the `iss`
         // JWTs must carry.
         (None, _) => match list("EXPECTED_ISSUER").into_iter().next() {
-            Some(issuer) => JwtVerifier::builder().issuer(issuer),
+            Some(issuer) => JwtVerifier::builder().expected_issuer(issuer),
             None => JwtVerifier::builder(),
         },
     };

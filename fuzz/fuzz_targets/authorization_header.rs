@@ -14,7 +14,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use tower_introspection::fuzzing::{is_b64token, parse_authorization};
-use tower_introspection::{TokenError, DEFAULT_MAX_TOKEN_LENGTH};
+use tower_introspection::token::{TokenError, DEFAULT_MAX_TOKEN_LENGTH};
 
 /// What `http::HeaderValue::from_bytes` accepts.
 fn is_header_value(bytes: &[u8]) -> bool {

@@ -18,9 +18,11 @@ use std::time::Duration;
 
 use http::{header, HeaderMap, HeaderValue, Method, Uri};
 
+use crate::binding::{Proof, Rules};
 use crate::clock;
 use crate::error::{AuthError, ConfigError, DpopAnswer, ErrorKind};
-use crate::jwt::Algorithm;
+use crate::jose::Algorithm;
+use crate::macros::setters;
 use crate::principal::Principal;
 use crate::token::{is_b64token, TokenError, DEFAULT_MAX_TOKEN_LENGTH};
 use crate::verifier::Verifier;
@@ -59,7 +61,7 @@ pub const DEFAULT_DPOP_REPLAY_CAPACITY: u64 = 100_000;
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use axum::{routing::get, Router};
 /// use tower::ServiceExt;
-/// use tower_introspection::{DpopConfig, IntrospectionLayer, Introspector};
+/// use tower_introspection::{dpop::DpopConfig, IntrospectionLayer, Introspector};
 ///
 /// let introspector = Introspector::builder("https://as.example/oauth2/introspect")
 ///     .client_secret_basic("my-api", "my-api-secret")
@@ -157,142 +159,126 @@ impl DpopConfig {
         Ok(self)
     }
 
-    /// How long after its `iat` a proof is accepted (default
-    /// [`DEFAULT_DPOP_MAX_AGE`]); also how long its `jti` is remembered.
-    /// At most an hour (longer is taken as an hour).
-    pub fn max_age(mut self, max_age: Duration) -> Self {
-        self.max_age = max_age.min(MAX_WINDOW);
-        self
-    }
+    setters! {
+        /// How long after its `iat` a proof is accepted (default
+        /// [`DEFAULT_DPOP_MAX_AGE`]); also how long its `jti` is remembered.
+        /// At most an hour (longer is taken as an hour).
+        pub fn max_age(max_age: Duration) => max_age = max_age.min(MAX_WINDOW);
 
-    /// Clock skew allowed on `iat` either way (default 5 s; at most an
-    /// hour).
-    pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway.min(MAX_WINDOW);
-        self
-    }
+        /// Clock skew allowed on `iat` either way (default 5 s; at most an
+        /// hour).
+        pub fn leeway(leeway: Duration) => leeway = leeway.min(MAX_WINDOW);
 
-    /// How many proofs the replay cache holds (default
-    /// [`DEFAULT_DPOP_REPLAY_CAPACITY`]); at least 1 000. Size it above the
-    /// proofs one process accepts within `max_age` (plus twice the
-    /// `leeway` and 2 s): each takes 150 to 250 bytes.
-    ///
-    /// A proof is never forgotten before its window ends: were the oldest
-    /// forgotten to make room (an LRU), a client holding a bound token of
-    /// its own could flush the cache with fresh proofs and then replay one
-    /// it captured from another client. So a full cache **refuses** new
-    /// proofs instead, answered 503 with `Retry-After`
-    /// ([`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable)), until
-    /// older proofs expire; counted in [`DpopStats::refused_full`] and
-    /// logged (at most every 10 s). To keep one token from filling it for
-    /// everyone, the proofs of each access token hold at most a share of it
-    /// ([`replay_capacity_per_token`](Self::replay_capacity_per_token)).
-    pub fn replay_capacity(mut self, capacity: u64) -> Self {
-        self.replay_capacity = capacity.max(1_000);
-        self
-    }
+        /// How many proofs the replay cache holds (default
+        /// [`DEFAULT_DPOP_REPLAY_CAPACITY`]); at least 1 000. Size it above the
+        /// proofs one process accepts within `max_age` (plus twice the
+        /// `leeway` and 2 s): each takes 150 to 250 bytes.
+        ///
+        /// A proof is never forgotten before its window ends: were the oldest
+        /// forgotten to make room (an LRU), a client holding a bound token of
+        /// its own could flush the cache with fresh proofs and then replay one
+        /// it captured from another client. So a full cache **refuses** new
+        /// proofs instead, answered 503 with `Retry-After`
+        /// ([`ErrorKind::Unavailable`]), until
+        /// older proofs expire; counted in [`DpopStats::refused_full`] and
+        /// logged (at most every 10 s). To keep one token from filling it for
+        /// everyone, the proofs of each access token hold at most a share of it
+        /// ([`replay_capacity_per_token`](Self::replay_capacity_per_token)).
+        pub fn replay_capacity(capacity: u64) => replay_capacity = capacity.max(1_000);
 
-    /// How many proofs sent with one access token the replay cache holds
-    /// at most (default: a quarter of
-    /// [`replay_capacity`](Self::replay_capacity), 25 000 at the defaults,
-    /// some 340 requests a second per token and replica; at least 1, at
-    /// most the capacity). A token past its share has its new proofs
-    /// answered 503 with `Retry-After` until its older ones expire (counted
-    /// in [`DpopStats::refused_token_full`]); other tokens are unaffected.
-    ///
-    /// The share is per token, not per key: with
-    /// [`accept_unbound_tokens`](Self::accept_unbound_tokens), one token
-    /// could sign each proof with a new key. Only proofs of valid tokens
-    /// take places (they are recorded last). A client holding several
-    /// tokens (at the default, four) can still fill the cache: the share
-    /// keeps one token from crowding out the others, and refusing when full
-    /// is what keeps every replay out; size the capacity for your traffic.
-    pub fn replay_capacity_per_token(mut self, per_token: u64) -> Self {
-        self.replay_capacity_per_token = Some(per_token.max(1));
-        self
-    }
+        /// How many proofs sent with one access token the replay cache holds
+        /// at most (default: a quarter of
+        /// [`replay_capacity`](Self::replay_capacity), 25 000 at the defaults,
+        /// some 340 requests a second per token and replica; at least 1, at
+        /// most the capacity). A token past its share has its new proofs
+        /// answered 503 with `Retry-After` until its older ones expire (counted
+        /// in [`DpopStats::refused_token_full`]); other tokens are unaffected.
+        ///
+        /// The share is per token, not per key: with
+        /// [`accept_unbound_tokens`](Self::accept_unbound_tokens), one token
+        /// could sign each proof with a new key. Only proofs of valid tokens
+        /// take places (they are recorded last). A client holding several
+        /// tokens (at the default, four) can still fill the cache: the share
+        /// keeps one token from crowding out the others, and refusing when full
+        /// is what keeps every replay out; size the capacity for your traffic.
+        pub fn replay_capacity_per_token(per_token: u64) => replay_capacity_per_token = Some(per_token.max(1));
 
-    /// Accept a token without `cnf.jkt` sent with the `DPoP` scheme (and a
-    /// valid proof). Off by default: RFC 9449 §7.1 makes the binding the
-    /// point of the scheme. The `Principal` still shows the token unbound.
-    pub fn accept_unbound_tokens(mut self, accept: bool) -> Self {
-        self.accept_unbound = accept;
-        self
-    }
+        /// Accept a token without `cnf.jkt` sent with the `DPoP` scheme (and a
+        /// valid proof). Off by default: RFC 9449 §7.1 makes the binding the
+        /// point of the scheme. The `Principal` still shows the token unbound.
+        pub fn accept_unbound_tokens(accept: bool) => accept_unbound = accept;
 
-    /// Requires every proof to carry a nonce this server handed out (RFC
-    /// 9449 §8, §9), a new one every `rotation`: a proof made ahead of time,
-    /// by a client's stolen key or a compromised client, stops working
-    /// within two rotations. Off by default.
-    ///
-    /// A proof without a nonce, or with one that is neither the current
-    /// period's nor the previous one's, is answered 401
-    /// `error="use_dpop_nonce"` with the nonce to use in a `DPoP-Nonce`
-    /// header; the client signs a new proof with it and retries. Every 401
-    /// to a `DPoP` request (and with [`required`](Self::required), every
-    /// 401) carries the current nonce, and so does the response to a proof
-    /// that used the previous period's. With `allowed`, a `Bearer` request never
-    /// gets one (with `required`, its 401 does: it must come back with DPoP).
-    ///
-    /// Nonces are derived, not stored (HMAC-SHA-256 of the period under a
-    /// secret drawn from the operating system at this call): clones of this
-    /// configuration share them, but another process has its own, so a
-    /// client whose requests land on another replica is sent
-    /// `use_dpop_nonce` again; [`shared_nonces`](Self::shared_nonces)
-    /// gives replicas the same ones. `rotation` is counted in whole seconds,
-    /// at least 1 s and at most a day (outside, the nearest bound). A
-    /// browser client reads `DPoP-Nonce` only if CORS exposes it
-    /// (`Access-Control-Expose-Headers: DPoP-Nonce`).
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use std::time::Duration;
-    ///
-    /// use axum::{body::Body, routing::get, Router};
-    /// use tower::ServiceExt;
-    /// use tower_introspection::test_util::{
-    ///     DpopKey, TestAuthServer, TokenSpec, RS_CLIENT_ID, RS_CLIENT_SECRET,
-    /// };
-    /// use tower_introspection::{DpopConfig, IntrospectionLayer, Introspector};
-    ///
-    /// let auth = TestAuthServer::start().await?;
-    /// let introspector = Introspector::builder(auth.introspection_url())
-    ///     .client_secret_basic(RS_CLIENT_ID, RS_CLIENT_SECRET)
-    ///     .build()?;
-    /// let dpop = DpopConfig::required().nonces(Duration::from_secs(300));
-    /// let app = Router::new()
-    ///     .route("/items", get(|| async { "items" }))
-    ///     .route_layer(IntrospectionLayer::new(introspector).dpop(dpop));
-    ///
-    /// let key = DpopKey::generate();
-    /// let token = auth.mint(TokenSpec::new().claim("cnf", key.cnf()));
-    /// let url = "http://api.example/items";
-    /// let request = |proof: String| {
-    ///     http::Request::get(url)
-    ///         .header("authorization", format!("DPoP {token}"))
-    ///         .header("dpop", proof)
-    ///         .body(Body::empty())
-    /// };
-    ///
-    /// // A proof without a nonce: 401, and the nonce to use.
-    /// let response = app.clone().oneshot(request(key.proof("GET", url, &token))?).await?;
-    /// assert_eq!(response.status(), 401);
-    /// assert_eq!(
-    ///     response.headers()["www-authenticate"],
-    ///     r#"DPoP realm="api", error="use_dpop_nonce", error_description="the DPoP proof must carry the server's nonce (DPoP-Nonce)", algs="ES256 ES384 EdDSA PS256 RS256""#,
-    /// );
-    /// let nonce = response.headers()["dpop-nonce"].to_str()?.to_owned();
-    ///
-    /// // A new proof with that nonce passes.
-    /// let proof = key.proof_with_nonce("GET", url, &token, &nonce);
-    /// let response = app.oneshot(request(proof)?).await?;
-    /// assert_eq!(response.status(), 200);
-    /// # Ok(()) }
-    /// ```
-    pub fn nonces(mut self, rotation: Duration) -> Self {
-        self.nonces = Some(nonce::Nonces::random(rotation));
-        self
+        /// Requires every proof to carry a nonce this server handed out (RFC
+        /// 9449 §8, §9), a new one every `rotation`: a proof made ahead of time,
+        /// by a client's stolen key or a compromised client, stops working
+        /// within two rotations. Off by default.
+        ///
+        /// A proof without a nonce, or with one that is neither the current
+        /// period's nor the previous one's, is answered 401
+        /// `error="use_dpop_nonce"` with the nonce to use in a `DPoP-Nonce`
+        /// header; the client signs a new proof with it and retries. Every 401
+        /// to a `DPoP` request (and with [`required`](Self::required), every
+        /// 401) carries the current nonce, and so does the response to a proof
+        /// that used the previous period's. With `allowed`, a `Bearer` request never
+        /// gets one (with `required`, its 401 does: it must come back with DPoP).
+        ///
+        /// Nonces are derived, not stored (HMAC-SHA-256 of the period under a
+        /// secret drawn from the operating system at this call): clones of this
+        /// configuration share them, but another process has its own, so a
+        /// client whose requests land on another replica is sent
+        /// `use_dpop_nonce` again; [`shared_nonces`](Self::shared_nonces)
+        /// gives replicas the same ones. `rotation` is counted in whole seconds,
+        /// at least 1 s and at most a day (outside, the nearest bound). A
+        /// browser client reads `DPoP-Nonce` only if CORS exposes it
+        /// (`Access-Control-Expose-Headers: DPoP-Nonce`).
+        ///
+        /// ```
+        /// # #[tokio::main(flavor = "current_thread")]
+        /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// use std::time::Duration;
+        ///
+        /// use axum::{body::Body, routing::get, Router};
+        /// use tower::ServiceExt;
+        /// use tower_introspection::test_util::{
+        ///     DpopKey, TestAuthServer, TokenSpec, RS_CLIENT_ID, RS_CLIENT_SECRET,
+        /// };
+        /// use tower_introspection::{dpop::DpopConfig, IntrospectionLayer, Introspector};
+        ///
+        /// let auth = TestAuthServer::start().await?;
+        /// let introspector = Introspector::builder(auth.introspection_url())
+        ///     .client_secret_basic(RS_CLIENT_ID, RS_CLIENT_SECRET)
+        ///     .build()?;
+        /// let dpop = DpopConfig::required().nonces(Duration::from_secs(300));
+        /// let app = Router::new()
+        ///     .route("/items", get(|| async { "items" }))
+        ///     .route_layer(IntrospectionLayer::new(introspector).dpop(dpop));
+        ///
+        /// let key = DpopKey::generate();
+        /// let token = auth.mint(TokenSpec::new().claim("cnf", key.cnf()));
+        /// let url = "http://api.example/items";
+        /// let request = |proof: String| {
+        ///     http::Request::get(url)
+        ///         .header("authorization", format!("DPoP {token}"))
+        ///         .header("dpop", proof)
+        ///         .body(Body::empty())
+        /// };
+        ///
+        /// // A proof without a nonce: 401, and the nonce to use.
+        /// let response = app.clone().oneshot(request(key.proof("GET", url, &token))?).await?;
+        /// assert_eq!(response.status(), 401);
+        /// assert_eq!(
+        ///     response.headers()["www-authenticate"],
+        ///     r#"DPoP realm="api", error="use_dpop_nonce", error_description="the DPoP proof must carry the server's nonce (DPoP-Nonce)", algs="ES256 ES384 EdDSA PS256 RS256""#,
+        /// );
+        /// let nonce = response.headers()["dpop-nonce"].to_str()?.to_owned();
+        ///
+        /// // A new proof with that nonce passes.
+        /// let proof = key.proof_with_nonce("GET", url, &token, &nonce);
+        /// let response = app.oneshot(request(proof)?).await?;
+        /// assert_eq!(response.status(), 200);
+        /// # Ok(()) }
+        /// ```
+        pub fn nonces(rotation: Duration) => nonces = Some(nonce::Nonces::random(rotation));
     }
 
     /// [`nonces`](Self::nonces) under `secret`, so that every replica given
@@ -580,22 +566,14 @@ impl Dpop {
             Some(outcome) => outcome?,
             None => verifier.validate_any(&presented.token).await?,
         };
-        let principal = match principal.dpop_jkt() {
-            Some(jkt) if jkt == checked.jkt => principal,
-            Some(_) => return Err(AuthError::invalid_token("the token is bound to another DPoP key")),
-            None if principal.is_dpop_bound() => {
-                return Err(AuthError::invalid_token(
-                    "the token's DPoP binding (cnf.jkt) is malformed",
-                ))
-            }
-            None if self.config.accept_unbound => principal,
-            None => return Err(AuthError::invalid_token("the token is not bound to a DPoP key")),
+        let proof = Proof {
+            dpop_jkt: Some(&checked.jkt),
         };
-        // A binding besides DPoP's that this layer cannot check (RFC 8705
-        // `x5t#S256`, say): the proof covers only part of it.
-        if principal.binding().names_other() && !accept_unverifiable {
-            return Err(principal.unverifiable_binding());
-        }
+        let rules = Rules {
+            accept_unverifiable,
+            accept_unbound: self.config.accept_unbound,
+        };
+        crate::binding::check(&principal, proof, rules)?;
         // Last, once the token is valid and bound to this key: proofs that
         // anyone can sign with a key of their own, without a token, must
         // not take places in the replay cache.

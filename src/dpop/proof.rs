@@ -6,7 +6,7 @@ use base64::Engine as _;
 use ring::digest::{digest, SHA256};
 use serde_json::{Map, Value};
 
-use crate::jwt::{Algorithm, Compact as CompactJws, Jwk, PublicKey as JwkPublicKey};
+use crate::jose::{Algorithm, Compact as CompactJws, Jwk, PublicKey as JwkPublicKey};
 
 /// Why a proof was refused; the text goes into `error_description`.
 pub(crate) type Refusal = &'static str;

@@ -18,7 +18,7 @@
 //!   replay out. Refusals are counted ([`DpopStats`](super::DpopStats)) and
 //!   logged at most every 10 s.
 //! - Then, when the layer's verifier has an introspector with a
-//!   [shared cache](crate::IntrospectorBuilder::shared_cache) (feature
+//!   [shared cache](crate::introspection::IntrospectorBuilder::shared_cache) (feature
 //!   `redis`), the fleet's replay cache: one atomic `SET NX PX` in Redis,
 //!   under a name keyed with the fleet secret (neither the `jti` nor the
 //!   thumbprint is readable there), living as long as the window. A proof
@@ -144,6 +144,34 @@ impl ReplayCache {
                 .is_ok()
     }
 
+    /// Counts a proof refused for want of room (`full`: the whole cache or
+    /// the token's share), and says so in the log at most every 10 s.
+    fn count_full(&self, full: Use, now_ms: u64) {
+        let token_full = matches!(full, Use::TokenFull);
+        let counter = if token_full {
+            &self.counters.refused_token_full
+        } else {
+            &self.counters.refused_full
+        };
+        let refused = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        if !self.may_log(now_ms) {
+            return;
+        }
+        if token_full {
+            tracing::warn!(
+                per_token = self.per_token,
+                refused,
+                "an access token's DPoP proofs hold its whole share of the replay cache: its new proofs are refused (503) until older ones expire; see DpopConfig::replay_capacity_per_token (logged at most every 10 s)"
+            );
+        } else {
+            tracing::warn!(
+                capacity = self.capacity,
+                refused,
+                "the DPoP replay cache is full: new proofs are refused (503) until older ones expire; raise DpopConfig::replay_capacity (logged at most every 10 s)"
+            );
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
         // Nothing in the critical sections panics; should one, the maps are
         // still consistent enough to go on with (the worst is a count that
@@ -164,26 +192,8 @@ impl ReplayCache {
                 self.counters.replays.fetch_add(1, Ordering::Relaxed);
                 return local;
             }
-            Use::Full => {
-                let refused = self.counters.refused_full.fetch_add(1, Ordering::Relaxed) + 1;
-                if self.may_log(now_ms) {
-                    tracing::warn!(
-                        capacity = self.capacity,
-                        refused,
-                        "the DPoP replay cache is full: new proofs are refused (503) until older ones expire; raise DpopConfig::replay_capacity (logged at most every 10 s)"
-                    );
-                }
-                return local;
-            }
-            Use::TokenFull => {
-                let refused = self.counters.refused_token_full.fetch_add(1, Ordering::Relaxed) + 1;
-                if self.may_log(now_ms) {
-                    tracing::warn!(
-                        per_token = self.per_token,
-                        refused,
-                        "an access token's DPoP proofs hold its whole share of the replay cache: its new proofs are refused (503) until older ones expire; see DpopConfig::replay_capacity_per_token (logged at most every 10 s)"
-                    );
-                }
+            Use::Full | Use::TokenFull => {
+                self.count_full(local, now_ms);
                 return local;
             }
         }

@@ -1,10 +1,12 @@
 //! [`SharedCache`]: the settings of the shared tier, given to
-//! [`IntrospectorBuilder::shared_cache`](crate::IntrospectorBuilder::shared_cache).
+//! [`IntrospectorBuilder::shared_cache`](crate::introspection::IntrospectorBuilder::shared_cache).
 
 use std::fmt;
 use std::time::Duration;
 
+use super::memory::MemoryStore;
 use crate::error::ConfigError;
+use crate::macros::setters;
 
 /// Default bound on one Redis command, connection included.
 pub const DEFAULT_SHARED_COMMAND_TIMEOUT: Duration = Duration::from_millis(100);
@@ -20,7 +22,7 @@ pub const DEFAULT_SHARED_KEY_PREFIX: &str = "tower-introspection:";
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_introspection::SharedCache;
+/// use tower_introspection::fleet::SharedCache;
 ///
 /// let shared = SharedCache::builder("redis://127.0.0.1:6379/", "a fleet secret of at least 32 bytes!")
 ///     .command_timeout(Duration::from_millis(50))
@@ -32,7 +34,7 @@ pub const DEFAULT_SHARED_KEY_PREFIX: &str = "tower-introspection:";
 /// ```
 #[derive(Clone)]
 pub struct SharedCache {
-    pub(crate) url: String,
+    pub(crate) backend: Backend,
     pub(crate) secrets: Vec<Vec<u8>>,
     pub(crate) key_prefix: String,
     pub(crate) command_timeout: Duration,
@@ -55,7 +57,7 @@ impl SharedCache {
     pub fn builder(url: impl Into<String>, secret: impl AsRef<[u8]>) -> SharedCacheBuilder {
         SharedCacheBuilder {
             config: SharedCache {
-                url: url.into(),
+                backend: Backend::Redis(url.into()),
                 secrets: vec![secret.as_ref().to_vec()],
                 key_prefix: DEFAULT_SHARED_KEY_PREFIX.to_owned(),
                 command_timeout: DEFAULT_SHARED_COMMAND_TIMEOUT,
@@ -64,6 +66,16 @@ impl SharedCache {
                 breaker_open_for: DEFAULT_SHARED_BREAKER_OPEN_FOR,
             },
         }
+    }
+
+    /// Starts configuring a shared tier held in `store`, in this process's
+    /// memory, instead of Redis: for tests, where verifiers given the same
+    /// store behave as replicas sharing one Redis. Every other setting
+    /// means what it means with Redis.
+    pub fn in_memory(store: &MemoryStore, secret: impl AsRef<[u8]>) -> SharedCacheBuilder {
+        let mut builder = Self::builder(String::new(), secret);
+        builder.config.backend = Backend::Memory(store.clone());
+        builder
     }
 }
 
@@ -79,30 +91,23 @@ impl SharedCacheBuilder {
         self
     }
 
-    /// The prefix of every Redis name (default `tower-introspection:`), to
-    /// share one Redis between unrelated fleets.
-    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.config.key_prefix = prefix.into();
-        self
-    }
+    setters! {
+        /// The prefix of every Redis name (default `tower-introspection:`), to
+        /// share one Redis between unrelated fleets.
+        pub fn key_prefix(prefix: impl Into<String>) => config.key_prefix = prefix.into();
 
-    /// Bound on one Redis command, connection included (default 100 ms, at
-    /// most 10 s). A slower Redis counts as failed: the request goes on
-    /// without it.
-    pub fn command_timeout(mut self, timeout: Duration) -> Self {
-        self.config.command_timeout = timeout;
-        self
-    }
+        /// Bound on one Redis command, connection included (default 100 ms, at
+        /// most 10 s). A slower Redis counts as failed: the request goes on
+        /// without it.
+        pub fn command_timeout(timeout: Duration) => config.command_timeout = timeout;
 
-    /// How long a replica waits for another replica's introspection of the
-    /// same token before calling the authorization server itself (default:
-    /// the introspector's [`timeout`](crate::IntrospectorBuilder::timeout)).
-    /// A request that waits in vain then makes its own call, so its worst
-    /// case is `lock_wait` plus one introspection: about twice `timeout`
-    /// by default.
-    pub fn lock_wait(mut self, wait: Duration) -> Self {
-        self.config.lock_wait = Some(wait);
-        self
+        /// How long a replica waits for another replica's introspection of the
+        /// same token before calling the authorization server itself (default:
+        /// the introspector's [`timeout`](crate::introspection::IntrospectorBuilder::timeout)).
+        /// A request that waits in vain then makes its own call, so its worst
+        /// case is `lock_wait` plus one introspection: about twice `timeout`
+        /// by default.
+        pub fn lock_wait(wait: Duration) => config.lock_wait = Some(wait);
     }
 
     /// Open the circuit breaker after `failures` consecutive Redis failures,
@@ -126,24 +131,8 @@ impl SharedCacheBuilder {
                 "the shared cache secret must be at least 32 bytes",
             ));
         }
-        let url = url::Url::parse(&config.url).map_err(|_| ConfigError::InvalidUrl {
-            what: "shared cache (Redis)",
-            reason: "not a URL".into(),
-        })?;
-        match url.scheme() {
-            "redis" | "valkey" => {}
-            "rediss" | "valkeys" => {
-                return Err(ConfigError::InvalidUrl {
-                    what: "shared cache (Redis)",
-                    reason: "TLS to Redis (rediss://) is not supported yet; reach Redis over a private network or a TLS tunnel".into(),
-                })
-            }
-            _ => {
-                return Err(ConfigError::InvalidUrl {
-                    what: "shared cache (Redis)",
-                    reason: "the scheme must be redis".into(),
-                })
-            }
+        if let Backend::Redis(url) = &config.backend {
+            check_url(url)?;
         }
         let max = Duration::from_secs(10);
         if config.command_timeout.is_zero() || config.command_timeout > max {
@@ -171,10 +160,49 @@ impl SharedCacheBuilder {
     }
 }
 
+/// A Redis URL this crate can use.
+fn check_url(raw: &str) -> Result<(), ConfigError> {
+    let url = url::Url::parse(raw).map_err(|_| ConfigError::InvalidUrl {
+        what: "shared cache (Redis)",
+        reason: "not a URL".into(),
+    })?;
+    match url.scheme() {
+            "redis" | "valkey" => {}
+            "rediss" | "valkeys" => {
+                return Err(ConfigError::InvalidUrl {
+                    what: "shared cache (Redis)",
+                    reason: "TLS to Redis (rediss://) is not supported yet; reach Redis over a private network or a TLS tunnel".into(),
+                })
+            }
+            _ => {
+                return Err(ConfigError::InvalidUrl {
+                    what: "shared cache (Redis)",
+                    reason: "the scheme must be redis".into(),
+                })
+            }
+        }
+    Ok(())
+}
+
+/// Where the shared values live.
+#[derive(Clone)]
+pub(crate) enum Backend {
+    /// A Redis (or Valkey) server at this URL.
+    Redis(String),
+    /// This process's memory (tests).
+    Memory(MemoryStore),
+}
+
 impl fmt::Debug for SharedCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SharedCache")
-            .field("url", &crate::introspect::redact_url(&self.url))
+            .field(
+                "url",
+                &match &self.backend {
+                    Backend::Redis(url) => crate::resource::redact_url(url),
+                    Backend::Memory(_) => "memory".to_owned(),
+                },
+            )
             .field("secrets", &format_args!("[{} redacted]", self.secrets.len()))
             .field("key_prefix", &self.key_prefix)
             .field("command_timeout", &self.command_timeout)

@@ -46,13 +46,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use redis::{PushInfo, PushKind, Value};
-use tokio::sync::mpsc::{error::TrySendError, Receiver, Sender};
+use tokio::sync::mpsc::Receiver;
 use tokio::sync::Notify;
 
 use super::keys::{hex, unhex16, Signer};
+use super::store::Push;
 use super::TierInner;
-use crate::cache::Key;
+use crate::cache_key::Key;
 
 /// How often the listener checks the connection (which makes the
 /// connection manager reconnect and subscribe again after an outage).
@@ -69,26 +69,6 @@ const UNVERIFIED_EVERY: Duration = Duration::from_secs(5);
 /// dropped (waiters poll anyway), and anything else makes the replica drop
 /// its whole in-process cache: an invalidation is never lost.
 pub(crate) const QUEUED_NOTICES: usize = 4096;
-
-/// What the connection calls with each notice: queue it without blocking;
-/// when the queue is full, drop a fill notice, or raise `overflowed`.
-pub(crate) fn push_sender(
-    queue: Sender<PushInfo>,
-    overflowed: Arc<AtomicBool>,
-) -> impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static {
-    move |push| match queue.try_send(push) {
-        Ok(()) => Ok(()),
-        Err(TrySendError::Full(push)) => {
-            let fill = push.kind == PushKind::Message
-                && matches!(push.data.get(1), Some(Value::BulkString(payload)) if payload.starts_with(b"f "));
-            if !fill {
-                overflowed.store(true, Ordering::Release);
-            }
-            Ok(())
-        }
-        Err(TrySendError::Closed(_)) => Err(()),
-    }
-}
 
 /// Where notices are applied: the in-process cache of an introspector.
 pub(crate) trait L1Sink: Send + Sync {
@@ -177,7 +157,7 @@ impl Waiters {
 pub(crate) async fn listen(
     tier: Weak<TierInner>,
     sink: Weak<dyn L1Sink>,
-    mut pushes: Receiver<PushInfo>,
+    mut pushes: Receiver<Push>,
     overflowed: Arc<AtomicBool>,
 ) {
     let mut subscribed = false;
@@ -211,32 +191,25 @@ pub(crate) async fn listen(
         }
         match push {
             Some(None) => return,
-            Some(Some(push)) => match push.kind {
-                PushKind::Message => {
-                    if let Some(Value::BulkString(payload)) = push.data.get(1) {
-                        apply(&tier, &*sink, payload, &mut last_flush_ms, &mut unverified).await;
-                    }
+            Some(Some(Push::Notice(payload))) => {
+                apply(&tier, &*sink, &payload, &mut last_flush_ms, &mut unverified).await;
+            }
+            Some(Some(Push::Disconnected)) => {
+                if !lost {
+                    tracing::warn!("shared cache (Redis) subscription lost; invalidations from other replicas are not seen until it is back");
                 }
-                PushKind::Disconnection => {
-                    if !lost {
-                        tracing::warn!("shared cache (Redis) subscription lost; invalidations from other replicas are not seen until it is back");
-                    }
-                    lost = true;
-                }
-                _ => {}
-            },
+                lost = true;
+            }
             None => {
-                let mut conn = tier.conn();
                 let ok = if subscribed {
-                    let ping = redis::cmd("PING").clone();
                     matches!(
-                        tokio::time::timeout(tier.command_timeout(), ping.query_async::<()>(&mut conn)).await,
+                        tokio::time::timeout(tier.command_timeout(), tier.store().ping()).await,
                         Ok(Ok(()))
                     )
                 } else {
                     let channel = tier.keys().channel();
                     subscribed = matches!(
-                        tokio::time::timeout(tier.command_timeout(), conn.subscribe(channel)).await,
+                        tokio::time::timeout(tier.command_timeout(), tier.store().subscribe(&channel)).await,
                         Ok(Ok(()))
                     );
                     subscribed
@@ -366,41 +339,6 @@ mod tests {
         );
         assert_eq!(fill_notice("ab"), "f ab");
         assert_eq!(invalidate_all_notice(7), "a 7");
-    }
-
-    fn message(payload: &str) -> PushInfo {
-        PushInfo {
-            kind: PushKind::Message,
-            data: vec![
-                Value::BulkString(b"channel".to_vec()),
-                Value::BulkString(payload.as_bytes().to_vec()),
-            ],
-        }
-    }
-
-    #[tokio::test]
-    async fn a_full_queue_drops_fills_but_never_an_invalidation() {
-        let (queue, mut pushes) = tokio::sync::mpsc::channel(1);
-        let overflowed = Arc::new(AtomicBool::new(false));
-        let send = push_sender(queue, Arc::clone(&overflowed));
-        assert!(send(message("f ab")).is_ok());
-        assert!(send(message("f cd")).is_ok(), "full: a fill is dropped");
-        assert!(!overflowed.load(Ordering::Acquire));
-        assert!(send(message("i 00")).is_ok());
-        assert!(
-            overflowed.load(Ordering::Acquire),
-            "an invalidation raises the flag"
-        );
-        overflowed.store(false, Ordering::Release);
-        assert!(send(PushInfo {
-            kind: PushKind::Disconnection,
-            data: vec![]
-        })
-        .is_ok());
-        assert!(overflowed.load(Ordering::Acquire), "so does a disconnection");
-        assert!(pushes.recv().await.is_some());
-        drop(pushes);
-        assert!(send(message("f ab")).is_err(), "closed");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use sha2::{Digest as _, Sha256};
 
 use chacha20poly1305::{KeyInit as _, XChaCha20Poly1305};
 
-use crate::cache::{key_under, Key};
+use crate::cache_key::{Key, KeyScheme};
 use crate::error::ConfigError;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -204,7 +204,7 @@ impl FleetKeys {
             l1: self
                 .secrets
                 .iter()
-                .map(|keys| key_under(keys.l1, &self.endpoint, &self.client_id, token))
+                .map(|keys| KeyScheme::under(keys.l1, &self.endpoint, &self.client_id).key(token))
                 .collect(),
         }
     }

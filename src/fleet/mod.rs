@@ -6,31 +6,31 @@
 //!   for the token (`SET NX PX`). Whoever holds the lock introspects and
 //!   writes the sealed answer; the others wait for its fill notice (or poll)
 //!   up to `lock_wait`, then call the authorization server themselves.
-//! - What is stored: see [`keys`] (names) and [`seal`] (values).
+//! - What is stored: see `keys` (names) and `seal` (values).
 //! - Invalidation: the entry is deleted, tombstones holding the
 //!   invalidation time keep answers given before it from being written back
 //!   or read, a notice on the tier's channel makes every replica drop its
 //!   in-process entry — or, in a rotation, whatever it must to fail closed
-//!   (see [`events`]) — and the invalidating replica
+//!   (see `events`) — and the invalidating replica
 //!   remembers it whatever Redis does, replaying it if Redis missed it
-//!   (see [`revoked`]).
+//!   (see `revoked`).
 //! - Redis is never a single point of failure: every command is bounded by
-//!   `command_timeout`, failures feed a circuit breaker ([`breaker`]), and
+//!   `command_timeout`, failures feed a circuit breaker (`breaker`), and
 //!   any failure means "not in the shared tier".
 
 mod breaker;
 mod config;
 mod events;
 mod keys;
+mod memory;
+mod redis;
 mod revoked;
 mod seal;
+mod store;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{IntoConnectionInfo as _, ProtocolVersion, Script, Value};
 
 pub use self::config::{
     SharedCache, SharedCacheBuilder, DEFAULT_SHARED_BREAKER_OPEN_FOR, DEFAULT_SHARED_BREAKER_THRESHOLD,
@@ -39,13 +39,16 @@ pub use self::config::{
 pub(crate) use self::events::L1Sink;
 pub(crate) use self::keys::Names;
 pub use self::keys::MIN_SECRET_BYTES;
+pub use self::memory::MemoryStore;
 pub(crate) use self::seal::{active_json, Opened, INACTIVE_JSON};
 
 use self::breaker::{Breaker, LogEvery};
+use self::config::Backend;
 use self::events::Waiters;
 use self::keys::FleetKeys;
 use self::revoked::{Pending, Replay, Revoked};
 use self::seal::Refused;
+use self::store::{Fetched, GetOrLock, Invalidate, PushQueue, Put, SharedStore, StoreError, StoreFuture};
 use crate::error::ConfigError;
 use crate::stats::SharedCacheStats;
 use crate::validate::since_epoch;
@@ -58,83 +61,6 @@ const MAX_VALUE_BYTES: usize = 1 << 20;
 /// How often a replica waiting for another's fill looks again, should the
 /// notice be lost.
 const POLL: Duration = Duration::from_millis(25);
-
-/// Returns `{index, value, cutoff}`: the stored value under one of the
-/// value names (index from 1), or else takes the lock `KEYS[1]` (index 0),
-/// or says it is held (-1), or that a value is larger than `ARGV[3]` bytes
-/// (-2, not sent: nothing this fleet writes is). `KEYS[2..1+ARGV[4]]` are
-/// the token's tombstones and the flush marker, the value names follow;
-/// `cutoff` is the latest invalidation time they hold: a value answered at
-/// or before it is refused.
-const GET_OR_LOCK: &str = r"
-local m = tonumber(ARGV[4]) or 0
-local cut = 0
-for i = 2, 1 + m do
-  local t = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
-  if t > cut then cut = t end
-end
-for i = 2 + m, #KEYS do
-  local v = redis.call('GET', KEYS[i])
-  if v then
-    if #v > tonumber(ARGV[3]) then return {-2, '', cut} end
-    return {i - 1 - m, v, cut}
-  end
-end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, '', cut} end
-return {-1, '', cut}
-";
-
-/// Writes `ARGV[1]` (unless empty) to `KEYS[1]` for `ARGV[2]` ms unless it
-/// was answered (`ARGV[6]`, Unix ms) at or before an invalidation (the
-/// times in the flush marker and the tombstones under every secret,
-/// `KEYS[3..]`), releases our
-/// lock `KEYS[2]` (token `ARGV[3]`), and tells the waiters.
-const PUT: &str = r"
-local written = 0
-local answered = tonumber(ARGV[6]) or 0
-local fresh = ARGV[1] ~= ''
-for i = 3, #KEYS do
-  local t = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
-  if answered <= t then fresh = false end
-end
-if fresh then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  written = 1
-end
-if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
-redis.call('PUBLISH', ARGV[4], ARGV[5])
-return written
-";
-
-/// Deletes the values `KEYS[1..ARGV[1]]`, marks the rest (tombstones or the
-/// flush marker) with the invalidation time `ARGV[2]` for `ARGV[3]` ms
-/// unless they hold a later one, and publishes `ARGV[5]` on `ARGV[4]`.
-const INVALIDATE: &str = r"
-local n = tonumber(ARGV[1]) or 0
-local at = tonumber(ARGV[2]) or 0
-for i = 1, n do redis.call('DEL', KEYS[i]) end
-for i = n + 1, #KEYS do
-  local t = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
-  if at > t then redis.call('SET', KEYS[i], ARGV[2], 'PX', ARGV[3]) end
-end
-redis.call('PUBLISH', ARGV[4], ARGV[5])
-return 1
-";
-
-/// Sets every name in `KEYS` to 1 for `ARGV[1]` ms and returns 1, unless
-/// one of them exists (returns 0): `SET NX PX` over the names under every
-/// secret, so that replicas on either side of a rotation see each other's
-/// markers.
-#[cfg(feature = "jwt")]
-const MARK_ONCE: &str = r"
-for i = 1, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
-end
-for i = 1, #KEYS do
-  redis.call('SET', KEYS[i], '1', 'PX', ARGV[1])
-end
-return 1
-";
 
 /// What the fleet knows of a DPoP proof's `jti`.
 #[cfg(feature = "jwt")]
@@ -155,7 +81,7 @@ pub(crate) struct SharedTier {
 }
 
 pub(crate) struct TierInner {
-    conn: ConnectionManager,
+    store: Box<dyn SharedStore>,
     keys: FleetKeys,
     command_timeout: Duration,
     lock_wait: Duration,
@@ -171,14 +97,9 @@ pub(crate) struct TierInner {
     refused_log: LogEvery,
     counters: SharedCounters,
     waiters: Waiters,
-    get_or_lock: Script,
-    put: Script,
-    invalidate: Script,
-    #[cfg(feature = "jwt")]
-    mark_once: Script,
     #[cfg(feature = "jwt")]
     dpop_log: LogEvery,
-    push: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<redis::PushInfo>>>,
+    push: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<store::Push>>>,
     /// Raised when a notice other than a fill found the queue full.
     overflowed: Arc<std::sync::atomic::AtomicBool>,
     /// This replica's recent invalidations, refused even if Redis lost them.
@@ -223,37 +144,22 @@ impl SharedTier {
         }
         let secrets: Vec<&[u8]> = config.secrets.iter().map(Vec::as_slice).collect();
         let keys = FleetKeys::new(&secrets, &config.key_prefix, endpoint, client_id)?;
-        let invalid = |reason: &str| ConfigError::InvalidUrl {
-            what: "shared cache (Redis)",
-            reason: reason.to_owned(),
-        };
-        let info = config
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|_| invalid("not a Redis URL"))?;
-        // RESP3: notices arrive on the command connection, and the
-        // connection manager subscribes again after a reconnection.
-        let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
-        let info = info.set_redis_settings(settings);
-        let client = redis::Client::open(info).map_err(|_| invalid("not a Redis URL"))?;
         let (push_tx, push_rx) = tokio::sync::mpsc::channel(events::QUEUED_NOTICES);
         let overflowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let manager_config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.command_timeout))
-            .set_connection_timeout(Some(config.command_timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(1))
-            .set_push_sender(events::push_sender(push_tx, Arc::clone(&overflowed)))
-            .set_automatic_resubscription();
-        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
-            .map_err(|_| invalid("the Redis client could not be set up"))?;
+        let pushes = PushQueue::new(push_tx, Arc::clone(&overflowed));
+        let store: Box<dyn SharedStore> = match &config.backend {
+            Backend::Redis(url) => Box::new(self::redis::RedisStore::connect(
+                url,
+                config.command_timeout,
+                pushes,
+            )?),
+            Backend::Memory(store) => Box::new(store.connect(pushes)),
+        };
         let lock_ttl = load_bound.saturating_add(Duration::from_secs(1));
         let retain = lock_ttl.max(max_ttl).max(negative_ttl);
         Ok(Self {
             inner: Arc::new(TierInner {
-                conn,
+                store,
                 keys,
                 command_timeout: config.command_timeout,
                 lock_wait: config.lock_wait.unwrap_or(as_timeout),
@@ -265,11 +171,6 @@ impl SharedTier {
                 refused_log: LogEvery::default(),
                 counters: SharedCounters::default(),
                 waiters: Waiters::default(),
-                get_or_lock: Script::new(GET_OR_LOCK),
-                put: Script::new(PUT),
-                invalidate: Script::new(INVALIDATE),
-                #[cfg(feature = "jwt")]
-                mark_once: Script::new(MARK_ONCE),
                 #[cfg(feature = "jwt")]
                 dpop_log: LogEvery::default(),
                 push: std::sync::Mutex::new(Some(push_rx)),
@@ -318,46 +219,26 @@ impl SharedTier {
     pub(crate) async fn get_or_lock(&self, names: &Names) -> Lookup {
         let inner = &*self.inner;
         let token = lock_token();
-        let mut invocation = inner.get_or_lock.key(&names.lock);
-        invocation.key(&names.tombstones).key(inner.keys.flush_marker());
-        for name in &names.values {
-            invocation.key(name);
-        }
-        invocation
-            .arg(&token)
-            .arg(u64::try_from(inner.lock_ttl.as_millis()).unwrap_or(u64::MAX))
-            .arg(MAX_VALUE_BYTES)
-            .arg(names.tombstones.len() + 1);
-        let mut conn = inner.conn.clone();
-        let Some(reply) = inner.run(invocation.invoke_async::<Value>(&mut conn)).await else {
+        let flush = inner.keys.flush_marker();
+        let markers = markers(names, &flush);
+        let op = GetOrLock {
+            values: &names.values,
+            markers: &markers,
+            lock: &names.lock,
+            lock_token: &token,
+            lock_ttl_ms: millis(inner.lock_ttl),
+            max_value_bytes: MAX_VALUE_BYTES,
+        };
+        let Some(fetched) = inner.run(inner.store.get_or_lock(op)).await else {
             return Lookup::Unavailable;
         };
-        let (index, value, invalidated) = match reply {
-            Value::Array(items) => {
-                let mut items = items.into_iter();
-                let index = match items.next() {
-                    Some(Value::Int(index)) => index,
-                    _ => return inner.protocol_error(),
-                };
-                let value = match items.next() {
-                    Some(Value::BulkString(bytes)) if !bytes.is_empty() => Some(bytes),
-                    _ => None,
-                };
-                let invalidated = match items.next() {
-                    Some(Value::Int(at)) => u64::try_from(at).unwrap_or(0),
-                    _ => return inner.protocol_error(),
-                };
-                (index, value, invalidated)
-            }
-            _ => return inner.protocol_error(),
-        };
-        match (index, value) {
-            (0, _) => {
+        match fetched {
+            Fetched::Locked { .. } => {
                 inner.counters.miss();
                 Lookup::Locked(Lock(token))
             }
-            (-1, _) => Lookup::Busy,
-            (-2, _) => {
+            Fetched::Busy => Lookup::Busy,
+            Fetched::TooLarge => {
                 inner.counters.refused();
                 if inner.refused_log.allow() {
                     tracing::warn!(
@@ -366,11 +247,11 @@ impl SharedTier {
                 }
                 Lookup::Unavailable
             }
-            (index, Some(value)) => {
-                let position = index
-                    .checked_sub(1)
-                    .and_then(|position| usize::try_from(position).ok())
-                    .unwrap_or(usize::MAX);
+            Fetched::Value {
+                index: position,
+                value,
+                cutoff: invalidated,
+            } => {
                 let (Some(name), Some(keys)) = (names.values.get(position), inner.keys.secrets.get(position))
                 else {
                     return inner.protocol_error();
@@ -411,7 +292,6 @@ impl SharedTier {
                     }
                 }
             }
-            _ => inner.protocol_error(),
         }
     }
 
@@ -498,19 +378,23 @@ impl SharedTier {
         lock: Option<Lock>,
     ) {
         let inner = &*self.inner;
-        let mut invocation = inner.put.key(names.values.first().map_or("", String::as_str));
-        invocation
-            .key(&names.lock)
-            .key(inner.keys.flush_marker())
-            .key(&names.tombstones)
-            .arg(sealed)
-            .arg(ttl_ms.max(1))
-            .arg(lock.map(|lock| lock.0).unwrap_or_default())
-            .arg(inner.keys.channel())
-            .arg(inner.keys.sign_notice(&events::fill_notice(names.id())))
-            .arg(answered_ms);
-        let mut conn = inner.conn.clone();
-        let _: Option<i64> = inner.run(invocation.invoke_async::<i64>(&mut conn)).await;
+        let flush = inner.keys.flush_marker();
+        let markers = markers(names, &flush);
+        let lock_token = lock.map(|lock| lock.0).unwrap_or_default();
+        let notice = inner.keys.sign_notice(&events::fill_notice(names.id()));
+        let channel = inner.keys.channel();
+        let op = Put {
+            value: names.values.first().map_or("", String::as_str),
+            sealed,
+            ttl_ms: ttl_ms.max(1),
+            answered_ms,
+            markers: &markers,
+            lock: &names.lock,
+            lock_token: &lock_token,
+            channel: &channel,
+            notice: &notice,
+        };
+        let _: Option<bool> = inner.run(inner.store.put(op)).await;
     }
 
     /// Deletes the shared entry of a token, keeps loads in flight from
@@ -557,17 +441,13 @@ impl SharedTier {
         let names = inner
             .keys
             .marker_names("dpop-jti", &[jkt.as_bytes(), jti.as_bytes()]);
-        let mut invocation = inner.mark_once.key(&names);
-        invocation.arg(millis(window).max(1));
-        let mut conn = inner.conn.clone();
-        match inner.run(invocation.invoke_async::<i64>(&mut conn)).await {
-            Some(1) => FirstUse::Yes,
-            Some(0) => FirstUse::No,
-            unusable => {
-                if unusable.is_some() {
-                    // Not an answer the script gives: counted and logged.
-                    let _: Lookup = inner.protocol_error();
-                }
+        match inner
+            .run(inner.store.mark_once(&names, millis(window).max(1)))
+            .await
+        {
+            Some(true) => FirstUse::Yes,
+            Some(false) => FirstUse::No,
+            None => {
                 inner.counters.dpop_local_only();
                 if inner.dpop_log.allow() {
                     tracing::warn!(
@@ -590,68 +470,42 @@ impl SharedTier {
 impl TierInner {
     /// The commands of one invalidation; false when Redis did not take them.
     async fn invalidate_one(&self, names: &Names, at_ms: u64) -> bool {
-        let mut invocation = self.invalidate.key(&names.values);
-        invocation
-            .key(&names.tombstones)
-            .arg(names.values.len())
-            .arg(at_ms)
-            .arg(millis(self.retain))
-            .arg(self.keys.channel())
-            .arg(self.keys.sign_notice(&events::invalidate_notice(&names.l1)));
-        let mut conn = self.conn.clone();
-        self.run_always(invocation.invoke_async::<i64>(&mut conn))
-            .await
-            .is_some()
+        let tombstones: Vec<&str> = names.tombstones.iter().map(String::as_str).collect();
+        let channel = self.keys.channel();
+        let notice = self.keys.sign_notice(&events::invalidate_notice(&names.l1));
+        let op = Invalidate {
+            values: &names.values,
+            markers: &tombstones,
+            at_ms,
+            retain_ms: millis(self.retain),
+            channel: &channel,
+            notice: &notice,
+        };
+        self.run_always(self.store.invalidate(op)).await.is_some()
     }
 
     /// The commands of one `invalidate_all`; false when Redis did not take
-    /// them all. The flush marker carries the time, so values the scan has
-    /// not reached yet are refused by every replica meanwhile.
+    /// them all. The flush marker carries the time, so values the deletion
+    /// has not reached yet are refused by every replica meanwhile.
     async fn flush(&self, at_ms: u64) -> bool {
-        let mut conn = self.conn.clone();
-        let mut mark = self.invalidate.key(self.keys.flush_marker());
-        mark.arg(0)
-            .arg(at_ms)
-            .arg(millis(self.retain))
-            .arg(self.keys.channel())
-            .arg(self.keys.sign_notice(&events::invalidate_all_notice(at_ms)));
-        if self
-            .run_always(mark.invoke_async::<i64>(&mut conn))
-            .await
-            .is_none()
-        {
+        let flush = self.keys.flush_marker();
+        let channel = self.keys.channel();
+        let notice = self.keys.sign_notice(&events::invalidate_all_notice(at_ms));
+        let mark = Invalidate {
+            values: &[],
+            markers: &[&flush],
+            at_ms,
+            retain_ms: millis(self.retain),
+            channel: &channel,
+            notice: &notice,
+        };
+        if self.run_always(self.store.invalidate(mark)).await.is_none() {
             return false;
         }
-        let mut cursor: u64 = 0;
-        loop {
-            let scan = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(self.keys.value_pattern())
-                .arg("COUNT")
-                .arg(1000)
-                .clone();
-            let Some((next, names)) = self
-                .run_always(scan.query_async::<(u64, Vec<String>)>(&mut conn))
-                .await
-            else {
-                return false;
-            };
-            if !names.is_empty() {
-                let unlink = redis::cmd("UNLINK").arg(&names).clone();
-                if self
-                    .run_always(unlink.query_async::<i64>(&mut conn))
-                    .await
-                    .is_none()
-                {
-                    return false;
-                }
-            }
-            if next == 0 {
-                return true;
-            }
-            cursor = next;
-        }
+        let pattern = self.keys.value_pattern();
+        self.run_always(self.store.delete_matching(&pattern))
+            .await
+            .is_some()
     }
 
     /// Keeps an invalidation Redis did not take, for [`replay`](Self::replay).
@@ -692,9 +546,9 @@ impl TierInner {
         }
     }
 
-    /// Runs one Redis operation through the breaker, bounded in time;
+    /// Runs one store operation through the breaker, bounded in time;
     /// `None` on any failure (counted, and logged once per interval).
-    async fn run<T>(&self, op: impl std::future::Future<Output = redis::RedisResult<T>>) -> Option<T> {
+    async fn run<T>(&self, op: StoreFuture<'_, T>) -> Option<T> {
         if !self.breaker.allow() {
             self.counters.skipped();
             return None;
@@ -704,21 +558,16 @@ impl TierInner {
 
     /// Like [`run`](Self::run), but tried even while the breaker is open:
     /// for invalidations, which must reach Redis if it answers at all.
-    async fn run_always<T>(&self, op: impl std::future::Future<Output = redis::RedisResult<T>>) -> Option<T> {
-        let why = match tokio::time::timeout(self.command_timeout, op).await {
+    async fn run_always<T>(&self, op: StoreFuture<'_, T>) -> Option<T> {
+        let error = match tokio::time::timeout(self.command_timeout, op).await {
             Ok(Ok(value)) => {
                 self.breaker.success();
                 return Some(value);
             }
-            Ok(Err(error)) if error.is_timeout() => "timed out",
-            Ok(Err(error))
-                if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal() =>
-            {
-                "could not be reached"
-            }
-            Ok(Err(_)) => "refused the command",
-            Err(_) => "timed out",
+            Ok(Err(error)) => error,
+            Err(_) => StoreError::TimedOut,
         };
+        let why = error.why();
         self.counters.error();
         let opened = self.breaker.failure();
         if opened {
@@ -737,6 +586,7 @@ impl TierInner {
         self.breaker.open_for()
     }
 
+    /// An answer the operation never gives: counted and logged as a failure.
     fn protocol_error(&self) -> Lookup {
         self.counters.error();
         if self.log.allow() {
@@ -749,8 +599,8 @@ impl TierInner {
         &self.keys
     }
 
-    pub(crate) fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+    pub(crate) fn store(&self) -> &dyn SharedStore {
+        &*self.store
     }
 
     pub(crate) fn command_timeout(&self) -> Duration {
@@ -782,6 +632,17 @@ impl TierInner {
     pub(crate) fn waiters(&self) -> &Waiters {
         &self.waiters
     }
+}
+
+/// The names holding a token's invalidation times: its tombstones and the
+/// flush marker.
+fn markers<'a>(names: &'a Names, flush: &'a str) -> Vec<&'a str> {
+    names
+        .tombstones
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once(flush))
+        .collect()
 }
 
 /// A fresh random lock token, so that only the holder releases it.
@@ -816,63 +677,22 @@ struct SharedCounters {
     notice_flushes: AtomicU64,
 }
 
-macro_rules! export {
-    ($($tt:tt)*) => {
-        #[cfg(feature = "metrics")]
-        { $($tt)* }
-    };
-}
-
 impl SharedCounters {
-    fn hit(&self) {
-        self.hits.fetch_add(1, Ordering::Relaxed);
-        export!(metrics::counter!("tower_introspection_shared_cache_hits_total").increment(1));
-    }
-
-    fn miss(&self) {
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        export!(metrics::counter!("tower_introspection_shared_cache_misses_total").increment(1));
-    }
-
-    fn error(&self) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        export!(metrics::counter!("tower_introspection_shared_cache_errors_total").increment(1));
-    }
-
-    fn refused(&self) {
-        self.refused.fetch_add(1, Ordering::Relaxed);
-        export!(metrics::counter!("tower_introspection_shared_cache_refused_values_total").increment(1));
-    }
-
-    fn skipped(&self) {
-        self.skipped.fetch_add(1, Ordering::Relaxed);
-        export!(metrics::counter!("tower_introspection_shared_cache_skipped_total").increment(1));
-    }
-
-    fn fleet_wait(&self) {
-        self.fleet_waits.fetch_add(1, Ordering::Relaxed);
-        export!(metrics::counter!("tower_introspection_shared_cache_fleet_waits_total").increment(1));
-    }
-
-    fn notice_flush(&self) {
-        self.notice_flushes.fetch_add(1, Ordering::Relaxed);
-        export!(metrics::counter!("tower_introspection_shared_cache_notice_flushes_total").increment(1));
-    }
-
-    #[cfg(feature = "jwt")]
-    fn dpop_local_only(&self) {
-        self.dpop_local_only.fetch_add(1, Ordering::Relaxed);
-        export!(metrics::counter!("tower_introspection_shared_cache_dpop_local_only_total").increment(1));
+    crate::stats::counting! {
+        fn hit => hits, "tower_introspection_shared_cache_hits_total";
+        fn miss => misses, "tower_introspection_shared_cache_misses_total";
+        fn error => errors, "tower_introspection_shared_cache_errors_total";
+        fn refused => refused, "tower_introspection_shared_cache_refused_values_total";
+        fn skipped => skipped, "tower_introspection_shared_cache_skipped_total";
+        fn fleet_wait => fleet_waits, "tower_introspection_shared_cache_fleet_waits_total";
+        fn notice_flush => notice_flushes, "tower_introspection_shared_cache_notice_flushes_total";
+        #[cfg(feature = "jwt")]
+        fn dpop_local_only => dpop_local_only, "tower_introspection_shared_cache_dpop_local_only_total";
     }
 
     fn snapshot(&self, breaker_open: bool, breaker_trips: u64) -> SharedCacheStats {
-        export!(
-            metrics::gauge!("tower_introspection_shared_cache_breaker_open").set(if breaker_open {
-                1.0
-            } else {
-                0.0
-            })
-        );
+        crate::stats::export!(metrics::gauge!("tower_introspection_shared_cache_breaker_open")
+            .set(if breaker_open { 1.0 } else { 0.0 }));
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         SharedCacheStats {
             enabled: true,

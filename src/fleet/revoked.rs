@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use super::keys::Names;
-use crate::cache::Key;
+use crate::cache_key::Key;
 
 /// Invalidations remembered per token before the memory folds into the
 /// floor (see [`Revoked::remember`]).

@@ -12,7 +12,7 @@ use chacha20poly1305::aead::{Aead as _, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde_json::{Map, Value};
 
-use crate::introspect::{parse_answer, Answer};
+use crate::claims::{parse_answer, Answer};
 use crate::principal::Claims;
 
 const VERSION: u8 = 1;

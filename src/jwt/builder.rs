@@ -3,23 +3,16 @@
 
 use std::fmt;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::jwks::{Jwks, DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH_INTERVAL};
-use super::keys::{Algorithm, PublicKey};
 use super::profile::{JwtProfile, Shape};
-use super::{Inner, JwtVerifier};
-use crate::cache::{CacheSettings, TokenCache};
+use super::{JwtSource, JwtVerifier};
+use crate::engine::{CacheSettings, Engine, Parts, Policy};
 use crate::error::ConfigError;
-use crate::introspect::{
-    checked_url, redact_url, HttpSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_TIMEOUT,
-};
-use crate::validate::Checks;
-
-/// The longest timeout, leeway or refresh interval accepted.
-const MAX_DURATION: Duration = Duration::from_secs(3600);
+use crate::jose::{Algorithm, Jwks, PublicKey, DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH_INTERVAL};
+use crate::macros::setters;
+use crate::resource::{checked_url, redact_url};
+use crate::settings::{ClaimSettings, HttpOptions, MAX_DURATION};
 
 /// Configures a [`JwtVerifier`]; see [`JwtVerifier::builder`].
 ///
@@ -33,10 +26,10 @@ const MAX_DURATION: Duration = Duration::from_secs(3600);
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
-/// use tower_introspection::{Algorithm, JwtVerifier};
+/// use tower_introspection::jwt::{Algorithm, JwtVerifier};
 ///
 /// let verifier = JwtVerifier::builder()
-///     .issuer("https://as.example")
+///     .expected_issuer("https://as.example")
 ///     .jwks_url("https://as.example/.well-known/jwks.json")
 ///     .expected_audience("https://api.example")
 ///     .algorithms([Algorithm::Rs256, Algorithm::Es256])
@@ -45,12 +38,11 @@ const MAX_DURATION: Duration = Duration::from_secs(3600);
 /// assert_eq!(verifier.issuer(), Some("https://as.example"));
 ///
 /// // No key source: refused at build.
-/// assert!(JwtVerifier::builder().issuer("https://as.example").build().is_err());
+/// assert!(JwtVerifier::builder().expected_issuer("https://as.example").build().is_err());
 /// # Ok(()) }
 /// ```
 #[must_use]
 pub struct JwtVerifierBuilder {
-    issuer: Option<String>,
     jwks_url: Option<String>,
     pem_keys: Vec<(Option<String>, String)>,
     der_keys: Vec<(Option<String>, Vec<u8>)>,
@@ -58,25 +50,17 @@ pub struct JwtVerifierBuilder {
     profile: JwtProfile,
     required_typ: Option<String>,
     scope_claims: Vec<String>,
-    audiences: Vec<Box<str>>,
-    resources: Vec<String>,
-    leeway: Duration,
-    any_token_kind: bool,
+    claims: ClaimSettings,
     refresh_interval: Duration,
     max_age: Duration,
     generic_settings: Option<&'static str>,
-    http_client: Option<reqwest::Client>,
-    connect_timeout: Duration,
-    timeout: Duration,
-    max_response_bytes: usize,
-    allow_insecure_http: bool,
+    http: HttpOptions,
     cache: CacheSettings,
 }
 
 impl JwtVerifierBuilder {
     pub(crate) fn new() -> Self {
         Self {
-            issuer: None,
             jwks_url: None,
             pem_keys: Vec::new(),
             der_keys: Vec::new(),
@@ -84,35 +68,20 @@ impl JwtVerifierBuilder {
             profile: JwtProfile::default(),
             required_typ: None,
             scope_claims: vec!["scope".to_owned(), "scp".to_owned()],
-            audiences: Vec::new(),
-            resources: Vec::new(),
-            leeway: Duration::ZERO,
-            any_token_kind: false,
+            claims: ClaimSettings::default(),
             refresh_interval: DEFAULT_JWKS_REFRESH_INTERVAL,
             max_age: DEFAULT_JWKS_MAX_AGE,
             generic_settings: None,
-            http_client: None,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            timeout: DEFAULT_TIMEOUT,
-            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
-            allow_insecure_http: false,
+            http: HttpOptions::default(),
             cache: CacheSettings::default(),
         }
     }
 
-    /// The issuer: tokens must carry exactly this `iss`, and a
-    /// [`Verifier`](crate::Verifier) routes tokens naming it here.
-    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuer = Some(issuer.into());
-        self
-    }
-
-    /// Fetch keys from this JWK Set URL: on first use, and again when a token
-    /// names an unknown `kid` (at most once per
-    /// [`jwks_refresh_interval`](Self::jwks_refresh_interval)).
-    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
-        self.jwks_url = Some(url.into());
-        self
+    setters! {
+        /// Fetch keys from this JWK Set URL: on first use, and again when a token
+        /// names an unknown `kid` (at most once per
+        /// [`jwks_refresh_interval`](Self::jwks_refresh_interval)).
+        pub fn jwks_url(url: impl Into<String>) => jwks_url = Some(url.into());
     }
 
     /// A static public key in PEM: `BEGIN PUBLIC KEY` (RSA, P-256, P-384 or
@@ -137,18 +106,14 @@ impl JwtVerifierBuilder {
         self
     }
 
-    /// The accepted algorithms. Default: for each key, the one it declares
-    /// (a JWK's `alg`), or the usual one for its type (RS256 for RSA, ES256
-    /// or ES384 by curve, EdDSA). `none` and HMAC are never accepted.
-    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
-        self.algorithms = Some(algorithms.into_iter().collect());
-        self
-    }
+    setters! {
+        /// The accepted algorithms. Default: for each key, the one it declares
+        /// (a JWK's `alg`), or the usual one for its type (RS256 for RSA, ES256
+        /// or ES384 by curve, EdDSA). `none` and HMAC are never accepted.
+        pub fn algorithms(algorithms: impl IntoIterator<Item = Algorithm>) => algorithms = Some(algorithms.into_iter().collect());
 
-    /// The token profile (default [`JwtProfile::Rfc9068`]).
-    pub fn profile(mut self, profile: JwtProfile) -> Self {
-        self.profile = profile;
-        self
+        /// The token profile (default [`JwtProfile::Rfc9068`]).
+        pub fn profile(profile: JwtProfile) => profile = profile;
     }
 
     /// With [`JwtProfile::Generic`]: require this `typ` header
@@ -171,142 +136,33 @@ impl JwtVerifierBuilder {
         self
     }
 
-    /// Accept only tokens whose `aud` contains this audience exactly. Repeat
-    /// to accept any of several. (For Passport: the OAuth client ids.)
-    pub fn expected_audience(mut self, audience: impl Into<String>) -> Self {
-        self.audiences.push(audience.into().into_boxed_str());
-        self
+    setters! {
+        /// The shortest time between two JWK Set fetches (default 30 s; from
+        /// 1 s to an hour): a flood of tokens with unknown `kid`s (or none) makes
+        /// at most one fetch per interval. A token that comes meanwhile, names no
+        /// `kid` the keys hold, and fails them is refused without being
+        /// remembered: it may be signed with a key added since the last fetch.
+        pub fn jwks_refresh_interval(interval: Duration) => refresh_interval = interval;
+
+        /// The longest a fetched JWK Set is used before it is fetched again
+        /// (default 10 min; from the refresh interval to a day), so that a key
+        /// the authorization server withdrew stops being trusted even if no
+        /// token names a new `kid`. While a fetch fails, the last key set is
+        /// used up to twice this age; then tokens get 503.
+        pub fn jwks_max_age(max_age: Duration) => max_age = max_age;
     }
 
-    /// Accept only tokens whose `aud` names this resource: the canonical URI
-    /// of this API (RFC 8707 §2), such as an MCP server's
-    /// `https://mcp.example.com/mcp`. Compared as the MCP authorization
-    /// specification asks: an upper-case scheme or host, a default port and
-    /// one trailing slash more or less still match; another path, host or
-    /// port does not. The token's value is compared, never normalised: a
-    /// value that only resolves to the resource (percent-encoding, dot
-    /// segments, IDNA, numeric IPv4 forms, backslashes, whitespace) does not
-    /// match. A token for another resource is answered 401
-    /// `invalid_token`. Repeat to accept any of several. The resource check
-    /// is mandatory once configured: an [`expected_audience`](Self::expected_audience)
-    /// never stands in for it (the MCP specification requires the token to
-    /// be issued for this resource); with both set, `aud` must name one of
-    /// the resources *and* contain one of the audiences.
-    ///
-    /// `build()` refuses a URI that is not a resource identifier: not
-    /// absolute, not `https` (plain `http` only on loopback or with
-    /// `allow_insecure_http`), or with a fragment, a query or user information.
-    pub fn expected_resource(mut self, resource: impl Into<String>) -> Self {
-        self.resources.push(resource.into());
-        self
-    }
-
-    /// Clock skew tolerated on `exp`, `nbf` and `iat` (default none, at most
-    /// an hour).
-    pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway;
-        self
-    }
-
-    /// Accept tokens whose claims say they are refresh or ID tokens
-    /// (Keycloak's `typ`, `token_use`); refused by default.
-    pub fn accept_any_token_kind(mut self, accept: bool) -> Self {
-        self.any_token_kind = accept;
-        self
-    }
-
-    /// The shortest time between two JWK Set fetches (default 30 s; from
-    /// 1 s to an hour): a flood of tokens with unknown `kid`s (or none) makes
-    /// at most one fetch per interval. A token that comes meanwhile, names no
-    /// `kid` the keys hold, and fails them is refused without being
-    /// remembered: it may be signed with a key added since the last fetch.
-    pub fn jwks_refresh_interval(mut self, interval: Duration) -> Self {
-        self.refresh_interval = interval;
-        self
-    }
-
-    /// The longest a fetched JWK Set is used before it is fetched again
-    /// (default 10 min; from the refresh interval to a day), so that a key
-    /// the authorization server withdrew stops being trusted even if no
-    /// token names a new `kid`. While a fetch fails, the last key set is
-    /// used up to twice this age; then tokens get 503.
-    pub fn jwks_max_age(mut self, max_age: Duration) -> Self {
-        self.max_age = max_age;
-        self
-    }
-
-    /// Use this `reqwest::Client` for JWK Set fetches; build it without
-    /// redirects (`redirect(Policy::none())`) and with its own connect
-    /// timeout.
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.http_client = Some(client);
-        self
-    }
-
-    /// Connect timeout toward the JWK Set URL (default 2 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Total timeout of one JWK Set fetch (default 5 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Largest JWK Set read (default 64 KiB).
-    pub fn max_response_bytes(mut self, max: usize) -> Self {
-        self.max_response_bytes = max;
-        self
-    }
-
-    /// Allow an `http://` JWK Set URL on a non-loopback host.
-    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.allow_insecure_http = allow;
-        self
-    }
-
-    /// Longest reuse of a verified token's claims (default 60 s); `exp`
-    /// shortens it; `Duration::ZERO` verifies every request.
-    pub fn max_ttl(mut self, ttl: Duration) -> Self {
-        self.cache.max_ttl = ttl;
-        self
-    }
-
-    /// Capacity of the cache in entries (default 100 000).
-    pub fn max_entries(mut self, entries: u64) -> Self {
-        self.cache.max_entries = entries;
-        self
-    }
-
-    /// Capacity of the cache in estimated bytes (default 64 MiB).
-    pub fn max_bytes(mut self, bytes: u64) -> Self {
-        self.cache.max_bytes = bytes;
-        self
-    }
-
-    /// How long a refused token is remembered (default 10 s).
-    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
-        self.cache.negative_ttl = ttl;
-        self
-    }
-
-    /// Capacity of the refused-token cache (default 10 000 entries).
-    pub fn negative_entries(mut self, entries: u64) -> Self {
-        self.cache.negative_entries = entries;
-        self
-    }
+    crate::settings::claim_setters!();
+    crate::settings::http_setters!();
+    crate::settings::cache_setters!();
 
     /// Checks the settings and builds the verifier. Keys given as PEM or DER
     /// are parsed here; a JWK Set is fetched on first use.
     pub fn build(self) -> Result<JwtVerifier, ConfigError> {
-        let out_of_range = |setting| ConfigError::OutOfRange {
-            setting,
-            range: "at most one hour",
-        };
-        if self.leeway > MAX_DURATION {
-            return Err(out_of_range("leeway"));
+        if self.claims.issuers.len() > 1 {
+            return Err(ConfigError::InvalidSetting(
+                "a JWT verifier takes one expected issuer (a Verifier routes tokens by it); build one per issuer",
+            ));
         }
         if self.refresh_interval > MAX_DURATION || self.refresh_interval < Duration::from_secs(1) {
             return Err(ConfigError::OutOfRange {
@@ -329,17 +185,7 @@ impl JwtVerifierBuilder {
                 range: "only set with JwtProfile::Generic, which is the only profile that reads it",
             });
         }
-        if self.timeout > MAX_DURATION || self.timeout.is_zero() {
-            return Err(out_of_range("timeout"));
-        }
-        if self.connect_timeout > MAX_DURATION || self.connect_timeout.is_zero() {
-            return Err(out_of_range("connect_timeout"));
-        }
-        if self.max_response_bytes == 0 {
-            return Err(ConfigError::InvalidSetting(
-                "max_response_bytes must be greater than zero",
-            ));
-        }
+        self.http.check()?;
         if self.algorithms.as_ref().is_some_and(Vec::is_empty) {
             return Err(ConfigError::InvalidSetting(
                 "algorithms must list at least one algorithm",
@@ -364,13 +210,8 @@ impl JwtVerifierBuilder {
         }
         let jwks = match &self.jwks_url {
             Some(url) => {
-                let url = checked_url("JWKS", url, self.allow_insecure_http)?;
-                let http = HttpSettings::new(
-                    self.http_client,
-                    self.connect_timeout,
-                    self.timeout,
-                    self.max_response_bytes,
-                )?;
+                let url = checked_url("JWKS", url, self.http.allow_insecure_http)?;
+                let http = self.http.settings()?;
                 Some(Jwks::new(url, http, self.refresh_interval, self.max_age))
             }
             None => None,
@@ -380,58 +221,54 @@ impl JwtVerifierBuilder {
                 "a JWT verifier needs keys: a JWK Set URL, an issuer to discover, or a public key",
             ));
         }
-        let checks = Checks {
-            leeway_secs: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
-            issuers: self.issuer.iter().map(|i| i.clone().into_boxed_str()).collect(),
-            audiences: self.audiences.into(),
-            resources: self
-                .resources
-                .iter()
-                .map(|raw| {
-                    crate::resource::canonical_resource("resource", raw, self.allow_insecure_http)
-                        .map(String::into_boxed_str)
-                })
-                .collect::<Result<_, _>>()?,
-            token_type: None,
-            any_token_kind: self.any_token_kind,
-            iat_not_in_future: true,
-        };
+        let checks = self.claims.checks(None, true, self.http.allow_insecure_http)?;
+        let issuer: Option<Box<str>> = checks.issuers.first().cloned();
         if checks.issuers.is_empty() && self.jwks_url.is_some() {
             tracing::warn!(
-                "a JWK Set without an expected issuer: tokens are not checked for `iss`, so a key set shared by several tenants or issuers accepts them all; set `issuer`"
+                "a JWK Set without an expected issuer: tokens are not checked for `iss`, so a key set shared by several tenants or issuers accepts them all; set `expected_issuer`"
             );
         }
         if checks.audiences.is_empty() && checks.resources.is_empty() {
             tracing::warn!(
-                issuer = self.issuer.as_deref().unwrap_or("(any)"),
+                issuer = issuer.as_deref().unwrap_or("(any)"),
                 "no expected audience is configured: any token these keys signed, for any API, will be accepted; set `expected_audience`"
             );
         }
         // Keys of different sources never share cache entries.
-        let identity = match (&self.issuer, &self.jwks_url) {
+        let identity = match (&issuer, &self.jwks_url) {
             (Some(issuer), _) => format!("jwt {issuer}"),
             (None, Some(url)) => format!("jwt {url}"),
             (None, None) => "jwt static".to_owned(),
         };
+        let source = JwtSource {
+            issuer,
+            static_keys: static_keys.into(),
+            jwks,
+            algorithms: self.algorithms.map(Vec::into_boxed_slice),
+            shape: Shape {
+                profile: self.profile,
+                required_typ: self.required_typ.map(String::into_boxed_str),
+                scope_claims: self
+                    .scope_claims
+                    .into_iter()
+                    .map(String::into_boxed_str)
+                    .collect(),
+            },
+            signature_checks: AtomicU64::new(0),
+        };
+        let parts = Parts {
+            settings: self.cache,
+            checks,
+            policy: Policy {
+                refused: super::REFUSED,
+                remember_lasting: true,
+            },
+            scope: (&identity, ""),
+            #[cfg(feature = "redis")]
+            shared: None,
+        };
         Ok(JwtVerifier {
-            inner: Arc::new(Inner {
-                issuer: self.issuer.map(String::into_boxed_str),
-                static_keys: static_keys.into(),
-                jwks,
-                algorithms: self.algorithms.map(Vec::into_boxed_slice),
-                shape: Shape {
-                    profile: self.profile,
-                    required_typ: self.required_typ.map(String::into_boxed_str),
-                    scope_claims: self
-                        .scope_claims
-                        .into_iter()
-                        .map(String::into_boxed_str)
-                        .collect(),
-                },
-                checks,
-                cache: TokenCache::new(self.cache, &identity, ""),
-                signature_checks: AtomicU64::new(0),
-            }),
+            engine: Engine::build(source, parts)?,
         })
     }
 }
@@ -439,7 +276,7 @@ impl JwtVerifierBuilder {
 impl fmt::Debug for JwtVerifierBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtVerifierBuilder")
-            .field("issuer", &self.issuer)
+            .field("issuer", &self.claims.issuers.first())
             .field("jwks_url", &self.jwks_url.as_deref().map(redact_url))
             .field("static_keys", &(self.pem_keys.len() + self.der_keys.len()))
             .field("profile", &self.profile)

@@ -15,7 +15,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use tower_introspection::test_util::{JwtSpec, TestAuthServer};
-//! use tower_introspection::{JwtProfile, JwtVerifier};
+//! use tower_introspection::jwt::{JwtProfile, JwtVerifier};
 //!
 //! // A Laravel Passport stand-in: RS256, no `kid`, no `iss`, scopes in an array.
 //! let passport = TestAuthServer::start().await?;
@@ -40,9 +40,6 @@
 //! ```
 
 mod builder;
-mod compact;
-mod jwks;
-mod keys;
 mod profile;
 
 use std::fmt;
@@ -51,21 +48,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use self::builder::JwtVerifierBuilder;
-pub(crate) use self::compact::{peek_issuer, Compact};
-pub(crate) use self::jwks::{Jwks, Refresh};
-pub use self::jwks::{DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH_INTERVAL};
-pub use self::keys::{Algorithm, UnsupportedAlgorithm};
-pub(crate) use self::keys::{Jwk, PublicKey};
 pub use self::profile::JwtProfile;
+pub use crate::jose::{Algorithm, UnsupportedAlgorithm, DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH_INTERVAL};
 
 use self::profile::Shape;
-use crate::cache::{key_prefix, Entry, Key, LoadTicket, TokenCache};
-use crate::clock::{self, Now};
-use crate::error::{AuthError, ConfigError, ErrorKind};
-use crate::introspect::AsFault;
+use crate::discovery::Discovery;
+use crate::engine::{Engine, LoadError, LoadToken};
+use crate::error::{AuthError, ConfigError};
+use crate::fetch::AsFault;
+use crate::jose::{Compact, Jwks, PublicKey, Refresh};
 use crate::principal::Principal;
 use crate::stats::CacheStats;
-use crate::validate::{since_epoch, unix_now, Checks};
 
 /// Verifies JWT access tokens locally, with a cache in front.
 ///
@@ -75,10 +68,11 @@ use crate::validate::{since_epoch, unix_now, Checks};
 /// pointer copy.
 #[derive(Clone)]
 pub struct JwtVerifier {
-    inner: Arc<Inner>,
+    engine: Arc<Engine<JwtSource>>,
 }
 
-struct Inner {
+/// The token source: a signature check and the profile's rules.
+pub(crate) struct JwtSource {
     /// The issuer tokens must name, and route by.
     issuer: Option<Box<str>>,
     static_keys: Box<[PublicKey]>,
@@ -86,8 +80,6 @@ struct Inner {
     /// Accepted algorithms; `None`: the one each key declares.
     algorithms: Option<Box<[Algorithm]>>,
     shape: Shape,
-    checks: Checks,
-    cache: TokenCache,
     signature_checks: AtomicU64,
 }
 
@@ -106,8 +98,11 @@ pub struct JwtStats {
 /// The refusal of a token whose signature no key verifies.
 const SIGNATURE_INVALID: &str = "the token's signature is invalid";
 
-/// Why a load did not give a cacheable entry.
-enum LoadError {
+/// What a negative hit answers.
+pub(crate) const REFUSED: &str = "the token was refused";
+
+/// Why a token was not verified.
+enum Refusal {
     /// Refused for good: remembered in the negative cache.
     Invalid(&'static str),
     /// Refused for now (an unknown `kid`, or a signature the keys at hand
@@ -115,33 +110,6 @@ enum LoadError {
     Refused(&'static str),
     /// No key could be had: 503, not remembered.
     Unavailable(AsFault),
-    /// Valid, but not to be cached (within the leeway past `exp`, or
-    /// invalidated meanwhile).
-    Uncacheable(Entry),
-}
-
-impl LoadError {
-    fn into_result(self) -> Result<Entry, AuthError> {
-        match self {
-            Self::Invalid(reason) | Self::Refused(reason) => Err(AuthError::invalid_token(reason)),
-            Self::Unavailable(_) => Err(AuthError::new(
-                ErrorKind::Unavailable,
-                "the authorization server's keys are unavailable",
-            )),
-            Self::Uncacheable(entry) => Ok(entry),
-        }
-    }
-
-    fn shared(self: Arc<Self>) -> Result<Entry, AuthError> {
-        match &*self {
-            Self::Invalid(reason) | Self::Refused(reason) => Err(AuthError::invalid_token(*reason)),
-            Self::Unavailable(_) => Err(AuthError::new(
-                ErrorKind::Unavailable,
-                "the authorization server's keys are unavailable",
-            )),
-            Self::Uncacheable(entry) => Ok(entry.clone()),
-        }
-    }
 }
 
 impl JwtVerifier {
@@ -153,14 +121,14 @@ impl JwtVerifier {
     /// Starts from an issuer's metadata (RFC 8414, else OpenID Connect
     /// discovery): its `jwks_uri` gives the keys, and tokens must carry this
     /// `iss`. For other discovery settings, use
-    /// [`Discovery::jwt_verifier`](crate::Discovery::jwt_verifier).
+    /// [`Discovery::jwt_verifier`](crate::introspection::Discovery::jwt_verifier).
     pub async fn discover(issuer: impl Into<String>) -> Result<JwtVerifierBuilder, ConfigError> {
-        crate::Introspector::discover(issuer).jwt_verifier().await
+        Discovery::new(issuer.into()).jwt_verifier().await
     }
 
     /// The issuer tokens must name, if one is configured.
     pub fn issuer(&self) -> Option<&str> {
-        self.inner.issuer.as_deref()
+        self.engine.source().issuer.as_deref()
     }
 
     /// Verifies a token: the cached claims or a signature check, then the
@@ -172,145 +140,76 @@ impl JwtVerifier {
     /// DPoP-bound tokens pass through
     /// [`IntrospectionLayer::dpop`](crate::IntrospectionLayer::dpop).
     pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
-        self.validate_any(token).await.and_then(Principal::unless_bound)
-    }
-
-    /// As [`validate`](Self::validate), DPoP-bound tokens included: the
-    /// layer decides what their binding requires.
-    pub(crate) async fn validate_any(&self, token: &str) -> Result<Principal, AuthError> {
-        if let Some(outcome) = self.cached(token, clock::now()) {
-            return outcome;
-        }
-        let inner = &*self.inner;
-        let key = inner.cache.key(token);
-        let claims = match &inner.cache.active {
-            Some(active) => match active.get(&key).await {
-                Some(claims) => {
-                    inner.cache.counters.hit();
-                    claims
-                }
-                None => Box::pin(self.miss(key, token)).await?,
-            },
-            None => {
-                inner.cache.counters.miss();
-                self.load(key, token, None)
-                    .await
-                    .or_else(LoadError::into_result)?
-            }
-        };
-        let principal = Principal::from_shared(claims);
-        inner.checks.check(&principal, unix_now())?;
-        Ok(principal)
-    }
-
-    /// The outcome for `token` if its claims are cached and fresh at `now`:
-    /// the cache's read index and the local checks, with no `await`. `None`:
-    /// ask [`validate`](Self::validate).
-    #[inline]
-    pub(crate) fn cached(&self, token: &str, now: Now) -> Option<Result<Principal, AuthError>> {
-        let outcome = self.peek_cached(token, now)?;
-        self.count_hit();
-        Some(outcome)
-    }
-
-    /// As [`cached`](Self::cached), without counting a hit.
-    #[inline]
-    pub(crate) fn peek_cached(&self, token: &str, now: Now) -> Option<Result<Principal, AuthError>> {
-        self.inner.cache.peek_checked(&self.inner.checks, token, now)
-    }
-
-    pub(crate) fn count_hit(&self) {
-        self.inner.cache.counters.hit();
-    }
-
-    async fn miss(&self, key: Key, token: &str) -> Result<Entry, AuthError> {
-        let cache = &self.inner.cache;
-        if let Some(inactive) = &cache.inactive {
-            if inactive.get(&key).await.is_some() {
-                cache.counters.negative_hit();
-                return Err(AuthError::invalid_token("the token was refused"));
-            }
-        }
-        cache.counters.miss();
-        let Some(active) = &cache.active else {
-            return self.load(key, token, None).await.or_else(LoadError::into_result);
-        };
-        let ticket = cache.invalidations.ticket(key);
-        let load = self.load(key, token, Some(&ticket));
-        cache
-            .get_or_load(active, key, token, &ticket, load)
+        self.engine
+            .validate(token)
             .await
-            .or_else(LoadError::shared)
+            .and_then(crate::binding::unless_bound)
     }
 
-    /// Verifies the signature and reads the claims; a refusal is remembered.
-    async fn load(&self, key: Key, token: &str, ticket: Option<&LoadTicket<'_>>) -> Result<Entry, LoadError> {
-        let result = self.verify(token).await;
-        let inner = &*self.inner;
-        match result {
-            Ok(principal) => {
-                // A signed token for another audience or issuer (or not an
-                // access token) fails for good: remembered with the
-                // refusals, it takes no place among the active entries.
-                // Without a negative cache it stays in the active one, where
-                // every read refuses it without a signature check.
-                let lasting = match inner.cache.inactive {
-                    Some(_) => inner.checks.lasting(&principal),
-                    None => Ok(()),
-                };
-                if let Err(reason) = lasting {
-                    tracing::debug!(key = %key_prefix(&key), reason, "JWT refused");
-                    self.remember_refusal(key).await;
-                    return Err(LoadError::Invalid(reason));
-                }
-                if !inner.cache.cacheable(&principal, since_epoch()) {
-                    let exp = principal.expires_at().unwrap_or(i64::MIN);
-                    if exp.saturating_add(inner.checks.leeway_secs) > unix_now() {
-                        return Err(LoadError::Uncacheable(inner.cache.entry(principal)));
-                    }
-                    self.remember_refusal(key).await;
-                    return Err(LoadError::Invalid("the token has expired"));
-                }
-                let entry = inner.cache.entry(principal);
-                if ticket.is_none_or(LoadTicket::spoiled) {
-                    return Err(LoadError::Uncacheable(entry));
-                }
-                Ok(entry)
+    /// The engine, for the verifier that routes to it.
+    pub(crate) fn engine(&self) -> &Engine<JwtSource> {
+        &self.engine
+    }
+
+    /// Forgets the cached claims (or refusal) for `token`.
+    pub async fn invalidate(&self, token: &str) {
+        self.engine.invalidate(token).await;
+    }
+
+    /// Forgets every cached token.
+    pub fn invalidate_all(&self) {
+        self.engine.invalidate_all();
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> JwtStats {
+        let source = self.engine.source();
+        JwtStats {
+            cache: self.engine.stats(),
+            jwks_fetches: source.jwks.as_ref().map_or(0, Jwks::fetches),
+            signature_checks: source.signature_checks.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Runs moka's pending maintenance, so that entry counts are exact.
+    pub async fn run_pending_tasks(&self) {
+        self.engine.run_pending_tasks().await;
+    }
+}
+
+impl LoadToken for JwtSource {
+    async fn load(&self, token: &str) -> Result<Principal, LoadError> {
+        match self.verify(token).await {
+            Ok(principal) => Ok(principal),
+            Err(Refusal::Invalid(reason)) => {
+                tracing::debug!(reason, "JWT refused");
+                Err(LoadError::invalid(reason))
             }
-            Err(LoadError::Invalid(reason)) => {
-                tracing::debug!(key = %key_prefix(&key), reason, "JWT refused");
-                self.remember_refusal(key).await;
-                Err(LoadError::Invalid(reason))
-            }
-            Err(LoadError::Unavailable(fault)) => {
+            Err(Refusal::Refused(reason)) => Err(LoadError::refused(reason)),
+            Err(Refusal::Unavailable(fault)) => {
                 tracing::warn!(reason = fault.reason(), "no key to verify a JWT with");
-                Err(LoadError::Unavailable(fault))
+                Err(LoadError::unavailable(
+                    "the authorization server's keys are unavailable",
+                ))
             }
-            Err(other) => Err(other),
         }
     }
+}
 
-    async fn remember_refusal(&self, key: Key) {
-        if let Some(inactive) = &self.inner.cache.inactive {
-            inactive.insert(key, ()).await;
-        }
-    }
-
+impl JwtSource {
     /// The signature check and the profile's rules, uncached.
-    async fn verify(&self, token: &str) -> Result<Principal, LoadError> {
-        let inner = &*self.inner;
-        let jws = Compact::parse(token).map_err(LoadError::Invalid)?;
-        if let Some(allowed) = &inner.algorithms {
+    async fn verify(&self, token: &str) -> Result<Principal, Refusal> {
+        let jws = Compact::parse(token).map_err(Refusal::Invalid)?;
+        if let Some(allowed) = &self.algorithms {
             if !allowed.contains(&jws.alg) {
-                return Err(LoadError::Invalid("the token's algorithm is not allowed"));
+                return Err(Refusal::Invalid("the token's algorithm is not allowed"));
             }
         }
-        inner
-            .shape
+        self.shape
             .check_typ(jws.typ.as_deref())
-            .map_err(LoadError::Invalid)?;
+            .map_err(Refusal::Invalid)?;
         self.check_signature(&jws).await?;
-        let claims = inner.shape.claims(jws.claims).map_err(LoadError::Invalid)?;
+        let claims = self.shape.claims(jws.claims).map_err(Refusal::Invalid)?;
         Ok(Principal::from_claims(claims))
     }
 
@@ -318,15 +217,14 @@ impl JwtVerifier {
     /// again when it is older than its maximum age, and when the token names
     /// a `kid` it does not hold (or has none and no key fits): one fetch at a
     /// time, at most one per refresh interval.
-    async fn check_signature(&self, jws: &Compact<'_>) -> Result<(), LoadError> {
-        let inner = &*self.inner;
+    async fn check_signature(&self, jws: &Compact<'_>) -> Result<(), Refusal> {
         let kid = jws.kid.as_deref();
-        if self.any_key_verifies(&inner.static_keys, jws) {
+        if self.any_key_verifies(&self.static_keys, jws) {
             return Ok(());
         }
-        let Some(jwks) = &inner.jwks else {
+        let Some(jwks) = &self.jwks else {
             // The static keys are all the keys there will ever be.
-            return Err(self.no_key(&inner.static_keys, kid, true));
+            return Err(self.no_key(&self.static_keys, kid, true));
         };
         // No fetch started before this instant can hold a key made for this
         // token.
@@ -339,7 +237,7 @@ impl JwtVerifier {
             // A kid we hold whose signature fails: a forgery, which must not
             // make us fetch again.
             if kid.is_some_and(|kid| current.iter().any(|k| k.kid() == Some(kid))) {
-                return Err(LoadError::Invalid(SIGNATURE_INVALID));
+                return Err(Refusal::Invalid(SIGNATURE_INVALID));
             }
         }
         match jwks.refresh().await {
@@ -359,7 +257,7 @@ impl JwtVerifier {
                     Err(self.no_key(&keys, kid, false))
                 }
             }
-            Refresh::TooSoon(None) | Refresh::Failed(_, None) => Err(LoadError::Unavailable(
+            Refresh::TooSoon(None) | Refresh::Failed(_, None) => Err(Refusal::Unavailable(
                 AsFault::Unavailable("no JWK Set could be fetched".into()),
             )),
             // The keys we have do not fit, and newer ones cannot be had: the
@@ -368,7 +266,7 @@ impl JwtVerifier {
                 if self.any_key_verifies(&keys, jws) {
                     Ok(())
                 } else {
-                    Err(LoadError::Unavailable(fault))
+                    Err(Refusal::Unavailable(fault))
                 }
             }
         }
@@ -381,14 +279,14 @@ impl JwtVerifier {
                 (None, _) => true,
                 (Some(_), None) => true,
             };
-            let alg_fits = match &self.inner.algorithms {
+            let alg_fits = match &self.algorithms {
                 Some(_) => key.fits(jws.alg),
                 None => key.default_algorithm() == jws.alg,
             };
             kid_fits && alg_fits
         });
         candidates.into_iter().any(|key| {
-            self.inner.signature_checks.fetch_add(1, Ordering::Relaxed);
+            self.signature_checks.fetch_add(1, Ordering::Relaxed);
             key.verify(jws.alg, jws.signing_input, &jws.signature)
         })
     }
@@ -412,53 +310,50 @@ impl JwtVerifier {
     /// attacker, who can mint a new forgery per request for the same price.
     /// Remembering them until the next fetch is allowed would need a
     /// lifetime per entry in the negative cache, for no gain.
-    fn no_key(&self, keys: &[PublicKey], kid: Option<&str>, current: bool) -> LoadError {
+    fn no_key(&self, keys: &[PublicKey], kid: Option<&str>, current: bool) -> Refusal {
         match kid {
-            Some(kid) if keys.iter().any(|k| k.kid() == Some(kid)) => LoadError::Invalid(SIGNATURE_INVALID),
+            Some(kid) if keys.iter().any(|k| k.kid() == Some(kid)) => Refusal::Invalid(SIGNATURE_INVALID),
             Some(_) if !keys.iter().any(|k| k.kid().is_none()) => {
-                LoadError::Refused("the token is signed with an unknown key (kid)")
+                Refusal::Refused("the token is signed with an unknown key (kid)")
             }
-            _ if current => LoadError::Invalid(SIGNATURE_INVALID),
-            _ => LoadError::Refused(SIGNATURE_INVALID),
+            _ if current => Refusal::Invalid(SIGNATURE_INVALID),
+            _ => Refusal::Refused(SIGNATURE_INVALID),
         }
     }
+}
 
-    /// Forgets the cached claims (or refusal) for `token`.
-    pub async fn invalidate(&self, token: &str) {
-        let cache = &self.inner.cache;
-        cache.invalidate(&cache.key(token)).await;
-    }
-
-    /// Forgets every cached token.
-    pub fn invalidate_all(&self) {
-        self.inner.cache.invalidate_all();
-    }
-
-    /// A snapshot of the counters.
-    pub fn stats(&self) -> JwtStats {
-        let inner = &*self.inner;
-        JwtStats {
-            cache: inner.cache.stats(),
-            jwks_fetches: inner.jwks.as_ref().map_or(0, Jwks::fetches),
-            signature_checks: inner.signature_checks.load(Ordering::Relaxed),
+impl Discovery {
+    /// Fetches the metadata and starts a [`JwtVerifierBuilder`] with its
+    /// `jwks_uri` and its issuer (which tokens must then carry as `iss`, per
+    /// RFC 9068 §4). A metadata document without `jwks_uri` is an error.
+    pub async fn jwt_verifier(&self) -> Result<JwtVerifierBuilder, ConfigError> {
+        let metadata = self.metadata().await?;
+        let jwks_uri = metadata.jwks_uri.ok_or_else(|| {
+            ConfigError::Discovery(format!(
+                "the metadata of {} has no jwks_uri (RFC 8414 §2)",
+                metadata.issuer
+            ))
+        })?;
+        let mut builder = JwtVerifier::builder()
+            .expected_issuer(metadata.issuer)
+            .jwks_url(jwks_uri)
+            .allow_insecure_http(self.allows_insecure_http());
+        if let Some(client) = self.client() {
+            builder = builder.http_client(client.clone());
         }
-    }
-
-    /// Runs moka's pending maintenance, so that entry counts are exact.
-    pub async fn run_pending_tasks(&self) {
-        self.inner.cache.run_pending_tasks().await;
+        Ok(builder)
     }
 }
 
 impl fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let inner = &*self.inner;
+        let inner = self.engine.source();
         f.debug_struct("JwtVerifier")
             .field("issuer", &inner.issuer)
             .field("jwks_url", &inner.jwks.as_ref().map(|j| j.url().as_str()))
             .field("static_keys", &inner.static_keys.len())
             .field("profile", &inner.shape.profile)
-            .field("checks", &inner.checks)
+            .field("checks", self.engine.checks())
             .finish_non_exhaustive()
     }
 }

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::introspect::{audiences, extra, scopes, string, string_or_number};
+use crate::claims::{audiences, extra, scopes, string, string_or_number};
 use crate::principal::{Binding, Claims, OtherKind, Scopes, Timestamp};
 use crate::validate::NO_AUDIENCE;
 
@@ -138,7 +138,7 @@ impl Shape {
                 }
             }
         };
-        let reason = |e: crate::introspect::AnswerError| e.reason();
+        let reason = |e: crate::claims::AnswerError| e.reason();
         let audiences = audiences(map.remove("aud")).map_err(reason)?;
         let mut client_id =
             string(map.remove("client_id"), "the token's client_id is not a string").map_err(reason)?;

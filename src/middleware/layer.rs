@@ -8,6 +8,7 @@ use tower_layer::Layer;
 use super::service::Introspection;
 use crate::challenge::{realm_value, resource_metadata_value, scope_value, ChallengeBase};
 use crate::error::{ConfigError, DEFAULT_REALM};
+use crate::macros::setters;
 use crate::rejection::JsonBody;
 use crate::token::{BearerExtractor, ExtractToken};
 use crate::verifier::Verifier;
@@ -82,7 +83,7 @@ pub struct IntrospectionLayer<E = BearerExtractor, R = JsonBody> {
 impl IntrospectionLayer {
     /// A layer validating `Authorization: Bearer` tokens with `verifier` —
     /// an [`Introspector`](crate::Introspector), a
-    /// [`JwtVerifier`](crate::JwtVerifier), or a [`Verifier`] combining
+    /// [`JwtVerifier`](crate::jwt::JwtVerifier), or a [`Verifier`] combining
     /// several — with realm `"api"` and JSON rejection bodies.
     pub fn new(verifier: impl Into<Verifier>) -> Self {
         Self {
@@ -141,7 +142,7 @@ impl<E, R> IntrospectionLayer<E, R> {
     /// sent as `resource_metadata="…"` in every challenge of this layer, and
     /// of the scope guards and extractors behind it (RFC 9728 §5.1; the MCP
     /// authorization specification requires it in 401s and asks for it in
-    /// 403s). Usually [`ProtectedResourceMetadata::url`](crate::ProtectedResourceMetadata::url).
+    /// 403s). Usually [`ProtectedResourceMetadata::url`](crate::metadata::ProtectedResourceMetadata::url).
     /// Without it, challenges are exactly RFC 6750's.
     ///
     /// # Errors
@@ -155,7 +156,7 @@ impl<E, R> IntrospectionLayer<E, R> {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use axum::{routing::post, Router};
     /// use tower::ServiceExt;
-    /// use tower_introspection::{IntrospectionLayer, Introspector, ProtectedResourceMetadata};
+    /// use tower_introspection::{IntrospectionLayer, Introspector, metadata::ProtectedResourceMetadata};
     ///
     /// let metadata = ProtectedResourceMetadata::builder("https://api.example/mcp")
     ///     .authorization_server("https://as.example")
@@ -229,31 +230,36 @@ impl<E, R> IntrospectionLayer<E, R> {
         Ok(self)
     }
 
-    /// Let requests without any token through without a `Principal` (for
-    /// routes that read `Option<Principal>`). A request with a malformed or
-    /// invalid token is still rejected. Off by default.
-    pub fn allow_anonymous(mut self, allow: bool) -> Self {
-        self.anonymous = allow;
-        self
+    setters! {
+        /// Let requests without any token through without a `Principal` (for
+        /// routes that read `Option<Principal>`). A request with a malformed or
+        /// invalid token is still rejected. Off by default.
+        pub fn allow_anonymous(allow: bool) => anonymous = allow;
+
+        /// Accept tokens bound to their sender by a confirmation method this
+        /// layer cannot check, such as a client certificate (RFC 8705
+        /// `cnf.x5t#S256`), as plain bearer tokens. Off by default: such a
+        /// token is refused with 401 `invalid_token` and a description that
+        /// names the binding, because accepting it without its proof of
+        /// possession defeats the binding (RFC 8705 §3; RFC 9449 §7.1): whoever
+        /// stole it could use it. Turn it on only where something else checks
+        /// the binding (a TLS-terminating proxy that matches the client
+        /// certificate against the token), or where you accept that risk.
+        ///
+        /// DPoP bindings (`cnf.jkt`) are not affected: they are checked with
+        /// [`dpop`](Self::dpop) and never accepted as `Bearer`. A token bound
+        /// both ways passes the `DPoP` scheme only with this on. Calls to
+        /// `validate` outside a layer refuse every bound token.
+        pub fn accept_unverifiable_bindings(accept: bool) => accept_unverifiable = accept;
     }
 
-    /// Accept tokens bound to their sender by a confirmation method this
-    /// layer cannot check, such as a client certificate (RFC 8705
-    /// `cnf.x5t#S256`), as plain bearer tokens. Off by default: such a
-    /// token is refused with 401 `invalid_token` and a description that
-    /// names the binding, because accepting it without its proof of
-    /// possession defeats the binding (RFC 8705 §3; RFC 9449 §7.1): whoever
-    /// stole it could use it. Turn it on only where something else checks
-    /// the binding (a TLS-terminating proxy that matches the client
-    /// certificate against the token), or where you accept that risk.
-    ///
-    /// DPoP bindings (`cnf.jkt`) are not affected: they are checked with
-    /// [`dpop`](Self::dpop) and never accepted as `Bearer`. A token bound
-    /// both ways passes the `DPoP` scheme only with this on. Calls to
-    /// `validate` outside a layer refuse every bound token.
-    pub fn accept_unverifiable_bindings(mut self, accept: bool) -> Self {
-        self.accept_unverifiable = accept;
-        self
+    /// What the layer accepts besides proven bindings, on the `Bearer` path.
+    #[inline]
+    pub(super) fn binding_rules(&self) -> crate::binding::Rules {
+        crate::binding::Rules {
+            accept_unverifiable: self.accept_unverifiable,
+            accept_unbound: false,
+        }
     }
 
     /// Where tokens are read from; see [`BearerExtractor`] for the options.
@@ -270,7 +276,7 @@ impl<E, R> IntrospectionLayer<E, R> {
         }
     }
 
-    /// Replaces the body of rejection responses; see [`RejectionBody`](crate::RejectionBody).
+    /// Replaces the body of rejection responses; see [`RejectionBody`](crate::middleware::RejectionBody).
     pub fn rejection_body<R2>(self, body: R2) -> IntrospectionLayer<E, R2> {
         IntrospectionLayer {
             verifier: self.verifier,
@@ -284,26 +290,25 @@ impl<E, R> IntrospectionLayer<E, R> {
         }
     }
 
-    /// Accepts DPoP-bound tokens with the `DPoP` scheme and a proof (RFC
-    /// 9449), beside `Bearer` or instead of it; see [`DpopConfig`](crate::DpopConfig).
-    /// Off by default; a DPoP-bound token is refused as a bearer token
-    /// either way. Rejections of this layer then carry the `DPoP`
-    /// challenge (`algs`, `error="invalid_dpop_proof"`, and with server
-    /// nonces `use_dpop_nonce` and a `DPoP-Nonce` header), and so do the
-    /// 403s of the scope guards further in (`insufficient_scope` in the
-    /// challenge of the scheme the request used).
-    #[cfg(feature = "jwt")]
-    pub fn dpop(mut self, config: crate::DpopConfig) -> Self {
-        self.dpop = Some(std::sync::Arc::new(crate::dpop::Dpop::new(config)));
-        self
+    setters! {
+        /// Accepts DPoP-bound tokens with the `DPoP` scheme and a proof (RFC
+        /// 9449), beside `Bearer` or instead of it; see [`DpopConfig`](crate::dpop::DpopConfig).
+        /// Off by default; a DPoP-bound token is refused as a bearer token
+        /// either way. Rejections of this layer then carry the `DPoP`
+        /// challenge (`algs`, `error="invalid_dpop_proof"`, and with server
+        /// nonces `use_dpop_nonce` and a `DPoP-Nonce` header), and so do the
+        /// 403s of the scope guards further in (`insufficient_scope` in the
+        /// challenge of the scheme the request used).
+        #[cfg(feature = "jwt")]
+        pub fn dpop(config: crate::dpop::DpopConfig) => dpop = Some(std::sync::Arc::new(crate::dpop::Dpop::new(config)));
     }
 
     /// What the DPoP replay cache of this layer (and its clones) has done,
     /// if [`dpop`](Self::dpop) is on: proofs remembered, replays refused,
     /// and proofs refused because the cache or a token's share of it was
-    /// full (see [`DpopConfig::replay_capacity`](crate::DpopConfig::replay_capacity)).
+    /// full (see [`DpopConfig::replay_capacity`](crate::dpop::DpopConfig::replay_capacity)).
     #[cfg(feature = "jwt")]
-    pub fn dpop_stats(&self) -> Option<crate::DpopStats> {
+    pub fn dpop_stats(&self) -> Option<crate::dpop::DpopStats> {
         self.dpop.as_ref().map(|dpop| dpop.stats())
     }
 

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::spec::ClientSpec;
 use super::state::{unix_now, State};
-use crate::jwt::{Compact, Jwk, PublicKey};
+use crate::jose::{Compact, Jwk, PublicKey};
 
 /// `client_assertion_type` for a JWT assertion.
 pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";

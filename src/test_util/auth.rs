@@ -7,7 +7,10 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 
+use axum::response::Response;
+
 use super::form::Form;
+use super::reply;
 
 /// Standard base64 that accepts both padded and unpadded input.
 const LENIENT: GeneralPurpose = GeneralPurpose::new(
@@ -64,6 +67,17 @@ pub(crate) fn credentials(headers: &HeaderMap, form: &Form) -> Result<Credential
             None => Credentials::None,
         }),
     }
+}
+
+/// The credentials of a request whose form holds each parameter once, or
+/// the 400 `invalid_request` that refuses it (RFC 6749 §3.1: a parameter
+/// must not be repeated).
+pub(crate) fn form_credentials(headers: &HeaderMap, form: &Form) -> Result<Credentials, Box<Response>> {
+    if let Some(key) = form.duplicate() {
+        let description = format!("parameter `{key}` included more than once");
+        return Err(Box::new(reply::invalid_request(&description)));
+    }
+    credentials(headers, form).map_err(|description| Box::new(reply::invalid_request(description)))
 }
 
 fn parse_authorization(value: &str) -> Option<Credentials> {

@@ -1,6 +1,6 @@
 //! Request bodies in `application/x-www-form-urlencoded`.
 
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 
 /// The fields of a form body, in order.
 #[derive(Debug, Clone, Default)]
@@ -21,7 +21,7 @@ impl Form {
 
     /// Decodes the body if the content type is a form, else no fields.
     pub(crate) fn from_request(headers: &HeaderMap, body: &[u8]) -> Self {
-        if is_form(headers) {
+        if crate::form::is_form(headers) {
             Self::parse(body)
         } else {
             Self::default()
@@ -55,17 +55,4 @@ impl Form {
     pub(crate) fn into_pairs(self) -> Vec<(String, String)> {
         self.pairs
     }
-}
-
-/// Whether the request's content type is `application/x-www-form-urlencoded`
-/// (parameters such as `charset` allowed).
-fn is_form(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| {
-            mime.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
 }

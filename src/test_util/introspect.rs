@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Map};
 
-use super::auth::{credentials, Credentials};
+use super::auth::{form_credentials, Credentials};
 use super::fault;
 use super::form::Form;
 use super::render;
@@ -64,12 +64,9 @@ pub(crate) async fn introspect(
         }
     }
 
-    if let Some(key) = form.duplicate() {
-        return reply::invalid_request(&format!("parameter `{key}` included more than once"));
-    }
-    let creds = match credentials(&headers, &form) {
+    let creds = match form_credentials(&headers, &form) {
         Ok(creds) => creds,
-        Err(description) => return reply::invalid_request(description),
+        Err(refusal) => return *refusal,
     };
     let now = unix_now();
     let mut state = shared.lock();

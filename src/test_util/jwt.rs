@@ -16,6 +16,7 @@ use super::alg::JwtAlg;
 use super::keys::KeySet;
 use super::random::{random_hex, random_id};
 use super::{TEST_CLIENT_ID, TEST_USERNAME};
+use crate::macros::setters;
 
 /// Whose conventions a spec follows where the builder methods differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,13 +243,12 @@ impl JwtSpec {
         )
     }
 
-    /// Signs with this algorithm (default `RS256`) and the server's current
-    /// key of its family; the header's `alg` and automatic `kid` follow
-    /// (unless replaced with [`header`](Self::header) or [`kid`](Self::kid)).
-    #[must_use]
-    pub fn alg(mut self, alg: JwtAlg) -> Self {
-        self.alg = alg;
-        self
+    setters! {
+        /// Signs with this algorithm (default `RS256`) and the server's current
+        /// key of its family; the header's `alg` and automatic `kid` follow
+        /// (unless replaced with [`header`](Self::header) or [`kid`](Self::kid)).
+        #[must_use]
+        pub fn alg(alg: JwtAlg) => alg = alg;
     }
 
     /// The header's `kid` is this string (an unknown or a rotated-out kid,

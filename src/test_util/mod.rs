@@ -544,7 +544,7 @@ impl TestAuthServer {
 }
 
 /// A fresh private key as PKCS #8 PEM, for
-/// [`ClientKey::from_pkcs8_pem`](crate::ClientKey::from_pkcs8_pem) in tests:
+/// [`ClientKey::from_pkcs8_pem`](crate::introspection::ClientKey::from_pkcs8_pem) in tests:
 /// EC P-256 (`alg` [`JwtAlg::Es256`]), Ed25519 ([`JwtAlg::EdDsa`]), or one of
 /// the committed RSA-2048 test keys for any RSA algorithm (`index` 0 to 2
 /// picks which; other algorithms ignore it). `None` for the others.

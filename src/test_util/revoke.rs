@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::auth::{credentials, Credentials};
+use super::auth::{form_credentials, Credentials};
 use super::form::Form;
 use super::reply;
 use super::state::Shared;
@@ -16,12 +16,9 @@ use super::state::Shared;
 pub(crate) async fn revoke(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     shared.revocation_calls.fetch_add(1, Ordering::SeqCst);
     let form = Form::from_request(&headers, &body);
-    if let Some(key) = form.duplicate() {
-        return reply::invalid_request(&format!("parameter `{key}` included more than once"));
-    }
-    let creds = match credentials(&headers, &form) {
+    let creds = match form_credentials(&headers, &form) {
         Ok(creds) => creds,
-        Err(description) => return reply::invalid_request(description),
+        Err(refusal) => return *refusal,
     };
     let mut state = shared.lock();
     let authenticated = match creds {

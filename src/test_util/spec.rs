@@ -1,6 +1,7 @@
 //! Public configuration and observation types: clients, tokens, answer
 //! shapes, injected faults and recorded requests.
 
+use crate::macros::setters;
 use std::fmt;
 use std::time::Duration;
 
@@ -33,33 +34,23 @@ impl ClientSpec {
         }
     }
 
-    /// A client that authenticates with `private_key_jwt` (RFC 7523), its
-    /// assertions checked against this public JWK (for instance
-    /// [`ClientKey::public_jwk`](crate::ClientKey::public_jwk)). The secret
-    /// given to [`new`](Self::new) still works too.
-    pub fn public_jwk(mut self, jwk: serde_json::Value) -> Self {
-        self.public_jwk = Some(jwk);
-        self
-    }
+    setters! {
+        /// A client that authenticates with `private_key_jwt` (RFC 7523), its
+        /// assertions checked against this public JWK (for instance
+        /// [`ClientKey::public_jwk`](crate::introspection::ClientKey::public_jwk)). The secret
+        /// given to [`new`](Self::new) still works too.
+        pub fn public_jwk(jwk: serde_json::Value) => public_jwk = Some(jwk);
 
-    /// The scopes the client may request, space separated (replaces earlier ones).
-    pub fn scopes(mut self, scopes: &str) -> Self {
-        self.scopes = scopes.split_whitespace().map(str::to_owned).collect();
-        self
-    }
+        /// The scopes the client may request, space separated (replaces earlier ones).
+        pub fn scopes(scopes: &str) => scopes = scopes.split_whitespace().map(str::to_owned).collect();
 
-    /// The grant types the client may use at the token endpoint
-    /// (`"password"`, `"client_credentials"`; replaces earlier ones).
-    pub fn grants(mut self, grants: &[&str]) -> Self {
-        self.grants = grants.iter().map(|g| (*g).to_owned()).collect();
-        self
-    }
+        /// The grant types the client may use at the token endpoint
+        /// (`"password"`, `"client_credentials"`; replaces earlier ones).
+        pub fn grants(grants: &[&str]) => grants = grants.iter().map(|g| (*g).to_owned()).collect();
 
-    /// Whether the client may call the introspection endpoint with its
-    /// credentials (HTTP Basic or `client_secret_post`).
-    pub fn can_introspect(mut self, yes: bool) -> Self {
-        self.can_introspect = yes;
-        self
+        /// Whether the client may call the introspection endpoint with its
+        /// credentials (HTTP Basic or `client_secret_post`).
+        pub fn can_introspect(yes: bool) => can_introspect = yes;
     }
 
     /// The client id.
@@ -150,36 +141,23 @@ impl TokenSpec {
         Self::default()
     }
 
-    /// Use this exact string as the token instead of a random one (for
-    /// tests of unusual token syntax). Minting it again replaces the earlier token.
-    pub fn token_value(mut self, token: impl Into<String>) -> Self {
-        self.value = Some(token.into());
-        self
-    }
+    setters! {
+        /// Use this exact string as the token instead of a random one (for
+        /// tests of unusual token syntax). Minting it again replaces the earlier token.
+        pub fn token_value(token: impl Into<String>) => value = Some(token.into());
 
-    /// The `scope` member (space separated).
-    pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scope = Some(scope.into());
-        self
-    }
+        /// The `scope` member (space separated).
+        pub fn scope(scope: impl Into<String>) => scope = Some(scope.into());
 
-    /// The `sub` member.
-    #[allow(clippy::should_implement_trait)] // named after the claim, not `std::ops::Sub`
-    pub fn sub(mut self, sub: impl Into<String>) -> Self {
-        self.sub = Some(sub.into());
-        self
-    }
+        /// The `sub` member.
+        #[allow(clippy::should_implement_trait)] // named after the claim, not `std::ops::Sub`
+        pub fn sub(sub: impl Into<String>) => sub = Some(sub.into());
 
-    /// The `username` member.
-    pub fn username(mut self, username: impl Into<String>) -> Self {
-        self.username = Some(username.into());
-        self
-    }
+        /// The `username` member.
+        pub fn username(username: impl Into<String>) => username = Some(username.into());
 
-    /// The `client_id` member.
-    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
-        self.client_id = Some(client_id.into());
-        self
+        /// The `client_id` member.
+        pub fn client_id(client_id: impl Into<String>) => client_id = Some(client_id.into());
     }
 
     /// Adds one audience (`aud`).
@@ -198,29 +176,19 @@ impl TokenSpec {
         self
     }
 
-    /// The `iss` member (default: the server's issuer when minting).
-    pub fn iss(mut self, iss: impl Into<String>) -> Self {
-        self.iss = Some(iss.into());
-        self
-    }
+    setters! {
+        /// The `iss` member (default: the server's issuer when minting).
+        pub fn iss(iss: impl Into<String>) => iss = Some(iss.into());
 
-    /// Expires this long after minting.
-    pub fn exp_in(mut self, d: Duration) -> Self {
-        self.exp = ExpSpec::When(When::In(d));
-        self
-    }
+        /// Expires this long after minting.
+        pub fn exp_in(d: Duration) => exp = ExpSpec::When(When::In(d));
 
-    /// Expired this long before minting (the server answers inactive unless
-    /// [`active_even_if_expired`](Self::active_even_if_expired)).
-    pub fn exp_ago(mut self, d: Duration) -> Self {
-        self.exp = ExpSpec::When(When::Ago(d));
-        self
-    }
+        /// Expired this long before minting (the server answers inactive unless
+        /// [`active_even_if_expired`](Self::active_even_if_expired)).
+        pub fn exp_ago(d: Duration) => exp = ExpSpec::When(When::Ago(d));
 
-    /// Expires at this time (Unix seconds).
-    pub fn exp(mut self, unix_secs: i64) -> Self {
-        self.exp = ExpSpec::When(When::At(unix_secs));
-        self
+        /// Expires at this time (Unix seconds).
+        pub fn exp(unix_secs: i64) => exp = ExpSpec::When(When::At(unix_secs));
     }
 
     /// No `exp` member: the token never expires.
@@ -229,34 +197,21 @@ impl TokenSpec {
         self
     }
 
-    /// The `nbf` member (Unix seconds). Reported, not enforced by the server.
-    pub fn nbf(mut self, unix_secs: i64) -> Self {
-        self.nbf = Some(When::At(unix_secs));
-        self
-    }
+    setters! {
+        /// The `nbf` member (Unix seconds). Reported, not enforced by the server.
+        pub fn nbf(unix_secs: i64) => nbf = Some(When::At(unix_secs));
 
-    /// The `nbf` member, this long after minting. Reported, not enforced.
-    pub fn nbf_in(mut self, d: Duration) -> Self {
-        self.nbf = Some(When::In(d));
-        self
-    }
+        /// The `nbf` member, this long after minting. Reported, not enforced.
+        pub fn nbf_in(d: Duration) => nbf = Some(When::In(d));
 
-    /// The `iat` member (Unix seconds; default: the minting time).
-    pub fn iat(mut self, unix_secs: i64) -> Self {
-        self.iat = Some(unix_secs);
-        self
-    }
+        /// The `iat` member (Unix seconds; default: the minting time).
+        pub fn iat(unix_secs: i64) => iat = Some(unix_secs);
 
-    /// The `jti` member (default: random).
-    pub fn jti(mut self, jti: impl Into<String>) -> Self {
-        self.jti = Some(jti.into());
-        self
-    }
+        /// The `jti` member (default: random).
+        pub fn jti(jti: impl Into<String>) => jti = Some(jti.into());
 
-    /// The `token_type` member (default `"Bearer"`).
-    pub fn token_type(mut self, token_type: impl Into<String>) -> Self {
-        self.token_type = Some(token_type.into());
-        self
+        /// The `token_type` member (default `"Bearer"`).
+        pub fn token_type(token_type: impl Into<String>) => token_type = Some(token_type.into());
     }
 
     /// An extra claim. In the `Full` shape it is merged at the top level
@@ -275,13 +230,12 @@ impl TokenSpec {
         self
     }
 
-    /// The introspection endpoint answers exactly this JSON for this token
-    /// while it is active (not revoked, not expired), whatever the shape: for
-    /// parser tests such as `"active":"true"`, `scope` as an array or `exp`
-    /// as a string.
-    pub fn raw_answer(mut self, answer: serde_json::Value) -> Self {
-        self.raw_answer = Some(answer);
-        self
+    setters! {
+        /// The introspection endpoint answers exactly this JSON for this token
+        /// while it is active (not revoked, not expired), whatever the shape: for
+        /// parser tests such as `"active":"true"`, `scope` as an array or `exp`
+        /// as a string.
+        pub fn raw_answer(answer: serde_json::Value) => raw_answer = Some(answer);
     }
 
     /// The server answers `active: true` even when `exp` has passed, so a

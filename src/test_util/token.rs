@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Map};
 
-use super::auth::{credentials, Credentials};
+use super::auth::{form_credentials, Credentials};
 use super::fault;
 use super::form::Form;
 use super::random::random_token;
@@ -31,12 +31,9 @@ pub(crate) async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap,
     }
 
     let form = Form::from_request(&headers, &body);
-    if let Some(key) = form.duplicate() {
-        return reply::invalid_request(&format!("parameter `{key}` included more than once"));
-    }
-    let creds = match credentials(&headers, &form) {
+    let creds = match form_credentials(&headers, &form) {
         Ok(creds) => creds,
-        Err(description) => return reply::invalid_request(description),
+        Err(refusal) => return *refusal,
     };
     let mut state = shared.lock();
     let client: ClientSpec = match creds {

@@ -9,7 +9,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tower_introspection::test_util::TestAuthServer;
 use tower_introspection::{
-    scope_requirement, IntrospectionLayer, Introspector, IntrospectorBuilder, Principal, RequireScope, Scoped,
+    introspection::IntrospectorBuilder, scope::RequireScope, scope_requirement, IntrospectionLayer,
+    Introspector, Principal, Scoped,
 };
 
 scope_requirement! {
@@ -20,8 +21,8 @@ scope_requirement! {
     pub ReadAndWrite: all("read", "write");
     pub ReadOrAdmin: any("read", "admin");
     pub EditorsOrAdmin: ["items:write", "items:read"] | ["admin"];
-    pub ItemsReadTree: "items:read", using tower_introspection::Hierarchical;
-    pub ItemsReadWild: "items:read", using tower_introspection::Wildcard;
+    pub ItemsReadTree: "items:read", using tower_introspection::scope::Hierarchical;
+    pub ItemsReadWild: "items:read", using tower_introspection::scope::Wildcard;
 }
 
 /// The resource server's credentials registered in the test AS by default.

@@ -146,7 +146,7 @@ pub(crate) fn ti_app(introspection_url: &str) -> Result<axum::Router, BoxError> 
 /// like jwt-authorizer's default validation, signature and `exp` only.
 pub(crate) fn ti_jwt_app(jwks_url: &str) -> Result<axum::Router, BoxError> {
     use axum::routing::get;
-    use tower_introspection::{IntrospectionLayer, JwtProfile, JwtVerifier};
+    use tower_introspection::{IntrospectionLayer, jwt::{JwtProfile, JwtVerifier}};
 
     let verifier = JwtVerifier::builder()
         .jwks_url(jwks_url)

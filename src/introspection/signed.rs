@@ -11,8 +11,8 @@
 //! for a different token. Keep TLS to the AS; the signature adds integrity
 //! and origin, not binding.
 
-use super::answer::Answer;
-use super::client::AsFault;
+use crate::claims::Answer;
+use crate::fetch::AsFault;
 
 /// The media type of a signed answer (RFC 9701 §5).
 pub(crate) const SIGNED_ANSWER_TYPE: &str = "application/token-introspection+jwt";
@@ -48,8 +48,8 @@ mod checked {
     use serde_json::Value;
 
     use super::*;
-    use crate::introspect::parse_answer;
-    use crate::jwt::{Compact, Jwks, PublicKey, Refresh};
+    use crate::claims::parse_answer;
+    use crate::jose::{Compact, Jwks, PublicKey, Refresh};
     use crate::validate::unix_now;
 
     /// How old a signed answer's `iat` may be.

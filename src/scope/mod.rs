@@ -8,21 +8,21 @@
 //! scope="…"`, where `scope` lists the first group: the scopes *required*,
 //! never the ones granted (RFC 6750 §3.1, B13).
 
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+mod future;
+mod layer;
+mod service;
 
-use http::{Extensions, Request, Response};
-use pin_project_lite::pin_project;
-use tower_layer::Layer;
-use tower_service::Service;
+use std::sync::Arc;
+
+use http::Extensions;
+
+pub use self::future::RequireScopeFuture;
+pub use self::layer::RequireScope;
+pub use self::service::RequireScopeService;
 
 use crate::error::AuthError;
 use crate::middleware::LayerRealm;
 use crate::principal::{Principal, Scopes};
-use crate::rejection::{reject, JsonBody, RejectionBody};
 
 /// Decides whether granted scopes satisfy a required scope.
 pub trait ScopeMatcher: Send + Sync + 'static {
@@ -87,7 +87,7 @@ pub trait ScopeRequirement: Send + Sync + 'static {
 /// Declares [`ScopeRequirement`] marker types, one per line.
 ///
 /// ```
-/// use tower_introspection::{scope_requirement, ScopeRequirement, Hierarchical};
+/// use tower_introspection::{scope_requirement, scope::{ScopeRequirement, Hierarchical}};
 ///
 /// scope_requirement! {
 ///     /// `GET /items`.
@@ -130,10 +130,10 @@ macro_rules! scope_requirement {
         #[derive(Debug, Clone, Copy, Default)]
         $vis struct $name;
 
-        impl $crate::ScopeRequirement for $name {
+        impl $crate::scope::ScopeRequirement for $name {
             const GROUPS: &'static [&'static [&'static str]] = &[$(&[$($scope),+]),+];
             $(
-                fn matcher() -> &'static dyn $crate::ScopeMatcher {
+                fn matcher() -> &'static dyn $crate::scope::ScopeMatcher {
                     &$matcher
                 }
             )?
@@ -207,325 +207,49 @@ where
     first.join(" ").into()
 }
 
-/// A route layer that lets a request through only if its principal holds
-/// the required scopes; any tower service can sit behind it.
-///
-/// Place it inside [`IntrospectionLayer`](crate::IntrospectionLayer) (with
-/// axum: `.route_layer(RequireScope::all(["admin"]))` before the
-/// introspection layer is added), so unknown paths stay 404.
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use axum::{routing::get, Router};
-/// use tower::ServiceExt;
-/// use tower_introspection::test_util::TestAuthServer;
-/// use tower_introspection::{IntrospectionLayer, Introspector, RequireScope};
-///
-/// let auth_server = TestAuthServer::start().await?;
-/// let introspector = Introspector::builder(auth_server.introspection_url())
-///     .client_secret_basic("rs-client", "rs-secret")
-///     .build()?;
-/// let admin = Router::new()
-///     .route("/admin/stats", get(|| async { "ok" }))
-///     .route_layer(RequireScope::all(["admin"]));
-/// let app = Router::new().merge(admin).route_layer(IntrospectionLayer::new(introspector));
-///
-/// let token = auth_server.mint_token("read");
-/// let request = http::Request::get("/admin/stats")
-///     .header("authorization", format!("Bearer {token}"))
-///     .body(axum::body::Body::empty())?;
-/// let response = app.oneshot(request).await?;
-/// assert_eq!(response.status(), 403);
-/// assert_eq!(
-///     response.headers()["www-authenticate"],
-///     r#"Bearer realm="api", error="insufficient_scope", scope="admin""#,
-/// );
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-#[must_use]
-pub struct RequireScope<R = JsonBody> {
-    requirement: Arc<Requirement>,
-    body: R,
-}
-
-struct Requirement {
-    groups: Box<[Box<[Box<str>]>]>,
-    matcher: Box<dyn ScopeMatcher>,
-    required: Arc<str>,
-}
-
-impl RequireScope {
-    /// Every one of `scopes` is required. An empty list requires nothing:
-    /// any validated token passes.
-    pub fn all<I, S>(scopes: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self::groups([scopes])
-    }
-
-    /// At least one of `scopes` is required. An empty list admits no token.
-    pub fn any<I, S>(scopes: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self::groups(scopes.into_iter().map(|scope| [scope]))
-    }
-
-    /// Every scope of at least one group is required (an OR of AND-groups).
-    pub fn groups<G, I, S>(groups: G) -> Self
-    where
-        G: IntoIterator<Item = I>,
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self::with_matcher(groups, Box::new(Exact))
-    }
-
-    /// The requirement of a [`ScopeRequirement`] type, with its matcher.
-    pub fn of<Req: ScopeRequirement>() -> Self {
-        let groups = Req::GROUPS.iter().map(|group| group.iter().copied());
-        Self::with_matcher(groups, Box::new(StaticMatcher(Req::matcher())))
-    }
-
-    fn with_matcher<G, I, S>(groups: G, matcher: Box<dyn ScopeMatcher>) -> Self
-    where
-        G: IntoIterator<Item = I>,
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        let groups: Box<[Box<[Box<str>]>]> = groups
-            .into_iter()
-            .map(|group| group.into_iter().map(|s| s.into().into_boxed_str()).collect())
-            .collect();
-        let required = required_scope(groups.iter().map(|group| group.iter().map(|s| &**s)));
-        Self {
-            requirement: Arc::new(Requirement {
-                groups,
-                matcher,
-                required,
-            }),
-            body: JsonBody,
-        }
-    }
-}
-
-/// Lets a `&'static dyn ScopeMatcher` from a [`ScopeRequirement`] be boxed.
-struct StaticMatcher(&'static dyn ScopeMatcher);
-
-impl ScopeMatcher for StaticMatcher {
-    fn grants(&self, granted: &Scopes, required: &str) -> bool {
-        self.0.grants(granted, required)
-    }
-}
-
-impl<R> RequireScope<R> {
-    /// Matches scopes with `matcher` instead of [`Exact`].
-    pub fn matcher(mut self, matcher: impl ScopeMatcher) -> Self {
-        let requirement = Requirement {
-            groups: self.requirement.groups.clone(),
-            matcher: Box::new(matcher),
-            required: self.requirement.required.clone(),
-        };
-        self.requirement = Arc::new(requirement);
-        self
-    }
-
-    /// Replaces the body of 403 responses; see [`RejectionBody`].
-    pub fn rejection_body<R2>(self, body: R2) -> RequireScope<R2> {
-        RequireScope {
-            requirement: self.requirement,
-            body,
-        }
-    }
-}
-
-impl<S, R: Clone> Layer<S> for RequireScope<R> {
-    type Service = RequireScopeService<S, R>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RequireScopeService {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-impl<R> fmt::Debug for RequireScope<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequireScope")
-            .field("groups", &self.requirement.groups)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The service of [`RequireScope`].
-#[derive(Clone)]
-pub struct RequireScopeService<S, R = JsonBody> {
-    inner: S,
-    layer: RequireScope<R>,
-}
-
-impl<S, R> RequireScopeService<S, R> {
-    /// Gets a reference to the wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// Gets a mutable reference to the wrapped service.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes `self`, returning the wrapped service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScopeService<S, R>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    R: RejectionBody<ResBody>,
-{
-    type Response = Response<ResBody>;
-    type Error = S::Error;
-    type Future = RequireScopeFuture<S::Future, ResBody>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let requirement = &*self.layer.requirement;
-        let groups = requirement.groups.iter().map(|group| group.iter().map(|s| &**s));
-        let kind = match authorize(request.extensions(), groups, &*requirement.matcher, || {
-            requirement.required.clone()
-        }) {
-            Ok(_) => Kind::Inner {
-                future: self.inner.call(request),
-            },
-            Err(error) => Kind::Rejected {
-                response: Some(reject(error, &self.layer.body)),
-            },
-        };
-        RequireScopeFuture { kind }
-    }
-}
-
-/// Polling a future again after it returned `Ready` breaks the `Future`
-/// contract; only the caller can do it, never request input. tower-http
-/// panics with a message here too: a hang (`Poll::Pending` forever) would
-/// hide the bug.
-const POLLED_AFTER_COMPLETION: &str = "RequireScopeFuture polled after completion";
-
-pin_project! {
-    /// Response future of [`RequireScopeService`].
-    ///
-    /// # Panics
-    ///
-    /// When polled again after it returned `Poll::Ready` (a breach of the
-    /// [`Future`] contract by the caller), with the message
-    /// `RequireScopeFuture polled after completion`, as tower-http's futures do.
-    pub struct RequireScopeFuture<F, B> {
-        #[pin]
-        kind: Kind<F, B>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F, B> {
-        Rejected { response: Option<Response<B>> },
-        Inner { #[pin] future: F },
-        Done,
-    }
-}
-
-impl<F, B, E> Future for RequireScopeFuture<F, B>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<B>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut kind = self.project().kind;
-        let output = match kind.as_mut().project() {
-            KindProj::Rejected { response } => match response.take() {
-                Some(response) => Ok(response),
-                None => panic!("{POLLED_AFTER_COMPLETION}"),
-            },
-            KindProj::Inner { future } => ready!(future.poll(cx)),
-            KindProj::Done => panic!("{POLLED_AFTER_COMPLETION}"),
-        };
-        // Done: drop the inner future, so that a further poll panics here
-        // rather than polling it again.
-        kind.set(Kind::Done);
-        Poll::Ready(output)
-    }
-}
-
-impl<F, B> fmt::Debug for RequireScopeFuture<F, B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &self.kind {
-            Kind::Rejected { .. } => "rejected",
-            Kind::Inner { .. } => "inner",
-            Kind::Done => "done",
-        };
-        f.debug_struct("RequireScopeFuture")
-            .field("state", &state)
-            .finish()
-    }
-}
-
-impl<S: fmt::Debug, R> fmt::Debug for RequireScopeService<S, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequireScopeService")
-            .field("inner", &self.inner)
-            .field("layer", &self.layer)
-            .finish()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+    use std::task::{Context, Poll};
+
+    use http::{Request, Response};
+    use tower_layer::Layer;
+    use tower_service::Service;
+
+    use super::future::Kind;
     use super::*;
 
     fn scopes(s: &str) -> Scopes {
         s.parse().unwrap()
     }
 
+    /// Each matcher against `(granted, required, grants)` cases.
     #[test]
-    fn exact() {
-        assert!(Exact.grants(&scopes("items:read"), "items:read"));
-        assert!(!Exact.grants(&scopes("items"), "items:read"));
-    }
-
-    #[test]
-    fn hierarchical() {
-        let m = Hierarchical;
-        assert!(m.grants(&scopes("items"), "items:read"));
-        assert!(m.grants(&scopes("items"), "items:read:own"));
-        assert!(m.grants(&scopes("items:read"), "items:read:own"));
-        assert!(m.grants(&scopes("items"), "items"));
-        assert!(!m.grants(&scopes("items:read"), "items"));
-        assert!(!m.grants(&scopes("item"), "items:read"));
-        assert!(!m.grants(&scopes("items:write"), "items:read"));
-    }
-
-    #[test]
-    fn wildcard() {
-        let m = Wildcard;
-        assert!(m.grants(&scopes("items:*"), "items:read"));
-        assert!(m.grants(&scopes("items:*"), "items:read:own"));
-        assert!(!m.grants(&scopes("items:*"), "items"));
-        assert!(!m.grants(&scopes("items:*"), "itemsx:read"));
-        assert!(!m.grants(&scopes("*"), "items:read"));
-        assert!(m.grants(&scopes("items:read"), "items:read"));
+    fn matchers() {
+        let cases: [(&dyn ScopeMatcher, &str, &str, bool); 15] = [
+            (&Exact, "items:read", "items:read", true),
+            (&Exact, "items", "items:read", false),
+            (&Hierarchical, "items", "items:read", true),
+            (&Hierarchical, "items", "items:read:own", true),
+            (&Hierarchical, "items:read", "items:read:own", true),
+            (&Hierarchical, "items", "items", true),
+            (&Hierarchical, "items:read", "items", false),
+            (&Hierarchical, "item", "items:read", false),
+            (&Hierarchical, "items:write", "items:read", false),
+            (&Wildcard, "items:*", "items:read", true),
+            (&Wildcard, "items:*", "items:read:own", true),
+            (&Wildcard, "items:*", "items", false),
+            (&Wildcard, "items:*", "itemsx:read", false),
+            (&Wildcard, "*", "items:read", false),
+            (&Wildcard, "items:read", "items:read", true),
+        ];
+        for (matcher, granted, required, grants) in cases {
+            assert_eq!(
+                matcher.grants(&scopes(granted), required),
+                grants,
+                "{granted} for {required}"
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 #[cfg(feature = "jwt")]
 use super::assertion::{AssertionSigner, JWT_BEARER_ASSERTION};
-use super::client::{read_capped, AsFault, HttpSettings};
+use crate::fetch::{read_capped, AsFault, HttpSettings};
 
 /// A secret whose `Debug` never shows it.
 #[derive(Clone)]

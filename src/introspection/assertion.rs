@@ -15,9 +15,10 @@ use ring::signature::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::client::AsFault;
 use crate::error::ConfigError;
-use crate::jwt::Algorithm;
+use crate::fetch::AsFault;
+use crate::jose::{Algorithm, Jwk};
+use crate::macros::setters;
 use crate::validate::unix_now;
 
 /// `client_assertion_type` for a JWT assertion (RFC 7523 §2.2).
@@ -34,7 +35,7 @@ const ASSERTION_LIFETIME_SECS: i64 = 60;
 /// [`public_jwk`](Self::public_jwk) with the authorization server.
 ///
 /// ```
-/// use tower_introspection::{Algorithm, ClientKey};
+/// use tower_introspection::{jwt::Algorithm, introspection::ClientKey};
 ///
 /// let jwk = r#"{"kty":"OKP","crv":"Ed25519","kid":"rs-1",
 ///   "d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A",
@@ -67,36 +68,18 @@ impl fmt::Debug for ClientKey {
     }
 }
 
-/// The private members a JWK may carry.
+/// A private JWK: the public members, and the private ones RFC 7518 §6
+/// adds.
 #[derive(Deserialize)]
 struct PrivateJwk {
-    kty: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    alg: Option<String>,
-    #[serde(default)]
-    crv: Option<String>,
-    #[serde(default)]
-    n: Option<String>,
-    #[serde(default)]
-    e: Option<String>,
-    #[serde(default)]
+    #[serde(flatten)]
+    public: Jwk,
     d: Option<String>,
-    #[serde(default)]
     p: Option<String>,
-    #[serde(default)]
     q: Option<String>,
-    #[serde(default)]
     dp: Option<String>,
-    #[serde(default)]
     dq: Option<String>,
-    #[serde(default)]
     qi: Option<String>,
-    #[serde(default)]
-    x: Option<String>,
-    #[serde(default)]
-    y: Option<String>,
 }
 
 fn invalid(reason: &'static str) -> ConfigError {
@@ -140,12 +123,12 @@ impl ClientKey {
                 .ok_or(invalid(missing))
         };
         let rng = SystemRandom::new();
-        let (default_alg, material) = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
+        let (default_alg, material) = match (jwk.public.kty.as_str(), jwk.public.crv.as_deref()) {
             ("RSA", _) => {
                 let components = ring::rsa::KeyPairComponents {
                     public_key: RsaPublicKeyComponents {
-                        n: member(&jwk.n, "an RSA JWK without `n`")?,
-                        e: member(&jwk.e, "an RSA JWK without `e`")?,
+                        n: member(&jwk.public.n, "an RSA JWK without `n`")?,
+                        e: member(&jwk.public.e, "an RSA JWK without `e`")?,
                     },
                     d: member(&jwk.d, "an RSA JWK without the private `d`")?,
                     p: member(&jwk.p, "an RSA JWK without `p`")?,
@@ -160,8 +143,8 @@ impl ClientKey {
             }
             ("EC", Some("P-256")) => {
                 let mut point = vec![4];
-                point.extend(member(&jwk.x, "an EC JWK without `x`")?);
-                point.extend(member(&jwk.y, "an EC JWK without `y`")?);
+                point.extend(member(&jwk.public.x, "an EC JWK without `x`")?);
+                point.extend(member(&jwk.public.y, "an EC JWK without `y`")?);
                 let d = member(&jwk.d, "an EC JWK without the private `d`")?;
                 let key = EcdsaKeyPair::from_private_key_and_public_key(
                     &ECDSA_P256_SHA256_FIXED_SIGNING,
@@ -174,7 +157,7 @@ impl ClientKey {
             }
             ("OKP", Some("Ed25519")) => {
                 let d = member(&jwk.d, "an OKP JWK without the private `d`")?;
-                let x = member(&jwk.x, "an OKP JWK without `x`")?;
+                let x = member(&jwk.public.x, "an OKP JWK without `x`")?;
                 let key = Ed25519KeyPair::from_seed_and_public_key(&d, &x)
                     .map_err(|_| invalid("an inconsistent Ed25519 JWK"))?;
                 (Algorithm::EdDsa, Material::Ed25519(key))
@@ -183,10 +166,10 @@ impl ClientKey {
         };
         let key = Self {
             alg: default_alg,
-            kid: jwk.kid.map(String::into_boxed_str),
+            kid: jwk.public.kid.map(String::into_boxed_str),
             material: Arc::new(material),
         };
-        match jwk.alg.as_deref() {
+        match jwk.public.alg.as_deref() {
             None => Ok(key),
             Some(alg) => {
                 let alg = alg
@@ -215,11 +198,10 @@ impl ClientKey {
         Ok(self)
     }
 
-    /// The `kid` put in each assertion's header, so that the authorization
-    /// server knows which of the client's keys to check.
-    pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
-        self.kid = Some(kid.into().into_boxed_str());
-        self
+    setters! {
+        /// The `kid` put in each assertion's header, so that the authorization
+        /// server knows which of the client's keys to check.
+        pub fn with_kid(kid: impl Into<String>) => kid = Some(kid.into().into_boxed_str());
     }
 
     /// The algorithm assertions are signed with.
@@ -366,12 +348,12 @@ impl AssertionSigner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jwt::{Compact, PublicKey};
+    use crate::jose::{Compact, PublicKey};
 
     const RSA_PEM: &str = include_str!("../test_util/keys/test-only-rsa-1.pkcs8.pem");
 
     fn check(key: ClientKey) {
-        let public: crate::jwt::Jwk = serde_json::from_value(key.public_jwk()).unwrap();
+        let public: crate::jose::Jwk = serde_json::from_value(key.public_jwk()).unwrap();
         let public = PublicKey::from_jwk(&public).unwrap().unwrap();
         let signer = AssertionSigner::new("rs".into(), key.clone(), AssertionAudience::Endpoint);
         let url = "https://as.example/introspect";

@@ -36,7 +36,8 @@
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
-use crate::cache::{Entry, Key};
+use super::cache::Entry;
+use crate::cache_key::Key;
 
 /// A cached answer as the index holds it.
 pub(crate) struct Indexed {

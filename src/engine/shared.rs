@@ -1,30 +1,30 @@
-//! The miss path through the shared tier (feature `redis`): the shared
-//! answer, or one introspection for the whole fleet, written back sealed.
+//! The miss path through the fleet tier (feature `redis`): the shared
+//! answer, or one load for the whole fleet, written back sealed.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::{Inner, Introspector, LoadError};
-use crate::cache::{active_ttl, Entry, Key, LoadTicket};
+use super::tickets::LoadTicket;
+use super::{active_ttl, Engine, Entry, Failure, LoadError, LoadToken};
+use crate::cache_key::Key;
+use crate::claims::Answer;
 use crate::clock::monotonic_ms;
 use crate::fleet::{active_json, now_ms, L1Sink, Lookup, Opened, INACTIVE_JSON};
-use crate::introspect::Answer;
 use crate::validate::since_epoch;
 
-impl Introspector {
+impl<L: LoadToken> Engine<L> {
     /// Like [`load`](Self::load), with the shared tier first: its answer if
-    /// it has one; else one replica of the fleet introspects (the others
-    /// wait for its answer, up to `lock_wait`) and writes the answer back.
-    /// Any Redis failure means "not shared": the load goes on without it.
+    /// it has one; else one replica of the fleet loads (the others wait for
+    /// its answer, up to `lock_wait`) and writes the answer back. Any Redis
+    /// failure means "not shared": the load goes on without it.
     pub(super) async fn load_through(
         &self,
         key: Key,
         token: &str,
         ticket: Option<&LoadTicket<'_>>,
-    ) -> Result<Entry, LoadError> {
-        let inner = &*self.inner;
-        let Some(shared) = &inner.shared else {
+    ) -> Result<Entry, Failure> {
+        let Some(shared) = &self.shared else {
             return self.load(key, token, ticket).await;
         };
         let names = shared.names(token);
@@ -40,7 +40,7 @@ impl Introspector {
         let answered_ms = now_ms();
         let result = self.load(key, token, ticket).await;
         match &result {
-            Ok(entry) => match active_ttl(entry.expires_at.get(), since_epoch(), inner.cache.max_ttl) {
+            Ok(entry) => match active_ttl(entry.expires_at.get(), since_epoch(), self.max_ttl()) {
                 Some(ttl) => {
                     shared
                         .put(&names, &active_json(entry), answered_ms, ttl, lock)
@@ -48,7 +48,7 @@ impl Introspector {
                 }
                 None => shared.release(&names, lock).await,
             },
-            Err(LoadError::Inactive) if !shared.negative_ttl().is_zero() => {
+            Err(Failure::Refused(refusal)) if refusal.is_lasting() && !shared.negative_ttl().is_zero() => {
                 shared
                     .put(&names, INACTIVE_JSON, answered_ms, shared.negative_ttl(), lock)
                     .await;
@@ -60,27 +60,24 @@ impl Introspector {
     }
 
     /// An answer from the shared tier, as an in-process entry: it lives no
-    /// longer here than there, and its age counts from the AS's answer.
+    /// longer here than there, and its age counts from the source's answer.
     async fn shared_entry(
         &self,
         key: Key,
         opened: Opened,
         ticket: Option<&LoadTicket<'_>>,
-    ) -> Result<Entry, LoadError> {
-        let inner = &*self.inner;
+    ) -> Result<Entry, Failure> {
         let principal = match opened.answer {
             Answer::Active(principal) => principal,
             Answer::Inactive => {
-                if let Some(inactive) = &inner.cache.inactive {
-                    if ticket.is_some_and(|ticket| !ticket.spoiled()) {
-                        inactive.insert(key, ()).await;
-                    }
+                if ticket.is_some_and(|ticket| !ticket.spoiled()) {
+                    self.remember_refusal(key).await;
                 }
-                return Err(LoadError::Inactive);
+                return Err(Failure::Refused(LoadError::invalid(self.policy.refused)));
             }
         };
-        let mut result = self.active_entry(key, principal, ticket).await;
-        if let Ok(entry) | Err(LoadError::Uncacheable(entry)) = &mut result {
+        let mut result = self.admit_loaded(key, principal, ticket).await;
+        if let Ok(entry) | Err(Failure::Uncacheable(entry)) = &mut result {
             if let Some(claims) = Arc::get_mut(entry) {
                 let now = now_ms();
                 let age = now.saturating_sub(opened.answered_ms);
@@ -95,7 +92,7 @@ impl Introspector {
     }
 }
 
-impl L1Sink for Inner {
+impl<L: LoadToken> L1Sink for Engine<L> {
     fn drop_key(&self, key: Key) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move { self.cache.invalidate(&key).await })
     }

@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::builder::checked_url;
-use super::client::{
+use crate::error::ConfigError;
+use crate::fetch::{
     read_capped, AsFault, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
 };
-use super::{Introspector, IntrospectorBuilder};
-use crate::error::ConfigError;
+use crate::macros::setters;
+use crate::resource::{checked_url, redact_url};
 
 /// Which discovery document to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,11 +54,11 @@ pub struct AuthorizationServerMetadata {
     pub jwks_uri: Option<String>,
 }
 
-/// Fetches an authorization server's metadata; see [`Introspector::discover`].
+/// Fetches an authorization server's metadata; see [`Introspector::discover`](crate::Introspector::discover).
 ///
 /// The verified issuer is not turned into an `expected_issuer` check on
 /// tokens: some servers (Django OAuth Toolkit) send no `iss` in their
-/// answers. Add [`expected_issuer`](IntrospectorBuilder::expected_issuer)
+/// answers. Add [`expected_issuer`](crate::introspection::IntrospectorBuilder::expected_issuer)
 /// yourself where the server sends it.
 #[derive(Clone)]
 #[must_use]
@@ -74,7 +74,7 @@ pub struct Discovery {
 impl std::fmt::Debug for Discovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Discovery")
-            .field("issuer", &super::builder::redact_url(&self.issuer))
+            .field("issuer", &redact_url(&self.issuer))
             .field("kind", &self.kind)
             .field("attempts", &self.attempts)
             .finish_non_exhaustive()
@@ -82,7 +82,7 @@ impl std::fmt::Debug for Discovery {
 }
 
 impl Discovery {
-    pub(super) fn new(issuer: String) -> Self {
+    pub(crate) fn new(issuer: String) -> Self {
         Self {
             issuer,
             kind: DiscoveryKind::Any,
@@ -93,10 +93,9 @@ impl Discovery {
         }
     }
 
-    /// Which document to read (default: RFC 8414, then OpenID Connect).
-    pub fn kind(mut self, kind: DiscoveryKind) -> Self {
-        self.kind = kind;
-        self
+    setters! {
+        /// Which document to read (default: RFC 8414, then OpenID Connect).
+        pub fn kind(kind: DiscoveryKind) => kind = kind;
     }
 
     /// How many times a failed fetch is tried (default 3), and the pause
@@ -107,16 +106,12 @@ impl Discovery {
         self
     }
 
-    /// Allow an `http://` issuer on a non-loopback host.
-    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.allow_insecure_http = allow;
-        self
-    }
+    setters! {
+        /// Allow an `http://` issuer on a non-loopback host.
+        pub fn allow_insecure_http(allow: bool) => allow_insecure_http = allow;
 
-    /// Use this client for the metadata fetch.
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.client = Some(client);
-        self
+        /// Use this client for the metadata fetch.
+        pub fn http_client(client: reqwest::Client) => client = Some(client);
     }
 
     /// Fetches and checks the metadata.
@@ -158,37 +153,16 @@ impl Discovery {
         Err(ConfigError::Discovery(last_error))
     }
 
-    /// Fetches the metadata and starts an introspector builder for its
-    /// introspection endpoint. Set the client authentication on the builder;
-    /// `build()` refuses a method the metadata says the endpoint does not
-    /// accept (RFC 8414 §2).
-    pub async fn introspector(&self) -> Result<IntrospectorBuilder, ConfigError> {
-        let metadata = self.metadata().await?;
-        Introspector::builder_from_metadata(&metadata)
-            .map(|b| b.allow_insecure_http(self.allow_insecure_http))
+    /// Whether plain `http` outside loopback is allowed, for the builders
+    /// this discovery starts.
+    pub(crate) fn allows_insecure_http(&self) -> bool {
+        self.allow_insecure_http
     }
 
-    /// Fetches the metadata and starts a [`JwtVerifierBuilder`](crate::JwtVerifierBuilder)
-    /// with its `jwks_uri` and its issuer (which tokens must then carry as
-    /// `iss`, per RFC 9068 §4). A metadata document without `jwks_uri` is an
-    /// error.
+    /// The HTTP client set with [`http_client`](Self::http_client).
     #[cfg(feature = "jwt")]
-    pub async fn jwt_verifier(&self) -> Result<crate::JwtVerifierBuilder, ConfigError> {
-        let metadata = self.metadata().await?;
-        let jwks_uri = metadata.jwks_uri.ok_or_else(|| {
-            ConfigError::Discovery(format!(
-                "the metadata of {} has no jwks_uri (RFC 8414 §2)",
-                metadata.issuer
-            ))
-        })?;
-        let mut builder = crate::JwtVerifier::builder()
-            .issuer(metadata.issuer)
-            .jwks_url(jwks_uri)
-            .allow_insecure_http(self.allow_insecure_http);
-        if let Some(client) = &self.client {
-            builder = builder.http_client(client.clone());
-        }
-        Ok(builder)
+    pub(crate) fn client(&self) -> Option<&reqwest::Client> {
+        self.client.as_ref()
     }
 
     fn checked(
@@ -233,18 +207,21 @@ async fn fetch(
 
 /// RFC 8414 §3.1: `https://as/tenant` → `https://as/.well-known/oauth-authorization-server/tenant`.
 pub(crate) fn rfc8414_url(issuer: &url::Url) -> url::Url {
-    let mut url = issuer.clone();
-    let path = issuer.path().trim_end_matches('/');
-    url.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
-    url.set_query(None);
-    url
+    with_path(issuer, |path| {
+        format!("/.well-known/oauth-authorization-server{path}")
+    })
 }
 
 /// OpenID Connect Discovery §4: the issuer plus `/.well-known/openid-configuration`.
 pub(crate) fn oidc_url(issuer: &url::Url) -> url::Url {
+    with_path(issuer, |path| format!("{path}/.well-known/openid-configuration"))
+}
+
+/// The issuer with its path (without a trailing slash) made into another,
+/// and no query.
+fn with_path(issuer: &url::Url, path: impl FnOnce(&str) -> String) -> url::Url {
     let mut url = issuer.clone();
-    let path = issuer.path().trim_end_matches('/');
-    url.set_path(&format!("{path}/.well-known/openid-configuration"));
+    url.set_path(&path(issuer.path().trim_end_matches('/')));
     url.set_query(None);
     url
 }
@@ -258,30 +235,37 @@ mod tests {
     }
 
     #[test]
-    fn d1_rfc8414_inserts_before_the_path() {
-        assert_eq!(
-            rfc8414_url(&url("https://as/tenant1")).as_str(),
-            "https://as/.well-known/oauth-authorization-server/tenant1"
-        );
-        assert_eq!(
-            rfc8414_url(&url("https://as")).as_str(),
-            "https://as/.well-known/oauth-authorization-server"
-        );
-        assert_eq!(
-            rfc8414_url(&url("https://as:8443/a/b/")).as_str(),
-            "https://as:8443/.well-known/oauth-authorization-server/a/b"
-        );
-    }
-
-    #[test]
-    fn d1_oidc_appends() {
-        assert_eq!(
-            oidc_url(&url("https://as/tenant1")).as_str(),
-            "https://as/tenant1/.well-known/openid-configuration"
-        );
-        assert_eq!(
-            oidc_url(&url("https://as/")).as_str(),
-            "https://as/.well-known/openid-configuration"
-        );
+    fn d1_rfc8414_inserts_before_the_path_and_oidc_appends() {
+        type Make = fn(&url::Url) -> url::Url;
+        let cases: [(Make, &str, &str); 5] = [
+            (
+                rfc8414_url,
+                "https://as/tenant1",
+                "https://as/.well-known/oauth-authorization-server/tenant1",
+            ),
+            (
+                rfc8414_url,
+                "https://as",
+                "https://as/.well-known/oauth-authorization-server",
+            ),
+            (
+                rfc8414_url,
+                "https://as:8443/a/b/",
+                "https://as:8443/.well-known/oauth-authorization-server/a/b",
+            ),
+            (
+                oidc_url,
+                "https://as/tenant1",
+                "https://as/tenant1/.well-known/openid-configuration",
+            ),
+            (
+                oidc_url,
+                "https://as/",
+                "https://as/.well-known/openid-configuration",
+            ),
+        ];
+        for (make, issuer, expected) in cases {
+            assert_eq!(make(&url(issuer)).as_str(), expected, "{issuer}");
+        }
     }
 }

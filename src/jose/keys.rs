@@ -20,7 +20,7 @@ use serde::Deserialize;
 /// server verifying with public keys must never accept them.
 ///
 /// ```
-/// use tower_introspection::Algorithm;
+/// use tower_introspection::jwt::Algorithm;
 ///
 /// let alg: Algorithm = "ES256".parse().unwrap();
 /// assert_eq!(alg, Algorithm::Es256);
@@ -386,23 +386,16 @@ impl PublicKey {
 /// A JSON Web Key, with the members this crate reads.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Jwk {
-    kty: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default, rename = "use")]
-    use_: Option<String>,
-    #[serde(default)]
-    alg: Option<String>,
-    #[serde(default)]
-    crv: Option<String>,
-    #[serde(default)]
-    n: Option<String>,
-    #[serde(default)]
-    e: Option<String>,
-    #[serde(default)]
-    x: Option<String>,
-    #[serde(default)]
-    y: Option<String>,
+    pub(crate) kty: String,
+    pub(crate) kid: Option<String>,
+    #[serde(rename = "use")]
+    pub(crate) use_: Option<String>,
+    pub(crate) alg: Option<String>,
+    pub(crate) crv: Option<String>,
+    pub(crate) n: Option<String>,
+    pub(crate) e: Option<String>,
+    pub(crate) x: Option<String>,
+    pub(crate) y: Option<String>,
 }
 
 /// A JWK Set (RFC 7517 §5).

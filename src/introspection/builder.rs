@@ -2,23 +2,24 @@
 //! `build()`.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 #[cfg(feature = "jwt")]
 use super::assertion::{AssertionAudience, AssertionSigner, ClientKey};
 use super::auth::{basic_header, bearer_header, ClientAuth, Secret, TokenAuth, TokenFetcher};
-use super::client::{HttpSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
-use super::{Inner, Introspector, Limiter, RateLimit};
+use super::{IntrospectionSource, Introspector, Limiter, RateLimit};
+use crate::macros::setters;
+use crate::resource::{checked_url, redact_url};
 
 /// The default bound on concurrent introspection calls per introspector.
 pub const DEFAULT_MAX_CONCURRENT_INTROSPECTIONS: usize = 64;
 
-/// The longest timeout, leeway or queue wait accepted.
-const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
-use crate::cache::{CacheSettings, TokenCache};
+#[cfg(feature = "redis")]
+use crate::engine::SharedTimes;
+use crate::engine::{CacheSettings, Engine, Parts, Policy};
 use crate::error::ConfigError;
-use crate::validate::Checks;
+use crate::settings::{ClaimSettings, HttpOptions, MAX_DURATION};
+use crate::stats::Outcomes;
 
 /// Configures an [`Introspector`]; see [`Introspector::builder`].
 ///
@@ -41,18 +42,10 @@ use crate::validate::Checks;
 pub struct IntrospectorBuilder {
     endpoint: String,
     auth: Vec<PendingAuth>,
-    http_client: Option<reqwest::Client>,
-    connect_timeout: Duration,
-    timeout: Duration,
-    max_response_bytes: usize,
-    allow_insecure_http: bool,
+    http: HttpOptions,
     token_type_hint: bool,
-    leeway: Duration,
-    issuers: Vec<Box<str>>,
-    audiences: Vec<Box<str>>,
-    resources: Vec<String>,
+    claims: ClaimSettings,
     token_type: Option<Box<str>>,
-    any_token_kind: bool,
     token_scope: Option<String>,
     cache: CacheSettings,
     supported_auth_methods: Option<Vec<String>>,
@@ -123,18 +116,10 @@ impl IntrospectorBuilder {
         Self {
             endpoint,
             auth: Vec::new(),
-            http_client: None,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            timeout: DEFAULT_TIMEOUT,
-            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
-            allow_insecure_http: false,
+            http: HttpOptions::default(),
             token_type_hint: true,
-            leeway: Duration::ZERO,
-            issuers: Vec::new(),
-            audiences: Vec::new(),
-            resources: Vec::new(),
+            claims: ClaimSettings::default(),
             token_type: None,
-            any_token_kind: false,
             token_scope: None,
             cache: CacheSettings::default(),
             supported_auth_methods: None,
@@ -152,16 +137,12 @@ impl IntrospectorBuilder {
         }
     }
 
-    /// From discovery: the methods the endpoint accepts, if the metadata said.
-    pub(super) fn supported_auth_methods(mut self, methods: Option<Vec<String>>) -> Self {
-        self.supported_auth_methods = methods;
-        self
-    }
+    setters! {
+        /// From discovery: the methods the endpoint accepts, if the metadata said.
+        pub(super) fn supported_auth_methods(methods: Option<Vec<String>>) => supported_auth_methods = methods;
 
-    /// From discovery: the issuer, the default `aud` of client assertions.
-    pub(super) fn discovered_issuer(mut self, issuer: String) -> Self {
-        self.discovered_issuer = Some(issuer);
-        self
+        /// From discovery: the issuer, the default `aud` of client assertions.
+        pub(super) fn discovered_issuer(issuer: String) => discovered_issuer = Some(issuer);
     }
 
     /// Authenticate with HTTP Basic (`client_secret_basic`, RFC 6749 §2.3.1).
@@ -221,7 +202,7 @@ impl IntrospectorBuilder {
     /// leaves the process; the key never reaches `Debug` output or logs.
     ///
     /// ```
-    /// use tower_introspection::{AssertionAudience, ClientKey, Introspector};
+    /// use tower_introspection::{introspection::{AssertionAudience, ClientKey}, Introspector};
     ///
     /// let key = ClientKey::from_jwk(r#"{"kty":"OKP","crv":"Ed25519",
     ///   "d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A",
@@ -264,54 +245,44 @@ impl IntrospectorBuilder {
         self
     }
 
-    /// Ask for signed introspection answers (RFC 9701): each call sends
-    /// `Accept: application/token-introspection+jwt`, and the answer must be
-    /// a JWT signed with a key from `jwks_uri` (fetched and refreshed as for
-    /// [`JwtVerifier`](crate::JwtVerifier)), with `typ`
-    /// `token-introspection+jwt`, `iss` equal to `issuer`, `aud` naming this
-    /// resource server's client id, and an `iat` at most a minute old (plus
-    /// the [`leeway`](Self::leeway)). Its `token_introspection` member is
-    /// then read as a plain answer. Anything else — an unsigned answer too,
-    /// unless [`accept_unsigned_answers`](Self::accept_unsigned_answers) —
-    /// is an unusable answer: 503, never cached.
-    ///
-    /// `build()` refuses it with a client authentication that has no client
-    /// id (a static bearer token, `unauthenticated`).
-    #[cfg(feature = "jwt")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-    pub fn signed_answers(mut self, issuer: impl Into<String>, jwks_uri: impl Into<String>) -> Self {
-        self.signed_answers = Some((issuer.into(), jwks_uri.into()));
-        self
-    }
+    setters! {
+        /// Ask for signed introspection answers (RFC 9701): each call sends
+        /// `Accept: application/token-introspection+jwt`, and the answer must be
+        /// a JWT signed with a key from `jwks_uri` (fetched and refreshed as for
+        /// [`JwtVerifier`](crate::jwt::JwtVerifier)), with `typ`
+        /// `token-introspection+jwt`, `iss` equal to `issuer`, `aud` naming this
+        /// resource server's client id, and an `iat` at most a minute old (plus
+        /// the [`leeway`](Self::leeway)). Its `token_introspection` member is
+        /// then read as a plain answer. Anything else — an unsigned answer too,
+        /// unless [`accept_unsigned_answers`](Self::accept_unsigned_answers) —
+        /// is an unusable answer: 503, never cached.
+        ///
+        /// `build()` refuses it with a client authentication that has no client
+        /// id (a static bearer token, `unauthenticated`).
+        #[cfg(feature = "jwt")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+        pub fn signed_answers(issuer: impl Into<String>, jwks_uri: impl Into<String>) => signed_answers = Some((issuer.into(), jwks_uri.into()));
 
-    /// With [`signed_answers`](Self::signed_answers), still accept a plain
-    /// JSON answer from a server that ignores the request for a signed one
-    /// (default: refused). A signed answer is checked all the same.
-    #[cfg(feature = "jwt")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-    pub fn accept_unsigned_answers(mut self, accept: bool) -> Self {
-        self.accept_unsigned_answers = accept;
-        self
-    }
+        /// With [`signed_answers`](Self::signed_answers), still accept a plain
+        /// JSON answer from a server that ignores the request for a signed one
+        /// (default: refused). A signed answer is checked all the same.
+        #[cfg(feature = "jwt")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+        pub fn accept_unsigned_answers(accept: bool) => accept_unsigned_answers = accept;
 
-    /// The `aud` of `private_key_jwt` assertions. Default: the issuer when
-    /// it is known — from discovery, or from
-    /// [`signed_answers`](Self::signed_answers) — else
-    /// [`AssertionAudience::Endpoint`] (the URL of the endpoint called). `build()` refuses it without
-    /// `private_key_jwt`.
-    #[cfg(feature = "jwt")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-    pub fn client_assertion_audience(mut self, audience: AssertionAudience) -> Self {
-        self.assertion_audience = Some(audience);
-        self
-    }
+        /// The `aud` of `private_key_jwt` assertions. Default: the issuer when
+        /// it is known — from discovery, or from
+        /// [`signed_answers`](Self::signed_answers) — else
+        /// [`AssertionAudience::Endpoint`] (the URL of the endpoint called). `build()` refuses it without
+        /// `private_key_jwt`.
+        #[cfg(feature = "jwt")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+        pub fn client_assertion_audience(audience: AssertionAudience) => assertion_audience = Some(audience);
 
-    /// The `scope` requested with [`bearer_from_client_credentials`](Self::bearer_from_client_credentials),
-    /// before or after it in the chain. `build()` refuses it with any other
-    /// client authentication method, where it would mean nothing.
-    pub fn token_scope(mut self, scope: impl Into<String>) -> Self {
-        self.token_scope = Some(scope.into());
-        self
+        /// The `scope` requested with [`bearer_from_client_credentials`](Self::bearer_from_client_credentials),
+        /// before or after it in the chain. `build()` refuses it with any other
+        /// client authentication method, where it would mean nothing.
+        pub fn token_scope(scope: impl Into<String>) => token_scope = Some(scope.into());
     }
 
     /// Send no credentials. RFC 7662 requires the endpoint to be protected;
@@ -321,191 +292,17 @@ impl IntrospectorBuilder {
         self
     }
 
-    /// Use this `reqwest::Client` instead of building one (e.g. to trust a
-    /// private root certificate). Its own timeouts apply; the total
-    /// [`timeout`](Self::timeout) set here is applied per request as well,
-    /// but [`connect_timeout`](Self::connect_timeout) is not: a connect
-    /// timeout belongs to the client, so set it when building yours.
-    ///
-    /// **Build it with `redirect(reqwest::redirect::Policy::none())`.**
-    /// reqwest follows redirects by default, and on 307/308 it sends the
-    /// body — the token, and with `client_secret_post` the secret — to the
-    /// new location before this crate can refuse the answer (an answer from
-    /// another URL than the endpoint is refused, but too late for that).
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.http_client = Some(client);
-        self
+    setters! {
+        /// Send `token_type_hint=access_token` (default: on).
+        pub fn token_type_hint(send: bool) => token_type_hint = send;
+
+        /// Accept only tokens whose `token_type` is this one (case-insensitive).
+        pub fn required_token_type(token_type: impl Into<String>) => token_type = Some(token_type.into().into_boxed_str());
     }
 
-    /// Connect timeout toward the authorization server (default 2 s, at most
-    /// an hour). Ignored with a custom [`http_client`](Self::http_client),
-    /// whose own connect timeout applies.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Total timeout of one call to the authorization server (default 5 s,
-    /// at most an hour). A slow server is answered 503.
-    ///
-    /// In the [client-credentials mode](Self::bearer_from_client_credentials)
-    /// it bounds, separately, the wait for the resource server's own token
-    /// (one fetch shared by every waiting request) and the introspection
-    /// exchange (including one retry with a fresh token after a 401).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Largest answer read from the authorization server (default 64 KiB).
-    pub fn max_response_bytes(mut self, max: usize) -> Self {
-        self.max_response_bytes = max;
-        self
-    }
-
-    /// Allow `http://` endpoints on non-loopback hosts (default: refused,
-    /// RFC 7662 §4 requires TLS). Loopback hosts are always allowed.
-    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.allow_insecure_http = allow;
-        self
-    }
-
-    /// Send `token_type_hint=access_token` (default: on).
-    pub fn token_type_hint(mut self, send: bool) -> Self {
-        self.token_type_hint = send;
-        self
-    }
-
-    /// Clock skew tolerated on `exp` and `nbf` (default: none, at most an
-    /// hour).
-    pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway;
-        self
-    }
-
-    /// Accept only tokens whose `iss` equals this issuer exactly. Repeat to
-    /// accept several.
-    pub fn expected_issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuers.push(issuer.into().into_boxed_str());
-        self
-    }
-
-    /// Accept only tokens whose `aud` contains this audience exactly. Repeat
-    /// to accept any of several.
-    pub fn expected_audience(mut self, audience: impl Into<String>) -> Self {
-        self.audiences.push(audience.into().into_boxed_str());
-        self
-    }
-
-    /// Accept only tokens whose `aud` names this resource: the canonical URI
-    /// of this API (RFC 8707 §2), such as an MCP server's
-    /// `https://mcp.example.com/mcp`. Compared as the MCP authorization
-    /// specification asks: an upper-case scheme or host, a default port and
-    /// one trailing slash more or less still match; another path, host or
-    /// port does not. The token's value is compared, never normalised: a
-    /// value that only resolves to the resource (percent-encoding, dot
-    /// segments, IDNA, numeric IPv4 forms, backslashes, whitespace) does not
-    /// match. A token for another resource is answered 401
-    /// `invalid_token`. Repeat to accept any of several. The resource check
-    /// is mandatory once configured: an [`expected_audience`](Self::expected_audience)
-    /// never stands in for it (the MCP specification requires the token to
-    /// be issued for this resource); with both set, `aud` must name one of
-    /// the resources *and* contain one of the audiences.
-    ///
-    /// `build()` refuses a URI that is not a resource identifier: not
-    /// absolute, not `https` (plain `http` only on loopback or with
-    /// `allow_insecure_http`), or with a fragment, a query or user information.
-    pub fn expected_resource(mut self, resource: impl Into<String>) -> Self {
-        self.resources.push(resource.into());
-        self
-    }
-
-    /// Accept only tokens whose `token_type` is this one (case-insensitive).
-    pub fn required_token_type(mut self, token_type: impl Into<String>) -> Self {
-        self.token_type = Some(token_type.into().into_boxed_str());
-        self
-    }
-
-    /// Accept answers that say they describe a refresh, ID or logout token
-    /// (default: refused with 401 `invalid_token`).
-    ///
-    /// An authorization server may introspect every token it issued, and a
-    /// client may present a refresh token as if it were an access token;
-    /// `token_type_hint` is only a hint. So, by default, an active answer is
-    /// refused when it declares another kind of token by any of these
-    /// conventions:
-    ///
-    /// | member | values refused | used by |
-    /// |---|---|---|
-    /// | `token_use` | `refresh_token`, `refresh`, `id_token`, `id` | Ory Hydra, Amazon Cognito |
-    /// | `typ` | `Refresh`, `Offline`, `ID`, `Logout` (any case) | Keycloak |
-    /// | `token_type` | `refresh_token` | |
-    pub fn accept_any_token_kind(mut self, accept: bool) -> Self {
-        self.any_token_kind = accept;
-        self
-    }
-
-    /// Capacity of the active-answer cache (default 100 000 entries); `0`
-    /// disables caching, like `max_ttl(Duration::ZERO)`.
-    pub fn max_entries(mut self, entries: u64) -> Self {
-        self.cache.max_entries = entries;
-        self
-    }
-
-    /// Capacity of the active-answer cache in bytes (default 64 MiB), beside
-    /// [`max_entries`](Self::max_entries): whichever bound is reached first
-    /// evicts. An entry counts its estimated heap size — the answer's
-    /// members, extra ones included, and about 384 bytes of the cache's own —
-    /// so answers carrying large claims cannot grow the cache past the
-    /// budget, however many tokens are minted. At least 336.
-    pub fn max_bytes(mut self, bytes: u64) -> Self {
-        self.cache.max_bytes = bytes;
-        self
-    }
-
-    /// Longest reuse of an active answer (default 60 s, at most a year);
-    /// `exp` shortens it. `Duration::ZERO` disables caching.
-    pub fn max_ttl(mut self, ttl: Duration) -> Self {
-        self.cache.max_ttl = ttl;
-        self
-    }
-
-    /// Capacity of the inactive-answer cache (default 10 000 entries), kept
-    /// apart so that random tokens cannot evict active entries.
-    pub fn negative_entries(mut self, entries: u64) -> Self {
-        self.cache.negative_entries = entries;
-        self
-    }
-
-    /// Capacity of the inactive-answer cache in bytes (default 4 MiB), beside
-    /// [`negative_entries`](Self::negative_entries): each entry counts about
-    /// 336 bytes. At least 336.
-    pub fn negative_max_bytes(mut self, bytes: u64) -> Self {
-        self.cache.negative_max_bytes = bytes;
-        self
-    }
-
-    /// How long an inactive answer is reused (default 10 s, at most a year);
-    /// `Duration::ZERO` disables the inactive cache.
-    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
-        self.cache.negative_ttl = ttl;
-        self
-    }
-
-    /// Keep accepting a token whose active answer arrived less than `grace`
-    /// ago while the authorization server is unavailable (connection
-    /// refused or broken off, timeout, 5xx, 429), never past its `exp`. An
-    /// authorization server that answers, but with a redirect, another 4xx or
-    /// an unusable body, gets no such grace: that may be how it refuses a
-    /// revoked token. Off by default (`Duration::ZERO`).
-    ///
-    /// `grace` must be longer than `max_ttl` (`build()` refuses it
-    /// otherwise), and at most a year: answers older than `max_ttl` are
-    /// refreshed on use, and only a failed refresh falls back to them.
-    pub fn stale_if_error(mut self, grace: Duration) -> Self {
-        self.cache.stale_if_error = grace;
-        self
-    }
+    crate::settings::http_setters!();
+    crate::settings::claim_setters!();
+    crate::settings::cache_setters!();
 
     /// At most `max` introspection calls in flight at once (default 64,
     /// waiting up to the total [`timeout`](Self::timeout)); a call beyond that
@@ -517,31 +314,30 @@ impl IntrospectorBuilder {
         self
     }
 
-    /// Share answers with the other replicas of a fleet through Redis, as a
-    /// second tier behind the in-process cache (feature `redis`; see the
-    /// README's "Running a fleet"). `build()` must then run inside a Tokio
-    /// runtime; it does not wait for Redis, which may be down.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use tower_introspection::{Introspector, SharedCache};
-    ///
-    /// let shared = SharedCache::builder("redis://127.0.0.1:6379/", "a fleet secret of at least 32 bytes!")
-    ///     .build()?;
-    /// let introspector = Introspector::builder("https://as.example/introspect")
-    ///     .client_secret_basic("my-api", "my-api-secret")
-    ///     .expected_audience("https://api.example")
-    ///     .shared_cache(shared)
-    ///     .build()?;
-    /// assert!(introspector.stats().shared.enabled);
-    /// # Ok(()) }
-    /// ```
-    #[cfg(feature = "redis")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn shared_cache(mut self, shared: crate::fleet::SharedCache) -> Self {
-        self.shared = Some(shared);
-        self
+    setters! {
+        /// Share answers with the other replicas of a fleet through Redis, as a
+        /// second tier behind the in-process cache (feature `redis`; see the
+        /// README's "Running a fleet"). `build()` must then run inside a Tokio
+        /// runtime; it does not wait for Redis, which may be down.
+        ///
+        /// ```
+        /// # #[tokio::main(flavor = "current_thread")]
+        /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// use tower_introspection::{Introspector, fleet::SharedCache};
+        ///
+        /// let shared = SharedCache::builder("redis://127.0.0.1:6379/", "a fleet secret of at least 32 bytes!")
+        ///     .build()?;
+        /// let introspector = Introspector::builder("https://as.example/introspect")
+        ///     .client_secret_basic("my-api", "my-api-secret")
+        ///     .expected_audience("https://api.example")
+        ///     .shared_cache(shared)
+        ///     .build()?;
+        /// assert!(introspector.stats().shared.enabled);
+        /// # Ok(()) }
+        /// ```
+        #[cfg(feature = "redis")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+        pub fn shared_cache(shared: crate::fleet::SharedCache) => shared = Some(shared);
     }
 
     /// Checks the settings and builds the introspector.
@@ -549,32 +345,25 @@ impl IntrospectorBuilder {
     /// Logs a `warn` when neither an audience nor an issuer is expected: any
     /// token the authorization server issued, for any API, is then accepted.
     pub fn build(self) -> Result<Introspector, ConfigError> {
-        let endpoint = checked_url("introspection endpoint", &self.endpoint, self.allow_insecure_http)?;
+        let endpoint = checked_url(
+            "introspection endpoint",
+            &self.endpoint,
+            self.http.allow_insecure_http,
+        )?;
         if self.max_concurrent > tokio::sync::Semaphore::MAX_PERMITS {
             return Err(ConfigError::InvalidSetting(
                 "max_concurrent_introspections is too large",
             ));
         }
-        if self.max_response_bytes == 0 || self.timeout.is_zero() || self.connect_timeout.is_zero() {
-            return Err(ConfigError::InvalidSetting(
-                "timeouts and the response size limit must be greater than zero",
-            ));
-        }
-        for (setting, value) in [
-            ("timeout", self.timeout),
-            ("connect_timeout", self.connect_timeout),
-            ("leeway", self.leeway),
-            (
-                "max_concurrent_introspections",
-                self.queue_wait.unwrap_or_default(),
-            ),
-        ] {
-            if value > MAX_TIMEOUT {
-                return Err(ConfigError::OutOfRange {
-                    setting,
-                    range: "at most one hour",
-                });
-            }
+        self.http.check()?;
+        let checks = self
+            .claims
+            .checks(self.token_type.clone(), false, self.http.allow_insecure_http)?;
+        if self.queue_wait.unwrap_or_default() > MAX_DURATION {
+            return Err(ConfigError::OutOfRange {
+                setting: "max_concurrent_introspections",
+                range: "at most one hour",
+            });
         }
         self.cache.check()?;
         let mut pending = self.auth;
@@ -673,7 +462,7 @@ impl IntrospectorBuilder {
                 secret,
                 scope,
             } => {
-                let token_url = checked_url("token endpoint", &token_url, self.allow_insecure_http)?;
+                let token_url = checked_url("token endpoint", &token_url, self.http.allow_insecure_http)?;
                 let auth = match secret {
                     TokenSecret::Secret(secret) => TokenAuth::basic(&client_id, secret.expose()).ok_or(
                         ConfigError::InvalidCredential {
@@ -690,12 +479,7 @@ impl IntrospectorBuilder {
             }
             PendingAuth::Unauthenticated => ClientAuth::Unauthenticated,
         };
-        let http = HttpSettings::new(
-            self.http_client,
-            self.connect_timeout,
-            self.timeout,
-            self.max_response_bytes,
-        )?;
+        let http = self.http.settings()?;
         #[cfg(feature = "jwt")]
         let signed = match self.signed_answers {
             Some((issuer, jwks_uri)) => {
@@ -704,96 +488,72 @@ impl IntrospectorBuilder {
                         "signed_answers needs a client authentication with a client id (their `aud`)",
                     ));
                 }
-                let jwks_uri = checked_url("JWKS", &jwks_uri, self.allow_insecure_http)?;
+                let jwks_uri = checked_url("JWKS", &jwks_uri, self.http.allow_insecure_http)?;
                 Some(super::signed::SignedAnswers {
                     issuer: issuer.into_boxed_str(),
                     client_id: auth.client_id().into(),
-                    jwks: crate::jwt::Jwks::new(
+                    jwks: crate::jose::Jwks::new(
                         jwks_uri,
                         http.clone(),
-                        crate::jwt::DEFAULT_JWKS_REFRESH_INTERVAL,
-                        crate::jwt::DEFAULT_JWKS_MAX_AGE,
+                        crate::jose::DEFAULT_JWKS_REFRESH_INTERVAL,
+                        crate::jose::DEFAULT_JWKS_MAX_AGE,
                     ),
                     accept_unsigned: self.accept_unsigned_answers,
-                    leeway_secs: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
+                    leeway_secs: checks.leeway_secs,
                 })
             }
             None => None,
         };
         #[cfg(not(feature = "jwt"))]
         let signed = None;
-        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
-        let mut cache = TokenCache::new(self.cache, endpoint.as_str(), auth.client_id());
-        #[cfg(feature = "redis")]
-        let shared = match &self.shared {
-            Some(config) => {
-                let tier = crate::fleet::SharedTier::new(
-                    config,
-                    endpoint.as_str(),
-                    auth.client_id(),
-                    self.timeout,
-                    // The longest a load can take: a token fetch, the queue
-                    // for a slot, the introspection.
-                    self.timeout
-                        .saturating_mul(2)
-                        .saturating_add(if self.max_concurrent > 0 {
-                            self.queue_wait.unwrap_or(self.timeout)
-                        } else {
-                            Duration::ZERO
-                        }),
-                    self.cache.max_ttl,
-                    self.cache.negative_ttl,
-                )?;
-                // Every replica must compute the same in-process key.
-                cache.set_fleet_key(tier.l1_key(), endpoint.as_str(), auth.client_id());
-                Some(tier)
-            }
-            None => None,
-        };
-        let checks = Checks {
-            leeway_secs: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
-            issuers: self.issuers.into(),
-            audiences: self.audiences.into(),
-            resources: self
-                .resources
-                .iter()
-                .map(|raw| {
-                    crate::resource::canonical_resource("resource", raw, self.allow_insecure_http)
-                        .map(String::into_boxed_str)
-                })
-                .collect::<Result<_, _>>()?,
-            token_type: self.token_type,
-            any_token_kind: self.any_token_kind,
-            iat_not_in_future: false,
-        };
         if checks.issuers.is_empty() && checks.audiences.is_empty() && checks.resources.is_empty() {
             tracing::warn!(
                 endpoint = endpoint.as_str(),
                 "no expected audience or issuer is configured: any active token the authorization server issued, for any API, will be accepted; set `expected_audience`"
             );
         }
-        let introspector = Introspector {
-            inner: Arc::new(Inner {
-                endpoint,
-                http,
-                auth,
-                token_type_hint: self.token_type_hint,
-                checks,
-                cache,
-                limiter: (self.max_concurrent > 0)
-                    .then(|| Limiter::new(self.max_concurrent, self.queue_wait.unwrap_or(self.timeout))),
-                config_error_log: RateLimit::default(),
-                signed,
-                #[cfg(feature = "redis")]
-                shared,
+        let source = IntrospectionSource {
+            endpoint,
+            http,
+            auth,
+            token_type_hint: self.token_type_hint,
+            limiter: (self.max_concurrent > 0)
+                .then(|| Limiter::new(self.max_concurrent, self.queue_wait.unwrap_or(self.http.timeout))),
+            config_error_log: RateLimit::default(),
+            signed,
+            outcomes: Outcomes::default(),
+        };
+        let endpoint = source.endpoint.as_str().to_owned();
+        let client_id = source.auth.client_id().to_owned();
+        let parts = Parts {
+            settings: self.cache,
+            checks,
+            policy: Policy {
+                refused: super::NOT_ACTIVE,
+                remember_lasting: false,
+            },
+            scope: (&endpoint, &client_id),
+            #[cfg(feature = "redis")]
+            shared: self.shared.as_ref().map(|config| {
+                let times =
+                    SharedTimes {
+                        call: self.http.timeout,
+                        // The longest a load can take: a token fetch, the queue
+                        // for a slot, the introspection.
+                        load: self.http.timeout.saturating_mul(2).saturating_add(
+                            if self.max_concurrent > 0 {
+                                self.queue_wait.unwrap_or(self.http.timeout)
+                            } else {
+                                Duration::ZERO
+                            },
+                        ),
+                    };
+                (config, times)
             }),
         };
-        #[cfg(feature = "redis")]
-        if let Some(shared) = &introspector.inner.shared {
-            let sink: std::sync::Weak<dyn crate::fleet::L1Sink> = Arc::downgrade(&introspector.inner) as _;
-            shared.listen(sink);
-        }
-        Ok(introspector)
+        Ok(Introspector {
+            engine: Engine::build(source, parts)?,
+        })
     }
 }
 
@@ -802,55 +562,9 @@ impl fmt::Debug for IntrospectorBuilder {
         f.debug_struct("IntrospectorBuilder")
             .field("endpoint", &redact_url(&self.endpoint))
             .field("auth_methods", &self.auth.len())
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.http.timeout)
             .field("cache", &self.cache)
             .finish_non_exhaustive()
-    }
-}
-
-/// A URL for `Debug` output: without any user or password (which `build()`
-/// refuses, but the builder may still hold).
-pub(crate) fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut url) => {
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            url.into()
-        }
-        Err(_) => "[not a URL]".to_owned(),
-    }
-}
-
-/// Parses an endpoint URL and enforces TLS outside loopback (I10).
-pub(crate) fn checked_url(
-    what: &'static str,
-    raw: &str,
-    allow_insecure_http: bool,
-) -> Result<url::Url, ConfigError> {
-    let invalid = |reason: &str| ConfigError::InvalidUrl {
-        what,
-        reason: reason.to_owned(),
-    };
-    let url = url::Url::parse(raw).map_err(|e| invalid(&e.to_string()))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid(
-            "credentials in the URL are not allowed; use the builder's client authentication",
-        ));
-    }
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if allow_insecure_http || is_loopback(&url) => Ok(url),
-        "http" => Err(ConfigError::InsecureUrl { what }),
-        _ => Err(invalid("the scheme must be https or http")),
-    }
-}
-
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
-        None => false,
     }
 }
 
@@ -940,8 +654,8 @@ mod tests {
         refused(base().negative_max_bytes(0), "negative_max_bytes");
         assert!(base()
             .max_ttl(Duration::from_secs(24 * 3600))
-            .negative_ttl(crate::cache::MAX_CACHE_TTL)
-            .stale_if_error(crate::cache::MAX_CACHE_TTL)
+            .negative_ttl(crate::engine::MAX_CACHE_TTL)
+            .stale_if_error(crate::engine::MAX_CACHE_TTL)
             .timeout(Duration::from_secs(3600))
             .build()
             .is_ok());
@@ -954,7 +668,7 @@ mod tests {
             .bearer_from_client_credentials("https://as/token", "rs", "s")
             .build()
             .unwrap();
-        assert!(format!("{:?}", before.inner.auth).contains(r#"scope: Some("introspection")"#));
+        assert!(format!("{:?}", before.engine.source().auth).contains(r#"scope: Some("introspection")"#));
         let orphan = Introspector::builder("https://as/introspect")
             .token_scope("introspection")
             .client_secret_basic("rs", "s");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::{BoxFuture, FutureExt as _, Shared};
 
 use super::keys::{JwkSet, PublicKey};
-use crate::introspect::{read_capped, AsFault, HttpSettings};
+use crate::fetch::{read_capped, AsFault, HttpSettings};
 
 /// The default shortest time between two JWKS fetches.
 pub const DEFAULT_JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(30);

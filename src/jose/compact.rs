@@ -9,7 +9,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use super::keys::Algorithm;
-use crate::introspect::UniqueMembers;
+use crate::claims::UniqueMembers;
 
 /// A token split and decoded, its signature not yet checked.
 pub(crate) struct Compact<'a> {

@@ -8,6 +8,9 @@
 //! authorization specification asks: an upper-case scheme or host is
 //! accepted, and so is one trailing slash more or less.
 
+mod url;
+
+pub(crate) use self::url::{checked_url, redact_url};
 use crate::error::ConfigError;
 
 /// The canonical form of a resource identifier, or why it is not one.
@@ -20,7 +23,7 @@ pub(crate) fn canonical_resource(
         what,
         reason: reason.to_owned(),
     };
-    let url = crate::introspect::checked_url(what, raw, allow_insecure_http)?;
+    let url = checked_url(what, raw, allow_insecure_http)?;
     if url.fragment().is_some() || raw.contains('#') {
         return Err(invalid("a resource identifier has no fragment (RFC 8707 §2)"));
     }
