@@ -329,7 +329,12 @@ async fn apply(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use futures_util::FutureExt as _;
+
     use super::*;
+    use crate::fleet::SharedTier;
 
     #[test]
     fn notices_carry_keys_in_hex() {
@@ -369,6 +374,103 @@ mod tests {
         for payload in ["f ab m:00", "", "hello", "ia 1", " i 00"] {
             assert!(!is_invalidation(payload.as_bytes()), "{payload}");
         }
+    }
+
+    #[test]
+    fn a_fill_wakes_every_waiter_of_its_id_and_no_other() {
+        let waiters = Waiters::default();
+        let (x1, x2, y) = (
+            waiters.register("x"),
+            waiters.register("x"),
+            waiters.register("y"),
+        );
+        let mut woken = [x1.notify(), x2.notify(), y.notify()].map(|notify| Box::pin(notify.notified()));
+        for notified in &mut woken {
+            notified.as_mut().enable();
+        }
+        waiters.wake("x");
+        let [x1, x2, y] = woken.map(|notified| notified.now_or_never().is_some());
+        assert!(x1 && x2, "both waiters of `x`");
+        assert!(!y, "not the waiter of `y`");
+    }
+
+    /// Records what notices drop.
+    #[derive(Default)]
+    struct Drops {
+        all: AtomicUsize,
+        keys: std::sync::Mutex<Vec<Key>>,
+    }
+
+    impl L1Sink for Drops {
+        fn drop_key(&self, key: Key) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+            self.keys.lock().unwrap().push(key);
+            Box::pin(async {})
+        }
+
+        fn drop_all(&self) {
+            self.all.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A tier on an in-memory store, as a replica has it.
+    fn tier() -> SharedTier {
+        let store = crate::fleet::MemoryStore::new();
+        let config = crate::fleet::SharedCache::in_memory(&store, "a fleet secret of at least 32 bytes!")
+            .build()
+            .unwrap();
+        let second = Duration::from_secs(1);
+        SharedTier::new(&config, "https://as/i", "rs", second, second, second, second).unwrap()
+    }
+
+    /// Applies the notice `body`, signed as a replica of the fleet signs it.
+    async fn apply_signed(tier: &TierInner, sink: &Drops, body: &str, last_flush_ms: &mut u64) {
+        let notice = tier.keys().sign_notice(body);
+        apply(
+            tier,
+            sink,
+            notice.as_bytes(),
+            last_flush_ms,
+            &mut Unverified::default(),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn invalidate_all_notices_apply_once_and_only_while_recent() {
+        let tier = tier();
+        let (tier, sink) = (&*tier.inner, Drops::default());
+        let minute = 60 * 1000;
+        let mut last = 0;
+        apply_signed(
+            tier,
+            &sink,
+            &invalidate_all_notice(super::super::now_ms() - 6 * minute),
+            &mut last,
+        )
+        .await;
+        assert_eq!(sink.all.load(Ordering::SeqCst), 0, "six minutes old: a replay");
+        let at = super::super::now_ms() - 3 * minute;
+        apply_signed(tier, &sink, &invalidate_all_notice(at), &mut last).await;
+        assert_eq!(sink.all.load(Ordering::SeqCst), 1, "three minutes old: applied");
+        apply_signed(tier, &sink, &invalidate_all_notice(at), &mut last).await;
+        assert_eq!(sink.all.load(Ordering::SeqCst), 1, "the same one again: not");
+        apply_signed(tier, &sink, &invalidate_all_notice(at - 1), &mut last).await;
+        assert_eq!(sink.all.load(Ordering::SeqCst), 1, "an older one: not");
+        apply_signed(tier, &sink, &invalidate_all_notice(at + 1), &mut last).await;
+        assert_eq!(sink.all.load(Ordering::SeqCst), 2, "a newer one: applied");
+    }
+
+    #[tokio::test]
+    async fn fill_notices_wake_the_waiters_of_their_entry() {
+        let tier = tier();
+        let (tier, sink) = (&*tier.inner, Drops::default());
+        let names = tier.keys().names("a token");
+        let waiting = tier.waiters().register(names.id());
+        let mut notified = std::pin::pin!(waiting.notify().notified());
+        notified.as_mut().enable();
+        apply_signed(tier, &sink, &fill_notice(names.id()), &mut 0).await;
+        assert!(notified.now_or_never().is_some(), "woken by the fill");
+        assert_eq!(sink.all.load(Ordering::SeqCst), 0, "a fill drops nothing");
     }
 
     #[test]

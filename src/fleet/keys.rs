@@ -60,14 +60,18 @@ impl SecretKeys {
             hkdf.expand(label, out)
                 .map_err(|_| ConfigError::InvalidSetting("the shared cache keys could not be derived"))
         };
-        let (mut mac_key, mut aead_key, mut l1_key) = ([0u8; 32], [0u8; 32], [0u8; 16]);
+        let (mut mac_key, mut aead_key) = ([0u8; 32], [0u8; 32]);
+        let (mut k0, mut k1) = ([0u8; 8], [0u8; 8]);
         let mut notice_key = [0u8; 32];
         expand(b"fleet notices (HMAC-SHA-256)", &mut notice_key)?;
         let notices = <HmacSha256 as hmac::Mac>::new_from_slice(&notice_key)
             .map_err(|_| ConfigError::InvalidSetting("the shared cache keys could not be derived"))?;
         expand(b"entry names (HMAC-SHA-256)", &mut mac_key)?;
         expand(b"entry values (XChaCha20-Poly1305)", &mut aead_key)?;
+        let mut l1_key = [0u8; 16];
         expand(b"in-process cache keys (SipHash-1-3)", &mut l1_key)?;
+        k0.copy_from_slice(&l1_key[..8]);
+        k1.copy_from_slice(&l1_key[8..]);
         let mut names = <HmacSha256 as hmac::Mac>::new_from_slice(&mac_key)
             .map_err(|_| ConfigError::InvalidSetting("the shared cache keys could not be derived"))?;
         names.update(NAME_DOMAIN);
@@ -86,12 +90,10 @@ impl SecretKeys {
         };
         let aead = XChaCha20Poly1305::new_from_slice(&aead_key)
             .map_err(|_| ConfigError::InvalidSetting("the shared cache keys could not be derived"))?;
-        let (k0, k1) = l1_key.split_at(8);
-        let word = |half: &[u8]| half.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
         Ok(Self {
             names,
             aead,
-            l1: (word(k0), word(k1)),
+            l1: (u64::from_be_bytes(k0), u64::from_be_bytes(k1)),
             notices,
             #[cfg(feature = "jwt")]
             markers,
@@ -380,6 +382,34 @@ mod tests {
         // Not a plain hash of the token.
         let plain = hex(&Sha256::digest(b"secret-token-value"));
         assert!(!n.values[0].ends_with(&plain));
+    }
+
+    /// The in-process key is a contract between replicas, of this version
+    /// and the next: invalidation notices name entries by it.
+    #[test]
+    fn in_process_keys_are_the_secrets_sixteen_bytes_big_endian() {
+        let hkdf = Hkdf::<Sha256>::new(Some(SALT), S1);
+        let mut bytes = [0u8; 16];
+        hkdf.expand(b"in-process cache keys (SipHash-1-3)", &mut bytes)
+            .unwrap();
+        let (k0, k1) = bytes.split_at(8);
+        let word = |half: &[u8]| half.iter().fold(0, |acc, b| acc * 256 + u64::from(*b));
+        assert_eq!(keys(&[S1], "e", "c").l1_key(), (word(k0), word(k1)));
+        assert_ne!(keys(&[S2], "e", "c").l1_key(), keys(&[S1], "e", "c").l1_key());
+    }
+
+    #[test]
+    fn fill_ids_are_the_writing_secrets_digest() {
+        let rotating = keys(&[S2, S1], "e", "c");
+        let n = rotating.names("t");
+        assert_eq!(n.id().len(), 64);
+        assert!(n.values[0].ends_with(&format!(":v:{}", n.id())));
+        assert_eq!(
+            n.id(),
+            keys(&[S2], "e", "c").names("t").id(),
+            "the writing secret's"
+        );
+        assert_ne!(n.id(), rotating.names("u").id());
     }
 
     #[test]
