@@ -136,6 +136,11 @@ mod tests {
         breaker.success();
         assert!(!breaker.is_open() && breaker.allow() && breaker.allow());
         assert_eq!(breaker.trips(), 1);
+        for _ in 0..3 {
+            breaker.failure();
+        }
+        assert_eq!(breaker.trips(), 2, "each opening counts");
+        assert_eq!(breaker.open_for(), Duration::from_millis(50), "as logged");
     }
 
     #[test]
