@@ -84,6 +84,21 @@ impl KeyScheme {
     }
 }
 
+impl KeyScheme {
+    /// The key of who a revocation names: a claim (`kind`) with `value`,
+    /// at `issuer`. Apart from every token's key: it starts with a byte no
+    /// UTF-8 text starts with.
+    pub(crate) fn who(&self, kind: u8, issuer: &str, value: &str) -> Key {
+        let mut hasher = self.prefix;
+        hasher.write(&[0xff, kind]);
+        for part in [issuer, value] {
+            hasher.write(&(part.len() as u64).to_be_bytes());
+            hasher.write(part.as_bytes());
+        }
+        hasher.finish128().as_bytes()
+    }
+}
+
 /// The first bytes of a key in hex: enough to correlate log lines, useless
 /// for recovering the token.
 pub(crate) fn key_prefix(key: &Key) -> String {

@@ -170,6 +170,7 @@ pub mod middleware;
 mod principal;
 mod rejection;
 mod resource;
+pub mod revocation;
 pub mod scope;
 mod settings;
 pub mod source;

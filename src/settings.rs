@@ -170,6 +170,19 @@ macro_rules! cache_setters {
             /// otherwise), and at most a year: answers older than `max_ttl` are
             /// refreshed on use, and only a failed refresh falls back to them.
             pub fn stale_if_error(grace: std::time::Duration) => cache.stale_if_error = grace;
+
+            /// How long a [revocation](crate::revocation)'s cut-off is kept
+            /// (default 24 hours, at most a year): at least the longest
+            /// lifetime of the tokens the authorization server issues, so that
+            /// every token issued before the event has expired when it is
+            /// forgotten.
+            pub fn cutoff_retention(retention: std::time::Duration) => cache.cutoff_retention = retention;
+
+            /// How many [revocation](crate::revocation) cut-offs are held at
+            /// most (default 100 000, about 60 bytes each). When all are taken
+            /// by events younger than the retention, a revocation still evicts
+            /// but answers `RevokeError::Full`.
+            pub fn max_cutoffs(cutoffs: u64) => cache.max_cutoffs = cutoffs;
         }
     };
 }

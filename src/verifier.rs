@@ -16,6 +16,7 @@ use crate::jose::peek_issuer;
 use crate::jwt::JwtVerifier;
 use crate::macros::setters;
 use crate::principal::Principal;
+use crate::revocation::{Revocation, RevokeError, Revoked};
 use crate::source::CachedSource;
 
 /// The token verification behind [`IntrospectionLayer`](crate::IntrospectionLayer):
@@ -136,6 +137,48 @@ impl Verifier {
         }
     }
 
+    /// Carries out a [`Revocation`](crate::revocation::Revocation): evicts
+    /// the cached answers of its subject, session or client, and refuses
+    /// from now on the tokens issued to them up to now, cached or not. See
+    /// [`revocation`](crate::revocation).
+    ///
+    /// # Errors
+    ///
+    /// [`RevokeError::Full`](crate::revocation::RevokeError::Full) when no
+    /// cut-off slot is free: the answers were evicted, but tokens not seen
+    /// yet are not refused.
+    pub async fn revoke(&self, revocation: &Revocation) -> Result<Revoked, RevokeError> {
+        let outcomes = match &self.route {
+            Route::Introspection(introspector) => vec![introspector.revoke(revocation).await],
+            Route::Custom(source) => vec![source.revoke(revocation).await],
+            #[cfg(feature = "jwt")]
+            Route::Jwt(jwt) => vec![jwt.revoke(revocation).await],
+            #[cfg(feature = "jwt")]
+            Route::Several(sources) => {
+                let mut outcomes = Vec::new();
+                for jwt in sources.by_issuer.iter().chain(&sources.without_issuer) {
+                    outcomes.push(jwt.revoke(revocation).await);
+                }
+                if let Some(introspector) = &sources.introspector {
+                    outcomes.push(introspector.revoke(revocation).await);
+                }
+                outcomes
+            }
+        };
+        // Every source is revoked; the first full one is reported.
+        let evicted = outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                Ok(revoked) => revoked.evicted,
+                Err(RevokeError::Full { evicted, .. }) => *evicted,
+            })
+            .sum();
+        match outcomes.into_iter().find_map(Result::err) {
+            Some(RevokeError::Full { capacity, .. }) => Err(RevokeError::Full { capacity, evicted }),
+            None => Ok(Revoked { evicted }),
+        }
+    }
+
     /// The introspector, if this verifier has one.
     pub fn introspector(&self) -> Option<&Introspector> {
         match &self.route {
@@ -224,6 +267,11 @@ trait DynSource: Send + Sync {
         token: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<Principal, AuthError>> + Send + 'a>>;
 
+    fn revoke<'a>(
+        &'a self,
+        revocation: &'a Revocation,
+    ) -> Pin<Box<dyn Future<Output = Result<Revoked, RevokeError>> + Send + 'a>>;
+
     #[cfg(all(feature = "redis", feature = "jwt"))]
     fn shared_tier(&self) -> Option<&crate::fleet::SharedTier>;
 }
@@ -239,6 +287,13 @@ impl<L: LoadToken> DynSource for Engine<L> {
         token: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<Principal, AuthError>> + Send + 'a>> {
         Box::pin(Engine::validate(self, token))
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        revocation: &'a Revocation,
+    ) -> Pin<Box<dyn Future<Output = Result<Revoked, RevokeError>> + Send + 'a>> {
+        Box::pin(Engine::revoke(self, revocation))
     }
 
     #[cfg(all(feature = "redis", feature = "jwt"))]

@@ -25,10 +25,12 @@ use moka::Expiry;
 
 use super::index::ReadIndex;
 use super::tickets::{Invalidations, LoadTicket};
+use super::who::Who;
 use crate::cache_key::{Key, KeyScheme};
 use crate::clock::{self, Now};
 use crate::error::AuthError;
 use crate::principal::{Claims, Principal};
+use crate::revocation::Revocation;
 use crate::stats::{CacheStats, Counters};
 use crate::token::is_b64token;
 use crate::validate::{since_epoch, Checks};
@@ -182,6 +184,8 @@ pub(crate) struct TokenCache {
     invalidations: Invalidations,
     /// How keys are made (under the process's secret, or the fleet's).
     keys: KeyScheme,
+    /// Who each answer names, and the revocation cut-offs.
+    who: Arc<Who>,
     counters: Counters,
 }
 
@@ -195,6 +199,8 @@ pub(crate) struct CacheSettings {
     pub(crate) negative_max_bytes: u64,
     pub(crate) negative_ttl: Duration,
     pub(crate) stale_if_error: Duration,
+    pub(crate) max_cutoffs: u64,
+    pub(crate) cutoff_retention: Duration,
 }
 
 impl Default for CacheSettings {
@@ -207,6 +213,8 @@ impl Default for CacheSettings {
             negative_max_bytes: DEFAULT_NEGATIVE_MAX_BYTES,
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             stale_if_error: Duration::ZERO,
+            max_cutoffs: crate::revocation::DEFAULT_MAX_CUTOFFS,
+            cutoff_retention: crate::revocation::DEFAULT_CUTOFF_RETENTION,
         }
     }
 }
@@ -219,6 +227,7 @@ impl CacheSettings {
             ("max_ttl", self.max_ttl),
             ("negative_ttl", self.negative_ttl),
             ("stale_if_error", self.stale_if_error),
+            ("cutoff_retention", self.cutoff_retention),
         ] {
             if ttl > MAX_CACHE_TTL {
                 return Err(OutOfRange {
@@ -252,7 +261,12 @@ impl CacheSettings {
 }
 
 impl TokenCache {
-    pub(crate) fn new(settings: CacheSettings, keys: KeyScheme) -> Self {
+    pub(crate) fn new(settings: CacheSettings, keys: KeyScheme, default_issuer: Option<&str>) -> Self {
+        let who = Arc::new(Who::new(
+            default_issuer,
+            settings.max_cutoffs,
+            settings.cutoff_retention,
+        ));
         let enabled = !settings.max_ttl.is_zero() && settings.max_entries > 0;
         let stale_grace =
             (enabled && settings.stale_if_error > settings.max_ttl).then_some(settings.stale_if_error);
@@ -260,6 +274,7 @@ impl TokenCache {
         let index = enabled.then(|| Arc::new(ReadIndex::new()));
         let active = index.as_ref().map(|index| {
             let index = Arc::clone(index);
+            let (who, scheme) = (Arc::clone(&who), keys.clone());
             Cache::builder()
                 .max_capacity(budget)
                 // Called once per insert: the estimate walks the claims once.
@@ -269,7 +284,10 @@ impl TokenCache {
                 .time_to_live(stale_grace.unwrap_or(settings.max_ttl))
                 .expire_after(UntilExp)
                 // Whatever moka drops, for whatever cause, hits stop finding.
-                .eviction_listener(move |key: Arc<Key>, claims: Entry, _| index.remove_answer(&key, &claims))
+                .eviction_listener(move |key: Arc<Key>, claims: Entry, _| {
+                    index.remove_answer(&key, &claims);
+                    who.remove(&who.keys_of(&scheme, &claims), &key);
+                })
                 .build()
         });
         let negative = enabled && !settings.negative_ttl.is_zero() && settings.negative_entries > 0;
@@ -303,6 +321,7 @@ impl TokenCache {
             }),
             invalidations: Invalidations::default(),
             keys,
+            who,
             counters: Counters::default(),
         }
     }
@@ -399,13 +418,6 @@ impl TokenCache {
         self.keys.key(token)
     }
 
-    /// Makes keys the fleet's way (see [`KeyScheme::under`]), so every
-    /// replica's key for a token is the same.
-    #[cfg(feature = "redis")]
-    pub(crate) fn set_keys(&mut self, keys: KeyScheme) {
-        self.keys = keys;
-    }
-
     /// The entry for `key` from `load`, shared by every concurrent caller for
     /// the same key (single flight). Cached if it succeeds, unless `ticket`
     /// was spoiled by an invalidation meanwhile: then it is taken out again
@@ -472,6 +484,10 @@ impl TokenCache {
     pub(crate) async fn admit(&self, key: Key, token: &str, claims: &Entry, ticket: &LoadTicket<'_>) {
         let index = self.index.as_ref().filter(|_| is_b64token(token.as_bytes()));
         if let Some(index) = index {
+            // Filed by who before hits can see it: a revocation that misses
+            // it here finds its cut-off checked below.
+            let who = self.who.keys_of(&self.keys, claims);
+            self.who.insert(&who, key);
             let now = clock::now();
             let since_epoch = Duration::from_millis(u64::try_from(now.unix_ms).unwrap_or(0));
             if let Some(until_exp) = active_ttl(claims.expires_at.get(), since_epoch, Duration::MAX) {
@@ -500,9 +516,39 @@ impl TokenCache {
                 }
             }
         }
-        if ticket.spoiled() {
+        if ticket.spoiled() || self.revoked(claims) {
             self.forget(&key).await;
         }
+    }
+
+    pub(crate) fn max_cutoffs(&self) -> u64 {
+        self.who.max_cutoffs()
+    }
+
+    /// Whether a revocation cut-off refuses the answer `claims`.
+    pub(crate) fn revoked(&self, claims: &Claims) -> bool {
+        let who = self.who.keys_of(&self.keys, claims);
+        self.who.refuses(claims, &who, crate::validate::unix_now())
+    }
+
+    /// Carries out `revocation` at `at` (Unix seconds): records its
+    /// cut-off, then evicts every answer filed under it. False with the
+    /// cut-offs full (the answers are evicted all the same).
+    pub(crate) async fn revoke(&self, revocation: &Revocation, at: i64) -> (bool, u64) {
+        let who = self.who.matching(&self.keys, revocation);
+        let recorded = self.who.cut_off(&who, at);
+        let mut evicted = 0;
+        for key in self.who.take(&who) {
+            if self
+                .active
+                .as_ref()
+                .is_some_and(|active| active.contains_key(&key))
+            {
+                evicted += 1;
+            }
+            self.invalidate(&key).await;
+        }
+        (recorded, evicted)
     }
 
     /// Takes the active answer for `key` out of moka and the index.
@@ -534,6 +580,7 @@ impl TokenCache {
         if let Some(index) = &self.index {
             index.clear();
         }
+        self.who.clear_index();
         for entries in [&self.active, &self.refreshing].into_iter().flatten() {
             entries.invalidate_all();
         }
@@ -625,6 +672,7 @@ mod tests {
         let cache = Arc::new(TokenCache::new(
             settings,
             KeyScheme::new("https://as/introspect", "rs"),
+            None,
         ));
         let tasks: Vec<_> = (0..8u8)
             .map(|task| {
@@ -686,7 +734,11 @@ mod tests {
     }
 
     fn cache(endpoint: &str, client_id: &str) -> TokenCache {
-        TokenCache::new(CacheSettings::default(), KeyScheme::new(endpoint, client_id))
+        TokenCache::new(
+            CacheSettings::default(),
+            KeyScheme::new(endpoint, client_id),
+            None,
+        )
     }
 
     #[test]
@@ -915,7 +967,7 @@ mod tests {
             stale_if_error: Duration::from_millis(50),
             ..CacheSettings::default()
         };
-        let cache = TokenCache::new(settings, KeyScheme::new("e", "c"));
+        let cache = TokenCache::new(settings, KeyScheme::new("e", "c"), None);
         // The monotonic clock must have run long enough to express the ages.
         let _ = clock::monotonic_ms();
         std::thread::sleep(Duration::from_millis(100));
@@ -942,6 +994,7 @@ mod tests {
                 ..CacheSettings::default()
             },
             KeyScheme::new("e", "c"),
+            None,
         );
         assert!(!at_age(30, |c| plain.is_stale(c)));
         assert!(!at_age(0, |c| plain.within_grace(c)));
@@ -953,7 +1006,7 @@ mod tests {
             max_ttl: Duration::ZERO,
             ..CacheSettings::default()
         };
-        let cache = TokenCache::new(settings, KeyScheme::new("e", "c"));
+        let cache = TokenCache::new(settings, KeyScheme::new("e", "c"), None);
         assert!(cache.active.is_none() && cache.inactive.is_none());
     }
 }

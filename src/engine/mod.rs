@@ -21,6 +21,7 @@ mod index;
 mod shared;
 mod source;
 mod tickets;
+mod who;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -43,6 +44,7 @@ use crate::cache_key::{key_prefix, Key, KeyScheme};
 use crate::clock::{self, Now};
 use crate::error::{AuthError, ConfigError};
 use crate::principal::Principal;
+use crate::revocation::{Revocation, RevokeError, Revoked};
 use crate::stats::CacheStats;
 use crate::validate::{since_epoch, unix_now, Checks};
 
@@ -135,7 +137,7 @@ impl<L: LoadToken> Engine<L> {
     pub(crate) fn build(source: L, parts: Parts<'_>) -> Result<Arc<Self>, ConfigError> {
         let (scope, client_id) = parts.scope;
         #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
-        let mut cache = TokenCache::new(parts.settings, KeyScheme::new(scope, client_id));
+        let mut keys = KeyScheme::new(scope, client_id);
         #[cfg(feature = "redis")]
         let shared = match parts.shared {
             Some((config, times)) => {
@@ -149,11 +151,17 @@ impl<L: LoadToken> Engine<L> {
                     parts.settings.negative_ttl,
                 )?;
                 // Every replica must compute the same in-process key.
-                cache.set_keys(KeyScheme::under(tier.l1_key(), scope, client_id));
+                keys = KeyScheme::under(tier.l1_key(), scope, client_id);
                 Some(tier)
             }
             None => None,
         };
+        // Answers without `iss` are filed under the one expected issuer.
+        let default_issuer = match &*parts.checks.issuers {
+            [issuer] => Some(&**issuer),
+            _ => None,
+        };
+        let cache = TokenCache::new(parts.settings, keys, default_issuer);
         let engine = Arc::new(Self {
             source,
             cache,
@@ -219,6 +227,10 @@ impl<L: LoadToken> Engine<L> {
                     .or_else(Failure::into_uncached)?
             }
         };
+        if cache.revoked(&claims) {
+            cache.forget(&key).await;
+            return Err(AuthError::invalid_token("the token was revoked"));
+        }
         let principal = Principal::from_shared(claims);
         self.checks.check(&principal, unix_now())?;
         Ok(principal)
@@ -386,6 +398,20 @@ impl<L: LoadToken> Engine<L> {
         #[cfg(feature = "redis")]
         if let Some(shared) = &self.shared {
             shared.invalidate(token).await;
+        }
+    }
+
+    /// Carries out `revocation`: evicts the answers it names and refuses,
+    /// from now on, the tokens it names issued up to now.
+    pub(crate) async fn revoke(&self, revocation: &Revocation) -> Result<Revoked, RevokeError> {
+        let (recorded, evicted) = self.cache.revoke(revocation, unix_now()).await;
+        if recorded {
+            Ok(Revoked { evicted })
+        } else {
+            Err(RevokeError::Full {
+                capacity: self.cache.max_cutoffs(),
+                evicted,
+            })
         }
     }
 

@@ -156,6 +156,23 @@ impl JwtVerifier {
         self.engine.invalidate(token).await;
     }
 
+    /// Carries out a [`Revocation`](crate::revocation::Revocation): evicts
+    /// the cached answers of its subject, session or client, and refuses
+    /// from now on the tokens issued to them up to now, cached or not. See
+    /// [`revocation`](crate::revocation).
+    ///
+    /// # Errors
+    ///
+    /// [`RevokeError::Full`](crate::revocation::RevokeError::Full) when no
+    /// cut-off slot is free: the answers were evicted, but tokens not seen
+    /// yet are not refused.
+    pub async fn revoke(
+        &self,
+        revocation: &crate::revocation::Revocation,
+    ) -> Result<crate::revocation::Revoked, crate::revocation::RevokeError> {
+        self.engine.revoke(revocation).await
+    }
+
     /// Forgets every cached token.
     pub fn invalidate_all(&self) {
         self.engine.invalidate_all();

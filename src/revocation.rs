@@ -1,0 +1,156 @@
+//! Revocation: forgetting every cached token of a subject, a session or a
+//! client at once, and refusing the tokens issued to them before the event,
+//! cached or not.
+//!
+//! An authorization server says when a session ends or an account is
+//! disabled (OpenID Connect Back-Channel Logout, Shared Signals). Each such
+//! event is a [`Revocation`]: hand it to
+//! [`Verifier::revoke`](crate::Verifier::revoke) (or the same method of
+//! an [`Introspector`](crate::Introspector),
+//! a [`JwtVerifier`](crate::jwt::JwtVerifier) or a
+//! [`CachedSource`](crate::source::CachedSource)). It does two things:
+//!
+//! - **evicts** every cached answer that names the subject, session or
+//!   client (found through an index of the cache by who and what, kept on
+//!   the miss path: a hit pays nothing for it);
+//! - records a **cut-off**: a token of that subject, session or client
+//!   issued at or before the event (its `auth_time` where present, else its
+//!   `iat`; a token with neither) is refused with 401 `invalid_token`, even
+//!   one never seen before, such as a JWT verified locally.
+//!
+//! A cut-off is forgotten [`cutoff_retention`] after its event (default
+//! [`DEFAULT_CUTOFF_RETENTION`], 24 hours): set it to at least the longest
+//! lifetime of the tokens your authorization server issues, so that every
+//! token issued before the event has expired by then. At most
+//! [`max_cutoffs`] are held (default [`DEFAULT_MAX_CUTOFFS`]); when they are
+//! all taken by events younger than the retention, a revocation still evicts
+//! but answers [`RevokeError::Full`], so that whoever sent the event can
+//! retry.
+//!
+//! An answer without `iss` is filed under the verifier's
+//! `expected_issuer` when it has exactly one; otherwise under no issuer,
+//! and then a revocation from any issuer that names its subject, session
+//! or client reaches it. Over-eviction only costs a reload; configure
+//! `expected_issuer` to avoid it.
+//!
+//! ```
+//! use tower_introspection::revocation::Revocation;
+//!
+//! let logout = Revocation::session("https://as.example", "a-session-id");
+//! // The value is never printed: logs may hold a revocation's Debug.
+//! assert_eq!(
+//!     format!("{logout:?}"),
+//!     r#"Revocation { kind: "session", issuer: "https://as.example", .. }"#
+//! );
+//! ```
+//!
+//! [`cutoff_retention`]: crate::introspection::IntrospectorBuilder::cutoff_retention
+//! [`max_cutoffs`]: crate::introspection::IntrospectorBuilder::max_cutoffs
+
+use std::fmt;
+use std::time::Duration;
+
+/// How long a cut-off is kept after its event, by default: 24 hours.
+pub const DEFAULT_CUTOFF_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// How many cut-offs a verifier holds at most, by default.
+pub const DEFAULT_MAX_CUTOFFS: u64 = 100_000;
+
+/// What a revocation names: every token of a subject, of a session or of a
+/// client, at one issuer. See the [module docs](self).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub(crate) kind: Kind,
+    pub(crate) issuer: Box<str>,
+    pub(crate) value: Box<str>,
+}
+
+/// Which claim a revocation matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `sub`.
+    Subject = 1,
+    /// `sid` (OpenID Connect sessions).
+    Session = 2,
+    /// `client_id`.
+    Client = 3,
+}
+
+impl Kind {
+    pub(crate) const ALL: [Kind; 3] = [Kind::Subject, Kind::Session, Kind::Client];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Subject => "subject",
+            Kind::Session => "session",
+            Kind::Client => "client",
+        }
+    }
+}
+
+impl Revocation {
+    /// Every token whose `sub` is `subject`, from `issuer` (a user logged
+    /// out of everything, an account disabled or deleted).
+    pub fn subject(issuer: impl Into<String>, subject: impl Into<String>) -> Self {
+        Self::new(Kind::Subject, issuer.into(), subject.into())
+    }
+
+    /// Every token whose `sid` is `session`, from `issuer` (one login
+    /// session ended: OpenID Connect Back-Channel Logout's `sid`).
+    pub fn session(issuer: impl Into<String>, session: impl Into<String>) -> Self {
+        Self::new(Kind::Session, issuer.into(), session.into())
+    }
+
+    /// Every token whose `client_id` is `client`, from `issuer` (a client
+    /// deleted or its credentials compromised).
+    pub fn client(issuer: impl Into<String>, client: impl Into<String>) -> Self {
+        Self::new(Kind::Client, issuer.into(), client.into())
+    }
+
+    fn new(kind: Kind, issuer: String, value: String) -> Self {
+        Self {
+            kind,
+            issuer: issuer.into_boxed_str(),
+            value: value.into_boxed_str(),
+        }
+    }
+
+    /// The issuer the revocation comes from.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+}
+
+impl fmt::Debug for Revocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Revocation")
+            .field("kind", &self.kind.name())
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a revocation did here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Revoked {
+    /// Cached answers evicted.
+    pub evicted: u64,
+}
+
+/// Why a revocation was not wholly carried out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RevokeError {
+    /// Every cut-off slot holds an event younger than the retention: the
+    /// matching cached answers were evicted, but tokens never seen before
+    /// are not refused. Ask the sender to retry later, or raise
+    /// `max_cutoffs`.
+    #[error("the revocation cut-offs are full ({capacity}); cached answers were evicted, but tokens not seen yet are not refused")]
+    Full {
+        /// The configured maximum.
+        capacity: u64,
+        /// Cached answers evicted all the same.
+        evicted: u64,
+    },
+}
