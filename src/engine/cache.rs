@@ -741,6 +741,32 @@ mod tests {
         )
     }
 
+    /// An answer loaded while its revocation was under way (the revocation
+    /// looked for it before it was filed) is not admitted to hits.
+    #[tokio::test]
+    async fn an_answer_a_cutoff_refuses_is_not_admitted() {
+        let cache = cache("e", "c");
+        let now = crate::validate::unix_now();
+        let claims = |iat: i64| {
+            let json = format!(r#"{{"active":true,"sub":"alice","iat":{iat}}}"#);
+            Principal::from_json(json.as_bytes()).unwrap().into_shared()
+        };
+        let (before, after) = (claims(now - 10), claims(now + 10));
+        let (recorded, evicted) = cache
+            .revoke(&Revocation::subject("https://as", "alice"), now)
+            .await;
+        assert!(recorded);
+        assert_eq!(evicted, 0);
+        let active = cache.active().unwrap();
+        for (token, entry, admitted) in [("old", &before, false), ("new", &after, true)] {
+            let key = cache.key(token);
+            active.insert(key, Arc::clone(entry)).await;
+            cache.admit(key, token, entry, &cache.ticket(key)).await;
+            let now = clock::now();
+            assert_eq!(cache.peek(&key, now).is_some(), admitted, "{token}");
+        }
+    }
+
     #[test]
     fn weight_bounds_bytes_and_entries_at_once() {
         // 1000 bytes for at most 10 entries: every entry weighs at least 100.

@@ -3,6 +3,7 @@
 //! answers, and the revocation cut-offs. Kept on the miss path and at
 //! eviction; a hit never looks here.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -19,12 +20,27 @@ pub(crate) type WhoKeys = [Option<Key>; 3];
 pub(crate) struct Who {
     /// Filed under this issuer when an answer names none.
     default_issuer: Box<str>,
-    index: Mutex<HashMap<Key, Vec<Key>>>,
+    /// By the first eight bytes of a who-key: a collision only evicts an
+    /// answer more, which is reloaded.
+    index: Mutex<HashMap<u64, Filed>>,
     cutoffs: Mutex<HashMap<Key, Cutoff>>,
     /// Whether any cut-off is held: a miss with none pays one load.
     any_cutoff: AtomicBool,
     max_cutoffs: u64,
     retention_secs: i64,
+}
+
+/// The cache keys filed under one who-key: mostly one (a subject's or a
+/// session's token), many for a busy client.
+enum Filed {
+    One(Key),
+    Many(Box<Vec<Key>>),
+}
+
+fn short(who: &Key) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&who[..8]);
+    u64::from_ne_bytes(bytes)
 }
 
 /// Tokens issued at or before `at` are refused until `forget_at` (Unix
@@ -63,9 +79,19 @@ impl Who {
     pub(crate) fn insert(&self, who: &WhoKeys, key: Key) {
         let mut index = lock(&self.index);
         for who in who.iter().flatten() {
-            let keys = index.entry(*who).or_default();
-            if !keys.contains(&key) {
-                keys.push(key);
+            match index.entry(short(who)) {
+                Entry::Vacant(vacant) => {
+                    vacant.insert(Filed::One(key));
+                }
+                Entry::Occupied(mut occupied) => match occupied.get_mut() {
+                    Filed::One(one) if *one == key => {}
+                    Filed::One(one) => {
+                        let one = *one;
+                        occupied.insert(Filed::Many(Box::new(vec![one, key])));
+                    }
+                    Filed::Many(many) if many.contains(&key) => {}
+                    Filed::Many(many) => many.push(key),
+                },
             }
         }
     }
@@ -74,10 +100,25 @@ impl Who {
     pub(crate) fn remove(&self, who: &WhoKeys, key: &Key) {
         let mut index = lock(&self.index);
         for who in who.iter().flatten() {
-            if let Some(keys) = index.get_mut(who) {
-                keys.retain(|held| held != key);
-                if keys.is_empty() {
-                    index.remove(who);
+            let Entry::Occupied(mut occupied) = index.entry(short(who)) else {
+                continue;
+            };
+            match occupied.get_mut() {
+                Filed::One(one) if one == key => {
+                    occupied.remove();
+                }
+                Filed::One(_) => {}
+                Filed::Many(many) => {
+                    many.retain(|held| held != key);
+                    match many.as_slice() {
+                        [] => {
+                            occupied.remove();
+                        }
+                        &[one] => {
+                            occupied.insert(Filed::One(one));
+                        }
+                        _ => many.shrink_to(many.len() * 2),
+                    }
                 }
             }
         }
@@ -127,7 +168,13 @@ impl Who {
     /// The cache keys filed under `who`, taken out of the index.
     pub(crate) fn take(&self, who: &[Key]) -> Vec<Key> {
         let mut index = lock(&self.index);
-        let mut keys: Vec<Key> = who.iter().filter_map(|who| index.remove(who)).flatten().collect();
+        let mut keys = Vec::new();
+        for filed in who.iter().filter_map(|who| index.remove(&short(who))) {
+            match filed {
+                Filed::One(one) => keys.push(one),
+                Filed::Many(many) => keys.extend(*many),
+            }
+        }
         keys.sort_unstable();
         keys.dedup();
         keys
@@ -167,4 +214,87 @@ fn value(claims: &Claims, kind: Kind) -> Option<&str> {
 /// OpenID Connect's `auth_time`: when the user logged in.
 fn auth_time(claims: &Claims) -> Option<i64> {
     claims.extra.as_ref()?.get("auth_time")?.as_i64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::principal::Principal;
+
+    fn claims(json: &str) -> std::sync::Arc<Claims> {
+        Principal::from_json(json.as_bytes()).unwrap().into_shared()
+    }
+
+    #[test]
+    fn a_who_key_files_one_answer_then_many_and_forgets_them_one_by_one() {
+        let who = Who::new(Some("https://as"), 10, Duration::from_secs(60));
+        let keys = KeyScheme::new("e", "c");
+        let app = |sub: &str| claims(&format!(r#"{{"active":true,"sub":"{sub}","client_id":"app"}}"#));
+        let (a, b, c) = (app("a"), app("b"), app("c"));
+        let filed: Vec<(WhoKeys, Key)> = [&a, &b, &c]
+            .iter()
+            .zip([[1u8; 16], [2; 16], [3; 16]])
+            .map(|(claims, key)| (who.keys_of(&keys, claims), key))
+            .collect();
+        for (who_keys, key) in &filed {
+            who.insert(who_keys, *key);
+            who.insert(who_keys, *key);
+        }
+        assert_eq!(who.sizes().1, 4, "three subjects and one client");
+        who.remove(&filed[0].0, &filed[0].1);
+        who.remove(&filed[1].0, &filed[1].1);
+        assert_eq!(who.sizes().1, 2, "one subject and the client, back to one answer");
+        let client = who.matching(&keys, &Revocation::client("https://as", "app"));
+        assert_eq!(who.take(&client), vec![[3; 16]]);
+        who.remove(&filed[2].0, &filed[2].1);
+        assert_eq!(who.sizes().1, 0);
+
+        for (who_keys, key) in &filed {
+            who.insert(who_keys, *key);
+        }
+        assert_eq!(who.take(&client), vec![[1; 16], [2; 16], [3; 16]], "each once");
+        let subject = who.matching(&keys, &Revocation::subject("https://as", "b"));
+        assert_eq!(who.take(&subject), vec![[2; 16]]);
+        let elsewhere = who.matching(&keys, &Revocation::subject("https://other", "a"));
+        assert_eq!(
+            who.take(&elsewhere),
+            Vec::<Key>::new(),
+            "another issuer's subject"
+        );
+    }
+
+    #[test]
+    fn cutoffs_refuse_what_was_issued_up_to_them_and_no_later() {
+        let who = Who::new(None, 3, Duration::from_secs(60));
+        let keys = KeyScheme::new("e", "c");
+        let s1 = Revocation::session("https://as", "s1");
+        let s2 = Revocation::session("https://as", "s2");
+        assert!(who.cut_off(&who.matching(&keys, &s1), 1000));
+        assert_eq!(who.sizes().0, 2, "the issuer's, and no issuer's");
+        let at = |iat: &str| claims(&format!(r#"{{"active":true,"sid":"s1"{iat}}}"#));
+        for (claims, refused) in [
+            (at(r#","iat":999"#), true),
+            (at(r#","iat":1000"#), true),
+            (at(r#","iat":1001"#), false),
+            (at(""), true),
+            (at(r#","iat":1001,"auth_time":1000"#), true),
+            (at(r#","iat":999,"auth_time":1001"#), false),
+        ] {
+            let keys_of = who.keys_of(&keys, &claims);
+            let iat = claims.issued_at.get();
+            assert_eq!(who.refuses(&claims, &keys_of, 1000), refused, "{iat:?}");
+            assert!(
+                !who.refuses(&claims, &keys_of, 1060),
+                "forgotten after the retention"
+            );
+        }
+        let other = claims(r#"{"active":true,"sid":"s2","iat":1}"#);
+        assert!(!who.refuses(&other, &who.keys_of(&keys, &other), 1000));
+        assert!(who.cut_off(&who.matching(&keys, &s1), 1010), "no new slot");
+        assert!(!who.cut_off(&who.matching(&keys, &s2), 1010), "full");
+        assert!(
+            who.cut_off(&who.matching(&keys, &s2), 1071),
+            "the expired are purged"
+        );
+    }
 }
