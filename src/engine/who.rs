@@ -291,6 +291,9 @@ mod tests {
         let other = claims(r#"{"active":true,"sid":"s2","iat":1}"#);
         assert!(!who.refuses(&other, &who.keys_of(&keys, &other), 1000));
         assert!(who.cut_off(&who.matching(&keys, &s1), 1010), "no new slot");
+        let later = at(r#","iat":1005"#);
+        let later_keys = who.keys_of(&keys, &later);
+        assert!(who.refuses(&later, &later_keys, 1065), "moved on to the later event");
         assert!(!who.cut_off(&who.matching(&keys, &s2), 1010), "full");
         assert!(
             who.cut_off(&who.matching(&keys, &s2), 1071),
