@@ -8,6 +8,10 @@
 //! - [`Introspector`] is the cached introspection client, shared by all
 //!   layers of a process; it also offers [`invalidate`](Introspector::invalidate)
 //!   and [`stats`](Introspector::stats).
+//! - [`Verifier::revoke`] (and the same on each source) carries out a
+//!   [`Revocation`](revocation::Revocation): every cached token of a
+//!   subject, session or client is evicted, and their tokens issued up to
+//!   the event are refused, cached or not.
 //! - [`ProtectedResourceMetadata`](metadata::ProtectedResourceMetadata) publishes RFC 9728 metadata at its
 //!   well-known URL, which [`IntrospectionLayer::resource_metadata`] puts in
 //!   every challenge; `expected_resource` on the verifier builders requires

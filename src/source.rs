@@ -60,6 +60,7 @@ use crate::engine::{CacheSettings, Engine, Parts, Policy};
 use crate::error::{AuthError, ConfigError};
 use crate::macros::setters;
 use crate::principal::Principal;
+use crate::revocation::{Revocation, RevokeError, Revoked};
 use crate::settings::{ClaimSettings, MAX_DURATION};
 use crate::stats::CacheStats;
 
@@ -138,20 +139,9 @@ impl<L: LoadToken> CachedSource<L> {
         self.engine.invalidate(token).await;
     }
 
-    /// Carries out a [`Revocation`](crate::revocation::Revocation): evicts
-    /// the cached answers of its subject, session or client, and refuses
-    /// from now on the tokens issued to them up to now, cached or not. See
-    /// [`revocation`](crate::revocation).
-    ///
-    /// # Errors
-    ///
-    /// [`RevokeError::Full`](crate::revocation::RevokeError::Full) when no
-    /// cut-off slot is free: the answers were evicted, but tokens not seen
-    /// yet are not refused.
-    pub async fn revoke(
-        &self,
-        revocation: &crate::revocation::Revocation,
-    ) -> Result<crate::revocation::Revoked, crate::revocation::RevokeError> {
+    /// Carries out a revocation here; see
+    /// [`Verifier::revoke`](crate::Verifier::revoke).
+    pub async fn revoke(&self, revocation: &Revocation) -> Result<Revoked, RevokeError> {
         self.engine.revoke(revocation).await
     }
 

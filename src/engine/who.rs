@@ -34,7 +34,7 @@ pub(crate) struct Who {
 /// session's token), many for a busy client.
 enum Filed {
     One(Key),
-    Many(Box<Vec<Key>>),
+    Many(Vec<Key>),
 }
 
 fn short(who: &Key) -> u64 {
@@ -87,7 +87,7 @@ impl Who {
                     Filed::One(one) if *one == key => {}
                     Filed::One(one) => {
                         let one = *one;
-                        occupied.insert(Filed::Many(Box::new(vec![one, key])));
+                        occupied.insert(Filed::Many(vec![one, key]));
                     }
                     Filed::Many(many) if many.contains(&key) => {}
                     Filed::Many(many) => many.push(key),
@@ -172,7 +172,7 @@ impl Who {
         for filed in who.iter().filter_map(|who| index.remove(&short(who))) {
             match filed {
                 Filed::One(one) => keys.push(one),
-                Filed::Many(many) => keys.extend(*many),
+                Filed::Many(many) => keys.extend(many),
             }
         }
         keys.sort_unstable();
@@ -293,7 +293,10 @@ mod tests {
         assert!(who.cut_off(&who.matching(&keys, &s1), 1010), "no new slot");
         let later = at(r#","iat":1005"#);
         let later_keys = who.keys_of(&keys, &later);
-        assert!(who.refuses(&later, &later_keys, 1065), "moved on to the later event");
+        assert!(
+            who.refuses(&later, &later_keys, 1065),
+            "moved on to the later event"
+        );
         assert!(!who.cut_off(&who.matching(&keys, &s2), 1010), "full");
         assert!(
             who.cut_off(&who.matching(&keys, &s2), 1071),
