@@ -516,6 +516,26 @@ mod tests {
     }
 
     #[test]
+    fn flush_markers_are_the_verifiers_own_and_no_value_name() {
+        let (a, b) = (
+            keys(&[S1], "https://as/i", "rs"),
+            keys(&[S1], "https://as/j", "rs"),
+        );
+        assert_ne!(a.flush_marker(), b.flush_marker(), "verifiers sharing a Redis");
+        assert!(a.flush_marker().starts_with(&a.namespace));
+        let values = a.value_pattern();
+        assert!(!a.flush_marker().starts_with(values.trim_end_matches('*')));
+    }
+
+    #[test]
+    fn hex_is_read_up_to_thirty_two_bytes() {
+        assert_eq!(unhex(&"ab".repeat(32)), Some(vec![0xab; 32]));
+        assert_eq!(unhex(&"ab".repeat(33)), None);
+        assert_eq!(unhex(&"ab".repeat(40)), None);
+        assert_eq!(unhex("abc"), None);
+    }
+
+    #[test]
     fn short_secrets_are_refused() {
         assert!(FleetKeys::new(&[&S1[..31]], "p:", "e", "c").is_err());
         assert!(FleetKeys::new(&[], "p:", "e", "c").is_err());

@@ -95,9 +95,10 @@ pub(crate) fn open(
         return Err(Refused::Forged);
     }
     let (header, json) = plaintext.split_at(HEADER_BYTES);
-    let (answered, until) = header.split_at(8);
-    let number = |bytes: &[u8]| bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
-    let (answered_ms, until_ms) = (number(answered), number(until));
+    let (mut answered, mut until) = ([0u8; 8], [0u8; 8]);
+    answered.copy_from_slice(&header[..8]);
+    until.copy_from_slice(&header[8..]);
+    let (answered_ms, until_ms) = (u64::from_be_bytes(answered), u64::from_be_bytes(until));
     if until_ms <= now_ms {
         return Err(Refused::Expired);
     }
@@ -248,6 +249,30 @@ mod tests {
             &value[..value.len() - 1],
         ] {
             assert_eq!(open(&aead(1), "n", forged, NOW).unwrap_err(), Refused::Forged);
+        }
+    }
+
+    /// Sealed under the fleet's key, but shorter than the header (no
+    /// replica writes that): refused, never read past its end.
+    #[test]
+    fn a_sealed_value_too_short_for_its_header_is_refused() {
+        for length in [0, 3, HEADER_BYTES - 1] {
+            let nonce = [7u8; NONCE_BYTES];
+            let sealed = aead(1)
+                .encrypt(
+                    XNonce::from_slice(&nonce),
+                    Payload {
+                        msg: &vec![0xff; length],
+                        aad: b"n",
+                    },
+                )
+                .unwrap();
+            let value = [&[VERSION][..], &nonce, &sealed].concat();
+            assert_eq!(
+                open(&aead(1), "n", &value, NOW).unwrap_err(),
+                Refused::Forged,
+                "{length}"
+            );
         }
     }
 
