@@ -385,6 +385,36 @@ mod memory_fleet {
         assert_eq!(sessions.lookups(), 1, "one lookup for the fleet");
     }
 
+    /// A store that stops answering drops no connection (a paused or
+    /// partitioned Redis): notices sent meanwhile are lost, so a replica
+    /// that saw its store fail drops its in-process cache once the store
+    /// answers again.
+    #[tokio::test]
+    async fn an_invalidation_lost_in_an_outage_is_made_good_when_the_store_is_back() {
+        let sessions = Sessions::default();
+        sessions.open("s-alice", "alice");
+        let store = MemoryStore::new();
+        let (a, _) = replica(&sessions, &store).await;
+        let (_b, url_b) = replica(&sessions, &store).await;
+        assert_eq!(get_with(&url_b, "s-alice").await.status(), 200);
+
+        store.set_available(false);
+        sessions.close("s-alice");
+        a.invalidate("s-alice").await;
+        // Replica b's listener checks its store once a second.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        store.set_available(true);
+        let mut status = 200;
+        for _ in 0..40 {
+            status = get_with(&url_b, "s-alice").await.status().as_u16();
+            if status == 401 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(status, 401, "replica b dropped what it held once the store was back");
+    }
+
     #[tokio::test]
     async fn a_store_that_is_down_costs_lookups_never_answers() {
         let sessions = Sessions::default();
