@@ -412,7 +412,10 @@ mod memory_fleet {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert_eq!(status, 401, "replica b dropped what it held once the store was back");
+        assert_eq!(
+            status, 401,
+            "replica b dropped what it held once the store was back"
+        );
     }
 
     #[tokio::test]

@@ -60,6 +60,7 @@ use crate::jose::{Compact, Jwks, PublicKey, Refresh};
 use crate::principal::Principal;
 use crate::revocation::{Revocation, RevokeError, Revoked};
 use crate::stats::CacheStats;
+use serde_json::{Map, Value};
 
 /// Verifies JWT access tokens locally, with a cache in front.
 ///
@@ -199,6 +200,30 @@ impl LoadToken for JwtSource {
                     "the authorization server's keys are unavailable",
                 ))
             }
+        }
+    }
+}
+
+impl JwtVerifier {
+    /// A JWT signed by this verifier's issuer with one of its keys, not an
+    /// access token (a logout token, a security event token): its header
+    /// `typ` and its claims, unchecked but for the signature and the
+    /// allowed algorithms. `Err(None)`: no key could be had (retry later).
+    pub(crate) async fn signed_claims(
+        &self,
+        token: &str,
+    ) -> Result<(Option<String>, Map<String, Value>), Option<&'static str>> {
+        let source = self.engine.source();
+        let jws = Compact::parse(token).map_err(Some)?;
+        if let Some(allowed) = &source.algorithms {
+            if !allowed.contains(&jws.alg) {
+                return Err(Some("the token's algorithm is not allowed"));
+            }
+        }
+        match source.check_signature(&jws).await {
+            Ok(()) => Ok((jws.typ, jws.claims)),
+            Err(Refusal::Invalid(why) | Refusal::Refused(why)) => Err(Some(why)),
+            Err(Refusal::Unavailable(_)) => Err(None),
         }
     }
 }

@@ -1,0 +1,421 @@
+//! An OpenID Connect Back-Channel Logout 1.0 receiver: the authorization
+//! server POSTs a signed logout token when a session ends, and every cached
+//! token of that session (or subject) is revoked.
+//!
+//! [`BackChannelLogout`] is a tower service to mount at the URL registered
+//! as the client's `backchannel_logout_uri`. It validates the logout token
+//! as §2.6 requires — signature with the issuer's keys (through a
+//! [`JwtVerifier`]'s JWK Set), `iss`, `aud`, `iat` (and `exp` where
+//! present), `jti` never seen before, the back-channel logout event, `sub`
+//! and/or `sid`, no `nonce`, `typ` `logout+jwt` where present — then
+//! [revokes](crate::Verifier::revoke) the session (`sid`) or, without one,
+//! the subject. It answers 200, or 400 with a JSON error (§2.8), always with
+//! `Cache-Control: no-store`.
+//!
+//! ```no_run
+//! use axum::{routing::post_service, Router};
+//! use tower_introspection::jwt::JwtVerifier;
+//! use tower_introspection::logout::BackChannelLogout;
+//! use tower_introspection::{IntrospectionLayer, Introspector, Verifier};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let keys = JwtVerifier::discover("https://as.example").await?.build()?;
+//! let introspector = Introspector::builder("https://as.example/introspect")
+//!     .client_secret_basic("api", "secret")
+//!     .build()?;
+//! let verifier = Verifier::from(introspector);
+//! let logout = BackChannelLogout::builder(keys, verifier.clone())
+//!     .audience("api")
+//!     .build()?;
+//! let app: Router = Router::new()
+//!     // Outside the layer: the authorization server has no access token.
+//!     .route("/backchannel-logout", post_service(logout))
+//!     .merge(Router::new().route_layer(IntrospectionLayer::new(verifier)));
+//! # Ok(()) }
+//! ```
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt as _, Full, Limited};
+use serde_json::{Map, Value};
+
+use crate::error::ConfigError;
+use crate::jwt::JwtVerifier;
+use crate::revocation::Revocation;
+use crate::validate::unix_now;
+use crate::verifier::Verifier;
+
+/// The event a logout token carries (§2.4).
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// How old a logout token may be, by default (its `iat`): five minutes.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
+
+/// The largest request body read: a logout token is a few kilobytes.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Logout tokens remembered against replay, at most.
+const MAX_JTIS: u64 = 100_000;
+
+/// Receives back-channel logout tokens; see the [module docs](self).
+/// Cloning is a pointer copy.
+#[derive(Clone)]
+pub struct BackChannelLogout {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    keys: JwtVerifier,
+    issuer: Box<str>,
+    verifier: Verifier,
+    audiences: Box<[Box<str>]>,
+    max_age_secs: i64,
+    leeway_secs: i64,
+    /// `jti`s seen, until they are too old to be accepted anyway.
+    seen: moka::future::Cache<Box<str>, ()>,
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    received: AtomicU64,
+    accepted: AtomicU64,
+    refused: AtomicU64,
+    evicted: AtomicU64,
+}
+
+/// Counters of a [`BackChannelLogout`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogoutStats {
+    /// Requests received.
+    pub received: u64,
+    /// Logout tokens accepted (and revoked).
+    pub accepted: u64,
+    /// Requests refused (400).
+    pub refused: u64,
+    /// Cached answers evicted by accepted logout tokens.
+    pub evicted: u64,
+}
+
+/// Configures a [`BackChannelLogout`].
+#[must_use]
+pub struct BackChannelLogoutBuilder {
+    keys: JwtVerifier,
+    verifier: Verifier,
+    audiences: Vec<Box<str>>,
+    max_age: Duration,
+    leeway: Duration,
+}
+
+impl BackChannelLogout {
+    /// A receiver that checks logout tokens with `keys` (a verifier whose
+    /// `expected_issuer` is the authorization server, and whose keys it
+    /// signs with) and revokes in `verifier`.
+    pub fn builder(keys: JwtVerifier, verifier: impl Into<Verifier>) -> BackChannelLogoutBuilder {
+        BackChannelLogoutBuilder {
+            keys,
+            verifier: verifier.into(),
+            audiences: Vec::new(),
+            max_age: DEFAULT_MAX_AGE,
+            leeway: Duration::from_secs(60),
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> LogoutStats {
+        let counters = &self.inner.counters;
+        LogoutStats {
+            received: counters.received.load(Ordering::Relaxed),
+            accepted: counters.accepted.load(Ordering::Relaxed),
+            refused: counters.refused.load(Ordering::Relaxed),
+            evicted: counters.evicted.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl BackChannelLogoutBuilder {
+    /// A client id of this resource server at the authorization server: a
+    /// logout token's `aud` must name one. Repeat for several.
+    pub fn audience(mut self, client_id: impl Into<String>) -> Self {
+        self.audiences.push(client_id.into().into_boxed_str());
+        self
+    }
+
+    /// How old a logout token may be (its `iat`; default five minutes, at
+    /// most a day): older ones are refused, and `jti`s are remembered this
+    /// long against replay.
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// Clock skew tolerated on `iat` and `exp` (default 60 s, at most five
+    /// minutes).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Builds the receiver.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSetting`] without an audience, or with a key
+    /// verifier that has no `expected_issuer`; [`ConfigError::OutOfRange`]
+    /// for a `max_age` over a day or a `leeway` over five minutes.
+    pub fn build(self) -> Result<BackChannelLogout, ConfigError> {
+        let Some(issuer) = self.keys.issuer().map(Into::into) else {
+            return Err(ConfigError::InvalidSetting(
+                "the logout token verifier needs an expected_issuer: the authorization server's",
+            ));
+        };
+        if self.audiences.is_empty() {
+            return Err(ConfigError::InvalidSetting(
+                "a back-channel logout receiver needs an audience: this client's id at the authorization server",
+            ));
+        }
+        if self.max_age.is_zero() || self.max_age > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::OutOfRange {
+                setting: "max_age",
+                range: "more than zero, at most one day",
+            });
+        }
+        if self.leeway > Duration::from_secs(300) {
+            return Err(ConfigError::OutOfRange {
+                setting: "leeway",
+                range: "at most five minutes",
+            });
+        }
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        Ok(BackChannelLogout {
+            inner: Arc::new(Inner {
+                keys: self.keys,
+                issuer,
+                verifier: self.verifier,
+                audiences: self.audiences.into(),
+                max_age_secs: secs(self.max_age),
+                leeway_secs: secs(self.leeway),
+                seen: moka::future::Cache::builder()
+                    .max_capacity(MAX_JTIS)
+                    .time_to_live(self.max_age + 2 * self.leeway)
+                    .build(),
+                counters: Counters::default(),
+            }),
+        })
+    }
+}
+
+/// Why a request was refused: the `error` and `error_description` of the
+/// 400 (§2.8).
+struct Refused {
+    error: &'static str,
+    description: &'static str,
+}
+
+fn invalid(description: &'static str) -> Refused {
+    Refused {
+        error: "invalid_request",
+        description,
+    }
+}
+
+impl Inner {
+    async fn handle<B>(&self, request: Request<B>) -> Result<(), Refused>
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if request.method() != Method::POST {
+            return Err(invalid("a logout token is POSTed"));
+        }
+        if !crate::form::is_form(request.headers()) {
+            return Err(invalid("the body must be application/x-www-form-urlencoded"));
+        }
+        let body = Limited::new(request.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|_| invalid("the body could not be read, or is too large"))?
+            .to_bytes();
+        let mut tokens = form_urlencoded::parse(&body).filter(|(name, _)| name == "logout_token");
+        let (Some((_, token)), None) = (tokens.next(), tokens.next()) else {
+            return Err(invalid("exactly one logout_token parameter is required"));
+        };
+        let (revocation, jti) = self.check(&token).await?;
+        let revoked = match self.verifier.revoke(&revocation).await {
+            Ok(revoked) => revoked.evicted,
+            Err(crate::revocation::RevokeError::Full { evicted, .. }) => {
+                self.counters.evicted.fetch_add(evicted, Ordering::Relaxed);
+                // Not carried out: the sender may send it again.
+                self.seen.invalidate(&jti).await;
+                return Err(Refused {
+                    error: "temporarily_unavailable",
+                    description: "the session's cached tokens were evicted, but its revocation could not be recorded; retry",
+                });
+            }
+        };
+        self.counters.evicted.fetch_add(revoked, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// §2.6: the logout token's validation, and what it revokes.
+    async fn check(&self, token: &str) -> Result<(Revocation, Box<str>), Refused> {
+        let (typ, claims) = self.keys.signed_claims(token).await.map_err(|why| match why {
+            Some(why) => invalid(why),
+            None => Refused {
+                error: "temporarily_unavailable",
+                description: "the authorization server's keys could not be fetched",
+            },
+        })?;
+        if let Some(typ) = typ {
+            let typ = typ.to_ascii_lowercase();
+            if typ != "logout+jwt" && typ != "application/logout+jwt" {
+                return Err(invalid("the token's typ is not logout+jwt"));
+            }
+        }
+        if text(&claims, "iss") != Some(&*self.issuer) {
+            return Err(invalid("the token's iss is not the expected issuer"));
+        }
+        let audience_ok = match claims.get("aud") {
+            Some(Value::String(aud)) => self.audiences.iter().any(|a| **a == *aud),
+            Some(Value::Array(auds)) => auds.iter().any(|aud| {
+                aud.as_str()
+                    .is_some_and(|aud| self.audiences.iter().any(|a| **a == *aud))
+            }),
+            _ => false,
+        };
+        if !audience_ok {
+            return Err(invalid("the token's aud does not name this client"));
+        }
+        let now = unix_now();
+        let Some(iat) = claims.get("iat").and_then(Value::as_f64) else {
+            return Err(invalid("the token has no iat"));
+        };
+        if iat > (now + self.leeway_secs) as f64 || iat < (now - self.max_age_secs - self.leeway_secs) as f64
+        {
+            return Err(invalid("the token's iat is too old or in the future"));
+        }
+        if let Some(exp) = claims.get("exp") {
+            if exp
+                .as_f64()
+                .is_none_or(|exp| exp <= (now - self.leeway_secs) as f64)
+            {
+                return Err(invalid("the token has expired"));
+            }
+        }
+        let is_logout_event = claims
+            .get("events")
+            .and_then(Value::as_object)
+            .and_then(|events| events.get(BACKCHANNEL_LOGOUT_EVENT))
+            .is_some_and(Value::is_object);
+        if !is_logout_event {
+            return Err(invalid("the token carries no back-channel logout event"));
+        }
+        if claims.contains_key("nonce") {
+            return Err(invalid("a logout token must not carry a nonce"));
+        }
+        let Some(jti) = text(&claims, "jti") else {
+            return Err(invalid("the token has no jti"));
+        };
+        let revocation = match (text(&claims, "sid"), text(&claims, "sub")) {
+            (Some(sid), _) => Revocation::session(&*self.issuer, sid),
+            (None, Some(sub)) => Revocation::subject(&*self.issuer, sub),
+            (None, None) => return Err(invalid("the token names neither sub nor sid")),
+        };
+        // Last, so that only a token valid in every other way is remembered.
+        let entry = self.seen.entry(jti.into()).or_insert(()).await;
+        if !entry.is_fresh() {
+            return Err(invalid("the token was already used (jti)"));
+        }
+        Ok((revocation, jti.into()))
+    }
+}
+
+fn text<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    claims.get(name)?.as_str()
+}
+
+fn answer(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status != StatusCode::OK {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    response
+}
+
+impl<B> tower_service::Service<Request<B>> for BackChannelLogout
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            inner.counters.received.fetch_add(1, Ordering::Relaxed);
+            let outcome = inner.handle(request).await;
+            let span = tracing::info_span!("backchannel_logout");
+            let _entered = span.enter();
+            Ok(match outcome {
+                Ok(()) => {
+                    inner.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!("logout token accepted");
+                    answer(StatusCode::OK, Bytes::new())
+                }
+                Err(refused) => {
+                    inner.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        error = refused.error,
+                        reason = refused.description,
+                        "logout token refused"
+                    );
+                    let body = serde_json::json!({
+                        "error": refused.error,
+                        "error_description": refused.description,
+                    });
+                    answer(StatusCode::BAD_REQUEST, Bytes::from(body.to_string()))
+                }
+            })
+        })
+    }
+}
+
+impl fmt::Debug for BackChannelLogoutBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackChannelLogoutBuilder")
+            .field("audiences", &self.audiences)
+            .field("max_age", &self.max_age)
+            .field("leeway", &self.leeway)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for BackChannelLogout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackChannelLogout")
+            .field("issuer", &self.inner.issuer)
+            .field("audiences", &self.inner.audiences)
+            .finish_non_exhaustive()
+    }
+}

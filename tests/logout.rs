@@ -1,0 +1,258 @@
+//! OpenID Connect Back-Channel Logout over real TCP: the test AS signs
+//! logout tokens with its keys, a receiver mounted in an axum router
+//! checks them (§2.6) and revokes the session's cached tokens.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use axum::routing::post_service;
+use axum::Router;
+use serde_json::{json, Value};
+use tower_introspection::jwt::JwtVerifier;
+use tower_introspection::logout::{BackChannelLogout, BACKCHANNEL_LOGOUT_EVENT};
+use tower_introspection::test_util::{JwtSpec, TestAuthServer, TokenSpec, RS_CLIENT_ID, RS_CLIENT_SECRET};
+use tower_introspection::{Introspector, Verifier};
+
+const CLIENT: &str = "api-client";
+
+struct Receiver {
+    auth: TestAuthServer,
+    verifier: Verifier,
+    logout: BackChannelLogout,
+    url: String,
+}
+
+async fn receiver() -> Receiver {
+    let auth = TestAuthServer::start().await.unwrap();
+    let keys = JwtVerifier::builder()
+        .expected_issuer(auth.issuer())
+        .jwks_url(auth.jwks_url())
+        .build()
+        .unwrap();
+    let introspector = Introspector::builder(auth.introspection_url())
+        .client_secret_basic(RS_CLIENT_ID, RS_CLIENT_SECRET)
+        .expected_issuer(auth.issuer())
+        .build()
+        .unwrap();
+    let verifier = Verifier::from(introspector);
+    let logout = BackChannelLogout::builder(keys, verifier.clone())
+        .audience(CLIENT)
+        .build()
+        .unwrap();
+    let url = common::serve(Router::new().route("/backchannel-logout", post_service(logout.clone()))).await;
+    Receiver {
+        auth,
+        verifier,
+        logout,
+        url: format!("{url}/backchannel-logout"),
+    }
+}
+
+/// A valid logout token for session `sid`.
+fn logout_token(sid: &str) -> JwtSpec {
+    JwtSpec::new()
+        .typ("logout+jwt")
+        .aud(CLIENT)
+        .sub("alice")
+        .claim("sid", json!(sid))
+        .claim("jti", json!(format!("jti-{sid}-{}", rand_suffix())))
+        .claim("events", json!({ BACKCHANNEL_LOGOUT_EVENT: {} }))
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+async fn post(url: &str, form: &[(&str, &str)]) -> (u16, Option<String>, Value) {
+    let response = reqwest::Client::new().post(url).form(form).send().await.unwrap();
+    let status = response.status().as_u16();
+    let cache = response
+        .headers()
+        .get("cache-control")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = response.text().await.unwrap();
+    let json = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&body).unwrap()
+    };
+    (status, cache, json)
+}
+
+#[tokio::test]
+async fn a_logout_token_revokes_its_sessions_cached_tokens() {
+    let r = receiver().await;
+    let in_session = |sid: &str| TokenSpec::new().sub("alice").claim("sid", json!(sid));
+    let (ended, other) = (r.auth.mint(in_session("s1")), r.auth.mint(in_session("s2")));
+    r.verifier.validate(&ended).await.unwrap();
+    r.verifier.validate(&other).await.unwrap();
+
+    let token = r.auth.mint_jwt(logout_token("s1"));
+    let (status, cache, body) = post(&r.url, &[("logout_token", &token)]).await;
+    assert_eq!(
+        (status, cache.as_deref(), body),
+        (200, Some("no-store"), Value::Null)
+    );
+    let error = r.verifier.validate(&ended).await.unwrap_err();
+    assert_eq!(error.description(), "the token was revoked");
+    r.verifier.validate(&other).await.unwrap();
+    let stats = r.logout.stats();
+    assert_eq!(
+        (stats.received, stats.accepted, stats.refused, stats.evicted),
+        (1, 1, 0, 1)
+    );
+
+    // The same logout token again: a replay.
+    let (status, _, body) = post(&r.url, &[("logout_token", &token)]).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error_description"], "the token was already used (jti)");
+}
+
+#[tokio::test]
+async fn without_a_sid_the_subject_is_revoked() {
+    let r = receiver().await;
+    let alice = r.auth.mint(TokenSpec::new().sub("alice"));
+    let bob = r.auth.mint(TokenSpec::new().sub("bob"));
+    r.verifier.validate(&alice).await.unwrap();
+    let token = r.auth.mint_jwt(logout_token("x").without("sid"));
+    assert_eq!(post(&r.url, &[("logout_token", &token)]).await.0, 200);
+    assert!(r.verifier.validate(&alice).await.is_err());
+    r.verifier.validate(&bob).await.unwrap();
+}
+
+#[tokio::test]
+async fn forged_stale_misaddressed_and_malformed_logout_tokens_are_refused_and_revoke_nothing() {
+    let r = receiver().await;
+    let alice = r
+        .auth
+        .mint(TokenSpec::new().sub("alice").claim("sid", json!("s1")));
+    r.verifier.validate(&alice).await.unwrap();
+    let attacker = TestAuthServer::start().await.unwrap();
+    let long_ago = rand_suffix() as i64 / 1_000_000_000 - 3600;
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "the token's signature is invalid",
+            r.auth.mint_jwt(logout_token("s1").tamper()),
+        ),
+        (
+            "the token's signature is invalid",
+            attacker.mint_jwt(logout_token("s1").iss(r.auth.issuer())),
+        ),
+        (
+            "the token's iss is not the expected issuer",
+            r.auth.mint_jwt(logout_token("s1").iss("https://other.example")),
+        ),
+        (
+            "the token's aud does not name this client",
+            r.auth.mint_jwt(logout_token("s1").aud("someone-else")),
+        ),
+        (
+            "the token's typ is not logout+jwt",
+            r.auth.mint_jwt(logout_token("s1").typ("JWT+at")),
+        ),
+        (
+            "the token's iat is too old or in the future",
+            r.auth.mint_jwt(logout_token("s1").claim("iat", json!(long_ago))),
+        ),
+        (
+            "the token's iat is too old or in the future",
+            r.auth
+                .mint_jwt(logout_token("s1").claim("iat", json!(long_ago + 7200))),
+        ),
+        (
+            "the token has no iat",
+            r.auth.mint_jwt(logout_token("s1").without("iat")),
+        ),
+        (
+            "the token has expired",
+            r.auth.mint_jwt(logout_token("s1").claim("exp", json!(long_ago))),
+        ),
+        (
+            "the token carries no back-channel logout event",
+            r.auth
+                .mint_jwt(logout_token("s1").claim("events", json!({ "other": {} }))),
+        ),
+        (
+            "the token carries no back-channel logout event",
+            r.auth
+                .mint_jwt(logout_token("s1").claim("events", json!({ BACKCHANNEL_LOGOUT_EVENT: "yes" }))),
+        ),
+        (
+            "a logout token must not carry a nonce",
+            r.auth.mint_jwt(logout_token("s1").claim("nonce", json!("n"))),
+        ),
+        (
+            "the token has no jti",
+            r.auth.mint_jwt(logout_token("s1").without("jti")),
+        ),
+        (
+            "the token names neither sub nor sid",
+            r.auth.mint_jwt(logout_token("s1").without("sid").without("sub")),
+        ),
+        ("the token is not a well-formed JWT", "not.a.jwt".to_owned()),
+    ];
+    for (why, token) in &cases {
+        let (status, cache, body) = post(&r.url, &[("logout_token", token)]).await;
+        assert_eq!(status, 400, "{why}");
+        assert_eq!(cache.as_deref(), Some("no-store"));
+        assert_eq!(body["error"], "invalid_request", "{why}");
+        assert_eq!(body["error_description"], *why);
+    }
+    let (status, _, body) = post(&r.url, &[]).await;
+    assert_eq!(
+        (status, body["error_description"].as_str()),
+        (400, Some("exactly one logout_token parameter is required"))
+    );
+    let token = r.auth.mint_jwt(logout_token("s1"));
+    let twice = [("logout_token", token.as_str()), ("logout_token", token.as_str())];
+    assert_eq!(post(&r.url, &twice).await.0, 400);
+    let as_json = reqwest::Client::new()
+        .post(&r.url)
+        .json(&json!({ "logout_token": token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_json.status(), 400);
+
+    r.verifier.validate(&alice).await.unwrap();
+    assert_eq!(r.logout.stats().accepted, 0);
+    // The refusals consumed no jti: the genuine token still works.
+    assert_eq!(post(&r.url, &[("logout_token", &token)]).await.0, 200);
+    assert!(r.verifier.validate(&alice).await.is_err());
+}
+
+#[test]
+fn settings_are_checked() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let auth = rt.block_on(TestAuthServer::start()).unwrap();
+    let _runtime = rt.enter();
+    let verifier = || {
+        let introspector = Introspector::builder(auth.introspection_url())
+            .client_secret_basic(RS_CLIENT_ID, RS_CLIENT_SECRET)
+            .build()
+            .unwrap();
+        Verifier::from(introspector)
+    };
+    let keys = || JwtVerifier::builder().jwks_url(auth.jwks_url());
+    let no_issuer = BackChannelLogout::builder(keys().build().unwrap(), verifier()).audience(CLIENT);
+    assert!(no_issuer.build().is_err(), "the issuer's keys need the issuer");
+    let with_issuer = || keys().expected_issuer(auth.issuer()).build().unwrap();
+    assert!(
+        BackChannelLogout::builder(with_issuer(), verifier())
+            .build()
+            .is_err(),
+        "no audience"
+    );
+    let long = BackChannelLogout::builder(with_issuer(), verifier())
+        .audience(CLIENT)
+        .max_age(std::time::Duration::from_secs(2 * 24 * 3600));
+    assert!(long.build().is_err());
+    let skewed = BackChannelLogout::builder(with_issuer(), verifier())
+        .audience(CLIENT)
+        .leeway(std::time::Duration::from_secs(600));
+    assert!(skewed.build().is_err());
+}
