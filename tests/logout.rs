@@ -225,6 +225,58 @@ async fn forged_stale_misaddressed_and_malformed_logout_tokens_are_refused_and_r
     assert!(r.verifier.validate(&alice).await.is_err());
 }
 
+#[tokio::test]
+async fn an_audience_list_naming_this_client_is_accepted() {
+    let r = receiver().await;
+    let token = r
+        .auth
+        .mint_jwt(logout_token("s1").claim("aud", json!(["other", CLIENT])));
+    assert_eq!(post(&r.url, &[("logout_token", &token)]).await.0, 200);
+    let token = r
+        .auth
+        .mint_jwt(logout_token("s2").claim("aud", json!(["other", "another"])));
+    assert_eq!(post(&r.url, &[("logout_token", &token)]).await.0, 400);
+}
+
+/// A logout that could not be recorded is not carried out: the sender may
+/// send the same logout token again, and it works once there is room.
+#[tokio::test]
+async fn a_logout_that_could_not_be_recorded_can_be_sent_again() {
+    let auth = TestAuthServer::start().await.unwrap();
+    let keys = JwtVerifier::builder()
+        .expected_issuer(auth.issuer())
+        .jwks_url(auth.jwks_url())
+        .build()
+        .unwrap();
+    let introspector = Introspector::builder(auth.introspection_url())
+        .client_secret_basic(RS_CLIENT_ID, RS_CLIENT_SECRET)
+        .expected_issuer(auth.issuer())
+        .max_cutoffs(1)
+        .cutoff_retention(std::time::Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let logout = BackChannelLogout::builder(keys, introspector)
+        .audience(CLIENT)
+        .build()
+        .unwrap();
+    let url = common::serve(Router::new().route("/bcl", post_service(logout))).await;
+    let url = format!("{url}/bcl");
+    let first = auth.mint_jwt(logout_token("s1"));
+    assert_eq!(post(&url, &[("logout_token", &first)]).await.0, 200);
+    let second = auth.mint_jwt(logout_token("s2"));
+    let (status, _, body) = post(&url, &[("logout_token", &second)]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("temporarily_unavailable"))
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(
+        post(&url, &[("logout_token", &second)]).await.0,
+        200,
+        "sent again"
+    );
+}
+
 #[test]
 fn settings_are_checked() {
     let rt = tokio::runtime::Runtime::new().unwrap();
