@@ -33,6 +33,8 @@
 //! | `DPOP_NONCE_SECS` | with `DPOP`: require server nonces in proofs (`use_dpop_nonce`, `DPoP-Nonce`), a new one every so many seconds (1 to 86400); unset: no nonces |
 //! | `DPOP_NONCE_SECRET` | with `DPOP_NONCE_SECS`: the nonce secret (at least 32 bytes, the same on every replica) so that replicas accept each other's nonces; unset: one of this process's own; never logged |
 //! | `CACHE_SHARED_SECRET_PREVIOUS` | during a rotation of the fleet secret: the previous one, still accepted for reading |
+//! | `BACKCHANNEL_LOGOUT_PATH` | serve an OpenID Connect Back-Channel Logout receiver at this path (for example `/backchannel-logout`; off when unset): logout tokens revoke their session's cached tokens. The logout token's issuer and keys: `JWT_ISSUER` and `JWKS_URL` (else the issuer's metadata), or `AS_ISSUER` and `AS_JWKS_URL` |
+//! | `LOGOUT_TOKEN_AUDIENCE` | the client ids a logout token's `aud` may name, comma-separated (default `CLIENT_ID`) |
 //!
 //! With a JWT source and `INTROSPECTION_URL` both set, JWTs from the JWT
 //! source are verified locally and every other token is introspected.
@@ -56,7 +58,9 @@ use settings::{flag, list, required, secs, var};
 use tower_introspection::{
     dpop::DpopConfig,
     introspection::{AssertionAudience, ClientKey, IntrospectorBuilder},
-    IntrospectionLayer, Introspector,
+    jwt::JwtVerifier,
+    logout::BackChannelLogout,
+    IntrospectionLayer, Introspector, Verifier,
 };
 
 #[tokio::main]
@@ -214,19 +218,69 @@ fn dpop() -> Result<Option<DpopConfig>, String> {
     }
 }
 
+/// `BACKCHANNEL_LOGOUT_PATH` and `LOGOUT_TOKEN_AUDIENCE`: the receiver and
+/// where it is served, if configured.
+async fn backchannel_logout(verifier: &Verifier) -> Result<Option<(String, BackChannelLogout)>, String> {
+    let Some(path) = var("BACKCHANNEL_LOGOUT_PATH") else {
+        return Ok(None);
+    };
+    if !path.starts_with('/') {
+        return Err("BACKCHANNEL_LOGOUT_PATH must start with `/`".into());
+    }
+    let (issuer, jwks) = match (var("JWT_ISSUER"), var("AS_ISSUER")) {
+        (Some(issuer), _) => (issuer, var("JWKS_URL")),
+        (None, Some(issuer)) => (issuer, var("AS_JWKS_URL")),
+        (None, None) => {
+            return Err(
+                "BACKCHANNEL_LOGOUT_PATH needs the logout token's issuer: JWT_ISSUER or AS_ISSUER".into(),
+            )
+        }
+    };
+    let keys = match jwks {
+        Some(jwks) => JwtVerifier::builder().expected_issuer(issuer).jwks_url(jwks),
+        None => JwtVerifier::discover(issuer)
+            .await
+            .map_err(|e| format!("BACKCHANNEL_LOGOUT_PATH: the issuer's metadata: {e}"))?,
+    };
+    let keys = keys
+        .allow_insecure_http(flag("ALLOW_INSECURE_HTTP")?)
+        .build()
+        .map_err(|e| format!("BACKCHANNEL_LOGOUT_PATH: the logout token keys: {e}"))?;
+    let mut audiences = list("LOGOUT_TOKEN_AUDIENCE");
+    if audiences.is_empty() {
+        audiences.push(required("CLIENT_ID").map_err(|_| {
+            "LOGOUT_TOKEN_AUDIENCE (or CLIENT_ID) is required with BACKCHANNEL_LOGOUT_PATH".to_owned()
+        })?);
+    }
+    let mut builder = BackChannelLogout::builder(keys, verifier.clone());
+    for audience in audiences {
+        builder = builder.audience(audience);
+    }
+    let logout = builder
+        .build()
+        .map_err(|e| format!("BACKCHANNEL_LOGOUT_PATH: {e}"))?;
+    Ok(Some((path, logout)))
+}
+
 async fn run() -> Result<(), String> {
     let listen: SocketAddr = var("LISTEN_ADDR")
         .unwrap_or_else(|| "127.0.0.1:3000".into())
         .parse()
         .map_err(|e| format!("LISTEN_ADDR: {e}"))?;
-    let mut layer = IntrospectionLayer::new(settings::verifier_with(None, introspector).await?);
+    let verifier = settings::verifier_with(None, introspector).await?;
+    let logout = backchannel_logout(&verifier).await?;
+    let mut layer = IntrospectionLayer::new(verifier);
     if let Some(realm) = var("REALM") {
         layer = layer.realm(realm).map_err(|e| format!("REALM: {e}"))?;
     }
     if let Some(dpop) = dpop()? {
         layer = layer.dpop(dpop);
     }
-    let app = common::app(layer);
+    let mut app = common::app(layer);
+    if let Some((path, logout)) = logout {
+        // Outside the layer: the authorization server sends no access token.
+        app = app.route(&path, axum::routing::post_service(logout));
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

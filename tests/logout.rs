@@ -308,3 +308,49 @@ fn settings_are_checked() {
         .leeway(std::time::Duration::from_secs(600));
     assert!(skewed.build().is_err());
 }
+
+/// `examples/resource_server.rs` with `BACKCHANNEL_LOGOUT_PATH`: the
+/// receiver is served outside the layer, and a logout token from the AS
+/// (`AS_ISSUER`, `AS_JWKS_URL`) ends the session's cached token.
+#[tokio::test]
+async fn resource_server_example_serves_the_receiver() {
+    use std::io::{BufRead, BufReader};
+    let auth = TestAuthServer::start().await.unwrap();
+    let mut child = std::process::Command::new(common::example("resource_server"))
+        .env("INTROSPECTION_URL", auth.introspection_url())
+        .env("CLIENT_ID", RS_CLIENT_ID)
+        .env("CLIENT_SECRET", RS_CLIENT_SECRET)
+        .env("AS_ISSUER", auth.issuer())
+        .env("AS_JWKS_URL", auth.jwks_url())
+        .env("BACKCHANNEL_LOGOUT_PATH", "/backchannel-logout")
+        .env("LOGOUT_TOKEN_AUDIENCE", format!("other,{CLIENT}"))
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env_remove("JWT_ISSUER")
+        .env_remove("JWKS_URL")
+        .env_remove("REDIS_URL")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = BufReader::new(stdout).lines().next().unwrap().unwrap();
+    let base = line.strip_prefix("listening on ").unwrap().to_owned();
+    let token = auth.mint(
+        TokenSpec::new()
+            .sub("alice")
+            .scope("read")
+            .claim("sid", json!("s1")),
+    );
+    let http = reqwest::Client::new();
+    let whoami = || http.get(format!("{base}/whoami")).bearer_auth(&token).send();
+    let before = whoami().await.unwrap().status().as_u16();
+    let logout = auth.mint_jwt(logout_token("s1"));
+    let (answered, _, _) = post(
+        &format!("{base}/backchannel-logout"),
+        &[("logout_token", &logout)],
+    )
+    .await;
+    let after = whoami().await.unwrap().status().as_u16();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!((before, answered, after), (200, 200, 401));
+}
