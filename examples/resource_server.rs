@@ -224,6 +224,9 @@ async fn backchannel_logout(verifier: &Verifier) -> Result<Option<(String, BackC
     let Some(path) = var("BACKCHANNEL_LOGOUT_PATH") else {
         return Ok(None);
     };
+    if var("REDIS_URL").is_some() {
+        tracing::warn!("BACKCHANNEL_LOGOUT_PATH revokes in this replica only: the authorization server must reach every replica (fleet-wide revocation is not built yet)");
+    }
     if !path.starts_with('/') {
         return Err("BACKCHANNEL_LOGOUT_PATH must start with `/`".into());
     }

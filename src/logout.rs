@@ -12,6 +12,15 @@
 //! the subject. It answers 200, or 400 with a JSON error (§2.8), always with
 //! `Cache-Control: no-store`.
 //!
+//! Revoking by session needs the authorization server to put `sid` in the
+//! access tokens (or their introspection answers); where it does not, a
+//! logout token with a `sid` evicts nothing: revoke by subject instead, or
+//! have the AS send logout tokens without `sid`.
+//!
+//! The revocation reaches this process only: with a fleet of replicas
+//! sharing a cache, each must receive the logout token (fleet-wide
+//! revocation is not built yet).
+//!
 //! ```no_run
 //! use axum::{routing::post_service, Router};
 //! use tower_introspection::jwt::JwtVerifier;
@@ -28,9 +37,10 @@
 //!     .audience("api")
 //!     .build()?;
 //! let app: Router = Router::new()
-//!     // Outside the layer: the authorization server has no access token.
-//!     .route("/backchannel-logout", post_service(logout))
-//!     .merge(Router::new().route_layer(IntrospectionLayer::new(verifier)));
+//!     .route("/items", axum::routing::get(|| async { "items" }))
+//!     .route_layer(IntrospectionLayer::new(verifier))
+//!     // After the layer: the authorization server sends no access token.
+//!     .route("/backchannel-logout", post_service(logout));
 //! # Ok(()) }
 //! ```
 
@@ -82,7 +92,7 @@ struct Inner {
     max_age_secs: i64,
     leeway_secs: i64,
     /// `jti`s seen, until they are too old to be accepted anyway.
-    seen: moka::future::Cache<Box<str>, ()>,
+    seen: moka::future::Cache<[u8; 32], ()>,
     counters: Counters,
 }
 
@@ -252,12 +262,12 @@ impl Inner {
             return Err(invalid("exactly one logout_token parameter is required"));
         };
         let (revocation, jti) = self.check(&token).await?;
+        // Remembered once carried out: a logout cut short (the sender hung
+        // up, the cut-offs were full) may be sent again.
         let revoked = match self.verifier.revoke(&revocation).await {
             Ok(revoked) => revoked.evicted,
             Err(crate::revocation::RevokeError::Full { evicted, .. }) => {
                 self.counters.evicted.fetch_add(evicted, Ordering::Relaxed);
-                // Not carried out: the sender may send it again.
-                self.seen.invalidate(&jti).await;
                 return Err(Refused {
                     error: "temporarily_unavailable",
                     description: "the session's cached tokens were evicted, but its revocation could not be recorded; retry",
@@ -265,11 +275,17 @@ impl Inner {
             }
         };
         self.counters.evicted.fetch_add(revoked, Ordering::Relaxed);
+        if revoked == 0 {
+            tracing::debug!(
+                "a logout token evicted nothing: does the AS put `sid` (or `sub`) in its access tokens?"
+            );
+        }
+        self.seen.insert(jti, ()).await;
         Ok(())
     }
 
     /// §2.6: the logout token's validation, and what it revokes.
-    async fn check(&self, token: &str) -> Result<(Revocation, Box<str>), Refused> {
+    async fn check(&self, token: &str) -> Result<(Revocation, [u8; 32]), Refused> {
         let (typ, claims) = self.keys.signed_claims(token).await.map_err(|why| match why {
             Some(why) => invalid(why),
             None => Refused {
@@ -332,12 +348,13 @@ impl Inner {
             (None, Some(sub)) => Revocation::subject(&*self.issuer, sub),
             (None, None) => return Err(invalid("the token names neither sub nor sid")),
         };
-        // Last, so that only a token valid in every other way is remembered.
-        let entry = self.seen.entry(jti.into()).or_insert(()).await;
-        if !entry.is_fresh() {
+        // Its digest is remembered: bounded, whatever the jti.
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, jti.as_bytes()).as_ref());
+        if self.seen.contains_key(&digest) {
             return Err(invalid("the token was already used (jti)"));
         }
-        Ok((revocation, jti.into()))
+        Ok((revocation, digest))
     }
 }
 
@@ -385,7 +402,8 @@ where
                 }
                 Err(refused) => {
                     inner.counters.refused.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(
+                    // Anyone can send one: not worth more than debug.
+                    tracing::debug!(
                         error = refused.error,
                         reason = refused.description,
                         "logout token refused"

@@ -30,8 +30,18 @@
 //! An answer without `iss` is filed under the verifier's
 //! `expected_issuer` when it has exactly one; otherwise under no issuer,
 //! and then a revocation from any issuer that names its subject, session
-//! or client reaches it. Over-eviction only costs a reload; configure
-//! `expected_issuer` to avoid it.
+//! or client reaches it: its answers are evicted, and its tokens without
+//! `iss` issued before the event are refused for the retention (fail
+//! closed). Configure `expected_issuer` so that other issuers' events leave
+//! this verifier's tokens alone.
+//!
+//! A revocation reaches this process only. With a fleet of replicas
+//! sharing a cache, every replica must be told (fleet-wide revocation is
+//! not built yet).
+//!
+//! Cut-offs are taken at this server's clock plus the verifier's `leeway`,
+//! so tokens whose `iat` an authorization server's clock puts slightly
+//! ahead are cut off too.
 //!
 //! ```
 //! use tower_introspection::revocation::Revocation;

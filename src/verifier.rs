@@ -139,7 +139,8 @@ impl Verifier {
 
     /// Carries out a [`Revocation`](crate::revocation::Revocation): evicts
     /// the cached answers of its subject, session or client, and refuses
-    /// from now on the tokens issued to them up to now, cached or not. See
+    /// from now on the tokens issued to them up to now, cached or not, in
+    /// this process (not yet on the other replicas of a fleet). See
     /// [`revocation`](crate::revocation).
     ///
     /// # Errors

@@ -66,6 +66,8 @@ async fn a_subjects_cached_answers_are_evicted_and_its_tokens_refused() {
     assert_revoked(verifier.validate(&alice).await);
     assert_revoked(verifier.validate(&alices_other).await);
     assert_eq!(auth.introspection_calls(), 5, "evicted: asked again");
+    assert!(verifier.validate(&alice).await.is_err());
+    assert_eq!(auth.introspection_calls(), 5, "refused again without asking");
     verifier.validate(&bob).await.unwrap();
     assert_eq!(auth.introspection_calls(), 5, "bob's answer stayed cached");
 
@@ -205,7 +207,9 @@ async fn full_cutoffs_still_evict_and_say_so() {
         }
     );
     // Evicted, but not refused: the AS still says active.
+    let calls = auth.introspection_calls();
     verifier.validate(&bob).await.unwrap();
+    assert_eq!(auth.introspection_calls(), calls + 1, "evicted: asked again");
     verifier.validate(&alice).await.unwrap();
 }
 
@@ -215,6 +219,8 @@ async fn cutoffs_are_forgotten_after_their_retention() {
     let verifier = introspector(&auth)
         .expected_issuer(auth.issuer())
         .cutoff_retention(Duration::from_secs(1))
+        // A revoked token is also remembered as refused: not here.
+        .negative_ttl(Duration::ZERO)
         .max_cutoffs(2)
         .build()
         .unwrap();
@@ -237,4 +243,25 @@ async fn cutoffs_are_forgotten_after_their_retention() {
         .revoke(&Revocation::subject(auth.issuer(), "carol"))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_zero_retention_is_refused_and_the_leeway_widens_the_cutoff() {
+    let auth = TestAuthServer::start().await.unwrap();
+    assert!(introspector(&auth)
+        .cutoff_retention(Duration::ZERO)
+        .build()
+        .is_err());
+    let verifier = introspector(&auth)
+        .expected_issuer(auth.issuer())
+        .leeway(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    // Issued "10 s from now" by an AS whose clock runs ahead.
+    let ahead = auth.mint(TokenSpec::new().sub("alice").iat(auth_time_now() + 10));
+    verifier
+        .revoke(&Revocation::subject(auth.issuer(), "alice"))
+        .await
+        .unwrap();
+    assert_revoked(verifier.validate(&ahead).await);
 }

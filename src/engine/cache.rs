@@ -236,6 +236,12 @@ impl CacheSettings {
                 });
             }
         }
+        if self.cutoff_retention.is_zero() {
+            return Err(OutOfRange {
+                setting: "cutoff_retention",
+                range: "more than zero: a cut-off must outlive the tokens issued before it",
+            });
+        }
         if !self.stale_if_error.is_zero() && self.stale_if_error <= self.max_ttl {
             return Err(OutOfRange {
                 setting: "stale_if_error",
@@ -285,8 +291,10 @@ impl TokenCache {
                 .expire_after(UntilExp)
                 // Whatever moka drops, for whatever cause, hits stop finding.
                 .eviction_listener(move |key: Arc<Key>, claims: Entry, _| {
-                    index.remove_answer(&key, &claims);
-                    who.remove(&who.keys_of(&scheme, &claims), &key);
+                    // A newer answer for the key stays filed.
+                    if index.remove_answer(&key, &claims) {
+                        who.remove(&who.keys_of(&scheme, &claims), &key);
+                    }
                 })
                 .build()
         });
@@ -488,6 +496,7 @@ impl TokenCache {
             // it here finds its cut-off checked below.
             let who = self.who.keys_of(&self.keys, claims);
             self.who.insert(&who, key);
+            let mut held = false;
             let now = clock::now();
             let since_epoch = Duration::from_millis(u64::try_from(now.unix_ms).unwrap_or(0));
             if let Some(until_exp) = active_ttl(claims.expires_at.get(), since_epoch, Duration::MAX) {
@@ -506,14 +515,19 @@ impl TokenCache {
                 // to remove, and nothing else would. A drop after the insert
                 // fires the listener, which finds it.
                 if let Some(active) = &self.active {
-                    if !active
+                    held = active
                         .get(&key)
                         .await
-                        .is_some_and(|held| Arc::ptr_eq(&held, claims))
-                    {
+                        .is_some_and(|held| Arc::ptr_eq(&held, claims));
+                    if !held {
                         index.remove_answer(&key, claims);
                     }
                 }
+            }
+            // Not held (dropped before it was filed, or already expired):
+            // nothing else would take it out of the who-index.
+            if !held {
+                self.who.remove(&who, &key);
             }
         }
         if ticket.spoiled() || self.revoked(claims) {
@@ -527,6 +541,9 @@ impl TokenCache {
 
     /// Whether a revocation cut-off refuses the answer `claims`.
     pub(crate) fn revoked(&self, claims: &Claims) -> bool {
+        if !self.who.any_cutoff() {
+            return false;
+        }
         let who = self.who.keys_of(&self.keys, claims);
         self.who.refuses(claims, &who, crate::validate::unix_now())
     }
@@ -765,6 +782,39 @@ mod tests {
             let now = clock::now();
             assert_eq!(cache.peek(&key, now).is_some(), admitted, "{token}");
         }
+    }
+
+    /// The who-index holds what moka holds: nothing once moka dropped an
+    /// answer, and nothing after `invalidate_all`.
+    #[tokio::test]
+    async fn the_who_index_follows_the_cache() {
+        let cache = cache("e", "c");
+        let active = cache.active().unwrap();
+        let claims = Principal::from_json(br#"{"active":true,"sub":"alice","client_id":"app"}"#)
+            .unwrap()
+            .into_shared();
+        for token in ["one", "two"] {
+            let key = cache.key(token);
+            active.insert(key, Arc::clone(&claims)).await;
+            cache.admit(key, token, &claims, &cache.ticket(key)).await;
+        }
+        assert_eq!(cache.who.sizes().1, 2, "alice and the client");
+        active.invalidate(&cache.key("one")).await;
+        cache.run_pending_tasks().await;
+        let sub = cache.who.matching(&cache.keys, &Revocation::subject("", "alice"));
+        assert_eq!(
+            cache.who.take(&sub),
+            vec![cache.key("two")],
+            "the evicted answer left"
+        );
+        cache.invalidate_all();
+        assert_eq!(cache.who.sizes().1, 0);
+        // An answer moka no longer holds when it is admitted is not filed.
+        let dropped = cache.key("three");
+        cache
+            .admit(dropped, "three", &claims, &cache.ticket(dropped))
+            .await;
+        assert_eq!(cache.who.sizes().1, 0);
     }
 
     #[test]

@@ -77,11 +77,14 @@ impl ReadIndex {
     /// Removes `key` only while it still maps to `claims` (the very same
     /// answer): moka's listener reports the answers it dropped, and a newer
     /// one for the same key must stay.
-    pub(crate) fn remove_answer(&self, key: &Key, claims: &Entry) {
-        let _ = self
-            .map
-            .pin()
-            .remove_if(key, |_, indexed| Arc::ptr_eq(&indexed.claims, claims));
+    /// Takes `claims` out for `key`, if the index holds that very answer.
+    /// True unless it holds another one for the key (a newer answer).
+    pub(crate) fn remove_answer(&self, key: &Key, claims: &Entry) -> bool {
+        let map = self.map.pin();
+        match map.remove_if(key, |_, indexed| Arc::ptr_eq(&indexed.claims, claims)) {
+            Ok(_) => true,
+            Err(_) => map.get(key).is_none(),
+        }
     }
 
     pub(crate) fn clear(&self) {

@@ -229,6 +229,9 @@ impl<L: LoadToken> Engine<L> {
         };
         if cache.revoked(&claims) {
             cache.forget(&key).await;
+            // Remembered, so that a revoked token the source still vouches
+            // for costs no load each time it comes.
+            cache.remember_refusal(key).await;
             return Err(AuthError::invalid_token("the token was revoked"));
         }
         let principal = Principal::from_shared(claims);
@@ -404,7 +407,10 @@ impl<L: LoadToken> Engine<L> {
     /// Carries out `revocation`: evicts the answers it names and refuses,
     /// from now on, the tokens it names issued up to now.
     pub(crate) async fn revoke(&self, revocation: &Revocation) -> Result<Revoked, RevokeError> {
-        let (recorded, evicted) = self.cache.revoke(revocation, unix_now()).await;
+        // Tokens the checks accept as issued up to `leeway` ahead of this
+        // clock are cut off too: an AS clock ahead must not slip past.
+        let at = unix_now().saturating_add(self.checks.leeway_secs);
+        let (recorded, evicted) = self.cache.revoke(revocation, at).await;
         if recorded {
             Ok(Revoked { evicted })
         } else {

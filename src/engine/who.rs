@@ -124,6 +124,11 @@ impl Who {
         }
     }
 
+    /// Whether any cut-off is held (a miss with none hashes nothing).
+    pub(crate) fn any_cutoff(&self) -> bool {
+        self.any_cutoff.load(Ordering::Acquire)
+    }
+
     pub(crate) fn max_cutoffs(&self) -> u64 {
         self.max_cutoffs
     }
@@ -213,7 +218,14 @@ fn value(claims: &Claims, kind: Kind) -> Option<&str> {
 
 /// OpenID Connect's `auth_time`: when the user logged in.
 fn auth_time(claims: &Claims) -> Option<i64> {
-    claims.extra.as_ref()?.get("auth_time")?.as_i64()
+    let auth_time = claims.extra.as_ref()?.get("auth_time")?;
+    // A NumericDate may have a fraction: its second counts.
+    auth_time.as_i64().or_else(|| {
+        auth_time
+            .as_f64()
+            .filter(|t| t.is_finite())
+            .map(|t| t.floor() as i64)
+    })
 }
 
 #[cfg(test)]
