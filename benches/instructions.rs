@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use tower::{service_fn, Service, ServiceBuilder};
+use tower_introspection::revocation::Revocation;
 use tower_introspection::test_util::{JwtSpec, TestAuthServer};
 use tower_introspection::{jwt::JwtVerifier, IntrospectionLayer, Introspector};
 
@@ -76,6 +77,8 @@ fn main() {
     let requests: usize = args
         .next()
         .map_or(10_000, |n| n.parse().expect("a request count"));
+    // `CUTOFFS=n`: hold n revocation cut-offs (README › Revocation).
+    let cutoffs: u64 = std::env::var("CUTOFFS").map_or(0, |n| n.parse().expect("a cut-off count"));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -85,6 +88,7 @@ fn main() {
         let introspector = Introspector::builder(auth.introspection_url())
             .client_secret_basic("rs-client", "rs-secret")
             .max_ttl(Duration::from_secs(3600))
+            .max_cutoffs(2 * cutoffs + 2)
             .build()
             .unwrap();
         let token = auth.mint_token("read write");
@@ -94,8 +98,16 @@ fn main() {
             .jwks_url(auth.jwks_url())
             .expected_audience("https://api.example")
             .max_ttl(Duration::from_secs(3600))
+            .max_cutoffs(2 * cutoffs + 2)
             .build()
             .unwrap();
+        // Revocations of other subjects held while the hits run: a hit must
+        // not pay for them.
+        for n in 0..cutoffs {
+            let other = Revocation::subject(auth.issuer(), format!("someone-{n}"));
+            introspector.revoke(&other).await.unwrap();
+            jwt.revoke(&other).await.unwrap();
+        }
         let jwt_token = auth.mint_jwt(JwtSpec::rfc9068().aud("https://api.example").scope("read write"));
         jwt.validate(&jwt_token).await.unwrap();
         (auth, introspector, token, jwt, jwt_token)
