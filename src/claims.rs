@@ -211,6 +211,24 @@ pub(crate) fn extra(map: Map<String, Value>) -> Option<Box<Map<String, Value>>> 
     (!map.is_empty()).then(|| Box::new(map))
 }
 
+/// A NumericDate (RFC 7519 §2): a JSON number of seconds, which may have a
+/// fraction; rounded down to whole seconds.
+pub(crate) fn numeric_date(value: Option<&Value>) -> Result<Option<i64>, &'static str> {
+    let invalid = "the token has a time claim that is not a NumericDate";
+    match value {
+        None => Ok(None),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(i) => Ok(Some(i)),
+            None => match n.as_f64().map(f64::floor) {
+                // Beyond ±2^53 a float is no longer a whole second anyway.
+                Some(f) if f.is_finite() && f.abs() < 9.0e15 => Ok(Some(f as i64)),
+                _ => Err(invalid),
+            },
+        },
+        Some(_) => Err(invalid),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

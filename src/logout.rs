@@ -59,6 +59,7 @@ use http_body::Body;
 use http_body_util::{BodyExt as _, Full, Limited};
 use serde_json::{Map, Value};
 
+use crate::claims::numeric_date;
 use crate::error::ConfigError;
 use crate::jwt::JwtVerifier;
 use crate::revocation::Revocation;
@@ -314,18 +315,19 @@ impl Inner {
             return Err(invalid("the token's aud does not name this client"));
         }
         let now = unix_now();
-        let Some(iat) = claims.get("iat").and_then(Value::as_f64) else {
+        let Ok(Some(iat)) = numeric_date(claims.get("iat")) else {
             return Err(invalid("the token has no iat"));
         };
-        if iat > (now + self.leeway_secs) as f64 || iat < (now - self.max_age_secs - self.leeway_secs) as f64
-        {
+        let oldest = now
+            .saturating_sub(self.max_age_secs)
+            .saturating_sub(self.leeway_secs);
+        if iat > now.saturating_add(self.leeway_secs) || iat < oldest {
             return Err(invalid("the token's iat is too old or in the future"));
         }
-        if let Some(exp) = claims.get("exp") {
-            if exp
-                .as_f64()
-                .is_none_or(|exp| exp <= (now - self.leeway_secs) as f64)
-            {
+        // Present, it must be a NumericDate not yet past.
+        if claims.contains_key("exp") {
+            let exp = numeric_date(claims.get("exp")).ok().flatten();
+            if exp.is_none_or(|exp| exp <= now.saturating_sub(self.leeway_secs)) {
                 return Err(invalid("the token has expired"));
             }
         }

@@ -10,6 +10,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::cache_key::{Key, KeyScheme};
+use crate::claims::numeric_date;
 use crate::principal::Claims;
 use crate::revocation::{Kind, Revocation};
 
@@ -218,14 +219,9 @@ fn value(claims: &Claims, kind: Kind) -> Option<&str> {
 
 /// OpenID Connect's `auth_time`: when the user logged in.
 fn auth_time(claims: &Claims) -> Option<i64> {
-    let auth_time = claims.extra.as_ref()?.get("auth_time")?;
-    // A NumericDate may have a fraction: its second counts.
-    auth_time.as_i64().or_else(|| {
-        auth_time
-            .as_f64()
-            .filter(|t| t.is_finite())
-            .map(|t| t.floor() as i64)
-    })
+    numeric_date(claims.extra.as_ref()?.get("auth_time"))
+        .ok()
+        .flatten()
 }
 
 #[cfg(test)]
@@ -291,6 +287,7 @@ mod tests {
             (at(""), true),
             (at(r#","iat":1001,"auth_time":1000"#), true),
             (at(r#","iat":999,"auth_time":1001"#), false),
+            (at(r#","iat":1001,"auth_time":999.5"#), true),
         ] {
             let keys_of = who.keys_of(&keys, &claims);
             let iat = claims.issued_at.get();

@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::claims::numeric_date;
 use crate::claims::{audiences, extra, scopes, string, string_or_number};
 use crate::principal::{Binding, Claims, OtherKind, Scopes, Timestamp};
 use crate::validate::NO_AUDIENCE;
@@ -163,32 +164,14 @@ impl Shape {
             // Whole seconds, rounded down: `exp` then ends up to a second
             // early, and `nbf` (Passport sets it to the issue time, with
             // microseconds) is not refused for the rest of its first second.
-            expires_at: Timestamp::new(numeric_date(map.remove("exp"))?),
-            issued_at: Timestamp::new(numeric_date(map.remove("iat"))?),
-            not_before: Timestamp::new(numeric_date(map.remove("nbf"))?),
+            expires_at: Timestamp::new(numeric_date(map.remove("exp").as_ref())?),
+            issued_at: Timestamp::new(numeric_date(map.remove("iat").as_ref())?),
+            not_before: Timestamp::new(numeric_date(map.remove("nbf").as_ref())?),
             other_kind,
             extra: extra(map),
             received_at_ms: 0,
             shared_until_ms: 0,
         })
-    }
-}
-
-/// A NumericDate (RFC 7519 §2): a JSON number of seconds, which may have a
-/// fraction; rounded down to whole seconds.
-fn numeric_date(value: Option<Value>) -> Result<Option<i64>, &'static str> {
-    let invalid = "the token has a time claim that is not a NumericDate";
-    match value {
-        None => Ok(None),
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(i) => Ok(Some(i)),
-            None => match n.as_f64().map(f64::floor) {
-                // Beyond ±2^53 a float is no longer a whole second anyway.
-                Some(f) if f.is_finite() && f.abs() < 9.0e15 => Ok(Some(f as i64)),
-                _ => Err(invalid),
-            },
-        },
-        Some(_) => Err(invalid),
     }
 }
 
@@ -281,10 +264,10 @@ mod tests {
 
     #[test]
     fn numeric_dates() {
-        assert_eq!(numeric_date(Some(Value::from(5))), Ok(Some(5)));
-        assert_eq!(numeric_date(Some(Value::from(5.5))), Ok(Some(5)));
-        assert_eq!(numeric_date(Some(Value::from(-0.5))), Ok(Some(-1)));
-        assert!(numeric_date(Some(Value::from("5"))).is_err());
-        assert!(numeric_date(Some(Value::from(1e300))).is_err());
+        assert_eq!(numeric_date(Some(&Value::from(5))), Ok(Some(5)));
+        assert_eq!(numeric_date(Some(&Value::from(5.5))), Ok(Some(5)));
+        assert_eq!(numeric_date(Some(&Value::from(-0.5))), Ok(Some(-1)));
+        assert!(numeric_date(Some(&Value::from("5"))).is_err());
+        assert!(numeric_date(Some(&Value::from(1e300))).is_err());
     }
 }
