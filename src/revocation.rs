@@ -117,7 +117,7 @@ impl Revocation {
         Self::new(Kind::Client, issuer.into(), client.into())
     }
 
-    fn new(kind: Kind, issuer: String, value: String) -> Self {
+    pub(crate) fn new(kind: Kind, issuer: String, value: String) -> Self {
         Self {
             kind,
             issuer: issuer.into_boxed_str(),

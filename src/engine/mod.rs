@@ -145,10 +145,14 @@ impl<L: LoadToken> Engine<L> {
                     config,
                     scope,
                     client_id,
-                    times.call,
-                    times.load,
-                    parts.settings.max_ttl,
-                    parts.settings.negative_ttl,
+                    crate::fleet::TierSettings {
+                        as_timeout: times.call,
+                        load_bound: times.load,
+                        max_ttl: parts.settings.max_ttl,
+                        negative_ttl: parts.settings.negative_ttl,
+                        cutoff_retention: parts.settings.cutoff_retention,
+                        max_cutoffs: parts.settings.max_cutoffs,
+                    },
                 )?;
                 // Every replica must compute the same in-process key.
                 keys = KeyScheme::under(tier.l1_key(), scope, client_id);
@@ -210,6 +214,12 @@ impl<L: LoadToken> Engine<L> {
     /// moka, then a load.
     async fn validate_uncached(&self, key: Key, token: &str) -> Result<Principal, AuthError> {
         let cache = &self.cache;
+        // A replica that just started or reconnected carries out the
+        // fleet's revocations before it admits anything.
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared {
+            shared.ensure_cutoffs(self).await;
+        }
         let claims = match cache.active() {
             Some(active) => match active.get(&key).await {
                 Some(claims) if !cache.is_stale(&claims) => {
@@ -411,6 +421,12 @@ impl<L: LoadToken> Engine<L> {
         // clock are cut off too: an AS clock ahead must not slip past.
         let at = unix_now().saturating_add(self.checks.leeway_secs);
         let (recorded, evicted) = self.cache.revoke(revocation, at).await;
+        // Every replica carries it out, and those that start later too.
+        #[cfg(feature = "redis")]
+        let recorded = match &self.shared {
+            Some(shared) => shared.revoke(revocation, at).await && recorded,
+            None => recorded,
+        };
         if recorded {
             Ok(Revoked { evicted })
         } else {

@@ -11,6 +11,7 @@ use crate::cache_key::Key;
 use crate::claims::Answer;
 use crate::clock::monotonic_ms;
 use crate::fleet::{active_json, now_ms, L1Sink, Lookup, Opened, INACTIVE_JSON};
+use crate::revocation::Revocation;
 use crate::validate::since_epoch;
 
 impl<L: LoadToken> Engine<L> {
@@ -99,5 +100,14 @@ impl<L: LoadToken> L1Sink for Engine<L> {
 
     fn drop_all(&self) {
         self.cache.invalidate_all();
+    }
+
+    fn revoke(&self, revocation: Revocation, at: i64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let (recorded, evicted) = self.cache.revoke(&revocation, at).await;
+            if !recorded {
+                tracing::warn!(evicted, "a fleet revocation found this replica's cut-offs full: its cached answers were evicted, but tokens not seen yet are not refused");
+            }
+        })
     }
 }

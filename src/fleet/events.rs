@@ -4,7 +4,9 @@
 //!   secret, so that replicas on either side of a rotation find theirs);
 //! - `a <ms>`: drop every in-process entry (`invalidate_all` at Unix ms);
 //! - `f <id>`: the shared entry `id` was written or its lock released:
-//!   replicas waiting for it look again.
+//!   replicas waiting for it look again;
+//! - `r <sealed> [<sealed>…]`: a revocation, sealed under each secret of
+//!   the sender (see `cutoffs`): carried out as this replica's own.
 //!
 //! Each ends with ` m:<tag>`, an HMAC-SHA-256 (128 bits) under a key derived
 //! from the fleet secret, over the channel and the notice, once per secret
@@ -49,10 +51,12 @@ use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
 use tokio::sync::Notify;
 
+use super::cutoffs::{notice_copies, open_revocation};
 use super::keys::{hex, unhex16, Signer};
 use super::store::Push;
 use super::TierInner;
 use crate::cache_key::Key;
+use crate::revocation::Revocation;
 
 /// How often the listener checks the connection (which makes the
 /// connection manager reconnect and subscribe again after an outage).
@@ -76,6 +80,9 @@ pub(crate) trait L1Sink: Send + Sync {
     fn drop_key(&self, key: Key) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
     /// Drops every in-process entry.
     fn drop_all(&self);
+    /// Carries out a revocation another replica (or the stored cut-offs)
+    /// told of, cut off at `at` (Unix s), in this process only.
+    fn revoke(&self, revocation: Revocation, at: i64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
 pub(crate) fn invalidate_notice(keys: &[Key]) -> String {
@@ -185,9 +192,10 @@ pub(crate) async fn listen(
         if overflowed.swap(false, Ordering::AcqRel) {
             tracing::warn!("shared cache (Redis) notices came faster than they were applied; dropping the in-process cache, as an invalidation may have been among those dropped");
             sink.drop_all();
-            // Dropped notices may include a disconnection: drop again once
-            // Redis answers.
+            // Dropped notices may include a disconnection or a revocation:
+            // drop again, and read the stored cut-offs, once Redis answers.
             lost = true;
+            tier.cutoffs_unread();
         }
         match push {
             Some(None) => return,
@@ -199,6 +207,7 @@ pub(crate) async fn listen(
                     tracing::warn!("shared cache (Redis) subscription lost; invalidations from other replicas are not seen until it is back");
                 }
                 lost = true;
+                tier.cutoffs_unread();
             }
             None => {
                 let ok = if subscribed {
@@ -212,6 +221,10 @@ pub(crate) async fn listen(
                         tokio::time::timeout(tier.command_timeout(), tier.store().subscribe(&channel)).await,
                         Ok(Ok(()))
                     );
+                    if subscribed {
+                        // Revocations stored before this replica listened.
+                        tier.read_cutoffs(&*sink, false).await;
+                    }
                     subscribed
                 };
                 if !ok && !lost && subscribed {
@@ -219,11 +232,14 @@ pub(crate) async fn listen(
                     // but notices stop all the same.
                     tracing::warn!("shared cache (Redis) does not answer; invalidations from other replicas are not seen until it does");
                     lost = true;
+                    tier.cutoffs_unread();
                 }
                 if ok && lost {
                     // Notices may have been missed meanwhile.
                     tracing::info!("shared cache (Redis) subscription back; dropping the in-process cache, as invalidations may have been missed");
+                    tier.cutoffs_unread();
                     sink.drop_all();
+                    tier.read_cutoffs(&*sink, false).await;
                     lost = false;
                 }
                 if ok {
@@ -263,9 +279,13 @@ impl Unverified {
     }
 }
 
-/// Whether a payload is shaped like an invalidation (`i …` or `a …`).
+/// Whether a payload is shaped like an invalidation (`i …`, `a …` or a
+/// revocation, `r …`).
 fn is_invalidation(payload: &[u8]) -> bool {
-    matches!(payload.split(|byte| *byte == b' ').next(), Some(b"i" | b"a"))
+    matches!(
+        payload.split(|byte| *byte == b' ').next(),
+        Some(b"i" | b"a" | b"r")
+    )
 }
 
 /// Fails closed on invalidations this replica cannot verify: shared answers
@@ -321,6 +341,14 @@ async fn apply(
         Some("f") => {
             if let Some(id) = words.next() {
                 tier.waiters().wake(id);
+            }
+        }
+        // Sealed under every secret the sender has: whichever opens.
+        Some("r") => {
+            let now = super::now_ms();
+            match notice_copies(words).find_map(|copy| open_revocation(tier.keys(), &copy, now)) {
+                Some((revocation, at)) => sink.revoke(revocation, at).await,
+                None => tracing::debug!("a revocation notice that opens under none of this replica's secrets, or past its retention: ignored"),
             }
         }
         _ => {}
@@ -399,6 +427,7 @@ mod tests {
     struct Drops {
         all: AtomicUsize,
         keys: std::sync::Mutex<Vec<Key>>,
+        revocations: std::sync::Mutex<Vec<(Revocation, i64)>>,
     }
 
     impl L1Sink for Drops {
@@ -410,6 +439,11 @@ mod tests {
         fn drop_all(&self) {
             self.all.fetch_add(1, Ordering::SeqCst);
         }
+
+        fn revoke(&self, revocation: Revocation, at: i64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+            self.revocations.lock().unwrap().push((revocation, at));
+            Box::pin(async {})
+        }
     }
 
     /// A tier on an in-memory store, as a replica has it.
@@ -419,7 +453,15 @@ mod tests {
             .build()
             .unwrap();
         let second = Duration::from_secs(1);
-        SharedTier::new(&config, "https://as/i", "rs", second, second, second, second).unwrap()
+        let settings = crate::fleet::TierSettings {
+            as_timeout: second,
+            load_bound: second,
+            max_ttl: second,
+            negative_ttl: second,
+            cutoff_retention: Duration::from_secs(60),
+            max_cutoffs: 10,
+        };
+        SharedTier::new(&config, "https://as/i", "rs", settings).unwrap()
     }
 
     /// Applies the notice `body`, signed as a replica of the fleet signs it.

@@ -307,6 +307,12 @@ impl FleetKeys {
         format!("{}flush", self.namespace)
     }
 
+    /// The sorted set of this verifier's revocation cut-offs (see
+    /// `cutoffs`); outside the value pattern, so `invalidate_all` leaves it.
+    pub(crate) fn cutoff_set(&self) -> String {
+        format!("{}cutoffs", self.namespace)
+    }
+
     /// The pattern of every value name, for `invalidate_all`.
     pub(crate) fn value_pattern(&self) -> String {
         format!("{}v:*", self.namespace)

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::store::{
-    Fetched, GetOrLock, Invalidate, Push, PushQueue, Put, SharedStore, StoreError, StoreFuture,
+    CutOff, Fetched, GetOrLock, Invalidate, Push, PushQueue, Put, SharedStore, StoreError, StoreFuture,
 };
 
 /// A shared store held in memory: what a fleet's replicas share, without a
@@ -59,6 +59,8 @@ struct State {
     /// Entries at the last sweep of expired ones.
     swept_at: usize,
     subscribers: HashMap<String, Vec<PushQueue>>,
+    /// Sorted sets: members with their scores.
+    sets: HashMap<String, Vec<(u64, Vec<u8>)>>,
 }
 
 struct Stored {
@@ -243,6 +245,44 @@ impl SharedStore for MemoryConnection {
         let prefix = pattern.strip_suffix('*').unwrap_or(pattern);
         let result = self.store.with(|state, _| {
             state.entries.retain(|name, _| !name.starts_with(prefix));
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn cut_off<'a>(&'a self, op: CutOff<'a>) -> StoreFuture<'a, bool> {
+        let result = self.store.with(|state, _| {
+            let set = state.sets.entry(op.set.to_owned()).or_default();
+            set.retain(|(score, _)| *score > op.now_ms);
+            let room = u64::try_from(set.len() + op.members.len()).is_ok_and(|len| len <= op.max);
+            if room {
+                for member in op.members {
+                    set.retain(|(_, held)| held != member);
+                    set.push((op.forget_at_ms, member.clone()));
+                }
+            }
+            if set.is_empty() {
+                state.sets.remove(op.set);
+            }
+            state.publish(op.channel, op.notice);
+            room
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn cutoffs<'a>(&'a self, set: &'a str, now_ms: u64, max: u64) -> StoreFuture<'a, Vec<Vec<u8>>> {
+        let result = self.store.with(|state, _| {
+            let mut live: Vec<&(u64, Vec<u8>)> = state
+                .sets
+                .get(set)
+                .into_iter()
+                .flatten()
+                .filter(|(score, _)| *score > now_ms)
+                .collect();
+            live.sort_by(|a, b| b.0.cmp(&a.0));
+            live.into_iter()
+                .take(usize::try_from(max).unwrap_or(usize::MAX))
+                .map(|(_, member)| member.clone())
+                .collect()
         });
         Box::pin(std::future::ready(result))
     }

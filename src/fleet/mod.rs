@@ -14,12 +14,17 @@
 //!   (see `events`) — and the invalidating replica
 //!   remembers it whatever Redis does, replaying it if Redis missed it
 //!   (see `revoked`).
+//! - Revocation (see `cutoffs`): sealed, announced to every replica, and
+//!   kept in a sorted set that a replica reads when it starts or its
+//!   subscription comes back, before its first load (see
+//!   [`SharedTier::ensure_cutoffs`]).
 //! - Redis is never a single point of failure: every command is bounded by
 //!   `command_timeout`, failures feed a circuit breaker (`breaker`), and
 //!   any failure means "not in the shared tier".
 
 mod breaker;
 mod config;
+mod cutoffs;
 mod events;
 mod keys;
 mod memory;
@@ -48,8 +53,11 @@ use self::events::Waiters;
 use self::keys::FleetKeys;
 use self::revoked::{Pending, Replay, Revoked};
 use self::seal::Refused;
-use self::store::{Fetched, GetOrLock, Invalidate, PushQueue, Put, SharedStore, StoreError, StoreFuture};
+use self::store::{
+    CutOff, Fetched, GetOrLock, Invalidate, PushQueue, Put, SharedStore, StoreError, StoreFuture,
+};
 use crate::error::ConfigError;
+use crate::revocation::Revocation;
 use crate::stats::SharedCacheStats;
 use crate::validate::since_epoch;
 
@@ -106,6 +114,29 @@ pub(crate) struct TierInner {
     revoked: Revoked,
     /// Invalidations Redis did not take, replayed when it answers again.
     replay: Replay,
+    /// How long a revocation cut-off is kept, and how many at most.
+    cutoff_retention: Duration,
+    max_cutoffs: u64,
+    /// Whether the stored cut-offs were read since the tier started or
+    /// its subscription came back; loads wait for it (see
+    /// [`SharedTier::ensure_cutoffs`]).
+    cutoffs_read: std::sync::atomic::AtomicBool,
+    reading_cutoffs: tokio::sync::Mutex<()>,
+    cutoff_log: LogEvery,
+}
+
+/// The times and bounds the tier derives its own from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TierSettings {
+    /// One call to the authorization server: how long a replica waits for
+    /// another's fill.
+    pub(crate) as_timeout: Duration,
+    /// The longest a load can take: the fleet-wide lock outlives it.
+    pub(crate) load_bound: Duration,
+    pub(crate) max_ttl: Duration,
+    pub(crate) negative_ttl: Duration,
+    pub(crate) cutoff_retention: Duration,
+    pub(crate) max_cutoffs: u64,
 }
 
 /// What the shared tier had for a token.
@@ -132,11 +163,16 @@ impl SharedTier {
         config: &SharedCache,
         endpoint: &str,
         client_id: &str,
-        as_timeout: Duration,
-        load_bound: Duration,
-        max_ttl: Duration,
-        negative_ttl: Duration,
+        settings: TierSettings,
     ) -> Result<Self, ConfigError> {
+        let TierSettings {
+            as_timeout,
+            load_bound,
+            max_ttl,
+            negative_ttl,
+            cutoff_retention,
+            max_cutoffs,
+        } = settings;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(ConfigError::InvalidSetting(
                 "the shared cache must be built inside a Tokio runtime",
@@ -179,6 +215,11 @@ impl SharedTier {
                     u64::try_from(max_ttl.max(negative_ttl).as_millis()).unwrap_or(u64::MAX),
                 ),
                 replay: Replay::default(),
+                cutoff_retention,
+                max_cutoffs,
+                cutoffs_read: std::sync::atomic::AtomicBool::new(false),
+                reading_cutoffs: tokio::sync::Mutex::new(()),
+                cutoff_log: LogEvery::default(),
             }),
         })
     }
@@ -431,6 +472,49 @@ impl SharedTier {
         });
     }
 
+    /// Tells the fleet about `revocation`, cut off at `at` (Unix s), which
+    /// this replica has carried out: every replica carries it out on the
+    /// notice, and the stored copy reaches replicas that start or reconnect
+    /// later. Replayed when Redis does not take it. False when the stored
+    /// cut-offs were full (the notice went all the same).
+    pub(crate) async fn revoke(&self, revocation: &Revocation, at: i64) -> bool {
+        let inner = &*self.inner;
+        let retention_ms = millis(inner.cutoff_retention);
+        let at_ms = u64::try_from(at).unwrap_or(0).saturating_mul(1000);
+        let forget_at_ms = at_ms.saturating_add(retention_ms);
+        let members = cutoffs::seal_revocation(&inner.keys, revocation, at, forget_at_ms);
+        if members.is_empty() {
+            tracing::warn!("a revocation could not be sealed for the fleet (too large, or no random source): only this replica carries it out");
+            return true;
+        }
+        match inner.cut_off(&members, forget_at_ms).await {
+            Some(kept) => kept,
+            None => {
+                inner.keep(Pending::Cut {
+                    members,
+                    forget_at_ms,
+                });
+                true
+            }
+        }
+    }
+
+    /// Before a load: unless done since the tier started or its
+    /// subscription came back, reads the stored cut-offs and carries them
+    /// out on `sink`, so that no replica admits a token revoked while it was
+    /// away. Once at a time; skipped while the breaker is open (tried again
+    /// on the next load).
+    pub(crate) async fn ensure_cutoffs(&self, sink: &dyn L1Sink) {
+        let inner = &*self.inner;
+        if inner.cutoffs_read.load(Ordering::Acquire) {
+            return;
+        }
+        let _reading = inner.reading_cutoffs.lock().await;
+        if !inner.cutoffs_read.load(Ordering::Acquire) {
+            inner.read_cutoffs(sink, true).await;
+        }
+    }
+
     /// Marks the DPoP proof `jti` by the key `jkt` as used for `window`,
     /// fleet-wide, in one atomic command; says whether it was the first use.
     /// Bounded by `command_timeout` and skipped while the breaker is open:
@@ -508,6 +592,64 @@ impl TierInner {
             .is_some()
     }
 
+    /// Stores and announces sealed revocations; `None` when Redis did not
+    /// take them, else whether the set had room.
+    async fn cut_off(&self, members: &[Vec<u8>], forget_at_ms: u64) -> Option<bool> {
+        let set = self.keys.cutoff_set();
+        let channel = self.keys.channel();
+        let notice = self.keys.sign_notice(&cutoffs::revocation_notice(members));
+        let secrets = u64::try_from(self.keys.secrets.len()).unwrap_or(u64::MAX);
+        let op = CutOff {
+            set: &set,
+            members,
+            forget_at_ms,
+            now_ms: now_ms(),
+            max: self.max_cutoffs.saturating_mul(secrets),
+            channel: &channel,
+            notice: &notice,
+        };
+        let kept = self.run_always(self.store.cut_off(op)).await?;
+        if !kept && self.cutoff_log.allow() {
+            tracing::warn!("the fleet's stored revocation cut-offs are full: replicas that start later will not see the newest (logged at most every 10 s)");
+        }
+        Some(kept)
+    }
+
+    /// Reads the stored cut-offs and carries each out on `sink` (through
+    /// the breaker when `guarded`: on a request's path). Marks them read
+    /// when Redis answered.
+    pub(crate) async fn read_cutoffs(&self, sink: &dyn L1Sink, guarded: bool) {
+        let set = self.keys.cutoff_set();
+        let secrets = u64::try_from(self.keys.secrets.len()).unwrap_or(u64::MAX);
+        let now = now_ms();
+        let read = self
+            .store
+            .cutoffs(&set, now, self.max_cutoffs.saturating_mul(secrets));
+        let members = if guarded {
+            self.run(read).await
+        } else {
+            self.run_always(read).await
+        };
+        let Some(members) = members else {
+            return;
+        };
+        let mut carried = 0usize;
+        for member in &members {
+            if let Some((revocation, at)) = cutoffs::open_revocation(&self.keys, member, now) {
+                sink.revoke(revocation, at).await;
+                carried += 1;
+            }
+        }
+        self.cutoffs_read.store(true, Ordering::Release);
+        tracing::debug!(carried, "read the fleet's stored revocation cut-offs");
+    }
+
+    /// The stored cut-offs must be read again (the subscription was lost:
+    /// revocations may have been missed).
+    pub(crate) fn cutoffs_unread(&self) {
+        self.cutoffs_read.store(false, Ordering::Release);
+    }
+
     /// Keeps an invalidation Redis did not take, for [`replay`](Self::replay).
     fn keep(&self, pending: Pending) {
         if !self.replay.push(pending) {
@@ -529,6 +671,10 @@ impl TierInner {
             let done = match &next {
                 Pending::One { names, at_ms } => self.invalidate_one(names, *at_ms).await,
                 Pending::All { at_ms } => self.flush(*at_ms).await,
+                Pending::Cut {
+                    members,
+                    forget_at_ms,
+                } => *forget_at_ms <= now_ms() || self.cut_off(members, *forget_at_ms).await.is_some(),
             };
             if !done {
                 let mut rest = vec![next];

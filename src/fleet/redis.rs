@@ -8,7 +8,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo as _, ProtocolVersion, PushInfo, PushKind, RedisError, Script, Value};
 
 use super::store::{
-    Fetched, GetOrLock, Invalidate, Push, PushQueue, Put, SharedStore, StoreError, StoreFuture,
+    CutOff, Fetched, GetOrLock, Invalidate, Push, PushQueue, Put, SharedStore, StoreError, StoreFuture,
 };
 use crate::error::ConfigError;
 
@@ -74,6 +74,24 @@ redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 ";
 
+/// Takes the members of the sorted set `KEYS[1]` forgotten by `ARGV[2]`
+/// (Unix ms) out, adds `ARGV[6..]` with the score `ARGV[1]` unless the set
+/// would then hold more than `ARGV[3]` (returns whether they were added),
+/// keeps the set as long as its last member, and publishes `ARGV[5]` on
+/// `ARGV[4]`.
+const CUT_OFF: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+local added = 0
+if redis.call('ZCARD', KEYS[1]) + #ARGV - 5 <= tonumber(ARGV[3]) then
+  for i = 6, #ARGV do redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i]) end
+  added = 1
+end
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then redis.call('PEXPIREAT', KEYS[1], last[2]) end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return added
+";
+
 /// Sets every name in `KEYS` to 1 for `ARGV[1]` ms and returns 1, unless
 /// one of them exists (returns 0): `SET NX PX` over the names under every
 /// secret, so that replicas on either side of a rotation see each other's
@@ -95,6 +113,7 @@ pub(crate) struct RedisStore {
     get_or_lock: Script,
     put: Script,
     invalidate: Script,
+    cut_off: Script,
     #[cfg(feature = "jwt")]
     mark_once: Script,
 }
@@ -137,6 +156,7 @@ impl RedisStore {
             get_or_lock: Script::new(GET_OR_LOCK),
             put: Script::new(PUT),
             invalidate: Script::new(INVALIDATE),
+            cut_off: Script::new(CUT_OFF),
             #[cfg(feature = "jwt")]
             mark_once: Script::new(MARK_ONCE),
         })
@@ -286,6 +306,47 @@ impl SharedStore for RedisStore {
                 }
                 cursor = next;
             }
+        })
+    }
+
+    fn cut_off<'a>(&'a self, op: CutOff<'a>) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut invocation = self.cut_off.key(op.set);
+            invocation
+                .arg(op.forget_at_ms)
+                .arg(op.now_ms)
+                .arg(op.max)
+                .arg(op.channel)
+                .arg(op.notice);
+            for member in op.members {
+                invocation.arg(member.as_slice());
+            }
+            let mut conn = self.conn.clone();
+            match invocation
+                .invoke_async::<i64>(&mut conn)
+                .await
+                .map_err(|e| store_error(&e))?
+            {
+                1 => Ok(true),
+                0 => Ok(false),
+                _ => Err(StoreError::Unexpected),
+            }
+        })
+    }
+
+    fn cutoffs<'a>(&'a self, set: &'a str, now_ms: u64, max: u64) -> StoreFuture<'a, Vec<Vec<u8>>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            redis::cmd("ZREVRANGEBYSCORE")
+                .arg(set)
+                .arg("+inf")
+                .arg(format!("({now_ms}"))
+                .arg("LIMIT")
+                .arg(0)
+                .arg(max)
+                .query_async::<Vec<Vec<u8>>>(&mut conn)
+                .await
+                .map_err(|e| store_error(&e))
         })
     }
 

@@ -78,8 +78,18 @@ impl Revoked {
 /// An invalidation Redis did not take.
 #[derive(Debug, Clone)]
 pub(crate) enum Pending {
-    One { names: Names, at_ms: u64 },
-    All { at_ms: u64 },
+    One {
+        names: Names,
+        at_ms: u64,
+    },
+    All {
+        at_ms: u64,
+    },
+    /// A revocation's sealed copies (see `cutoffs`).
+    Cut {
+        members: Vec<Vec<u8>>,
+        forget_at_ms: u64,
+    },
 }
 
 /// Invalidations to replay when Redis answers again (bounded).

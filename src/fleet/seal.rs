@@ -40,7 +40,8 @@ pub(crate) enum Refused {
     Invalidated,
 }
 
-/// Seals `answer_json` for the entry `name`; `None` without a random source.
+/// Seals `answer_json` (or any bytes: a revocation, see `cutoffs`) for the
+/// entry `name`; `None` without a random source.
 pub(crate) fn seal(
     aead: &XChaCha20Poly1305,
     name: &str,
@@ -77,12 +78,31 @@ pub(crate) fn open(
     value: &[u8],
     now_ms: u64,
 ) -> Result<Opened, Refused> {
+    let (answered_ms, until_ms, json) = open_bytes(aead, name, value, now_ms)?;
+    // Sealed by a replica of this fleet, so it parses; if it does not, it
+    // is not used.
+    let answer = parse_answer(&json).map_err(|_| Refused::Forged)?;
+    Ok(Opened {
+        answer,
+        answered_ms,
+        until_ms,
+    })
+}
+
+/// Opens any sealed bytes read under `name` at `now_ms`: `(answered_ms,
+/// until_ms, body)`, refused once `until_ms` has passed.
+pub(crate) fn open_bytes(
+    aead: &XChaCha20Poly1305,
+    name: &str,
+    value: &[u8],
+    now_ms: u64,
+) -> Result<(u64, u64, Vec<u8>), Refused> {
     let (&version, rest) = value.split_first().ok_or(Refused::Forged)?;
     if version != VERSION || rest.len() < NONCE_BYTES {
         return Err(Refused::Forged);
     }
     let (nonce, sealed) = rest.split_at(NONCE_BYTES);
-    let plaintext = aead
+    let mut plaintext = aead
         .decrypt(
             XNonce::from_slice(nonce),
             Payload {
@@ -94,22 +114,15 @@ pub(crate) fn open(
     if plaintext.len() < HEADER_BYTES {
         return Err(Refused::Forged);
     }
-    let (header, json) = plaintext.split_at(HEADER_BYTES);
     let (mut answered, mut until) = ([0u8; 8], [0u8; 8]);
-    answered.copy_from_slice(&header[..8]);
-    until.copy_from_slice(&header[8..]);
+    answered.copy_from_slice(&plaintext[..8]);
+    until.copy_from_slice(&plaintext[8..HEADER_BYTES]);
     let (answered_ms, until_ms) = (u64::from_be_bytes(answered), u64::from_be_bytes(until));
     if until_ms <= now_ms {
         return Err(Refused::Expired);
     }
-    // Sealed by a replica of this fleet, so it parses; if it does not, it
-    // is not used.
-    let answer = parse_answer(json).map_err(|_| Refused::Forged)?;
-    Ok(Opened {
-        answer,
-        answered_ms,
-        until_ms,
-    })
+    plaintext.drain(..HEADER_BYTES);
+    Ok((answered_ms, until_ms, plaintext))
 }
 
 /// An active answer as RFC 7662 JSON, which `parse_answer` reads back into

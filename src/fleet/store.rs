@@ -102,6 +102,21 @@ pub(crate) struct Invalidate<'a> {
     pub(crate) notice: &'a str,
 }
 
+/// A revocation for the fleet (see `cutoffs`): members forgotten by
+/// `now_ms` taken out of the sorted set `set`, then `members` (one sealed
+/// copy per secret) added with the score `forget_at_ms` unless the set
+/// would then hold more than `max`, then `notice` published either way.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CutOff<'a> {
+    pub(crate) set: &'a str,
+    pub(crate) members: &'a [Vec<u8>],
+    pub(crate) forget_at_ms: u64,
+    pub(crate) now_ms: u64,
+    pub(crate) max: u64,
+    pub(crate) channel: &'a str,
+    pub(crate) notice: &'a str,
+}
+
 /// The operations of the fleet tier, each atomic in the store.
 pub(crate) trait SharedStore: Send + Sync + 'static {
     /// The value of a token, or the fleet-wide lock to load it.
@@ -115,6 +130,13 @@ pub(crate) trait SharedStore: Send + Sync + 'static {
 
     /// Deletes every value whose name matches `pattern` (a prefix and `*`).
     fn delete_matching<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, ()>;
+
+    /// Stores and announces a revocation; whether the set had room for it.
+    fn cut_off<'a>(&'a self, op: CutOff<'a>) -> StoreFuture<'a, bool>;
+
+    /// The members of the sorted set `set` not forgotten by `now_ms`, at
+    /// most `max`, those forgotten last first.
+    fn cutoffs<'a>(&'a self, set: &'a str, now_ms: u64, max: u64) -> StoreFuture<'a, Vec<Vec<u8>>>;
 
     /// Sets every name in `names` for `ttl_ms`, unless one of them exists:
     /// whether they were set (the first use of a DPoP proof).
