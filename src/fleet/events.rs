@@ -222,8 +222,10 @@ pub(crate) async fn listen(
                         Ok(Ok(()))
                     );
                     if subscribed {
-                        // Revocations stored before this replica listened.
-                        tier.read_cutoffs(&*sink, false).await;
+                        // A revocation stored after the first load read
+                        // the cut-offs, but before this subscription, came
+                        // in no notice: the next load reads them again.
+                        tier.cutoffs_unread();
                     }
                     subscribed
                 };
@@ -237,9 +239,9 @@ pub(crate) async fn listen(
                 if ok && lost {
                     // Notices may have been missed meanwhile.
                     tracing::info!("shared cache (Redis) subscription back; dropping the in-process cache, as invalidations may have been missed");
+                    // The next load reads the stored cut-offs first.
                     tier.cutoffs_unread();
                     sink.drop_all();
-                    tier.read_cutoffs(&*sink, false).await;
                     lost = false;
                 }
                 if ok {

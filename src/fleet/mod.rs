@@ -511,7 +511,7 @@ impl SharedTier {
         }
         let _reading = inner.reading_cutoffs.lock().await;
         if !inner.cutoffs_read.load(Ordering::Acquire) {
-            inner.read_cutoffs(sink, true).await;
+            inner.read_cutoffs(sink).await;
         }
     }
 
@@ -615,22 +615,16 @@ impl TierInner {
         Some(kept)
     }
 
-    /// Reads the stored cut-offs and carries each out on `sink` (through
-    /// the breaker when `guarded`: on a request's path). Marks them read
-    /// when Redis answered.
-    pub(crate) async fn read_cutoffs(&self, sink: &dyn L1Sink, guarded: bool) {
+    /// Reads the stored cut-offs and carries each out on `sink`. Marks
+    /// them read when Redis answered.
+    async fn read_cutoffs(&self, sink: &dyn L1Sink) {
         let set = self.keys.cutoff_set();
         let secrets = u64::try_from(self.keys.secrets.len()).unwrap_or(u64::MAX);
         let now = now_ms();
         let read = self
             .store
             .cutoffs(&set, now, self.max_cutoffs.saturating_mul(secrets));
-        let members = if guarded {
-            self.run(read).await
-        } else {
-            self.run_always(read).await
-        };
-        let Some(members) = members else {
+        let Some(members) = self.run(read).await else {
             return;
         };
         let mut carried = 0usize;
