@@ -233,6 +233,7 @@ impl<L: LoadToken> CachedSourceBuilder<L> {
             policy: Policy {
                 refused: "the token was refused",
                 remember_lasting: true,
+                share_answers: true,
             },
             scope: ("source", &self.name),
             #[cfg(feature = "redis")]

@@ -16,9 +16,10 @@
 use std::time::{Duration, Instant};
 
 use tower_introspection::fleet::{MemoryStore, SharedCache};
+use tower_introspection::jwt::JwtVerifier;
 use tower_introspection::revocation::Revocation;
-use tower_introspection::test_util::{TestAuthServer, TokenSpec, RS_CLIENT_ID, RS_CLIENT_SECRET};
-use tower_introspection::{ErrorKind, Introspector};
+use tower_introspection::test_util::{JwtSpec, TestAuthServer, TokenSpec, RS_CLIENT_ID, RS_CLIENT_SECRET};
+use tower_introspection::{ErrorKind, Introspector, Principal};
 
 const SECRET: &str = "the fleet secret: 32 bytes or more, never logged";
 const NEXT_SECRET: &str = "the next fleet secret, rotated in: also 32+ bytes";
@@ -76,6 +77,36 @@ impl Store {
     fn replica(&self, auth: &TestAuthServer) -> Introspector {
         self.replica_with(auth, &[SECRET])
     }
+
+    /// A replica verifying JWTs locally, in the fleet for revocations.
+    fn jwt_replica(&self, auth: &TestAuthServer) -> JwtVerifier {
+        JwtVerifier::builder()
+            .expected_issuer(auth.issuer())
+            .jwks_url(auth.jwks_url())
+            .expected_audience(API)
+            .shared_cache(self.shared(&[SECRET]))
+            .build()
+            .unwrap()
+    }
+}
+
+const API: &str = "https://api.example";
+
+/// What the replicas of a test are: introspectors or JWT verifiers.
+trait Replica {
+    async fn check(&self, token: &str) -> Result<Principal, tower_introspection::AuthError>;
+}
+
+impl Replica for Introspector {
+    async fn check(&self, token: &str) -> Result<Principal, tower_introspection::AuthError> {
+        self.validate(token).await
+    }
+}
+
+impl Replica for JwtVerifier {
+    async fn check(&self, token: &str) -> Result<Principal, tower_introspection::AuthError> {
+        self.validate(token).await
+    }
 }
 
 fn is_revoked(outcome: &Result<tower_introspection::Principal, tower_introspection::AuthError>) -> bool {
@@ -86,10 +117,10 @@ fn is_revoked(outcome: &Result<tower_introspection::Principal, tower_introspecti
 
 /// Waits (up to two seconds) until `replica` refuses `token` as revoked;
 /// how long it took.
-async fn until_revoked(replica: &Introspector, token: &str) -> Duration {
+async fn until_revoked(replica: &impl Replica, token: &str) -> Duration {
     let start = Instant::now();
     loop {
-        let outcome = replica.validate(token).await;
+        let outcome = replica.check(token).await;
         if is_revoked(&outcome) {
             return start.elapsed();
         }
@@ -179,6 +210,54 @@ async fn a_revocation_reaches_both_sides_of_a_rotation(store: Store) {
         .await
         .unwrap();
     until_revoked(&rotated, &other).await;
+}
+
+async fn jwt_replicas_share_revocations_but_not_answers(store: Store) {
+    let auth = TestAuthServer::start().await.unwrap();
+    let (a, b) = (store.jwt_replica(&auth), store.jwt_replica(&auth));
+    settle().await;
+    let in_session = || {
+        JwtSpec::rfc9068()
+            .aud(API)
+            .sub("alice")
+            .claim("sid", serde_json::json!("s1"))
+    };
+    let seen = auth.mint_jwt(in_session());
+    a.validate(&seen).await.unwrap();
+    b.validate(&seen).await.unwrap();
+    for replica in [&a, &b] {
+        let stats = replica.stats();
+        assert_eq!(stats.signature_checks, 1, "each checks the signature itself");
+        assert_eq!(
+            stats.cache.shared.misses + stats.cache.shared.hits,
+            0,
+            "no answer looked up in the store"
+        );
+    }
+    a.revoke(&Revocation::session(auth.issuer(), "s1")).await.unwrap();
+    until_revoked(&b, &seen).await;
+    let never_seen = auth.mint_jwt(in_session());
+    assert!(is_revoked(&b.validate(&never_seen).await));
+    let late = store.jwt_replica(&auth);
+    assert!(is_revoked(&late.validate(&never_seen).await));
+    let other = auth.mint_jwt(
+        JwtSpec::rfc9068()
+            .aud(API)
+            .sub("alice")
+            .claim("sid", serde_json::json!("s2")),
+    );
+    late.validate(&other).await.unwrap();
+}
+
+#[tokio::test]
+async fn jwt_replicas_share_revocations_but_not_answers_in_memory() {
+    jwt_replicas_share_revocations_but_not_answers(Store::Memory(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn jwt_replicas_share_revocations_but_not_answers_on_redis() {
+    jwt_replicas_share_revocations_but_not_answers(Store::redis()).await;
 }
 
 #[tokio::test]

@@ -68,6 +68,10 @@ pub(crate) struct Policy {
     /// token kind) is remembered as a refusal, rather than cached as an
     /// answer that every read refuses.
     pub(crate) remember_lasting: bool,
+    /// Whether answers go through the fleet tier (one load per token for
+    /// the fleet); when not, the tier carries invalidations and
+    /// revocations only.
+    pub(crate) share_answers: bool,
 }
 
 /// Everything an engine is built from besides its source.

@@ -25,7 +25,7 @@ impl<L: LoadToken> Engine<L> {
         token: &str,
         ticket: Option<&LoadTicket<'_>>,
     ) -> Result<Entry, Failure> {
-        let Some(shared) = &self.shared else {
+        let Some(shared) = self.shared.as_ref().filter(|_| self.policy.share_answers) else {
             return self.load(key, token, ticket).await;
         };
         let names = shared.names(token);

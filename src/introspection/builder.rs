@@ -531,6 +531,7 @@ impl IntrospectorBuilder {
             policy: Policy {
                 refused: super::NOT_ACTIVE,
                 remember_lasting: false,
+                share_answers: true,
             },
             scope: (&endpoint, &client_id),
             #[cfg(feature = "redis")]

@@ -56,6 +56,8 @@ pub struct JwtVerifierBuilder {
     generic_settings: Option<&'static str>,
     http: HttpOptions,
     cache: CacheSettings,
+    #[cfg(feature = "redis")]
+    shared: Option<crate::fleet::SharedCache>,
 }
 
 impl JwtVerifierBuilder {
@@ -74,6 +76,8 @@ impl JwtVerifierBuilder {
             generic_settings: None,
             http: HttpOptions::default(),
             cache: CacheSettings::default(),
+            #[cfg(feature = "redis")]
+            shared: None,
         }
     }
 
@@ -156,6 +160,20 @@ impl JwtVerifierBuilder {
     crate::settings::http_setters!();
     crate::settings::cache_setters!();
 
+    setters! {
+        /// Joins a fleet of replicas through a shared store (see
+        /// [`SharedCache`](crate::fleet::SharedCache)), for what must reach
+        /// every replica: [`revoke`](JwtVerifier::revoke) and
+        /// [`invalidate`](JwtVerifier::invalidate) made on one replica are
+        /// carried out on all, and a replica that starts later honours the
+        /// revocations still in force. Answers are not shared: checking a
+        /// signature here costs less than a round trip to Redis. Needs a
+        /// Tokio runtime at `build()`.
+        #[cfg(feature = "redis")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+        pub fn shared_cache(shared: crate::fleet::SharedCache) => shared = Some(shared);
+    }
+
     /// Checks the settings and builds the verifier. Keys given as PEM or DER
     /// are parsed here; a JWK Set is fetched on first use.
     pub fn build(self) -> Result<JwtVerifier, ConfigError> {
@@ -186,6 +204,8 @@ impl JwtVerifierBuilder {
             });
         }
         self.http.check()?;
+        #[cfg(feature = "redis")]
+        let http_timeout = self.http.timeout;
         if self.algorithms.as_ref().is_some_and(Vec::is_empty) {
             return Err(ConfigError::InvalidSetting(
                 "algorithms must list at least one algorithm",
@@ -262,10 +282,17 @@ impl JwtVerifierBuilder {
             policy: Policy {
                 refused: super::REFUSED,
                 remember_lasting: true,
+                share_answers: false,
             },
             scope: (&identity, ""),
             #[cfg(feature = "redis")]
-            shared: None,
+            shared: self.shared.as_ref().map(|config| {
+                let times = crate::engine::SharedTimes {
+                    call: http_timeout,
+                    load: http_timeout,
+                };
+                (config, times)
+            }),
         };
         Ok(JwtVerifier {
             engine: Engine::build(source, parts)?,
