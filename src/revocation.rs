@@ -35,9 +35,15 @@
 //! closed). Configure `expected_issuer` so that other issuers' events leave
 //! this verifier's tokens alone.
 //!
-//! A revocation reaches this process only. With a fleet of replicas
-//! sharing a cache, every replica must be told (fleet-wide revocation is
-//! not built yet).
+//! With a fleet tier ([`IntrospectorBuilder::shared_cache`], or
+//! [`JwtVerifierBuilder::shared_cache`] for JWT replicas, which share
+//! revocations but not answers), a revocation made on one replica reaches
+//! every replica: it is sealed under the fleet secret (the store never sees
+//! the subject, session or client in clear), announced on the fleet's
+//! channel, and kept in the store until its retention ends, so that a
+//! replica that starts or reconnects later reads it before its first load.
+//! When the store is unreachable, the replica that made it refuses at once
+//! and sends it again when the store answers.
 //!
 //! Cut-offs are taken at this server's clock plus the verifier's `leeway`,
 //! so tokens whose `iat` an authorization server's clock puts slightly
@@ -55,6 +61,8 @@
 //! ```
 //!
 //! [`cutoff_retention`]: crate::introspection::IntrospectorBuilder::cutoff_retention
+//! [`IntrospectorBuilder::shared_cache`]: crate::introspection::IntrospectorBuilder::shared_cache
+//! [`JwtVerifierBuilder::shared_cache`]: crate::jwt::JwtVerifierBuilder::shared_cache
 //! [`max_cutoffs`]: crate::introspection::IntrospectorBuilder::max_cutoffs
 
 use std::fmt;

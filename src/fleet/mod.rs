@@ -17,7 +17,7 @@
 //! - Revocation (see `cutoffs`): sealed, announced to every replica, and
 //!   kept in a sorted set that a replica reads when it starts or its
 //!   subscription comes back, before its first load (see
-//!   [`SharedTier::ensure_cutoffs`]).
+//!   `SharedTier::ensure_cutoffs`).
 //! - Redis is never a single point of failure: every command is bounded by
 //!   `command_timeout`, failures feed a circuit breaker (`breaker`), and
 //!   any failure means "not in the shared tier".
