@@ -175,6 +175,8 @@ mod macros;
 pub mod metadata;
 pub mod middleware;
 mod principal;
+#[cfg(feature = "jwt")]
+mod receiver;
 mod rejection;
 mod resource;
 pub mod revocation;

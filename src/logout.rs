@@ -17,9 +17,9 @@
 //! logout token with a `sid` evicts nothing: revoke by subject instead, or
 //! have the AS send logout tokens without `sid`.
 //!
-//! The revocation reaches this process only: with a fleet of replicas
-//! sharing a cache, each must receive the logout token (fleet-wide
-//! revocation is not built yet).
+//! With a fleet tier, the revocation reaches every replica (see
+//! [`revocation`](crate::revocation)): the authorization server sends the
+//! logout token to one of them.
 //!
 //! ```no_run
 //! use axum::{routing::post_service, Router};
@@ -48,21 +48,22 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::Full;
 use serde_json::{Map, Value};
+use tracing::Instrument as _;
 
 use crate::claims::numeric_date;
 use crate::error::ConfigError;
 use crate::jwt::JwtVerifier;
-use crate::revocation::Revocation;
+use crate::receiver::{answer, digest_prefix, read_body, EventCounters, Seen};
+use crate::revocation::{EventStats, Revocation};
 use crate::validate::unix_now;
 use crate::verifier::Verifier;
 
@@ -71,12 +72,6 @@ pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/back
 
 /// How old a logout token may be, by default (its `iat`): five minutes.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
-
-/// The largest request body read: a logout token is a few kilobytes.
-const MAX_BODY: usize = 64 * 1024;
-
-/// Logout tokens remembered against replay, at most.
-const MAX_JTIS: u64 = 100_000;
 
 /// Receives back-channel logout tokens; see the [module docs](self).
 /// Cloning is a pointer copy.
@@ -92,32 +87,13 @@ struct Inner {
     audiences: Box<[Box<str>]>,
     max_age_secs: i64,
     leeway_secs: i64,
-    /// `jti`s seen, until they are too old to be accepted anyway.
-    seen: moka::future::Cache<[u8; 32], ()>,
-    counters: Counters,
-}
-
-#[derive(Default)]
-struct Counters {
-    received: AtomicU64,
-    accepted: AtomicU64,
-    refused: AtomicU64,
-    evicted: AtomicU64,
+    /// `jti`s carried out, until they are too old to be accepted anyway.
+    seen: Seen,
+    counters: EventCounters,
 }
 
 /// Counters of a [`BackChannelLogout`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LogoutStats {
-    /// Requests received.
-    pub received: u64,
-    /// Logout tokens accepted (and revoked).
-    pub accepted: u64,
-    /// Requests refused (400).
-    pub refused: u64,
-    /// Cached answers evicted by accepted logout tokens.
-    pub evicted: u64,
-}
+pub type LogoutStats = EventStats;
 
 /// Configures a [`BackChannelLogout`].
 #[must_use]
@@ -145,13 +121,7 @@ impl BackChannelLogout {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> LogoutStats {
-        let counters = &self.inner.counters;
-        LogoutStats {
-            received: counters.received.load(Ordering::Relaxed),
-            accepted: counters.accepted.load(Ordering::Relaxed),
-            refused: counters.refused.load(Ordering::Relaxed),
-            evicted: counters.evicted.load(Ordering::Relaxed),
-        }
+        self.inner.counters.snapshot()
     }
 }
 
@@ -217,11 +187,8 @@ impl BackChannelLogoutBuilder {
                 audiences: self.audiences.into(),
                 max_age_secs: secs(self.max_age),
                 leeway_secs: secs(self.leeway),
-                seen: moka::future::Cache::builder()
-                    .max_capacity(MAX_JTIS)
-                    .time_to_live(self.max_age + 2 * self.leeway)
-                    .build(),
-                counters: Counters::default(),
+                seen: Seen::new(self.max_age + 2 * self.leeway),
+                counters: EventCounters::new("backchannel_logout"),
             }),
         })
     }
@@ -242,7 +209,7 @@ fn invalid(description: &'static str) -> Refused {
 }
 
 impl Inner {
-    async fn handle<B>(&self, request: Request<B>) -> Result<(), Refused>
+    async fn handle<B>(&self, request: Request<B>) -> Result<u64, Refused>
     where
         B: Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -253,36 +220,34 @@ impl Inner {
         if !crate::form::is_form(request.headers()) {
             return Err(invalid("the body must be application/x-www-form-urlencoded"));
         }
-        let body = Limited::new(request.into_body(), MAX_BODY)
-            .collect()
+        let body = read_body(request.into_body())
             .await
-            .map_err(|_| invalid("the body could not be read, or is too large"))?
-            .to_bytes();
+            .ok_or_else(|| invalid("the body could not be read, or is too large"))?;
         let mut tokens = form_urlencoded::parse(&body).filter(|(name, _)| name == "logout_token");
         let (Some((_, token)), None) = (tokens.next(), tokens.next()) else {
             return Err(invalid("exactly one logout_token parameter is required"));
         };
         let (revocation, jti) = self.check(&token).await?;
+        tracing::Span::current().record("event", digest_prefix(&jti));
         // Remembered once carried out: a logout cut short (the sender hung
         // up, the cut-offs were full) may be sent again.
         let revoked = match self.verifier.revoke(&revocation).await {
             Ok(revoked) => revoked.evicted,
             Err(crate::revocation::RevokeError::Full { evicted, .. }) => {
-                self.counters.evicted.fetch_add(evicted, Ordering::Relaxed);
+                self.counters.evicted(evicted);
                 return Err(Refused {
                     error: "temporarily_unavailable",
                     description: "the session's cached tokens were evicted, but its revocation could not be recorded; retry",
                 });
             }
         };
-        self.counters.evicted.fetch_add(revoked, Ordering::Relaxed);
         if revoked == 0 {
             tracing::debug!(
                 "a logout token evicted nothing: does the AS put `sid` (or `sub`) in its access tokens?"
             );
         }
-        self.seen.insert(jti, ()).await;
-        Ok(())
+        self.seen.insert(jti).await;
+        Ok(revoked)
     }
 
     /// §2.6: the logout token's validation, and what it revokes.
@@ -351,9 +316,8 @@ impl Inner {
             (None, None) => return Err(invalid("the token names neither sub nor sid")),
         };
         // Its digest is remembered: bounded, whatever the jti.
-        let mut digest = [0u8; 32];
-        digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, jti.as_bytes()).as_ref());
-        if self.seen.contains_key(&digest) {
+        let digest = Seen::digest(jti);
+        if self.seen.contains(&digest) {
             return Err(invalid("the token was already used (jti)"));
         }
         Ok((revocation, digest))
@@ -362,17 +326,6 @@ impl Inner {
 
 fn text<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
     claims.get(name)?.as_str()
-}
-
-fn answer(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if status != StatusCode::OK {
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    }
-    response
 }
 
 impl<B> tower_service::Service<Request<B>> for BackChannelLogout
@@ -391,33 +344,35 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let inner = Arc::clone(&self.inner);
-        Box::pin(async move {
-            inner.counters.received.fetch_add(1, Ordering::Relaxed);
-            let outcome = inner.handle(request).await;
-            let span = tracing::info_span!("backchannel_logout");
-            let _entered = span.enter();
-            Ok(match outcome {
-                Ok(()) => {
-                    inner.counters.accepted.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!("logout token accepted");
-                    answer(StatusCode::OK, Bytes::new())
-                }
-                Err(refused) => {
-                    inner.counters.refused.fetch_add(1, Ordering::Relaxed);
-                    // Anyone can send one: not worth more than debug.
-                    tracing::debug!(
-                        error = refused.error,
-                        reason = refused.description,
-                        "logout token refused"
-                    );
-                    let body = serde_json::json!({
-                        "error": refused.error,
-                        "error_description": refused.description,
-                    });
-                    answer(StatusCode::BAD_REQUEST, Bytes::from(body.to_string()))
-                }
-            })
-        })
+        // One span per event; its id is a digest prefix, never the token.
+        let span = tracing::info_span!("backchannel_logout", event = tracing::field::Empty);
+        Box::pin(
+            async move {
+                inner.counters.received();
+                Ok(match inner.handle(request).await {
+                    Ok(evicted) => {
+                        inner.counters.accepted(evicted);
+                        tracing::info!(evicted, "logout token accepted");
+                        answer(StatusCode::OK, None)
+                    }
+                    Err(refused) => {
+                        inner.counters.refused(refused.error);
+                        // Anyone can send one: not worth more than debug.
+                        tracing::debug!(
+                            error = refused.error,
+                            reason = refused.description,
+                            "logout token refused"
+                        );
+                        let body = serde_json::json!({
+                            "error": refused.error,
+                            "error_description": refused.description,
+                        });
+                        answer(StatusCode::BAD_REQUEST, Some(body))
+                    }
+                })
+            }
+            .instrument(span),
+        )
     }
 }
 

@@ -68,6 +68,10 @@
 use std::fmt;
 use std::time::Duration;
 
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use crate::receiver::EventStats;
+
 /// How long a cut-off is kept after its event, by default: 24 hours.
 pub const DEFAULT_CUTOFF_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
