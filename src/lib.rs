@@ -183,6 +183,9 @@ pub mod revocation;
 pub mod scope;
 mod settings;
 pub mod source;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub mod ssf;
 mod stats;
 pub mod token;
 mod validate;

@@ -96,16 +96,19 @@ pub(crate) enum Kind {
     Session = 2,
     /// `client_id`.
     Client = 3,
+    /// `email` (Shared Signals subjects of the `email` format).
+    Email = 4,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 3] = [Kind::Subject, Kind::Session, Kind::Client];
+    pub(crate) const ALL: [Kind; 4] = [Kind::Subject, Kind::Session, Kind::Client, Kind::Email];
 
     fn name(self) -> &'static str {
         match self {
             Kind::Subject => "subject",
             Kind::Session => "session",
             Kind::Client => "client",
+            Kind::Email => "email",
         }
     }
 }
@@ -127,6 +130,13 @@ impl Revocation {
     /// deleted or its credentials compromised).
     pub fn client(issuer: impl Into<String>, client: impl Into<String>) -> Self {
         Self::new(Kind::Client, issuer.into(), client.into())
+    }
+
+    /// Every token whose `email` claim is `email` (byte for byte), from
+    /// `issuer`: Shared Signals events name subjects by email. Only tokens
+    /// (or introspection answers) that carry an `email` claim are found.
+    pub fn email(issuer: impl Into<String>, email: impl Into<String>) -> Self {
+        Self::new(Kind::Email, issuer.into(), email.into())
     }
 
     pub(crate) fn new(kind: Kind, issuer: String, value: String) -> Self {

@@ -15,7 +15,7 @@ use crate::principal::Claims;
 use crate::revocation::{Kind, Revocation};
 
 /// The who-keys of an answer: one per kind it names, under its issuer.
-pub(crate) type WhoKeys = [Option<Key>; 3];
+pub(crate) type WhoKeys = [Option<Key>; 4];
 
 /// The index and the cut-offs of one engine.
 pub(crate) struct Who {
@@ -214,6 +214,7 @@ fn value(claims: &Claims, kind: Kind) -> Option<&str> {
         Kind::Subject => claims.subject.as_deref(),
         Kind::Client => claims.client_id.as_deref(),
         Kind::Session => claims.extra.as_ref()?.get("sid")?.as_str(),
+        Kind::Email => claims.extra.as_ref()?.get("email")?.as_str(),
     }
 }
 

@@ -1,0 +1,730 @@
+//! A Shared Signals receiver: Security Event Tokens (RFC 8417) pushed over
+//! HTTP (RFC 8935) by a transmitter (an authorization server, an identity
+//! provider), turned into [revocations](crate::revocation).
+//!
+//! [`SharedSignals`] is a tower service to mount at the push endpoint of a
+//! stream. For each POST of `application/secevent+jwt` it checks the SET —
+//! signature with the transmitter's keys (through a [`JwtVerifier`]'s JWK
+//! Set), `typ` `secevent+jwt` where present, `iss`, `aud`, `iat` not older
+//! than [`max_age`](SharedSignalsBuilder::max_age), `exp` where present,
+//! `jti` never seen before, an `events` object — then acts on each event it
+//! knows and acknowledges the others:
+//!
+//! | event | revokes |
+//! |---|---|
+//! | CAEP `session-revoked` | the session when the subject names one, else the user |
+//! | CAEP `credential-change`, `token-claims-change` | the user |
+//! | RISC `account-disabled`, `account-purged`, `sessions-revoked` | the user |
+//!
+//! Subjects are RFC 9493 identifiers, in the SET's `sub_id` or the event's
+//! `subject`: `iss_sub` (subject at that issuer), `opaque` (subject, or a
+//! session within a complex subject), `email` (tokens whose `email` claim
+//! it is), `aliases` (each), and complex subjects with `user` and `session`.
+//! Other formats are acknowledged without effect. Identifiers without an
+//! issuer are taken as the [`token_issuer`](SharedSignalsBuilder::token_issuer)'s
+//! (by default the transmitter's own).
+//!
+//! Answers: 202 Accepted, or RFC 8935 §2.3's JSON error with 400
+//! (`invalid_request`, `invalid_key`, `invalid_issuer`, `invalid_audience`),
+//! 401 (`authentication_failed`, with
+//! [`bearer_token`](SharedSignalsBuilder::bearer_token)), or 503 while the
+//! transmitter's keys cannot be fetched; always `Cache-Control: no-store`.
+//!
+//! How the transmitter authenticates its pushes is the router's business:
+//! a bearer token the stream was configured with
+//! ([`bearer_token`](SharedSignalsBuilder::bearer_token), as below), mutual
+//! TLS at the server, or any middleware layered on the route.
+//!
+//! ```no_run
+//! use axum::{routing::post_service, Router};
+//! use tower_introspection::jwt::JwtVerifier;
+//! use tower_introspection::ssf::SharedSignals;
+//! use tower_introspection::{IntrospectionLayer, Introspector, Verifier};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let transmitter = JwtVerifier::builder()
+//!     .expected_issuer("https://ssf.example")
+//!     .jwks_url("https://ssf.example/jwks")
+//!     .build()?;
+//! let verifier = Verifier::from(
+//!     Introspector::builder("https://as.example/introspect")
+//!         .client_secret_basic("api", "secret")
+//!         .build()?,
+//! );
+//! let signals = SharedSignals::builder(transmitter, verifier.clone())
+//!     .audience("https://api.example")
+//!     .token_issuer("https://as.example")
+//!     .bearer_token(std::env::var("SSF_PUSH_TOKEN")?)
+//!     .build()?;
+//! let app: Router = Router::new()
+//!     .route("/items", axum::routing::get(|| async { "items" }))
+//!     .route_layer(IntrospectionLayer::new(verifier))
+//!     // After the layer: the transmitter sends no access token.
+//!     .route("/ssf/events", post_service(signals));
+//! # Ok(()) }
+//! ```
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::Full;
+use serde_json::{Map, Value};
+use tracing::Instrument as _;
+
+use crate::claims::numeric_date;
+use crate::error::ConfigError;
+use crate::jwt::JwtVerifier;
+use crate::receiver::{answer, digest_prefix, read_body, EventCounters, Seen};
+use crate::revocation::{EventStats, Revocation, RevokeError};
+use crate::validate::unix_now;
+use crate::verifier::Verifier;
+
+/// CAEP: a session ended.
+pub const SESSION_REVOKED: &str = "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
+/// CAEP: a credential was changed (a password reset, a key revoked).
+pub const CREDENTIAL_CHANGE: &str = "https://schemas.openid.net/secevent/caep/event-type/credential-change";
+/// CAEP: claims in the subject's tokens changed.
+pub const TOKEN_CLAIMS_CHANGE: &str =
+    "https://schemas.openid.net/secevent/caep/event-type/token-claims-change";
+/// RISC: the account was disabled.
+pub const ACCOUNT_DISABLED: &str = "https://schemas.openid.net/secevent/risc/event-type/account-disabled";
+/// RISC: the account was deleted.
+pub const ACCOUNT_PURGED: &str = "https://schemas.openid.net/secevent/risc/event-type/account-purged";
+/// RISC: every session of the account was ended.
+pub const SESSIONS_REVOKED: &str = "https://schemas.openid.net/secevent/risc/event-type/sessions-revoked";
+
+/// How old a SET may be, by default (its `iat`): one hour, as transmitters
+/// retry a push for a while.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// Events looked at in one SET, at most.
+const MAX_EVENTS: usize = 16;
+/// Revocations one SET may cause, at most.
+const MAX_REVOCATIONS: usize = 32;
+
+/// Receives pushed Security Event Tokens; see the [module docs](self).
+/// Cloning is a pointer copy.
+#[derive(Clone)]
+pub struct SharedSignals {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    keys: JwtVerifier,
+    issuer: Box<str>,
+    token_issuer: Box<str>,
+    verifier: Verifier,
+    audiences: Box<[Box<str>]>,
+    /// The SHA-256 of `Bearer <token>`, when one is required.
+    bearer: Option<[u8; 32]>,
+    max_age_secs: i64,
+    leeway_secs: i64,
+    seen: Seen,
+    counters: EventCounters,
+}
+
+/// Configures a [`SharedSignals`] receiver.
+#[must_use]
+pub struct SharedSignalsBuilder {
+    keys: JwtVerifier,
+    verifier: Verifier,
+    audiences: Vec<Box<str>>,
+    token_issuer: Option<Box<str>>,
+    bearer: Option<String>,
+    max_age: Duration,
+    leeway: Duration,
+}
+
+impl SharedSignals {
+    /// A receiver that checks SETs with `keys` (a verifier whose
+    /// `expected_issuer` is the transmitter, and whose keys it signs with)
+    /// and revokes in `verifier`.
+    pub fn builder(keys: JwtVerifier, verifier: impl Into<Verifier>) -> SharedSignalsBuilder {
+        SharedSignalsBuilder {
+            keys,
+            verifier: verifier.into(),
+            audiences: Vec::new(),
+            token_issuer: None,
+            bearer: None,
+            max_age: DEFAULT_MAX_AGE,
+            leeway: Duration::from_secs(60),
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> EventStats {
+        self.inner.counters.snapshot()
+    }
+}
+
+impl SharedSignalsBuilder {
+    /// This receiver's audience in the stream (a SET's `aud` must name
+    /// one). Repeat for several.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into().into_boxed_str());
+        self
+    }
+
+    /// The issuer of the access tokens the events are about, for subject
+    /// identifiers that name none (`opaque`, `email`); default: the
+    /// transmitter's issuer.
+    pub fn token_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.token_issuer = Some(issuer.into().into_boxed_str());
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on every push (the
+    /// authorization header the stream was configured with); otherwise 401
+    /// `authentication_failed`. The token is kept as a digest only.
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.bearer = Some(token.into());
+        self
+    }
+
+    /// How old a SET may be (its `iat`; default one hour, at most a day):
+    /// older ones are refused, and `jti`s are remembered this long against
+    /// replay.
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// Clock skew tolerated on `iat` and `exp` (default 60 s, at most five
+    /// minutes).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Builds the receiver.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSetting`] without an audience, with an empty
+    /// bearer token, or with a key verifier that has no `expected_issuer`;
+    /// [`ConfigError::OutOfRange`] for a `max_age` over a day or a `leeway`
+    /// over five minutes.
+    pub fn build(self) -> Result<SharedSignals, ConfigError> {
+        let Some(issuer) = self.keys.issuer().map(Box::<str>::from) else {
+            return Err(ConfigError::InvalidSetting(
+                "the SET verifier needs an expected_issuer: the transmitter's",
+            ));
+        };
+        if self.audiences.is_empty() {
+            return Err(ConfigError::InvalidSetting(
+                "a Shared Signals receiver needs an audience: its own in the stream",
+            ));
+        }
+        if self.bearer.as_deref().is_some_and(str::is_empty) {
+            return Err(ConfigError::InvalidSetting("the push bearer token is empty"));
+        }
+        if self.max_age.is_zero() || self.max_age > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::OutOfRange {
+                setting: "max_age",
+                range: "more than zero, at most one day",
+            });
+        }
+        if self.leeway > Duration::from_secs(300) {
+            return Err(ConfigError::OutOfRange {
+                setting: "leeway",
+                range: "at most five minutes",
+            });
+        }
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        Ok(SharedSignals {
+            inner: Arc::new(Inner {
+                keys: self.keys,
+                token_issuer: self.token_issuer.unwrap_or_else(|| issuer.clone()),
+                issuer,
+                verifier: self.verifier,
+                audiences: self.audiences.into(),
+                bearer: self.bearer.map(|token| Seen::digest(&format!("Bearer {token}"))),
+                max_age_secs: secs(self.max_age),
+                leeway_secs: secs(self.leeway),
+                seen: Seen::new(self.max_age + 2 * self.leeway),
+                counters: EventCounters::new("shared_signals"),
+            }),
+        })
+    }
+}
+
+/// Why a push was refused: the status, `err` and `description` (RFC 8935
+/// §2.3).
+struct Refused {
+    status: StatusCode,
+    err: &'static str,
+    description: &'static str,
+}
+
+fn refused(err: &'static str, description: &'static str) -> Refused {
+    Refused {
+        status: StatusCode::BAD_REQUEST,
+        err,
+        description,
+    }
+}
+
+fn invalid(description: &'static str) -> Refused {
+    refused("invalid_request", description)
+}
+
+impl Inner {
+    async fn handle<B>(&self, request: Request<B>) -> Result<u64, Refused>
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if let Some(expected) = &self.bearer {
+            let presented = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok())
+                .map(Seen::digest);
+            if presented.as_ref() != Some(expected) {
+                return Err(Refused {
+                    status: StatusCode::UNAUTHORIZED,
+                    err: "authentication_failed",
+                    description: "the push did not carry the expected authorization",
+                });
+            }
+        }
+        if request.method() != Method::POST {
+            return Err(invalid("a SET is POSTed"));
+        }
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .map(|value| value.trim().to_ascii_lowercase());
+        if content_type.as_deref() != Some("application/secevent+jwt") {
+            return Err(invalid("the body must be application/secevent+jwt"));
+        }
+        let body = read_body(request.into_body())
+            .await
+            .ok_or_else(|| invalid("the body could not be read, or is too large"))?;
+        let set = std::str::from_utf8(&body)
+            .map_err(|_| invalid("the body is not a SET"))?
+            .trim();
+        let (revocations, jti) = self.check(set).await?;
+        tracing::Span::current().record("event", digest_prefix(&jti));
+        let mut evicted = 0;
+        for revocation in &revocations {
+            match self.verifier.revoke(revocation).await {
+                Ok(revoked) => evicted += revoked.evicted,
+                Err(RevokeError::Full { evicted: some, .. }) => {
+                    self.counters.evicted(evicted + some);
+                    return Err(Refused {
+                        status: StatusCode::SERVICE_UNAVAILABLE,
+                        err: "temporarily_unavailable",
+                        description: "the subject's cached tokens were evicted, but the revocation could not be recorded; retry",
+                    });
+                }
+            }
+        }
+        // Remembered once carried out: a push cut short may come again.
+        self.seen.insert(jti).await;
+        Ok(evicted)
+    }
+
+    /// RFC 8417 and RFC 8935: the SET's validation, and what it revokes.
+    async fn check(&self, set: &str) -> Result<(Vec<Revocation>, [u8; 32]), Refused> {
+        if !is_compact_jws(set) {
+            return Err(invalid("the body is not a signed JWT"));
+        }
+        let (typ, claims) = self.keys.signed_claims(set).await.map_err(|why| match why {
+            Some(why) => refused("invalid_key", why),
+            None => Refused {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                err: "temporarily_unavailable",
+                description: "the transmitter's keys could not be fetched",
+            },
+        })?;
+        if let Some(typ) = typ {
+            let typ = typ.to_ascii_lowercase();
+            if typ != "secevent+jwt" && typ != "application/secevent+jwt" {
+                return Err(invalid("the token's typ is not secevent+jwt"));
+            }
+        }
+        if text(&claims, "iss") != Some(&*self.issuer) {
+            return Err(refused("invalid_issuer", "the SET's iss is not the transmitter"));
+        }
+        let audience_ok = match claims.get("aud") {
+            Some(Value::String(aud)) => self.audiences.iter().any(|a| **a == *aud),
+            Some(Value::Array(auds)) => auds.iter().any(|aud| {
+                aud.as_str()
+                    .is_some_and(|aud| self.audiences.iter().any(|a| **a == *aud))
+            }),
+            _ => false,
+        };
+        if !audience_ok {
+            return Err(refused(
+                "invalid_audience",
+                "the SET's aud does not name this receiver",
+            ));
+        }
+        let now = unix_now();
+        let Ok(Some(iat)) = numeric_date(claims.get("iat")) else {
+            return Err(invalid("the SET has no iat"));
+        };
+        let oldest = now
+            .saturating_sub(self.max_age_secs)
+            .saturating_sub(self.leeway_secs);
+        if iat > now.saturating_add(self.leeway_secs) || iat < oldest {
+            return Err(invalid("the SET's iat is too old or in the future"));
+        }
+        if claims.contains_key("exp") {
+            let exp = numeric_date(claims.get("exp")).ok().flatten();
+            if exp.is_none_or(|exp| exp <= now.saturating_sub(self.leeway_secs)) {
+                return Err(invalid("the SET has expired"));
+            }
+        }
+        let Some(jti) = text(&claims, "jti") else {
+            return Err(invalid("the SET has no jti"));
+        };
+        let Some(events) = claims.get("events").and_then(Value::as_object) else {
+            return Err(invalid("the SET has no events object"));
+        };
+        if events.is_empty() || events.len() > MAX_EVENTS || !events.values().all(Value::is_object) {
+            return Err(invalid("the SET's events are not objects, or too many"));
+        }
+        let mut revocations = Vec::new();
+        for (event, payload) in events {
+            let subject = claims
+                .get("sub_id")
+                .or_else(|| payload.get("subject"))
+                .map(|subject| Subject::read(subject, &self.token_issuer));
+            let Some(action) = Action::of(event) else {
+                tracing::debug!(event = %event, "an event this receiver does not act on: acknowledged");
+                continue;
+            };
+            let Some(subject) = subject else {
+                return Err(invalid("the event names no subject (sub_id)"));
+            };
+            let before = revocations.len();
+            subject.revocations(action, &mut revocations);
+            if revocations.len() == before {
+                tracing::debug!(event = %event, "the event's subject names nothing this receiver can revoke: acknowledged");
+            }
+            tracing::debug!(event = %event, "event accepted");
+        }
+        if revocations.len() > MAX_REVOCATIONS {
+            return Err(invalid("the SET names too many subjects"));
+        }
+        let digest = Seen::digest(jti);
+        if self.seen.contains(&digest) {
+            return Err(invalid("the SET was already received (jti)"));
+        }
+        Ok((revocations, digest))
+    }
+}
+
+/// Three base64url segments: a JWS, not anything else (an encrypted SET
+/// has five).
+fn is_compact_jws(token: &str) -> bool {
+    token.split('.').count() == 3
+        && token
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
+}
+
+/// What an event revokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// The session when the subject names one, else the user.
+    Session,
+    /// The user.
+    User,
+}
+
+impl Action {
+    fn of(event: &str) -> Option<Self> {
+        match event {
+            SESSION_REVOKED => Some(Self::Session),
+            CREDENTIAL_CHANGE | TOKEN_CLAIMS_CHANGE | ACCOUNT_DISABLED | ACCOUNT_PURGED
+            | SESSIONS_REVOKED => Some(Self::User),
+            _ => None,
+        }
+    }
+}
+
+/// An RFC 9493 subject, as far as revocation goes: the user's identifiers
+/// and a session.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Subject {
+    users: Vec<Revocation>,
+    session: Option<Revocation>,
+}
+
+impl Subject {
+    fn read(value: &Value, token_issuer: &str) -> Self {
+        let mut subject = Self::default();
+        let Some(object) = value.as_object() else {
+            return subject;
+        };
+        if object.contains_key("format") {
+            subject.users.extend(identifier(object, token_issuer, 0));
+            return subject;
+        }
+        // A complex subject: its members are identifiers by role.
+        if let Some(user) = object.get("user").and_then(Value::as_object) {
+            subject.users.extend(identifier(user, token_issuer, 0));
+        }
+        if let Some(session) = object.get("session").and_then(Value::as_object) {
+            let issuer = subject
+                .users
+                .first()
+                .map_or(token_issuer, Revocation::issuer)
+                .to_owned();
+            subject.session = match text(session, "format") {
+                Some("opaque") => text(session, "id").map(|id| Revocation::session(issuer, id)),
+                Some("iss_sub") => match (text(session, "iss"), text(session, "sub")) {
+                    (Some(iss), Some(sid)) => Some(Revocation::session(iss, sid)),
+                    _ => None,
+                },
+                _ => None,
+            };
+        }
+        subject
+    }
+
+    fn revocations(self, action: Action, into: &mut Vec<Revocation>) {
+        match (action, self.session) {
+            (Action::Session, Some(session)) => into.push(session),
+            (_, session) => {
+                if self.users.is_empty() {
+                    into.extend(session);
+                } else {
+                    into.extend(self.users);
+                }
+            }
+        }
+    }
+}
+
+/// The revocations a simple identifier names (`aliases`: each of its
+/// identifiers, one level deep).
+fn identifier(object: &Map<String, Value>, token_issuer: &str, depth: u8) -> Vec<Revocation> {
+    match text(object, "format") {
+        Some("iss_sub") => match (text(object, "iss"), text(object, "sub")) {
+            (Some(iss), Some(sub)) => vec![Revocation::subject(iss, sub)],
+            _ => Vec::new(),
+        },
+        Some("opaque") => text(object, "id")
+            .map(|id| Revocation::subject(token_issuer, id))
+            .into_iter()
+            .collect(),
+        Some("email") => text(object, "email")
+            .map(|email| Revocation::email(token_issuer, email))
+            .into_iter()
+            .collect(),
+        Some("aliases") if depth == 0 => object
+            .get("identifiers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object)
+            .take(MAX_REVOCATIONS)
+            .flat_map(|alias| identifier(alias, token_issuer, depth + 1))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn text<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    claims.get(name)?.as_str()
+}
+
+impl<B> tower_service::Service<Request<B>> for SharedSignals
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let inner = Arc::clone(&self.inner);
+        // One span per SET; its id is a digest prefix, never the SET.
+        let span = tracing::info_span!("shared_signals", event = tracing::field::Empty);
+        Box::pin(
+            async move {
+                inner.counters.received();
+                Ok(match inner.handle(request).await {
+                    Ok(evicted) => {
+                        inner.counters.accepted(evicted);
+                        tracing::info!(evicted, "security event token accepted");
+                        answer(StatusCode::ACCEPTED, None)
+                    }
+                    Err(refused) => {
+                        inner.counters.refused(refused.err);
+                        // Anyone can send one: not worth more than debug.
+                        tracing::debug!(
+                            err = refused.err,
+                            reason = refused.description,
+                            "security event token refused"
+                        );
+                        let body = serde_json::json!({
+                            "err": refused.err,
+                            "description": refused.description,
+                        });
+                        answer(refused.status, Some(body))
+                    }
+                })
+            }
+            .instrument(span),
+        )
+    }
+}
+
+impl fmt::Debug for SharedSignalsBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedSignalsBuilder")
+            .field("audiences", &self.audiences)
+            .field("token_issuer", &self.token_issuer)
+            .field("bearer_token", &self.bearer.as_ref().map(|_| "<redacted>"))
+            .field("max_age", &self.max_age)
+            .field("leeway", &self.leeway)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for SharedSignals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedSignals")
+            .field("issuer", &self.inner.issuer)
+            .field("audiences", &self.inner.audiences)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn read(value: Value) -> Subject {
+        Subject::read(&value, "https://as")
+    }
+
+    fn revoked(action: Action, subject: Value) -> Vec<Revocation> {
+        let mut into = Vec::new();
+        read(subject).revocations(action, &mut into);
+        into
+    }
+
+    #[test]
+    fn simple_identifiers_name_a_subject_or_an_email() {
+        assert_eq!(
+            revoked(
+                Action::User,
+                json!({"format": "iss_sub", "iss": "https://idp", "sub": "u1"})
+            ),
+            [Revocation::subject("https://idp", "u1")]
+        );
+        assert_eq!(
+            revoked(Action::User, json!({"format": "opaque", "id": "u2"})),
+            [Revocation::subject("https://as", "u2")]
+        );
+        assert_eq!(
+            revoked(
+                Action::Session,
+                json!({"format": "email", "email": "a@example.com"})
+            ),
+            [Revocation::email("https://as", "a@example.com")]
+        );
+        assert!(revoked(
+            Action::User,
+            json!({"format": "phone_number", "phone_number": "+1"})
+        )
+        .is_empty());
+        assert!(revoked(Action::User, json!({"format": "iss_sub", "sub": "no issuer"})).is_empty());
+        assert!(revoked(Action::User, json!("not an object")).is_empty());
+    }
+
+    #[test]
+    fn aliases_name_each_identifier_once_deep() {
+        let aliases = json!({"format": "aliases", "identifiers": [
+            {"format": "opaque", "id": "u1"},
+            {"format": "email", "email": "u1@example.com"},
+            {"format": "aliases", "identifiers": [{"format": "opaque", "id": "nested"}]},
+        ]});
+        assert_eq!(
+            revoked(Action::User, aliases),
+            [
+                Revocation::subject("https://as", "u1"),
+                Revocation::email("https://as", "u1@example.com")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_complex_subject_revokes_its_session_for_session_events_only() {
+        let complex = || {
+            json!({
+                "user": {"format": "iss_sub", "iss": "https://idp", "sub": "u1"},
+                "session": {"format": "opaque", "id": "s1"},
+            })
+        };
+        assert_eq!(
+            revoked(Action::Session, complex()),
+            [Revocation::session("https://idp", "s1")],
+            "the session, at the user's issuer"
+        );
+        assert_eq!(
+            revoked(Action::User, complex()),
+            [Revocation::subject("https://idp", "u1")]
+        );
+        assert_eq!(
+            revoked(Action::User, json!({"session": {"format": "opaque", "id": "s2"}})),
+            [Revocation::session("https://as", "s2")],
+            "only a session: that session"
+        );
+        assert_eq!(
+            revoked(Action::Session, json!({"user": {"format": "opaque", "id": "u3"}})),
+            [Revocation::subject("https://as", "u3")],
+            "no session: the user"
+        );
+    }
+
+    #[test]
+    fn only_compact_signed_tokens_are_read() {
+        assert!(is_compact_jws("a.b.c"));
+        assert!(!is_compact_jws("a.b.c.d.e"), "encrypted");
+        assert!(!is_compact_jws("a.b"));
+        assert!(!is_compact_jws("a.b.c d"));
+    }
+
+    #[test]
+    fn events_map_to_actions() {
+        assert_eq!(Action::of(SESSION_REVOKED), Some(Action::Session));
+        for user in [
+            CREDENTIAL_CHANGE,
+            TOKEN_CLAIMS_CHANGE,
+            ACCOUNT_DISABLED,
+            ACCOUNT_PURGED,
+            SESSIONS_REVOKED,
+        ] {
+            assert_eq!(Action::of(user), Some(Action::User), "{user}");
+        }
+        assert_eq!(
+            Action::of("https://schemas.openid.net/secevent/caep/event-type/assurance-level-change"),
+            None
+        );
+    }
+}
