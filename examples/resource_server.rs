@@ -35,6 +35,13 @@
 //! | `CACHE_SHARED_SECRET_PREVIOUS` | during a rotation of the fleet secret: the previous one, still accepted for reading |
 //! | `BACKCHANNEL_LOGOUT_PATH` | serve an OpenID Connect Back-Channel Logout receiver at this path (for example `/backchannel-logout`; off when unset): logout tokens revoke their session's cached tokens. The logout token's issuer and keys: `JWT_ISSUER` and `JWKS_URL` (else the issuer's metadata), or `AS_ISSUER` and `AS_JWKS_URL` |
 //! | `LOGOUT_TOKEN_AUDIENCE` | the client ids a logout token's `aud` may name, comma-separated (default `CLIENT_ID`) |
+//! | `SSF_PUSH_PATH` | serve a Shared Signals push receiver (RFC 8935) at this path (for example `/ssf/events`; off when unset): CAEP and RISC events revoke the cached tokens of the session or user they name |
+//! | `SSF_ISSUER`, `SSF_JWKS_URL` | the transmitter's issuer (each SET's `iss`) and the JWK Set it signs with (both required with `SSF_PUSH_PATH`) |
+//! | `SSF_AUDIENCE` | this receiver's audience in the stream, comma-separated for several (required with `SSF_PUSH_PATH`) |
+//! | `SSF_PUSH_TOKEN` | the bearer token the transmitter must send (`Authorization: Bearer …`); unset: any caller may push (SETs must still be signed); never logged |
+//!
+//! With `REDIS_URL`, a revocation (a logout token, a security event) made
+//! on one replica reaches every replica, and replicas started later.
 //!
 //! With a JWT source and `INTROSPECTION_URL` both set, JWTs from the JWT
 //! source are verified locally and every other token is introspected.
@@ -57,9 +64,10 @@ use std::process::ExitCode;
 use settings::{flag, list, required, secs, var};
 use tower_introspection::{
     dpop::DpopConfig,
-    introspection::{AssertionAudience, ClientKey, IntrospectorBuilder},
+    introspection::{AssertionAudience, ClientKey},
     jwt::JwtVerifier,
     logout::BackChannelLogout,
+    ssf::SharedSignals,
     IntrospectionLayer, Introspector, Verifier,
 };
 
@@ -91,7 +99,7 @@ fn client_key() -> Result<ClientKey, String> {
     key.map_err(|e| format!("CLIENT_KEY_FILE {path}: {e}"))
 }
 
-fn introspector(url: String) -> Result<Introspector, String> {
+fn introspector(url: String, fleet: settings::Fleet) -> Result<Introspector, String> {
     let mut builder = Introspector::builder(url).allow_insecure_http(flag("ALLOW_INSECURE_HTTP")?);
     let auth = var("CLIENT_AUTH").unwrap_or_else(|| "basic".into());
     builder = match auth.as_str() {
@@ -141,42 +149,13 @@ fn introspector(url: String) -> Result<Introspector, String> {
     if let Some(ttl) = secs("CACHE_NEGATIVE_TTL_SECS")? {
         builder = builder.negative_ttl(ttl);
     }
-    builder = shared_cache(builder)?;
+    #[cfg(feature = "redis")]
+    if let Some(shared) = fleet {
+        builder = builder.shared_cache(shared);
+    }
+    #[cfg(not(feature = "redis"))]
+    let _ = fleet;
     builder.build().map_err(|e| e.to_string())
-}
-
-/// The shared tier, if `REDIS_URL` is set. The secret is read raw (not
-/// trimmed) and never printed: errors name the variable, not its value.
-#[cfg(feature = "redis")]
-fn shared_cache(builder: IntrospectorBuilder) -> Result<IntrospectorBuilder, String> {
-    let secret = |name: &str| env::var_os(name).filter(|v| !v.is_empty());
-    match (var("REDIS_URL"), secret("CACHE_SHARED_SECRET")) {
-        (None, None) => Ok(builder),
-        (Some(url), Some(current)) => {
-            let mut shared =
-                tower_introspection::fleet::SharedCache::builder(url, current.as_encoded_bytes());
-            if let Some(previous) = secret("CACHE_SHARED_SECRET_PREVIOUS") {
-                shared = shared.previous_secret(previous.as_encoded_bytes());
-            }
-            let shared = shared
-                .build()
-                .map_err(|e| format!("REDIS_URL, CACHE_SHARED_SECRET: {e}"))?;
-            Ok(builder.shared_cache(shared))
-        }
-        (Some(_), None) => Err("REDIS_URL needs CACHE_SHARED_SECRET (the fleet secret)".into()),
-        (None, Some(_)) => Err("CACHE_SHARED_SECRET is set but REDIS_URL is not".into()),
-    }
-}
-
-#[cfg(not(feature = "redis"))]
-fn shared_cache(builder: IntrospectorBuilder) -> Result<IntrospectorBuilder, String> {
-    match var("REDIS_URL") {
-        Some(_) => Err(
-            "REDIS_URL needs the `redis` feature: cargo run --features redis --example resource_server"
-                .into(),
-        ),
-        None => Ok(builder),
-    }
 }
 
 /// `DPOP`, `DPOP_EXTERNAL_URL`, `DPOP_NONCE_SECS` and `DPOP_NONCE_SECRET`.
@@ -224,9 +203,6 @@ async fn backchannel_logout(verifier: &Verifier) -> Result<Option<(String, BackC
     let Some(path) = var("BACKCHANNEL_LOGOUT_PATH") else {
         return Ok(None);
     };
-    if var("REDIS_URL").is_some() {
-        tracing::warn!("BACKCHANNEL_LOGOUT_PATH revokes in this replica only: the authorization server must reach every replica (fleet-wide revocation is not built yet)");
-    }
     if !path.starts_with('/') {
         return Err("BACKCHANNEL_LOGOUT_PATH must start with `/`".into());
     }
@@ -265,13 +241,68 @@ async fn backchannel_logout(verifier: &Verifier) -> Result<Option<(String, BackC
     Ok(Some((path, logout)))
 }
 
+/// `SSF_PUSH_PATH`, `SSF_ISSUER`, `SSF_JWKS_URL`, `SSF_AUDIENCE` and
+/// `SSF_PUSH_TOKEN`: the Shared Signals receiver and where it is served, if
+/// configured. Subject identifiers without an issuer are taken as the
+/// access tokens' issuer: `JWT_ISSUER`, `AS_ISSUER` or the first
+/// `EXPECTED_ISSUER`, else the transmitter's.
+fn shared_signals(verifier: &Verifier) -> Result<Option<(String, SharedSignals)>, String> {
+    let Some(path) = var("SSF_PUSH_PATH") else {
+        for name in ["SSF_ISSUER", "SSF_JWKS_URL", "SSF_AUDIENCE", "SSF_PUSH_TOKEN"] {
+            if var(name).is_some() {
+                return Err(format!("{name} is set but SSF_PUSH_PATH is not"));
+            }
+        }
+        return Ok(None);
+    };
+    if !path.starts_with('/') {
+        return Err("SSF_PUSH_PATH must start with `/`".into());
+    }
+    let transmitter = JwtVerifier::builder()
+        .expected_issuer(required("SSF_ISSUER")?)
+        .jwks_url(required("SSF_JWKS_URL")?)
+        .allow_insecure_http(flag("ALLOW_INSECURE_HTTP")?)
+        .build()
+        .map_err(|e| format!("SSF_ISSUER, SSF_JWKS_URL: {e}"))?;
+    let mut builder = SharedSignals::builder(transmitter, verifier.clone());
+    let audiences = list("SSF_AUDIENCE");
+    if audiences.is_empty() {
+        return Err("SSF_AUDIENCE is required with SSF_PUSH_PATH".into());
+    }
+    for audience in audiences {
+        builder = builder.audience(audience);
+    }
+    let token_issuer = var("JWT_ISSUER")
+        .or_else(|| var("AS_ISSUER"))
+        .or_else(|| list("EXPECTED_ISSUER").into_iter().next());
+    if let Some(issuer) = token_issuer {
+        builder = builder.token_issuer(issuer);
+    }
+    // Read raw and never printed.
+    match env::var_os("SSF_PUSH_TOKEN").filter(|v| !v.is_empty()) {
+        Some(token) => {
+            let token = token
+                .into_string()
+                .map_err(|_| "SSF_PUSH_TOKEN is not UTF-8".to_owned())?;
+            builder = builder.bearer_token(token);
+        }
+        None => tracing::warn!(
+            "SSF_PUSH_TOKEN is not set: anyone who reaches SSF_PUSH_PATH may push (SETs must still be signed by the transmitter)"
+        ),
+    }
+    let signals = builder.build().map_err(|e| format!("SSF_PUSH_PATH: {e}"))?;
+    Ok(Some((path, signals)))
+}
+
 async fn run() -> Result<(), String> {
     let listen: SocketAddr = var("LISTEN_ADDR")
         .unwrap_or_else(|| "127.0.0.1:3000".into())
         .parse()
         .map_err(|e| format!("LISTEN_ADDR: {e}"))?;
-    let verifier = settings::verifier_with(None, introspector).await?;
+    let fleet = settings::fleet()?;
+    let verifier = settings::verifier_with(None, &fleet, |url| introspector(url, fleet.clone())).await?;
     let logout = backchannel_logout(&verifier).await?;
+    let signals = shared_signals(&verifier)?;
     let mut layer = IntrospectionLayer::new(verifier);
     if let Some(realm) = var("REALM") {
         layer = layer.realm(realm).map_err(|e| format!("REALM: {e}"))?;
@@ -283,6 +314,10 @@ async fn run() -> Result<(), String> {
     if let Some((path, logout)) = logout {
         // Outside the layer: the authorization server sends no access token.
         app = app.route(&path, axum::routing::post_service(logout));
+    }
+    if let Some((path, signals)) = signals {
+        // Outside the layer too: the transmitter authenticates its own way.
+        app = app.route(&path, axum::routing::post_service(signals));
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -383,3 +383,48 @@ fn settings_are_checked_and_the_push_token_never_printed() {
     let signals = builder.build().unwrap();
     assert!(!format!("{signals:?}").contains(PUSH_TOKEN));
 }
+
+/// `examples/resource_server.rs` with `SSF_PUSH_PATH`: the receiver is
+/// served outside the layer, wants the push token, and a SET ends the
+/// user's cached token.
+#[tokio::test]
+async fn resource_server_example_serves_the_receiver() {
+    use std::io::{BufRead, BufReader};
+    let auth = TestAuthServer::start().await.unwrap();
+    let mut child = std::process::Command::new(common::example("resource_server"))
+        .env("INTROSPECTION_URL", auth.introspection_url())
+        .env("CLIENT_ID", RS_CLIENT_ID)
+        .env("CLIENT_SECRET", RS_CLIENT_SECRET)
+        .env("SSF_PUSH_PATH", "/ssf/events")
+        .env("SSF_ISSUER", auth.issuer())
+        .env("SSF_JWKS_URL", auth.jwks_url())
+        .env("SSF_AUDIENCE", format!("other,{AUDIENCE}"))
+        .env("SSF_PUSH_TOKEN", PUSH_TOKEN)
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env_remove("JWT_ISSUER")
+        .env_remove("JWKS_URL")
+        .env_remove("AS_ISSUER")
+        .env_remove("REDIS_URL")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = BufReader::new(stdout).lines().next().unwrap().unwrap();
+    let base = line.strip_prefix("listening on ").unwrap().to_owned();
+    let token = auth.mint(TokenSpec::new().sub("alice").scope("read"));
+    let http = reqwest::Client::new();
+    let whoami = || http.get(format!("{base}/whoami")).bearer_auth(&token).send();
+    let before = whoami().await.unwrap().status().as_u16();
+    let event = auth.mint_jwt(set(ACCOUNT_DISABLED, json!({"format": "opaque", "id": "alice"})));
+    let url = format!("{base}/ssf/events");
+    let unauthenticated = push_as(&url, &event, None, "application/secevent+jwt").await.0;
+    let still = whoami().await.unwrap().status().as_u16();
+    let answered = push(&url, &event).await.0;
+    let after = whoami().await.unwrap().status().as_u16();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        (before, unauthenticated, still, answered, after),
+        (200, 401, 200, 202, 401)
+    );
+}

@@ -96,8 +96,54 @@ fn introspector(url: String, resource: Option<&str>) -> Result<Introspector, Str
     builder.build().map_err(|e| e.to_string())
 }
 
-/// A JWT verifier, if `JWT_ISSUER`, `JWKS_URL` or `JWT_PUBLIC_KEY_FILE` is set.
-async fn jwt_verifier(resource: Option<&str>) -> Result<Option<JwtVerifier>, String> {
+/// The fleet tier (`REDIS_URL`, `CACHE_SHARED_SECRET`,
+/// `CACHE_SHARED_SECRET_PREVIOUS`), if `REDIS_URL` is set. The secrets are
+/// read raw (not trimmed) and never printed: errors name the variable, not
+/// its value.
+#[cfg(feature = "redis")]
+#[allow(dead_code)] // mcp_server has no fleet
+pub(crate) fn fleet() -> Result<Fleet, String> {
+    let secret = |name: &str| env::var_os(name).filter(|v| !v.is_empty());
+    match (var("REDIS_URL"), secret("CACHE_SHARED_SECRET")) {
+        (None, None) => Ok(None),
+        (Some(url), Some(current)) => {
+            let mut shared =
+                tower_introspection::fleet::SharedCache::builder(url, current.as_encoded_bytes());
+            if let Some(previous) = secret("CACHE_SHARED_SECRET_PREVIOUS") {
+                shared = shared.previous_secret(previous.as_encoded_bytes());
+            }
+            shared
+                .build()
+                .map(Some)
+                .map_err(|e| format!("REDIS_URL, CACHE_SHARED_SECRET: {e}"))
+        }
+        (Some(_), None) => Err("REDIS_URL needs CACHE_SHARED_SECRET (the fleet secret)".into()),
+        (None, Some(_)) => Err("CACHE_SHARED_SECRET is set but REDIS_URL is not".into()),
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+#[allow(dead_code)] // mcp_server has no fleet
+pub(crate) fn fleet() -> Result<Fleet, String> {
+    match var("REDIS_URL") {
+        Some(_) => Err(
+            "REDIS_URL needs the `redis` feature: cargo run --features redis --example resource_server"
+                .into(),
+        ),
+        None => Ok(None),
+    }
+}
+
+/// The fleet tier, when there is one.
+#[cfg(feature = "redis")]
+pub(crate) type Fleet = Option<tower_introspection::fleet::SharedCache>;
+/// No fleet tier without the `redis` feature.
+#[cfg(not(feature = "redis"))]
+pub(crate) type Fleet = Option<std::convert::Infallible>;
+
+/// A JWT verifier, if `JWT_ISSUER`, `JWKS_URL` or `JWT_PUBLIC_KEY_FILE` is
+/// set; in `fleet` for revocations, when there is one.
+async fn jwt_verifier(resource: Option<&str>, fleet: &Fleet) -> Result<Option<JwtVerifier>, String> {
     let (issuer, jwks, key_file) = (var("JWT_ISSUER"), var("JWKS_URL"), var("JWT_PUBLIC_KEY_FILE"));
     if issuer.is_none() && jwks.is_none() && key_file.is_none() {
         return Ok(None);
@@ -154,6 +200,12 @@ async fn jwt_verifier(resource: Option<&str>) -> Result<Option<JwtVerifier>, Str
     if let Some(ttl) = secs("CACHE_MAX_TTL_SECS")? {
         builder = builder.max_ttl(ttl);
     }
+    #[cfg(feature = "redis")]
+    if let Some(shared) = fleet {
+        builder = builder.shared_cache(shared.clone());
+    }
+    #[cfg(not(feature = "redis"))]
+    let _ = fleet;
     builder.build().map(Some).map_err(|e| e.to_string())
 }
 
@@ -161,16 +213,17 @@ async fn jwt_verifier(resource: Option<&str>) -> Result<Option<JwtVerifier>, Str
 /// `aud` must name it (RFC 8707), whichever source verified the token and
 /// whatever `EXPECTED_AUDIENCE` says (an extra condition, not an alternative).
 pub(crate) async fn verifier(resource: Option<&str>) -> Result<Verifier, String> {
-    verifier_with(resource, |url| introspector(url, resource)).await
+    verifier_with(resource, &None, |url| introspector(url, resource)).await
 }
 
 /// As [`verifier`], with the introspector (when `INTROSPECTION_URL` is set)
-/// built by `introspector`.
+/// built by `introspector`, and the JWT verifier in `fleet`.
 pub(crate) async fn verifier_with(
     resource: Option<&str>,
+    fleet: &Fleet,
     introspector: impl FnOnce(String) -> Result<Introspector, String>,
 ) -> Result<Verifier, String> {
-    let jwt = jwt_verifier(resource).await?;
+    let jwt = jwt_verifier(resource, fleet).await?;
     let introspector = match (var("INTROSPECTION_URL"), &jwt) {
         (Some(url), _) => Some(introspector(url)?),
         (None, Some(_)) => None,

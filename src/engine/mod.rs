@@ -71,6 +71,7 @@ pub(crate) struct Policy {
     /// Whether answers go through the fleet tier (one load per token for
     /// the fleet); when not, the tier carries invalidations and
     /// revocations only.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) share_answers: bool,
 }
 
