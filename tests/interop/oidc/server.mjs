@@ -4,8 +4,12 @@
 //   node server.mjs genkey FILE   write a fresh RS256 private JWKS (new kid) to FILE
 //   node server.mjs               serve; needs OIDC_PORT and OIDC_JWKS_FILE
 //
-// Client credentials only: no users, no interactions, no UI. The in-memory
-// adapter keeps opaque tokens until the process stops (a restart forgets them).
+// Mostly client credentials. For back-channel logout: open dynamic
+// registration (a test registers a client whose backchannel_logout_uri is
+// a resource server it started), the development interactions (any login
+// name, no password: a test scripts a login and an end-session), and `sid`
+// in access tokens. The in-memory adapter keeps opaque tokens until the
+// process stops (a restart forgets them).
 import { createHash, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -114,13 +118,23 @@ async function serve() {
     ],
     jwks,
     scopes: [...SCOPE.split(' '), ...MCP_SCOPE.split(' ')],
-    // Not used (no interactions), but set so that no development default is.
+    // Set so that no development default is.
     cookies: { keys: [base64url(randomBytes(32))] },
     ttl: {
       ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? TTL,
     },
+    // The session of a login (its `sid`, as the logout token names it) in
+    // the access tokens of that login.
+    extraTokenClaims: (_ctx, token) => (token.sid ? { sid: token.sid } : undefined),
+    // Logout tokens go to resource servers on loopback, which oidc-provider's
+    // SSRF guard (a dispatcher refusing special-use addresses) would stop:
+    // dropped here, in a test AS on loopback only.
+    fetch: (url, { dispatcher: _ssrfGuard, ...options }) => globalThis.fetch(url, options),
     features: {
-      devInteractions: { enabled: false },
+      devInteractions: { enabled: true },
+      registration: { enabled: true },
+      backchannelLogout: { enabled: true },
+      rpInitiatedLogout: { enabled: true },
       clientCredentials: { enabled: true },
       // RFC 9449: a token request with a `DPoP` proof gets a token bound to
       // its key (`cnf.jkt` in the JWT or the introspection answer,
@@ -175,6 +189,9 @@ async function serve() {
 
   provider.on('server_error', (_ctx, error) => {
     process.stderr.write(`server_error: ${error?.stack ?? error}\n`);
+  });
+  provider.on('backchannel.error', (_ctx, error, client) => {
+    process.stderr.write(`backchannel.error (${client?.clientId}): ${error?.message ?? error}\n`);
   });
 
   const server = createServer(provider.callback());
