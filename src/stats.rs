@@ -11,6 +11,8 @@
 //! | `tower_introspection_introspections_total` | counter | `outcome`: `active`, `inactive`, `as_fault`, `config_error`, `throttled` |
 //! | `tower_introspection_introspection_duration_seconds` | histogram | `outcome` |
 //! | `tower_introspection_rejections_total` | counter | `status`: `400`, `401`, `403`, `500`, `503` |
+//! | `tower_introspection_revocation_events_total` | counter | `receiver`, `outcome` (see `revocation::EventStats`) |
+//! | `tower_introspection_revocation_evictions_total` | counter | `receiver` |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
