@@ -243,7 +243,7 @@ async fn an_end_session_at_the_as_ends_the_sessions_tokens_on_every_replica() {
 
     // A login, and two tokens of its session.
     let mut browser = Browser::new(issuer);
-    let mut token = async |browser: &mut Browser| {
+    let token = async |browser: &mut Browser| {
         let code = browser.authorize(&client_id).await;
         let answer: Value = reqwest::Client::new()
             .post(format!("{issuer}/token"))

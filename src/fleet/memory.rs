@@ -278,7 +278,7 @@ impl SharedStore for MemoryConnection {
                 .flatten()
                 .filter(|(score, _)| *score > now_ms)
                 .collect();
-            live.sort_by(|a, b| b.0.cmp(&a.0));
+            live.sort_by_key(|(score, _)| std::cmp::Reverse(*score));
             live.into_iter()
                 .take(usize::try_from(max).unwrap_or(usize::MAX))
                 .map(|(_, member)| member.clone())
