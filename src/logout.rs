@@ -315,6 +315,9 @@ impl Inner {
             (None, Some(sub)) => Revocation::subject(&*self.issuer, sub),
             (None, None) => return Err(invalid("the token names neither sub nor sid")),
         };
+        // Cut off at the logout, not at its arrival: a late or repeated
+        // logout token refuses nothing issued since (a new login).
+        let revocation = revocation.at_unix(iat);
         // Its digest is remembered: bounded, whatever the jti.
         let digest = Seen::digest(jti);
         if self.seen.contains(&digest) {

@@ -85,6 +85,8 @@ pub struct Revocation {
     pub(crate) kind: Kind,
     pub(crate) issuer: Box<str>,
     pub(crate) value: Box<str>,
+    /// When the event happened (Unix seconds), if known.
+    pub(crate) at: Option<i64>,
 }
 
 /// Which claim a revocation matches.
@@ -132,19 +134,54 @@ impl Revocation {
         Self::new(Kind::Client, issuer.into(), client.into())
     }
 
-    /// Every token whose `email` claim is `email` (byte for byte), from
-    /// `issuer`: Shared Signals events name subjects by email. Only tokens
+    /// Every token whose `email` claim is `email`, from `issuer`: Shared
+    /// Signals events name subjects by email. Compared in ASCII lower case
+    /// (RFC 9493 asks recipients to canonicalize addresses); only tokens
     /// (or introspection answers) that carry an `email` claim are found.
     pub fn email(issuer: impl Into<String>, email: impl Into<String>) -> Self {
         Self::new(Kind::Email, issuer.into(), email.into())
     }
 
-    pub(crate) fn new(kind: Kind, issuer: String, value: String) -> Self {
+    pub(crate) fn new(kind: Kind, issuer: String, mut value: String) -> Self {
+        if kind == Kind::Email {
+            value.make_ascii_lowercase();
+        }
         Self {
             kind,
             issuer: issuer.into_boxed_str(),
             value: value.into_boxed_str(),
+            at: None,
         }
+    }
+
+    /// When the event happened (default: when the revocation is carried
+    /// out). The cut-off is taken then, not later: a logout or a security
+    /// event that arrives late, or is sent again, does not refuse the
+    /// tokens issued since (after a new login, or a new password). A time
+    /// ahead of this server's clock counts as now.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use tower_introspection::revocation::Revocation;
+    ///
+    /// let event = SystemTime::now() - Duration::from_secs(30);
+    /// let logout = Revocation::session("https://as.example", "sid-1").at(event);
+    /// assert_ne!(logout, Revocation::session("https://as.example", "sid-1"));
+    /// ```
+    #[must_use]
+    pub fn at(mut self, when: std::time::SystemTime) -> Self {
+        let secs = match when.duration_since(std::time::UNIX_EPOCH) {
+            Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+            Err(_) => 0,
+        };
+        self.at = Some(secs);
+        self
+    }
+
+    /// As [`at`](Self::at), in Unix seconds.
+    pub(crate) fn at_unix(mut self, secs: i64) -> Self {
+        self.at = Some(secs.max(0));
+        self
     }
 
     /// The issuer the revocation comes from.

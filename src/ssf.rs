@@ -123,7 +123,7 @@ struct Inner {
     token_issuer: Box<str>,
     verifier: Verifier,
     audiences: Box<[Box<str>]>,
-    /// The SHA-256 of `Bearer <token>`, when one is required.
+    /// The SHA-256 of the push bearer token, when one is required.
     bearer: Option<[u8; 32]>,
     max_age_secs: i64,
     leeway_secs: i64,
@@ -246,7 +246,7 @@ impl SharedSignalsBuilder {
                 issuer,
                 verifier: self.verifier,
                 audiences: self.audiences.into(),
-                bearer: self.bearer.map(|token| Seen::digest(&format!("Bearer {token}"))),
+                bearer: self.bearer.map(|token| Seen::digest(&token)),
                 max_age_secs: secs(self.max_age),
                 leeway_secs: secs(self.leeway),
                 seen: Seen::new(self.max_age + 2 * self.leeway),
@@ -283,11 +283,15 @@ impl Inner {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         if let Some(expected) = &self.bearer {
+            // The scheme in any case (RFC 7235); the credential compared as a
+            // digest, so its bytes are not compared one by one.
             let presented = request
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|value| value.to_str().ok())
-                .map(Seen::digest);
+                .and_then(|value| value.trim().split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, credential)| Seen::digest(credential.trim()));
             if presented.as_ref() != Some(expected) {
                 return Err(Refused {
                     status: StatusCode::UNAUTHORIZED,
@@ -396,28 +400,43 @@ impl Inner {
         if events.is_empty() || events.len() > MAX_EVENTS || !events.values().all(Value::is_object) {
             return Err(invalid("the SET's events are not objects, or too many"));
         }
-        let mut revocations = Vec::new();
+        let mut revocations: Vec<Revocation> = Vec::new();
         for (event, payload) in events {
-            let subject = claims
-                .get("sub_id")
-                .or_else(|| payload.get("subject"))
-                .map(|subject| Subject::read(subject, &self.token_issuer));
             let Some(action) = Action::of(event) else {
                 tracing::debug!(event = %event, "an event this receiver does not act on: acknowledged");
                 continue;
             };
-            let Some(subject) = subject else {
+            let Some(subject) = claims.get("sub_id").or_else(|| payload.get("subject")) else {
                 return Err(invalid("the event names no subject (sub_id)"));
             };
-            let before = revocations.len();
-            subject.revocations(action, &mut revocations);
-            if revocations.len() == before {
+            let subject = Subject::read(subject, &self.token_issuer).map_err(invalid)?;
+            // The event's time where it says (CAEP), else the SET's: a late
+            // or repeated push cuts off nothing issued since.
+            let at = numeric_date(payload.get("event_timestamp"))
+                .ok()
+                .flatten()
+                .unwrap_or(iat);
+            let named = subject.revocations(action);
+            if named.is_empty() {
                 tracing::debug!(event = %event, "the event's subject names nothing this receiver can revoke: acknowledged");
             }
-            tracing::debug!(event = %event, "event accepted");
-        }
-        if revocations.len() > MAX_REVOCATIONS {
-            return Err(invalid("the SET names too many subjects"));
+            for revocation in named {
+                let revocation = revocation.at_unix(at);
+                let known = revocations.iter_mut().find(|held| same_target(held, &revocation));
+                match known {
+                    // The same subject under several events: once, at the
+                    // latest of their times.
+                    Some(held) => {
+                        if held.at < revocation.at {
+                            *held = revocation;
+                        }
+                    }
+                    None => revocations.push(revocation),
+                }
+            }
+            if revocations.len() > MAX_REVOCATIONS {
+                return Err(invalid("the SET names too many subjects"));
+            }
         }
         let digest = Seen::digest(jti);
         if self.seen.contains(&digest) {
@@ -456,6 +475,11 @@ impl Action {
     }
 }
 
+/// Whether two revocations name the same tokens (whatever their times).
+fn same_target(a: &Revocation, b: &Revocation) -> bool {
+    a.kind == b.kind && a.issuer == b.issuer && a.value == b.value
+}
+
 /// An RFC 9493 subject, as far as revocation goes: the user's identifiers
 /// and a session.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -465,78 +489,97 @@ struct Subject {
 }
 
 impl Subject {
-    fn read(value: &Value, token_issuer: &str) -> Self {
-        let mut subject = Self::default();
+    /// The subject `value` names; `Err` when it is not one.
+    fn read(value: &Value, token_issuer: &str) -> Result<Self, &'static str> {
         let Some(object) = value.as_object() else {
-            return subject;
+            return Err("the event's subject is not an object");
         };
-        if object.contains_key("format") {
-            subject.users.extend(identifier(object, token_issuer, 0));
-            return subject;
-        }
-        // A complex subject: its members are identifiers by role.
-        if let Some(user) = object.get("user").and_then(Value::as_object) {
-            subject.users.extend(identifier(user, token_issuer, 0));
-        }
-        if let Some(session) = object.get("session").and_then(Value::as_object) {
-            let issuer = subject
-                .users
-                .first()
-                .map_or(token_issuer, Revocation::issuer)
-                .to_owned();
-            subject.session = match text(session, "format") {
-                Some("opaque") => text(session, "id").map(|id| Revocation::session(issuer, id)),
-                Some("iss_sub") => match (text(session, "iss"), text(session, "sub")) {
-                    (Some(iss), Some(sid)) => Some(Revocation::session(iss, sid)),
-                    _ => None,
-                },
-                _ => None,
-            };
-        }
-        subject
-    }
-
-    fn revocations(self, action: Action, into: &mut Vec<Revocation>) {
-        match (action, self.session) {
-            (Action::Session, Some(session)) => into.push(session),
-            (_, session) => {
-                if self.users.is_empty() {
-                    into.extend(session);
-                } else {
-                    into.extend(self.users);
+        let mut subject = Self::default();
+        match text(object, "format") {
+            // A complex subject (SSF 1.0: `"format": "complex"`, or older
+            // drafts: no format): its members are identifiers by role.
+            None | Some("complex") => {
+                if let Some(user) = object.get("user") {
+                    subject.users = identifier(user, token_issuer, 0)?;
+                }
+                if let Some(session) = object.get("session") {
+                    let issuer = subject
+                        .users
+                        .first()
+                        .map_or(token_issuer, Revocation::issuer)
+                        .to_owned();
+                    subject.session = session_identifier(session, issuer)?;
                 }
             }
+            Some(_) => subject.users = identifier(value, token_issuer, 0)?,
+        }
+        Ok(subject)
+    }
+
+    /// What `action` revokes of this subject.
+    fn revocations(self, action: Action) -> Vec<Revocation> {
+        match (action, self.session) {
+            (Action::Session, Some(session)) => vec![session],
+            (_, session) if self.users.is_empty() => session.into_iter().collect(),
+            _ => self.users,
         }
     }
 }
 
-/// The revocations a simple identifier names (`aliases`: each of its
-/// identifiers, one level deep).
-fn identifier(object: &Map<String, Value>, token_issuer: &str, depth: u8) -> Vec<Revocation> {
-    match text(object, "format") {
-        Some("iss_sub") => match (text(object, "iss"), text(object, "sub")) {
+/// The revocations a simple identifier names: `iss_sub`, `opaque`, `email`,
+/// and `aliases` (each of its identifiers, one level deep); none for other
+/// formats (`phone_number`, `account`, `did`, `uri`…).
+fn identifier(value: &Value, token_issuer: &str, depth: u8) -> Result<Vec<Revocation>, &'static str> {
+    let malformed = "the event's subject identifier is malformed";
+    let object = value.as_object().ok_or(malformed)?;
+    Ok(match text(object, "format").ok_or(malformed)? {
+        "iss_sub" => match (text(object, "iss"), text(object, "sub")) {
             (Some(iss), Some(sub)) => vec![Revocation::subject(iss, sub)],
-            _ => Vec::new(),
+            _ => return Err(malformed),
         },
-        Some("opaque") => text(object, "id")
-            .map(|id| Revocation::subject(token_issuer, id))
-            .into_iter()
-            .collect(),
-        Some("email") => text(object, "email")
-            .map(|email| Revocation::email(token_issuer, email))
-            .into_iter()
-            .collect(),
-        Some("aliases") if depth == 0 => object
-            .get("identifiers")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_object)
-            .take(MAX_REVOCATIONS)
-            .flat_map(|alias| identifier(alias, token_issuer, depth + 1))
-            .collect(),
+        "opaque" => vec![Revocation::subject(
+            token_issuer,
+            text(object, "id").ok_or(malformed)?,
+        )],
+        "email" => vec![Revocation::email(
+            token_issuer,
+            text(object, "email").ok_or(malformed)?,
+        )],
+        "aliases" if depth == 0 => {
+            let aliases = object
+                .get("identifiers")
+                .and_then(Value::as_array)
+                .ok_or(malformed)?;
+            if aliases.len() > MAX_REVOCATIONS {
+                return Err("the SET names too many subjects");
+            }
+            let mut all = Vec::new();
+            for alias in aliases {
+                all.extend(identifier(alias, token_issuer, depth + 1)?);
+            }
+            all
+        }
+        "aliases" => return Err(malformed),
         _ => Vec::new(),
-    }
+    })
+}
+
+/// A session identifier within a complex subject: `opaque` (at the user's
+/// issuer) or `iss_sub`.
+fn session_identifier(value: &Value, user_issuer: String) -> Result<Option<Revocation>, &'static str> {
+    let malformed = "the event's session identifier is malformed";
+    let object = value.as_object().ok_or(malformed)?;
+    Ok(match text(object, "format").ok_or(malformed)? {
+        "opaque" => Some(Revocation::session(
+            user_issuer,
+            text(object, "id").ok_or(malformed)?,
+        )),
+        "iss_sub" => match (text(object, "iss"), text(object, "sub")) {
+            (Some(iss), Some(sid)) => Some(Revocation::session(iss, sid)),
+            _ => return Err(malformed),
+        },
+        _ => None,
+    })
 }
 
 fn text<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
@@ -582,7 +625,14 @@ where
                             "err": refused.err,
                             "description": refused.description,
                         });
-                        answer(refused.status, Some(body))
+                        let mut response = answer(refused.status, Some(body));
+                        if refused.status == StatusCode::UNAUTHORIZED {
+                            // RFC 7235: a 401 names the scheme it wants.
+                            response
+                                .headers_mut()
+                                .insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+                        }
+                        response
                     }
                 })
             }
@@ -618,14 +668,12 @@ mod tests {
 
     use super::*;
 
-    fn read(value: Value) -> Subject {
-        Subject::read(&value, "https://as")
+    fn revoked(action: Action, subject: Value) -> Vec<Revocation> {
+        Subject::read(&subject, "https://as").unwrap().revocations(action)
     }
 
-    fn revoked(action: Action, subject: Value) -> Vec<Revocation> {
-        let mut into = Vec::new();
-        read(subject).revocations(action, &mut into);
-        into
+    fn refused(subject: Value) -> &'static str {
+        Subject::read(&subject, "https://as").unwrap_err()
     }
 
     #[test]
@@ -644,25 +692,45 @@ mod tests {
         assert_eq!(
             revoked(
                 Action::Session,
-                json!({"format": "email", "email": "a@example.com"})
+                json!({"format": "email", "email": "A@Example.com"})
             ),
-            [Revocation::email("https://as", "a@example.com")]
+            [Revocation::email("https://as", "a@example.com")],
+            "addresses in lower case"
         );
         assert!(revoked(
             Action::User,
             json!({"format": "phone_number", "phone_number": "+1"})
         )
         .is_empty());
-        assert!(revoked(Action::User, json!({"format": "iss_sub", "sub": "no issuer"})).is_empty());
-        assert!(revoked(Action::User, json!("not an object")).is_empty());
+    }
+
+    #[test]
+    fn malformed_subjects_are_refused_not_acknowledged() {
+        for subject in [
+            json!("not an object"),
+            json!({"format": "iss_sub", "sub": "no issuer"}),
+            json!({"format": "opaque"}),
+            json!({"format": "aliases"}),
+            json!({"format": "complex", "user": "u1"}),
+            json!({"format": "complex", "session": {"id": "no format"}}),
+        ] {
+            assert!(!refused(subject.clone()).is_empty(), "{subject}");
+        }
+        let many: Vec<Value> = (0..=MAX_REVOCATIONS)
+            .map(|i| json!({"format": "opaque", "id": format!("u{i}")}))
+            .collect();
+        assert_eq!(
+            refused(json!({"format": "aliases", "identifiers": many})),
+            "the SET names too many subjects"
+        );
     }
 
     #[test]
     fn aliases_name_each_identifier_once_deep() {
         let aliases = json!({"format": "aliases", "identifiers": [
+            {"format": "phone_number", "phone_number": "+1"},
             {"format": "opaque", "id": "u1"},
             {"format": "email", "email": "u1@example.com"},
-            {"format": "aliases", "identifiers": [{"format": "opaque", "id": "nested"}]},
         ]});
         assert_eq!(
             revoked(Action::User, aliases),
@@ -671,25 +739,33 @@ mod tests {
                 Revocation::email("https://as", "u1@example.com")
             ]
         );
+        let nested = json!({"format": "aliases", "identifiers": [
+            {"format": "aliases", "identifiers": [{"format": "opaque", "id": "nested"}]},
+        ]});
+        assert!(!refused(nested).is_empty());
     }
 
     #[test]
     fn a_complex_subject_revokes_its_session_for_session_events_only() {
-        let complex = || {
-            json!({
+        // SSF 1.0 says `"format": "complex"`; older drafts say nothing.
+        for format in [json!("complex"), Value::Null] {
+            let mut complex = json!({
                 "user": {"format": "iss_sub", "iss": "https://idp", "sub": "u1"},
                 "session": {"format": "opaque", "id": "s1"},
-            })
-        };
-        assert_eq!(
-            revoked(Action::Session, complex()),
-            [Revocation::session("https://idp", "s1")],
-            "the session, at the user's issuer"
-        );
-        assert_eq!(
-            revoked(Action::User, complex()),
-            [Revocation::subject("https://idp", "u1")]
-        );
+            });
+            if !format.is_null() {
+                complex["format"] = format;
+            }
+            assert_eq!(
+                revoked(Action::Session, complex.clone()),
+                [Revocation::session("https://idp", "s1")],
+                "the session, at the user's issuer"
+            );
+            assert_eq!(
+                revoked(Action::User, complex),
+                [Revocation::subject("https://idp", "u1")]
+            );
+        }
         assert_eq!(
             revoked(Action::User, json!({"session": {"format": "opaque", "id": "s2"}})),
             [Revocation::session("https://as", "s2")],

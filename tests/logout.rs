@@ -112,6 +112,25 @@ async fn a_logout_token_revokes_its_sessions_cached_tokens() {
     assert_eq!(body["error_description"], "the token was already used (jti)");
 }
 
+/// The cut-off is the logout's time (its `iat`): a logout token that
+/// arrives late refuses the session's tokens issued before it, not one
+/// issued since.
+#[tokio::test]
+async fn a_late_logout_cuts_off_at_its_own_time() {
+    let r = receiver().await;
+    let now = rand_suffix() as i64 / 1_000_000_000;
+    let in_session = |iat: i64| TokenSpec::new().sub("alice").claim("sid", json!("s1")).iat(iat);
+    let (before, since) = (
+        r.auth.mint(in_session(now - 20)),
+        r.auth.mint(in_session(now - 5)),
+    );
+    let token = r.auth.mint_jwt(logout_token("s1").claim("iat", json!(now - 10)));
+    assert_eq!(post(&r.url, &[("logout_token", &token)]).await.0, 200);
+    let error = r.verifier.validate(&before).await.unwrap_err();
+    assert_eq!(error.description(), "the token was revoked");
+    r.verifier.validate(&since).await.unwrap();
+}
+
 #[tokio::test]
 async fn without_a_sid_the_subject_is_revoked() {
     let r = receiver().await;

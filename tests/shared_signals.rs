@@ -56,6 +56,13 @@ async fn receiver() -> Receiver {
     }
 }
 
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 fn unique() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -73,7 +80,7 @@ fn set(event: &str, subject: Value) -> JwtSpec {
         .aud(AUDIENCE)
         .claim("jti", json!(unique()))
         .claim("sub_id", subject)
-        .claim("events", json!({ event: { "event_timestamp": 1 } }))
+        .claim("events", json!({ event: { "event_timestamp": now() } }))
 }
 
 async fn push_as(
@@ -129,7 +136,7 @@ async fn each_caep_and_risc_event_revokes_what_its_subject_names() {
     let cases: Vec<(&str, Value, TokenSpec, TokenSpec)> = vec![
         (
             SESSION_REVOKED,
-            json!({"user": user("u1"), "session": {"format": "opaque", "id": "s1"}}),
+            json!({"format": "complex", "user": user("u1"), "session": {"format": "opaque", "id": "s1"}}),
             TokenSpec::new().sub("u1").claim("sid", json!("s1")),
             TokenSpec::new().sub("u1").claim("sid", json!("s2")),
         ),
@@ -301,6 +308,20 @@ async fn forged_stale_replayed_and_misaddressed_sets_are_refused_and_revoke_noth
         assert_eq!(body, json!({"err": err, "description": description}));
     }
     let genuine = r.auth.mint_jwt(good());
+    let (_, _, refused) = push_as(&r.url, &genuine, None, "application/secevent+jwt").await;
+    assert_eq!(refused["err"], "authentication_failed");
+    let challenge = reqwest::Client::new()
+        .post(&r.url)
+        .header("content-type", "application/secevent+jwt")
+        .body(genuine.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        challenge.headers()["www-authenticate"],
+        "Bearer",
+        "RFC 7235: a 401 names its scheme"
+    );
     for (authorization, content_type, status, err) in [
         (None, "application/secevent+jwt", 401, "authentication_failed"),
         (
@@ -333,7 +354,7 @@ async fn forged_stale_replayed_and_misaddressed_sets_are_refused_and_revoke_noth
     let stats = r.signals.stats();
     assert_eq!(stats.accepted, 0);
     assert_eq!(stats.refused_with("invalid_key"), 2);
-    assert_eq!(stats.refused_with("authentication_failed"), 3);
+    assert_eq!(stats.refused_with("authentication_failed"), 5);
     assert_eq!(stats.refused, stats.received);
 
     // The refusals consumed no jti: the genuine SET works once, not twice.
@@ -344,6 +365,36 @@ async fn forged_stale_replayed_and_misaddressed_sets_are_refused_and_revoke_noth
         (status, body["description"].as_str()),
         (400, Some("the SET was already received (jti)"))
     );
+}
+
+/// The cut-off is the event's time: a push that arrives late refuses the
+/// tokens issued before the event, not those issued since.
+#[tokio::test]
+async fn a_late_event_cuts_off_at_its_own_time() {
+    let r = receiver().await;
+    let now = now() as i64;
+    let before = r.auth.mint(TokenSpec::new().sub("alice").iat(now - 20));
+    let since = r.auth.mint(TokenSpec::new().sub("alice").iat(now - 5));
+    r.verifier.validate(&before).await.unwrap();
+    r.verifier.validate(&since).await.unwrap();
+    let late = set(CREDENTIAL_CHANGE, json!({"format": "opaque", "id": "alice"}))
+        .claim(
+            "events",
+            json!({ CREDENTIAL_CHANGE: { "event_timestamp": now - 10 } }),
+        )
+        // Untyped SETs (older transmitters) are accepted too, and the
+        // scheme is read in any case.
+        .no_typ();
+    let (status, _, _) = push_as(
+        &r.url,
+        &r.auth.mint_jwt(late),
+        Some(&format!("bearer {PUSH_TOKEN}")),
+        "application/secevent+jwt",
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert!(is_revoked(&r.verifier.validate(&before).await));
+    r.verifier.validate(&since).await.unwrap();
 }
 
 #[test]

@@ -553,7 +553,7 @@ impl TokenCache {
     /// cut-offs full (the answers are evicted all the same).
     pub(crate) async fn revoke(&self, revocation: &Revocation, at: i64) -> (bool, u64) {
         let who = self.who.matching(&self.keys, revocation);
-        let recorded = self.who.cut_off(&who, at);
+        let recorded = self.who.cut_off(&who, at, crate::validate::unix_now());
         let mut evicted = 0;
         for key in self.who.take(&who) {
             if self

@@ -424,7 +424,11 @@ impl<L: LoadToken> Engine<L> {
     pub(crate) async fn revoke(&self, revocation: &Revocation) -> Result<Revoked, RevokeError> {
         // Tokens the checks accept as issued up to `leeway` ahead of this
         // clock are cut off too: an AS clock ahead must not slip past.
-        let at = unix_now().saturating_add(self.checks.leeway_secs);
+        let now = unix_now();
+        let at = revocation
+            .at
+            .map_or(now, |at| at.min(now))
+            .saturating_add(self.checks.leeway_secs);
         let (recorded, evicted) = self.cache.revoke(revocation, at).await;
         // Every replica carries it out, and those that start later too.
         #[cfg(feature = "redis")]

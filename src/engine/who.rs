@@ -73,7 +73,17 @@ impl Who {
     /// The who-keys of `claims`, under its issuer (or the default one).
     pub(crate) fn keys_of(&self, keys: &KeyScheme, claims: &Claims) -> WhoKeys {
         let issuer = claims.issuer.as_deref().unwrap_or(&self.default_issuer);
-        Kind::ALL.map(|kind| value(claims, kind).map(|value| keys.who(kind as u8, issuer, value)))
+        Kind::ALL.map(|kind| {
+            let value = value(claims, kind)?;
+            // Addresses are compared in lower case (see `Revocation::email`).
+            Some(
+                if kind == Kind::Email && value.bytes().any(|b| b.is_ascii_uppercase()) {
+                    keys.who(kind as u8, issuer, &value.to_ascii_lowercase())
+                } else {
+                    keys.who(kind as u8, issuer, value)
+                },
+            )
+        })
     }
 
     /// Files the answer under `key` by who it names.
@@ -150,14 +160,20 @@ impl Who {
         who
     }
 
-    /// Records the cut-off `at` (Unix seconds) for `who`. False when full.
-    pub(crate) fn cut_off(&self, who: &[Key], at: i64) -> bool {
-        let mut cutoffs = lock(&self.cutoffs);
+    /// Records the cut-off `at` (Unix seconds, the event's time) for `who`
+    /// at `now`. False when full. An event older than the retention needs
+    /// none: every token issued before it has expired (see the retention's
+    /// docs).
+    pub(crate) fn cut_off(&self, who: &[Key], at: i64, now: i64) -> bool {
         let forget_at = at.saturating_add(self.retention_secs);
+        if forget_at <= now {
+            return true;
+        }
+        let mut cutoffs = lock(&self.cutoffs);
         let capacity = usize::try_from(self.max_cutoffs).unwrap_or(usize::MAX);
         let new = who.iter().filter(|who| !cutoffs.contains_key(*who)).count();
         if cutoffs.len().saturating_add(new) > capacity {
-            cutoffs.retain(|_, cutoff| cutoff.forget_at > at);
+            cutoffs.retain(|_, cutoff| cutoff.forget_at > now);
         }
         if cutoffs.len().saturating_add(new) > capacity {
             return false;
@@ -278,7 +294,7 @@ mod tests {
         let keys = KeyScheme::new("e", "c");
         let s1 = Revocation::session("https://as", "s1");
         let s2 = Revocation::session("https://as", "s2");
-        assert!(who.cut_off(&who.matching(&keys, &s1), 1000));
+        assert!(who.cut_off(&who.matching(&keys, &s1), 1000, 1000));
         assert_eq!(who.sizes().0, 2, "the issuer's, and no issuer's");
         let at = |iat: &str| claims(&format!(r#"{{"active":true,"sid":"s1"{iat}}}"#));
         for (claims, refused) in [
@@ -300,17 +316,25 @@ mod tests {
         }
         let other = claims(r#"{"active":true,"sid":"s2","iat":1}"#);
         assert!(!who.refuses(&other, &who.keys_of(&keys, &other), 1000));
-        assert!(who.cut_off(&who.matching(&keys, &s1), 1010), "no new slot");
+        assert!(who.cut_off(&who.matching(&keys, &s1), 1010, 1010), "no new slot");
         let later = at(r#","iat":1005"#);
         let later_keys = who.keys_of(&keys, &later);
         assert!(
             who.refuses(&later, &later_keys, 1065),
             "moved on to the later event"
         );
-        assert!(!who.cut_off(&who.matching(&keys, &s2), 1010), "full");
+        assert!(!who.cut_off(&who.matching(&keys, &s2), 1010, 1010), "full");
         assert!(
-            who.cut_off(&who.matching(&keys, &s2), 1071),
-            "the expired are purged"
+            !who.cut_off(&who.matching(&keys, &s2), 1010, 1069),
+            "an event from before the others expire: still full"
+        );
+        assert!(
+            who.cut_off(&who.matching(&keys, &s2), 1010, 1071),
+            "the expired are purged, whenever the event"
+        );
+        assert!(
+            who.cut_off(&who.matching(&keys, &s2), 900, 1071),
+            "an event older than the retention needs no slot"
         );
     }
 }
