@@ -233,6 +233,12 @@ impl Inner {
         // up, the cut-offs were full) may be sent again.
         let revoked = match self.verifier.revoke(&revocation).await {
             Ok(revoked) => revoked.evicted,
+            // Carried out here; too large for the fleet (or no random
+            // source): sending it again would not help.
+            Err(error @ crate::revocation::RevokeError::NotShared { .. }) => {
+                tracing::warn!("a logout was carried out on this replica only: {error}");
+                error.evicted()
+            }
             Err(crate::revocation::RevokeError::Full { evicted, .. }) => {
                 self.counters.evicted(evicted);
                 return Err(Refused {

@@ -27,6 +27,9 @@
 //! but answers [`RevokeError::Full`], so that whoever sent the event can
 //! retry.
 //!
+//! A verifier without exactly one `expected_issuer` gives each revocation
+//! two cut-off slots (its issuer's, and no issuer's: see below).
+//!
 //! An answer without `iss` is filed under the verifier's
 //! `expected_issuer` when it has exactly one; otherwise under no issuer,
 //! and then a revocation from any issuer that names its subject, session
@@ -41,7 +44,9 @@
 //! every replica: it is sealed under the fleet secret (the store never sees
 //! the subject, session or client in clear), announced on the fleet's
 //! channel, and kept in the store until its retention ends, so that a
-//! replica that starts or reconnects later reads it before its first load.
+//! replica that starts or reconnects later reads it before its first load
+//! (while the store does not answer, it goes on without, and reads it once
+//! the store answers).
 //! When the store is unreachable, the replica that made it refuses at once
 //! and sends it again when the store answers.
 //!
@@ -77,6 +82,9 @@ pub const DEFAULT_CUTOFF_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 /// How many cut-offs a verifier holds at most, by default.
 pub const DEFAULT_MAX_CUTOFFS: u64 = 100_000;
+
+/// The most `max_cutoffs` accepts: ten million (about 480 MB here).
+pub const MAX_CUTOFFS: u64 = 10_000_000;
 
 /// What a revocation names: every token of a subject, of a session or of a
 /// client, at one issuer. See the [module docs](self).
@@ -211,10 +219,11 @@ pub struct Revoked {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RevokeError {
-    /// Every cut-off slot holds an event younger than the retention: the
-    /// matching cached answers were evicted, but tokens never seen before
-    /// are not refused. Ask the sender to retry later, or raise
-    /// `max_cutoffs`.
+    /// Every cut-off slot holds an event younger than the retention, here
+    /// or (with a fleet) in the shared store: the matching cached answers
+    /// were evicted, but tokens never seen before are not refused here (in
+    /// the first case), or by replicas that start later (in the second).
+    /// Ask the sender to retry later, or raise `max_cutoffs`.
     #[error("the revocation cut-offs are full ({capacity}); cached answers were evicted, but tokens not seen yet are not refused")]
     Full {
         /// The configured maximum.
@@ -222,4 +231,29 @@ pub enum RevokeError {
         /// Cached answers evicted all the same.
         evicted: u64,
     },
+    /// Carried out here, but not sent to the fleet: the revocation is too
+    /// large to seal (its issuer and value over 16 KiB), or no random source
+    /// was available. Other replicas do not know of it.
+    #[error("the revocation was carried out here but could not be sent to the fleet")]
+    NotShared {
+        /// Cached answers evicted here.
+        evicted: u64,
+    },
+}
+
+impl RevokeError {
+    /// Cached answers evicted all the same.
+    pub fn evicted(&self) -> u64 {
+        match self {
+            Self::Full { evicted, .. } | Self::NotShared { evicted } => *evicted,
+        }
+    }
+
+    /// The same error, counting `evicted` answers.
+    pub(crate) fn with_evicted(self, evicted: u64) -> Self {
+        match self {
+            Self::Full { capacity, .. } => Self::Full { capacity, evicted },
+            Self::NotShared { .. } => Self::NotShared { evicted },
+        }
+    }
 }

@@ -179,9 +179,11 @@ macro_rules! cache_setters {
             pub fn cutoff_retention(retention: std::time::Duration) => cache.cutoff_retention = retention;
 
             /// How many [revocation](crate::revocation) cut-offs are held at
-            /// most (default 100 000, about 60 bytes each). When all are taken
-            /// by events younger than the retention, a revocation still evicts
-            /// but answers `RevokeError::Full`.
+            /// most (default 100 000, at most 10 000 000; about 48 bytes each,
+            /// and with a fleet about 130 bytes per fleet secret in the
+            /// store). When all are taken by events younger than the
+            /// retention, a revocation still evicts but answers
+            /// `RevokeError::Full`.
             pub fn max_cutoffs(cutoffs: u64) => cache.max_cutoffs = cutoffs;
         }
     };

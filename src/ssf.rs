@@ -324,6 +324,12 @@ impl Inner {
         for revocation in &revocations {
             match self.verifier.revoke(revocation).await {
                 Ok(revoked) => evicted += revoked.evicted,
+                // Carried out here; too large for the fleet (or no random
+                // source): sending it again would not help.
+                Err(error @ RevokeError::NotShared { .. }) => {
+                    tracing::warn!("a security event was carried out on this replica only: {error}");
+                    evicted += error.evicted();
+                }
                 Err(RevokeError::Full { evicted: some, .. }) => {
                     self.counters.evicted(evicted + some);
                     return Err(Refused {

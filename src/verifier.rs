@@ -166,16 +166,16 @@ impl Verifier {
                 outcomes
             }
         };
-        // Every source is revoked; the first full one is reported.
+        // Every source is revoked; the first error is reported.
         let evicted = outcomes
             .iter()
             .map(|outcome| match outcome {
                 Ok(revoked) => revoked.evicted,
-                Err(RevokeError::Full { evicted, .. }) => *evicted,
+                Err(error) => error.evicted(),
             })
             .sum();
         match outcomes.into_iter().find_map(Result::err) {
-            Some(RevokeError::Full { capacity, .. }) => Err(RevokeError::Full { capacity, evicted }),
+            Some(error) => Err(error.with_evicted(evicted)),
             None => Ok(Revoked { evicted }),
         }
     }

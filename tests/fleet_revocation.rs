@@ -188,6 +188,30 @@ async fn a_replica_that_starts_later_refuses_what_was_revoked_before(store: Stor
     late.validate(&other_session).await.unwrap();
 }
 
+/// More revocations than one page of the store's reply: a replica that
+/// starts later reads them all.
+async fn a_late_replica_reads_every_page_of_stored_revocations(store: Store) {
+    let auth = TestAuthServer::start().await.unwrap();
+    let first = store.replica(&auth);
+    let in_session =
+        |sid: String| auth.mint(TokenSpec::new().sub("alice").claim("sid", serde_json::json!(sid)));
+    let (oldest, newest, kept) = (
+        in_session("s0".into()),
+        in_session("s1200".into()),
+        in_session("s1201".into()),
+    );
+    for i in 0..=1200 {
+        first
+            .revoke(&Revocation::session(auth.issuer(), format!("s{i}")))
+            .await
+            .unwrap();
+    }
+    let late = store.replica(&auth);
+    assert!(is_revoked(&late.validate(&oldest).await));
+    assert!(is_revoked(&late.validate(&newest).await));
+    late.validate(&kept).await.unwrap();
+}
+
 async fn a_revocation_reaches_both_sides_of_a_rotation(store: Store) {
     let auth = TestAuthServer::start().await.unwrap();
     // Step 2 of a rotation: one replica writes under the next secret and
@@ -268,6 +292,17 @@ async fn a_revocation_reaches_every_replica_in_memory() {
 #[tokio::test]
 async fn a_replica_that_starts_later_refuses_what_was_revoked_before_in_memory() {
     a_replica_that_starts_later_refuses_what_was_revoked_before(Store::Memory(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn a_late_replica_reads_every_page_of_stored_revocations_in_memory() {
+    a_late_replica_reads_every_page_of_stored_revocations(Store::Memory(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: eval \"$(tests/interop/redis.sh start)\""]
+async fn a_late_replica_reads_every_page_of_stored_revocations_on_redis() {
+    a_late_replica_reads_every_page_of_stored_revocations(Store::redis()).await;
 }
 
 #[tokio::test]

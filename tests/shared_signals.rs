@@ -397,6 +397,43 @@ async fn a_late_event_cuts_off_at_its_own_time() {
     r.verifier.validate(&since).await.unwrap();
 }
 
+#[tokio::test]
+async fn too_many_events_and_unreachable_keys_are_answered_not_carried_out() {
+    let r = receiver().await;
+    let events: serde_json::Map<String, Value> = (0..17)
+        .map(|i| (format!("https://example.com/event/{i}"), json!({})))
+        .collect();
+    let crowded = set(CREDENTIAL_CHANGE, json!({"format": "opaque", "id": "alice"}))
+        .claim("events", Value::Object(events));
+    let (status, _, body) = push(&r.url, &r.auth.mint_jwt(crowded)).await;
+    assert_eq!((status, body["err"].as_str()), (400, Some("invalid_request")));
+
+    // The transmitter's keys cannot be fetched: 503, so that it retries.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let transmitter = JwtVerifier::builder()
+        .expected_issuer(r.auth.issuer())
+        .jwks_url(format!("http://{closed}/jwks"))
+        .build()
+        .unwrap();
+    let signals = SharedSignals::builder(transmitter, r.verifier.clone())
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
+    let url = common::serve(Router::new().route("/ssf", post_service(signals))).await;
+    let event = r
+        .auth
+        .mint_jwt(set(CREDENTIAL_CHANGE, json!({"format": "opaque", "id": "alice"})));
+    let (status, cache, body) =
+        push_as(&format!("{url}/ssf"), &event, None, "application/secevent+jwt").await;
+    assert_eq!(
+        (status, cache.as_deref(), body["err"].as_str()),
+        (503, Some("no-store"), Some("temporarily_unavailable"))
+    );
+}
+
 #[test]
 fn settings_are_checked_and_the_push_token_never_printed() {
     let rt = tokio::runtime::Runtime::new().unwrap();

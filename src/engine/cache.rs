@@ -242,6 +242,13 @@ impl CacheSettings {
                 range: "more than zero: a cut-off must outlive the tokens issued before it",
             });
         }
+        // About 48 bytes each here, and 130 per secret in a fleet's store.
+        if self.max_cutoffs > crate::revocation::MAX_CUTOFFS {
+            return Err(OutOfRange {
+                setting: "max_cutoffs",
+                range: "at most 10 000 000",
+            });
+        }
         if !self.stale_if_error.is_zero() && self.stale_if_error <= self.max_ttl {
             return Err(OutOfRange {
                 setting: "stale_if_error",

@@ -432,10 +432,20 @@ impl<L: LoadToken> Engine<L> {
         let (recorded, evicted) = self.cache.revoke(revocation, at).await;
         // Every replica carries it out, and those that start later too.
         #[cfg(feature = "redis")]
-        let recorded = match &self.shared {
-            Some(shared) => shared.revoke(revocation, at).await && recorded,
-            None => recorded,
-        };
+        if let Some(shared) = &self.shared {
+            use crate::fleet::FleetRevocation;
+            match shared.revoke(revocation, at).await {
+                FleetRevocation::Sent => {}
+                FleetRevocation::StoreFull if recorded => {
+                    return Err(RevokeError::Full {
+                        capacity: self.cache.max_cutoffs(),
+                        evicted,
+                    })
+                }
+                FleetRevocation::StoreFull => {}
+                FleetRevocation::NotSealed => return Err(RevokeError::NotShared { evicted }),
+            }
+        }
         if recorded {
             Ok(Revoked { evicted })
         } else {

@@ -102,12 +102,7 @@ impl<L: LoadToken> L1Sink for Engine<L> {
         self.cache.invalidate_all();
     }
 
-    fn revoke(&self, revocation: Revocation, at: i64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            let (recorded, evicted) = self.cache.revoke(&revocation, at).await;
-            if !recorded {
-                tracing::warn!(evicted, "a fleet revocation found this replica's cut-offs full: its cached answers were evicted, but tokens not seen yet are not refused");
-            }
-        })
+    fn revoke(&self, revocation: Revocation, at: i64) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+        Box::pin(async move { self.cache.revoke(&revocation, at).await.0 })
     }
 }

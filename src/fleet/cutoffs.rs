@@ -15,9 +15,72 @@
 //! so a notice reaches replicas on either side of a secret rotation (it is
 //! sealed under every secret the sender has).
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use super::keys::FleetKeys;
 use super::seal;
 use crate::revocation::{Kind, Revocation};
+
+/// Members read per command when a replica reads the stored cut-offs, so
+/// that a full set never makes one reply the command timeout cannot bound.
+pub(crate) const PAGE: u64 = 1000;
+
+/// Whether this replica has read the stored cut-offs since it last could
+/// have missed a revocation notice (it started, subscribed, lost its
+/// subscription, or dropped notices). An epoch, raised by each such event:
+/// a read counts only if no event came while it ran, and only while
+/// subscribed, so a revocation published between a read and a
+/// subscription is never lost.
+#[derive(Debug)]
+pub(crate) struct ReadState {
+    epoch: AtomicU64,
+    read_epoch: AtomicU64,
+    subscribed: AtomicBool,
+}
+
+impl Default for ReadState {
+    fn default() -> Self {
+        Self {
+            epoch: AtomicU64::new(1),
+            read_epoch: AtomicU64::new(0),
+            subscribed: AtomicBool::new(false),
+        }
+    }
+}
+
+impl ReadState {
+    /// Whether the last read is still current.
+    pub(crate) fn is_current(&self) -> bool {
+        // Both only grow and `read_epoch` never passes `epoch`: equal now
+        // means no event since the read began.
+        let read = self.read_epoch.load(Ordering::Acquire);
+        read == self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Notices may have been missed: the next load reads again.
+    pub(crate) fn unread(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The subscription is up (notices flow from now on); reads made
+    /// before it may have missed one.
+    pub(crate) fn subscribed(&self) {
+        self.subscribed.store(true, Ordering::Release);
+        self.unread();
+    }
+
+    /// A read begins: the epoch it counts for, when subscribed.
+    pub(crate) fn begin(&self) -> Option<u64> {
+        let subscribed = self.subscribed.load(Ordering::Acquire);
+        let epoch = self.epoch.load(Ordering::Acquire);
+        subscribed.then_some(epoch)
+    }
+
+    /// The read that began at `epoch` is done.
+    pub(crate) fn done(&self, epoch: u64) {
+        self.read_epoch.fetch_max(epoch, Ordering::AcqRel);
+    }
+}
 
 /// The largest sealed revocation read or written: an issuer and a subject,
 /// session or client id are far smaller.
@@ -103,6 +166,27 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_counts_only_when_subscribed_and_nothing_came_meanwhile() {
+        let state = ReadState::default();
+        assert!(!state.is_current(), "never read");
+        assert_eq!(state.begin(), None, "not subscribed: a read does not count");
+        state.subscribed();
+        let epoch = state.begin().unwrap();
+        state.done(epoch);
+        assert!(state.is_current());
+        let during = state.begin().unwrap();
+        state.unread();
+        state.done(during);
+        assert!(!state.is_current(), "an event while reading: read again");
+        let before = state.begin().unwrap();
+        state.subscribed();
+        state.done(before);
+        assert!(!state.is_current(), "a read from before the subscription");
+        state.done(state.begin().unwrap());
+        assert!(state.is_current());
+    }
 
     const S1: &[u8] = b"0123456789abcdef0123456789abcdef";
     const S2: &[u8] = b"fedcba9876543210fedcba9876543210";

@@ -81,8 +81,9 @@ pub(crate) trait L1Sink: Send + Sync {
     /// Drops every in-process entry.
     fn drop_all(&self);
     /// Carries out a revocation another replica (or the stored cut-offs)
-    /// told of, cut off at `at` (Unix s), in this process only.
-    fn revoke(&self, revocation: Revocation, at: i64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// told of, cut off at `at` (Unix s), in this process only; false when
+    /// the cut-offs were full (its answers were evicted all the same).
+    fn revoke(&self, revocation: Revocation, at: i64) -> Pin<Box<dyn Future<Output = bool> + Send + '_>>;
 }
 
 pub(crate) fn invalidate_notice(keys: &[Key]) -> String {
@@ -222,10 +223,10 @@ pub(crate) async fn listen(
                         Ok(Ok(()))
                     );
                     if subscribed {
-                        // A revocation stored after the first load read
-                        // the cut-offs, but before this subscription, came
-                        // in no notice: the next load reads them again.
-                        tier.cutoffs_unread();
+                        // A revocation stored after a load read the
+                        // cut-offs, but before this subscription, came in
+                        // no notice: the next load reads them again.
+                        tier.cutoffs_subscribed();
                     }
                     subscribed
                 };
@@ -296,6 +297,8 @@ fn is_invalidation(payload: &[u8]) -> bool {
 fn drop_unverified(tier: &TierInner, sink: &dyn L1Sink) {
     tier.refuse_shared_before(super::now_ms());
     sink.drop_all();
+    // It may have been a revocation: read the stored cut-offs again.
+    tier.cutoffs_unread();
     tier.notice_flush();
 }
 
@@ -349,8 +352,17 @@ async fn apply(
         Some("r") => {
             let now = super::now_ms();
             match notice_copies(words).find_map(|copy| open_revocation(tier.keys(), &copy, now)) {
-                Some((revocation, at)) => sink.revoke(revocation, at).await,
-                None => tracing::debug!("a revocation notice that opens under none of this replica's secrets, or past its retention: ignored"),
+                Some((revocation, at)) => {
+                    if !sink.revoke(revocation, at).await {
+                        tier.cutoffs_full();
+                    }
+                }
+                // Signed by the fleet but unreadable here: what it revoked
+                // may be in the store; read it before the next load.
+                None => {
+                    tracing::debug!("a revocation notice that opens under none of this replica's secrets, or past its retention: the stored cut-offs are read again");
+                    tier.cutoffs_unread();
+                }
             }
         }
         _ => {}
@@ -398,7 +410,7 @@ mod tests {
 
     #[test]
     fn invalidations_are_told_from_other_notices_by_their_first_word() {
-        for payload in ["i 00 m:00", "a 1", "i", "a"] {
+        for payload in ["i 00 m:00", "a 1", "i", "a", "r 00 m:00"] {
             assert!(is_invalidation(payload.as_bytes()), "{payload}");
         }
         for payload in ["f ab m:00", "", "hello", "ia 1", " i 00"] {
@@ -442,9 +454,9 @@ mod tests {
             self.all.fetch_add(1, Ordering::SeqCst);
         }
 
-        fn revoke(&self, revocation: Revocation, at: i64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        fn revoke(&self, revocation: Revocation, at: i64) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
             self.revocations.lock().unwrap().push((revocation, at));
-            Box::pin(async {})
+            Box::pin(async { true })
         }
     }
 
@@ -515,6 +527,30 @@ mod tests {
         apply_signed(tier, &sink, &fill_notice(names.id()), &mut 0).await;
         assert!(notified.now_or_never().is_some(), "woken by the fill");
         assert_eq!(sink.all.load(Ordering::SeqCst), 0, "a fill drops nothing");
+    }
+
+    #[tokio::test]
+    async fn a_revocation_notice_is_carried_out_and_an_unreadable_one_makes_the_cutoffs_unread() {
+        let tier = tier();
+        let (tier, sink) = (&*tier.inner, Drops::default());
+        tier.cutoffs_subscribed();
+        let revocation = Revocation::session("https://as", "s1");
+        let sealed =
+            super::super::cutoffs::seal_revocation(tier.keys(), &revocation, 1_700_000_000, u64::MAX);
+        let notice = super::super::cutoffs::revocation_notice(&sealed);
+        apply_signed(tier, &sink, &notice, &mut 0).await;
+        assert_eq!(
+            *sink.revocations.lock().unwrap(),
+            [(revocation, 1_700_000_000)],
+            "carried out, at the sender's cut-off"
+        );
+        tier.mark_cutoffs_read();
+        apply_signed(tier, &sink, "r 00ff", &mut 0).await;
+        assert_eq!(sink.revocations.lock().unwrap().len(), 1);
+        assert!(
+            !tier.cutoffs_current(),
+            "read the store again before the next load"
+        );
     }
 
     #[test]

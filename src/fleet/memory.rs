@@ -269,19 +269,27 @@ impl SharedStore for MemoryConnection {
         Box::pin(std::future::ready(result))
     }
 
-    fn cutoffs<'a>(&'a self, set: &'a str, now_ms: u64, max: u64) -> StoreFuture<'a, Vec<Vec<u8>>> {
+    fn cutoffs<'a>(
+        &'a self,
+        set: &'a str,
+        min: u64,
+        skip: u64,
+        count: u64,
+    ) -> StoreFuture<'a, Vec<(u64, Vec<u8>)>> {
         let result = self.store.with(|state, _| {
-            let mut live: Vec<&(u64, Vec<u8>)> = state
+            let mut page: Vec<(u64, Vec<u8>)> = state
                 .sets
                 .get(set)
                 .into_iter()
                 .flatten()
-                .filter(|(score, _)| *score > now_ms)
+                .filter(|(score, _)| *score >= min)
+                .cloned()
                 .collect();
-            live.sort_by_key(|(score, _)| std::cmp::Reverse(*score));
-            live.into_iter()
-                .take(usize::try_from(max).unwrap_or(usize::MAX))
-                .map(|(_, member)| member.clone())
+            // Redis orders equal scores by member.
+            page.sort_unstable();
+            page.into_iter()
+                .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+                .take(usize::try_from(count).unwrap_or(usize::MAX))
                 .collect()
         });
         Box::pin(std::future::ready(result))
@@ -330,6 +338,59 @@ mod tests {
 
     fn names(names: &[&str]) -> Vec<String> {
         names.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn cut_offs_are_kept_by_score_bounded_and_announced() {
+        let store = MemoryStore::new();
+        let (a, mut notices) = connection(&store);
+        a.subscribe("events").await.unwrap();
+        fn cut(members: &[Vec<u8>], forget_at_ms: u64, now_ms: u64) -> CutOff<'_> {
+            CutOff {
+                set: "cutoffs",
+                members,
+                forget_at_ms,
+                now_ms,
+                max: 3,
+                channel: "events",
+                notice: "r x",
+            }
+        }
+        let (first, third, fourth) = (
+            vec![b"a".to_vec(), b"b".to_vec()],
+            vec![b"c".to_vec()],
+            vec![b"d".to_vec()],
+        );
+        assert_eq!(a.cut_off(cut(&first, 200, 100)).await, Ok(true));
+        assert_eq!(a.cut_off(cut(&third, 300, 100)).await, Ok(true));
+        assert_eq!(a.cut_off(cut(&fourth, 400, 100)).await, Ok(false), "full");
+        for _ in 0..3 {
+            assert_eq!(
+                notices.recv().await,
+                Some(Push::Notice(b"r x".to_vec())),
+                "announced either way"
+            );
+        }
+        // Pages by ascending score, from `min`, skipping `skip`.
+        let all = a.cutoffs("cutoffs", 101, 0, 10).await.unwrap();
+        assert_eq!(
+            all,
+            [(200, b"a".to_vec()), (200, b"b".to_vec()), (300, b"c".to_vec())]
+        );
+        assert_eq!(
+            a.cutoffs("cutoffs", 200, 1, 1).await.unwrap(),
+            [(200, b"b".to_vec())]
+        );
+        assert_eq!(
+            a.cutoffs("cutoffs", 201, 0, 10).await.unwrap(),
+            [(300, b"c".to_vec())]
+        );
+        // Forgotten by 250: pruned, so there is room again.
+        assert_eq!(a.cut_off(cut(&fourth, 400, 250)).await, Ok(true));
+        assert_eq!(
+            a.cutoffs("cutoffs", 0, 0, 10).await.unwrap(),
+            [(300, b"c".to_vec()), (400, b"d".to_vec())]
+        );
     }
 
     #[tokio::test]

@@ -83,6 +83,18 @@ pub(crate) enum FirstUse {
     Unknown,
 }
 
+/// What became of a revocation sent to the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FleetRevocation {
+    /// Stored and announced (or queued for replay while Redis is away).
+    Sent,
+    /// Announced, but the stored cut-offs were full: replicas that start
+    /// later will not see it.
+    StoreFull,
+    /// Not sent: too large to seal, or no random source.
+    NotSealed,
+}
+
 /// The shared tier of one introspector.
 pub(crate) struct SharedTier {
     inner: Arc<TierInner>,
@@ -120,7 +132,7 @@ pub(crate) struct TierInner {
     /// Whether the stored cut-offs were read since the tier started or
     /// its subscription came back; loads wait for it (see
     /// [`SharedTier::ensure_cutoffs`]).
-    cutoffs_read: std::sync::atomic::AtomicBool,
+    cutoff_reads: cutoffs::ReadState,
     reading_cutoffs: tokio::sync::Mutex<()>,
     cutoff_log: LogEvery,
 }
@@ -217,7 +229,7 @@ impl SharedTier {
                 replay: Replay::default(),
                 cutoff_retention,
                 max_cutoffs,
-                cutoffs_read: std::sync::atomic::AtomicBool::new(false),
+                cutoff_reads: cutoffs::ReadState::default(),
                 reading_cutoffs: tokio::sync::Mutex::new(()),
                 cutoff_log: LogEvery::default(),
             }),
@@ -475,9 +487,8 @@ impl SharedTier {
     /// Tells the fleet about `revocation`, cut off at `at` (Unix s), which
     /// this replica has carried out: every replica carries it out on the
     /// notice, and the stored copy reaches replicas that start or reconnect
-    /// later. Replayed when Redis does not take it. False when the stored
-    /// cut-offs were full (the notice went all the same).
-    pub(crate) async fn revoke(&self, revocation: &Revocation, at: i64) -> bool {
+    /// later. Replayed when Redis does not take it.
+    pub(crate) async fn revoke(&self, revocation: &Revocation, at: i64) -> FleetRevocation {
         let inner = &*self.inner;
         let retention_ms = millis(inner.cutoff_retention);
         let at_ms = u64::try_from(at).unwrap_or(0).saturating_mul(1000);
@@ -485,32 +496,35 @@ impl SharedTier {
         let members = cutoffs::seal_revocation(&inner.keys, revocation, at, forget_at_ms);
         if members.is_empty() {
             tracing::warn!("a revocation could not be sealed for the fleet (too large, or no random source): only this replica carries it out");
-            return true;
+            return FleetRevocation::NotSealed;
         }
         match inner.cut_off(&members, forget_at_ms).await {
-            Some(kept) => kept,
+            Some(true) => FleetRevocation::Sent,
+            Some(false) => FleetRevocation::StoreFull,
             None => {
                 inner.keep(Pending::Cut {
                     members,
                     forget_at_ms,
                 });
-                true
+                FleetRevocation::Sent
             }
         }
     }
 
-    /// Before a load: unless done since the tier started or its
-    /// subscription came back, reads the stored cut-offs and carries them
-    /// out on `sink`, so that no replica admits a token revoked while it was
-    /// away. Once at a time; skipped while the breaker is open (tried again
-    /// on the next load).
+    /// Before a load: unless done since the replica last could have missed
+    /// a notice (it started, subscribed, lost its subscription or dropped
+    /// notices), reads the stored cut-offs and carries them out on `sink`,
+    /// so that no replica admits a token revoked while it was away. Once at
+    /// a time; skipped while the breaker is open, and while the store does
+    /// not answer the load goes on without them (tried again on the next
+    /// load; see the README on that window).
     pub(crate) async fn ensure_cutoffs(&self, sink: &dyn L1Sink) {
         let inner = &*self.inner;
-        if inner.cutoffs_read.load(Ordering::Acquire) {
+        if inner.cutoff_reads.is_current() {
             return;
         }
         let _reading = inner.reading_cutoffs.lock().await;
-        if !inner.cutoffs_read.load(Ordering::Acquire) {
+        if !inner.cutoff_reads.is_current() {
             inner.read_cutoffs(sink).await;
         }
     }
@@ -615,33 +629,73 @@ impl TierInner {
         Some(kept)
     }
 
-    /// Reads the stored cut-offs and carries each out on `sink`. Marks
-    /// them read when Redis answered.
+    /// Reads the stored cut-offs, a page at a time, and carries each out
+    /// on `sink`. They count as read when every page came and no notice
+    /// could have been missed meanwhile.
     async fn read_cutoffs(&self, sink: &dyn L1Sink) {
+        let epoch = self.cutoff_reads.begin();
         let set = self.keys.cutoff_set();
         let secrets = u64::try_from(self.keys.secrets.len()).unwrap_or(u64::MAX);
+        let max = self.max_cutoffs.saturating_mul(secrets);
         let now = now_ms();
-        let read = self
-            .store
-            .cutoffs(&set, now, self.max_cutoffs.saturating_mul(secrets));
-        let Some(members) = self.run(read).await else {
-            return;
-        };
-        let mut carried = 0usize;
-        for member in &members {
-            if let Some((revocation, at)) = cutoffs::open_revocation(&self.keys, member, now) {
-                sink.revoke(revocation, at).await;
-                carried += 1;
+        // A cursor of (score, members at that score already read): exact
+        // however many share a score, and whatever expires meanwhile.
+        let (mut min, mut skip, mut read) = (now.saturating_add(1), 0u64, 0u64);
+        let (mut carried, mut full) = (0u64, 0u64);
+        loop {
+            let Some(page) = self.run(self.store.cutoffs(&set, min, skip, cutoffs::PAGE)).await else {
+                return;
+            };
+            let last = u64::try_from(page.len()).unwrap_or(u64::MAX);
+            for (score, member) in page {
+                if score == min {
+                    skip += 1;
+                } else {
+                    (min, skip) = (score, 1);
+                }
+                if let Some((revocation, at)) = cutoffs::open_revocation(&self.keys, &member, now) {
+                    carried += 1;
+                    if !sink.revoke(revocation, at).await {
+                        full += 1;
+                    }
+                }
+            }
+            read = read.saturating_add(last);
+            if last < cutoffs::PAGE || read >= max {
+                break;
             }
         }
-        self.cutoffs_read.store(true, Ordering::Release);
+        if full > 0 {
+            tracing::warn!(full, "the fleet's stored revocations found this replica's cut-offs full: their cached answers were evicted, but tokens not seen yet are not refused");
+        }
+        if let Some(epoch) = epoch {
+            self.cutoff_reads.done(epoch);
+        }
         tracing::debug!(carried, "read the fleet's stored revocation cut-offs");
     }
 
-    /// The stored cut-offs must be read again (the subscription was lost:
-    /// revocations may have been missed).
+    /// The stored cut-offs must be read again before the next load (notices
+    /// may have been missed).
     pub(crate) fn cutoffs_unread(&self) {
-        self.cutoffs_read.store(false, Ordering::Release);
+        self.cutoff_reads.unread();
+    }
+
+    #[cfg(test)]
+    pub(crate) fn cutoffs_current(&self) -> bool {
+        self.cutoff_reads.is_current()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn mark_cutoffs_read(&self) {
+        if let Some(epoch) = self.cutoff_reads.begin() {
+            self.cutoff_reads.done(epoch);
+        }
+    }
+
+    /// The subscription is up: reads made before it may have missed a
+    /// notice.
+    pub(crate) fn cutoffs_subscribed(&self) {
+        self.cutoff_reads.subscribed();
     }
 
     /// Keeps an invalidation Redis did not take, for [`replay`](Self::replay).
@@ -761,6 +815,14 @@ impl TierInner {
     /// replica, whatever Redis holds.
     pub(crate) fn refuse_shared_before(&self, at_ms: u64) {
         self.revoked.raise_floor(at_ms);
+    }
+
+    /// Logs (once per interval) a fleet revocation this replica's cut-offs
+    /// had no room for.
+    pub(crate) fn cutoffs_full(&self) {
+        if self.cutoff_log.allow() {
+            tracing::warn!("a fleet revocation found this replica's cut-offs full: its cached answers were evicted, but tokens not seen yet are not refused (logged at most every 10 s)");
+        }
     }
 
     /// Counts a whole in-process drop for an invalidation notice that could

@@ -334,19 +334,32 @@ impl SharedStore for RedisStore {
         })
     }
 
-    fn cutoffs<'a>(&'a self, set: &'a str, now_ms: u64, max: u64) -> StoreFuture<'a, Vec<Vec<u8>>> {
+    fn cutoffs<'a>(
+        &'a self,
+        set: &'a str,
+        min: u64,
+        skip: u64,
+        count: u64,
+    ) -> StoreFuture<'a, Vec<(u64, Vec<u8>)>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
-            redis::cmd("ZREVRANGEBYSCORE")
+            let page: Vec<(Vec<u8>, f64)> = redis::cmd("ZRANGEBYSCORE")
                 .arg(set)
+                .arg(min)
                 .arg("+inf")
-                .arg(format!("({now_ms}"))
+                .arg("WITHSCORES")
                 .arg("LIMIT")
-                .arg(0)
-                .arg(max)
-                .query_async::<Vec<Vec<u8>>>(&mut conn)
+                .arg(skip)
+                .arg(count)
+                .query_async(&mut conn)
                 .await
-                .map_err(|e| store_error(&e))
+                .map_err(|e| store_error(&e))?;
+            // Scores are Unix ms, exact in a double.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Ok(page
+                .into_iter()
+                .map(|(member, score)| (score.max(0.0) as u64, member))
+                .collect())
         })
     }
 

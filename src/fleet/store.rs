@@ -134,9 +134,16 @@ pub(crate) trait SharedStore: Send + Sync + 'static {
     /// Stores and announces a revocation; whether the set had room for it.
     fn cut_off<'a>(&'a self, op: CutOff<'a>) -> StoreFuture<'a, bool>;
 
-    /// The members of the sorted set `set` not forgotten by `now_ms`, at
-    /// most `max`, those forgotten last first.
-    fn cutoffs<'a>(&'a self, set: &'a str, now_ms: u64, max: u64) -> StoreFuture<'a, Vec<Vec<u8>>>;
+    /// Members of the sorted set `set` with their scores, by ascending
+    /// score from `min` (inclusive), skipping the first `skip`, at most
+    /// `count`: one page of the stored cut-offs.
+    fn cutoffs<'a>(
+        &'a self,
+        set: &'a str,
+        min: u64,
+        skip: u64,
+        count: u64,
+    ) -> StoreFuture<'a, Vec<(u64, Vec<u8>)>>;
 
     /// Sets every name in `names` for `ttl_ms`, unless one of them exists:
     /// whether they were set (the first use of a DPoP proof).
