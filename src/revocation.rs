@@ -186,7 +186,8 @@ impl Revocation {
         self
     }
 
-    /// As [`at`](Self::at), in Unix seconds.
+    /// As [`at`](Self::at), in Unix seconds (the receivers' events).
+    #[cfg_attr(not(feature = "jwt"), allow(dead_code))]
     pub(crate) fn at_unix(mut self, secs: i64) -> Self {
         self.at = Some(secs.max(0));
         self
