@@ -59,10 +59,9 @@ use http_body_util::Full;
 use serde_json::{Map, Value};
 use tracing::Instrument as _;
 
-use crate::claims::numeric_date;
 use crate::error::ConfigError;
 use crate::jwt::JwtVerifier;
-use crate::receiver::{answer, digest_prefix, read_body, EventCounters, Seen};
+use crate::receiver::{digest_prefix, read_body, respond, Envelope, EventCounters, Misfit, Refusal, Seen};
 use crate::revocation::{EventStats, Revocation};
 use crate::validate::unix_now;
 use crate::verifier::Verifier;
@@ -82,11 +81,9 @@ pub struct BackChannelLogout {
 
 struct Inner {
     keys: JwtVerifier,
-    issuer: Box<str>,
     verifier: Verifier,
-    audiences: Box<[Box<str>]>,
-    max_age_secs: i64,
-    leeway_secs: i64,
+    /// The issuer, the client ids, the age.
+    envelope: Envelope,
     /// `jti`s carried out, until they are too old to be accepted anyway.
     seen: Seen,
     counters: EventCounters,
@@ -156,38 +153,20 @@ impl BackChannelLogoutBuilder {
     /// verifier that has no `expected_issuer`; [`ConfigError::OutOfRange`]
     /// for a `max_age` over a day or a `leeway` over five minutes.
     pub fn build(self) -> Result<BackChannelLogout, ConfigError> {
-        let Some(issuer) = self.keys.issuer().map(Into::into) else {
-            return Err(ConfigError::InvalidSetting(
-                "the logout token verifier needs an expected_issuer: the authorization server's",
-            ));
-        };
-        if self.audiences.is_empty() {
-            return Err(ConfigError::InvalidSetting(
-                "a back-channel logout receiver needs an audience: this client's id at the authorization server",
-            ));
-        }
-        if self.max_age.is_zero() || self.max_age > Duration::from_secs(24 * 3600) {
-            return Err(ConfigError::OutOfRange {
-                setting: "max_age",
-                range: "more than zero, at most one day",
-            });
-        }
-        if self.leeway > Duration::from_secs(300) {
-            return Err(ConfigError::OutOfRange {
-                setting: "leeway",
-                range: "at most five minutes",
-            });
-        }
-        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        let envelope = Envelope::new(
+            &self.keys,
+            self.audiences,
+            self.max_age,
+            self.leeway,
+            "the logout token verifier needs an expected_issuer: the authorization server's",
+            "a back-channel logout receiver needs an audience: this client's id at the authorization server",
+        )?;
         Ok(BackChannelLogout {
             inner: Arc::new(Inner {
                 keys: self.keys,
-                issuer,
                 verifier: self.verifier,
-                audiences: self.audiences.into(),
-                max_age_secs: secs(self.max_age),
-                leeway_secs: secs(self.leeway),
-                seen: Seen::new(self.max_age + 2 * self.leeway),
+                seen: Seen::new(envelope.replay_life),
+                envelope,
                 counters: EventCounters::new("backchannel_logout"),
             }),
         })
@@ -199,6 +178,20 @@ impl BackChannelLogoutBuilder {
 struct Refused {
     error: &'static str,
     description: &'static str,
+}
+
+impl Refused {
+    fn into_refusal(self) -> Refusal {
+        Refusal {
+            status: StatusCode::BAD_REQUEST,
+            code: self.error,
+            description: self.description,
+            body: serde_json::json!({
+                "error": self.error,
+                "error_description": self.description,
+            }),
+        }
+    }
 }
 
 fn invalid(description: &'static str) -> Refused {
@@ -271,37 +264,15 @@ impl Inner {
                 return Err(invalid("the token's typ is not logout+jwt"));
             }
         }
-        if text(&claims, "iss") != Some(&*self.issuer) {
-            return Err(invalid("the token's iss is not the expected issuer"));
-        }
-        let audience_ok = match claims.get("aud") {
-            Some(Value::String(aud)) => self.audiences.iter().any(|a| **a == *aud),
-            Some(Value::Array(auds)) => auds.iter().any(|aud| {
-                aud.as_str()
-                    .is_some_and(|aud| self.audiences.iter().any(|a| **a == *aud))
-            }),
-            _ => false,
-        };
-        if !audience_ok {
-            return Err(invalid("the token's aud does not name this client"));
-        }
-        let now = unix_now();
-        let Ok(Some(iat)) = numeric_date(claims.get("iat")) else {
-            return Err(invalid("the token has no iat"));
-        };
-        let oldest = now
-            .saturating_sub(self.max_age_secs)
-            .saturating_sub(self.leeway_secs);
-        if iat > now.saturating_add(self.leeway_secs) || iat < oldest {
-            return Err(invalid("the token's iat is too old or in the future"));
-        }
-        // Present, it must be a NumericDate not yet past.
-        if claims.contains_key("exp") {
-            let exp = numeric_date(claims.get("exp")).ok().flatten();
-            if exp.is_none_or(|exp| exp <= now.saturating_sub(self.leeway_secs)) {
-                return Err(invalid("the token has expired"));
-            }
-        }
+        let iat = self.envelope.check(&claims, unix_now()).map_err(|misfit| {
+            invalid(match misfit {
+                Misfit::Issuer => "the token's iss is not the expected issuer",
+                Misfit::Audience => "the token's aud does not name this client",
+                Misfit::NoIssuedAt => "the token has no iat",
+                Misfit::IssuedAt => "the token's iat is too old or in the future",
+                Misfit::Expired => "the token has expired",
+            })
+        })?;
         let is_logout_event = claims
             .get("events")
             .and_then(Value::as_object)
@@ -317,8 +288,8 @@ impl Inner {
             return Err(invalid("the token has no jti"));
         };
         let revocation = match (text(&claims, "sid"), text(&claims, "sub")) {
-            (Some(sid), _) => Revocation::session(&*self.issuer, sid),
-            (None, Some(sub)) => Revocation::subject(&*self.issuer, sub),
+            (Some(sid), _) => Revocation::session(&*self.envelope.issuer, sid),
+            (None, Some(sub)) => Revocation::subject(&*self.envelope.issuer, sub),
             (None, None) => return Err(invalid("the token names neither sub nor sid")),
         };
         // Cut off at the logout, not at its arrival: a late or repeated
@@ -358,27 +329,8 @@ where
         Box::pin(
             async move {
                 inner.counters.received();
-                Ok(match inner.handle(request).await {
-                    Ok(evicted) => {
-                        inner.counters.accepted(evicted);
-                        tracing::info!(evicted, "logout token accepted");
-                        answer(StatusCode::OK, None)
-                    }
-                    Err(refused) => {
-                        inner.counters.refused(refused.error);
-                        // Anyone can send one: not worth more than debug.
-                        tracing::debug!(
-                            error = refused.error,
-                            reason = refused.description,
-                            "logout token refused"
-                        );
-                        let body = serde_json::json!({
-                            "error": refused.error,
-                            "error_description": refused.description,
-                        });
-                        answer(StatusCode::BAD_REQUEST, Some(body))
-                    }
-                })
+                let outcome = inner.handle(request).await.map_err(Refused::into_refusal);
+                Ok(respond(&inner.counters, outcome, StatusCode::OK))
             }
             .instrument(span),
         )
@@ -398,8 +350,8 @@ impl fmt::Debug for BackChannelLogoutBuilder {
 impl fmt::Debug for BackChannelLogout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BackChannelLogout")
-            .field("issuer", &self.inner.issuer)
-            .field("audiences", &self.inner.audiences)
+            .field("issuer", &self.inner.envelope.issuer)
+            .field("audiences", &self.inner.envelope.audiences)
             .finish_non_exhaustive()
     }
 }

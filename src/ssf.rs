@@ -82,7 +82,7 @@ use tracing::Instrument as _;
 use crate::claims::numeric_date;
 use crate::error::ConfigError;
 use crate::jwt::JwtVerifier;
-use crate::receiver::{answer, digest_prefix, read_body, EventCounters, Seen};
+use crate::receiver::{digest_prefix, read_body, respond, Envelope, EventCounters, Misfit, Refusal, Seen};
 use crate::revocation::{EventStats, Revocation, RevokeError};
 use crate::validate::unix_now;
 use crate::verifier::Verifier;
@@ -119,14 +119,12 @@ pub struct SharedSignals {
 
 struct Inner {
     keys: JwtVerifier,
-    issuer: Box<str>,
+    /// The transmitter, the audiences, the age.
+    envelope: Envelope,
     token_issuer: Box<str>,
     verifier: Verifier,
-    audiences: Box<[Box<str>]>,
     /// The SHA-256 of the push bearer token, when one is required.
     bearer: Option<[u8; 32]>,
-    max_age_secs: i64,
-    leeway_secs: i64,
     seen: Seen,
     counters: EventCounters,
 }
@@ -213,43 +211,25 @@ impl SharedSignalsBuilder {
     /// [`ConfigError::OutOfRange`] for a `max_age` over a day or a `leeway`
     /// over five minutes.
     pub fn build(self) -> Result<SharedSignals, ConfigError> {
-        let Some(issuer) = self.keys.issuer().map(Box::<str>::from) else {
-            return Err(ConfigError::InvalidSetting(
-                "the SET verifier needs an expected_issuer: the transmitter's",
-            ));
-        };
-        if self.audiences.is_empty() {
-            return Err(ConfigError::InvalidSetting(
-                "a Shared Signals receiver needs an audience: its own in the stream",
-            ));
-        }
         if self.bearer.as_deref().is_some_and(str::is_empty) {
             return Err(ConfigError::InvalidSetting("the push bearer token is empty"));
         }
-        if self.max_age.is_zero() || self.max_age > Duration::from_secs(24 * 3600) {
-            return Err(ConfigError::OutOfRange {
-                setting: "max_age",
-                range: "more than zero, at most one day",
-            });
-        }
-        if self.leeway > Duration::from_secs(300) {
-            return Err(ConfigError::OutOfRange {
-                setting: "leeway",
-                range: "at most five minutes",
-            });
-        }
-        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        let envelope = Envelope::new(
+            &self.keys,
+            self.audiences,
+            self.max_age,
+            self.leeway,
+            "the SET verifier needs an expected_issuer: the transmitter's",
+            "a Shared Signals receiver needs an audience: its own in the stream",
+        )?;
         Ok(SharedSignals {
             inner: Arc::new(Inner {
                 keys: self.keys,
-                token_issuer: self.token_issuer.unwrap_or_else(|| issuer.clone()),
-                issuer,
+                token_issuer: self.token_issuer.unwrap_or_else(|| envelope.issuer.clone()),
                 verifier: self.verifier,
-                audiences: self.audiences.into(),
                 bearer: self.bearer.map(|token| Seen::digest(&token)),
-                max_age_secs: secs(self.max_age),
-                leeway_secs: secs(self.leeway),
-                seen: Seen::new(self.max_age + 2 * self.leeway),
+                seen: Seen::new(envelope.replay_life),
+                envelope,
                 counters: EventCounters::new("shared_signals"),
             }),
         })
@@ -274,6 +254,17 @@ fn refused(err: &'static str, description: &'static str) -> Refused {
 
 fn invalid(description: &'static str) -> Refused {
     refused("invalid_request", description)
+}
+
+impl Refused {
+    fn into_refusal(self) -> Refusal {
+        Refusal {
+            status: self.status,
+            code: self.err,
+            description: self.description,
+            body: serde_json::json!({"err": self.err, "description": self.description}),
+        }
+    }
 }
 
 impl Inner {
@@ -364,39 +355,16 @@ impl Inner {
                 return Err(invalid("the token's typ is not secevent+jwt"));
             }
         }
-        if text(&claims, "iss") != Some(&*self.issuer) {
-            return Err(refused("invalid_issuer", "the SET's iss is not the transmitter"));
-        }
-        let audience_ok = match claims.get("aud") {
-            Some(Value::String(aud)) => self.audiences.iter().any(|a| **a == *aud),
-            Some(Value::Array(auds)) => auds.iter().any(|aud| {
-                aud.as_str()
-                    .is_some_and(|aud| self.audiences.iter().any(|a| **a == *aud))
-            }),
-            _ => false,
-        };
-        if !audience_ok {
-            return Err(refused(
-                "invalid_audience",
-                "the SET's aud does not name this receiver",
-            ));
-        }
-        let now = unix_now();
-        let Ok(Some(iat)) = numeric_date(claims.get("iat")) else {
-            return Err(invalid("the SET has no iat"));
-        };
-        let oldest = now
-            .saturating_sub(self.max_age_secs)
-            .saturating_sub(self.leeway_secs);
-        if iat > now.saturating_add(self.leeway_secs) || iat < oldest {
-            return Err(invalid("the SET's iat is too old or in the future"));
-        }
-        if claims.contains_key("exp") {
-            let exp = numeric_date(claims.get("exp")).ok().flatten();
-            if exp.is_none_or(|exp| exp <= now.saturating_sub(self.leeway_secs)) {
-                return Err(invalid("the SET has expired"));
-            }
-        }
+        let iat = self
+            .envelope
+            .check(&claims, unix_now())
+            .map_err(|misfit| match misfit {
+                Misfit::Issuer => refused("invalid_issuer", "the SET's iss is not the transmitter"),
+                Misfit::Audience => refused("invalid_audience", "the SET's aud does not name this receiver"),
+                Misfit::NoIssuedAt => invalid("the SET has no iat"),
+                Misfit::IssuedAt => invalid("the SET's iat is too old or in the future"),
+                Misfit::Expired => invalid("the SET has expired"),
+            })?;
         let Some(jti) = text(&claims, "jti") else {
             return Err(invalid("the SET has no jti"));
         };
@@ -613,34 +581,8 @@ where
         Box::pin(
             async move {
                 inner.counters.received();
-                Ok(match inner.handle(request).await {
-                    Ok(evicted) => {
-                        inner.counters.accepted(evicted);
-                        tracing::info!(evicted, "security event token accepted");
-                        answer(StatusCode::ACCEPTED, None)
-                    }
-                    Err(refused) => {
-                        inner.counters.refused(refused.err);
-                        // Anyone can send one: not worth more than debug.
-                        tracing::debug!(
-                            err = refused.err,
-                            reason = refused.description,
-                            "security event token refused"
-                        );
-                        let body = serde_json::json!({
-                            "err": refused.err,
-                            "description": refused.description,
-                        });
-                        let mut response = answer(refused.status, Some(body));
-                        if refused.status == StatusCode::UNAUTHORIZED {
-                            // RFC 7235: a 401 names the scheme it wants.
-                            response
-                                .headers_mut()
-                                .insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
-                        }
-                        response
-                    }
-                })
+                let outcome = inner.handle(request).await.map_err(Refused::into_refusal);
+                Ok(respond(&inner.counters, outcome, StatusCode::ACCEPTED))
             }
             .instrument(span),
         )
@@ -662,8 +604,8 @@ impl fmt::Debug for SharedSignalsBuilder {
 impl fmt::Debug for SharedSignals {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SharedSignals")
-            .field("issuer", &self.inner.issuer)
-            .field("audiences", &self.inner.audiences)
+            .field("issuer", &self.inner.envelope.issuer)
+            .field("audiences", &self.inner.envelope.audiences)
             .finish_non_exhaustive()
     }
 }
