@@ -56,12 +56,14 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::Full;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tracing::Instrument as _;
 
 use crate::error::ConfigError;
 use crate::jwt::JwtVerifier;
-use crate::receiver::{digest_prefix, read_body, respond, Envelope, EventCounters, Misfit, Refusal, Seen};
+use crate::receiver::{
+    digest_prefix, read_body, respond, text, Envelope, EventCounters, Misfit, Refusal, Seen,
+};
 use crate::revocation::{EventStats, Revocation};
 use crate::validate::unix_now;
 use crate::verifier::Verifier;
@@ -302,10 +304,6 @@ impl Inner {
         }
         Ok((revocation, digest))
     }
-}
-
-fn text<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
-    claims.get(name)?.as_str()
 }
 
 impl<B> tower_service::Service<Request<B>> for BackChannelLogout

@@ -92,7 +92,7 @@ impl Envelope {
     /// `max_age` (and not ahead), `exp` where present has not passed, all
     /// at `now` with the leeway: the token's `iat`.
     pub(crate) fn check(&self, claims: &Map<String, Value>, now: i64) -> Result<i64, Misfit> {
-        if claims.get("iss").and_then(Value::as_str) != Some(&*self.issuer) {
+        if text(claims, "iss") != Some(&*self.issuer) {
             return Err(Misfit::Issuer);
         }
         let named = |aud: &str| self.audiences.iter().any(|audience| **audience == *aud);
@@ -163,6 +163,11 @@ pub(crate) fn respond(
             response
         }
     }
+}
+
+/// A claim's string value.
+pub(crate) fn text<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    claims.get(name)?.as_str()
 }
 
 /// Reads a request body up to [`MAX_BODY`]; `None` when it cannot be read

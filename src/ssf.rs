@@ -76,13 +76,15 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::Full;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tracing::Instrument as _;
 
 use crate::claims::numeric_date;
 use crate::error::ConfigError;
 use crate::jwt::JwtVerifier;
-use crate::receiver::{digest_prefix, read_body, respond, Envelope, EventCounters, Misfit, Refusal, Seen};
+use crate::receiver::{
+    digest_prefix, read_body, respond, text, Envelope, EventCounters, Misfit, Refusal, Seen,
+};
 use crate::revocation::{EventStats, Revocation, RevokeError};
 use crate::validate::unix_now;
 use crate::verifier::Verifier;
@@ -554,10 +556,6 @@ fn session_identifier(value: &Value, user_issuer: String) -> Result<Option<Revoc
         },
         _ => None,
     })
-}
-
-fn text<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
-    claims.get(name)?.as_str()
 }
 
 impl<B> tower_service::Service<Request<B>> for SharedSignals
