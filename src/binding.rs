@@ -3,15 +3,22 @@
 //! between them ([`check`]) that every path runs: the layer's hit and miss
 //! paths, the `DPoP` scheme, and `validate` outside a layer.
 //!
-//! - A token bound by a method the request proved is accepted: today DPoP's
-//!   `jkt` (RFC 9449 §6), against the thumbprint of the proof's key.
+//! - A token bound by a method the request proved is accepted: DPoP's
+//!   `jkt` (RFC 9449 §6), against the thumbprint of the proof's key, and a
+//!   client certificate's `x5t#S256` (RFC 8705 §3), against the SHA-256 of
+//!   the certificate the request came with. A token bound both ways needs
+//!   both.
 //! - A bound token without its proof is refused (RFC 9449 §7.1, RFC 8705
 //!   §3): whoever presents it may have stolen it.
-//! - A method this crate cannot check (RFC 8705's `x5t#S256`, RFC 7800's
-//!   `jwk`, …) is refused, unless the layer accepts unverifiable bindings.
+//! - A method this layer does not check (RFC 7800's `jwk`, …, and
+//!   `x5t#S256` without mutual TLS) is refused, unless the layer accepts
+//!   unverifiable bindings.
 //!
-//! A new method (certificate thumbprints) adds a bit here, a member to
-//! [`Proof`], and its arm in [`check`].
+//! A new method adds a bit to `Binding`, a member to [`Proof`], and its arm
+//! in [`check`].
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 
 use serde_json::Value;
 
@@ -23,6 +30,8 @@ use crate::principal::Principal;
 pub(crate) struct Proof<'a> {
     /// The RFC 7638 thumbprint of the key a valid DPoP proof was signed with.
     pub(crate) dpop_jkt: Option<&'a str>,
+    /// The SHA-256 of the DER client certificate the request came with.
+    pub(crate) certificate: Option<&'a [u8; 32]>,
 }
 
 /// What a layer accepts besides proven bindings.
@@ -32,6 +41,19 @@ pub(crate) struct Rules {
     pub(crate) accept_unverifiable: bool,
     /// On the `DPoP` scheme: accept a token with no DPoP binding.
     pub(crate) accept_unbound: bool,
+    /// The layer checks client certificates (mutual TLS is on).
+    pub(crate) certificates: bool,
+    /// Every token must be bound to a client certificate.
+    pub(crate) require_certificate: bool,
+}
+
+/// How a layer checks one request's bindings: its rules, and the SHA-256
+/// of the client certificate the request came with.
+#[cfg(feature = "jwt")]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Checking {
+    pub(crate) rules: Rules,
+    pub(crate) certificate: Option<[u8; 32]>,
 }
 
 /// Whether `principal`'s bindings are proven by `proof`, under `rules`.
@@ -55,8 +77,41 @@ pub(crate) fn check(principal: &Principal, proof: Proof<'_>, rules: Rules) -> Re
             None => return Err(AuthError::invalid_token("the token is not bound to a DPoP key")),
         },
     }
-    // A binding besides DPoP's that this crate cannot check (RFC 8705
-    // `x5t#S256`, say): a DPoP proof covers only part of it.
+    // RFC 8705 §3: the certificate the request came with.
+    if binding.names_certificate() {
+        match (proof.certificate, rules.certificates) {
+            (Some(presented), _) => {
+                let bound = principal
+                    .certificate_thumbprint()
+                    .and_then(|x5t| URL_SAFE_NO_PAD.decode(x5t).ok());
+                match bound {
+                    Some(bound) if bound.as_slice() == presented.as_slice() => {}
+                    Some(bound) if bound.len() == 32 => {
+                        return Err(AuthError::invalid_token(
+                            "the token is bound to another client certificate",
+                        ))
+                    }
+                    _ => {
+                        return Err(AuthError::invalid_token(
+                            "the token's certificate binding (cnf x5t#S256) is malformed",
+                        ))
+                    }
+                }
+            }
+            (None, true) => {
+                return Err(AuthError::invalid_token(
+                    "the token is bound to a client certificate, which the request did not present",
+                ))
+            }
+            (None, false) if rules.accept_unverifiable => {}
+            (None, false) => return Err(unverifiable(principal)),
+        }
+    } else if rules.require_certificate {
+        return Err(AuthError::invalid_token(
+            "the token is not bound to a client certificate",
+        ));
+    }
+    // A binding no layer can check: a proof covers only part of it.
     if binding.names_other() && !rules.accept_unverifiable {
         return Err(unverifiable(principal));
     }
@@ -68,8 +123,26 @@ pub(crate) fn check(principal: &Principal, proof: Proof<'_>, rules: Rules) -> Re
 /// One byte is tested on the way of an unbound token.
 #[inline]
 pub(crate) fn as_bearer(principal: Principal, rules: Rules) -> Result<Principal, AuthError> {
-    if principal.is_bound() {
+    if principal.is_bound() || rules.require_certificate {
         check(&principal, Proof::default(), rules)?;
+    }
+    Ok(principal)
+}
+
+/// As [`as_bearer`], for a request that came with a client certificate
+/// (its SHA-256).
+#[inline]
+pub(crate) fn as_bearer_with(
+    principal: Principal,
+    certificate: Option<&[u8; 32]>,
+    rules: Rules,
+) -> Result<Principal, AuthError> {
+    if principal.is_bound() || rules.require_certificate {
+        let proof = Proof {
+            dpop_jkt: None,
+            certificate,
+        };
+        check(&principal, proof, rules)?;
     }
     Ok(principal)
 }
@@ -92,7 +165,9 @@ pub(crate) fn same_in_both(principal: Principal, answer: &Principal) -> Result<P
         || (principal.is_dpop_bound()
             && principal.dpop_jkt().is_some()
             && principal.dpop_jkt() == answer.dpop_jkt());
-    let same_other = !answer.binding().names_other() || principal.binding().names_other();
+    let same_other = (!answer.binding().names_other() || principal.binding().names_other())
+        && (!answer.binding().names_certificate()
+            || principal.certificate_thumbprint() == answer.certificate_thumbprint());
     if !same_dpop {
         Err(AuthError::invalid_token(
             "the token's DPoP binding differs between its claims and the introspection answer",
@@ -138,14 +213,23 @@ mod tests {
     }
 
     fn refusal(principal: &Principal, jkt: Option<&str>, rules: Rules) -> Option<String> {
-        check(principal, Proof { dpop_jkt: jkt }, rules)
-            .err()
-            .map(|error| error.description().to_owned())
+        check(
+            principal,
+            Proof {
+                dpop_jkt: jkt,
+                certificate: None,
+            },
+            rules,
+        )
+        .err()
+        .map(|error| error.description().to_owned())
     }
 
     const STRICT: Rules = Rules {
         accept_unverifiable: false,
         accept_unbound: false,
+        certificates: false,
+        require_certificate: false,
     };
 
     #[test]
@@ -154,7 +238,9 @@ mod tests {
         assert!(!of("").is_bound());
         assert!(of(r#","cnf":{"jkt":"k"}"#).names_dpop());
         assert!(!of(r#","cnf":{"jkt":"k"}"#).names_other());
-        assert!(of(r#","cnf":{"x5t#S256":"t"}"#).names_other());
+        assert!(of(r#","cnf":{"x5t#S256":"t"}"#).names_certificate());
+        assert!(!of(r#","cnf":{"x5t#S256":"t"}"#).names_other());
+        assert!(of(r#","cnf":{"jwk":{}}"#).names_other());
         // Fails closed: a `cnf` nothing can prove still binds.
         for cnf in [r#","cnf":{}"#, r#","cnf":"k""#, r#","cnf":null"#] {
             assert!(of(cnf).names_other(), "{cnf}");
@@ -223,5 +309,67 @@ mod tests {
             ..STRICT
         };
         assert_eq!(refusal(&both, proof, lenient), None);
+    }
+
+    fn with_certificate(
+        principal: &Principal,
+        jkt: Option<&str>,
+        certificate: &[u8; 32],
+        rules: Rules,
+    ) -> Option<String> {
+        let proof = Proof {
+            dpop_jkt: jkt,
+            certificate: Some(certificate),
+        };
+        check(principal, proof, rules)
+            .err()
+            .map(|error| error.description().to_owned())
+    }
+
+    #[test]
+    fn a_certificate_proves_its_thumbprint_only() {
+        let presented = [7u8; 32];
+        let x5t = URL_SAFE_NO_PAD.encode(presented);
+        let bound = principal(&format!(r#","cnf":{{"x5t#S256":"{x5t}"}}"#));
+        let mtls = Rules {
+            certificates: true,
+            ..STRICT
+        };
+        assert_eq!(with_certificate(&bound, None, &presented, mtls), None);
+        assert_eq!(
+            with_certificate(&bound, None, &[8u8; 32], mtls).as_deref(),
+            Some("the token is bound to another client certificate")
+        );
+        assert_eq!(
+            refusal(&bound, None, mtls).as_deref(),
+            Some("the token is bound to a client certificate, which the request did not present")
+        );
+        let malformed = principal(r#","cnf":{"x5t#S256":"short"}"#);
+        assert_eq!(
+            with_certificate(&malformed, None, &presented, mtls).as_deref(),
+            Some("the token's certificate binding (cnf x5t#S256) is malformed")
+        );
+        // Unbound tokens pass unless every token must be bound.
+        assert_eq!(with_certificate(&principal(""), None, &presented, mtls), None);
+        let required = Rules {
+            require_certificate: true,
+            ..mtls
+        };
+        assert_eq!(
+            with_certificate(&principal(""), None, &presented, required).as_deref(),
+            Some("the token is not bound to a client certificate")
+        );
+        assert!(
+            as_bearer(principal(""), required).is_err(),
+            "checked even when unbound"
+        );
+        // Bound both ways: both proofs.
+        let both = principal(&format!(r#","cnf":{{"jkt":"k","x5t#S256":"{x5t}"}}"#));
+        assert_eq!(with_certificate(&both, Some("k"), &presented, mtls), None);
+        assert!(
+            with_certificate(&both, None, &presented, mtls).is_some(),
+            "no DPoP proof"
+        );
+        assert!(refusal(&both, Some("k"), mtls).is_some(), "no certificate");
     }
 }

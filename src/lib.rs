@@ -174,6 +174,9 @@ pub mod logout;
 mod macros;
 pub mod metadata;
 pub mod middleware;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub mod mtls;
 mod principal;
 #[cfg(feature = "jwt")]
 mod receiver;

@@ -72,9 +72,9 @@ pub(crate) struct Claims {
 }
 
 /// The confirmation methods (RFC 7800 §3.1 `cnf`) an answer binds its token
-/// with, as bits: `jkt` (DPoP, RFC 9449 §6), which the layer can check, and
-/// anything else (RFC 8705's `x5t#S256`, RFC 7800's `jwk`, `kid`, …), which
-/// it cannot. A token with any binding is not a bearer token (RFC 8705 §3,
+/// with, as bits: `jkt` (DPoP, RFC 9449 §6) and `x5t#S256` (a client
+/// certificate, RFC 8705 §3.1), which a layer can check, and anything else
+/// (RFC 7800's `jwk`, `kid`, …), which it cannot. A token with any binding is not a bearer token (RFC 8705 §3,
 /// RFC 9449 §7.1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Binding(u8);
@@ -82,6 +82,7 @@ pub(crate) struct Binding(u8);
 impl Binding {
     const DPOP: u8 = 1;
     const OTHER: u8 = 2;
+    const CERTIFICATE: u8 = 4;
 
     /// The binding the remaining members of an answer name. A `cnf` that is
     /// not an object, is empty, or whose `jkt` is not a string still binds
@@ -94,7 +95,11 @@ impl Binding {
             return Self(Self::OTHER);
         };
         Self(methods.keys().fold(0, |bits, method| {
-            bits | if method == "jkt" { Self::DPOP } else { Self::OTHER }
+            bits | match method.as_str() {
+                "jkt" => Self::DPOP,
+                "x5t#S256" => Self::CERTIFICATE,
+                _ => Self::OTHER,
+            }
         }))
     }
 
@@ -106,9 +111,14 @@ impl Binding {
         self.0 & Self::DPOP != 0
     }
 
-    /// Whether it names a method the layer cannot check.
+    /// Whether it names a method no layer can check.
     pub(crate) fn names_other(self) -> bool {
         self.0 & Self::OTHER != 0
+    }
+
+    /// Whether it names a client certificate (`x5t#S256`).
+    pub(crate) fn names_certificate(self) -> bool {
+        self.0 & Self::CERTIFICATE != 0
     }
 }
 
@@ -324,6 +334,14 @@ impl Principal {
     /// plain bearer token.
     pub fn dpop_jkt(&self) -> Option<&str> {
         self.confirmation()?.get("jkt")?.as_str()
+    }
+
+    /// `cnf.x5t#S256`: the base64url SHA-256 of the DER client certificate
+    /// the token is bound to (RFC 8705 §3.1). A token with one is accepted
+    /// only from a request that presents that certificate (see
+    /// [`IntrospectionLayer::mtls`](crate::IntrospectionLayer::mtls)).
+    pub fn certificate_thumbprint(&self) -> Option<&str> {
+        self.confirmation()?.get("x5t#S256")?.as_str()
     }
 
     /// Whether the token is DPoP-bound (its answer names `cnf.jkt`).

@@ -499,7 +499,7 @@ impl Dpop {
         self: Arc<Self>,
         verifier: Verifier,
         presented: Presented,
-        accept_unverifiable: bool,
+        checking: crate::binding::Checking,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
@@ -509,7 +509,7 @@ impl Dpop {
         let method = method.as_str().to_owned();
         async move {
             let outcome = self
-                .verify_inner(verifier, presented, accept_unverifiable, &method, target)
+                .verify_inner(verifier, presented, checking, &method, target)
                 .await;
             match outcome {
                 Ok((mut principal, nonce)) => {
@@ -529,7 +529,7 @@ impl Dpop {
         &self,
         verifier: Verifier,
         presented: Presented,
-        accept_unverifiable: bool,
+        checking: crate::binding::Checking,
         method: &str,
         target: Option<url::Url>,
     ) -> Result<(Principal, Option<HeaderValue>), AuthError> {
@@ -568,10 +568,11 @@ impl Dpop {
         };
         let proof = Proof {
             dpop_jkt: Some(&checked.jkt),
+            certificate: checking.certificate.as_ref(),
         };
         let rules = Rules {
-            accept_unverifiable,
             accept_unbound: self.config.accept_unbound,
+            ..checking.rules
         };
         crate::binding::check(&principal, proof, rules)?;
         // Last, once the token is valid and bound to this key: proofs that

@@ -78,6 +78,9 @@ pub struct IntrospectionLayer<E = BearerExtractor, R = JsonBody> {
     /// a `Bearer` request tests about it is that it is `None`.
     #[cfg(feature = "jwt")]
     pub(super) dpop: Option<std::sync::Arc<crate::dpop::Dpop>>,
+    /// Certificate-bound tokens (RFC 8705), when configured.
+    #[cfg(feature = "jwt")]
+    pub(super) mtls: Option<std::sync::Arc<crate::mtls::MtlsConfig>>,
 }
 
 impl IntrospectionLayer {
@@ -95,6 +98,8 @@ impl IntrospectionLayer {
             body: JsonBody,
             #[cfg(feature = "jwt")]
             dpop: None,
+            #[cfg(feature = "jwt")]
+            mtls: None,
         }
     }
 }
@@ -256,9 +261,18 @@ impl<E, R> IntrospectionLayer<E, R> {
     /// What the layer accepts besides proven bindings, on the `Bearer` path.
     #[inline]
     pub(super) fn binding_rules(&self) -> crate::binding::Rules {
+        #[cfg(feature = "jwt")]
+        let (certificates, require_certificate) = match &self.mtls {
+            Some(mtls) => (true, mtls.is_required()),
+            None => (false, false),
+        };
+        #[cfg(not(feature = "jwt"))]
+        let (certificates, require_certificate) = (false, false);
         crate::binding::Rules {
             accept_unverifiable: self.accept_unverifiable,
             accept_unbound: false,
+            certificates,
+            require_certificate,
         }
     }
 
@@ -273,6 +287,8 @@ impl<E, R> IntrospectionLayer<E, R> {
             body: self.body,
             #[cfg(feature = "jwt")]
             dpop: self.dpop,
+            #[cfg(feature = "jwt")]
+            mtls: self.mtls,
         }
     }
 
@@ -287,6 +303,8 @@ impl<E, R> IntrospectionLayer<E, R> {
             body,
             #[cfg(feature = "jwt")]
             dpop: self.dpop,
+            #[cfg(feature = "jwt")]
+            mtls: self.mtls,
         }
     }
 
@@ -301,6 +319,17 @@ impl<E, R> IntrospectionLayer<E, R> {
         /// challenge of the scheme the request used).
         #[cfg(feature = "jwt")]
         pub fn dpop(config: crate::dpop::DpopConfig) => dpop = Some(std::sync::Arc::new(crate::dpop::Dpop::new(config)));
+    }
+
+    setters! {
+        /// Accepts certificate-bound tokens (RFC 8705 §3, `cnf.x5t#S256`)
+        /// from requests that present their certificate, on their TLS
+        /// connection or through a trusted proxy; see
+        /// [`MtlsConfig`](crate::mtls::MtlsConfig). Off by default: a
+        /// certificate-bound token is then refused (401 `invalid_token`),
+        /// unless [`accept_unverifiable_bindings`](Self::accept_unverifiable_bindings).
+        #[cfg(feature = "jwt")]
+        pub fn mtls(config: crate::mtls::MtlsConfig) => mtls = Some(std::sync::Arc::new(config));
     }
 
     /// What the DPoP replay cache of this layer (and its clones) has done,

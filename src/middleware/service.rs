@@ -8,7 +8,7 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::layer::IntrospectionLayer;
-use crate::binding::as_bearer;
+use crate::binding::as_bearer_with;
 use crate::error::{AuthError, ErrorKind};
 use crate::rejection::JsonBody;
 use crate::rejection::{reject, RejectionBody};
@@ -36,8 +36,10 @@ impl<S, E, R> Introspection<S, E, R> {
 /// paths in `call` get it inline: a shared method (even `#[inline(always)]`,
 /// taking the request by value) measured 30–50 more instructions per hit.
 macro_rules! answer_from_cache {
-    ($service:ident, $layer:ident, $request:ident, $outcome:ident, $private:expr) => {
-        match $outcome.and_then(|principal| as_bearer(principal, $layer.binding_rules())) {
+    ($service:ident, $layer:ident, $request:ident, $outcome:ident, $certificate:ident, $private:expr) => {
+        match $outcome
+            .and_then(|principal| as_bearer_with(principal, $certificate.as_ref(), $layer.binding_rules()))
+        {
             Ok(mut principal) => {
                 principal.set_realm($layer.realm.0.clone());
                 #[cfg(feature = "jwt")]
@@ -65,10 +67,21 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        // With mutual TLS off, this is the one branch it adds to a request.
+        #[cfg(feature = "jwt")]
+        let certificate = match &self.layer.mtls {
+            None => None,
+            Some(mtls) => match mtls.presented(&mut request) {
+                Ok(certificate) => certificate,
+                Err(error) => return ResponseFuture::rejected(self.reject(error)),
+            },
+        };
+        #[cfg(not(feature = "jwt"))]
+        let certificate: Option<[u8; 32]> = None;
         // With DPoP off, this is the one branch DPoP adds to a request.
         #[cfg(feature = "jwt")]
         if self.layer.dpop.is_some() {
-            request = match self.call_dpop(request) {
+            request = match self.call_dpop(request, certificate) {
                 Ok(future) => return future,
                 Err(bearer) => bearer,
             };
@@ -81,7 +94,7 @@ where
         if let Some(token) = &probed {
             if let Some(outcome) = layer.verifier.cached(token.secret()) {
                 layer.extractor.mark_sensitive(request.headers_mut());
-                return answer_from_cache!(self, layer, request, outcome, false);
+                return answer_from_cache!(self, layer, request, outcome, certificate, false);
             }
         }
         let token = match layer.extractor.extract(&request) {
@@ -118,7 +131,7 @@ where
         // the query, a cookie, another header); one it read has just missed.
         if probed.is_none_or(|probed| probed.secret() != token.secret()) {
             if let Some(outcome) = layer.verifier.cached(token.secret()) {
-                return answer_from_cache!(self, layer, request, outcome, private);
+                return answer_from_cache!(self, layer, request, outcome, certificate, private);
             }
         }
         let verifier = layer.verifier.clone();
@@ -130,7 +143,7 @@ where
             let outcome = verifier
                 .validate_any(token.secret())
                 .await
-                .and_then(|principal| as_bearer(principal, rules))
+                .and_then(|principal| as_bearer_with(principal, certificate.as_ref(), rules))
                 .map(|principal| (principal, None));
             #[cfg(feature = "jwt")]
             let outcome = match dpop {
@@ -194,6 +207,7 @@ impl<S, E: ExtractToken, R> Introspection<S, E, R> {
     fn call_dpop<ReqBody, ResBody>(
         &mut self,
         mut request: Request<ReqBody>,
+        certificate: Option<[u8; 32]>,
     ) -> Result<ResponseFuture<S, ReqBody, R>, Request<ReqBody>>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
@@ -245,7 +259,10 @@ impl<S, E: ExtractToken, R> Introspection<S, E, R> {
         let verification = dpop.verify(
             self.layer.verifier.clone(),
             presented,
-            self.layer.accept_unverifiable,
+            crate::binding::Checking {
+                rules: self.layer.binding_rules(),
+                certificate,
+            },
             request.method(),
             crate::dpop::called_uri(&request),
             request.headers(),
