@@ -39,6 +39,10 @@
 //! | `SSF_ISSUER`, `SSF_JWKS_URL` | the transmitter's issuer (each SET's `iss`) and the JWK Set it signs with (both required with `SSF_PUSH_PATH`) |
 //! | `SSF_AUDIENCE` | this receiver's audience in the stream, comma-separated for several (required with `SSF_PUSH_PATH`) |
 //! | `SSF_PUSH_TOKEN` | the bearer token the transmitter must send (`Authorization: Bearer …`); unset: any caller may push (SETs must still be signed); never logged |
+//! | `MTLS` | `off` (default), `allowed` or `required`: certificate-bound tokens (RFC 8705, `cnf.x5t#S256`) need the client certificate they are bound to; `required`: every token must be bound |
+//! | `MTLS_CERT_HEADER` | with `MTLS`: the header format a TLS-terminating proxy forwards the client certificate in: `client-cert` (RFC 9440), `xfcc` (Envoy) or `nginx` (`$ssl_client_escaped_cert` in `X-SSL-Client-Cert`) |
+//! | `MTLS_CERT_HEADER_NAME` | with `MTLS_CERT_HEADER`: another header name for it |
+//! | `MTLS_TRUSTED_PROXIES` | with `MTLS_CERT_HEADER` (required): the proxies' networks, comma-separated CIDRs; the header from any other peer is ignored and removed |
 //!
 //! With `REDIS_URL`, a revocation (a logout token, a security event) made
 //! on one replica reaches every replica, and replicas started later.
@@ -67,6 +71,7 @@ use tower_introspection::{
     introspection::{AssertionAudience, ClientKey},
     jwt::JwtVerifier,
     logout::BackChannelLogout,
+    mtls::{CertificateHeader, MtlsConfig},
     ssf::SharedSignals,
     IntrospectionLayer, Introspector, Verifier,
 };
@@ -294,6 +299,62 @@ fn shared_signals(verifier: &Verifier) -> Result<Option<(String, SharedSignals)>
     Ok(Some((path, signals)))
 }
 
+/// `MTLS`, `MTLS_CERT_HEADER`, `MTLS_CERT_HEADER_NAME` and
+/// `MTLS_TRUSTED_PROXIES`.
+fn mtls() -> Result<Option<MtlsConfig>, String> {
+    let config = match var("MTLS").as_deref().map(str::trim) {
+        None | Some("off") => {
+            for name in [
+                "MTLS_CERT_HEADER",
+                "MTLS_CERT_HEADER_NAME",
+                "MTLS_TRUSTED_PROXIES",
+            ] {
+                if var(name).is_some() {
+                    return Err(format!("{name}: set MTLS to allowed or required"));
+                }
+            }
+            return Ok(None);
+        }
+        Some("allowed") => MtlsConfig::allowed(),
+        Some("required") => MtlsConfig::required(),
+        Some(other) => return Err(format!("MTLS: `{other}` is not off, allowed or required")),
+    };
+    let format = match var("MTLS_CERT_HEADER").as_deref().map(str::trim) {
+        Some("client-cert") => CertificateHeader::ClientCert,
+        Some("xfcc") => CertificateHeader::Xfcc,
+        Some("nginx") => CertificateHeader::Nginx,
+        Some(other) => {
+            return Err(format!(
+                "MTLS_CERT_HEADER: `{other}` is not client-cert, xfcc or nginx"
+            ))
+        }
+        None => {
+            return Err(
+                "MTLS needs MTLS_CERT_HEADER: the client certificate comes from a TLS-terminating proxy"
+                    .into(),
+            )
+        }
+    };
+    let config = match var("MTLS_CERT_HEADER_NAME") {
+        Some(name) => {
+            let name = http::HeaderName::try_from(name.trim())
+                .map_err(|_| format!("MTLS_CERT_HEADER_NAME: `{name}` is not a header name"))?;
+            config.forwarded_in(format, name)
+        }
+        None => config.forwarded_by(format),
+    };
+    let proxies = list("MTLS_TRUSTED_PROXIES");
+    if proxies.is_empty() {
+        return Err(
+            "MTLS_CERT_HEADER needs MTLS_TRUSTED_PROXIES: the networks of the proxies that forward it".into(),
+        );
+    }
+    config
+        .trusted_proxies(proxies)
+        .map(Some)
+        .map_err(|e| format!("MTLS_TRUSTED_PROXIES: {e}"))
+}
+
 async fn run() -> Result<(), String> {
     let listen: SocketAddr = var("LISTEN_ADDR")
         .unwrap_or_else(|| "127.0.0.1:3000".into())
@@ -310,6 +371,9 @@ async fn run() -> Result<(), String> {
     if let Some(dpop) = dpop()? {
         layer = layer.dpop(dpop);
     }
+    if let Some(mtls) = mtls()? {
+        layer = layer.mtls(mtls);
+    }
     let mut app = common::app(layer);
     if let Some((path, logout)) = logout {
         // Outside the layer: the authorization server sends no access token.
@@ -324,7 +388,9 @@ async fn run() -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("listening on http://{addr}");
-    axum::serve(listener, app)
+    // The peer address: whether a forwarded certificate comes from a
+    // trusted proxy.
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(common::shutdown_signal())
         .await
         .map_err(|e| e.to_string())

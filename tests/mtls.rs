@@ -231,3 +231,56 @@ async fn required_refuses_unbound_tokens_and_off_refuses_bound_ones() {
         "{challenge}"
     );
 }
+
+/// `examples/resource_server.rs` with `MTLS`, `MTLS_CERT_HEADER` and
+/// `MTLS_TRUSTED_PROXIES`: a bound token needs the certificate nginx
+/// forwards.
+#[tokio::test]
+async fn resource_server_example_checks_forwarded_certificates() {
+    use std::io::{BufRead, BufReader};
+    let auth = TestAuthServer::start().await.unwrap();
+    let (der, x5t) = certificate();
+    let (other, _) = certificate();
+    let bound = auth.mint(
+        TokenSpec::new()
+            .scope("read")
+            .claim("cnf", json!({ "x5t#S256": x5t })),
+    );
+    let mut child = std::process::Command::new(common::example("resource_server"))
+        .env("INTROSPECTION_URL", auth.introspection_url())
+        .env("CLIENT_ID", RS_CLIENT_ID)
+        .env("CLIENT_SECRET", RS_CLIENT_SECRET)
+        .env("MTLS", "allowed")
+        .env("MTLS_CERT_HEADER", "nginx")
+        .env("MTLS_TRUSTED_PROXIES", "127.0.0.1/32, ::1/128")
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env_remove("JWT_ISSUER")
+        .env_remove("JWKS_URL")
+        .env_remove("REDIS_URL")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = BufReader::new(stdout).lines().next().unwrap().unwrap();
+    let base = line.strip_prefix("listening on ").unwrap().to_owned();
+    let url = format!("{base}/whoami");
+    let name = CertificateHeader::Nginx.default_name();
+    let right = call(
+        &url,
+        &bound,
+        Some((name, &forwarded(CertificateHeader::Nginx, &der))),
+    )
+    .await
+    .0;
+    let wrong = call(
+        &url,
+        &bound,
+        Some((name, &forwarded(CertificateHeader::Nginx, &other))),
+    )
+    .await
+    .0;
+    let none = call(&url, &bound, None).await.0;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!((right, wrong, none), (200, 401, 401));
+}
