@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use crate::claims::numeric_date;
 use crate::error::ConfigError;
 use crate::jwt::JwtVerifier;
+use crate::revocation::EventStats;
 
 /// The largest request body read: an event token is a few kilobytes.
 pub(crate) const MAX_BODY: usize = 64 * 1024;
@@ -296,35 +297,5 @@ impl EventCounters {
             refused_by,
             evicted: self.evicted.load(Ordering::Relaxed),
         }
-    }
-}
-
-/// Counters of a revocation event receiver
-/// ([`BackChannelLogout`](crate::logout::BackChannelLogout),
-/// [`SharedSignals`](crate::ssf::SharedSignals)). With the `metrics`
-/// feature they are also exported:
-/// `tower_introspection_revocation_events_total` (labels `receiver`, and
-/// `outcome`: `received`, `accepted` or the refusal's error code) and
-/// `tower_introspection_revocation_evictions_total` (label `receiver`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct EventStats {
-    /// Requests received.
-    pub received: u64,
-    /// Events accepted (and carried out).
-    pub accepted: u64,
-    /// Requests refused.
-    pub refused: u64,
-    /// Refusals by the error code answered (`invalid_request`,
-    /// `invalid_key`, ...).
-    pub refused_by: BTreeMap<&'static str, u64>,
-    /// Cached answers evicted.
-    pub evicted: u64,
-}
-
-impl EventStats {
-    /// Refusals answered with `error`.
-    pub fn refused_with(&self, error: &str) -> u64 {
-        self.refused_by.get(error).copied().unwrap_or(0)
     }
 }

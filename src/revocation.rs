@@ -70,12 +70,9 @@
 //! [`JwtVerifierBuilder::shared_cache`]: crate::jwt::JwtVerifierBuilder::shared_cache
 //! [`max_cutoffs`]: crate::introspection::IntrospectorBuilder::max_cutoffs
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
-
-#[cfg(feature = "jwt")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use crate::receiver::EventStats;
 
 /// How long a cut-off is kept after its event, by default: 24 hours.
 pub const DEFAULT_CUTOFF_RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -256,5 +253,34 @@ impl RevokeError {
             Self::Full { capacity, .. } => Self::Full { capacity, evicted },
             Self::NotShared { .. } => Self::NotShared { evicted },
         }
+    }
+}
+
+/// Counters of a revocation event receiver (feature `jwt`:
+/// `logout::BackChannelLogout`, `ssf::SharedSignals`). With the `metrics`
+/// feature they are also exported:
+/// `tower_introspection_revocation_events_total` (labels `receiver`, and
+/// `outcome`: `received`, `accepted` or the refusal's error code) and
+/// `tower_introspection_revocation_evictions_total` (label `receiver`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventStats {
+    /// Requests received.
+    pub received: u64,
+    /// Events accepted (and carried out).
+    pub accepted: u64,
+    /// Requests refused.
+    pub refused: u64,
+    /// Refusals by the error code answered (`invalid_request`,
+    /// `invalid_key`, ...).
+    pub refused_by: BTreeMap<&'static str, u64>,
+    /// Cached answers evicted.
+    pub evicted: u64,
+}
+
+impl EventStats {
+    /// Refusals answered with `error`.
+    pub fn refused_with(&self, error: &str) -> u64 {
+        self.refused_by.get(error).copied().unwrap_or(0)
     }
 }
