@@ -165,9 +165,14 @@ pub(crate) fn same_in_both(principal: Principal, answer: &Principal) -> Result<P
         || (principal.is_dpop_bound()
             && principal.dpop_jkt().is_some()
             && principal.dpop_jkt() == answer.dpop_jkt());
-    let same_other = (!answer.binding().names_other() || principal.binding().names_other())
-        && (!answer.binding().names_certificate()
-            || principal.certificate_thumbprint() == answer.certificate_thumbprint());
+    // Bound to a certificate by the answer: the claims must name the same
+    // one (a malformed thumbprint in both is no match).
+    let same_certificate = !answer.binding().names_certificate()
+        || (principal.binding().names_certificate()
+            && principal.certificate_thumbprint().is_some()
+            && principal.certificate_thumbprint() == answer.certificate_thumbprint());
+    let same_other =
+        (!answer.binding().names_other() || principal.binding().names_other()) && same_certificate;
     if !same_dpop {
         Err(AuthError::invalid_token(
             "the token's DPoP binding differs between its claims and the introspection answer",
@@ -324,6 +329,25 @@ mod tests {
         check(principal, proof, rules)
             .err()
             .map(|error| error.description().to_owned())
+    }
+
+    #[test]
+    #[cfg(feature = "jwt")]
+    fn an_answer_bound_to_a_certificate_needs_the_same_in_the_claims() {
+        let answer = |cnf: &str| principal(cnf);
+        let claims = |cnf: &str| principal(cnf);
+        let ok = |c: &str, a: &str| same_in_both(claims(c), &answer(a)).is_ok();
+        assert!(ok(r#","cnf":{"x5t#S256":"t"}"#, r#","cnf":{"x5t#S256":"t"}"#));
+        assert!(!ok("", r#","cnf":{"x5t#S256":"t"}"#), "unbound claims");
+        assert!(
+            !ok("", r#","cnf":{"x5t#S256":null}"#),
+            "a malformed binding still binds"
+        );
+        assert!(!ok(r#","cnf":{"x5t#S256":"u"}"#, r#","cnf":{"x5t#S256":"t"}"#));
+        assert!(
+            ok(r#","cnf":{"x5t#S256":"t"}"#, ""),
+            "the claims bind on their own"
+        );
     }
 
     #[test]

@@ -50,7 +50,8 @@
 //! When the store is unreachable, the replica that made it refuses at once
 //! and sends it again when the store answers.
 //!
-//! Cut-offs are taken at this server's clock plus the verifier's `leeway`,
+//! Cut-offs are taken at the event (`Revocation::at`, never later than
+//! this server's clock; now by default) plus the verifier's `leeway`,
 //! so tokens whose `iat` an authorization server's clock puts slightly
 //! ahead are cut off too.
 //!

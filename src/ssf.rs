@@ -471,7 +471,12 @@ impl Subject {
             return Err("the event's subject is not an object");
         };
         let mut subject = Self::default();
-        match text(object, "format") {
+        let format = match object.get("format") {
+            None => None,
+            Some(Value::String(format)) => Some(format.as_str()),
+            Some(_) => return Err("the event's subject identifier is malformed"),
+        };
+        match format {
             // A complex subject (SSF 1.0: `"format": "complex"`, or older
             // drafts: no format): its members are identifiers by role.
             None | Some("complex") => {

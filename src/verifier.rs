@@ -139,15 +139,18 @@ impl Verifier {
 
     /// Carries out a [`Revocation`](crate::revocation::Revocation): evicts
     /// the cached answers of its subject, session or client, and refuses
-    /// from now on the tokens issued to them up to now, cached or not, in
-    /// this process (not yet on the other replicas of a fleet). See
+    /// from now on the tokens issued to them up to the event (its
+    /// [`at`](crate::revocation::Revocation::at), else now), cached or not;
+    /// with a fleet tier, on every replica. See
     /// [`revocation`](crate::revocation).
     ///
     /// # Errors
     ///
     /// [`RevokeError::Full`](crate::revocation::RevokeError::Full) when no
-    /// cut-off slot is free: the answers were evicted, but tokens not seen
-    /// yet are not refused.
+    /// cut-off slot is free (here, or in the fleet's store): the answers
+    /// were evicted, but tokens not seen yet are not refused;
+    /// [`RevokeError::NotShared`](crate::revocation::RevokeError::NotShared)
+    /// when it was carried out here but could not be sent to the fleet.
     pub async fn revoke(&self, revocation: &Revocation) -> Result<Revoked, RevokeError> {
         let outcomes = match &self.route {
             Route::Introspection(introspector) => vec![introspector.revoke(revocation).await],
@@ -174,7 +177,10 @@ impl Verifier {
                 Err(error) => error.evicted(),
             })
             .sum();
-        match outcomes.into_iter().find_map(Result::err) {
+        // The worst first: a cut-off not recorded here over one not shared.
+        let mut errors: Vec<RevokeError> = outcomes.into_iter().filter_map(Result::err).collect();
+        errors.sort_by_key(|error| !matches!(error, RevokeError::Full { .. }));
+        match errors.into_iter().next() {
             Some(error) => Err(error.with_evicted(evicted)),
             None => Ok(Revoked { evicted }),
         }

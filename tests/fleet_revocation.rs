@@ -193,22 +193,38 @@ async fn a_replica_that_starts_later_refuses_what_was_revoked_before(store: Stor
 async fn a_late_replica_reads_every_page_of_stored_revocations(store: Store) {
     let auth = TestAuthServer::start().await.unwrap();
     let first = store.replica(&auth);
-    let in_session =
-        |sid: String| auth.mint(TokenSpec::new().sub("alice").claim("sid", serde_json::json!(sid)));
+    // Issued before every event.
+    let issued = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 1300;
+    let in_session = |sid: String| {
+        auth.mint(
+            TokenSpec::new()
+                .sub("alice")
+                .iat(issued)
+                .claim("sid", serde_json::json!(sid)),
+        )
+    };
     let (oldest, newest, kept) = (
         in_session("s0".into()),
         in_session("s1200".into()),
         in_session("s1201".into()),
     );
-    for i in 0..=1200 {
+    // Each a second older than the next: a score of its own, so that the
+    // pages are read in order, and the oldest come last.
+    let now = std::time::SystemTime::now();
+    for i in 0..=1200u64 {
+        let at = now - Duration::from_secs(1200 - i);
         first
-            .revoke(&Revocation::session(auth.issuer(), format!("s{i}")))
+            .revoke(&Revocation::session(auth.issuer(), format!("s{i}")).at(at))
             .await
             .unwrap();
     }
     let late = store.replica(&auth);
-    assert!(is_revoked(&late.validate(&oldest).await));
-    assert!(is_revoked(&late.validate(&newest).await));
+    assert!(is_revoked(&late.validate(&oldest).await), "the last page");
+    assert!(is_revoked(&late.validate(&newest).await), "the first page");
     late.validate(&kept).await.unwrap();
 }
 

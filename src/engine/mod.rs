@@ -443,7 +443,8 @@ impl<L: LoadToken> Engine<L> {
                     })
                 }
                 FleetRevocation::StoreFull => {}
-                FleetRevocation::NotSealed => return Err(RevokeError::NotShared { evicted }),
+                FleetRevocation::NotSealed if recorded => return Err(RevokeError::NotShared { evicted }),
+                FleetRevocation::NotSealed => {}
             }
         }
         if recorded {

@@ -15,7 +15,7 @@
 //! so a notice reaches replicas on either side of a secret rotation (it is
 //! sealed under every secret the sender has).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::keys::FleetKeys;
 use super::seal;
@@ -28,14 +28,13 @@ pub(crate) const PAGE: u64 = 1000;
 /// Whether this replica has read the stored cut-offs since it last could
 /// have missed a revocation notice (it started, subscribed, lost its
 /// subscription, or dropped notices). An epoch, raised by each such event:
-/// a read counts only if no event came while it ran, and only while
-/// subscribed, so a revocation published between a read and a
+/// a read counts only if no event came while it ran. The subscription
+/// raises it too, so a revocation published between a read and the
 /// subscription is never lost.
 #[derive(Debug)]
 pub(crate) struct ReadState {
     epoch: AtomicU64,
     read_epoch: AtomicU64,
-    subscribed: AtomicBool,
 }
 
 impl Default for ReadState {
@@ -43,7 +42,6 @@ impl Default for ReadState {
         Self {
             epoch: AtomicU64::new(1),
             read_epoch: AtomicU64::new(0),
-            subscribed: AtomicBool::new(false),
         }
     }
 }
@@ -65,15 +63,12 @@ impl ReadState {
     /// The subscription is up (notices flow from now on); reads made
     /// before it may have missed one.
     pub(crate) fn subscribed(&self) {
-        self.subscribed.store(true, Ordering::Release);
         self.unread();
     }
 
-    /// A read begins: the epoch it counts for, when subscribed.
-    pub(crate) fn begin(&self) -> Option<u64> {
-        let subscribed = self.subscribed.load(Ordering::Acquire);
-        let epoch = self.epoch.load(Ordering::Acquire);
-        subscribed.then_some(epoch)
+    /// A read begins: the epoch it counts for.
+    pub(crate) fn begin(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     /// The read that began at `epoch` is done.
@@ -168,23 +163,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_read_counts_only_when_subscribed_and_nothing_came_meanwhile() {
+    fn a_read_counts_only_when_nothing_came_meanwhile() {
         let state = ReadState::default();
         assert!(!state.is_current(), "never read");
-        assert_eq!(state.begin(), None, "not subscribed: a read does not count");
-        state.subscribed();
-        let epoch = state.begin().unwrap();
-        state.done(epoch);
+        state.done(state.begin());
         assert!(state.is_current());
-        let during = state.begin().unwrap();
+        let during = state.begin();
         state.unread();
         state.done(during);
         assert!(!state.is_current(), "an event while reading: read again");
-        let before = state.begin().unwrap();
+        let before = state.begin();
         state.subscribed();
         state.done(before);
         assert!(!state.is_current(), "a read from before the subscription");
-        state.done(state.begin().unwrap());
+        state.done(state.begin());
         assert!(state.is_current());
     }
 

@@ -272,7 +272,8 @@ impl SharedStore for MemoryConnection {
     fn cutoffs<'a>(
         &'a self,
         set: &'a str,
-        min: u64,
+        max: u64,
+        after: u64,
         skip: u64,
         count: u64,
     ) -> StoreFuture<'a, Vec<(u64, Vec<u8>)>> {
@@ -282,11 +283,11 @@ impl SharedStore for MemoryConnection {
                 .get(set)
                 .into_iter()
                 .flatten()
-                .filter(|(score, _)| *score >= min)
+                .filter(|(score, _)| *score <= max && *score > after)
                 .cloned()
                 .collect();
-            // Redis orders equal scores by member.
-            page.sort_unstable();
+            // Redis orders equal scores by member, in reverse here.
+            page.sort_unstable_by(|a, b| b.cmp(a));
             page.into_iter()
                 .skip(usize::try_from(skip).unwrap_or(usize::MAX))
                 .take(usize::try_from(count).unwrap_or(usize::MAX))
@@ -371,25 +372,26 @@ mod tests {
                 "announced either way"
             );
         }
-        // Pages by ascending score, from `min`, skipping `skip`.
-        let all = a.cutoffs("cutoffs", 101, 0, 10).await.unwrap();
+        // Pages by descending score, from `max` to above `after`,
+        // skipping `skip`.
+        let all = a.cutoffs("cutoffs", u64::MAX, 100, 0, 10).await.unwrap();
         assert_eq!(
             all,
-            [(200, b"a".to_vec()), (200, b"b".to_vec()), (300, b"c".to_vec())]
+            [(300, b"c".to_vec()), (200, b"b".to_vec()), (200, b"a".to_vec())]
         );
         assert_eq!(
-            a.cutoffs("cutoffs", 200, 1, 1).await.unwrap(),
-            [(200, b"b".to_vec())]
+            a.cutoffs("cutoffs", 200, 100, 1, 1).await.unwrap(),
+            [(200, b"a".to_vec())]
         );
         assert_eq!(
-            a.cutoffs("cutoffs", 201, 0, 10).await.unwrap(),
+            a.cutoffs("cutoffs", u64::MAX, 200, 0, 10).await.unwrap(),
             [(300, b"c".to_vec())]
         );
         // Forgotten by 250: pruned, so there is room again.
         assert_eq!(a.cut_off(cut(&fourth, 400, 250)).await, Ok(true));
         assert_eq!(
-            a.cutoffs("cutoffs", 0, 0, 10).await.unwrap(),
-            [(300, b"c".to_vec()), (400, b"d".to_vec())]
+            a.cutoffs("cutoffs", u64::MAX, 0, 0, 10).await.unwrap(),
+            [(400, b"d".to_vec()), (300, b"c".to_vec())]
         );
     }
 

@@ -493,6 +493,11 @@ impl SharedTier {
         let retention_ms = millis(inner.cutoff_retention);
         let at_ms = u64::try_from(at).unwrap_or(0).saturating_mul(1000);
         let forget_at_ms = at_ms.saturating_add(retention_ms);
+        // Older than the retention: no token issued before it is still
+        // valid (see `cutoff_retention`); nothing to tell.
+        if forget_at_ms <= now_ms() {
+            return FleetRevocation::Sent;
+        }
         let members = cutoffs::seal_revocation(&inner.keys, revocation, at, forget_at_ms);
         if members.is_empty() {
             tracing::warn!("a revocation could not be sealed for the fleet (too large, or no random source): only this replica carries it out");
@@ -638,20 +643,22 @@ impl TierInner {
         let secrets = u64::try_from(self.keys.secrets.len()).unwrap_or(u64::MAX);
         let max = self.max_cutoffs.saturating_mul(secrets);
         let now = now_ms();
-        // A cursor of (score, members at that score already read): exact
-        // however many share a score, and whatever expires meanwhile.
-        let (mut min, mut skip, mut read) = (now.saturating_add(1), 0u64, 0u64);
+        // Those forgotten last first (the newest events), should the set
+        // hold more than this replica keeps. A cursor of (score, members at
+        // that score already read): exact however many share a score.
+        let (mut max_score, mut skip, mut read) = (u64::MAX, 0u64, 0u64);
         let (mut carried, mut full) = (0u64, 0u64);
         loop {
-            let Some(page) = self.run(self.store.cutoffs(&set, min, skip, cutoffs::PAGE)).await else {
+            let page = self.store.cutoffs(&set, max_score, now, skip, cutoffs::PAGE);
+            let Some(page) = self.run(page).await else {
                 return;
             };
             let last = u64::try_from(page.len()).unwrap_or(u64::MAX);
             for (score, member) in page {
-                if score == min {
+                if score == max_score {
                     skip += 1;
                 } else {
-                    (min, skip) = (score, 1);
+                    (max_score, skip) = (score, 1);
                 }
                 if let Some((revocation, at)) = cutoffs::open_revocation(&self.keys, &member, now) {
                     carried += 1;
@@ -668,9 +675,7 @@ impl TierInner {
         if full > 0 {
             tracing::warn!(full, "the fleet's stored revocations found this replica's cut-offs full: their cached answers were evicted, but tokens not seen yet are not refused");
         }
-        if let Some(epoch) = epoch {
-            self.cutoff_reads.done(epoch);
-        }
+        self.cutoff_reads.done(epoch);
         tracing::debug!(carried, "read the fleet's stored revocation cut-offs");
     }
 
@@ -687,9 +692,7 @@ impl TierInner {
 
     #[cfg(test)]
     pub(crate) fn mark_cutoffs_read(&self) {
-        if let Some(epoch) = self.cutoff_reads.begin() {
-            self.cutoff_reads.done(epoch);
-        }
+        self.cutoff_reads.done(self.cutoff_reads.begin());
     }
 
     /// The subscription is up: reads made before it may have missed a

@@ -337,16 +337,22 @@ impl SharedStore for RedisStore {
     fn cutoffs<'a>(
         &'a self,
         set: &'a str,
-        min: u64,
+        max: u64,
+        after: u64,
         skip: u64,
         count: u64,
     ) -> StoreFuture<'a, Vec<(u64, Vec<u8>)>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
-            let page: Vec<(Vec<u8>, f64)> = redis::cmd("ZRANGEBYSCORE")
+            let max = if max == u64::MAX {
+                "+inf".to_owned()
+            } else {
+                max.to_string()
+            };
+            let page: Vec<(Vec<u8>, f64)> = redis::cmd("ZREVRANGEBYSCORE")
                 .arg(set)
-                .arg(min)
-                .arg("+inf")
+                .arg(max)
+                .arg(format!("({after}"))
                 .arg("WITHSCORES")
                 .arg("LIMIT")
                 .arg(skip)

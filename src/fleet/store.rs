@@ -134,13 +134,14 @@ pub(crate) trait SharedStore: Send + Sync + 'static {
     /// Stores and announces a revocation; whether the set had room for it.
     fn cut_off<'a>(&'a self, op: CutOff<'a>) -> StoreFuture<'a, bool>;
 
-    /// Members of the sorted set `set` with their scores, by ascending
-    /// score from `min` (inclusive), skipping the first `skip`, at most
-    /// `count`: one page of the stored cut-offs.
+    /// Members of the sorted set `set` with their scores, by descending
+    /// score from `max` (inclusive) down to above `after`, skipping the
+    /// first `skip`, at most `count`: one page of the stored cut-offs.
     fn cutoffs<'a>(
         &'a self,
         set: &'a str,
-        min: u64,
+        max: u64,
+        after: u64,
         skip: u64,
         count: u64,
     ) -> StoreFuture<'a, Vec<(u64, Vec<u8>)>>;

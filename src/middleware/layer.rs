@@ -242,8 +242,9 @@ impl<E, R> IntrospectionLayer<E, R> {
         pub fn allow_anonymous(allow: bool) => anonymous = allow;
 
         /// Accept tokens bound to their sender by a confirmation method this
-        /// layer cannot check, such as a client certificate (RFC 8705
-        /// `cnf.x5t#S256`), as plain bearer tokens. Off by default: such a
+        /// layer does not check, such as a client certificate (RFC 8705
+        /// `cnf.x5t#S256`) without [`mtls`](Self::mtls), as plain bearer
+        /// tokens. Off by default: such a
         /// token is refused with 401 `invalid_token` and a description that
         /// names the binding, because accepting it without its proof of
         /// possession defeats the binding (RFC 8705 §3; RFC 9449 §7.1): whoever
@@ -253,7 +254,9 @@ impl<E, R> IntrospectionLayer<E, R> {
         ///
         /// DPoP bindings (`cnf.jkt`) are not affected: they are checked with
         /// [`dpop`](Self::dpop) and never accepted as `Bearer`. A token bound
-        /// both ways passes the `DPoP` scheme only with this on. Calls to
+        /// to a DPoP key and by such a method passes the `DPoP` scheme only
+        /// with this on (with `mtls`, a certificate binding is checked
+        /// whatever this says). Calls to
         /// `validate` outside a layer refuse every bound token.
         pub fn accept_unverifiable_bindings(accept: bool) => accept_unverifiable = accept;
     }
@@ -382,6 +385,8 @@ impl<E: fmt::Debug, R> fmt::Debug for IntrospectionLayer<E, R> {
             .field("extractor", &self.extractor);
         #[cfg(feature = "jwt")]
         debug.field("dpop", &self.dpop);
+        #[cfg(feature = "jwt")]
+        debug.field("mtls", &self.mtls);
         debug.finish_non_exhaustive()
     }
 }

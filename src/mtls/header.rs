@@ -11,8 +11,19 @@
 //! - nginx's `$ssl_client_escaped_cert`: the URL-encoded PEM (empty when the
 //!   client sent none).
 
-use base64::engine::general_purpose::STANDARD;
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
+
+/// Base64 as RFC 8941 asks byte sequences to be read: padding optional,
+/// non-zero trailing bits accepted.
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
 
 /// A proxy's header format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,14 +73,16 @@ pub(crate) fn certificate_hash(
     }
 }
 
-/// RFC 9440 §2.2: `:<base64>:`, a DER certificate.
+/// RFC 9440 §2.2: `:<base64>:`, a DER certificate; parameters after it are
+/// ignored, and padding and trailing bits are read leniently (RFC 8941
+/// §4.2.7).
 fn client_cert(value: &str) -> Result<[u8; 32], &'static str> {
     let malformed = "the Client-Cert header is not a byte sequence (RFC 9440)";
-    let encoded = value
+    let (encoded, _parameters) = value
         .strip_prefix(':')
-        .and_then(|rest| rest.strip_suffix(':'))
+        .and_then(|rest| rest.split_once(':'))
         .ok_or(malformed)?;
-    let der = STANDARD.decode(encoded).map_err(|_| malformed)?;
+    let der = LENIENT.decode(encoded).map_err(|_| malformed)?;
     if der.is_empty() {
         return Err(malformed);
     }
@@ -82,7 +95,7 @@ fn xfcc(value: &str) -> Result<Option<[u8; 32]>, &'static str> {
     let malformed = "the x-forwarded-client-cert header is malformed";
     let elements = split_outside_quotes(value, ',').ok_or(malformed)?;
     let Some(last) = elements.last() else {
-        return Ok(None);
+        return Err(malformed);
     };
     let (mut cert, mut hash) = (None, None);
     for pair in split_outside_quotes(last, ';').ok_or(malformed)? {
@@ -175,6 +188,9 @@ fn percent_decode(value: &str) -> Option<Vec<u8>> {
     while let Some(&byte) = bytes.get(index) {
         if byte == b'%' {
             let hex = bytes.get(index + 1..index + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
             let hex = std::str::from_utf8(hex).ok()?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
             index += 3;
@@ -187,7 +203,7 @@ fn percent_decode(value: &str) -> Option<Vec<u8>> {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..text.len() / 2)
@@ -234,8 +250,18 @@ mod tests {
         let expected = Some(sha256(DER));
         let sf = format!(":{}:", STANDARD.encode(DER));
         assert_eq!(read(CertificateHeader::ClientCert, &sf), Ok(expected));
+        let unpadded = format!(":{}:;by=proxy", STANDARD.encode(DER).trim_end_matches('='));
+        assert_eq!(
+            read(CertificateHeader::ClientCert, &unpadded),
+            Ok(expected),
+            "RFC 8941 leniency"
+        );
         assert_eq!(read(CertificateHeader::Nginx, &escaped(&pem())), Ok(expected));
         let hash: String = sha256(DER).iter().map(|b| format!("{b:02x}")).collect();
+        assert!(
+            read(CertificateHeader::Xfcc, &format!("Hash=+{}", &hash[1..])).is_err(),
+            "hex digits only"
+        );
         let xfcc = format!(
             r#"By=spiffe://a;Hash=00;Subject="CN=old, O=x",By=spiffe://b;Hash={hash};Subject="CN=a;b, O=\"q\"""#
         );
@@ -256,6 +282,7 @@ mod tests {
     fn absence_is_none_and_malformed_values_are_refused() {
         assert_eq!(read(CertificateHeader::Nginx, ""), Ok(None));
         assert_eq!(read(CertificateHeader::Xfcc, "By=spiffe://a"), Ok(None));
+        assert_eq!(read(CertificateHeader::Xfcc, ""), Ok(None));
         for (format, value) in [
             (CertificateHeader::ClientCert, "not a byte sequence"),
             (CertificateHeader::ClientCert, "::"),
@@ -263,6 +290,7 @@ mod tests {
             (CertificateHeader::Nginx, "-----BEGIN%20CERTIFICATE-----"),
             (CertificateHeader::Nginx, "%ZZ"),
             (CertificateHeader::Nginx, "%4"),
+            (CertificateHeader::Nginx, "%+4"),
             (CertificateHeader::Xfcc, "Hash=abc"),
             (CertificateHeader::Xfcc, "Hash=00"),
             (CertificateHeader::Xfcc, r#"Cert="unclosed"#),

@@ -98,7 +98,16 @@ impl MtlsConfig {
     }
 
     /// Reads the certificate a trusted proxy forwards, in `format`, from its
-    /// usual header ([`CertificateHeader::default_name`]).
+    /// usual header ([`CertificateHeader::default_name`]). Over the TLS
+    /// connection's certificate, which behind a proxy is the proxy's own.
+    ///
+    /// The proxy must set the header itself, replacing any the client sent:
+    /// nginx's `proxy_set_header` does; Envoy does with
+    /// `forward_client_cert_details` `SANITIZE_SET` (or `APPEND_FORWARD`:
+    /// the last element is then the one it added), not with the
+    /// `FORWARD_ONLY` modes. Behind several Envoy hops, the last element is
+    /// the last hop's client: put the proxy that terminates the client's
+    /// TLS next to this server, or have the others sanitize.
     pub fn forwarded_by(self, format: CertificateHeader) -> Self {
         let name = HeaderName::from_static(format.default_name());
         Self {
@@ -117,9 +126,10 @@ impl MtlsConfig {
 
     /// The proxies trusted to forward the certificate: their networks in
     /// CIDR notation (`10.0.0.0/8`, `::1/128`, or an address). The peer
-    /// address is axum's `ConnectInfo<SocketAddr>` (serve with
-    /// `into_make_service_with_connect_info`); without it, no header is
-    /// trusted.
+    /// address is axum's `ConnectInfo<SocketAddr>` (feature `axum`; serve
+    /// with `into_make_service_with_connect_info::<SocketAddr>()`): without
+    /// it, or without any network here, no header is trusted, and every
+    /// forwarded header is removed.
     ///
     /// # Errors
     ///
@@ -143,21 +153,26 @@ impl MtlsConfig {
     /// connection's, else a trusted proxy's header. The header is removed
     /// from a request that is not from a trusted proxy.
     pub(crate) fn presented<B>(&self, request: &mut Request<B>) -> Result<Option<[u8; 32]>, AuthError> {
-        if let Some(ClientCertificate(der)) = request.extensions().get::<ClientCertificate>() {
-            return Ok(Some(header::sha256(der)));
-        }
+        let connection = |request: &Request<B>| {
+            request
+                .extensions()
+                .get::<ClientCertificate>()
+                .map(|ClientCertificate(der)| header::sha256(der))
+        };
         let Some((format, name)) = &self.forwarded else {
-            return Ok(None);
+            return Ok(connection(request));
         };
         if !request.headers().contains_key(name) {
-            return Ok(None);
+            return Ok(connection(request));
         }
         if !self.trusted(request) {
             // Anyone can send the header: it must not reach the inner
             // service as though a proxy had vouched for it.
             request.headers_mut().remove(name);
-            return Ok(None);
+            return Ok(connection(request));
         }
+        // A trusted proxy's header names its client's certificate; the
+        // connection's, if any, is the proxy's own.
         let mut values = request.headers().get_all(name).iter();
         let (Some(value), None) = (values.next(), values.next()) else {
             return Err(AuthError::new(
@@ -197,5 +212,70 @@ impl fmt::Debug for MtlsConfig {
             .field("forwarded", &self.forwarded)
             .field("trusted_proxies", &self.proxies)
             .finish()
+    }
+}
+
+#[cfg(test)]
+#[cfg(feature = "axum")]
+mod tests {
+    use super::*;
+
+    fn request(peer: &str, header: Option<&str>, connection: Option<&[u8]>) -> Request<()> {
+        let mut request = Request::new(());
+        let peer: SocketAddr = peer.parse().unwrap();
+        request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        if let Some(der) = connection {
+            request
+                .extensions_mut()
+                .insert(ClientCertificate(Bytes::copy_from_slice(der)));
+        }
+        if let Some(value) = header {
+            request
+                .headers_mut()
+                .insert("client-cert", http::HeaderValue::from_str(value).unwrap());
+        }
+        request
+    }
+
+    #[test]
+    fn the_connection_the_trusted_header_and_the_untrusted_one() {
+        use base64::Engine as _;
+        let mtls = MtlsConfig::allowed()
+            .forwarded_by(CertificateHeader::ClientCert)
+            .trusted_proxies(["10.0.0.0/8"])
+            .unwrap();
+        let (own, forwarded) = (b"the proxy's own certificate", b"its client's certificate");
+        let header = format!(
+            ":{}:",
+            base64::engine::general_purpose::STANDARD.encode(forwarded)
+        );
+        // Only the connection's: that one.
+        let mut plain = request("192.0.2.1:1", None, Some(own));
+        assert_eq!(mtls.presented(&mut plain).unwrap(), Some(header::sha256(own)));
+        // A trusted proxy's header: its client's, not the proxy's own.
+        let mut proxied = request("10.1.1.1:1", Some(&header), Some(own));
+        assert_eq!(
+            mtls.presented(&mut proxied).unwrap(),
+            Some(header::sha256(forwarded))
+        );
+        assert!(
+            proxied.headers().contains_key("client-cert"),
+            "kept for the inner service"
+        );
+        // From anyone else: ignored and removed, the connection's stands.
+        let mut forged = request("192.0.2.1:1", Some(&header), Some(own));
+        assert_eq!(mtls.presented(&mut forged).unwrap(), Some(header::sha256(own)));
+        assert!(!forged.headers().contains_key("client-cert"));
+        let mut mapped = request("[::ffff:10.0.0.9]:1", Some(&header), None);
+        assert_eq!(
+            mtls.presented(&mut mapped).unwrap(),
+            Some(header::sha256(forwarded)),
+            "an IPv4-mapped peer"
+        );
+        let mut twice = request("10.1.1.1:1", Some(&header), None);
+        twice
+            .headers_mut()
+            .append("client-cert", http::HeaderValue::from_str(&header).unwrap());
+        assert!(mtls.presented(&mut twice).is_err(), "repeated: 400");
     }
 }
