@@ -17,8 +17,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, COOKIE, LOCATION, SET_COOKIE};
@@ -157,42 +155,33 @@ impl Browser {
     }
 }
 
-/// A replica of `examples/resource_server.rs`, killed when dropped.
-struct Replica {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn replica(listen: &str, oidc: &HashMap<String, String>, redis_url: &str, client_id: &str) -> Replica {
-    let mut child = Command::new(common::example("resource_server"))
-        .env("JWT_ISSUER", &oidc["OIDC_ISSUER"])
-        .env("JWKS_URL", &oidc["OIDC_JWKS_URL"])
-        .env("EXPECTED_AUDIENCE", RESOURCE)
-        .env("BACKCHANNEL_LOGOUT_PATH", "/backchannel-logout")
-        .env("LOGOUT_TOKEN_AUDIENCE", client_id)
-        .env("REDIS_URL", redis_url)
-        .env("CACHE_SHARED_SECRET", SECRET)
-        .env("LISTEN_ADDR", listen)
-        .env_remove("INTROSPECTION_URL")
-        .env_remove("AS_ISSUER")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = BufReader::new(stdout).lines().next().unwrap().unwrap();
-    let base = line.strip_prefix("listening on ").unwrap().to_owned();
-    Replica { child, base }
+/// A replica of `examples/resource_server.rs` on `listen`, a JWT verifier
+/// of the provider's tokens sharing `redis_url`, receiving logout tokens
+/// for `client_id`.
+fn replica(
+    listen: &str,
+    oidc: &HashMap<String, String>,
+    redis_url: &str,
+    client_id: &str,
+) -> common::ExampleServer {
+    common::start_example(
+        "resource_server",
+        &[
+            ("JWT_ISSUER", &oidc["OIDC_ISSUER"]),
+            ("JWKS_URL", &oidc["OIDC_JWKS_URL"]),
+            ("EXPECTED_AUDIENCE", RESOURCE),
+            ("BACKCHANNEL_LOGOUT_PATH", "/backchannel-logout"),
+            ("LOGOUT_TOKEN_AUDIENCE", client_id),
+            ("REDIS_URL", redis_url),
+            ("CACHE_SHARED_SECRET", SECRET),
+            ("LISTEN_ADDR", listen),
+        ],
+        &["INTROSPECTION_URL", "AS_ISSUER"],
+    )
 }
 
 /// Whether `replica` refuses `token` as revoked (not for any other reason).
-async fn refuses_as_revoked(replica: &Replica, token: &str) -> bool {
+async fn refuses_as_revoked(replica: &common::ExampleServer, token: &str) -> bool {
     let response = reqwest::Client::new()
         .get(format!("{}/whoami", replica.base))
         .bearer_auth(token)
@@ -202,7 +191,7 @@ async fn refuses_as_revoked(replica: &Replica, token: &str) -> bool {
     response.status() == 401 && common::challenge(&response).contains("the token was revoked")
 }
 
-async fn whoami(replica: &Replica, token: &str) -> u16 {
+async fn whoami(replica: &common::ExampleServer, token: &str) -> u16 {
     reqwest::Client::new()
         .get(format!("{}/whoami", replica.base))
         .bearer_auth(token)

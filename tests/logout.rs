@@ -339,26 +339,22 @@ fn settings_are_checked() {
 /// (`AS_ISSUER`, `AS_JWKS_URL`) ends the session's cached token.
 #[tokio::test]
 async fn resource_server_example_serves_the_receiver() {
-    use std::io::{BufRead, BufReader};
     let auth = TestAuthServer::start().await.unwrap();
-    let mut child = std::process::Command::new(common::example("resource_server"))
-        .env("INTROSPECTION_URL", auth.introspection_url())
-        .env("CLIENT_ID", RS_CLIENT_ID)
-        .env("CLIENT_SECRET", RS_CLIENT_SECRET)
-        .env("AS_ISSUER", auth.issuer())
-        .env("AS_JWKS_URL", auth.jwks_url())
-        .env("BACKCHANNEL_LOGOUT_PATH", "/backchannel-logout")
-        .env("LOGOUT_TOKEN_AUDIENCE", format!("other,{CLIENT}"))
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env_remove("JWT_ISSUER")
-        .env_remove("JWKS_URL")
-        .env_remove("REDIS_URL")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = BufReader::new(stdout).lines().next().unwrap().unwrap();
-    let base = line.strip_prefix("listening on ").unwrap().to_owned();
+    let audiences = format!("other,{CLIENT}");
+    let server = common::start_example(
+        "resource_server",
+        &[
+            ("INTROSPECTION_URL", &auth.introspection_url()),
+            ("CLIENT_ID", RS_CLIENT_ID),
+            ("CLIENT_SECRET", RS_CLIENT_SECRET),
+            ("AS_ISSUER", &auth.issuer()),
+            ("AS_JWKS_URL", &auth.jwks_url()),
+            ("BACKCHANNEL_LOGOUT_PATH", "/backchannel-logout"),
+            ("LOGOUT_TOKEN_AUDIENCE", &audiences),
+        ],
+        &["JWT_ISSUER", "JWKS_URL", "REDIS_URL"],
+    );
+    let base = server.base.clone();
     let token = auth.mint(
         TokenSpec::new()
             .sub("alice")
@@ -375,7 +371,5 @@ async fn resource_server_example_serves_the_receiver() {
     )
     .await;
     let after = whoami().await.unwrap().status().as_u16();
-    let _ = child.kill();
-    let _ = child.wait();
     assert_eq!((before, answered, after), (200, 200, 401));
 }

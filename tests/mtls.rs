@@ -237,7 +237,6 @@ async fn required_refuses_unbound_tokens_and_off_refuses_bound_ones() {
 /// forwards.
 #[tokio::test]
 async fn resource_server_example_checks_forwarded_certificates() {
-    use std::io::{BufRead, BufReader};
     let auth = TestAuthServer::start().await.unwrap();
     let (der, x5t) = certificate();
     let (other, _) = certificate();
@@ -246,24 +245,19 @@ async fn resource_server_example_checks_forwarded_certificates() {
             .scope("read")
             .claim("cnf", json!({ "x5t#S256": x5t })),
     );
-    let mut child = std::process::Command::new(common::example("resource_server"))
-        .env("INTROSPECTION_URL", auth.introspection_url())
-        .env("CLIENT_ID", RS_CLIENT_ID)
-        .env("CLIENT_SECRET", RS_CLIENT_SECRET)
-        .env("MTLS", "allowed")
-        .env("MTLS_CERT_HEADER", "nginx")
-        .env("MTLS_TRUSTED_PROXIES", "127.0.0.1/32, ::1/128")
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env_remove("JWT_ISSUER")
-        .env_remove("JWKS_URL")
-        .env_remove("REDIS_URL")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = BufReader::new(stdout).lines().next().unwrap().unwrap();
-    let base = line.strip_prefix("listening on ").unwrap().to_owned();
-    let url = format!("{base}/whoami");
+    let server = common::start_example(
+        "resource_server",
+        &[
+            ("INTROSPECTION_URL", &auth.introspection_url()),
+            ("CLIENT_ID", RS_CLIENT_ID),
+            ("CLIENT_SECRET", RS_CLIENT_SECRET),
+            ("MTLS", "allowed"),
+            ("MTLS_CERT_HEADER", "nginx"),
+            ("MTLS_TRUSTED_PROXIES", "127.0.0.1/32, ::1/128"),
+        ],
+        &["JWT_ISSUER", "JWKS_URL", "REDIS_URL"],
+    );
+    let url = format!("{}/whoami", server.base);
     let name = CertificateHeader::Nginx.default_name();
     let right = call(
         &url,
@@ -280,7 +274,5 @@ async fn resource_server_example_checks_forwarded_certificates() {
     .await
     .0;
     let none = call(&url, &bound, None).await.0;
-    let _ = child.kill();
-    let _ = child.wait();
     assert_eq!((right, wrong, none), (200, 401, 401));
 }

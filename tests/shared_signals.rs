@@ -477,28 +477,23 @@ fn settings_are_checked_and_the_push_token_never_printed() {
 /// user's cached token.
 #[tokio::test]
 async fn resource_server_example_serves_the_receiver() {
-    use std::io::{BufRead, BufReader};
     let auth = TestAuthServer::start().await.unwrap();
-    let mut child = std::process::Command::new(common::example("resource_server"))
-        .env("INTROSPECTION_URL", auth.introspection_url())
-        .env("CLIENT_ID", RS_CLIENT_ID)
-        .env("CLIENT_SECRET", RS_CLIENT_SECRET)
-        .env("SSF_PUSH_PATH", "/ssf/events")
-        .env("SSF_ISSUER", auth.issuer())
-        .env("SSF_JWKS_URL", auth.jwks_url())
-        .env("SSF_AUDIENCE", format!("other,{AUDIENCE}"))
-        .env("SSF_PUSH_TOKEN", PUSH_TOKEN)
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env_remove("JWT_ISSUER")
-        .env_remove("JWKS_URL")
-        .env_remove("AS_ISSUER")
-        .env_remove("REDIS_URL")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = BufReader::new(stdout).lines().next().unwrap().unwrap();
-    let base = line.strip_prefix("listening on ").unwrap().to_owned();
+    let audiences = format!("other,{AUDIENCE}");
+    let server = common::start_example(
+        "resource_server",
+        &[
+            ("INTROSPECTION_URL", &auth.introspection_url()),
+            ("CLIENT_ID", RS_CLIENT_ID),
+            ("CLIENT_SECRET", RS_CLIENT_SECRET),
+            ("SSF_PUSH_PATH", "/ssf/events"),
+            ("SSF_ISSUER", &auth.issuer()),
+            ("SSF_JWKS_URL", &auth.jwks_url()),
+            ("SSF_AUDIENCE", &audiences),
+            ("SSF_PUSH_TOKEN", PUSH_TOKEN),
+        ],
+        &["JWT_ISSUER", "JWKS_URL", "AS_ISSUER", "REDIS_URL"],
+    );
+    let base = server.base.clone();
     let token = auth.mint(TokenSpec::new().sub("alice").scope("read"));
     let http = reqwest::Client::new();
     let whoami = || http.get(format!("{base}/whoami")).bearer_auth(&token).send();
@@ -509,8 +504,6 @@ async fn resource_server_example_serves_the_receiver() {
     let still = whoami().await.unwrap().status().as_u16();
     let answered = push(&url, &event).await.0;
     let after = whoami().await.unwrap().status().as_u16();
-    let _ = child.kill();
-    let _ = child.wait();
     assert_eq!(
         (before, unauthenticated, still, answered, after),
         (200, 401, 200, 202, 401)

@@ -113,6 +113,51 @@ pub fn example(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
+/// An example server running as a child process, stopped when dropped.
+pub struct ExampleServer {
+    child: std::process::Child,
+    /// `http://ADDR`, from its `listening on` line.
+    pub base: String,
+}
+
+impl Drop for ExampleServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the example `name` with the variables `vars` set (and
+/// `LISTEN_ADDR` on a free loopback port unless given) and `removed`
+/// unset; waits for its `listening on` line.
+pub fn start_example(name: &str, vars: &[(&str, &str)], removed: &[&str]) -> ExampleServer {
+    use std::io::{BufRead, BufReader};
+    let mut command = std::process::Command::new(example(name));
+    command.env("LISTEN_ADDR", "127.0.0.1:0");
+    for name in removed {
+        command.env_remove(name);
+    }
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the example starts");
+    let stdout = child.stdout.take().expect("its stdout");
+    let line = BufReader::new(stdout)
+        .lines()
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let Some(base) = line.strip_prefix("listening on ").map(str::to_owned) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{name} did not start: {line:?}");
+    };
+    ExampleServer { child, base }
+}
+
 /// Serves `router` on a free loopback port; returns its base URL.
 pub async fn serve(router: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
